@@ -1,0 +1,10 @@
+//! Foundations shared by every berth crate: error kinds, typed ids, atomic
+//! record writes and path resolution inside a root directory.
+
+pub mod atomic;
+pub mod error;
+pub mod id;
+pub mod rootfs;
+
+pub use error::{ErrorKind, Kinded};
+pub use id::{ContainerId, IdError};
