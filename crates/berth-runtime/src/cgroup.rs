@@ -1,0 +1,92 @@
+//! The spec's linux.resources and cgroupsPath, turned into berth-cgroups terms.
+
+use berth_cgroups::{Cgroup, DeviceRule, Hierarchies, Resources};
+use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
+
+use crate::Result;
+
+/// Device nodes every container may use, whatever its rules say; runc's
+/// `AllowedDevices` list (libcontainer/specconv), so that the default
+/// /dev entries work.
+const ALWAYS_ALLOWED: &[(char, Option<i64>, Option<i64>, &str)] = &[
+    ('c', None, None, "m"),
+    ('b', None, None, "m"),
+    ('c', Some(1), Some(3), "rwm"),   // null
+    ('c', Some(1), Some(8), "rwm"),   // random
+    ('c', Some(1), Some(7), "rwm"),   // full
+    ('c', Some(5), Some(0), "rwm"),   // tty
+    ('c', Some(1), Some(5), "rwm"),   // zero
+    ('c', Some(1), Some(9), "rwm"),   // urandom
+    ('c', Some(136), None, "rwm"),    // pts
+    ('c', Some(5), Some(2), "rwm"),   // ptmx
+    ('c', Some(10), Some(200), "rwm"), // tun
+];
+
+fn kind_char(t: Option<LinuxDeviceType>) -> char {
+    match t {
+        Some(LinuxDeviceType::B) => 'b',
+        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
+        Some(LinuxDeviceType::P) => 'p',
+        Some(LinuxDeviceType::A) | None => 'a',
+    }
+}
+
+/// Resources from the spec.
+pub(crate) fn resources(r: Option<&LinuxResources>, extra_devices: &[DeviceRule]) -> Resources {
+    let mut out = Resources::default();
+    let Some(r) = r else {
+        out.devices = default_rules(extra_devices);
+        return out;
+    };
+    if let Some(m) = r.memory() {
+        out.memory_limit = m.limit();
+        out.memory_reservation = m.reservation();
+        out.memory_swap = m.swap();
+        out.disable_oom_killer = m.disable_oom_killer().unwrap_or(false);
+    }
+    if let Some(c) = r.cpu() {
+        out.cpu_shares = c.shares();
+        out.cpu_quota = c.quota();
+        out.cpu_period = c.period();
+        out.cpuset_cpus = c.cpus().clone().filter(|s| !s.is_empty());
+        out.cpuset_mems = c.mems().clone().filter(|s| !s.is_empty());
+    }
+    if let Some(p) = r.pids() {
+        out.pids_limit = Some(p.limit());
+    }
+    if let Some(b) = r.block_io() {
+        out.blkio_weight = b.weight();
+    }
+    for d in r.devices().iter().flatten() {
+        out.devices.push(DeviceRule {
+            allow: d.allow(),
+            kind: kind_char(d.typ()),
+            major: d.major(),
+            minor: d.minor(),
+            access: d.access().clone().unwrap_or_else(|| "rwm".to_owned()),
+        });
+    }
+    out.devices.extend(default_rules(extra_devices));
+    out
+}
+
+fn default_rules(extra: &[DeviceRule]) -> Vec<DeviceRule> {
+    ALWAYS_ALLOWED
+        .iter()
+        .map(|&(kind, major, minor, access)| DeviceRule { allow: true, kind, major, minor, access: access.to_owned() })
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+/// The container's cgroup: cgroupsPath, or the id under the caller's cgroup.
+pub(crate) fn locate(spec: &Spec, id: &str) -> Result<Cgroup> {
+    let h = Hierarchies::detect()?;
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| id.to_owned());
+    Ok(Cgroup::locate(&h, &path))
+}

@@ -1,0 +1,208 @@
+//! `exec`: a new process inside a running container's namespaces and cgroup.
+//!
+//! Sync points: fork → parent puts the child in the cgroup → 1 `Go` →
+//! join namespaces (fork again into the pid namespace) → 2 `Pid` →
+//! 3 `Ready` right before execve; the channel closing at execve means
+//! success, a `Failed` after `Ready` carries execve's error.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Process, Spec};
+
+use crate::namespaces::Plan;
+use crate::rootfs::Step;
+use crate::sync::{Channel, Msg};
+use crate::{console, process, seccomp, spec, Container, Error, ExitStatus, Result};
+
+#[derive(Debug)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub console_fd: Option<OwnedFd>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// Outcome of an exec: the pid when detached, the exit status otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    Detached(i32),
+    Exited(ExitStatus),
+}
+
+fn container_namespaces(spec: &Spec, pid: i32) -> Result<Vec<LinuxNamespace>> {
+    let mut out = Vec::new();
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/{}", crate::namespaces::proc_name(ns.typ())));
+        let built = LinuxNamespaceBuilder::default()
+            .typ(ns.typ())
+            .path(path)
+            .build()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        out.push(built);
+    }
+    Ok(out)
+}
+
+pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
+    let c = Container::load(&opts.root, &opts.id)?;
+    let status = c.status();
+    if !status.can_exec() {
+        return Err(Error::BadState { id: opts.id.clone(), action: "exec in", status: status.to_string() });
+    }
+    let spec = spec::load_spec(&c.bundle)?;
+    let plan = Plan::from_spec(&container_namespaces(&spec, c.pid)?)?;
+    let terminal = opts.process.terminal().unwrap_or(false);
+    let console: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket, terminal) {
+        (_, _, false) => None,
+        (Some(fd), _, true) => Some(fd),
+        (None, Some(p), true) => Some(UnixStream::connect(p).map_err(Error::io(format!("connect {}", p.display())))?.into()),
+        (None, None, true) => return Err(Error::Invalid("exec with a terminal needs --console-socket".into())),
+    };
+    let cg = c.cgroup();
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // SAFETY: the runtime is single-threaded; the child execs or _exits.
+    let child = match unsafe { fork() }.map_err(Error::errno("fork"))? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            let code = match exec_child(&plan, &spec, &opts.process, console.as_ref().map(|f| f.as_raw_fd()), opts.preserve_fds, &child_ch) {
+                Ok(code) => code,
+                Err(msg) => {
+                    let _ = child_ch.send(&Msg::Failed(msg));
+                    1
+                }
+            };
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => child.as_raw(),
+    };
+    drop(child_ch);
+    drop(console);
+    let kill_child = |p: i32| {
+        let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(p), None);
+    };
+    if let Err(e) = cg.add(child) {
+        kill_child(child);
+        return Err(e.into());
+    }
+    parent_ch.send(&Msg::Go).map_err(Error::io("sync with exec"))?;
+    let mut pid = 0;
+    loop {
+        match parent_ch.recv().map_err(Error::io("sync with exec"))? {
+            Some(Msg::Pid(p)) => {
+                pid = p;
+                if p != child {
+                    let _ = waitpid(Pid::from_raw(child), None);
+                }
+            }
+            Some(Msg::Ready) => {}
+            Some(Msg::Failed(reason)) => {
+                if pid > 0 {
+                    let _ = waitpid(Pid::from_raw(pid), None);
+                } else {
+                    kill_child(child);
+                }
+                return Err(Error::Init(reason));
+            }
+            // Closed at execve: the process runs.
+            None => break,
+            Some(other) => return Err(Error::Init(format!("unexpected message from exec: {other:?}"))),
+        }
+    }
+    if let Some(p) = &opts.pid_file {
+        crate::create::write_pid_file(p, pid)?;
+    }
+    if opts.detach {
+        return Ok(ExecOutcome::Detached(pid));
+    }
+    Ok(ExecOutcome::Exited(crate::wait_exit(pid)?))
+}
+
+fn exec_child(plan: &Plan, spec: &Spec, p: &Process, console_fd: Option<i32>, preserve: u32, ch: &Channel) -> Step<i32> {
+    process::set_non_dumpable()?;
+    ch.expect(&Msg::Go)?; // sync 1
+    plan.join_all()?;
+    if plan.pid_changes {
+        let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: a fork-like clone (no stack, no shared VM); single-threaded caller.
+        let pid = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT | libc::SIGCHLD, 0, 0, 0, 0) };
+        if pid < 0 {
+            return Err(format!("fork into pid namespace: {}", std::io::Error::last_os_error()));
+        }
+        if pid > 0 {
+            ch.send(&Msg::Pid(pid as i32)).map_err(|e| e.to_string())?; // sync 2
+            let _ = nix::unistd::write(&w, b"x");
+            return Ok(0);
+        }
+        drop(w);
+        let mut b = [0u8; 1];
+        let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+    } else {
+        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?; // sync 2
+    }
+    if p.terminal().unwrap_or(false) {
+        let sock = console_fd.ok_or("terminal requested without a console socket")?;
+        console::setup(sock, p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?;
+        // SAFETY: the socket was passed for this one message.
+        unsafe { libc::close(sock) };
+    }
+    process::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
+    if let Some(adj) = p.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| format!("chdir to cwd ({:?}) failed: {}", cwd.display().to_string(), e.desc().to_lowercase()))?;
+    let args = p.args().clone().unwrap_or_default();
+    let env = p.env().clone().unwrap_or_default();
+    let exe = process::lookup(args.first().ok_or("process.args is empty")?, &env).map_err(|e| e.message)?;
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::compile(s)?),
+        None => None,
+    };
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if let (Some(f), false) = (&filter, nnp) {
+        seccomp::load(f)?;
+    }
+    process::drop_bounding(p.capabilities().as_ref())?;
+    process::set_user(p)?;
+    process::set_caps(p.capabilities().as_ref())?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022) as libc::mode_t));
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    process::cloexec_from(3 + preserve)?;
+    ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 3
+    if let (Some(f), true) = (&filter, nnp) {
+        seccomp::load(f)?;
+    }
+    let err = process::execve(&exe, &args, &env);
+    let _ = ch.send(&Msg::Failed(err.message));
+    Ok(err.code)
+}
+
+/// The process of a container's config.json, as a base for `exec` flags.
+pub fn spec_process(root: &Path, id: &str) -> Result<Process> {
+    let c = Container::load(root, id)?;
+    let spec = spec::load_spec(&c.bundle)?;
+    spec.process().clone().ok_or_else(|| Error::Invalid("process is missing".into()))
+}
+
+/// Namespace kinds, for `features`.
+pub(crate) const NAMESPACES: &[LinuxNamespaceType] = &[
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Uts,
+];

@@ -1,0 +1,202 @@
+//! The container's init, from fork to execve: one linear path. Sync points
+//! with the runtime (numbers match `create.rs`):
+//!
+//! 1. wait `Go`: the runtime put us in the cgroup.
+//! 2. (new user namespace) send `MapIds`, wait `MapsDone`.
+//! 3. send `Pid` with the host pid of the container's init.
+//! 4. (prestart/createRuntime hooks) send `RunHooks`, wait `HooksDone`.
+//! 5. send `Ready`: set up; block on the exec fifo until `start`.
+//!
+//! A failure before 5 is sent as `Failed`; after 5 it is written to the
+//! exec fifo, where `start` reads it.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use berth_cgroups::Cgroup;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::namespaces::Plan;
+use crate::rootfs::{RootfsContext, Step};
+use crate::sync::{Channel, Msg};
+use crate::{console, hooks, process, rootfs, seccomp};
+
+pub(crate) struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub plan: &'a Plan,
+    pub cgroup: &'a Cgroup,
+    /// O_PATH fd of `<state>/exec.fifo`.
+    pub fifo: RawFd,
+    pub console: Option<RawFd>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub runtime_hooks: bool,
+}
+
+/// Run in the forked child; returns the exit code for `_exit`.
+pub(crate) fn run(a: &InitArgs<'_>, ch: &Channel) -> i32 {
+    match stage1(a, ch) {
+        Ok(code) => code,
+        Err(msg) => {
+            let _ = ch.send(&Msg::Failed(msg));
+            1
+        }
+    }
+}
+
+/// Namespaces; then, when the pid namespace changes, fork the init that
+/// lands in it, as a sibling (CLONE_PARENT) so the runtime can wait for it.
+fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
+    process::set_non_dumpable()?;
+    ch.expect(&Msg::Go)?; // sync 1
+    a.plan.join_all()?;
+    if a.plan.new_user {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+        ch.send(&Msg::MapIds(std::process::id() as i32)).map_err(|e| e.to_string())?;
+        ch.expect(&Msg::MapsDone)?; // sync 2
+    }
+    a.plan.unshare_rest()?;
+    if !a.plan.pid_changes {
+        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?; // sync 3
+        return stage2(a, ch);
+    }
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: a fork-like clone (no stack, no shared VM); the caller is single-threaded.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT | libc::SIGCHLD, 0, 0, 0, 0) };
+    match pid {
+        0 => {
+            drop(w);
+            // Wait until our pid was sent, so messages arrive in order.
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+            drop(r);
+            stage2(a, ch)
+        }
+        p if p > 0 => {
+            ch.send(&Msg::Pid(p as i32)).map_err(|e| e.to_string())?; // sync 3
+            let _ = nix::unistd::write(&w, b"x");
+            Ok(0)
+        }
+        _ => Err(format!("fork into pid namespace: {}", std::io::Error::last_os_error())),
+    }
+}
+
+fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
+    let spec = a.spec;
+    let Some(proc_) = spec.process().as_ref() else { return Err("process is missing".into()) };
+    if a.plan.new_user {
+        // Become root of the new user namespace.
+        // SAFETY: integer arguments only.
+        if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } < 0 || unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } < 0 {
+            return Err(format!("become root in user namespace: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: no arguments.
+    unsafe { libc::setsid() };
+    // Device nodes and mount points get exactly their modes.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let ctx = RootfsContext {
+        spec,
+        rootfs: a.rootfs,
+        bundle: a.bundle,
+        in_userns: a.plan.has(LinuxNamespaceType::User),
+        cgroup: a.cgroup,
+        new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
+    };
+    rootfs::prepare(&ctx)?;
+    if a.runtime_hooks {
+        ch.send(&Msg::RunHooks).map_err(|e| e.to_string())?;
+        ch.expect(&Msg::HooksDone)?; // sync 4
+    }
+    let state = crate::OciState {
+        oci_version: "1.2.0".into(),
+        id: String::new(),
+        pid: std::process::id() as i32,
+        status: crate::Status::Created,
+        bundle: a.bundle.to_owned(),
+        rootfs: a.rootfs.to_owned(),
+        created: String::new(),
+        owner: String::new(),
+        annotations: Default::default(),
+    };
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        hooks::run(h, &state).map_err(|e| e.to_string())?;
+    }
+    rootfs::enter_root(a.rootfs, a.no_pivot)?;
+    rootfs::finish(spec, ctx.in_userns)?;
+    if proc_.terminal().unwrap_or(false) {
+        let sock = a.console.ok_or("terminal requested without a console socket")?;
+        let size = proc_.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        console::setup(sock, size)?;
+        // SAFETY: the socket was passed for this one message.
+        unsafe { libc::close(sock) };
+    }
+    if let Some(adj) = proc_.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        set_personality(p)?;
+    }
+    process::set_rlimits(proc_.rlimits().as_deref().unwrap_or(&[]))?;
+    let cwd = proc_.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| format!("chdir to cwd ({:?}) set in config.json failed: {}", cwd.display().to_string(), e.desc().to_lowercase()))?;
+    let args = proc_.args().clone().unwrap_or_default();
+    let env = proc_.env().clone().unwrap_or_default();
+    let arg0 = args.first().ok_or("process.args is empty")?;
+    let exe = process::lookup(arg0, &env).map_err(|e| e.message)?;
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::compile(s)?),
+        None => None,
+    };
+    let nnp = proc_.no_new_privileges().unwrap_or(false);
+    if let (Some(f), false) = (&filter, nnp) {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it
+        // before the capabilities go (runc does the same).
+        seccomp::load(f)?;
+    }
+    let caps = proc_.capabilities().as_ref();
+    process::drop_bounding(caps)?;
+    process::set_user(proc_)?;
+    process::set_caps(caps)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(proc_.user().umask().unwrap_or(0o022) as libc::mode_t));
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    process::cloexec_from(3 + a.preserve_fds)?;
+    ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 5
+    let fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", a.fifo))
+        .map_err(|e| format!("open exec fifo: {e}"))?;
+    let fail = |mut fifo: &std::fs::File, msg: &str, code: i32| {
+        let _ = fifo.write_all(msg.as_bytes());
+        code
+    };
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        if let Err(e) = hooks::run(h, &state) {
+            return Ok(fail(&fifo, &e.to_string(), 1));
+        }
+    }
+    if let (Some(f), true) = (&filter, nnp) {
+        if let Err(e) = seccomp::load(f) {
+            return Ok(fail(&fifo, &e, 1));
+        }
+    }
+    let err = process::execve(&exe, &args, &env);
+    Ok(fail(&fifo, &err.message, err.code))
+}
+
+fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Step {
+    let persona = match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: integer argument.
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(format!("personality: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Loading and checking a bundle's config.json.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::{Error, Result};
+
+/// Read `<bundle>/config.json` and check what the runtime relies on.
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(Error::io(format!("read {}", path.display())))?;
+    let spec: Spec = serde_json::from_str(&text).map_err(|e| Error::Spec { path: path.clone(), reason: e.to_string() })?;
+    let bad = |reason: &str| Error::Spec { path: path.clone(), reason: reason.to_owned() };
+    let process = spec.process().as_ref().ok_or_else(|| bad("process is missing"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(bad("process.args must not be empty"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(bad("process.cwd must be an absolute path"));
+    }
+    spec.root().as_ref().ok_or_else(|| bad("root is missing"))?;
+    let linux = spec.linux().as_ref().ok_or_else(|| bad("linux is missing"))?;
+    let mut seen = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        if seen.contains(&ns.typ()) {
+            return Err(bad(&format!("namespace {} given twice", ns.typ())));
+        }
+        seen.push(ns.typ());
+        if ns.typ() == LinuxNamespaceType::Time && ns.path().is_none() {
+            // Allowed by the spec but needs offsets written before any
+            // process enters; joining one by path works.
+        }
+    }
+    let has = |t: LinuxNamespaceType| seen.contains(&t);
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(bad("unable to set hostname without a private UTS namespace"));
+    }
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps && !has(LinuxNamespaceType::User) {
+        return Err(bad("uidMappings given without a user namespace"));
+    }
+    Ok(spec)
+}
+
+/// The rootfs directory: root.path, relative to the bundle when not absolute.
+pub(crate) fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    let full = if root.is_absolute() { root } else { bundle.join(root) };
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_dir() => std::fs::canonicalize(&full).map_err(Error::io(format!("resolve {}", full.display()))),
+        _ => Err(Error::NoRootfs(full)),
+    }
+}
