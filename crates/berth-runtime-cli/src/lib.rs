@@ -373,7 +373,7 @@ fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<i32> {
             println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
             for c in &all {
                 let s = c.oci_state();
-                println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", s.id, s.pid, s.status, s.bundle.display(), s.created, s.owner);
+                println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", s.id, s.pid, s.status.as_str(), s.bundle.display(), s.created, s.owner);
             }
         }
         other => return Err(anyhow!("invalid format option {other:?}")),

@@ -14,7 +14,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if !force && !status.can_delete() {
-        return Err(Error::BadState { id: id.into(), action: "delete (not stopped; use --force)", status: status.to_string() });
+        return Err(Error::BadState { id: id.into(), action: "delete (without --force)", status: status.to_string() });
     }
     let cg = c.cgroup();
     if status != Status::Stopped {

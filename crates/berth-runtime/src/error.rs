@@ -16,7 +16,7 @@ pub enum Error {
     Spec { path: PathBuf, reason: String },
     #[error("rootfs {0} does not exist or is not a directory")]
     NoRootfs(PathBuf),
-    #[error("cannot {action} container {id} in state {status}")]
+    #[error("cannot {action} container {id}: it is {status}")]
     BadState { id: String, action: &'static str, status: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },

@@ -1,0 +1,490 @@
+//! The runtime from outside: real bundles, real namespaces, cgroups and
+//! mounts, checked by the probe from inside. `both!` runs each test under
+//! berth-runtime and under runc (the differential run); where they differ
+//! the test says why.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{unique, Bundle, Kind, Rt};
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_owned()
+}
+
+both!(pid_one_and_private_proc, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let r = rt.report(&mut b);
+    assert_eq!(s(&r, "pid"), "1");
+    assert_eq!(r["proc_pids"], json!([1]), "only the probe in /proc");
+    assert_eq!(s(&r, "hostname"), "berth-test");
+    assert!(s(&r, "Uid").starts_with('0'));
+    assert_eq!(s(&r, "cwd"), "/");
+    let host_pid_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_ne!(r["ns"]["pid"].as_str().unwrap(), host_pid_ns.to_str().unwrap());
+});
+
+both!(hostname_and_domainname, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["hostname"] = json!("box1");
+    b.config["domainname"] = json!("example.test");
+    let r = rt.report(&mut b);
+    assert_eq!(s(&r, "hostname"), "box1");
+    assert_eq!(s(&r, "domainname"), "example.test");
+});
+
+both!(only_listed_capabilities, |rt: &Rt| {
+    let mut b = Bundle::new();
+    // CAP_CHOWN (0) and CAP_KILL (5): 0x21.
+    let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
+    b.config["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps, "permitted": caps });
+    let r = rt.report(&mut b);
+    assert_eq!(s(&r, "CapEff"), "0000000000000021");
+    assert_eq!(s(&r, "CapBnd"), "0000000000000021");
+    assert_eq!(s(&r, "CapPrm"), "0000000000000021");
+    assert_eq!(s(&r, "CapAmb"), "0000000000000000");
+});
+
+both!(user_namespace_maps, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({ "type": "user" }));
+    b.config["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 0, "size": 65536 }]);
+    b.config["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 0, "size": 65536 }]);
+    let r = rt.report(&mut b);
+    let map: Vec<String> = s(&r, "uid_map").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(map, ["0", "0", "65536"]);
+    let gmap: Vec<String> = s(&r, "gid_map").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(gmap, ["0", "0", "65536"]);
+    assert_ne!(r["ns"]["user"].as_str().unwrap(), std::fs::read_link("/proc/self/ns/user").unwrap().to_str().unwrap());
+});
+
+both!(user_process_fields, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 63 });
+    b.config["process"]["cwd"] = json!("/tmp");
+    b.config["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1234 }]);
+    b.config["process"]["oomScoreAdj"] = json!(123);
+    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    let r = rt.report(&mut b);
+    assert!(s(&r, "Uid").starts_with("1000"), "{}", s(&r, "Uid"));
+    assert!(s(&r, "Gid").starts_with("1001"));
+    assert_eq!(s(&r, "Groups"), "5 7");
+    assert_eq!(s(&r, "Umask"), "0077");
+    assert_eq!(s(&r, "cwd"), "/tmp");
+    assert_eq!(s(&r, "oom_score_adj"), "123");
+    assert_eq!(s(&r, "NoNewPrivs"), "1");
+    let limits = s(&r, "limits");
+    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert!(nofile.contains("1234") && nofile.contains("2048"), "{nofile}");
+    assert!(r["env"].as_array().unwrap().contains(&json!("FOO=bar")));
+    assert_eq!(s(&r, "CapEff"), "0000000000000000", "a non-root user keeps no effective caps");
+});
+
+both!(no_fd_leaks, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let r = rt.report(&mut b);
+    let fds: Vec<&String> = r["fds"].as_object().unwrap().keys().collect();
+    assert_eq!(fds, ["0", "1", "2"], "only stdio reaches the container: {}", r["fds"]);
+});
+
+both!(init_is_not_dumpable, |rt: &Rt| {
+    // CVE-2019-5736: while init still runs the runtime's code, processes
+    // of the container must not open /proc/<init>/exe. A non-dumpable
+    // process's /proc files belong to root whatever its uid.
+    let mut b = Bundle::new();
+    b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b.args(&["/probe", "sleep", "30"]);
+    let id = unique("dump");
+    let o = rt.create(&b, &id);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let meta = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "init before exec is non-dumpable");
+    let out = std::process::Command::new(b.rootfs().join("probe"))
+        .args(["open-exe", &pid.to_string()])
+        .uid(1000)
+        .gid(1000)
+        .output()
+        .unwrap();
+    use std::os::unix::process::CommandExt as _;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("errno 13"), "{}", String::from_utf8_lossy(&out.stdout));
+});
+
+both!(readonly_root_refuses_writes, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["root"]["readonly"] = json!(true);
+    b.args(&["/probe", "write", "/newfile"]);
+    let (code, out, _) = rt.run(&b, &unique("ro"));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "errno 30", "EROFS");
+    assert!(!b.rootfs().join("newfile").exists());
+});
+
+both!(masked_and_readonly_paths, |rt: &Rt| {
+    let mut b = Bundle::new();
+    std::fs::write(b.rootfs().join("secret"), "hidden").unwrap();
+    std::fs::create_dir_all(b.rootfs().join("secretdir")).unwrap();
+    std::fs::write(b.rootfs().join("secretdir/x"), "x").unwrap();
+    std::fs::create_dir_all(b.rootfs().join("rodir")).unwrap();
+    b.config["linux"]["maskedPaths"] = json!(["/secret", "/secretdir", "/does-not-exist"]);
+    b.config["linux"]["readonlyPaths"] = json!(["/rodir"]);
+    b.args(&["sh", "-c", "cat /secret; echo; ls /secretdir | wc -l; /probe write /rodir/f"]);
+    let (code, out, err) = rt.run(&b, &unique("mask"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["", "0", "errno 30"]);
+});
+
+both!(bind_mounts_ro_and_rw, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let host = b.dir.join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "from host").unwrap();
+    b.add_mount(json!({ "destination": "/ro", "type": "bind", "source": host, "options": ["bind", "ro"] }));
+    b.add_mount(json!({ "destination": "/a/new/rw", "type": "none", "source": host, "options": ["rbind", "rw", "rprivate"] }));
+    b.args(&["sh", "-c", "cat /ro/hello; echo; /probe write /ro/x; /probe write /a/new/rw/y"]);
+    let (code, out, err) = rt.run(&b, &unique("bind"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["from host", "errno 30", "ok"]);
+    assert!(host.join("y").exists(), "rw bind writes reach the host");
+    assert!(!host.join("x").exists());
+});
+
+both!(symlink_cannot_redirect_a_mount, |rt: &Rt| {
+    let mut b = Bundle::new();
+    // /evil -> a host directory: the mount must land inside the rootfs.
+    let outside = b.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, b.rootfs().join("evil")).unwrap();
+    b.add_mount(json!({ "destination": "/evil", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"] }));
+    b.args(&["/probe", "write", "/evil/file"]);
+    let (code, out, err) = rt.run(&b, &unique("sym"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "ok");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing mounted or written on the host");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(outside.to_str().unwrap()));
+});
+
+both!(tmpfs_size_and_mode, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.add_mount(json!({ "destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=1777", "nosuid"] }));
+    let r = rt.report(&mut b);
+    let line = s(&r, "mountinfo").lines().find(|l| l.split(' ').nth(4) == Some("/scratch")).map(str::to_owned).unwrap();
+    assert!(line.contains("size=1024k") && line.contains("mode=1777") && line.contains("nosuid"), "{line}");
+});
+
+both!(default_devices, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["devices"] = json!([{ "path": "/dev/berthnull", "type": "c", "major": 1, "minor": 3, "fileMode": 438 }]);
+    b.config["linux"]["resources"]["devices"] = json!([{ "allow": false, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }]);
+    b.args(&["sh", "-c", "for d in null zero full random urandom tty berthnull; do stat -c '%n %t:%T %a' /dev/$d; done; ls -l /dev/fd /dev/ptmx /dev/stdin | sed 's/.* -> //'; echo x > /dev/berthnull && echo wrote"]);
+    let (code, out, err) = rt.run(&b, &unique("dev"));
+    assert_eq!(code, 0, "{err}");
+    let want = [
+        "/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666",
+        "/dev/urandom 1:9 666", "/dev/tty 5:0 666", "/dev/berthnull 1:3 666",
+        "/proc/self/fd", "pts/ptmx", "/proc/self/fd/0", "wrote",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+});
+
+both!(memory_limit_oom_kill, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 32 << 20, "swap": 32 << 20 });
+    b.args(&["/probe", "alloc", "200"]);
+    let id = unique("oom");
+    let o = rt.create(&b, &id);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let oom_control = b.cgroup_dir("memory").join("memory.oom_control");
+    let limit = std::fs::read_to_string(b.cgroup_dir("memory").join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (32u64 << 20).to_string());
+    assert!(rt.out(&["start", &id]).status.success());
+    assert!(rt.wait_status(&id, "stopped"), "the probe is OOM-killed");
+    let text = std::fs::read_to_string(&oom_control).unwrap();
+    let kills: u64 = text.lines().find_map(|l| l.strip_prefix("oom_kill ")).unwrap().trim().parse().unwrap();
+    assert!(kills >= 1, "{text}");
+});
+
+both!(pids_limit_refuses_fork, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 5 });
+    b.args(&["/probe", "spawn", "20"]);
+    let (code, out, err) = rt.run(&b, &unique("pids"));
+    assert_eq!(code, 0, "{err}");
+    // The probe is one task; four more fit.
+    assert_eq!(out.trim(), "started 4 errno 11", "EAGAIN past the limit");
+});
+
+both!(cpu_and_blkio_resources, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["cpu"] = json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" });
+    b.config["linux"]["resources"]["memory"] = json!({ "reservation": 16 << 20 });
+    b.args(&["true"]);
+    let id = unique("cpu");
+    let o = rt.create(&b, &id);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rd = |c: &str, f: &str| std::fs::read_to_string(b.cgroup_dir(c).join(f)).unwrap().trim().to_owned();
+    assert_eq!(rd("cpu", "cpu.shares"), "512");
+    assert_eq!(rd("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(rd("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(rd("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(rd("memory", "memory.soft_limit_in_bytes"), (16u64 << 20).to_string());
+    assert!(rt.out(&["delete", "--force", &id]).status.success());
+    assert!(!b.cgroup_dir("cpu").exists(), "cgroup removed on delete");
+    assert!(!b.cgroup_dir("memory").exists());
+});
+
+both!(seccomp_errno, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            { "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95 },
+            { "names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+              "args": [{ "index": 2, "value": 511, "op": "SCMP_CMP_EQ" }] }
+        ]
+    });
+    b.args(&["sh", "-c", "/probe mkdir /tmp/d; touch /tmp/f; chmod 777 /tmp/f || echo chmod777 failed; chmod 700 /tmp/f && echo chmod700 ok"]);
+    let (code, out, err) = rt.run(&b, &unique("sec"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["errno 95", "chmod777 failed", "chmod700 ok"]);
+});
+
+both!(joined_network_namespace, |rt: &Rt| {
+    let name = unique("bns");
+    let st = std::process::Command::new("ip").args(["netns", "add", &name]).status().expect("ip from iproute2");
+    assert!(st.success());
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(name.clone());
+    let path = format!("/run/netns/{name}");
+    let mut b = Bundle::new();
+    for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(path);
+        }
+    }
+    let r = rt.report(&mut b);
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    assert_eq!(r["ns"]["net"], json!(format!("net:[{ino}]")));
+});
+
+both!(sysctl_in_namespace, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1" });
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.args(&["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shm_rmid_forced"]);
+    let (code, out, err) = rt.run(&b, &unique("sysctl"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "1"]);
+});
+
+both!(exit_codes, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "exit 3"]);
+    assert_eq!(rt.run(&b, &unique("exit")).0, 3);
+    b.args(&["sh", "-c", "kill -9 $$"]);
+    assert_eq!(rt.run(&b, &unique("exit")).0, 137, "128 + SIGKILL");
+});
+
+both!(missing_binary_and_bad_cwd, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["/nonexistent"]);
+    let (code, _, err) = rt.run(&b, &unique("nobin"));
+    assert_ne!(code, 0);
+    assert!(err.contains("no such file or directory"), "{err}");
+    b.args(&["nosuchcmd"]);
+    let (code, _, err) = rt.run(&b, &unique("nobin"));
+    assert_ne!(code, 0);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+    b.args(&["true"]);
+    b.config["process"]["cwd"] = json!("/no/such/dir");
+    let (code, _, err) = rt.run(&b, &unique("cwd"));
+    assert_ne!(code, 0);
+    assert!(err.contains("/no/such/dir"), "{err}");
+    std::fs::write(b.rootfs().join("notexec"), "#!/bin/sh\n").unwrap();
+    b.config["process"]["cwd"] = json!("/");
+    b.args(&["/notexec"]);
+    let (code, _, err) = rt.run(&b, &unique("perm"));
+    assert_ne!(code, 0);
+    assert!(err.contains("permission denied"), "{err}");
+});
+
+both!(lifecycle_create_start_kill_delete, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["/probe", "sleep", "60"]);
+    let id = unique("life");
+    let o = rt.create(&b, &id);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], json!(id));
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    let list = String::from_utf8(rt.out(&["list", "--format", "json"]).stdout).unwrap();
+    assert!(list.contains(&id));
+    assert!(rt.out(&["start", &id]).status.success());
+    assert_eq!(rt.state(&id)["status"], "running");
+    let again = rt.out(&["start", &id]);
+    assert!(!again.status.success(), "start on a running container fails");
+    let del = rt.out(&["delete", &id]);
+    assert!(!del.status.success(), "delete of a running container needs --force");
+    assert_eq!(rt.state(&id)["status"], "running");
+    assert!(rt.out(&["kill", &id, "KILL"]).status.success());
+    assert!(rt.wait_status(&id, "stopped"));
+    assert!(rt.out(&["delete", &id]).status.success());
+    assert!(!rt.out(&["state", &id]).status.success());
+    assert!(!b.cgroup_dir("pids").exists());
+    assert!(!rt.root.join(&id).exists());
+});
+
+both!(kill_by_name_and_number, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.05; done"]);
+    let id = unique("sig");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(rt.out(&["kill", &id, "USR1"]).status.success());
+    assert!(rt.wait_status(&id, "stopped"));
+    assert!(rt.out(&["delete", &id]).status.success());
+    let id2 = unique("sig");
+    assert!(rt.create(&b, &id2).status.success());
+    assert!(rt.out(&["start", &id2]).status.success());
+    assert!(rt.out(&["kill", &id2, "9"]).status.success());
+    assert!(rt.wait_status(&id2, "stopped"));
+});
+
+both!(pause_freezes, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let host = b.dir.join("tick");
+    std::fs::create_dir_all(&host).unwrap();
+    b.add_mount(json!({ "destination": "/tick", "type": "bind", "source": host, "options": ["bind"] }));
+    b.args(&["/probe", "tick", "/tick/n"]);
+    let id = unique("pause");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let read = || std::fs::read_to_string(host.join("n")).unwrap_or_default().trim().parse::<u64>().unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(rt.out(&["pause", &id]).status.success());
+    assert_eq!(rt.state(&id)["status"], "paused");
+    let a = read();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(read(), a, "no progress while frozen");
+    assert!(rt.out(&["resume", &id]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(read() > a, "progress after resume");
+    assert_eq!(rt.state(&id)["status"], "running");
+});
+
+both!(exec_in_running_container, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["/probe", "sleep", "60"]);
+    let id = unique("exec");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let o = rt.out(&["exec", "--cwd", "/tmp", "--env", "X=1", "--user", "1000:1000", &id, "sh", "-c", "echo $X; pwd; id -u; exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), ["1", "/tmp", "1000"]);
+    let o = rt.out(&["exec", &id, "/probe", "report"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["proc_pids"].as_array().unwrap().first(), Some(&json!(1)));
+    let ps = String::from_utf8(rt.out(&["ps", "--format", "json", &id]).stdout).unwrap();
+    let pids: Vec<i64> = serde_json::from_str(ps.trim()).unwrap();
+    assert_eq!(pids, vec![rt.state(&id)["pid"].as_i64().unwrap()]);
+});
+
+both!(hooks_in_order_with_state, |rt: &Rt| {
+    let mut b = Bundle::new();
+    let out = b.dir.join("hooks");
+    std::fs::create_dir_all(&out).unwrap();
+    b.add_mount(json!({ "destination": "/hooks", "type": "bind", "source": out, "options": ["bind"] }));
+    let host_hook = |name: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("cat > {0}/{name}.json; echo {name} >> {0}/order", out.display())] });
+    b.config["hooks"] = json!({
+        "prestart": [host_hook("prestart")],
+        "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")],
+        "startContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /hooks/order"] }],
+        "poststart": [host_hook("poststart")],
+        "poststop": [host_hook("poststop")]
+    });
+    b.args(&["sh", "-c", "echo process >> /hooks/order"]);
+    let id = unique("hooks");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    assert!(rt.wait_status(&id, "stopped"));
+    assert!(rt.out(&["delete", &id]).status.success());
+    let order = std::fs::read_to_string(out.join("order")).unwrap();
+    // The process and poststart run concurrently; their relative order is free.
+    let hooks: Vec<&str> = order.lines().filter(|l| *l != "process").collect();
+    assert_eq!(hooks, ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    assert!(order.lines().any(|l| l == "process"));
+    for h in ["prestart", "createRuntime", "poststart"] {
+        let st: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("{h}.json"))).unwrap()).unwrap();
+        assert_eq!(st["id"], json!(id), "{h} gets the state on stdin");
+        assert!(st["pid"].as_i64().unwrap() > 0);
+    }
+});
+
+// ---- bad input: clear message, non-zero exit, nothing left behind ----
+
+fn assert_clean_failure(rt: &Rt, b: &Bundle, id: &str, needle: &str) {
+    let o = rt.create(b, id);
+    let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(!o.status.success());
+    assert!(err.contains(&needle.to_lowercase()), "{:?}: stderr {err:?} lacks {needle:?}", rt.kind);
+    assert!(!rt.root.join(id).exists(), "no state dir left");
+    assert!(!b.cgroup_dir("memory").exists(), "no cgroup left");
+}
+
+#[test]
+fn bad_input_is_refused_cleanly() {
+    if !support::can_run("bad_input") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    let mut b = Bundle::new();
+    std::fs::write(b.dir.join("config.json"), "{ not json").unwrap();
+    let o = rt.out(&["create", "--bundle", b.dir.to_str().unwrap(), &unique("bad")]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid bundle config"));
+
+    b.config["root"]["path"] = json!("missing-rootfs");
+    assert_clean_failure(&rt, &b, &unique("bad"), "rootfs");
+    b.config["root"]["path"] = json!("rootfs");
+
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "bogus" }));
+    assert_clean_failure(&rt, &b, &unique("bad"), "invalid bundle config");
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().pop();
+
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_NOT_A_CAP"]);
+    assert_clean_failure(&rt, &b, &unique("bad"), "invalid bundle config");
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_KILL"]);
+
+    b.args(&["/nonexistent"]);
+    assert_clean_failure(&rt, &b, &unique("bad"), "no such file");
+
+    b.args(&["/probe", "sleep", "30"]);
+    let id = unique("dup");
+    assert!(rt.create(&b, &id).status.success());
+    let o = rt.create(&b, &id);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(rt.state(&id)["status"], "created", "the first one is untouched");
+
+    let o = rt.out(&["state", "no-such-container"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+    let o = rt.out(&["create", "--bundle", b.dir.to_str().unwrap(), "../escape"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid container id"));
+}
