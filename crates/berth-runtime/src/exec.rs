@@ -174,6 +174,8 @@ fn exec_child(plan: &Plan, spec: &Spec, p: &Process, console_fd: Option<i32>, pr
     }
     process::drop_bounding(p.capabilities().as_ref())?;
     process::set_user(p)?;
+    // Changing uid may make us dumpable again; stay non-dumpable until execve.
+    process::set_non_dumpable()?;
     process::set_caps(p.capabilities().as_ref())?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022) as libc::mode_t));
     if nnp {

@@ -107,6 +107,14 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
     };
     rootfs::prepare(&ctx)?;
+    // A missing cwd is created, as runc does (Docker's WorkingDir relies on it).
+    let root_dir = std::fs::File::open(a.rootfs).map_err(|e| format!("open rootfs: {e}"))?;
+    match berth_core::rootfs::open_or_create(std::os::fd::AsFd::as_fd(&root_dir), proc_.cwd(), berth_core::rootfs::Create::Dir) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) || e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(format!("create cwd {}: {e}", proc_.cwd().display())),
+    }
+    drop(root_dir);
     if a.runtime_hooks {
         ch.send(&Msg::RunHooks).map_err(|e| e.to_string())?;
         ch.expect(&Msg::HooksDone)?; // sync 4
@@ -160,6 +168,8 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     let caps = proc_.capabilities().as_ref();
     process::drop_bounding(caps)?;
     process::set_user(proc_)?;
+    // Changing uid may make us dumpable again; stay non-dumpable until execve.
+    process::set_non_dumpable()?;
     process::set_caps(caps)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(proc_.user().umask().unwrap_or(0o022) as libc::mode_t));
     if nnp {

@@ -64,7 +64,10 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
     if let Ok(spec) = spec::load_spec(&c.bundle) {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
             // A failing poststart hook is reported but does not stop the container (spec).
-            hooks::run(h, &c.oci_state())?;
+            let mut st = c.oci_state();
+            st.status = Status::Running;
+            st.pid = c.pid;
+            hooks::run(h, &st)?;
         }
     }
     Ok(c)

@@ -123,9 +123,20 @@ impl Rt {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("probe output {out:?}: {e}"))
     }
 
+    /// `create`; the container's init inherits the caller's stdio, so it
+    /// goes to files, not to pipes that would stay open while init lives.
     pub fn create(&self, b: &Bundle, id: &str) -> Output {
         b.write();
-        self.out(&["create", "--bundle", b.dir.to_str().unwrap(), id])
+        self.made.borrow_mut().push(id.to_owned());
+        let out_path = b.dir.join(format!("{id}.out"));
+        let err_path = b.dir.join(format!("{id}.err"));
+        let status = self
+            .cmd(&["create", "--bundle", b.dir.to_str().unwrap(), id])
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .expect("run the runtime");
+        Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() }
     }
 
     pub fn state(&self, id: &str) -> Value {
