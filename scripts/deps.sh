@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install the Debian packages berth builds and tests with (root, Debian 12).
+set -euo pipefail
+pkgs=(busybox-static runc libseccomp-dev pkg-config iproute2 procps gcc hyperfine)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
