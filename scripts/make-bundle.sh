@@ -8,11 +8,16 @@ cp /bin/busybox "$dir/rootfs/bin/busybox"
 for applet in sh cat echo true false ls sleep id hostname ps mkdir; do
     ln -sf busybox "$dir/rootfs/bin/$applet"
 done
-args=$(printf '"%s",' "$@"); args="[${args%,}]"
+args=""
+for a in "$@"; do
+    a="${a//\\/\\\\}"; a="${a//\"/\\\"}"
+    args+="\"$a\","
+done
+args="[${args%,}]"
 caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE"]'
 cat > "$dir/config.json" <<JSON
 {
-  "ociVersion": "1.2.0",
+  "ociVersion": "1.0.2",
   "process": {
     "terminal": false, "user": {"uid": 0, "gid": 0}, "args": $args,
     "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
