@@ -65,11 +65,7 @@ impl Hierarchies {
             }
             let mountpoint = PathBuf::from(unescape(pre[4]));
             match post[0] {
-                "cgroup2" => {
-                    if h.v2.is_none() {
-                        h.v2 = Some((mountpoint, own_of(&[])));
-                    }
-                }
+                "cgroup2" if h.v2.is_none() => h.v2 = Some((mountpoint, own_of(&[]))),
                 "cgroup" => {
                     let controllers: Vec<String> = post[2]
                         .split(',')
@@ -95,7 +91,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {

@@ -370,7 +370,7 @@ fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<i32> {
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
-            println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+            println!("{:<12} {:<10} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
             for c in &all {
                 let s = c.oci_state();
                 println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", s.id, s.pid, s.status.as_str(), s.bundle.display(), s.created, s.owner);

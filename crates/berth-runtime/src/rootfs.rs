@@ -190,8 +190,11 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
     Ok(())
 }
 
+/// path, kind, major, minor, mode, uid, gid
+type DeviceNode = (PathBuf, SFlag, u64, u64, u32, Option<u32>, Option<u32>);
+
 fn create_devices(root: BorrowedFd<'_>, devices: &[LinuxDevice], in_userns: bool) -> Step {
-    let mut all: Vec<(PathBuf, SFlag, u64, u64, u32, Option<u32>, Option<u32>)> = Vec::new();
+    let mut all: Vec<DeviceNode> = Vec::new();
     for d in devices {
         let kind = match d.typ() {
             LinuxDeviceType::B => SFlag::S_IFBLK,

@@ -166,8 +166,7 @@ impl Drop for Rt {
 
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
-        .flatten()
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// A bundle: busybox-static and the probe in a rootfs, and a config.
