@@ -510,3 +510,52 @@ fn bad_input_is_refused_cleanly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid container id"));
 }
+
+both!(terminal_over_console_socket, |rt: &Rt| {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["consoleSize"] = json!({ "height": 33, "width": 111 });
+    b.args(&["sh", "-c", "tty; stty size; test -t 0 && echo stdin-is-tty"]);
+    b.write();
+    let sock_path = b.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let id = unique("tty");
+    rt.made.borrow_mut().push(id.clone());
+    let mut create = rt
+        .cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this fd for us.
+            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let master = master.expect("pty master received over SCM_RIGHTS");
+    assert!(create.wait().unwrap().success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // Read until EIO: the slave side closes when the process exits.
+    while let Ok(n) = f.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&out).replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
+    assert_eq!(lines[1..], ["33 111", "stdin-is-tty"], "{text:?}");
+});

@@ -26,7 +26,7 @@ pub fn can_run(what: &str) -> bool {
 }
 
 const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &["sh", "cat", "echo", "true", "false", "ls", "sleep", "id", "hostname", "mkdir", "touch", "ps", "kill", "seq", "wc", "grep", "stat"];
+const APPLETS: &[&str] = &["sh", "cat", "echo", "true", "false", "ls", "sleep", "id", "hostname", "mkdir", "touch", "ps", "kill", "seq", "wc", "grep", "stat", "stty", "tty"];
 
 /// The probe, built once per test binary, statically, with plain rustc.
 pub fn probe() -> PathBuf {
