@@ -559,3 +559,58 @@ both!(terminal_over_console_socket, |rt: &Rt| {
     assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
     assert_eq!(lines[1..], ["33 111", "stdin-is-tty"], "{text:?}");
 });
+
+both!(pid_file_and_preserved_fds, |rt: &Rt| {
+    use std::os::unix::process::CommandExt;
+    let mut b = Bundle::new();
+    b.args(&["/probe", "report"]);
+    b.write();
+    let id = unique("fds");
+    rt.made.borrow_mut().push(id.clone());
+    let pid_file = b.dir.join("init.pid");
+    let extra = std::fs::File::open(b.rootfs().join("probe")).unwrap();
+    let extra_fd = std::os::fd::AsRawFd::as_raw_fd(&extra);
+    let out_path = b.dir.join("out");
+    let mut cmd = rt.cmd(&[
+        "run", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "--preserve-fds", "1", &id,
+    ]);
+    cmd.stdout(std::fs::File::create(&out_path).unwrap());
+    // SAFETY: only dup2 between fork and exec, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2(3, 3) would keep close-on-exec: clear it explicitly.
+            if libc::dup2(extra_fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let st = cmd.status().unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(pid > 0);
+    let r: Value = serde_json::from_str(std::fs::read_to_string(&out_path).unwrap().trim()).unwrap();
+    let fds: Vec<&String> = r["fds"].as_object().unwrap().keys().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "fd 3 preserved, nothing else: {}", r["fds"]);
+    assert!(r["fds"]["3"].as_str().unwrap().ends_with("/probe"));
+});
+
+#[test]
+fn json_log_and_features() {
+    if !support::can_run("json_log") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    let log = std::env::temp_dir().join(unique("berth-log"));
+    let o = rt.out(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let v: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("nope does not exist"));
+    let f: Value = serde_json::from_slice(&rt.out(&["features"]).stdout).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")));
+    assert!(f["linux"]["capabilities"].as_array().unwrap().contains(&json!("CAP_SYS_ADMIN")));
+}
