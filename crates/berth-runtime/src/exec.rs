@@ -155,38 +155,13 @@ fn exec_child(plan: &Plan, spec: &Spec, p: &Process, console_fd: Option<i32>, pr
         // SAFETY: the socket was passed for this one message.
         unsafe { libc::close(sock) };
     }
-    process::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
-    if let Some(adj) = p.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
-    }
-    let cwd = p.cwd();
-    nix::unistd::chdir(cwd).map_err(|e| format!("chdir to cwd ({:?}) failed: {}", cwd.display().to_string(), e.desc().to_lowercase()))?;
-    let args = p.args().clone().unwrap_or_default();
-    let env = p.env().clone().unwrap_or_default();
-    let exe = process::lookup(args.first().ok_or("process.args is empty")?, &env).map_err(|e| e.message)?;
-    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(seccomp::compile(s)?),
-        None => None,
-    };
-    let nnp = p.no_new_privileges().unwrap_or(false);
-    if let (Some(f), false) = (&filter, nnp) {
-        seccomp::load(f)?;
-    }
-    process::drop_bounding(p.capabilities().as_ref())?;
-    process::set_user(p)?;
-    // Changing uid may make us dumpable again; stay non-dumpable until execve.
-    process::set_non_dumpable()?;
-    process::set_caps(p.capabilities().as_ref())?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022) as libc::mode_t));
-    if nnp {
-        process::set_no_new_privs()?;
-    }
-    process::cloexec_from(3 + preserve)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let ready = process::prepare(p, seccomp, preserve)?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 3
-    if let (Some(f), true) = (&filter, nnp) {
+    if let Some(f) = &ready.late_filter {
         seccomp::load(f)?;
     }
-    let err = process::execve(&exe, &args, &env);
+    let err = process::execve(&ready.exe, &ready.args, &ready.env);
     let _ = ch.send(&Msg::Failed(err.message));
     Ok(err.code)
 }

@@ -142,40 +142,11 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         // SAFETY: the socket was passed for this one message.
         unsafe { libc::close(sock) };
     }
-    if let Some(adj) = proc_.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
-    }
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         set_personality(p)?;
     }
-    process::set_rlimits(proc_.rlimits().as_deref().unwrap_or(&[]))?;
-    let cwd = proc_.cwd();
-    nix::unistd::chdir(cwd).map_err(|e| format!("chdir to cwd ({:?}) set in config.json failed: {}", cwd.display().to_string(), e.desc().to_lowercase()))?;
-    let args = proc_.args().clone().unwrap_or_default();
-    let env = proc_.env().clone().unwrap_or_default();
-    let arg0 = args.first().ok_or("process.args is empty")?;
-    let exe = process::lookup(arg0, &env).map_err(|e| e.message)?;
-    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(seccomp::compile(s)?),
-        None => None,
-    };
-    let nnp = proc_.no_new_privileges().unwrap_or(false);
-    if let (Some(f), false) = (&filter, nnp) {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it
-        // before the capabilities go (runc does the same).
-        seccomp::load(f)?;
-    }
-    let caps = proc_.capabilities().as_ref();
-    process::drop_bounding(caps)?;
-    process::set_user(proc_)?;
-    // Changing uid may make us dumpable again; stay non-dumpable until execve.
-    process::set_non_dumpable()?;
-    process::set_caps(caps)?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(proc_.user().umask().unwrap_or(0o022) as libc::mode_t));
-    if nnp {
-        process::set_no_new_privs()?;
-    }
-    process::cloexec_from(3 + a.preserve_fds)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let ready = process::prepare(proc_, seccomp, a.preserve_fds)?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 5
     let fifo = std::fs::OpenOptions::new()
         .write(true)
@@ -190,12 +161,12 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
             return Ok(fail(&fifo, &e.to_string(), 1));
         }
     }
-    if let (Some(f), true) = (&filter, nnp) {
+    if let Some(f) = &ready.late_filter {
         if let Err(e) = seccomp::load(f) {
             return Ok(fail(&fifo, &e, 1));
         }
     }
-    let err = process::execve(&exe, &args, &env);
+    let err = process::execve(&ready.exe, &ready.args, &ready.env);
     Ok(fail(&fifo, &err.message, err.code))
 }
 

@@ -229,3 +229,49 @@ pub(crate) fn set_non_dumpable() -> Step {
     }
     Ok(())
 }
+
+/// What is left to do after `prepare`: the seccomp filter to load last (with
+/// no_new_privs) and the execve.
+pub(crate) struct Prepared {
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub late_filter: Option<libseccomp::ScmpFilterContext>,
+}
+
+/// The process steps shared by a container's init and `exec`, in runc's
+/// order: rlimits, oom_score_adj, cwd, the executable's lookup (so a missing
+/// binary fails `create`, not `start`), seccomp (early without
+/// no_new_privs, as it then needs CAP_SYS_ADMIN), bounding set, user,
+/// capabilities, umask, no_new_privs, and close-on-exec for every fd past
+/// stdio and the preserved ones.
+pub(crate) fn prepare(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>, preserve_fds: u32) -> Step<Prepared> {
+    set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
+    if let Some(adj) = p.oom_score_adj() {
+        set_oom_score_adj(adj)?;
+    }
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| {
+        format!("chdir to cwd ({:?}) set in config.json failed: {}", cwd.display().to_string(), e.desc().to_lowercase())
+    })?;
+    let args = p.args().clone().unwrap_or_default();
+    let env = p.env().clone().unwrap_or_default();
+    let exe = lookup(args.first().ok_or("process.args is empty")?, &env).map_err(|e| e.message)?;
+    let filter = seccomp.map(crate::seccomp::compile).transpose()?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if let (Some(f), false) = (&filter, nnp) {
+        crate::seccomp::load(f)?;
+    }
+    let caps = p.capabilities().as_ref();
+    drop_bounding(caps)?;
+    set_user(p)?;
+    // Changing uid may make us dumpable again; stay non-dumpable until execve.
+    set_non_dumpable()?;
+    set_caps(caps)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022) as libc::mode_t));
+    if nnp {
+        set_no_new_privs()?;
+    }
+    cloexec_from(3 + preserve_fds)?;
+    Ok(Prepared { exe, args, env, late_filter: if nnp { filter } else { None } })
+}
