@@ -618,3 +618,56 @@ fn json_log_and_features() {
     assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")));
     assert!(f["linux"]["capabilities"].as_array().unwrap().contains(&json!("CAP_SYS_ADMIN")));
 }
+
+both!(no_pivot_root, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["/probe", "report"]);
+    b.write();
+    let id = unique("nopiv");
+    let o = rt.out(&["run", "--no-pivot", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s(&r, "pid"), "1");
+    assert_eq!(s(&r, "cwd"), "/");
+    assert_eq!(r["proc_pids"], json!([1]));
+});
+
+both!(exec_detached_with_pid_file, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["/probe", "sleep", "60"]);
+    let id = unique("execd");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let pid_file = b.dir.join("exec.pid");
+    let o = rt
+        .cmd(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "/probe", "sleep", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let ps = String::from_utf8(rt.out(&["ps", "--format", "json", &id]).stdout).unwrap();
+    let pids: Vec<i64> = serde_json::from_str(ps.trim()).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} holds {pid}");
+    assert_eq!(pids.len(), 2);
+});
+
+#[test]
+fn hook_timeout_fails_create_cleanly() {
+    if !support::can_run("hook_timeout") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    let mut b = Bundle::new();
+    b.config["hooks"] = json!({ "createRuntime": [{ "path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1 }] });
+    b.args(&["true"]);
+    let id = unique("hookto");
+    let started = std::time::Instant::now();
+    let o = rt.create(&b, &id);
+    assert!(!o.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("timed out after 1s"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!rt.root.join(&id).exists());
+    assert!(!b.cgroup_dir("memory").exists());
+}
