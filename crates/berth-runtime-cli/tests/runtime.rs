@@ -671,3 +671,13 @@ fn hook_timeout_fails_create_cleanly() {
     assert!(!rt.root.join(&id).exists());
     assert!(!b.cgroup_dir("memory").exists());
 }
+
+both!(cgroup_mount_shows_own_cgroup, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["memory"] = json!({ "limit": 48 << 20 });
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 77 });
+    b.args(&["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; /probe write /sys/fs/cgroup/pids/x"]);
+    let (code, out, err) = rt.run(&b, &unique("cgmnt"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), [(48u64 << 20).to_string().as_str(), "77", "errno 30"]);
+});
