@@ -681,3 +681,23 @@ both!(cgroup_mount_shows_own_cgroup, |rt: &Rt| {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().collect::<Vec<_>>(), [(48u64 << 20).to_string().as_str(), "77", "errno 30"]);
 });
+
+both!(run_forwards_signals, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "trap 'exit 9' TERM; while true; do sleep 0.05; done"]);
+    b.write();
+    let id = unique("fwd");
+    rt.made.borrow_mut().push(id.clone());
+    let mut child = rt
+        .cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(rt.wait_status(&id, "running"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill with a pid we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(9), "SIGTERM reached the container, which exited 9");
+});
