@@ -516,8 +516,6 @@ fn bad_input_is_refused_cleanly() {
 }
 
 both!(terminal_over_console_socket, |rt: &Rt| {
-    use std::io::Read;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let mut b = Bundle::new();
     b.config["process"]["terminal"] = json!(true);
     b.config["process"]["consoleSize"] = json!({ "height": 33, "width": 111 });
@@ -533,32 +531,10 @@ both!(terminal_over_console_socket, |rt: &Rt| {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (conn, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).unwrap();
-    let mut master = None;
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel installed this fd for us.
-            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-        }
-    }
-    let master = master.expect("pty master received over SCM_RIGHTS");
+    let master = support::accept_pty_master(&listener);
     assert!(create.wait().unwrap().success());
     assert!(rt.out(&["start", &id]).status.success());
-    let mut f = std::fs::File::from(master);
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 1024];
-    // Read until EIO: the slave side closes when the process exits.
-    while let Ok(n) = f.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&out).replace('\r', "");
+    let text = support::read_pty(master);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
     assert_eq!(lines[1..], ["33 111", "stdin-is-tty"], "{text:?}");
@@ -701,3 +677,31 @@ both!(run_forwards_signals, |rt: &Rt| {
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(9), "SIGTERM reached the container, which exited 9");
 });
+
+// Only berth: Debian's runc 1.1.5 `exec --tty --console-socket` in the
+// foreground does not return when its process exits while the console
+// socket's peer holds the master (seen here; left for a later look).
+#[test]
+fn exec_with_tty() {
+    if !support::can_run("exec_with_tty") {
+        return;
+    }
+    let rt = &Rt::new(Kind::Berth).unwrap();
+    let mut b = Bundle::new();
+    b.args(&["/probe", "sleep", "60"]);
+    let id = unique("exectty");
+    assert!(rt.create(&b, &id).status.success());
+    assert!(rt.out(&["start", &id]).status.success());
+    let sock_path = b.dir.join("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let mut exec = rt
+        .cmd(&["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "test -t 1 && echo stdout-is-tty; exit 4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = support::accept_pty_master(&listener);
+    let text = support::read_pty(master);
+    assert_eq!(text.trim(), "stdout-is-tty");
+    assert_eq!(exec.wait().unwrap().code(), Some(4));
+}

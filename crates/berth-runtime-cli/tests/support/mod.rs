@@ -288,3 +288,37 @@ macro_rules! both {
         }
     };
 }
+
+/// Accept one connection on a console socket and take the pty master sent
+/// over it with SCM_RIGHTS.
+pub fn accept_pty_master(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this fd for us.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no pty master received over SCM_RIGHTS")
+}
+
+/// Everything the pty prints until its slave side closes, without CRs.
+pub fn read_pty(master: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // EIO once the last slave fd closes.
+    while let Ok(n) = f.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
