@@ -69,7 +69,13 @@ impl Hierarchies {
                 "cgroup" => {
                     let controllers: Vec<String> = post[2]
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr")
+                        .filter(|o| {
+                            !matches!(*o, "rw" | "ro")
+                                && !o.starts_with("release_agent")
+                                && *o != "clone_children"
+                                && *o != "noprefix"
+                                && *o != "xattr"
+                        })
                         .map(str::to_owned)
                         .collect();
                     if h.v1.iter().any(|m| m.controllers == controllers) {

@@ -37,7 +37,11 @@ fn enable_controllers(parent: &Path) {
 }
 
 fn limit(v: i64) -> String {
-    if v < 0 { "max".to_owned() } else { v.to_string() }
+    if v < 0 {
+        "max".to_owned()
+    } else {
+        v.to_string()
+    }
 }
 
 pub(crate) fn apply(dir: &Path, r: &Resources) -> Result<()> {
@@ -161,7 +165,13 @@ mod tests {
     #[test]
     fn unlimited_values() -> Result<()> {
         let dir = fake("max");
-        let r = Resources { memory_limit: Some(-1), memory_swap: Some(-1), pids_limit: Some(0), cpu_quota: Some(-1), ..Default::default() };
+        let r = Resources {
+            memory_limit: Some(-1),
+            memory_swap: Some(-1),
+            pids_limit: Some(0),
+            cpu_quota: Some(-1),
+            ..Default::default()
+        };
         apply(&dir, &r)?;
         let get = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
         assert_eq!(get("memory.max"), "max");

@@ -71,9 +71,7 @@ pub fn openat_in_root(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Resu
 
 /// `path` made relative, with `.` dropped; `..` is kept (the kernel clamps it at the root).
 pub fn relative(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir | Component::Prefix(_)))
-        .collect()
+    path.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir | Component::Prefix(_))).collect()
 }
 
 /// Open `path` inside `root` as an `O_PATH` fd, creating what `create` says

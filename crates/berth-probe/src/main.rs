@@ -54,7 +54,9 @@ fn report() -> String {
     let status = read("/proc/self/status");
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut s = |k: &str, v: String| fields.push((k.to_owned(), esc(&v)));
-    for k in ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Umask"] {
+    for k in
+        ["Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Umask"]
+    {
         s(k, status_field(&status, k));
     }
     s("pid", std::process::id().to_string());

@@ -318,7 +318,8 @@ fn exec_process(root: &std::path::Path, e: &ExecArgs) -> Result<oci_spec::runtim
                 let name = c.to_ascii_uppercase();
                 let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
                 let cap: oci_spec::runtime::Capability =
-                    serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| anyhow!("unknown capability {name}"))?;
+                    serde_json::from_value(serde_json::Value::String(name.clone()))
+                        .map_err(|_| anyhow!("unknown capability {name}"))?;
                 set.insert(cap);
             }
             Ok(set)
@@ -343,10 +344,17 @@ fn ps(root: &std::path::Path, id: &str, format: &str, ps_args: &[String]) -> Res
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
             let header = lines.next().unwrap_or("");
-            let pid_col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| anyhow!("ps output has no PID column"))?;
+            let pid_col = header
+                .split_whitespace()
+                .position(|h| h == "PID")
+                .ok_or_else(|| anyhow!("ps output has no PID column"))?;
             println!("{header}");
             for l in lines {
-                if l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+                if l.split_whitespace()
+                    .nth(pid_col)
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .is_some_and(|p| pids.contains(&p))
+                {
                     println!("{l}");
                 }
             }
@@ -373,7 +381,15 @@ fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<i32> {
             println!("{:<12} {:<10} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
             for c in &all {
                 let s = c.oci_state();
-                println!("{:<12} {:<10} {:<10} {:<40} {:<30} {}", s.id, s.pid, s.status.as_str(), s.bundle.display(), s.created, s.owner);
+                println!(
+                    "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
+                    s.id,
+                    s.pid,
+                    s.status.as_str(),
+                    s.bundle.display(),
+                    s.created,
+                    s.owner
+                );
             }
         }
         other => return Err(anyhow!("invalid format option {other:?}")),

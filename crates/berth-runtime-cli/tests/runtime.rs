@@ -146,7 +146,9 @@ both!(bind_mounts_ro_and_rw, |rt: &Rt| {
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("hello"), "from host").unwrap();
     b.add_mount(json!({ "destination": "/ro", "type": "bind", "source": host, "options": ["bind", "ro"] }));
-    b.add_mount(json!({ "destination": "/a/new/rw", "type": "none", "source": host, "options": ["rbind", "rw", "rprivate"] }));
+    b.add_mount(
+        json!({ "destination": "/a/new/rw", "type": "none", "source": host, "options": ["rbind", "rw", "rprivate"] }),
+    );
     b.args(&["sh", "-c", "cat /ro/hello; echo; /probe write /ro/x; /probe write /a/new/rw/y"]);
     let (code, out, err) = rt.run(&b, &unique("bind"));
     assert_eq!(code, 0, "{err}");
@@ -181,15 +183,24 @@ both!(tmpfs_size_and_mode, |rt: &Rt| {
 
 both!(default_devices, |rt: &Rt| {
     let mut b = Bundle::new();
-    b.config["linux"]["devices"] = json!([{ "path": "/dev/berthnull", "type": "c", "major": 1, "minor": 3, "fileMode": 438 }]);
+    b.config["linux"]["devices"] =
+        json!([{ "path": "/dev/berthnull", "type": "c", "major": 1, "minor": 3, "fileMode": 438 }]);
     b.config["linux"]["resources"]["devices"] = json!([{ "allow": false, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }]);
     b.args(&["sh", "-c", "for d in null zero full random urandom tty berthnull; do stat -c '%n %t:%T %a' /dev/$d; done; ls -l /dev/fd /dev/ptmx /dev/stdin | sed 's/.* -> //'; echo x > /dev/berthnull && echo wrote"]);
     let (code, out, err) = rt.run(&b, &unique("dev"));
     assert_eq!(code, 0, "{err}");
     let want = [
-        "/dev/null 1:3 666", "/dev/zero 1:5 666", "/dev/full 1:7 666", "/dev/random 1:8 666",
-        "/dev/urandom 1:9 666", "/dev/tty 5:0 666", "/dev/berthnull 1:3 666",
-        "/proc/self/fd", "pts/ptmx", "/proc/self/fd/0", "wrote",
+        "/dev/null 1:3 666",
+        "/dev/zero 1:5 666",
+        "/dev/full 1:7 666",
+        "/dev/random 1:8 666",
+        "/dev/urandom 1:9 666",
+        "/dev/tty 5:0 666",
+        "/dev/berthnull 1:3 666",
+        "/proc/self/fd",
+        "pts/ptmx",
+        "/proc/self/fd/0",
+        "wrote",
     ];
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 });
@@ -223,7 +234,8 @@ both!(pids_limit_refuses_fork, |rt: &Rt| {
 
 both!(cpu_and_blkio_resources, |rt: &Rt| {
     let mut b = Bundle::new();
-    b.config["linux"]["resources"]["cpu"] = json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" });
+    b.config["linux"]["resources"]["cpu"] =
+        json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" });
     b.config["linux"]["resources"]["memory"] = json!({ "reservation": 16 << 20 });
     b.args(&["true"]);
     let id = unique("cpu");
@@ -388,10 +400,12 @@ both!(pause_freezes, |rt: &Rt| {
     assert!(rt.out(&["start", &id]).status.success());
     let read = || std::fs::read_to_string(host.join("n")).unwrap_or_default().trim().parse::<u64>().unwrap_or(0);
     // Poll with a deadline: the machine may be busy with other tests.
-    let progressed_past = |v: u64| (0..500).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        read() > v
-    });
+    let progressed_past = |v: u64| {
+        (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            read() > v
+        })
+    };
     assert!(progressed_past(0), "the probe ticks");
     assert!(rt.out(&["pause", &id]).status.success());
     assert_eq!(rt.state(&id)["status"], "paused");
@@ -409,7 +423,19 @@ both!(exec_in_running_container, |rt: &Rt| {
     let id = unique("exec");
     assert!(rt.create(&b, &id).status.success());
     assert!(rt.out(&["start", &id]).status.success());
-    let o = rt.out(&["exec", "--cwd", "/tmp", "--env", "X=1", "--user", "1000:1000", &id, "sh", "-c", "echo $X; pwd; id -u; exit 7"]);
+    let o = rt.out(&[
+        "exec",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "X=1",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $X; pwd; id -u; exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), ["1", "/tmp", "1000"]);
     let o = rt.out(&["exec", &id, "/probe", "report"]);
@@ -552,7 +578,14 @@ both!(pid_file_and_preserved_fds, |rt: &Rt| {
     let extra_fd = std::os::fd::AsRawFd::as_raw_fd(&extra);
     let out_path = b.dir.join("out");
     let mut cmd = rt.cmd(&[
-        "run", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "--preserve-fds", "1", &id,
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--preserve-fds",
+        "1",
+        &id,
     ]);
     cmd.stdout(std::fs::File::create(&out_path).unwrap());
     // SAFETY: only dup2 between fork and exec, which is async-signal-safe.
@@ -643,7 +676,11 @@ fn hook_timeout_fails_create_cleanly() {
     let o = rt.create(&b, &id);
     assert!(!o.status.success());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("timed out after 1s"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("timed out after 1s"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!rt.root.join(&id).exists());
     assert!(!b.cgroup_dir("memory").exists());
 }
@@ -695,7 +732,16 @@ fn exec_with_tty() {
     let sock_path = b.dir.join("exec-console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let mut exec = rt
-        .cmd(&["exec", "--tty", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "test -t 1 && echo stdout-is-tty; exit 4"])
+        .cmd(&[
+            "exec",
+            "--tty",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "test -t 1 && echo stdout-is-tty; exit 4",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -11,14 +11,14 @@ use crate::Result;
 const ALWAYS_ALLOWED: &[(char, Option<i64>, Option<i64>, &str)] = &[
     ('c', None, None, "m"),
     ('b', None, None, "m"),
-    ('c', Some(1), Some(3), "rwm"),   // null
-    ('c', Some(1), Some(8), "rwm"),   // random
-    ('c', Some(1), Some(7), "rwm"),   // full
-    ('c', Some(5), Some(0), "rwm"),   // tty
-    ('c', Some(1), Some(5), "rwm"),   // zero
-    ('c', Some(1), Some(9), "rwm"),   // urandom
-    ('c', Some(136), None, "rwm"),    // pts
-    ('c', Some(5), Some(2), "rwm"),   // ptmx
+    ('c', Some(1), Some(3), "rwm"),    // null
+    ('c', Some(1), Some(8), "rwm"),    // random
+    ('c', Some(1), Some(7), "rwm"),    // full
+    ('c', Some(5), Some(0), "rwm"),    // tty
+    ('c', Some(1), Some(5), "rwm"),    // zero
+    ('c', Some(1), Some(9), "rwm"),    // urandom
+    ('c', Some(136), None, "rwm"),     // pts
+    ('c', Some(5), Some(2), "rwm"),    // ptmx
     ('c', Some(10), Some(200), "rwm"), // tun
 ];
 

@@ -38,16 +38,27 @@ pub(crate) fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Step {
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(slave_path.as_bytes())];
-    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None).map_err(|e| format!("send pty master over console socket: {e}"))?;
+    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| format!("send pty master over console socket: {e}"))?;
     drop(master);
     // Bind the slave over /dev/console (best effort: /dev may be read-only).
     if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open("/dev/console") {
         drop(f);
-        let _ = nix::mount::mount(Some(slave_path.as_str()), "/dev/console", None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>);
+        let _ = nix::mount::mount(
+            Some(slave_path.as_str()),
+            "/dev/console",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        );
     }
     // SAFETY: setsid has no arguments; init already leads its session when forked.
     unsafe { libc::setsid() };
-    let slave = std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).map_err(|e| format!("open {slave_path}: {e}"))?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .map_err(|e| format!("open {slave_path}: {e}"))?;
     // SAFETY: TIOCSCTTY on an fd we own.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(format!("set controlling terminal: {}", std::io::Error::last_os_error()));

@@ -77,7 +77,9 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
             Some(UnixStream::connect(p).map_err(Error::io(format!("connect console socket {}", p.display())))?.into())
         }
         (None, None, true) => {
-            return Err(Error::Invalid("cannot allocate tty if berth-runtime will detach without setting console socket".into()))
+            return Err(Error::Invalid(
+                "cannot allocate tty if berth-runtime will detach without setting console socket".into(),
+            ))
         }
     };
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
@@ -100,12 +102,17 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     cg.apply(&cgroup::resources(linux.resources().as_ref(), &[]))?;
 
     let fifo_path = dir.join("exec.fifo");
-    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(Error::errno("mkfifo exec.fifo"))?;
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(Error::errno("mkfifo exec.fifo"))?;
     // The mode must survive the umask; the container's user may be anyone.
     std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(Error::io("chmod exec.fifo"))?;
-    let fifo = nix::fcntl::open(&fifo_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(Error::errno("open exec.fifo"))?;
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(Error::errno("open exec.fifo"))?;
     // SAFETY: `open` returned a new fd that nothing else owns.
     let fifo = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fifo) };
 
@@ -201,5 +208,6 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
 
 pub(crate) fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
     let abs = if p.is_absolute() { p.to_owned() } else { std::env::current_dir().map_err(Error::io("cwd"))?.join(p) };
-    berth_core::atomic::write_atomic(&abs, pid.to_string().as_bytes(), 0o644).map_err(Error::io(format!("write pid file {}", abs.display())))
+    berth_core::atomic::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+        .map_err(Error::io(format!("write pid file {}", abs.display())))
 }

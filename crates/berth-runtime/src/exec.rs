@@ -63,7 +63,9 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
     let console: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket, terminal) {
         (_, _, false) => None,
         (Some(fd), _, true) => Some(fd),
-        (None, Some(p), true) => Some(UnixStream::connect(p).map_err(Error::io(format!("connect {}", p.display())))?.into()),
+        (None, Some(p), true) => {
+            Some(UnixStream::connect(p).map_err(Error::io(format!("connect {}", p.display())))?.into())
+        }
         (None, None, true) => return Err(Error::Invalid("exec with a terminal needs --console-socket".into())),
     };
     let cg = c.cgroup();
@@ -72,7 +74,14 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
     let child = match unsafe { fork() }.map_err(Error::errno("fork"))? {
         ForkResult::Child => {
             drop(parent_ch);
-            let code = match exec_child(&plan, &spec, &opts.process, console.as_ref().map(|f| f.as_raw_fd()), opts.preserve_fds, &child_ch) {
+            let code = match exec_child(
+                &plan,
+                &spec,
+                &opts.process,
+                console.as_ref().map(|f| f.as_raw_fd()),
+                opts.preserve_fds,
+                &child_ch,
+            ) {
                 Ok(code) => code,
                 Err(msg) => {
                     let _ = child_ch.send(&Msg::Failed(msg));
@@ -127,7 +136,14 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
     Ok(ExecOutcome::Exited(crate::wait_exit(pid)?))
 }
 
-fn exec_child(plan: &Plan, spec: &Spec, p: &Process, console_fd: Option<i32>, preserve: u32, ch: &Channel) -> Step<i32> {
+fn exec_child(
+    plan: &Plan,
+    spec: &Spec,
+    p: &Process,
+    console_fd: Option<i32>,
+    preserve: u32,
+    ch: &Channel,
+) -> Step<i32> {
     process::set_non_dumpable()?;
     ch.expect(&Msg::Go)?; // sync 1
     plan.join_all()?;
@@ -147,7 +163,8 @@ fn exec_child(plan: &Plan, spec: &Spec, p: &Process, console_fd: Option<i32>, pr
         let mut b = [0u8; 1];
         let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
     } else {
-        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?; // sync 2
+        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?;
+        // sync 2
     }
     if p.terminal().unwrap_or(false) {
         let sock = console_fd.ok_or("terminal requested without a console socket")?;

@@ -6,7 +6,14 @@ use serde_json::{json, Value};
 /// The features document.
 pub fn features() -> Value {
     let ns: Vec<&str> = crate::exec::NAMESPACES.iter().map(|t| crate::namespaces::proc_name(*t)).collect();
-    let ns: Vec<&str> = ns.into_iter().map(|n| match n { "mnt" => "mount", "net" => "network", x => x }).collect();
+    let ns: Vec<&str> = ns
+        .into_iter()
+        .map(|n| match n {
+            "mnt" => "mount",
+            "net" => "network",
+            x => x,
+        })
+        .collect();
     let caps: Vec<String> = {
         let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
         v.sort();

@@ -54,7 +54,8 @@ fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     ch.expect(&Msg::Go)?; // sync 1
     a.plan.join_all()?;
     if a.plan.new_user {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("unshare user namespace: {e}"))?;
         ch.send(&Msg::MapIds(std::process::id() as i32)).map_err(|e| e.to_string())?;
         ch.expect(&Msg::MapsDone)?; // sync 2
     }
@@ -90,7 +91,9 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     if a.plan.new_user {
         // Become root of the new user namespace.
         // SAFETY: integer arguments only.
-        if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } < 0 || unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } < 0 {
+        if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } < 0
+            || unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } < 0
+        {
             return Err(format!("become root in user namespace: {}", std::io::Error::last_os_error()));
         }
     }
@@ -109,7 +112,11 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     rootfs::prepare(&ctx)?;
     // A missing cwd is created, as runc does (Docker's WorkingDir relies on it).
     let root_dir = std::fs::File::open(a.rootfs).map_err(|e| format!("open rootfs: {e}"))?;
-    match berth_core::rootfs::open_or_create(std::os::fd::AsFd::as_fd(&root_dir), proc_.cwd(), berth_core::rootfs::Create::Dir) {
+    match berth_core::rootfs::open_or_create(
+        std::os::fd::AsFd::as_fd(&root_dir),
+        proc_.cwd(),
+        berth_core::rootfs::Create::Dir,
+    ) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) || e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(format!("create cwd {}: {e}", proc_.cwd().display())),

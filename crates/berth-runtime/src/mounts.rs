@@ -76,7 +76,8 @@ pub(crate) fn propagation(name: &str) -> Option<MsFlags> {
 }
 
 pub(crate) fn parse(options: &[String]) -> MountOptions {
-    let mut out = MountOptions { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: vec![], data: vec![] };
+    let mut out =
+        MountOptions { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: vec![], data: vec![] };
     for o in options {
         if let Some((_, clear, f)) = TABLE.iter().find(|(n, _, _)| n == o) {
             if *clear {

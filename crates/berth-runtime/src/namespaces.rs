@@ -58,8 +58,11 @@ impl Plan {
         for ns in sorted {
             match ns.path() {
                 Some(p) => {
-                    let fd = std::fs::File::open(p)
-                        .map_err(Error::io(format!("open {} namespace {}", proc_name(ns.typ()), p.display())))?;
+                    let fd = std::fs::File::open(p).map_err(Error::io(format!(
+                        "open {} namespace {}",
+                        proc_name(ns.typ()),
+                        p.display()
+                    )))?;
                     plan.join.push((ns.typ(), p.clone(), fd.into()));
                 }
                 None if ns.typ() == LinuxNamespaceType::User => plan.new_user = true,

@@ -33,7 +33,11 @@ const RLIMITS: &[(&str, libc::__rlimit_resource_t)] = &[
 pub(crate) fn set_rlimits(limits: &[PosixRlimit]) -> Step {
     for l in limits {
         let name = serde_json::to_value(l.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let res = RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).ok_or_else(|| format!("unknown rlimit {name}"))?;
+        let res = RLIMITS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r)
+            .ok_or_else(|| format!("unknown rlimit {name}"))?;
         let lim = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
         // SAFETY: `lim` is a valid rlimit the kernel only reads.
         if unsafe { libc::setrlimit(res, &lim) } < 0 {
@@ -86,7 +90,8 @@ pub(crate) fn set_caps(c: Option<&LinuxCapabilities>) -> Step {
     let inheritable = to_caps(c.inheritable().as_ref())?;
     let ambient = to_caps(c.ambient().as_ref())?;
     // Permitted first: effective and inheritable must be subsets of it.
-    caps::set(None, CapSet::Effective, &permitted.union(&effective).cloned().collect()).map_err(|e| format!("set capabilities: {e}"))?;
+    caps::set(None, CapSet::Effective, &permitted.union(&effective).cloned().collect())
+        .map_err(|e| format!("set capabilities: {e}"))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| format!("set permitted capabilities: {e}"))?;
     caps::set(None, CapSet::Effective, &effective).map_err(|e| format!("set effective capabilities: {e}"))?;
     caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| format!("set inheritable capabilities: {e}"))?;
@@ -245,7 +250,11 @@ pub(crate) struct Prepared {
 /// no_new_privs, as it then needs CAP_SYS_ADMIN), bounding set, user,
 /// capabilities, umask, no_new_privs, and close-on-exec for every fd past
 /// stdio and the preserved ones.
-pub(crate) fn prepare(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>, preserve_fds: u32) -> Step<Prepared> {
+pub(crate) fn prepare(
+    p: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    preserve_fds: u32,
+) -> Step<Prepared> {
     set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(adj) = p.oom_score_adj() {
         set_oom_score_adj(adj)?;

@@ -159,15 +159,24 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
     if c.cgroup.v1.is_empty() {
         let Some(v2) = &c.cgroup.v2 else { return Err("no cgroup hierarchy to mount".into()) };
         return if c.new_cgroupns {
-            ctx(mount(Some("cgroup2"), &tp, Some("cgroup2"), flags, NONE), || format!("mount cgroup2 on {}", dest.display()))
+            ctx(mount(Some("cgroup2"), &tp, Some("cgroup2"), flags, NONE), || {
+                format!("mount cgroup2 on {}", dest.display())
+            })
         } else {
             ctx(mount(Some(v2), &tp, NONE, MsFlags::MS_BIND, NONE), || format!("bind {}", v2.display()))?;
             remount_bind(root, dest, flags, c.in_userns)
         };
     }
-    ctx(mount(Some("tmpfs"), &tp, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755")), || {
-        format!("mount tmpfs on {}", dest.display())
-    })?;
+    ctx(
+        mount(
+            Some("tmpfs"),
+            &tp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        ),
+        || format!("mount tmpfs on {}", dest.display()),
+    )?;
     let mut binds: Vec<(String, &PathBuf)> = Vec::new();
     for (ctrls, dir) in &c.cgroup.v1 {
         let name = ctrls.iter().map(|c| c.trim_start_matches("name=")).collect::<Vec<_>>().join(",");
@@ -185,7 +194,12 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
         remount_bind(root, &sub, flags, c.in_userns)?;
     }
     if opts.flags.contains(MsFlags::MS_RDONLY) {
-        remount_bind(root, dest, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, c.in_userns)?;
+        remount_bind(
+            root,
+            dest,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            c.in_userns,
+        )?;
     }
     Ok(())
 }
@@ -202,7 +216,15 @@ fn create_devices(root: BorrowedFd<'_>, devices: &[LinuxDevice], in_userns: bool
             LinuxDeviceType::P => SFlag::S_IFIFO,
             LinuxDeviceType::A => return Err(format!("device {} has type a", d.path().display())),
         };
-        all.push((d.path().clone(), kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid(), d.gid()));
+        all.push((
+            d.path().clone(),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            d.uid(),
+            d.gid(),
+        ));
     }
     for (p, maj, min) in DEFAULT_DEVICES {
         if !all.iter().any(|d| d.0 == Path::new(p)) {
@@ -216,7 +238,9 @@ fn create_devices(root: BorrowedFd<'_>, devices: &[LinuxDevice], in_userns: bool
         if in_userns {
             // mknod is not allowed in a user namespace: bind the host's node.
             let t = ctx(open_or_create(root, &path, Create::File), || format!("create {}", path.display()))?;
-            ctx(mount(Some(&path), &fd_path(t.as_fd()), NONE, MsFlags::MS_BIND, NONE), || format!("bind device {}", path.display()))?;
+            ctx(mount(Some(&path), &fd_path(t.as_fd()), NONE, MsFlags::MS_BIND, NONE), || {
+                format!("bind device {}", path.display())
+            })?;
             continue;
         }
         let parent = path.parent().unwrap_or(Path::new("/dev"));
@@ -225,8 +249,12 @@ fn create_devices(root: BorrowedFd<'_>, devices: &[LinuxDevice], in_userns: bool
         let dir_path = fd_path(dir.as_fd()).join(name);
         let _ = std::fs::remove_file(&dir_path);
         let dev = nix::sys::stat::makedev(major, minor);
-        ctx(mknod(&dir_path, kind, Mode::from_bits_truncate(mode & 0o7777), dev), || format!("mknod {}", path.display()))?;
-        ctx(nix::unistd::chown(&dir_path, uid.map(Into::into), gid.map(Into::into)), || format!("chown {}", path.display()))?;
+        ctx(mknod(&dir_path, kind, Mode::from_bits_truncate(mode & 0o7777), dev), || {
+            format!("mknod {}", path.display())
+        })?;
+        ctx(nix::unistd::chown(&dir_path, uid.map(Into::into), gid.map(Into::into)), || {
+            format!("chown {}", path.display())
+        })?;
     }
     Ok(())
 }

@@ -57,8 +57,13 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Step<ScmpFilterContext> {
             .flatten()
             .map(|a| {
                 let cmp = op(a.op(), a.value_two());
-                let datum = if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq { a.value_two().unwrap_or(0) } else { a.value() };
-                let cmp = if let ScmpCompareOp::MaskedEqual(_) = cmp { ScmpCompareOp::MaskedEqual(a.value()) } else { cmp };
+                let datum = if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                    a.value_two().unwrap_or(0)
+                } else {
+                    a.value()
+                };
+                let cmp =
+                    if let ScmpCompareOp::MaskedEqual(_) = cmp { ScmpCompareOp::MaskedEqual(a.value()) } else { cmp };
                 ScmpArgCompare::new(a.index() as u32, cmp, datum)
             })
             .collect();

@@ -10,7 +10,8 @@ use crate::{Error, Result};
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(Error::io(format!("read {}", path.display())))?;
-    let spec: Spec = serde_json::from_str(&text).map_err(|e| Error::Spec { path: path.clone(), reason: e.to_string() })?;
+    let spec: Spec =
+        serde_json::from_str(&text).map_err(|e| Error::Spec { path: path.clone(), reason: e.to_string() })?;
     let bad = |reason: &str| Error::Spec { path: path.clone(), reason: reason.to_owned() };
     let process = spec.process().as_ref().ok_or_else(|| bad("process is missing"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {

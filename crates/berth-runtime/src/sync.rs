@@ -77,7 +77,11 @@ impl Channel {
         let b = m.encode();
         // SAFETY: `b` is a live buffer of the given length.
         let n = unsafe { libc::send(self.0.as_raw_fd(), b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// The next message; `None` when the other side closed.

@@ -26,7 +26,10 @@ pub fn can_run(what: &str) -> bool {
 }
 
 const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &["sh", "cat", "echo", "true", "false", "ls", "sleep", "id", "hostname", "mkdir", "touch", "ps", "kill", "seq", "wc", "grep", "stat", "stty", "tty"];
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "true", "false", "ls", "sleep", "id", "hostname", "mkdir", "touch", "ps", "kill", "seq", "wc",
+    "grep", "stat", "stty", "tty",
+];
 
 /// The probe, built once per test binary, statically, with plain rustc.
 pub fn probe() -> PathBuf {
@@ -111,7 +114,11 @@ impl Rt {
     pub fn run(&self, b: &Bundle, id: &str) -> (i32, String, String) {
         b.write();
         let o = self.out(&["run", "--bundle", b.dir.to_str().unwrap(), id]);
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 
     /// Run the probe's report and parse it.
@@ -136,7 +143,11 @@ impl Rt {
             .stderr(std::fs::File::create(&err_path).unwrap())
             .status()
             .expect("run the runtime");
-        Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() }
+        Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap_or_default(),
+            stderr: std::fs::read(&err_path).unwrap_or_default(),
+        }
     }
 
     pub fn state(&self, id: &str) -> Value {
@@ -165,8 +176,7 @@ impl Drop for Rt {
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// A bundle: busybox-static and the probe in a rootfs, and a config.
@@ -297,7 +307,13 @@ pub fn accept_pty_master(listener: &std::os::unix::net::UnixListener) -> std::os
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: the kernel installed this fd for us.
