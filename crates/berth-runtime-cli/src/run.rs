@@ -25,20 +25,18 @@ const FORWARDED: &[libc::c_int] =
 
 pub(crate) fn run(root: &Path, mut opts: CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     let id = opts.id.clone();
-    let terminal = berth_runtime::load_spec(&opts.bundle)
-        .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false);
+    // Whether there is a terminal is known once create has read the config;
+    // create drops this socket unused when there is none.
     let mut ours: Option<OwnedFd> = None;
-    if terminal && opts.console_socket.is_none() && !detach {
+    if opts.console_socket.is_none() && !detach {
         let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
         opts.console_fd = Some(b);
         ours = Some(a);
     }
     let c = berth_runtime::create(opts)?;
     let master = match &ours {
-        Some(sock) => Some(berth_runtime::console::recv_master(sock.as_raw_fd())?),
-        None => None,
+        Some(sock) if c.terminal => Some(berth_runtime::console::recv_master(sock.as_raw_fd())?),
+        _ => None,
     };
     if let Err(e) = berth_runtime::start(root, &id) {
         let _ = berth_runtime::delete(root, &id, true);

@@ -162,6 +162,8 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
         cgroup_v1: cg.v1.clone(),
         cgroup_v2: cg.v2.clone(),
         own_pidns: plan.has_new(oci_spec::runtime::LinuxNamespaceType::Pid),
+        terminal,
+        hooks: spec.hooks().clone(),
         dir: dir.clone(),
     };
     loop {

@@ -8,7 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::lifecycle::wait_gone;
-use crate::{hooks, spec, Container, Error, Result, Status};
+use crate::{hooks, Container, Error, Result, Status};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let c = Container::load(root, id)?;
@@ -36,7 +36,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     cg.destroy()?;
-    let poststop = spec::load_spec(&c.bundle).ok().and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
+    let poststop = c.hooks.as_ref().and_then(|h| h.poststop().clone());
     let mut state = c.oci_state();
     state.status = Status::Stopped;
     std::fs::remove_dir_all(&c.dir).map_err(Error::io(format!("remove {}", c.dir.display())))?;

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::{hooks, spec, Container, Error, Result, Status};
+use crate::{hooks, Container, Error, Result, Status};
 
 /// How a container's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +61,12 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
     if !msg.is_empty() {
         return Err(Error::Init(String::from_utf8_lossy(&msg).into_owned()));
     }
-    if let Ok(spec) = spec::load_spec(&c.bundle) {
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-            // A failing poststart hook is reported but does not stop the container (spec).
-            let mut st = c.oci_state();
-            st.status = Status::Running;
-            st.pid = c.pid;
-            hooks::run(h, &st)?;
-        }
+    if let Some(h) = c.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+        // A failing poststart hook is reported but does not stop the container (spec).
+        let mut st = c.oci_state();
+        st.status = Status::Running;
+        st.pid = c.pid;
+        hooks::run(h, &st)?;
     }
     Ok(c)
 }

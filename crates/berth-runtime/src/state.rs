@@ -72,6 +72,12 @@ pub struct Container {
     /// Whether the container has its own pid namespace (then killing init
     /// kills every process; otherwise `delete --force` kills the cgroup).
     pub own_pidns: bool,
+    /// Whether the process has a terminal.
+    pub terminal: bool,
+    /// The hooks of config.json as it was at create, so `start` and
+    /// `delete` need not parse the bundle again (and a config edited since
+    /// cannot change them).
+    pub hooks: Option<oci_spec::runtime::Hooks>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
