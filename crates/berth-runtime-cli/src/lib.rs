@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome};
+use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome, ExecProcess, ProcessOverrides};
 use clap::{Args, Parser, Subcommand};
 
 mod run;
@@ -256,9 +256,30 @@ fn exec(root: &std::path::Path, e: &ExecArgs) -> Result<i32> {
     let process = match &e.process {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?
+            ExecProcess::Given(Box::new(serde_json::from_str(&text).with_context(|| format!("parse {}", p.display()))?))
         }
-        None => exec_process(root, e)?,
+        None => {
+            if e.command.is_empty() {
+                return Err(anyhow!("exec needs a command or --process"));
+            }
+            let user = match &e.user {
+                Some(u) => Some(match u.split_once(':') {
+                    Some((a, b)) => (a.parse().context("--user uid")?, b.parse().context("--user gid")?),
+                    None => (u.parse().context("--user uid")?, 0),
+                }),
+                None => None,
+            };
+            ExecProcess::FromConfig(ProcessOverrides {
+                args: e.command.clone(),
+                tty: e.tty,
+                cwd: e.cwd.clone(),
+                env: e.env.clone(),
+                user,
+                additional_gids: e.additional_gids.clone(),
+                caps: e.cap.clone(),
+                no_new_privs: e.no_new_privs,
+            })
+        }
     };
     let outcome = berth_runtime::exec(ExecOptions {
         root: root.to_owned(),
@@ -274,64 +295,6 @@ fn exec(root: &std::path::Path, e: &ExecArgs) -> Result<i32> {
         ExecOutcome::Detached(_) => 0,
         ExecOutcome::Exited(st) => st.code(),
     })
-}
-
-/// The container's process with the flags applied, as runc builds it.
-fn exec_process(root: &std::path::Path, e: &ExecArgs) -> Result<oci_spec::runtime::Process> {
-    if e.command.is_empty() {
-        return Err(anyhow!("exec needs a command or --process"));
-    }
-    let mut p = berth_runtime::spec_process(root, &e.id)?;
-    p.set_args(Some(e.command.clone()));
-    p.set_terminal(Some(e.tty));
-    if let Some(cwd) = &e.cwd {
-        p.set_cwd(cwd.clone());
-    }
-    let mut env = p.env().clone().unwrap_or_default();
-    for kv in &e.env {
-        let key = kv.split('=').next().unwrap_or("");
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(kv.clone());
-    }
-    p.set_env(Some(env));
-    let mut user = p.user().clone();
-    if let Some(u) = &e.user {
-        let (uid, gid) = match u.split_once(':') {
-            Some((a, b)) => (a.parse()?, b.parse()?),
-            None => (u.parse()?, 0),
-        };
-        user.set_uid(uid);
-        user.set_gid(gid);
-    }
-    if !e.additional_gids.is_empty() {
-        user.set_additional_gids(Some(e.additional_gids.clone()));
-    }
-    p.set_user(user);
-    if e.no_new_privs {
-        p.set_no_new_privileges(Some(true));
-    }
-    if !e.cap.is_empty() {
-        let mut caps = p.capabilities().clone().unwrap_or_default();
-        let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
-            let mut set = set.unwrap_or_default();
-            for c in &e.cap {
-                let name = c.to_ascii_uppercase();
-                let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
-                let cap: oci_spec::runtime::Capability =
-                    serde_json::from_value(serde_json::Value::String(name.clone()))
-                        .map_err(|_| anyhow!("unknown capability {name}"))?;
-                set.insert(cap);
-            }
-            Ok(set)
-        };
-        caps.set_bounding(Some(add(caps.bounding().clone())?));
-        caps.set_effective(Some(add(caps.effective().clone())?));
-        caps.set_permitted(Some(add(caps.permitted().clone())?));
-        caps.set_inheritable(Some(add(caps.inheritable().clone())?));
-        caps.set_ambient(Some(add(caps.ambient().clone())?));
-        p.set_capabilities(Some(caps));
-    }
-    Ok(p)
 }
 
 fn ps(root: &std::path::Path, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {

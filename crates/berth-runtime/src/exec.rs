@@ -7,11 +7,13 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Process, Spec,
+};
 
 use crate::namespaces::Plan;
 use crate::rootfs::Step;
@@ -22,12 +24,85 @@ use crate::{console, process, seccomp, spec, Container, Error, ExitStatus, Resul
 pub struct ExecOptions {
     pub root: PathBuf,
     pub id: String,
-    pub process: Process,
+    pub process: ExecProcess,
     pub console_socket: Option<PathBuf>,
     pub console_fd: Option<OwnedFd>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+}
+
+/// The process to run: a whole process.json, or the container's own
+/// process with command-line overrides (as runc builds it).
+#[derive(Debug)]
+pub enum ExecProcess {
+    Given(Box<Process>),
+    FromConfig(ProcessOverrides),
+}
+
+/// `exec` flags applied to the container's process.
+#[derive(Debug, Default)]
+pub struct ProcessOverrides {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<PathBuf>,
+    /// KEY=VALUE; replaces the same key of the config.
+    pub env: Vec<String>,
+    /// uid, gid
+    pub user: Option<(u32, u32)>,
+    pub additional_gids: Vec<u32>,
+    /// Capability names (with or without CAP_), added to every set.
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+}
+
+impl ProcessOverrides {
+    fn apply(self, mut p: Process) -> Result<Process> {
+        p.set_args(Some(self.args));
+        p.set_terminal(Some(self.tty));
+        if let Some(cwd) = self.cwd {
+            p.set_cwd(cwd);
+        }
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in self.env {
+            let key = kv.split('=').next().unwrap_or("").to_owned();
+            env.retain(|x| x.split('=').next() != Some(key.as_str()));
+            env.push(kv);
+        }
+        p.set_env(Some(env));
+        let mut user = p.user().clone();
+        if let Some((uid, gid)) = self.user {
+            user.set_uid(uid);
+            user.set_gid(gid);
+        }
+        if !self.additional_gids.is_empty() {
+            user.set_additional_gids(Some(self.additional_gids));
+        }
+        p.set_user(user);
+        if self.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        if !self.caps.is_empty() {
+            let mut added = Capabilities::new();
+            for c in &self.caps {
+                let upper = c.to_ascii_uppercase();
+                let name = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+                let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| Error::Invalid(format!("unknown capability {name}")))?;
+                added.insert(cap);
+            }
+            let mut caps = p.capabilities().clone().unwrap_or_default();
+            let with =
+                |set: &Option<Capabilities>| Some(set.clone().unwrap_or_default().union(&added).copied().collect());
+            caps.set_bounding(with(caps.bounding()));
+            caps.set_effective(with(caps.effective()));
+            caps.set_permitted(with(caps.permitted()));
+            caps.set_inheritable(with(caps.inheritable()));
+            caps.set_ambient(with(caps.ambient()));
+            p.set_capabilities(Some(caps));
+        }
+        Ok(p)
+    }
 }
 
 /// Outcome of an exec: the pid when detached, the exit status otherwise.
@@ -58,8 +133,14 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
         return Err(Error::BadState { id: opts.id.clone(), action: "exec in", status: status.to_string() });
     }
     let spec = spec::load_spec(&c.bundle)?;
+    let process = match opts.process {
+        ExecProcess::Given(p) => *p,
+        ExecProcess::FromConfig(o) => {
+            o.apply(spec.process().clone().ok_or_else(|| Error::Invalid("process is missing".into()))?)?
+        }
+    };
     let plan = Plan::from_spec(&container_namespaces(&spec, c.pid)?)?;
-    let terminal = opts.process.terminal().unwrap_or(false);
+    let terminal = process.terminal().unwrap_or(false);
     let console: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket, terminal) {
         (_, _, false) => None,
         (Some(fd), _, true) => Some(fd),
@@ -77,7 +158,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
             let code = match exec_child(
                 &plan,
                 &spec,
-                &opts.process,
+                &process,
                 console.as_ref().map(|f| f.as_raw_fd()),
                 opts.preserve_fds,
                 &child_ch,
@@ -181,13 +262,6 @@ fn exec_child(
     let err = process::execve(&ready.exe, &ready.args, &ready.env);
     let _ = ch.send(&Msg::Failed(err.message));
     Ok(err.code)
-}
-
-/// The process of a container's config.json, as a base for `exec` flags.
-pub fn spec_process(root: &Path, id: &str) -> Result<Process> {
-    let c = Container::load(root, id)?;
-    let spec = spec::load_spec(&c.bundle)?;
-    spec.process().clone().ok_or_else(|| Error::Invalid("process is missing".into()))
 }
 
 /// Namespace kinds, for `features`.

@@ -91,9 +91,10 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     if a.plan.new_user {
         // Become root of the new user namespace.
         // SAFETY: integer arguments only.
-        if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } < 0
-            || unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } < 0
-        {
+        let gid = unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) };
+        // SAFETY: integer arguments only.
+        let uid = if gid < 0 { gid } else { unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } };
+        if uid < 0 {
             return Err(format!("become root in user namespace: {}", std::io::Error::last_os_error()));
         }
     }

@@ -29,7 +29,7 @@ mod sync;
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use error::{Error, Result};
-pub use exec::{exec, spec_process, ExecOptions, ExecOutcome};
+pub use exec::{exec, ExecOptions, ExecOutcome, ExecProcess, ProcessOverrides};
 pub use lifecycle::{kill, list, pause, ps, resume, start, wait_exit, ExitStatus};
 pub use spec::load_spec;
 pub use state::{Container, OciState, Status};
