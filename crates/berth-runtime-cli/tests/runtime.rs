@@ -480,7 +480,7 @@ both!(hooks_in_order_with_state, |rt: &Rt| {
         assert_eq!(hooks[..3], ["prestart", "createRuntime", "createContainer"]);
     }
     assert!(order.lines().any(|l| l == "process"));
-    for h in ["prestart", "createRuntime", "poststart"] {
+    for h in ["prestart", "createRuntime", "createContainer", "poststart"] {
         let st: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("{h}.json"))).unwrap()).unwrap();
         assert_eq!(st["id"], json!(id), "{h} gets the state on stdin");
         assert!(st["pid"].as_i64().unwrap() > 0);

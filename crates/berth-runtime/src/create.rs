@@ -131,7 +131,11 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
         console: console.as_ref().map(AsRawFd::as_raw_fd),
         preserve_fds: opts.preserve_fds,
         no_pivot: opts.no_pivot,
-        runtime_hooks: !prestart.is_empty(),
+        hooks_sync: hooks.is_some_and(|h| {
+            [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
+                .iter()
+                .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+        }),
     };
 
     // SAFETY: the runtime is single-threaded; the child runs init and _exits.
@@ -191,7 +195,8 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
                 st.status = Status::Created;
                 st.pid = container.pid;
                 hooks::run(&prestart, &st)?;
-                parent_ch.send(&Msg::HooksDone).map_err(Error::io("sync with init"))?;
+                let json = String::from_utf8_lossy(&hooks::state_json(&st)?).into_owned();
+                parent_ch.send(&Msg::HooksDone(json)).map_err(Error::io("sync with init"))?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed(reason)) => return Err(Error::Init(reason)),

@@ -11,11 +11,19 @@ use crate::{Error, OciState, Result};
 
 /// Run `hooks` in order; the first failure stops the rest.
 pub(crate) fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
-    let input = serde_json::to_vec(state).map_err(|e| Error::Invalid(e.to_string()))?;
+    run_with_input(hooks, &state_json(state)?)
+}
+
+/// Run `hooks` in order with `input` (a serialised state) on stdin.
+pub(crate) fn run_with_input(hooks: &[Hook], input: &[u8]) -> Result<()> {
     for h in hooks {
-        run_one(h, &input)?;
+        run_one(h, input)?;
     }
     Ok(())
+}
+
+pub(crate) fn state_json(state: &OciState) -> Result<Vec<u8>> {
+    serde_json::to_vec(state).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 pub(crate) fn run_one(h: &Hook, input: &[u8]) -> Result<()> {

@@ -4,7 +4,8 @@
 //! 1. wait `Go`: the runtime put us in the cgroup.
 //! 2. (new user namespace) send `MapIds`, wait `MapsDone`.
 //! 3. send `Pid` with the host pid of the container's init.
-//! 4. (prestart/createRuntime hooks) send `RunHooks`, wait `HooksDone`.
+//! 4. (hooks before start) send `RunHooks`; the runtime runs prestart and
+//!    createRuntime and answers `HooksDone` with the state for the others.
 //! 5. send `Ready`: set up; block on the exec fifo until `start`.
 //!
 //! A failure before 5 is sent as `Failed`; after 5 it is written to the
@@ -33,7 +34,8 @@ pub(crate) struct InitArgs<'a> {
     pub console: Option<RawFd>,
     pub preserve_fds: u32,
     pub no_pivot: bool,
-    pub runtime_hooks: bool,
+    /// Whether any hook runs before start (sync point 4).
+    pub hooks_sync: bool,
 }
 
 /// Run in the forked child; returns the exit code for `_exit`.
@@ -111,35 +113,19 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
     };
     rootfs::prepare(&ctx)?;
-    // A missing cwd is created, as runc does (Docker's WorkingDir relies on it).
-    let root_dir = std::fs::File::open(a.rootfs).map_err(|e| format!("open rootfs: {e}"))?;
-    match berth_core::rootfs::open_or_create(
-        std::os::fd::AsFd::as_fd(&root_dir),
-        proc_.cwd(),
-        berth_core::rootfs::Create::Dir,
-    ) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) || e.raw_os_error() == Some(libc::EEXIST) => {}
-        Err(e) => return Err(format!("create cwd {}: {e}", proc_.cwd().display())),
-    }
-    drop(root_dir);
-    if a.runtime_hooks {
+    // The state the hooks get, from the runtime, which knows the id and
+    // init's pid as the host sees it.
+    let mut state = Vec::new();
+    if a.hooks_sync {
         ch.send(&Msg::RunHooks).map_err(|e| e.to_string())?;
-        ch.expect(&Msg::HooksDone)?; // sync 4
+        state = match ch.recv() {
+            Ok(Some(Msg::HooksDone(s))) => s.into_bytes(), // sync 4
+            Ok(Some(Msg::Failed(e))) => return Err(e),
+            other => return Err(format!("sync: expected HooksDone, got {other:?}")),
+        };
     }
-    let state = crate::OciState {
-        oci_version: "1.2.0".into(),
-        id: String::new(),
-        pid: std::process::id() as i32,
-        status: crate::Status::Created,
-        bundle: a.bundle.to_owned(),
-        rootfs: a.rootfs.to_owned(),
-        created: String::new(),
-        owner: String::new(),
-        annotations: Default::default(),
-    };
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
-        hooks::run(h, &state).map_err(|e| e.to_string())?;
+        hooks::run_with_input(h, &state).map_err(|e| e.to_string())?;
     }
     rootfs::enter_root(a.rootfs, a.no_pivot)?;
     rootfs::finish(spec, ctx.in_userns)?;
@@ -165,7 +151,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         code
     };
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
-        if let Err(e) = hooks::run(h, &state) {
+        if let Err(e) = hooks::run_with_input(h, &state) {
             return Ok(fail(&fifo, &e.to_string(), 1));
         }
     }

@@ -67,6 +67,16 @@ pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step {
         }
         mount_one(c, root.as_fd(), m, &opts)?;
     }
+    // A missing cwd is created, as runc does (Docker's WorkingDir relies on
+    // it); a cwd that is not a directory fails later, at chdir, with its cause.
+    if let Some(cwd) = c.spec.process().as_ref().map(|p| p.cwd()) {
+        match open_or_create(root.as_fd(), cwd, Create::Dir) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOTDIR) && e.raw_os_error() != Some(libc::EEXIST) => {
+                return Err(format!("create cwd {}: {e}", cwd.display()))
+            }
+            _ => {}
+        }
+    }
     if !dev_is_bind {
         create_devices(root.as_fd(), linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]), c.in_userns)?;
         dev_links(root.as_fd())?;

@@ -21,8 +21,9 @@ pub(crate) enum Msg {
     Pid(i32),
     /// child → parent: run prestart/createRuntime hooks now.
     RunHooks,
-    /// parent → child: hooks done.
-    HooksDone,
+    /// parent → child: hooks done; the container's state JSON, for the
+    /// hooks that run inside.
+    HooksDone(String),
     /// child → parent: init is set up and waits for `start`.
     Ready,
     /// child → parent: a step failed; the message says which and why.
@@ -37,7 +38,7 @@ impl Msg {
             Msg::MapsDone => (3, vec![]),
             Msg::Pid(p) => (4, p.to_le_bytes().to_vec()),
             Msg::RunHooks => (5, vec![]),
-            Msg::HooksDone => (6, vec![]),
+            Msg::HooksDone(s) => (6, s.as_bytes().to_vec()),
             Msg::Ready => (7, vec![]),
             Msg::Failed(s) => (8, s.as_bytes().to_vec()),
         };
@@ -54,7 +55,7 @@ impl Msg {
             3 => Msg::MapsDone,
             4 => Msg::Pid(int()?),
             5 => Msg::RunHooks,
-            6 => Msg::HooksDone,
+            6 => Msg::HooksDone(String::from_utf8_lossy(&b[1..]).into_owned()),
             7 => Msg::Ready,
             8 => Msg::Failed(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return None,
