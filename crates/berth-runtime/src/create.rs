@@ -51,8 +51,14 @@ impl Drop for Undo {
         if !self.armed {
             return;
         }
-        for p in &self.pids {
+        // Everything in the cgroup too: an init forked into its pid namespace
+        // before its pid reached us is there and nowhere else.
+        let members = self.cgroup.as_ref().and_then(|cg| cg.pids().ok()).unwrap_or_default();
+        for p in self.pids.iter().chain(&members) {
             let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        for p in self.pids.iter().chain(&members) {
+            // Our children (init is one, by CLONE_PARENT) are reaped here.
             let _ = waitpid(Pid::from_raw(*p), None);
         }
         if let Some(cg) = &self.cgroup {

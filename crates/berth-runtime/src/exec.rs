@@ -242,7 +242,9 @@ fn exec_child(
         }
         drop(w);
         let mut b = [0u8; 1];
-        let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+        if !matches!(nix::unistd::read(r.as_raw_fd(), &mut b), Ok(1)) {
+            return Err("the process that forked this one exited before sending its pid".into());
+        }
     } else {
         ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?;
         // sync 2

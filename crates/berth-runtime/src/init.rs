@@ -72,9 +72,12 @@ fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     match pid {
         0 => {
             drop(w);
-            // Wait until our pid was sent, so messages arrive in order.
+            // Wait until our pid was sent, so messages arrive in order; no
+            // byte means the intermediate process died and nobody knows us.
             let mut b = [0u8; 1];
-            let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+            if !matches!(nix::unistd::read(r.as_raw_fd(), &mut b), Ok(1)) {
+                return Err("the process that forked init exited before sending its pid".into());
+            }
             drop(r);
             stage2(a, ch)
         }
