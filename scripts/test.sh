@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+cargo fmt --all -- --check
 cargo test --workspace --locked 2>&1

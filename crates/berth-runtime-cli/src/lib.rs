@@ -24,7 +24,7 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long = "log-format", global = true, default_value = "text")]
     log_format: String,
-    /// Log debug messages.
+    /// Accepted for runc compatibility; berth-runtime logs only errors.
     #[arg(long, global = true)]
     debug: bool,
     /// Accepted for runc compatibility; cgroups are managed through cgroupfs.

@@ -32,10 +32,10 @@ fn kind_char(t: Option<LinuxDeviceType>) -> char {
 }
 
 /// Resources from the spec.
-pub(crate) fn resources(r: Option<&LinuxResources>, extra_devices: &[DeviceRule]) -> Resources {
+pub(crate) fn resources(r: Option<&LinuxResources>) -> Resources {
     let mut out = Resources::default();
     let Some(r) = r else {
-        out.devices = default_rules(extra_devices);
+        out.devices = default_rules().collect();
         return out;
     };
     if let Some(m) = r.memory() {
@@ -66,16 +66,18 @@ pub(crate) fn resources(r: Option<&LinuxResources>, extra_devices: &[DeviceRule]
             access: d.access().clone().unwrap_or_else(|| "rwm".to_owned()),
         });
     }
-    out.devices.extend(default_rules(extra_devices));
+    out.devices.extend(default_rules());
     out
 }
 
-fn default_rules(extra: &[DeviceRule]) -> Vec<DeviceRule> {
-    ALWAYS_ALLOWED
-        .iter()
-        .map(|&(kind, major, minor, access)| DeviceRule { allow: true, kind, major, minor, access: access.to_owned() })
-        .chain(extra.iter().cloned())
-        .collect()
+fn default_rules() -> impl Iterator<Item = DeviceRule> {
+    ALWAYS_ALLOWED.iter().map(|&(kind, major, minor, access)| DeviceRule {
+        allow: true,
+        kind,
+        major,
+        minor,
+        access: access.to_owned(),
+    })
 }
 
 /// The container's cgroup: cgroupsPath, or the id under the caller's cgroup.

@@ -72,6 +72,25 @@ pub(crate) fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Step {
     Ok(())
 }
 
+/// Where the pty master goes: the caller's own socket, or a connection to
+/// the console socket path; nothing without a terminal.
+pub(crate) fn endpoint(
+    terminal: bool,
+    fd: Option<OwnedFd>,
+    socket: Option<&std::path::Path>,
+) -> crate::Result<Option<OwnedFd>> {
+    match (terminal, fd, socket) {
+        (false, _, _) => Ok(None),
+        (true, Some(fd), _) => Ok(Some(fd)),
+        (true, None, Some(p)) => std::os::unix::net::UnixStream::connect(p)
+            .map(|s| Some(s.into()))
+            .map_err(crate::Error::io(format!("connect console socket {}", p.display()))),
+        (true, None, None) => Err(crate::Error::Invalid(
+            "a terminal was requested but there is no console socket to send it to (--console-socket)".into(),
+        )),
+    }
+}
+
 /// Receive a pty master sent by `setup` (for `run` with a terminal and no
 /// console socket of the caller's).
 pub fn recv_master(socket: RawFd) -> std::io::Result<OwnedFd> {

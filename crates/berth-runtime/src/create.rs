@@ -6,7 +6,6 @@
 //! record the state and return, leaving init blocked on the exec fifo.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use berth_cgroups::Cgroup;
@@ -18,7 +17,7 @@ use crate::init::{self, InitArgs};
 use crate::namespaces::{self, Plan};
 use crate::state::{now_rfc3339, proc_stat};
 use crate::sync::{Channel, Msg};
-use crate::{cgroup, hooks, spec, Container, Error, Result, Status};
+use crate::{cgroup, console, hooks, spec, Container, Error, Result, Status};
 
 /// What `create` takes besides the bundle's config.
 #[derive(Debug, Default)]
@@ -76,18 +75,7 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux is missing".into()))?;
     let proc_ = spec.process().as_ref().ok_or_else(|| Error::Invalid("process is missing".into()))?;
     let terminal = proc_.terminal().unwrap_or(false);
-    let console: Option<OwnedFd> = match (&opts.console_fd, &opts.console_socket, terminal) {
-        (_, _, false) => None,
-        (Some(_), _, true) => opts.console_fd,
-        (None, Some(p), true) => {
-            Some(UnixStream::connect(p).map_err(Error::io(format!("connect console socket {}", p.display())))?.into())
-        }
-        (None, None, true) => {
-            return Err(Error::Invalid(
-                "cannot allocate tty if berth-runtime will detach without setting console socket".into(),
-            ))
-        }
-    };
+    let console = console::endpoint(terminal, opts.console_fd, opts.console_socket.as_deref())?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         return Err(Error::Invalid("a mount namespace is required (linux.namespaces has no \"mount\")".into()));
@@ -105,7 +93,7 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     let cg = cgroup::locate(&spec, id.as_str())?;
     undo.cgroup = Some(cg.clone());
     cg.create()?;
-    cg.apply(&cgroup::resources(linux.resources().as_ref(), &[]))?;
+    cg.apply(&cgroup::resources(linux.resources().as_ref()))?;
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))

@@ -6,14 +6,11 @@
 //! success, a `Failed` after `Ready` carries execve's error.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::{
-    Capabilities, Capability, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Process, Spec,
-};
+use oci_spec::runtime::{Capabilities, Capability, LinuxNamespace, LinuxNamespaceBuilder, Process, Spec};
 
 use crate::namespaces::Plan;
 use crate::rootfs::Step;
@@ -141,14 +138,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
     };
     let plan = Plan::from_spec(&container_namespaces(&spec, c.pid)?)?;
     let terminal = process.terminal().unwrap_or(false);
-    let console: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket, terminal) {
-        (_, _, false) => None,
-        (Some(fd), _, true) => Some(fd),
-        (None, Some(p), true) => {
-            Some(UnixStream::connect(p).map_err(Error::io(format!("connect {}", p.display())))?.into())
-        }
-        (None, None, true) => return Err(Error::Invalid("exec with a terminal needs --console-socket".into())),
-    };
+    let console = console::endpoint(terminal, opts.console_fd, opts.console_socket.as_deref())?;
     let cg = c.cgroup();
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: the runtime is single-threaded; the child execs or _exits.
@@ -265,14 +255,3 @@ fn exec_child(
     let _ = ch.send(&Msg::Failed(err.message));
     Ok(err.code)
 }
-
-/// Namespace kinds, for `features`.
-pub(crate) const NAMESPACES: &[LinuxNamespaceType] = &[
-    LinuxNamespaceType::Cgroup,
-    LinuxNamespaceType::Ipc,
-    LinuxNamespaceType::Mount,
-    LinuxNamespaceType::Network,
-    LinuxNamespaceType::Pid,
-    LinuxNamespaceType::User,
-    LinuxNamespaceType::Uts,
-];

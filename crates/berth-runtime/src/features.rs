@@ -5,15 +5,6 @@ use serde_json::{json, Value};
 
 /// The features document.
 pub fn features() -> Value {
-    let ns: Vec<&str> = crate::exec::NAMESPACES.iter().map(|t| crate::namespaces::proc_name(*t)).collect();
-    let ns: Vec<&str> = ns
-        .into_iter()
-        .map(|n| match n {
-            "mnt" => "mount",
-            "net" => "network",
-            x => x,
-        })
-        .collect();
     let caps: Vec<String> = {
         let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
         v.sort();
@@ -31,7 +22,7 @@ pub fn features() -> Value {
             "suid", "sync", "unbindable"
         ],
         "linux": {
-            "namespaces": ns,
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
             "seccomp": {

@@ -99,21 +99,21 @@ pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<()> {
 }
 
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let c = Container::load(root, id)?;
-    let st = c.status();
-    if !st.can_pause() {
-        return Err(Error::BadState { id: id.into(), action: "pause", status: st.to_string() });
-    }
-    Ok(c.cgroup().freeze(true)?)
+    set_frozen(root, id, true)
 }
 
 pub fn resume(root: &Path, id: &str) -> Result<()> {
+    set_frozen(root, id, false)
+}
+
+fn set_frozen(root: &Path, id: &str, frozen: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let st = c.status();
-    if !st.can_resume() {
-        return Err(Error::BadState { id: id.into(), action: "resume", status: st.to_string() });
+    let (allowed, action) = if frozen { (st.can_pause(), "pause") } else { (st.can_resume(), "resume") };
+    if !allowed {
+        return Err(Error::BadState { id: id.into(), action, status: st.to_string() });
     }
-    Ok(c.cgroup().freeze(false)?)
+    Ok(c.cgroup().freeze(frozen)?)
 }
 
 /// Host pids of every process in the container.

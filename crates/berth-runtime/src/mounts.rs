@@ -6,8 +6,6 @@ use nix::mount::MsFlags;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MountOptions {
     pub flags: MsFlags,
-    /// Flags the options explicitly clear (for remounts of binds).
-    pub cleared: MsFlags,
     pub propagation: Vec<MsFlags>,
     /// Options the file system parses itself (size=, mode=, newinstance, …).
     pub data: Vec<String>,
@@ -76,13 +74,11 @@ pub(crate) fn propagation(name: &str) -> Option<MsFlags> {
 }
 
 pub(crate) fn parse(options: &[String]) -> MountOptions {
-    let mut out =
-        MountOptions { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: vec![], data: vec![] };
+    let mut out = MountOptions { flags: MsFlags::empty(), propagation: vec![], data: vec![] };
     for o in options {
         if let Some((_, clear, f)) = TABLE.iter().find(|(n, _, _)| n == o) {
             if *clear {
                 out.flags.remove(*f);
-                out.cleared.insert(*f);
             } else {
                 out.flags.insert(*f);
             }
@@ -118,6 +114,5 @@ mod tests {
     fn later_options_win() {
         let o = parse(&s(&["ro", "rw"]));
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
-        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
     }
 }

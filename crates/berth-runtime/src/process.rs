@@ -51,7 +51,7 @@ pub(crate) fn set_oom_score_adj(v: i32) -> Step {
     std::fs::write("/proc/self/oom_score_adj", v.to_string()).map_err(|e| format!("set oom_score_adj {v}: {e}"))
 }
 
-fn to_caps(set: Option<&Capabilities>) -> Step<CapsHashSet> {
+fn to_caps(set: Option<&Capabilities>) -> CapsHashSet {
     let mut out = CapsHashSet::new();
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
@@ -60,14 +60,14 @@ fn to_caps(set: Option<&Capabilities>) -> Step<CapsHashSet> {
             out.insert(cap);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Drop the bounding set to what is listed (needs CAP_SETPCAP, so before
 /// the switch of user).
 pub(crate) fn drop_bounding(c: Option<&LinuxCapabilities>) -> Step {
     let Some(c) = c else { return Ok(()) };
-    let keep = to_caps(c.bounding().as_ref())?;
+    let keep = to_caps(c.bounding().as_ref());
     for cap in caps::all() {
         if !keep.contains(&cap) {
             // EINVAL: the kernel does not have this capability.
@@ -85,10 +85,10 @@ pub(crate) fn drop_bounding(c: Option<&LinuxCapabilities>) -> Step {
 pub(crate) fn set_caps(c: Option<&LinuxCapabilities>) -> Step {
     let empty = LinuxCapabilities::default();
     let c = c.unwrap_or(&empty);
-    let permitted = to_caps(c.permitted().as_ref())?;
-    let effective = to_caps(c.effective().as_ref())?;
-    let inheritable = to_caps(c.inheritable().as_ref())?;
-    let ambient = to_caps(c.ambient().as_ref())?;
+    let permitted = to_caps(c.permitted().as_ref());
+    let effective = to_caps(c.effective().as_ref());
+    let inheritable = to_caps(c.inheritable().as_ref());
+    let ambient = to_caps(c.ambient().as_ref());
     // Permitted first: effective and inheritable must be subsets of it.
     caps::set(None, CapSet::Effective, &permitted.union(&effective).cloned().collect())
         .map_err(|e| format!("set capabilities: {e}"))?;

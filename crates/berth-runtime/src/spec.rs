@@ -28,10 +28,6 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
             return Err(bad(&format!("namespace {} given twice", ns.typ())));
         }
         seen.push(ns.typ());
-        if ns.typ() == LinuxNamespaceType::Time && ns.path().is_none() {
-            // Allowed by the spec but needs offsets written before any
-            // process enters; joining one by path works.
-        }
     }
     let has = |t: LinuxNamespaceType| seen.contains(&t);
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
