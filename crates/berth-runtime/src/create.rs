@@ -189,8 +189,7 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
                 st.status = Status::Created;
                 st.pid = container.pid;
                 hooks::run(&prestart, &st)?;
-                let json = String::from_utf8_lossy(&hooks::state_json(&st)?).into_owned();
-                parent_ch.send(&Msg::HooksDone(json)).map_err(Error::io("sync with init"))?;
+                parent_ch.send(&Msg::HooksDone(hooks::state_json(&st)?)).map_err(Error::io("sync with init"))?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed(reason)) => return Err(Error::Init(reason)),

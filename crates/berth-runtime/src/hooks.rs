@@ -11,7 +11,7 @@ use crate::{Error, OciState, Result};
 
 /// Run `hooks` in order; the first failure stops the rest.
 pub(crate) fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
-    run_with_input(hooks, &state_json(state)?)
+    run_with_input(hooks, state_json(state)?.as_bytes())
 }
 
 /// Run `hooks` in order with `input` (a serialised state) on stdin.
@@ -22,8 +22,8 @@ pub(crate) fn run_with_input(hooks: &[Hook], input: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn state_json(state: &OciState) -> Result<Vec<u8>> {
-    serde_json::to_vec(state).map_err(|e| Error::Invalid(e.to_string()))
+pub(crate) fn state_json(state: &OciState) -> Result<String> {
+    serde_json::to_string(state).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 pub(crate) fn run_one(h: &Hook, input: &[u8]) -> Result<()> {
