@@ -4,6 +4,7 @@
 //! Works on pure v1, pure v2 and hybrid hosts (v1 controllers beside a v2
 //! hierarchy that holds few or no controllers). Synchronous, no threads.
 
+mod devices;
 mod mounts;
 mod resources;
 mod v1;
@@ -25,12 +26,16 @@ pub enum Error {
     Invalid { what: &'static str, value: String },
     #[error("{0} is not supported on this host's cgroup setup")]
     Unsupported(&'static str),
+    #[error("{what}: {source}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    Bpf { what: &'static str, detail: String, source: std::io::Error },
 }
 
 impl berth_core::Kinded for Error {
     fn kind(&self) -> berth_core::ErrorKind {
         match self {
-            Error::Io { source, .. } => berth_core::ErrorKind::from_errno(source.raw_os_error().unwrap_or(0)),
+            Error::Io { source, .. } | Error::Bpf { source, .. } => {
+                berth_core::ErrorKind::from_errno(source.raw_os_error().unwrap_or(0))
+            }
             Error::NoCgroupFs | Error::Unsupported(_) => berth_core::ErrorKind::Unsupported,
             Error::Invalid { .. } => berth_core::ErrorKind::InvalidArgument,
         }

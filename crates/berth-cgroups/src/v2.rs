@@ -96,9 +96,9 @@ pub(crate) fn apply(dir: &Path, r: &Resources) -> Result<()> {
             write(&dir.join("io.weight"), &format!("default {}", blkio_to_io_weight(w)))?;
         }
     }
-    // Device rules on v2 need an eBPF program attached to the cgroup; that
-    // program is not built yet, so on pure v2 devices are limited only by
-    // the device nodes the container gets and its capabilities.
+    if !r.devices.is_empty() {
+        crate::devices::apply(dir, &r.devices)?;
+    }
     Ok(())
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn freeze(dir: &Path, frozen: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Cgroup, DeviceRule};
+    use crate::Cgroup;
     use std::fs;
     use std::path::PathBuf;
 
@@ -145,7 +145,6 @@ mod tests {
             cpuset_cpus: Some("0".into()),
             pids_limit: Some(10),
             blkio_weight: Some(500),
-            devices: vec![DeviceRule { allow: false, kind: 'a', major: None, minor: None, access: "rwm".into() }],
             ..Default::default()
         };
         apply(&dir, &r)?;
