@@ -115,7 +115,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         cgroup: a.cgroup,
         new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
     };
-    rootfs::prepare(&ctx)?;
+    let root_prop = rootfs::prepare(&ctx)?;
     // The state the hooks get, from the runtime, which knows the id and
     // init's pid as the host sees it.
     let mut state = Vec::new();
@@ -130,7 +130,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
         hooks::run_with_input(h, &state).map_err(|e| e.to_string())?;
     }
-    rootfs::enter_root(a.rootfs, a.no_pivot)?;
+    rootfs::enter_root(a.rootfs, a.no_pivot, root_prop)?;
     rootfs::finish(spec, ctx.in_userns)?;
     if proc_.terminal().unwrap_or(false) {
         let sock = a.console.ok_or("terminal requested without a console socket")?;

@@ -45,7 +45,9 @@ pub(crate) struct RootfsContext<'a> {
 }
 
 /// Steps before pivot_root: propagation, the rootfs bind, every mount, /dev.
-pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step {
+/// Returns the root propagation, which `enter_root` applies again to the
+/// new `/`.
+pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step<MsFlags> {
     let linux = c.spec.linux().as_ref();
     // Keep host mount events from propagating in, and ours from leaking out;
     // runc's default is rslave.
@@ -54,6 +56,13 @@ pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step {
         Some(p) => mounts::propagation(p).ok_or_else(|| format!("invalid rootfsPropagation {p:?}"))?,
     };
     ctx(mount(NONE, "/", NONE, prop, NONE), || "set propagation of /".into())?;
+    // A recursive slave or private leaves no shared mount behind; otherwise
+    // the mount holding the rootfs may still be shared, which would make
+    // pivot_root fail and carry the rootfs bind back to the host (runc's
+    // rootfsParentMountPrivate).
+    if !prop.contains(MsFlags::MS_REC) || prop.contains(MsFlags::MS_SHARED) {
+        parent_mount_private(c.rootfs)?;
+    }
     ctx(mount(Some(c.rootfs), c.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE), || {
         format!("bind rootfs {}", c.rootfs.display())
     })?;
@@ -81,11 +90,28 @@ pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step {
         create_devices(root.as_fd(), linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]), c.in_userns)?;
         dev_links(root.as_fd())?;
     }
-    // A propagation of rootfsPropagation shared must apply to the new root too.
-    if prop.contains(MsFlags::MS_SHARED) {
-        ctx(mount(NONE, c.rootfs, NONE, prop, NONE), || "set propagation of rootfs".into())?;
+    Ok(prop)
+}
+
+/// Make the mount that holds `path` private if it is shared.
+fn parent_mount_private(path: &Path) -> Step {
+    let info = ctx(std::fs::read_to_string("/proc/self/mountinfo"), || "read mountinfo".into())?;
+    let mut best: Option<(&str, bool)> = None;
+    for line in info.lines() {
+        // id parent major:minor root mountpoint options [optional...] - ...
+        let (head, _) = line.split_once(" - ").unwrap_or((line, ""));
+        let fields: Vec<&str> = head.split(' ').collect();
+        let Some(mp) = fields.get(4).copied() else { continue };
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        let mp_path = Path::new(mp);
+        if path.starts_with(mp_path) && best.map_or(true, |(b, _)| mp.len() >= b.len()) {
+            best = Some((mp, shared));
+        }
     }
-    Ok(())
+    match best {
+        Some((mp, true)) => ctx(mount(NONE, mp, NONE, MsFlags::MS_PRIVATE, NONE), || format!("make {mp} private")),
+        _ => Ok(()),
+    }
 }
 
 fn mount_one(c: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount, opts: &MountOptions) -> Step {
@@ -304,13 +330,27 @@ fn dev_links(root: BorrowedFd<'_>) -> Step {
 
 /// Make the rootfs `/`: pivot_root as runc does (pivot onto itself, then
 /// detach the old root), or with `no_pivot` a move mount and chroot.
-pub(crate) fn enter_root(rootfs: &Path, no_pivot: bool) -> Step {
+///
+/// A shared root propagation is applied once more to the new `/` alone: the
+/// rootfs bind was made private on the way (see `parent_mount_private`);
+/// the spec asks for a shared rootfs, while mounts below it keep their own
+/// propagation options. Debian's runc 1.1.5 leaves this root private.
+pub(crate) fn enter_root(rootfs: &Path, no_pivot: bool, prop: MsFlags) -> Step {
     if no_pivot {
         ctx(chdir(rootfs), || format!("chdir {}", rootfs.display()))?;
         ctx(mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE), || "move rootfs to /".into())?;
         ctx(nix::unistd::chroot("."), || "chroot".into())?;
-        return ctx(chdir("/"), || "chdir /".into());
+        ctx(chdir("/"), || "chdir /".into())?;
+    } else {
+        pivot_onto(rootfs)?;
     }
+    if prop.contains(MsFlags::MS_SHARED) {
+        ctx(mount(NONE, "/", NONE, MsFlags::MS_SHARED, NONE), || "make the new / shared".into())?;
+    }
+    Ok(())
+}
+
+fn pivot_onto(rootfs: &Path) -> Step {
     let old = ctx(std::fs::File::open("/"), || "open /".into())?;
     let new = ctx(std::fs::File::open(rootfs), || format!("open {}", rootfs.display()))?;
     ctx(fchdir(new.as_raw_fd()), || "fchdir rootfs".into())?;
