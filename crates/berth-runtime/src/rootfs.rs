@@ -104,7 +104,7 @@ fn parent_mount_private(path: &Path) -> Step {
         let Some(mp) = fields.get(4).copied() else { continue };
         let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
         let mp_path = Path::new(mp);
-        if path.starts_with(mp_path) && best.map_or(true, |(b, _)| mp.len() >= b.len()) {
+        if path.starts_with(mp_path) && best.is_none_or(|(b, _)| mp.len() >= b.len()) {
             best = Some((mp, shared));
         }
     }
