@@ -857,3 +857,37 @@ both!(mount_propagation, |rt: &Rt| {
         drop(src);
     }
 });
+
+both!(run_proxies_the_terminal, |rt: &Rt| {
+    // No console socket: `run` takes the pty master itself, copies it to its
+    // stdout and gives it the size of the terminal it runs on (here a pty
+    // the test made, as stderr, since runc looks for one there too).
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(true);
+    // runc 1.1.5 sizes the terminal only after start, racing the process.
+    let wait = if rt.kind == Kind::Runc { "sleep 0.5;" } else { "" };
+    b.args(&["sh", "-c", &format!("test -t 1 && echo out-is-tty; {wait} stty size; exit 3")]);
+    b.write();
+    let ws = nix::pty::Winsize { ws_row: 41, ws_col: 123, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    // Tests run in parallel threads: keep this pty out of the other's children.
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let id = unique("runtty");
+    rt.made.borrow_mut().push(id.clone());
+    let o = rt
+        .cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .stderr(std::fs::File::from(pty.slave))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    // No CR added: output reaches stdout as written.
+    assert_eq!(out, "out-is-tty\n41 123\n");
+    drop(pty.master);
+});
