@@ -65,9 +65,9 @@ pub(crate) fn apply(dir: &Path, r: &Resources) -> Result<()> {
         };
         write(&dir.join("memory.swap.max"), &val)?;
     }
-    if r.disable_oom_killer {
-        return Err(Error::Unsupported("disabling the OOM killer on cgroup v2"));
-    }
+    // v2 has no switch for the OOM killer (memory.oom_control is v1 only);
+    // disableOOMKiller is ignored there, as runc ignores it (Docker warns
+    // that the kernel does not support it).
     if let Some(s) = r.cpu_shares {
         write(&dir.join("cpu.weight"), &shares_to_weight(s).to_string())?;
     }
@@ -139,6 +139,7 @@ mod tests {
             memory_limit: Some(64 << 20),
             memory_reservation: Some(32 << 20),
             memory_swap: Some(96 << 20),
+            disable_oom_killer: true,
             cpu_shares: Some(1024),
             cpu_quota: Some(50_000),
             cpu_period: Some(100_000),

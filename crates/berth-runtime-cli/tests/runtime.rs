@@ -891,3 +891,60 @@ both!(run_proxies_the_terminal, |rt: &Rt| {
     assert_eq!(out, "out-is-tty\n41 123\n");
     drop(pty.master);
 });
+
+both!(devices_in_a_user_namespace, |rt: &Rt| {
+    // A user namespace cannot mknod: the listed device is bound from the
+    // host's node at the same path, and the default devices likewise.
+    let mut b = Bundle::new();
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" }));
+    b.config["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 0, "size": 65536 }]);
+    b.config["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 0, "size": 65536 }]);
+    b.config["linux"]["devices"] =
+        json!([{ "path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 420 }]);
+    b.args(&[
+        "sh",
+        "-c",
+        "for d in null zero kmsg; do stat -c '%n %F %t:%T' /dev/$d; done; \
+         grep -c ' /dev/kmsg ' /proc/self/mountinfo; echo x > /dev/null && echo wrote",
+    ]);
+    let (code, out, err) = rt.run(&b, &unique("usrdev"));
+    assert_eq!(code, 0, "{err}");
+    let want = [
+        "/dev/null character special file 1:3",
+        "/dev/zero character special file 1:5",
+        "/dev/kmsg character special file 1:b",
+        "1",
+        "wrote",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+});
+
+both!(joined_user_namespace, |rt: &Rt| {
+    // The second container joins the first one's user namespace by path and
+    // sees its shifted mapping.
+    let map = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let with_userns = |b: &mut Bundle, path: Option<String>| {
+        let mut ns = json!({ "type": "user" });
+        if let Some(p) = path {
+            ns["path"] = json!(p);
+        }
+        b.config["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
+        b.config["linux"]["uidMappings"] = map.clone();
+        b.config["linux"]["gidMappings"] = map.clone();
+    };
+    let mut first = Bundle::new();
+    with_userns(&mut first, None);
+    first.args(&["/probe", "sleep", "60"]);
+    let holder = unique("userns-holder");
+    let o = rt.create(&first, &holder);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = rt.state(&holder)["pid"].as_i64().unwrap();
+    let path = format!("/proc/{pid}/ns/user");
+    let mut b = Bundle::new();
+    with_userns(&mut b, Some(path.clone()));
+    let r = rt.report(&mut b);
+    assert_eq!(r["ns"]["user"], json!(std::fs::read_link(&path).unwrap().to_str().unwrap()));
+    let uid_map: Vec<String> = s(&r, "uid_map").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(uid_map, ["0", "100000", "65536"]);
+    assert!(s(&r, "Uid").starts_with('0'), "root inside");
+});

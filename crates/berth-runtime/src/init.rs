@@ -93,8 +93,10 @@ fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
 fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     let spec = a.spec;
     let Some(proc_) = spec.process().as_ref() else { return Err("process is missing".into()) };
-    if a.plan.new_user {
-        // Become root of the new user namespace.
+    if a.plan.has(LinuxNamespaceType::User) {
+        // Become root of the user namespace, new or joined: the host's uid is
+        // not mapped in a joined one, and files made under it would fail
+        // with EOVERFLOW (runc's nsexec does the same).
         // SAFETY: integer arguments only.
         let gid = unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) };
         // SAFETY: integer arguments only.
