@@ -17,7 +17,7 @@ use crate::init::{self, InitArgs};
 use crate::namespaces::{self, Plan};
 use crate::state::{now_rfc3339, proc_stat};
 use crate::sync::{Channel, Msg};
-use crate::{cgroup, console, hooks, spec, Container, Error, Result, Status};
+use crate::{cgroup, console, hooks, seccomp, spec, Container, Error, Result, Status};
 
 /// What `create` takes besides the bundle's config.
 #[derive(Debug, Default)]
@@ -82,6 +82,9 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     }
 
     std::fs::create_dir_all(&opts.root).map_err(Error::io(format!("create state root {}", opts.root.display())))?;
+    // Compiled here, before fork, from the cache when possible.
+    let seccomp =
+        linux.seccomp().as_ref().map(|s| seccomp::program(s, Some(&opts.root))).transpose().map_err(Error::Invalid)?;
     let dir = opts.root.join(id.as_str());
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
@@ -125,6 +128,7 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
         console: console.as_ref().map(AsRawFd::as_raw_fd),
         preserve_fds: opts.preserve_fds,
         no_pivot: opts.no_pivot,
+        seccomp: seccomp.as_ref(),
         hooks_sync: hooks.is_some_and(|h| {
             [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
                 .iter()

@@ -140,6 +140,13 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
     let terminal = process.terminal().unwrap_or(false);
     let console = console::endpoint(terminal, opts.console_fd, opts.console_socket.as_deref())?;
     let cg = c.cgroup();
+    let filter = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|s| seccomp::program(s, Some(&opts.root)))
+        .transpose()
+        .map_err(Error::Invalid)?;
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: the runtime is single-threaded; the child execs or _exits.
     let child = match unsafe { fork() }.map_err(Error::errno("fork"))? {
@@ -147,7 +154,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
             drop(parent_ch);
             let code = match exec_child(
                 &plan,
-                &spec,
+                filter,
                 &process,
                 console.as_ref().map(|f| f.as_raw_fd()),
                 opts.preserve_fds,
@@ -209,7 +216,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecOutcome> {
 
 fn exec_child(
     plan: &Plan,
-    spec: &Spec,
+    filter: Option<seccomp::Program>,
     p: &Process,
     console_fd: Option<i32>,
     preserve: u32,
@@ -245,8 +252,7 @@ fn exec_child(
         // SAFETY: the socket was passed for this one message.
         unsafe { libc::close(sock) };
     }
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let ready = process::prepare(p, seccomp, preserve)?;
+    let ready = process::prepare(p, filter, preserve)?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 3
     if let Some(f) = &ready.late_filter {
         seccomp::load(f)?;

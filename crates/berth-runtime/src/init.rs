@@ -34,6 +34,8 @@ pub(crate) struct InitArgs<'a> {
     pub console: Option<RawFd>,
     pub preserve_fds: u32,
     pub no_pivot: bool,
+    /// linux.seccomp, compiled.
+    pub seccomp: Option<&'a seccomp::Program>,
     /// Whether any hook runs before start (sync point 4).
     pub hooks_sync: bool,
 }
@@ -144,8 +146,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         set_personality(p)?;
     }
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let ready = process::prepare(proc_, seccomp, a.preserve_fds)?;
+    let ready = process::prepare(proc_, a.seccomp.cloned(), a.preserve_fds)?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 5
     let fifo = std::fs::OpenOptions::new()
         .write(true)

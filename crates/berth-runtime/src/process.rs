@@ -241,7 +241,7 @@ pub(crate) struct Prepared {
     pub exe: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
-    pub late_filter: Option<libseccomp::ScmpFilterContext>,
+    pub late_filter: Option<crate::seccomp::Program>,
 }
 
 /// The process steps shared by a container's init and `exec`, in runc's
@@ -250,11 +250,7 @@ pub(crate) struct Prepared {
 /// no_new_privs, as it then needs CAP_SYS_ADMIN), bounding set, user,
 /// capabilities, umask, no_new_privs, and close-on-exec for every fd past
 /// stdio and the preserved ones.
-pub(crate) fn prepare(
-    p: &Process,
-    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
-    preserve_fds: u32,
-) -> Step<Prepared> {
+pub(crate) fn prepare(p: &Process, filter: Option<crate::seccomp::Program>, preserve_fds: u32) -> Step<Prepared> {
     set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(adj) = p.oom_score_adj() {
         set_oom_score_adj(adj)?;
@@ -266,7 +262,6 @@ pub(crate) fn prepare(
     let args = p.args().clone().unwrap_or_default();
     let env = p.env().clone().unwrap_or_default();
     let exe = lookup(args.first().ok_or("process.args is empty")?, &env).map_err(|e| e.message)?;
-    let filter = seccomp.map(crate::seccomp::compile).transpose()?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (&filter, nnp) {
         crate::seccomp::load(f)?;
