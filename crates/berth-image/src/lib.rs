@@ -1,0 +1,11 @@
+//! The image store: references, a content store of blobs, unpacked layers
+//! shared by chain id and mounted with overlayfs, image records, and the
+//! archive formats of `docker save` and the OCI image layout.
+//!
+//! Synchronous at its core; the engine calls it from blocking tasks.
+
+pub mod digest;
+pub mod reference;
+
+pub use digest::{Algorithm, ChainId, DiffId, Digest, DigestError, ImageId};
+pub use reference::{Reference, ReferenceError};
