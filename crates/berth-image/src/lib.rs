@@ -9,3 +9,8 @@ pub mod reference;
 
 pub use digest::{Algorithm, ChainId, DiffId, Digest, DigestError, ImageId};
 pub use reference::{Reference, ReferenceError};
+pub mod content;
+pub mod error;
+
+pub use content::ContentStore;
+pub use error::{Error, Result};
