@@ -14,3 +14,4 @@ pub mod error;
 
 pub use content::ContentStore;
 pub use error::{Error, Result};
+pub mod unpack;

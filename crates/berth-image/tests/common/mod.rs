@@ -1,0 +1,164 @@
+//! Helpers for the image store's tests: root checks, scratch directories,
+//! and tars built byte by byte (so hostile names can be written).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Root is needed (owners, devices, trusted xattrs); under CI its absence
+/// is a failure, elsewhere the test is skipped.
+pub fn can_run(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{what}: needs root under CI");
+        eprintln!("skipping {what}: needs root");
+    }
+    root
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// `base/layer` to unpack into, `base/outside` that must stay untouched.
+pub struct Scratch {
+    pub base: PathBuf,
+    pub layer: PathBuf,
+    pub outside: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let base = std::env::temp_dir().join(format!(
+            "berth-img-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        let layer = base.join("layer");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&layer).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        Scratch { base, layer, outside }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar written entry by entry with raw names.
+pub struct TarBuilder {
+    b: tar::Builder<Vec<u8>>,
+}
+
+impl Default for TarBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TarBuilder {
+    pub fn new() -> TarBuilder {
+        TarBuilder { b: tar::Builder::new(Vec::new()) }
+    }
+
+    fn header(name: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        let raw = name.as_bytes();
+        assert!(raw.len() < 100, "test names fit the header");
+        h.as_gnu_mut().unwrap().name[..raw.len()].copy_from_slice(raw);
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000);
+        h
+    }
+
+    fn append(&mut self, mut h: tar::Header, data: &[u8]) {
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+    }
+
+    pub fn file(&mut self, name: &str, data: &[u8], mode: u32) {
+        let h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
+        self.append(h, data);
+    }
+
+    /// A file with owner, mtime and xattrs: `(uid, gid, mtime)`.
+    pub fn file_x(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        (uid, gid, mtime): (u64, u64, u64),
+        xattrs: &[(&str, &[u8])],
+    ) {
+        let exts: Vec<(String, &[u8])> = xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
+        self.b.append_pax_extensions(exts.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+        let mut h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(mtime);
+        self.append(h, data);
+    }
+
+    pub fn dir(&mut self, name: &str, mode: u32, uid: u64, gid: u64, mtime: u64) {
+        let mut h = Self::header(name, tar::EntryType::Directory, mode, 0);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(mtime);
+        self.append(h, &[]);
+    }
+
+    pub fn symlink(&mut self, name: &str, target: &str) {
+        let mut h = Self::header(name, tar::EntryType::Symlink, 0o777, 0);
+        let raw = target.as_bytes();
+        h.as_gnu_mut().unwrap().linkname[..raw.len()].copy_from_slice(raw);
+        self.append(h, &[]);
+    }
+
+    pub fn hardlink(&mut self, name: &str, target: &str) {
+        let mut h = Self::header(name, tar::EntryType::Link, 0o644, 0);
+        let raw = target.as_bytes();
+        h.as_gnu_mut().unwrap().linkname[..raw.len()].copy_from_slice(raw);
+        self.append(h, &[]);
+    }
+
+    /// `kind` b'3' character, b'4' block, b'6' fifo.
+    pub fn device(&mut self, name: &str, kind: u8, major: u32, minor: u32) {
+        let mut h = Self::header(name, tar::EntryType::new(kind), 0o620, 0);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        self.append(h, &[]);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.b.into_inner().unwrap()
+    }
+}
