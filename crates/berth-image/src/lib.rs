@@ -14,4 +14,9 @@ pub mod error;
 
 pub use content::ContentStore;
 pub use error::{Error, Result};
+pub mod layers;
+pub mod overlay;
 pub mod unpack;
+
+pub use layers::{Layer, LayerStore, RwLayer};
+pub use overlay::OverlayMount;

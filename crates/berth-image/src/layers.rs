@@ -1,0 +1,363 @@
+//! Unpacked layers, shared by chain id, and the writable layers of
+//! containers, laid out for overlayfs:
+//!
+//! ```text
+//! layers/<chain hex>/layer.json   chain id, diff id, parent, size, cache id, blob
+//! overlay/<cache id>/diff         the unpacked layer
+//! overlay/<cache id>/link         its short name; overlay/l/<short> -> ../<cache id>/diff
+//! overlay/<ctr cache id>/{diff,work,merged}, rw.json   a container's layer
+//! ```
+//!
+//! A layer is unpacked into a fresh cache directory and recorded last, with
+//! an atomic write; a directory no record names is a half-applied layer
+//! (the process died) and is removed when the store is opened.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{ChainId, DiffId, Digest};
+use crate::error::{Error, Result};
+use crate::overlay::OverlayMount;
+use crate::unpack::{self, Unpacked};
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// One unpacked layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub chain_id: ChainId,
+    pub diff_id: DiffId,
+    pub parent: Option<ChainId>,
+    /// Bytes of file content in this layer alone.
+    pub size: u64,
+    pub cache_id: String,
+    /// The blob it was unpacked from, kept in the content store for save
+    /// and push.
+    pub blob: Option<Digest>,
+}
+
+/// A container's writable layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RwLayer {
+    pub id: String,
+    pub parent: Option<ChainId>,
+    pub cache_id: String,
+}
+
+/// A layer unpacked but not yet recorded (see `LayerStore::register`).
+#[derive(Debug)]
+pub struct Staged {
+    cache_id: String,
+    unpacked: Unpacked,
+    blob: Option<Digest>,
+}
+
+impl Staged {
+    pub fn diff_id(&self) -> &DiffId {
+        &self.unpacked.diff_id
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    layers: PathBuf,
+    overlay: PathBuf,
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    // SAFETY: the buffer is writable for its length.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got != buf.len() as isize {
+        // getrandom does not fail for small requests once the pool is up; a
+        // counter and the time keep names unique if it ever does.
+        let seed =
+            format!("{:?}{}{}", std::time::SystemTime::now(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.extend_from_slice(Digest::sha256(format!("{seed}{}", out.len()).as_bytes()).hex().as_bytes());
+        }
+        out.truncate(n);
+        return out;
+    }
+    buf
+}
+
+fn random_hex(bytes: usize) -> String {
+    crate::digest::hex(&random_bytes(bytes))
+}
+
+/// A short link name: 26 characters of [A-Z0-9], as Docker's overlay2.
+fn short_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    random_bytes(26).into_iter().map(|b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()])).collect()
+}
+
+impl LayerStore {
+    /// Open (creating) the store under `root`, removing what a dead process
+    /// left half-done.
+    pub fn open(root: &Path) -> Result<LayerStore> {
+        let s = LayerStore { layers: root.join("layers"), overlay: root.join("overlay") };
+        for d in [&s.layers, &s.overlay, &s.overlay.join("l")] {
+            fs::create_dir_all(d).map_err(Error::io(format!("create {}", d.display())))?;
+        }
+        s.clean()?;
+        Ok(s)
+    }
+
+    fn clean(&self) -> Result<()> {
+        let mut live: HashSet<String> = self.list()?.into_iter().map(|l| l.cache_id).collect();
+        live.extend(self.list_rw()?.into_iter().map(|r| r.cache_id));
+        live.insert("l".into());
+        let rd = fs::read_dir(&self.overlay).map_err(Error::io("list overlay"))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        // Dangling short links, and record directories without a record.
+        if let Ok(rd) = fs::read_dir(self.overlay.join("l")) {
+            for e in rd.flatten() {
+                if !e.path().exists() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.layers) {
+            for e in rd.flatten() {
+                if !e.path().join("layer.json").is_file() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The overlay directory (the base of relative lower paths).
+    pub fn overlay_dir(&self) -> &Path {
+        &self.overlay
+    }
+
+    fn record_path(&self, c: &ChainId) -> PathBuf {
+        self.layers.join(c.digest().hex()).join("layer.json")
+    }
+
+    pub fn get(&self, c: &ChainId) -> Result<Option<Layer>> {
+        match fs::read(self.record_path(c)) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Invalid(format!("layer record {c}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io { what: format!("read layer {c}"), source: e }),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<Layer>> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.layers).map_err(Error::io("list layers"))?;
+        for e in rd.flatten() {
+            if let Ok(b) = fs::read(e.path().join("layer.json")) {
+                if let Ok(l) = serde_json::from_slice::<Layer>(&b) {
+                    out.push(l);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The diff directory of a layer.
+    pub fn diff_dir(&self, l: &Layer) -> PathBuf {
+        self.overlay.join(&l.cache_id).join("diff")
+    }
+
+    /// Unpack a blob into a new cache directory, not yet a layer. Staging
+    /// needs no parent, so the layers of an image unpack in parallel.
+    pub fn stage(&self, blob: impl Read, from: Option<Digest>) -> Result<Staged> {
+        let cache_id = random_hex(32);
+        let diff = self.overlay.join(&cache_id).join("diff");
+        fs::create_dir_all(&diff).map_err(Error::io(format!("create {}", diff.display())))?;
+        match unpack::apply(&diff, blob) {
+            Ok(unpacked) => Ok(Staged { cache_id, unpacked, blob: from }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(self.overlay.join(&cache_id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Drop a staged layer.
+    pub fn discard(&self, s: Staged) {
+        let _ = fs::remove_dir_all(self.overlay.join(&s.cache_id));
+    }
+
+    /// Record a staged layer on top of `parent`. When the chain exists
+    /// already the staged copy is dropped and the existing layer returned.
+    pub fn register(&self, s: Staged, parent: Option<&ChainId>) -> Result<Layer> {
+        let chain_id = ChainId::on(parent, &s.unpacked.diff_id);
+        if let Some(existing) = self.get(&chain_id)? {
+            self.discard(s);
+            return Ok(existing);
+        }
+        if let Some(p) = parent {
+            if self.get(p)?.is_none() {
+                self.discard(s);
+                return Err(Error::NotFound(format!("parent layer {p} not found")));
+            }
+        }
+        let dir = self.overlay.join(&s.cache_id);
+        let short = short_id();
+        let link = self.overlay.join("l").join(&short);
+        let made = (|| {
+            std::os::unix::fs::symlink(format!("../{}/diff", s.cache_id), &link)?;
+            fs::write(dir.join("link"), &short)?;
+            if let Some(p) = parent {
+                fs::write(dir.join("lower"), self.lower_string(p)?)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        let layer = Layer {
+            chain_id,
+            diff_id: s.unpacked.diff_id.clone(),
+            parent: parent.cloned(),
+            size: s.unpacked.size,
+            cache_id: s.cache_id.clone(),
+            blob: s.blob.clone(),
+        };
+        let recorded = made.and_then(|()| {
+            let rec = self.record_path(&layer.chain_id);
+            if let Some(d) = rec.parent() {
+                fs::create_dir_all(d)?;
+            }
+            let json = serde_json::to_vec(&layer).map_err(std::io::Error::other)?;
+            berth_core::atomic::write_atomic(&rec, &json, 0o644)
+        });
+        if let Err(e) = recorded {
+            let _ = fs::remove_file(&link);
+            self.discard(s);
+            return Err(Error::Io { what: format!("record layer {}", layer.chain_id), source: e });
+        }
+        Ok(layer)
+    }
+
+    /// Unpack and record in one step.
+    pub fn create(&self, blob: impl Read, from: Option<Digest>, parent: Option<&ChainId>) -> Result<Layer> {
+        let s = self.stage(blob, from)?;
+        self.register(s, parent)
+    }
+
+    /// `l/<short>` of every layer of the chain, top first.
+    pub fn lowers(&self, top: &ChainId) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cur = Some(top.clone());
+        while let Some(c) = cur {
+            let l = self.get(&c)?.ok_or_else(|| Error::NotFound(format!("layer {c} not found")))?;
+            let short = fs::read_to_string(self.overlay.join(&l.cache_id).join("link"))
+                .map_err(Error::io(format!("read link of layer {c}")))?;
+            out.push(format!("l/{}", short.trim()));
+            cur = l.parent;
+        }
+        Ok(out)
+    }
+
+    fn lower_string(&self, top: &ChainId) -> std::io::Result<String> {
+        self.lowers(top).map(|v| v.join(":")).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// The layers of `top`'s chain, top first.
+    pub fn chain(&self, top: &ChainId) -> Result<Vec<Layer>> {
+        let mut out = Vec::new();
+        let mut cur = Some(top.clone());
+        while let Some(c) = cur {
+            let l = self.get(&c)?.ok_or_else(|| Error::NotFound(format!("layer {c} not found")))?;
+            cur = l.parent.clone();
+            out.push(l);
+        }
+        Ok(out)
+    }
+
+    /// Remove a layer that nothing uses any more (the caller knows).
+    pub fn remove(&self, c: &ChainId) -> Result<()> {
+        let Some(l) = self.get(c)? else { return Ok(()) };
+        let rec_dir = self.layers.join(c.digest().hex());
+        // The record goes first: a crash after it leaves only an unnamed
+        // cache directory, which the next open removes.
+        fs::remove_dir_all(&rec_dir).map_err(Error::io(format!("remove layer {c}")))?;
+        let dir = self.overlay.join(&l.cache_id);
+        if let Ok(short) = fs::read_to_string(dir.join("link")) {
+            let _ = fs::remove_file(self.overlay.join("l").join(short.trim()));
+        }
+        fs::remove_dir_all(&dir).map_err(Error::io(format!("remove layer {c} files")))
+    }
+
+    fn rw_path(&self, cache_id: &str) -> PathBuf {
+        self.overlay.join(cache_id).join("rw.json")
+    }
+
+    /// Every container layer.
+    pub fn list_rw(&self) -> Result<Vec<RwLayer>> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.overlay).map_err(Error::io("list overlay"))?;
+        for e in rd.flatten() {
+            if let Ok(b) = fs::read(e.path().join("rw.json")) {
+                if let Ok(r) = serde_json::from_slice::<RwLayer>(&b) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make the writable layer of container `id` on top of `parent`.
+    pub fn create_rw(&self, id: &str, parent: Option<&ChainId>) -> Result<RwLayer> {
+        if let Some(p) = parent {
+            self.get(p)?.ok_or_else(|| Error::NotFound(format!("layer {p} not found")))?;
+        }
+        let cache_id = random_hex(32);
+        let dir = self.overlay.join(&cache_id);
+        for d in ["diff", "work", "merged"] {
+            fs::create_dir_all(dir.join(d)).map_err(Error::io(format!("create {}", dir.join(d).display())))?;
+        }
+        let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id };
+        let json = serde_json::to_vec(&rw).map_err(|e| Error::Invalid(e.to_string()))?;
+        berth_core::atomic::write_atomic(&self.rw_path(&rw.cache_id), &json, 0o644)
+            .map_err(Error::io(format!("record layer of {id}")))?;
+        Ok(rw)
+    }
+
+    /// How to mount a container's root file system.
+    pub fn mount_of(&self, rw: &RwLayer) -> Result<OverlayMount> {
+        let lowers = match &rw.parent {
+            Some(p) => self.lowers(p)?,
+            None => Vec::new(),
+        };
+        let dir = self.overlay.join(&rw.cache_id);
+        Ok(OverlayMount {
+            base: self.overlay.clone(),
+            lowers,
+            upper: dir.join("diff"),
+            work: dir.join("work"),
+            target: dir.join("merged"),
+        })
+    }
+
+    /// Remove a container's layer (unmounted).
+    pub fn remove_rw(&self, rw: &RwLayer) -> Result<()> {
+        let dir = self.overlay.join(&rw.cache_id);
+        // The record first, so a crash leaves an unnamed directory to clean.
+        match fs::remove_file(self.rw_path(&rw.cache_id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { what: format!("remove layer of {}", rw.id), source: e }),
+        }
+        fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))
+    }
+
+    /// Chain ids in use as parents of container layers.
+    pub fn rw_parents(&self) -> Result<HashSet<ChainId>> {
+        Ok(self.list_rw()?.into_iter().filter_map(|r| r.parent).collect())
+    }
+}

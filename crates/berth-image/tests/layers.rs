@@ -1,0 +1,147 @@
+//! Layers on overlayfs for real (root): what a container sees through the
+//! stack, where its writes land, images of 128 layers with both mount
+//! paths, sharing by chain id, and cleanup of half-applied layers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+
+use berth_image::{LayerStore, OverlayMount};
+use common::{can_run, Scratch, TarBuilder};
+
+/// Unmounts on drop, so a failing assertion leaves no mount behind.
+struct Mounted(OverlayMount);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = self.0.unmount();
+    }
+}
+
+#[test]
+fn the_stack_as_a_container_sees_it() {
+    if !can_run("the_stack") {
+        return;
+    }
+    let s = Scratch::new("stack");
+    let store = LayerStore::open(&s.layer).unwrap();
+    let mut l1 = TarBuilder::new();
+    l1.file("a", b"a1", 0o644);
+    l1.file("d/x", b"x1", 0o644);
+    l1.file("d/y", b"y1", 0o644);
+    l1.file("o/p", b"p1", 0o644);
+    l1.file("o/q", b"q1", 0o644);
+    l1.file("gone", b"g", 0o644);
+    let mut l2 = TarBuilder::new();
+    l2.file(".wh.gone", b"", 0o644);
+    l2.file("o/.wh..wh..opq", b"", 0o644);
+    l2.file("o/new", b"n2", 0o644);
+    l2.file("d/x", b"x2", 0o644);
+    l2.file("b", b"b2", 0o644);
+    let base = store.create(&l1.finish()[..], None, None).unwrap();
+    let top = store.create(&l2.finish()[..], None, Some(&base.chain_id)).unwrap();
+    assert_eq!(top.parent.as_ref(), Some(&base.chain_id));
+
+    let rw = store.create_rw("ctr1", Some(&top.chain_id)).unwrap();
+    let m = store.mount_of(&rw).unwrap();
+    m.mount().unwrap();
+    let m = Mounted(m);
+    let root = &m.0.target;
+    let mut seen: Vec<String> = Vec::new();
+    for e in walk(root) {
+        seen.push(format!("{e}={}", fs::read_to_string(root.join(&e)).unwrap_or_default()));
+    }
+    assert_eq!(seen, ["a=a1", "b=b2", "d=", "d/x=x2", "d/y=y1", "o=", "o/new=n2"]);
+    // Writes land in the container's layer only.
+    fs::write(root.join("d/y"), b"changed").unwrap();
+    fs::write(root.join("fresh"), b"f").unwrap();
+    fs::remove_file(root.join("a")).unwrap();
+    assert_eq!(fs::read(m.0.upper.join("d/y")).unwrap(), b"changed");
+    assert!(m.0.upper.join("fresh").is_file());
+    assert_eq!(fs::read(store.diff_dir(&base).join("d/y")).unwrap(), b"y1", "lower untouched");
+    assert_eq!(fs::read(store.diff_dir(&base).join("a")).unwrap(), b"a1");
+    drop(m);
+    store.remove_rw(&rw).unwrap();
+    assert!(store.list_rw().unwrap().is_empty());
+}
+
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(root.join(&rel)).unwrap().flatten() {
+            let name = if rel.is_empty() {
+                e.file_name().to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", e.file_name().to_string_lossy())
+            };
+            if e.file_type().unwrap().is_dir() {
+                stack.push(name.clone());
+            }
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn an_image_of_128_layers_mounts_both_ways() {
+    if !can_run("128_layers") {
+        return;
+    }
+    let s = Scratch::new("many");
+    let store = LayerStore::open(&s.layer).unwrap();
+    let mut parent = None;
+    for i in 0..128 {
+        let mut t = TarBuilder::new();
+        t.file(&format!("f{i:03}"), format!("{i}").as_bytes(), 0o644);
+        let l = store.create(&t.finish()[..], None, parent.as_ref()).unwrap();
+        parent = Some(l.chain_id);
+    }
+    let rw = store.create_rw("many", parent.as_ref()).unwrap();
+    let m = store.mount_of(&rw).unwrap();
+    assert_eq!(m.lowers.len(), 128);
+    assert!(m.data_relative().len() < 4096, "short links keep the classic mount data in a page");
+    for (how, mount) in
+        [("new API", OverlayMount::mount_fsconfig as fn(&OverlayMount) -> _), ("classic", OverlayMount::mount_classic)]
+    {
+        mount(&m).unwrap_or_else(|e| panic!("{how}: {e}"));
+        let guard = Mounted(m.clone());
+        assert_eq!(fs::read_dir(&m.target).unwrap().count(), 128, "{how}");
+        assert_eq!(fs::read_to_string(m.target.join("f127")).unwrap(), "127", "{how}");
+        drop(guard);
+    }
+}
+
+#[test]
+fn layers_are_shared_and_half_work_is_cleaned() {
+    if !can_run("layers_shared") {
+        return;
+    }
+    let s = Scratch::new("shared");
+    let store = LayerStore::open(&s.layer).unwrap();
+    let mut t = TarBuilder::new();
+    t.file("same", b"1", 0o644);
+    let tar = t.finish();
+    let a = store.create(&tar[..], None, None).unwrap();
+    let b = store.create(&tar[..], None, None).unwrap();
+    assert_eq!(a, b, "one layer per chain id");
+    let dirs = |p: &std::path::Path| fs::read_dir(p).unwrap().count();
+    assert_eq!(dirs(&s.layer.join("overlay")), 2, "one cache dir and l/");
+    // Staged but never recorded (as when the process dies mid-load), and a
+    // record directory with no record in it.
+    let staged = store.stage(&tar[..], None).unwrap();
+    fs::create_dir_all(s.layer.join("layers/deadbeef")).unwrap();
+    std::mem::forget(staged);
+    assert_eq!(dirs(&s.layer.join("overlay")), 3);
+    let store = LayerStore::open(&s.layer).unwrap();
+    assert_eq!(dirs(&s.layer.join("overlay")), 2, "half-applied layer removed on open");
+    assert!(!s.layer.join("layers/deadbeef").exists());
+    assert_eq!(store.list().unwrap(), vec![a.clone()]);
+    store.remove(&a.chain_id).unwrap();
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(dirs(&s.layer.join("overlay")), 1);
+    assert_eq!(dirs(&s.layer.join("overlay/l")), 0);
+}
