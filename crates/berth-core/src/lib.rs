@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod error;
 pub mod id;
 pub mod rootfs;
+pub mod time;
 
 pub use error::{ErrorKind, Kinded};
 pub use id::{ContainerId, IdError};

@@ -20,3 +20,8 @@ pub mod unpack;
 
 pub use layers::{Layer, LayerStore, RwLayer};
 pub use overlay::OverlayMount;
+pub mod config;
+pub mod images;
+
+pub use config::{ImageConfig, RunConfig};
+pub use images::{Deleted, ImageRecord, ImageStore};

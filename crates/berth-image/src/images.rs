@@ -1,0 +1,272 @@
+//! Image records and names.
+//!
+//! The config blob lives in the content store; `images/<hex>.json` records
+//! an image whose layers are all unpacked, and `repositories.json` maps
+//! `name:tag` and `name@digest` to image ids. Both are written atomically;
+//! an image is recorded only after its layers, a name only after its image.
+//! Deleting follows `docker rmi`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ImageConfig;
+use crate::content::ContentStore;
+use crate::digest::{ChainId, Digest, ImageId};
+use crate::error::{Error, Result};
+use crate::layers::LayerStore;
+use crate::reference::Reference;
+
+/// One image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    /// The chain id of its top layer; none for an image without layers.
+    pub top_layer: Option<ChainId>,
+    /// When it was added (RFC 3339).
+    pub added: String,
+}
+
+/// What `delete` did, in Docker's order and words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Untagged(String),
+    Deleted(ImageId),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Repositories {
+    /// Full reference (`docker.io/library/busybox:latest`) → image id.
+    refs: BTreeMap<String, ImageId>,
+}
+
+/// The whole store: blobs, layers, images and names.
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    pub content: ContentStore,
+    pub layers: LayerStore,
+    names: Mutex<()>,
+}
+
+impl ImageStore {
+    /// Open (creating) the store under the data root.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        let content = ContentStore::open(&root.join("blobs"))?;
+        let layers = LayerStore::open(root)?;
+        let images = root.join("images");
+        std::fs::create_dir_all(&images).map_err(Error::io(format!("create {}", images.display())))?;
+        Ok(ImageStore { root: root.to_owned(), content, layers, names: Mutex::new(()) })
+    }
+
+    fn record_path(&self, id: &ImageId) -> PathBuf {
+        self.root.join("images").join(format!("{}.json", id.digest().hex()))
+    }
+
+    fn repos_path(&self) -> PathBuf {
+        self.root.join("repositories.json")
+    }
+
+    fn read_repos(&self) -> Result<Repositories> {
+        match std::fs::read(self.repos_path()) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("repositories.json: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Repositories::default()),
+            Err(e) => Err(Error::Io { what: "read repositories.json".into(), source: e }),
+        }
+    }
+
+    fn write_repos(&self, r: &Repositories) -> Result<()> {
+        let json = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid(e.to_string()))?;
+        berth_core::atomic::write_atomic(&self.repos_path(), &json, 0o644).map_err(Error::io("write repositories.json"))
+    }
+
+    /// Record an image whose config is `config` (bytes as they will be
+    /// hashed) and whose layers are already unpacked.
+    pub fn add(&self, config: &[u8]) -> Result<ImageRecord> {
+        let parsed = ImageConfig::parse(config)?;
+        let chain = ChainId::chain(&parsed.rootfs.diff_ids);
+        let top_layer = chain.last().cloned();
+        if let Some(top) = &top_layer {
+            if self.layers.get(top)?.is_none() {
+                return Err(Error::NotFound(format!("layer {top} of the image is not in the store")));
+            }
+        }
+        let (digest, _) = self.content.ingest(config, None)?;
+        let id = ImageId::from(digest);
+        if let Some(existing) = self.get(&id)? {
+            return Ok(existing);
+        }
+        let rec = ImageRecord { id, top_layer, added: berth_core::time::now_rfc3339() };
+        let json = serde_json::to_vec(&rec).map_err(|e| Error::Invalid(e.to_string()))?;
+        berth_core::atomic::write_atomic(&self.record_path(&rec.id), &json, 0o644)
+            .map_err(Error::io(format!("record image {}", rec.id)))?;
+        Ok(rec)
+    }
+
+    pub fn get(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
+        match std::fs::read(self.record_path(id)) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| Error::Invalid(format!("image record {id}: {e}")))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io { what: format!("read image {id}"), source: e }),
+        }
+    }
+
+    /// The config of an image.
+    pub fn config(&self, id: &ImageId) -> Result<ImageConfig> {
+        ImageConfig::parse(&self.content.read(id.digest())?)
+    }
+
+    /// Its config bytes, as hashed.
+    pub fn config_bytes(&self, id: &ImageId) -> Result<Vec<u8>> {
+        self.content.read(id.digest())
+    }
+
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(Error::io("list images"))?.flatten() {
+            if let Ok(b) = std::fs::read(e.path()) {
+                if let Ok(r) = serde_json::from_slice::<ImageRecord>(&b) {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Every name of an image, full form, sorted.
+    pub fn names_of(&self, id: &ImageId) -> Result<Vec<Reference>> {
+        let repos = self.read_repos()?;
+        Ok(repos.refs.iter().filter(|(_, v)| *v == id).filter_map(|(k, _)| Reference::parse(k).ok()).collect())
+    }
+
+    /// Point `r` (tag or digest reference) at `id`, moving it from any image
+    /// it named before.
+    pub fn tag(&self, r: &Reference, id: &ImageId) -> Result<()> {
+        if self.get(id)?.is_none() {
+            return Err(Error::NotFound(format!("No such image: {id}")));
+        }
+        let _g = self.names.lock().map_err(|_| Error::Conflict("image names lock poisoned".into()))?;
+        let mut repos = self.read_repos()?;
+        repos.refs.insert(r.clone().with_default_tag().to_string(), id.clone());
+        self.write_repos(&repos)
+    }
+
+    /// Find an image by name, full id, `sha256:` id or unique id prefix, as
+    /// `docker image inspect` does.
+    pub fn resolve(&self, s: &str) -> Result<ImageId> {
+        let missing = || Error::NotFound(format!("No such image: {s}"));
+        if let Ok(d) = s.parse::<Digest>() {
+            let id = ImageId::from(d);
+            return self.get(&id)?.map(|r| r.id).ok_or_else(missing);
+        }
+        if let Ok(r) = Reference::parse(s) {
+            let repos = self.read_repos()?;
+            if let Some(id) = repos.refs.get(&r.with_default_tag().to_string()) {
+                return Ok(id.clone());
+            }
+        }
+        let prefix = s.strip_prefix("sha256:").unwrap_or(s);
+        if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<ImageId> =
+                self.list()?.into_iter().map(|r| r.id).filter(|id| id.digest().hex().starts_with(prefix)).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].clone()),
+                0 => {}
+                _ => return Err(Error::Invalid(format!("multiple IDs found with provided prefix: {prefix}"))),
+            }
+        }
+        Err(missing())
+    }
+
+    /// `docker rmi`: a name given is untagged, and the image deleted once no
+    /// name is left; an id deletes the image, which with several names needs
+    /// `force`. `in_use` says whether a container uses an image; such an
+    /// image is kept (a running one refuses even with force, as Docker).
+    pub fn delete(&self, s: &str, force: bool, in_use: impl Fn(&ImageId) -> Option<bool>) -> Result<Vec<Deleted>> {
+        let id = self.resolve(s)?;
+        let _g = self.names.lock().map_err(|_| Error::Conflict("image names lock poisoned".into()))?;
+        let mut repos = self.read_repos()?;
+        let names: Vec<String> = repos.refs.iter().filter(|(_, v)| **v == id).map(|(k, _)| k.clone()).collect();
+        let by_name = Reference::parse(s)
+            .ok()
+            .map(|r| r.with_default_tag().to_string())
+            .filter(|n| repos.refs.get(n) == Some(&id));
+        let mut out = Vec::new();
+        let to_untag: Vec<String> = match &by_name {
+            Some(n) if names.len() > 1 || !force => vec![n.clone()],
+            _ => {
+                if names.len() > 1 && !force {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        id.short()
+                    )));
+                }
+                names.clone()
+            }
+        };
+        let last_name_goes = to_untag.len() == names.len();
+        if last_name_goes {
+            match in_use(&id) {
+                Some(true) => {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (cannot be forced) - image is being used by running container",
+                        id.short()
+                    )))
+                }
+                Some(false) if !force => {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container",
+                        id.short()
+                    )))
+                }
+                _ => {}
+            }
+        }
+        for n in &to_untag {
+            repos.refs.remove(n);
+            let shown = Reference::parse(n).map(|r| r.familiar()).unwrap_or_else(|_| n.clone());
+            out.push(Deleted::Untagged(shown));
+        }
+        self.write_repos(&repos)?;
+        if !last_name_goes || in_use(&id).is_some() {
+            return Ok(out);
+        }
+        std::fs::remove_file(self.record_path(&id)).map_err(Error::io(format!("remove image {id}")))?;
+        out.push(Deleted::Deleted(id));
+        self.collect_layers()?;
+        Ok(out)
+    }
+
+    /// Remove layers no image or container layer uses.
+    pub fn collect_layers(&self) -> Result<Vec<ChainId>> {
+        let mut used: HashSet<ChainId> = HashSet::new();
+        let tops = self.list()?.into_iter().filter_map(|r| r.top_layer).chain(self.layers.rw_parents()?);
+        for top in tops {
+            for l in self.layers.chain(&top)? {
+                used.insert(l.chain_id);
+            }
+        }
+        let mut removed = Vec::new();
+        for l in self.layers.list()? {
+            if !used.contains(&l.chain_id) {
+                self.layers.remove(&l.chain_id)?;
+                removed.push(l.chain_id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove blobs nothing refers to: not a config of an image, not the
+    /// blob of a layer.
+    pub fn prune_blobs(&self) -> Result<Vec<Digest>> {
+        let mut keep: HashSet<Digest> = self.list()?.into_iter().map(|r| r.id.digest().clone()).collect();
+        keep.extend(self.layers.list()?.into_iter().filter_map(|l| l.blob));
+        self.content.prune(&keep)
+    }
+}

@@ -1,0 +1,107 @@
+//! Image records and names: add, tag, resolve, and delete as `docker rmi`,
+//! with layers shared between images kept while one still uses them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use berth_image::{Deleted, ImageId, ImageStore, Reference};
+use common::{can_run, Scratch, TarBuilder};
+
+fn layer(store: &ImageStore, name: &str, parent: Option<&berth_image::ChainId>) -> berth_image::Layer {
+    let mut t = TarBuilder::new();
+    t.file(name, name.as_bytes(), 0o644);
+    store.layers.create(&t.finish()[..], None, parent).unwrap()
+}
+
+fn config(diffs: &[&berth_image::DiffId], cmd: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Cmd": [cmd] },
+        "rootfs": { "type": "layers", "diff_ids": diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>() }
+    }))
+    .unwrap()
+}
+
+fn r(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+#[test]
+fn add_tag_resolve_delete() {
+    if !can_run("images") {
+        return;
+    }
+    let s = Scratch::new("images");
+    let store = ImageStore::open(&s.layer).unwrap();
+    let base = layer(&store, "base", None);
+    let top = layer(&store, "top", Some(&base.chain_id));
+    let a = store.add(&config(&[&base.diff_id], "a")).unwrap();
+    let b = store.add(&config(&[&base.diff_id, &top.diff_id], "b")).unwrap();
+    assert_eq!(b.top_layer.as_ref(), Some(&top.chain_id));
+    // A config naming a layer that is not there is refused.
+    let missing = berth_image::DiffId::from(berth_image::Digest::sha256(b"nope"));
+    assert!(store.add(&config(&[&missing], "x")).is_err());
+
+    store.tag(&r("busybox"), &a.id).unwrap();
+    store.tag(&r("localhost:5000/a/b:v1"), &a.id).unwrap();
+    store.tag(&r("app:1"), &b.id).unwrap();
+    assert_eq!(store.resolve("busybox").unwrap(), a.id);
+    assert_eq!(store.resolve("docker.io/library/busybox:latest").unwrap(), a.id);
+    assert_eq!(store.resolve(&a.id.to_string()).unwrap(), a.id);
+    assert_eq!(store.resolve(a.id.short()).unwrap(), a.id);
+    assert!(matches!(store.resolve("nothere"), Err(berth_image::Error::NotFound(_))));
+    let names: Vec<String> = store.names_of(&a.id).unwrap().iter().map(|n| n.familiar()).collect();
+    assert_eq!(names, ["busybox:latest", "localhost:5000/a/b:v1"]);
+    assert_eq!(store.config(&b.id).unwrap().run().cmd, Some(vec!["b".to_owned()]));
+
+    let unused = |_: &ImageId| None;
+    // An id with two names needs force.
+    let err = store.delete(&a.id.to_string(), false, unused).unwrap_err();
+    assert!(err.to_string().contains("referenced in multiple repositories"), "{err}");
+    // A name with others left only untags.
+    assert_eq!(store.delete("busybox", false, unused).unwrap(), [Deleted::Untagged("busybox:latest".into())]);
+    assert!(store.get(&a.id).unwrap().is_some());
+    // A stopped container keeps the last name from going without force; a
+    // running one even with force.
+    let stopped = |_: &ImageId| Some(false);
+    let running = |_: &ImageId| Some(true);
+    assert!(store
+        .delete("localhost:5000/a/b:v1", false, stopped)
+        .unwrap_err()
+        .to_string()
+        .contains("stopped container"));
+    assert!(store
+        .delete("localhost:5000/a/b:v1", true, running)
+        .unwrap_err()
+        .to_string()
+        .contains("running container"));
+    // The last name: untagged and deleted; the layer b shares stays.
+    let out = store.delete("localhost:5000/a/b:v1", false, unused).unwrap();
+    assert_eq!(out, [Deleted::Untagged("localhost:5000/a/b:v1".into()), Deleted::Deleted(a.id.clone())]);
+    assert!(store.get(&a.id).unwrap().is_none());
+    assert!(store.layers.get(&base.chain_id).unwrap().is_some(), "shared layer kept");
+    // Deleting b takes both layers; prune takes the unreferenced configs.
+    store.delete("app:1", false, unused).unwrap();
+    assert!(store.layers.list().unwrap().is_empty());
+    assert_eq!(store.prune_blobs().unwrap().len(), 2);
+    assert!(store.content.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_container_layer_keeps_its_image_layers() {
+    if !can_run("container_layer") {
+        return;
+    }
+    let s = Scratch::new("rwkeep");
+    let store = ImageStore::open(&s.layer).unwrap();
+    let base = layer(&store, "base", None);
+    let img = store.add(&config(&[&base.diff_id], "a")).unwrap();
+    store.tag(&r("keep"), &img.id).unwrap();
+    let rw = store.layers.create_rw("c1", Some(&base.chain_id)).unwrap();
+    // Forced removal while a stopped container uses it: untagged, kept.
+    let out = store.delete("keep", true, |_| Some(false)).unwrap();
+    assert_eq!(out, [Deleted::Untagged("keep:latest".into())]);
+    assert!(store.get(&img.id).unwrap().is_some(), "the image stays, dangling");
+    assert!(store.layers.get(&base.chain_id).unwrap().is_some());
+    store.layers.remove_rw(&rw).unwrap();
+}
