@@ -202,11 +202,27 @@ impl Drop for Ingest {
 mod tests {
     use super::*;
 
-    fn store(tag: &str) -> (PathBuf, ContentStore) {
+    /// Removed on drop, also when an assertion fails.
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Dir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn store(tag: &str) -> (Dir, ContentStore) {
         let dir = std::env::temp_dir().join(format!("berth-content-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let s = ContentStore::open(&dir).unwrap();
-        (dir, s)
+        (Dir(dir), s)
     }
 
     #[test]
@@ -229,7 +245,6 @@ mod tests {
         let keep: HashSet<Digest> = [d.clone()].into();
         assert_eq!(s.prune(&keep).unwrap(), vec![d512]);
         assert_eq!(s.list().unwrap(), vec![d]);
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -246,7 +261,6 @@ mod tests {
             assert_eq!(h.join().unwrap().unwrap(), Digest::sha256(&data));
         }
         assert_eq!(s.read(&Digest::sha256(&data)).unwrap(), data);
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -256,6 +270,5 @@ mod tests {
         fs::write(dir.join("ingest").join("999999999-0"), b"partial").unwrap();
         let _s = ContentStore::open(&dir).unwrap();
         assert_eq!(fs::read_dir(dir.join("ingest")).unwrap().count(), 0);
-        let _ = fs::remove_dir_all(&dir);
     }
 }
