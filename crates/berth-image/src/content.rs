@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn concurrent_ingests_of_one_blob() {
-        let (dir, s) = store("race");
+        let (_dir, s) = store("race");
         let data = vec![7u8; 1 << 20];
         let handles: Vec<_> = (0..4)
             .map(|_| {
