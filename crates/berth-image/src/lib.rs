@@ -25,3 +25,4 @@ pub mod images;
 
 pub use config::{ImageConfig, RunConfig};
 pub use images::{Deleted, ImageRecord, ImageStore};
+pub mod changes;

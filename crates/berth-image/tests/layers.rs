@@ -145,3 +145,75 @@ fn layers_are_shared_and_half_work_is_cleaned() {
     assert_eq!(dirs(&s.layer.join("overlay")), 1);
     assert_eq!(dirs(&s.layer.join("overlay/l")), 0);
 }
+
+#[test]
+fn diff_and_commit_of_a_container_layer() {
+    if !can_run("diff_and_commit") {
+        return;
+    }
+    use berth_image::changes::{changes, export, ChangeKind};
+    let s = Scratch::new("commit");
+    let store = LayerStore::open(&s.layer).unwrap();
+    let mut t = TarBuilder::new();
+    t.file("etc/conf", b"old", 0o644);
+    t.file("etc/drop", b"x", 0o644);
+    t.file("var/cache/a", b"a", 0o644);
+    t.file("var/cache/b", b"b", 0o644);
+    let base = store.create(&t.finish()[..], None, None).unwrap();
+    let rw = store.create_rw("c", Some(&base.chain_id)).unwrap();
+    let m = store.mount_of(&rw).unwrap();
+    m.mount().unwrap();
+    let guard = Mounted(m.clone());
+    let root = &m.target;
+    fs::write(root.join("etc/conf"), b"new").unwrap();
+    fs::remove_file(root.join("etc/drop")).unwrap();
+    fs::write(root.join("added"), b"+").unwrap();
+    fs::hard_link(root.join("added"), root.join("added2")).unwrap();
+    std::os::unix::fs::symlink("etc/conf", root.join("ln")).unwrap();
+    // Replacing a directory makes it opaque in the upper dir.
+    fs::remove_dir_all(root.join("var/cache")).unwrap();
+    fs::create_dir(root.join("var/cache")).unwrap();
+    fs::write(root.join("var/cache/c"), b"c").unwrap();
+    drop(guard);
+
+    let lowers = vec![store.diff_dir(&base)];
+    let got: Vec<(String, ChangeKind)> =
+        changes(&m.upper, &lowers).unwrap().into_iter().map(|c| (c.path, c.kind)).collect();
+    use ChangeKind::*;
+    let want = [
+        ("/added", Added),
+        ("/added2", Added),
+        ("/etc", Modified),
+        ("/etc/conf", Modified),
+        ("/etc/drop", Deleted),
+        ("/ln", Added),
+        ("/var", Modified),
+        ("/var/cache", Modified),
+        ("/var/cache/c", Added),
+    ];
+    let want: Vec<(String, ChangeKind)> = want.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+    assert_eq!(got, want);
+
+    // The exported tar, applied as a new layer on the same base, gives the
+    // container's view: the commit round trip.
+    let mut tar = Vec::new();
+    let diff_id = export(&m.upper, &mut tar).unwrap();
+    assert_eq!(diff_id.digest(), &berth_image::Digest::sha256(&tar));
+    let mut again = Vec::new();
+    assert_eq!(export(&m.upper, &mut again).unwrap(), diff_id, "export is deterministic");
+    let committed = store.create(&tar[..], None, Some(&base.chain_id)).unwrap();
+    let rw2 = store.create_rw("c2", Some(&committed.chain_id)).unwrap();
+    let m2 = store.mount_of(&rw2).unwrap();
+    m2.mount().unwrap();
+    let guard2 = Mounted(m2.clone());
+    let r2 = &m2.target;
+    assert_eq!(fs::read(r2.join("etc/conf")).unwrap(), b"new");
+    assert!(!r2.join("etc/drop").exists());
+    assert_eq!(walk(&r2.join("var/cache")), ["c"], "opaque dir exported and applied");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(r2.join("added")).unwrap().ino(), fs::metadata(r2.join("added2")).unwrap().ino());
+    assert_eq!(fs::read_link(r2.join("ln")).unwrap(), std::path::Path::new("etc/conf"));
+    drop(guard2);
+    store.remove_rw(&rw2).unwrap();
+    store.remove_rw(&rw).unwrap();
+}
