@@ -26,3 +26,4 @@ pub mod images;
 pub use config::{ImageConfig, RunConfig};
 pub use images::{Deleted, ImageRecord, ImageStore};
 pub mod changes;
+pub mod fixture;

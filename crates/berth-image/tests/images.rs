@@ -105,3 +105,42 @@ fn a_container_layer_keeps_its_image_layers() {
     assert!(store.layers.get(&base.chain_id).unwrap().is_some());
     store.layers.remove_rw(&rw).unwrap();
 }
+
+#[test]
+fn busybox_fixtures_are_deterministic_and_mount() {
+    if !can_run("fixtures") {
+        return;
+    }
+    let bb = std::path::Path::new("/bin/busybox");
+    assert!(bb.is_file(), "/bin/busybox missing: apt-get install busybox-static");
+    let one = berth_image::fixture::busybox(bb).unwrap();
+    let again = berth_image::fixture::busybox(bb).unwrap();
+    assert_eq!(one.layers, again.layers);
+    assert_eq!(one.config, again.config);
+    let layered = berth_image::fixture::layered(bb).unwrap();
+    assert_eq!(layered.layers.len(), 4);
+    assert_eq!(layered.layers[0], one.layers[0], "the base layer is shared");
+
+    let s = Scratch::new("fixture");
+    let store = ImageStore::open(&s.layer).unwrap();
+    let mut parent = None;
+    for l in &layered.layers {
+        parent = Some(store.layers.create(&l[..], None, parent.as_ref()).unwrap().chain_id);
+    }
+    let img = store.add(&layered.config).unwrap();
+    assert_eq!(img.id.digest(), &berth_image::Digest::sha256(&layered.config));
+    let rw = store.layers.create_rw("fx", img.top_layer.as_ref()).unwrap();
+    let m = store.layers.mount_of(&rw).unwrap();
+    m.mount().unwrap();
+    let t = &m.target;
+    let seen = (
+        t.join("bin/sh").exists(),
+        std::fs::read_to_string(t.join("data/keep")).ok(),
+        t.join("data/gone").exists(),
+        t.join("data/swap/old").exists(),
+        std::fs::read_to_string(t.join("data/swap/new")).ok(),
+    );
+    let _ = m.unmount();
+    store.layers.remove_rw(&rw).unwrap();
+    assert_eq!(seen, (true, Some("keep\n".into()), false, false, Some("new\n".into())));
+}
