@@ -61,6 +61,12 @@ impl Staged {
     pub fn diff_id(&self) -> &DiffId {
         &self.unpacked.diff_id
     }
+
+    /// The blob it came from, stored once the unpack checked out.
+    pub fn with_blob(mut self, blob: Digest) -> Staged {
+        self.blob = Some(blob);
+        self
+    }
 }
 
 #[derive(Debug, Clone)]

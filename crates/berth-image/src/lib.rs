@@ -25,5 +25,6 @@ pub mod images;
 
 pub use config::{ImageConfig, RunConfig};
 pub use images::{Deleted, ImageRecord, ImageStore};
+pub mod archive;
 pub mod changes;
 pub mod fixture;
