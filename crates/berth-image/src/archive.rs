@@ -122,6 +122,10 @@ fn json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Invalid(format!("invalid archive: {what}: {e}")))
 }
 
+fn mismatch((expected, actual): (Digest, Digest)) -> Error {
+    Error::DigestMismatch { expected, actual }
+}
+
 fn blob_path(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
 }
@@ -153,9 +157,7 @@ fn plans(ix: &Index) -> Result<Vec<Plan>> {
         for d in index.manifests {
             let digest: Digest = d.digest.parse()?;
             let manifest_bytes = ix.read(&blob_path(&digest))?;
-            if Digest::sha256(&manifest_bytes) != digest && digest.algorithm() == crate::digest::Algorithm::Sha256 {
-                return Err(Error::DigestMismatch { expected: digest, actual: Digest::sha256(&manifest_bytes) });
-            }
+            digest.verify(&manifest_bytes).map_err(mismatch)?;
             if d.media_type.contains("index") || d.media_type.contains("manifest.list") {
                 return Err(Error::Invalid("invalid archive: nested image indexes are not supported yet".into()));
             }
@@ -203,10 +205,7 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
     let mut wanted: Vec<(String, Option<Digest>, DiffId)> = Vec::new();
     for p in &plans {
         if let Some(d) = &p.config_digest {
-            let actual = Digest::sha256(&p.config);
-            if *d != actual {
-                return Err(Error::DigestMismatch { expected: d.clone(), actual });
-            }
+            d.verify(&p.config).map_err(mismatch)?;
         }
         let cfg = ImageConfig::parse(&p.config)?;
         if cfg.rootfs.diff_ids.len() != p.layers.len() {

@@ -73,9 +73,24 @@ impl Digest {
 
     /// sha256 of `data`.
     pub fn sha256(data: &[u8]) -> Digest {
-        let mut h = Algorithm::Sha256.hasher();
+        Digest::of(Algorithm::Sha256, data)
+    }
+
+    /// `data` hashed with `alg`.
+    pub fn of(alg: Algorithm, data: &[u8]) -> Digest {
+        let mut h = alg.hasher();
         h.update(data);
         h.finish()
+    }
+
+    /// Whether `data` has this digest.
+    pub fn verify(&self, data: &[u8]) -> std::result::Result<(), (Digest, Digest)> {
+        let actual = Digest::of(self.alg, data);
+        if actual == *self {
+            Ok(())
+        } else {
+            Err((self.clone(), actual))
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::content::ContentStore;
 use crate::digest::{ChainId, Digest, ImageId};
 use crate::error::{Error, Result};
 use crate::layers::LayerStore;
+use crate::record;
 use crate::reference::Reference;
 
 /// One image.
@@ -70,16 +71,11 @@ impl ImageStore {
     }
 
     fn read_repos(&self) -> Result<Repositories> {
-        match std::fs::read(self.repos_path()) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("repositories.json: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Repositories::default()),
-            Err(e) => Err(Error::Io { what: "read repositories.json".into(), source: e }),
-        }
+        Ok(record::read(&self.repos_path(), "repositories.json")?.unwrap_or_default())
     }
 
     fn write_repos(&self, r: &Repositories) -> Result<()> {
-        let json = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid(e.to_string()))?;
-        berth_core::atomic::write_atomic(&self.repos_path(), &json, 0o644).map_err(Error::io("write repositories.json"))
+        record::write(&self.repos_path(), r, "repositories.json")
     }
 
     /// Record an image whose config is `config` (bytes as they will be
@@ -99,20 +95,12 @@ impl ImageStore {
             return Ok(existing);
         }
         let rec = ImageRecord { id, top_layer, added: berth_core::time::now_rfc3339() };
-        let json = serde_json::to_vec(&rec).map_err(|e| Error::Invalid(e.to_string()))?;
-        berth_core::atomic::write_atomic(&self.record_path(&rec.id), &json, 0o644)
-            .map_err(Error::io(format!("record image {}", rec.id)))?;
+        record::write(&self.record_path(&rec.id), &rec, format_args!("image record {}", rec.id))?;
         Ok(rec)
     }
 
     pub fn get(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
-        match std::fs::read(self.record_path(id)) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map(Some).map_err(|e| Error::Invalid(format!("image record {id}: {e}")))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io { what: format!("read image {id}"), source: e }),
-        }
+        record::read(&self.record_path(id), format_args!("image record {id}"))
     }
 
     /// The config of an image.
@@ -126,15 +114,7 @@ impl ImageStore {
     }
 
     pub fn list(&self) -> Result<Vec<ImageRecord>> {
-        let dir = self.root.join("images");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(Error::io("list images"))?.flatten() {
-            if let Ok(b) = std::fs::read(e.path()) {
-                if let Ok(r) = serde_json::from_slice::<ImageRecord>(&b) {
-                    out.push(r);
-                }
-            }
-        }
+        let mut out: Vec<ImageRecord> = record::list(&self.root.join("images"), |p| p)?;
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
@@ -211,8 +191,9 @@ impl ImageStore {
             }
         };
         let last_name_goes = to_untag.len() == names.len();
+        let used = in_use(&id);
         if last_name_goes {
-            match in_use(&id) {
+            match used {
                 Some(true) => {
                     return Err(Error::Conflict(format!(
                         "conflict: unable to delete {} (cannot be forced) - image is being used by running container",
@@ -234,7 +215,7 @@ impl ImageStore {
             out.push(Deleted::Untagged(shown));
         }
         self.write_repos(&repos)?;
-        if !last_name_goes || in_use(&id).is_some() {
+        if !last_name_goes || used.is_some() {
             return Ok(out);
         }
         std::fs::remove_file(self.record_path(&id)).map_err(Error::io(format!("remove image {id}")))?;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::overlay::OverlayMount;
+use crate::record;
 use crate::unpack::{self, Unpacked};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -155,24 +156,11 @@ impl LayerStore {
     }
 
     pub fn get(&self, c: &ChainId) -> Result<Option<Layer>> {
-        match fs::read(self.record_path(c)) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Invalid(format!("layer record {c}: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io { what: format!("read layer {c}"), source: e }),
-        }
+        record::read(&self.record_path(c), format_args!("layer record {c}"))
     }
 
     pub fn list(&self) -> Result<Vec<Layer>> {
-        let mut out = Vec::new();
-        let rd = fs::read_dir(&self.layers).map_err(Error::io("list layers"))?;
-        for e in rd.flatten() {
-            if let Ok(b) = fs::read(e.path().join("layer.json")) {
-                if let Ok(l) = serde_json::from_slice::<Layer>(&b) {
-                    out.push(l);
-                }
-            }
-        }
-        Ok(out)
+        record::list(&self.layers, |d| d.join("layer.json"))
     }
 
     /// The diff directory of a layer.
@@ -233,18 +221,15 @@ impl LayerStore {
             cache_id: s.cache_id.clone(),
             blob: s.blob.clone(),
         };
-        let recorded = made.and_then(|()| {
-            let rec = self.record_path(&layer.chain_id);
-            if let Some(d) = rec.parent() {
-                fs::create_dir_all(d)?;
-            }
-            let json = serde_json::to_vec(&layer).map_err(std::io::Error::other)?;
-            berth_core::atomic::write_atomic(&rec, &json, 0o644)
-        });
+        let rec = self.record_path(&layer.chain_id);
+        let recorded = made
+            .and_then(|()| rec.parent().map_or(Ok(()), fs::create_dir_all))
+            .map_err(Error::io(format!("record layer {}", layer.chain_id)))
+            .and_then(|()| record::write(&rec, &layer, format_args!("layer record {}", layer.chain_id)));
         if let Err(e) = recorded {
             let _ = fs::remove_file(&link);
             self.discard(s);
-            return Err(Error::Io { what: format!("record layer {}", layer.chain_id), source: e });
+            return Err(e);
         }
         Ok(layer)
     }
@@ -305,16 +290,7 @@ impl LayerStore {
 
     /// Every container layer.
     pub fn list_rw(&self) -> Result<Vec<RwLayer>> {
-        let mut out = Vec::new();
-        let rd = fs::read_dir(&self.overlay).map_err(Error::io("list overlay"))?;
-        for e in rd.flatten() {
-            if let Ok(b) = fs::read(e.path().join("rw.json")) {
-                if let Ok(r) = serde_json::from_slice::<RwLayer>(&b) {
-                    out.push(r);
-                }
-            }
-        }
-        Ok(out)
+        record::list(&self.overlay, |d| d.join("rw.json"))
     }
 
     /// Make the writable layer of container `id` on top of `parent`.
@@ -328,9 +304,10 @@ impl LayerStore {
             fs::create_dir_all(dir.join(d)).map_err(Error::io(format!("create {}", dir.join(d).display())))?;
         }
         let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id };
-        let json = serde_json::to_vec(&rw).map_err(|e| Error::Invalid(e.to_string()))?;
-        berth_core::atomic::write_atomic(&self.rw_path(&rw.cache_id), &json, 0o644)
-            .map_err(Error::io(format!("record layer of {id}")))?;
+        if let Err(e) = record::write(&self.rw_path(&rw.cache_id), &rw, format_args!("layer record of {id}")) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         Ok(rw)
     }
 

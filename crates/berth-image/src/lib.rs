@@ -16,6 +16,7 @@ pub use content::ContentStore;
 pub use error::{Error, Result};
 pub mod layers;
 pub mod overlay;
+mod record;
 pub mod unpack;
 
 pub use layers::{Layer, LayerStore, RwLayer};
