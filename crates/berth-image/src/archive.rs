@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use crate::config::ImageConfig;
-use crate::content::Ingest;
+use crate::content::Tee;
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::images::ImageStore;
@@ -172,27 +172,15 @@ fn plans(ix: &Index) -> Result<Vec<Plan>> {
             let name = d
                 .annotations
                 .get("io.containerd.image.name")
-                .or_else(|| d.annotations.get("org.opencontainers.image.ref.name"))
+                // The OCI name is often a bare tag (`latest`, as Docker
+                // writes it); only a name with a repository is taken.
+                .or_else(|| d.annotations.get("org.opencontainers.image.ref.name").filter(|n| n.contains([':', '/'])))
                 .and_then(|n| Reference::parse(n).ok());
             out.push(Plan { config, config_digest: Some(config_digest), layers, names: name.into_iter().collect() });
         }
         return Ok(out);
     }
     Err(Error::Invalid("invalid archive: no manifest.json and no OCI index.json".into()))
-}
-
-/// Passes bytes on and copies them into a content-store ingest.
-struct Tee<R> {
-    inner: R,
-    ingest: Ingest,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        io::Write::write_all(&mut self.ingest, &buf[..n])?;
-        Ok(n)
-    }
 }
 
 /// Load every image of the archive at `path` into `store`.
@@ -297,7 +285,7 @@ fn stage_all(store: &ImageStore, ix: &Index, wanted: &[(String, Option<Digest>, 
 
 fn stage_one(store: &ImageStore, ix: &Index, file: &str, blob: Option<&Digest>, diff: &DiffId) -> Result<Staged> {
     let alg = blob.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
-    let mut tee = Tee { inner: ix.open(file)?, ingest: store.content.writer(alg)? };
+    let mut tee = Tee::new(ix.open(file)?, store.content.writer(alg)?);
     let staged = store.layers.stage(&mut tee, None)?;
     // The stage read the layer's tar to its end; the blob's own tail (a
     // compressed trailer, padding) still counts for its digest.

@@ -189,6 +189,28 @@ impl Ingest {
     }
 }
 
+/// Passes bytes on and copies them into an ingest: a blob stored while it
+/// is read for something else (unpacked, hashed).
+#[derive(Debug)]
+pub struct Tee<R> {
+    inner: R,
+    pub ingest: Ingest,
+}
+
+impl<R> Tee<R> {
+    pub fn new(inner: R, ingest: Ingest) -> Tee<R> {
+        Tee { inner, ingest }
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.ingest.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 impl Drop for Ingest {
     fn drop(&mut self) {
         if !self.stored {

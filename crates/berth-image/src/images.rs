@@ -7,16 +7,17 @@
 //! Deleting follows `docker rmi`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ImageConfig;
-use crate::content::ContentStore;
-use crate::digest::{ChainId, Digest, ImageId};
+use crate::content::{ContentStore, Tee};
+use crate::digest::{Algorithm, ChainId, Digest, ImageId};
 use crate::error::{Error, Result};
-use crate::layers::LayerStore;
+use crate::layers::{Layer, LayerStore};
 use crate::record;
 use crate::reference::Reference;
 
@@ -222,6 +223,22 @@ impl ImageStore {
         out.push(Deleted::Deleted(id));
         self.collect_layers()?;
         Ok(out)
+    }
+
+    /// Unpack a layer blob (a tar, plain or compressed) on top of `parent`,
+    /// keeping the blob in the content store for save and push.
+    pub fn create_layer(&self, blob: impl Read, parent: Option<&ChainId>) -> Result<Layer> {
+        let mut tee = Tee::new(blob, self.content.writer(Algorithm::Sha256)?);
+        let staged = self.layers.stage(&mut tee, None)?;
+        let stored =
+            io::copy(&mut tee, &mut io::sink()).map_err(Error::io("read layer")).and_then(|_| tee.ingest.commit(None));
+        match stored {
+            Ok((d, _)) => self.layers.register(staged.with_blob(d), parent),
+            Err(e) => {
+                self.layers.discard(staged);
+                Err(e)
+            }
+        }
     }
 
     /// Remove layers no image or container layer uses.

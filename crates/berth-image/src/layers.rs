@@ -234,6 +234,14 @@ impl LayerStore {
         Ok(layer)
     }
 
+    /// Note the blob a layer's tar is kept as (made after the layer was).
+    pub fn set_blob(&self, c: &ChainId, blob: Digest) -> Result<Layer> {
+        let mut l = self.get(c)?.ok_or_else(|| Error::NotFound(format!("layer {c} not found")))?;
+        l.blob = Some(blob);
+        record::write(&self.record_path(c), &l, format_args!("layer record {c}"))?;
+        Ok(l)
+    }
+
     /// Unpack and record in one step.
     pub fn create(&self, blob: impl Read, from: Option<Digest>, parent: Option<&ChainId>) -> Result<Layer> {
         let s = self.stage(blob, from)?;

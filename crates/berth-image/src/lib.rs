@@ -29,3 +29,4 @@ pub use images::{Deleted, ImageRecord, ImageStore};
 pub mod archive;
 pub mod changes;
 pub mod fixture;
+pub mod save;

@@ -177,3 +177,171 @@ fn bad_archives_fail_and_keep_the_store() {
     }
     assert_eq!(std::fs::read_dir(s.layer.join("blobs/ingest")).unwrap().count(), 0, "no partial blob");
 }
+
+/// A config for these layers, as a build would write it.
+fn config_for(layers: &[Vec<u8>], cmd: &str) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex(l))).collect();
+    serde_json::to_vec(&json!({ "architecture": "amd64", "os": "linux", "config": { "Cmd": [cmd] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids } }))
+    .unwrap()
+}
+
+/// busybox and a layer with every kind of entry and metadata a save must
+/// carry: owners, setuid, capabilities and user xattrs, a hardlink, a
+/// symlink, a device, a fifo.
+fn rich() -> FixtureImage {
+    let base = fixture::busybox(Path::new("/bin/busybox")).unwrap().layers.remove(0);
+    // vfs_cap_data v2, effective, CAP_NET_BIND_SERVICE permitted.
+    let cap: &[u8] = &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut t = common::TarBuilder::new();
+    t.dir("opt", 0o755, 0, 0, 3_000);
+    t.dir("opt/owned", 0o750, 1000, 1001, 5_000);
+    t.file_x(
+        "opt/owned/cap",
+        b"capable\n",
+        0o4755,
+        (1000, 1001, 7_000),
+        &[("security.capability", cap), ("user.note", b"hi")],
+    );
+    t.hardlink("opt/hard", "opt/owned/cap");
+    t.symlink("opt/sym", "owned/cap");
+    t.device("opt/null", b'3', 1, 3);
+    t.device("opt/fifo", b'6', 0, 0);
+    t.file("opt/plain", b"plain\n", 0o600);
+    let layers = vec![base, t.finish()];
+    FixtureImage { config: config_for(&layers, "sh"), layers }
+}
+
+/// An image committed from a container over `base`: its top layer is an
+/// export of the upper dir, kept without a blob.
+fn commit(store: &ImageStore, base: &str, tag: &str) {
+    let id = store.resolve(base).unwrap();
+    let rec = store.get(&id).unwrap().unwrap();
+    let rw = store.layers.create_rw("committer", rec.top_layer.as_ref()).unwrap();
+    let m = store.layers.mount_of(&rw).unwrap();
+    m.mount().unwrap();
+    std::fs::write(m.target.join("opt/added"), b"added\n").unwrap();
+    std::fs::remove_file(m.target.join("opt/plain")).unwrap();
+    m.unmount().unwrap();
+    let mut diff = Vec::new();
+    berth_image::changes::export(&m.upper, &mut diff).unwrap();
+    store.layers.remove_rw(&rw).unwrap();
+    let top = store.layers.create(&diff[..], None, rec.top_layer.as_ref()).unwrap();
+    assert!(top.blob.is_none());
+    let mut cfg: serde_json::Value = serde_json::from_slice(&store.config_bytes(&id).unwrap()).unwrap();
+    cfg["rootfs"]["diff_ids"].as_array_mut().unwrap().push(json!(top.diff_id.to_string()));
+    let new = store.add(&serde_json::to_vec(&cfg).unwrap()).unwrap();
+    store.tag(&berth_image::Reference::parse(tag).unwrap(), &new.id).unwrap();
+}
+
+/// Load the fixture images in their formats, and a committed one.
+fn filled(s: &Scratch, dir: &str) -> ImageStore {
+    let store = ImageStore::open(&s.base.join(dir)).unwrap();
+    let layered = fixture::layered(Path::new("/bin/busybox")).unwrap();
+    load(&store, &write(s, "in-legacy.tar", &legacy(&layered, "fx:legacy"))).unwrap();
+    load(&store, &write(s, "in-oci.tar", &oci(&rich(), "fx:rich", true, false))).unwrap();
+    commit(&store, "fx:rich", "fx:commit");
+    store
+}
+
+const SAVED: [&str; 3] = ["fx:legacy", "fx:rich", "fx:commit"];
+
+type Trees = Vec<std::collections::BTreeMap<String, String>>;
+
+fn trees(store: &ImageStore, names: &[&str]) -> Trees {
+    names.iter().map(|n| common::with_rootfs(store, n, common::tree)).collect()
+}
+
+#[test]
+fn save_then_load_gives_the_same_images_and_files() {
+    if !can_run("save_round_trip") {
+        return;
+    }
+    let s = Scratch::new("roundtrip");
+    let a = filled(&s, "a");
+    let ids: Vec<_> = SAVED.iter().map(|n| a.resolve(n).unwrap()).collect();
+    let before = trees(&a, &SAVED);
+    assert_eq!(before[1]["/opt/owned/cap"], before[1]["/opt/hard"], "hardlinked");
+    assert!(before[1]["/opt/owned/cap"].contains("4755 1000:1001"), "{}", before[1]["/opt/owned/cap"]);
+    assert!(before[1]["/opt/owned/cap"].contains("security.capability"));
+    assert!(before[2].contains_key("/opt/added") && !before[2].contains_key("/opt/plain"));
+
+    let saved = s.base.join("saved.tar");
+    berth_image::save::save(&a, &SAVED, std::fs::File::create(&saved).unwrap()).unwrap();
+    let bytes = std::fs::read(&saved).unwrap();
+    let mut again = Vec::new();
+    berth_image::save::save(&a, &SAVED, &mut again).unwrap();
+    assert!(again == bytes, "save is deterministic");
+    let committed = a.get(&ids[2]).unwrap().unwrap().top_layer.unwrap();
+    assert!(a.layers.get(&committed).unwrap().unwrap().blob.is_some(), "the committed layer's blob is kept");
+
+    let b = ImageStore::open(&s.base.join("b")).unwrap();
+    let loaded = load(&b, &saved).unwrap();
+    assert_eq!(loaded.iter().map(|l| l.id.clone()).collect::<Vec<_>>(), ids);
+    for (n, id) in SAVED.iter().zip(&ids) {
+        assert_eq!(b.resolve(n).unwrap(), *id, "{n}");
+    }
+    assert_eq!(trees(&b, &SAVED), before, "the same files after the round trip");
+    let mut from_b = Vec::new();
+    berth_image::save::save(&b, &SAVED, &mut from_b).unwrap();
+    assert!(from_b == bytes, "a loaded save saves to the same bytes");
+
+    // Saved by id: no names; a bare repository name saves every tag.
+    let mut by_id = Vec::new();
+    berth_image::save::save(&a, &[&ids[0].to_string()], &mut by_id).unwrap();
+    let c = ImageStore::open(&s.base.join("c")).unwrap();
+    let p = s.base.join("by-id.tar");
+    std::fs::write(&p, &by_id).unwrap();
+    let l = load(&c, &p).unwrap();
+    assert_eq!((l.len(), l[0].names.len(), c.names_of(&ids[0]).unwrap().len()), (1, 0, 0));
+    let mut repo = Vec::new();
+    berth_image::save::save(&a, &["fx"], &mut repo).unwrap();
+    let p = s.base.join("repo.tar");
+    std::fs::write(&p, &repo).unwrap();
+    assert_eq!(load(&c, &p).unwrap().len(), 3);
+    assert_eq!(c.resolve("fx:commit").unwrap(), ids[2]);
+    assert!(matches!(berth_image::save::save(&a, &["nope:1"], &mut Vec::new()), Err(Error::NotFound(_))));
+}
+
+fn skopeo(args: &[&str]) {
+    let out = std::process::Command::new("skopeo").args(args).output().expect("skopeo (Debian package skopeo)");
+    assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn skopeo_reads_what_save_writes() {
+    if !can_run("skopeo_reads_save") {
+        return;
+    }
+    let have = std::process::Command::new("skopeo").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "skopeo is needed under CI");
+        eprintln!("skipping: no skopeo");
+        return;
+    }
+    let s = Scratch::new("skopeo");
+    let a = filled(&s, "a");
+    let saved = s.base.join("saved.tar");
+    berth_image::save::save(&a, &SAVED, std::fs::File::create(&saved).unwrap()).unwrap();
+    let saved = saved.display().to_string();
+    // skopeo reads the save both as a docker-archive and as an OCI archive
+    // and writes each form again, which berth loads.
+    let via_docker = s.base.join("sk-docker.tar").display().to_string();
+    let via_oci = s.base.join("sk-oci.tar").display().to_string();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("docker-archive:{saved}:fx:commit"),
+        &format!("docker-archive:{via_docker}:sk/docker:1"),
+    ]);
+    skopeo(&["copy", "-q", &format!("oci-archive:{saved}:commit"), &format!("oci-archive:{via_oci}:sk/oci:1")]);
+    let c = ImageStore::open(&s.base.join("c")).unwrap();
+    load(&c, Path::new(&via_docker)).unwrap();
+    load(&c, Path::new(&via_oci)).unwrap();
+    let id = a.resolve("fx:commit").unwrap();
+    assert_eq!(c.resolve("sk/docker:1").unwrap(), id);
+    assert_eq!(c.resolve("sk/oci:1").unwrap(), id);
+    let want = trees(&a, &["fx:commit"]);
+    assert_eq!(trees(&c, &["sk/docker:1"]), want);
+    assert_eq!(trees(&c, &["sk/oci:1"]), want);
+}

@@ -162,3 +162,89 @@ impl TarBuilder {
         self.b.into_inner().unwrap()
     }
 }
+
+fn xattr_list(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: NUL-terminated path, buffer of the length passed.
+    let n = unsafe { libc::llistxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|n| !n.starts_with("trusted.overlay."))
+        .map(|n| {
+            let v = getxattr(path, &n).unwrap_or_default();
+            (n, v)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A line per path under `root`: type, mode, owner, size, content hash,
+/// link target, device number, mtime and xattrs. Two trees with equal
+/// manifests hold the same files.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(root: &Path, rel: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(rel)).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let r = rel.join(e.file_name());
+            let full = root.join(&r);
+            let m = std::fs::symlink_metadata(&full).unwrap();
+            let ft = m.file_type();
+            let (kind, extra) = if ft.is_dir() {
+                ("dir", String::new())
+            } else if ft.is_symlink() {
+                ("symlink", std::fs::read_link(&full).unwrap().display().to_string())
+            } else if ft.is_file() {
+                ("file", berth_image::Digest::sha256(&std::fs::read(&full).unwrap()).to_string())
+            } else if ft.is_char_device() || ft.is_block_device() {
+                (
+                    if ft.is_char_device() { "char" } else { "block" },
+                    format!("{}:{}", libc::major(m.rdev()), libc::minor(m.rdev())),
+                )
+            } else {
+                ("fifo", String::new())
+            };
+            let size = if ft.is_file() { m.size() } else { 0 };
+            let line = format!(
+                "{kind} {:o} {}:{} size={size} {extra} mtime={} xattrs={:?}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                xattr_list(&full)
+            );
+            out.insert(format!("/{}", r.display()), line);
+            if ft.is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, Path::new(""), &mut out);
+    out
+}
+
+/// Run `f` on the mounted root file system of image `name` in `store`
+/// (a container layer made for it and removed after).
+pub fn with_rootfs<T>(store: &berth_image::ImageStore, name: &str, f: impl FnOnce(&Path) -> T) -> T {
+    let id = store.resolve(name).unwrap();
+    let rec = store.get(&id).unwrap().unwrap();
+    static M: AtomicU32 = AtomicU32::new(0);
+    let rw_id = format!("view-{}-{}", std::process::id(), M.fetch_add(1, Ordering::Relaxed));
+    let rw = store.layers.create_rw(&rw_id, rec.top_layer.as_ref()).unwrap();
+    let m = store.layers.mount_of(&rw).unwrap();
+    m.mount().unwrap();
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&m.target)));
+    let _ = m.unmount();
+    store.layers.remove_rw(&rw).unwrap();
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
