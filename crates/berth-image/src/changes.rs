@@ -147,11 +147,22 @@ impl<W: Write> Write for HashWriter<W> {
 /// become hardlinks. Entries are sorted, so the same tree gives the same
 /// bytes. Returns the diff id.
 pub fn export(upper: &Path, w: impl Write) -> Result<DiffId> {
+    write_tree(upper, w, true)
+}
+
+/// Write a whole tree (a merged root file system) as a tar, as `docker
+/// export` does: entries as they are, sorted, hardlinks kept. Returns the
+/// digest of the tar.
+pub fn export_tree(root: &Path, w: impl Write) -> Result<DiffId> {
+    write_tree(root, w, false)
+}
+
+fn write_tree(dir: &Path, w: impl Write, layer: bool) -> Result<DiffId> {
     let mut b = tar::Builder::new(HashWriter { inner: w, hasher: Algorithm::Sha256.hasher() });
     b.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    export_dir(&mut b, upper, Path::new(""), &mut links)?;
-    let hw = b.into_inner().map_err(Error::io("finish layer tar"))?;
+    export_dir(&mut b, dir, Path::new(""), &mut links, layer)?;
+    let hw = b.into_inner().map_err(Error::io("finish tar"))?;
     Ok(DiffId::from(hw.hasher.finish()))
 }
 
@@ -178,13 +189,14 @@ fn export_dir<W: Write>(
     upper: &Path,
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    layer: bool,
 ) -> Result<()> {
     let fail = |p: &Path| Error::io(format!("export {}", p.display()));
     for e in sorted(&upper.join(rel))? {
         let r = rel.join(e.file_name());
         let full = upper.join(&r);
         let m = fs::symlink_metadata(&full).map_err(fail(&r))?;
-        if is_whiteout(&m) {
+        if layer && is_whiteout(&m) {
             let name = rel.join(whiteout_name(&e.file_name()));
             let mut h = marker_header(m.mtime());
             b.append_data(&mut h, &name, io::empty()).map_err(fail(&r))?;
@@ -205,11 +217,11 @@ fn export_dir<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             b.append_data(&mut h, &r, io::empty()).map_err(fail(&r))?;
-            if is_opaque(&full) {
+            if layer && is_opaque(&full) {
                 let mut oh = marker_header(m.mtime());
                 b.append_data(&mut oh, r.join(".wh..wh..opq"), io::empty()).map_err(fail(&r))?;
             }
-            export_dir(b, upper, &r, links)?;
+            export_dir(b, upper, &r, links, layer)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(fail(&r))?;
             h.set_entry_type(tar::EntryType::Symlink);

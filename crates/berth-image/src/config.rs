@@ -88,6 +88,18 @@ pub struct ImageConfig {
     pub other: BTreeMap<String, Value>,
 }
 
+/// This machine's architecture in the image spec's (Go's) words.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
 impl ImageConfig {
     /// Parse and check a config blob.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig> {

@@ -29,4 +29,6 @@ pub use images::{Deleted, ImageRecord, ImageStore};
 pub mod archive;
 pub mod changes;
 pub mod fixture;
+pub mod instruction;
+pub mod rootfs;
 pub mod save;

@@ -36,9 +36,30 @@ fn last_err(what: &str) -> Error {
 }
 
 impl OverlayMount {
+    /// A read-only view of the same tree at `target`: the upper dir becomes
+    /// the top lower, with no upper or work dir, so it mounts beside the
+    /// container's own mount without sharing its work dir.
+    pub fn read_only_view(&self, target: &Path) -> OverlayMount {
+        let upper = self.upper.strip_prefix(&self.base).unwrap_or(&self.upper).display().to_string();
+        OverlayMount {
+            base: self.base.clone(),
+            lowers: std::iter::once(upper).chain(self.lowers.iter().cloned()).collect(),
+            upper: PathBuf::new(),
+            work: PathBuf::new(),
+            target: target.to_owned(),
+        }
+    }
+
+    fn read_only(&self) -> bool {
+        self.upper.as_os_str().is_empty()
+    }
+
     /// The option string of the classic mount(2), lowers relative to `base`.
     pub fn data_relative(&self) -> String {
         let rel = |p: &Path| p.strip_prefix(&self.base).unwrap_or(p).display().to_string();
+        if self.read_only() {
+            return format!("lowerdir={}", self.lowers.join(":"));
+        }
         format!("lowerdir={},upperdir={},workdir={}", self.lowers.join(":"), rel(&self.upper), rel(&self.work))
     }
 
@@ -47,6 +68,9 @@ impl OverlayMount {
         if self.lowers.is_empty() {
             // No image layers (an empty image): the upper dir alone is the root.
             return bind(&self.upper, &self.target);
+        }
+        if self.read_only() && self.lowers.len() == 1 {
+            return bind(&self.base.join(&self.lowers[0]), &self.target);
         }
         match self.mount_fsconfig() {
             Ok(()) => Ok(()),
@@ -81,8 +105,10 @@ impl OverlayMount {
         for l in &self.lowers {
             set(c"lowerdir+", &self.base.join(l))?;
         }
-        set(c"upperdir", &self.upper)?;
-        set(c"workdir", &self.work)?;
+        if !self.read_only() {
+            set(c"upperdir", &self.upper)?;
+            set(c"workdir", &self.work)?;
+        }
         // SAFETY: FSCONFIG_CMD_CREATE (6) takes no key or value.
         let r =
             unsafe { libc::syscall(libc::SYS_fsconfig, fs.0, 6, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0) };
