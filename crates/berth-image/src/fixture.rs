@@ -13,6 +13,8 @@ use std::path::Path;
 
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
+use crate::reference::Reference;
+use crate::save::{ArchiveWriter, LayerDesc, LAYER_TAR};
 
 /// Fixed time of every entry and of the config (2024-01-01T00:00:00Z).
 pub const EPOCH: u64 = 1_704_067_200;
@@ -158,4 +160,22 @@ pub fn layered(busybox: &Path) -> Result<FixtureImage> {
     let diff_ids: Vec<DiffId> = layers.iter().map(|l| DiffId::from(Digest::sha256(l))).collect();
     let config = config(&diff_ids, &["busybox-static", "add /data", "rm /data/gone", "replace /data/swap"])?;
     Ok(FixtureImage { layers, config })
+}
+
+/// Write images as `docker save` would, each under its name: what the
+/// README's job and later tests load.
+pub fn write_archive(images: &[(&FixtureImage, &Reference)], w: impl std::io::Write) -> Result<()> {
+    let mut out = ArchiveWriter::new(w)?;
+    for (img, name) in images {
+        let config = Digest::sha256(&img.config);
+        out.blob(&config, img.config.len() as u64, &img.config[..])?;
+        let mut layers = Vec::new();
+        for l in &img.layers {
+            let digest = Digest::sha256(l);
+            out.blob(&digest, l.len() as u64, &l[..])?;
+            layers.push(LayerDesc { digest, size: l.len() as u64, media_type: LAYER_TAR });
+        }
+        out.image(&config, img.config.len() as u64, &layers, std::slice::from_ref(*name))?;
+    }
+    out.finish().map(|_| ())
 }

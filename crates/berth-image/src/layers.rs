@@ -306,6 +306,9 @@ impl LayerStore {
         if let Some(p) = parent {
             self.get(p)?.ok_or_else(|| Error::NotFound(format!("layer {p} not found")))?;
         }
+        if self.list_rw()?.iter().any(|r| r.id == id) {
+            return Err(Error::Conflict(format!("container {id} already has a layer")));
+        }
         let cache_id = random_hex(32);
         let dir = self.overlay.join(&cache_id);
         for d in ["diff", "work", "merged"] {

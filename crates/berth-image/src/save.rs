@@ -23,6 +23,8 @@ use crate::reference::Reference;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// An uncompressed layer.
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// The images `names` ask for, each with the tags to save: a tag or digest
 /// reference gives itself, a bare repository name every tag of it (as
@@ -94,7 +96,7 @@ fn layer_media_type(store: &ImageStore, d: &Digest) -> Result<&'static str> {
     Ok(match &magic[..n] {
         [0x1f, 0x8b, ..] => "application/vnd.oci.image.layer.v1.tar+gzip",
         [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
-        _ => "application/vnd.oci.image.layer.v1.tar",
+        _ => LAYER_TAR,
     })
 }
 
@@ -106,26 +108,54 @@ fn descriptor(media: &str, d: &Digest, size: u64) -> Value {
     json!({ "mediaType": media, "digest": d.to_string(), "size": size })
 }
 
-struct Out<W: Write> {
-    tar: tar::Builder<W>,
-    written: HashSet<String>,
+/// A layer as a manifest names it: blob digest, size and media type.
+#[derive(Debug, Clone)]
+pub struct LayerDesc {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: &'static str,
 }
 
-impl<W: Write> Out<W> {
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h
+/// Writes an archive in the form above: blobs first, then a manifest per
+/// image, then the indexes on `finish`.
+pub struct ArchiveWriter<W: Write> {
+    tar: tar::Builder<W>,
+    written: HashSet<String>,
+    docker: Vec<Value>,
+    index: Vec<Value>,
+}
+
+impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter")
+            .field("entries", &self.written.len())
+            .field("images", &self.docker.len())
+            .finish()
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(w: W) -> Result<ArchiveWriter<W>> {
+        let mut a =
+            ArchiveWriter { tar: tar::Builder::new(w), written: HashSet::new(), docker: Vec::new(), index: Vec::new() };
+        a.dir("blobs")?;
+        Ok(a)
     }
 
     fn dir(&mut self, name: &str) -> Result<()> {
         if self.written.insert(name.to_owned()) {
-            let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
             self.tar.append_data(&mut h, name, io::empty()).map_err(Error::io(format!("write {name}")))?;
         }
         Ok(())
@@ -133,62 +163,33 @@ impl<W: Write> Out<W> {
 
     fn file(&mut self, name: &str, size: u64, data: impl Read) -> Result<()> {
         if self.written.insert(name.to_owned()) {
-            let mut h = Self::header(tar::EntryType::Regular, 0o644, size);
+            let mut h = header(tar::EntryType::Regular, 0o644, size);
             self.tar.append_data(&mut h, name, data).map_err(Error::io(format!("write {name}")))?;
         }
         Ok(())
     }
 
-    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<()> {
-        self.file(name, data.len() as u64, data)
-    }
-
-    fn blob(&mut self, store: &ImageStore, d: &Digest) -> Result<u64> {
-        let size = store.content.size(d)?;
-        let f = store.content.open_blob(d)?;
+    /// Add a blob of `size` bytes read from `data` (once per digest).
+    pub fn blob(&mut self, d: &Digest, size: u64, data: impl Read) -> Result<()> {
         self.dir(&format!("blobs/{}", d.algorithm().as_str()))?;
-        // A blob that changed size under the write would corrupt the tar;
-        // the store never rewrites a blob, and `take` bounds it anyway.
-        self.file(&blob_name(d), size, f.take(size))?;
-        Ok(size)
+        // `take` bounds what goes in to the size the header announced.
+        self.file(&blob_name(d), size, data.take(size))
     }
-}
 
-/// Write the images `names` name (names, ids or id prefixes) to `w`.
-pub fn save(store: &ImageStore, names: &[&str], w: impl Write) -> Result<()> {
-    let images = select(store, names)?;
-    let mut out = Out { tar: tar::Builder::new(w), written: HashSet::new() };
-    out.dir("blobs")?;
-    let mut docker = Vec::new();
-    let mut index = Vec::new();
-    for (id, tags) in &images {
-        let rec = store.get(id)?.ok_or_else(|| Error::NotFound(format!("No such image: {id}")))?;
-        let config_size = out.blob(store, id.digest())?;
-        let mut chain = match &rec.top_layer {
-            Some(top) => store.layers.chain(top)?,
-            None => Vec::new(),
-        };
-        chain.reverse();
-        let mut layers = Vec::new();
-        let mut paths = Vec::new();
-        for l in &chain {
-            let blob = layer_blob(store, l)?;
-            let size = out.blob(store, &blob)?;
-            layers.push(descriptor(layer_media_type(store, &blob)?, &blob, size));
-            paths.push(blob_name(&blob));
-        }
+    /// Add an image whose config and layer blobs were added, named by `tags`.
+    pub fn image(&mut self, config: &Digest, config_size: u64, layers: &[LayerDesc], tags: &[Reference]) -> Result<()> {
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST,
-            "config": descriptor(CONFIG, id.digest(), config_size),
-            "layers": layers,
+            "config": descriptor(CONFIG, config, config_size),
+            "layers": layers.iter().map(|l| descriptor(l.media_type, &l.digest, l.size)).collect::<Vec<_>>(),
         });
         let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
         let md = Digest::sha256(&manifest);
-        out.bytes(&blob_name(&md), &manifest)?;
+        self.blob(&md, manifest.len() as u64, &manifest[..])?;
         let desc = descriptor(MANIFEST, &md, manifest.len() as u64);
         if tags.is_empty() {
-            index.push(desc.clone());
+            self.index.push(desc.clone());
         }
         for t in tags {
             let mut d = desc.clone();
@@ -197,20 +198,57 @@ pub fn save(store: &ImageStore, names: &[&str], w: impl Write) -> Result<()> {
                 ann["org.opencontainers.image.ref.name"] = json!(tag);
             }
             d["annotations"] = ann;
-            index.push(d);
+            self.index.push(d);
         }
         let repo_tags: Vec<String> = tags.iter().filter(|t| t.tag().is_some()).map(Reference::familiar).collect();
-        docker.push(json!({
-            "Config": blob_name(id.digest()),
+        self.docker.push(json!({
+            "Config": blob_name(config),
             "RepoTags": if repo_tags.is_empty() { Value::Null } else { json!(repo_tags) },
-            "Layers": paths,
+            "Layers": layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
         }));
+        Ok(())
     }
-    let enc = |v: &Value| serde_json::to_vec(v).map_err(|e| Error::Invalid(e.to_string()));
-    let index =
-        json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index });
-    out.bytes("index.json", &enc(&index)?)?;
-    out.bytes("manifest.json", &enc(&Value::Array(docker))?)?;
-    out.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    out.tar.into_inner().map_err(Error::io("finish archive"))?.flush().map_err(Error::io("write archive"))
+
+    /// Write the indexes and end the tar.
+    pub fn finish(mut self) -> Result<W> {
+        let enc = |v: &Value| serde_json::to_vec(v).map_err(|e| Error::Invalid(e.to_string()));
+        let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": self.index });
+        let docker = Value::Array(std::mem::take(&mut self.docker));
+        for (name, data) in [("index.json", enc(&index)?), ("manifest.json", enc(&docker)?)] {
+            self.file(name, data.len() as u64, &data[..])?;
+        }
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        self.file("oci-layout", layout.len() as u64, &layout[..])?;
+        let mut w = self.tar.into_inner().map_err(Error::io("finish archive"))?;
+        w.flush().map_err(Error::io("write archive"))?;
+        Ok(w)
+    }
+}
+
+/// Write the images `names` name (names, ids or id prefixes) to `w`.
+pub fn save(store: &ImageStore, names: &[&str], w: impl Write) -> Result<()> {
+    let images = select(store, names)?;
+    let mut out = ArchiveWriter::new(w)?;
+    let stored = |out: &mut ArchiveWriter<_>, d: &Digest| -> Result<u64> {
+        let size = store.content.size(d)?;
+        out.blob(d, size, store.content.open_blob(d)?)?;
+        Ok(size)
+    };
+    for (id, tags) in &images {
+        let rec = store.get(id)?.ok_or_else(|| Error::NotFound(format!("No such image: {id}")))?;
+        let config_size = stored(&mut out, id.digest())?;
+        let mut chain = match &rec.top_layer {
+            Some(top) => store.layers.chain(top)?,
+            None => Vec::new(),
+        };
+        chain.reverse();
+        let mut layers = Vec::new();
+        for l in &chain {
+            let digest = layer_blob(store, l)?;
+            let size = stored(&mut out, &digest)?;
+            layers.push(LayerDesc { media_type: layer_media_type(store, &digest)?, digest, size });
+        }
+        out.image(id.digest(), config_size, &layers, tags)?;
+    }
+    out.finish().map(|_| ())
 }
