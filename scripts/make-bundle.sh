@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # make-bundle.sh DIR ARGS...: an OCI bundle in DIR with a busybox-static
 # rootfs and a config.json (like `runc spec`) whose process runs ARGS.
+# With ROOTFS set, the bundle uses that directory (an image's mounted root)
+# as its writable root instead.
 set -euo pipefail
 dir="$1"; shift
-mkdir -p "$dir/rootfs/bin" "$dir/rootfs/proc" "$dir/rootfs/dev" "$dir/rootfs/sys" "$dir/rootfs/tmp"
-cp /bin/busybox "$dir/rootfs/bin/busybox"
-for applet in sh cat echo true false ls sleep id hostname ps mkdir; do
-    ln -sf busybox "$dir/rootfs/bin/$applet"
-done
+if [[ -n "${ROOTFS:-}" ]]; then
+    mkdir -p "$dir"
+    root="\"path\": \"$ROOTFS\", \"readonly\": false"
+else
+    mkdir -p "$dir/rootfs/bin" "$dir/rootfs/proc" "$dir/rootfs/dev" "$dir/rootfs/sys" "$dir/rootfs/tmp"
+    cp /bin/busybox "$dir/rootfs/bin/busybox"
+    for applet in sh cat echo true false ls sleep id hostname ps mkdir; do
+        ln -sf busybox "$dir/rootfs/bin/$applet"
+    done
+    root='"path": "rootfs", "readonly": true'
+fi
 args=""
 for a in "$@"; do
     a="${a//\\/\\\\}"; a="${a//\"/\\\"}"
@@ -25,7 +33,7 @@ cat > "$dir/config.json" <<JSON
     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
     "noNewPrivileges": true
   },
-  "root": {"path": "rootfs", "readonly": true},
+  "root": {$root},
   "hostname": "berth",
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
