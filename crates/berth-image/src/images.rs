@@ -31,6 +31,18 @@ pub struct ImageRecord {
     pub added: String,
 }
 
+/// A container that uses an image, as `delete` needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUse {
+    pub id: String,
+    pub running: bool,
+}
+
+/// The first 12 characters of an id, as Docker shows it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// What `delete` did, in Docker's order and words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deleted {
@@ -165,60 +177,109 @@ impl ImageStore {
         Err(missing())
     }
 
-    /// `docker rmi`: a name given is untagged, and the image deleted once no
-    /// name is left; an id deletes the image, which with several names needs
-    /// `force`. `in_use` says whether a container uses an image; such an
-    /// image is kept (a running one refuses even with force, as Docker).
-    pub fn delete(&self, s: &str, force: bool, in_use: impl Fn(&ImageId) -> Option<bool>) -> Result<Vec<Deleted>> {
+    /// `docker rmi`, with Docker's rules and messages. A name is untagged
+    /// (refused without `force` when it is the image's only repository and
+    /// a container uses the image), and the image deleted once no name is
+    /// left, unless a container uses it: then it stays, dangling, for the
+    /// container. An id deletes the image with all its names; several
+    /// repositories or a stopped container need `force`, and a running
+    /// container refuses even then. `in_use` names a container using an
+    /// image.
+    pub fn delete(
+        &self,
+        s: &str,
+        force: bool,
+        in_use: impl Fn(&ImageId) -> Option<ContainerUse>,
+    ) -> Result<Vec<Deleted>> {
         let id = self.resolve(s)?;
         let _g = self.names.lock().map_err(|_| Error::Conflict("image names lock poisoned".into()))?;
         let mut repos = self.read_repos()?;
-        let names: Vec<String> = repos.refs.iter().filter(|(_, v)| **v == id).map(|(k, _)| k.clone()).collect();
-        let by_name = Reference::parse(s)
-            .ok()
-            .map(|r| r.with_default_tag().to_string())
-            .filter(|n| repos.refs.get(n) == Some(&id));
-        let mut out = Vec::new();
-        let to_untag: Vec<String> = match &by_name {
-            Some(n) if names.len() > 1 || !force => vec![n.clone()],
-            _ => {
-                if names.len() > 1 && !force {
+        let names_of = |repos: &Repositories| -> Vec<Reference> {
+            repos.refs.iter().filter(|(_, v)| **v == id).filter_map(|(k, _)| Reference::parse(k).ok()).collect()
+        };
+        let names = names_of(&repos);
+        // Docker's isSingleReference: one repository, at most one tag.
+        let single = names.iter().all(|n| names.first().is_some_and(|f| f.name() == n.name()))
+            && names.iter().filter(|n| n.tag().is_some()).count() <= 1;
+        let used = in_use(&id);
+        let conflict = |hard: bool, why: String| {
+            let how = if hard { "cannot be forced" } else { "must be forced" };
+            Error::Conflict(format!("conflict: unable to delete {} ({how}) - {why}", id.short()))
+        };
+        let by_name = Reference::parse(s).ok().map(Reference::with_default_tag).filter(|n| names.contains(n));
+        let mut untag = Vec::new();
+        let by_name = match by_name {
+            Some(name) => {
+                if let (false, true, Some(u)) = (force, single, &used) {
                     return Err(Error::Conflict(format!(
-                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        "conflict: unable to remove repository reference \"{s}\" (must force) - container {} is using its referenced image {}",
+                        short(&u.id),
                         id.short()
                     )));
                 }
-                names.clone()
+                let rest: Vec<&Reference> = names.iter().filter(|n| **n != name).collect();
+                // Digest references left alone in the tag's repository go too.
+                if name.tag().is_some() && rest.iter().filter(|n| n.name() == name.name()).all(|n| n.tag().is_none()) {
+                    untag.extend(rest.iter().filter(|n| n.name() == name.name()).map(|n| (*n).clone()));
+                }
+                untag.insert(0, name);
+                true
+            }
+            None => {
+                if single {
+                    match &used {
+                        Some(u) if u.running => {
+                            return Err(conflict(
+                                true,
+                                format!("image is being used by running container {}", short(&u.id)),
+                            ))
+                        }
+                        Some(u) if !force => {
+                            return Err(conflict(
+                                false,
+                                format!("image is being used by stopped container {}", short(&u.id)),
+                            ))
+                        }
+                        _ => untag.extend(names.iter().cloned()),
+                    }
+                }
+                false
             }
         };
-        let last_name_goes = to_untag.len() == names.len();
-        let used = in_use(&id);
-        if last_name_goes {
-            match used {
-                Some(true) => {
-                    return Err(Error::Conflict(format!(
-                        "conflict: unable to delete {} (cannot be forced) - image is being used by running container",
-                        id.short()
-                    )))
-                }
-                Some(false) if !force => {
-                    return Err(Error::Conflict(format!(
-                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container",
-                        id.short()
-                    )))
-                }
-                _ => {}
-            }
+        let mut out = Vec::new();
+        for n in &untag {
+            repos.refs.remove(&n.to_string());
+            out.push(Deleted::Untagged(n.familiar()));
         }
-        for n in &to_untag {
-            repos.refs.remove(n);
-            let shown = Reference::parse(n).map(|r| r.familiar()).unwrap_or_else(|_| n.clone());
-            out.push(Deleted::Untagged(shown));
-        }
-        self.write_repos(&repos)?;
-        if !last_name_goes || used.is_some() {
+        let left = names.len() - untag.len();
+        if by_name && left > 0 {
+            self.write_repos(&repos)?;
             return Ok(out);
         }
+        // The image itself (Docker's imageDeleteHelper).
+        let blocked = match &used {
+            Some(u) if u.running => {
+                Some(conflict(true, format!("image is being used by running container {}", short(&u.id))))
+            }
+            _ if !force && left > 0 => Some(conflict(false, "image is referenced in multiple repositories".into())),
+            Some(u) if !force => {
+                Some(conflict(false, format!("image is being used by stopped container {}", short(&u.id))))
+            }
+            _ => None,
+        };
+        if let Some(e) = blocked {
+            if by_name {
+                // The name went; the image stays for the container using it.
+                self.write_repos(&repos)?;
+                return Ok(out);
+            }
+            return Err(e);
+        }
+        for n in names_of(&repos) {
+            repos.refs.remove(&n.to_string());
+            out.push(Deleted::Untagged(n.familiar()));
+        }
+        self.write_repos(&repos)?;
         std::fs::remove_file(self.record_path(&id)).map_err(Error::io(format!("remove image {id}")))?;
         out.push(Deleted::Deleted(id));
         self.collect_layers()?;

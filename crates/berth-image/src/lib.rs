@@ -25,7 +25,7 @@ pub mod config;
 pub mod images;
 
 pub use config::{ImageConfig, RunConfig};
-pub use images::{Deleted, ImageRecord, ImageStore};
+pub use images::{ContainerUse, Deleted, ImageRecord, ImageStore};
 pub mod archive;
 pub mod changes;
 pub mod fixture;

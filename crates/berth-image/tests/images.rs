@@ -4,6 +4,7 @@
 
 mod common;
 
+use berth_image::images::ContainerUse;
 use berth_image::{Deleted, ImageId, ImageStore, Reference};
 use common::{can_run, Scratch, TarBuilder};
 
@@ -55,40 +56,54 @@ fn add_tag_resolve_delete() {
     assert_eq!(store.config(&b.id).unwrap().run().cmd, Some(vec!["b".to_owned()]));
 
     let unused = |_: &ImageId| None;
-    // An id with two names needs force.
+    let stopped = |_: &ImageId| Some(ContainerUse { id: "c0ffee0123456789".into(), running: false });
+    let running = |_: &ImageId| Some(ContainerUse { id: "c0ffee0123456789".into(), running: true });
+    // An id with names in two repositories needs force.
     let err = store.delete(&a.id.to_string(), false, unused).unwrap_err();
-    assert!(err.to_string().contains("referenced in multiple repositories"), "{err}");
-    // A name with others left only untags.
-    assert_eq!(store.delete("busybox", false, unused).unwrap(), [Deleted::Untagged("busybox:latest".into())]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            a.id.short()
+        )
+    );
+    // A name with others left only untags, container or not.
+    assert_eq!(store.delete("busybox", false, running).unwrap(), [Deleted::Untagged("busybox:latest".into())]);
     assert!(store.get(&a.id).unwrap().is_some());
-    // A stopped container keeps the last name from going without force; a
-    // running one even with force.
-    let stopped = |_: &ImageId| Some(false);
-    let running = |_: &ImageId| Some(true);
-    assert!(store
-        .delete("localhost:5000/a/b:v1", false, stopped)
-        .unwrap_err()
-        .to_string()
-        .contains("stopped container"));
-    assert!(store
-        .delete("localhost:5000/a/b:v1", true, running)
-        .unwrap_err()
-        .to_string()
-        .contains("running container"));
+    // The last name while a container uses the image needs force.
+    let err = store.delete("localhost:5000/a/b:v1", false, stopped).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "conflict: unable to remove repository reference \"localhost:5000/a/b:v1\" (must force) - container c0ffee012345 is using its referenced image {}",
+            a.id.short()
+        )
+    );
+    // By id: a running container refuses even with force, a stopped one
+    // without.
+    let err = store.delete(a.id.short(), true, running).unwrap_err().to_string();
+    assert!(err.ends_with("(cannot be forced) - image is being used by running container c0ffee012345"), "{err}");
+    let err = store.delete(a.id.short(), false, stopped).unwrap_err().to_string();
+    assert!(err.ends_with("(must be forced) - image is being used by stopped container c0ffee012345"), "{err}");
     // The last name: untagged and deleted; the layer b shares stays.
     let out = store.delete("localhost:5000/a/b:v1", false, unused).unwrap();
     assert_eq!(out, [Deleted::Untagged("localhost:5000/a/b:v1".into()), Deleted::Deleted(a.id.clone())]);
     assert!(store.get(&a.id).unwrap().is_none());
     assert!(store.layers.get(&base.chain_id).unwrap().is_some(), "shared layer kept");
-    // Deleting b takes both layers; prune takes the unreferenced configs.
-    store.delete("app:1", false, unused).unwrap();
+    // A tag and a digest reference in one repository: the tag takes the
+    // digest with it.
+    let digest_ref = r("app").with_digest(berth_image::Digest::sha256(b"manifest"));
+    store.tag(&digest_ref, &b.id).unwrap();
+    let out = store.delete("app:1", false, unused).unwrap();
+    assert_eq!(out[..2], [Deleted::Untagged("app:1".into()), Deleted::Untagged(digest_ref.familiar())]);
+    assert_eq!(out[2], Deleted::Deleted(b.id.clone()));
     assert!(store.layers.list().unwrap().is_empty());
     assert_eq!(store.prune_blobs().unwrap().len(), 2);
     assert!(store.content.list().unwrap().is_empty());
 }
 
 #[test]
-fn a_container_layer_keeps_its_image_layers() {
+fn a_container_keeps_its_image_layers() {
     if !can_run("container_layer") {
         return;
     }
@@ -96,14 +111,26 @@ fn a_container_layer_keeps_its_image_layers() {
     let store = ImageStore::open(&s.layer).unwrap();
     let base = layer(&store, "base", None);
     let img = store.add(&config(&[&base.diff_id], "a")).unwrap();
-    store.tag(&r("keep"), &img.id).unwrap();
     let rw = store.layers.create_rw("c1", Some(&base.chain_id)).unwrap();
-    // Forced removal while a stopped container uses it: untagged, kept.
-    let out = store.delete("keep", true, |_| Some(false)).unwrap();
+    let use_of = |running: bool| move |_: &ImageId| Some(ContainerUse { id: "c1".into(), running });
+
+    // Forced by name while a container runs: untagged, the image stays
+    // (dangling) for the container.
+    store.tag(&r("keep"), &img.id).unwrap();
+    let out = store.delete("keep", true, use_of(true)).unwrap();
     assert_eq!(out, [Deleted::Untagged("keep:latest".into())]);
     assert!(store.get(&img.id).unwrap().is_some(), "the image stays, dangling");
-    assert!(store.layers.get(&base.chain_id).unwrap().is_some());
+
+    // Forced while it is stopped: the image goes, its layers stay for the
+    // container's layer.
+    store.tag(&r("keep"), &img.id).unwrap();
+    let out = store.delete("keep", true, use_of(false)).unwrap();
+    assert_eq!(out, [Deleted::Untagged("keep:latest".into()), Deleted::Deleted(img.id.clone())]);
+    assert!(store.get(&img.id).unwrap().is_none());
+    assert!(store.layers.get(&base.chain_id).unwrap().is_some(), "the container's lower layer stays");
     store.layers.remove_rw(&rw).unwrap();
+    store.collect_layers().unwrap();
+    assert!(store.layers.list().unwrap().is_empty());
 }
 
 #[test]

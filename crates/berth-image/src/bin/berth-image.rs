@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use berth_image::archive::load;
 use berth_image::fixture;
+use berth_image::images::ContainerUse;
 use berth_image::rootfs::{export_image, import, ImportOptions};
 use berth_image::save::save;
 use berth_image::{Deleted, Error, ImageStore, Reference, Result};
@@ -195,11 +196,17 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Images => images_cmd(&store),
         Cmd::Tag { source, target } => store.tag(&reference(&target)?, &store.resolve(&source)?),
         Cmd::Rmi { force, images } => {
-            let containers = store.layers.rw_parents()?;
+            // A container layer over the image's top is a container using
+            // it; running while its root is mounted.
+            let containers = store.layers.list_rw()?;
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             for name in images {
                 let deleted = store.delete(&name, force, |id| {
-                    let top = store.get(id).ok().flatten().and_then(|r| r.top_layer);
-                    top.filter(|t| containers.contains(t)).map(|_| false)
+                    let top = store.get(id).ok().flatten()?.top_layer?;
+                    let rw = containers.iter().find(|c| c.parent.as_ref() == Some(&top))?;
+                    let merged = store.layers.mount_of(rw).ok()?.target;
+                    let running = mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*merged.to_string_lossy()));
+                    Some(ContainerUse { id: rw.id.clone(), running })
                 })?;
                 for d in deleted {
                     match d {
