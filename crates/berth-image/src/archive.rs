@@ -105,6 +105,22 @@ struct Descriptor {
     media_type: String,
     #[serde(default)]
     annotations: HashMap<String, String>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct Platform {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+}
+
+impl Descriptor {
+    fn is_index(&self) -> bool {
+        self.media_type.contains("image.index") || self.media_type.contains("manifest.list")
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,12 +171,7 @@ fn plans(ix: &Index) -> Result<Vec<Plan>> {
         let index: OciIndex = json(&ix.read("index.json")?, "index.json")?;
         let mut out = Vec::new();
         for d in index.manifests {
-            let digest: Digest = d.digest.parse()?;
-            let manifest_bytes = ix.read(&blob_path(&digest))?;
-            digest.verify(&manifest_bytes).map_err(mismatch)?;
-            if d.media_type.contains("index") || d.media_type.contains("manifest.list") {
-                return Err(Error::Invalid("invalid archive: nested image indexes are not supported yet".into()));
-            }
+            let manifest_bytes = manifest_for_host(ix, &d, 0)?;
             let m: OciManifest = json(&manifest_bytes, "manifest")?;
             let config_digest: Digest = m.config.digest.parse()?;
             let config = ix.read(&blob_path(&config_digest))?;
@@ -181,6 +192,28 @@ fn plans(ix: &Index) -> Result<Vec<Plan>> {
         return Ok(out);
     }
     Err(Error::Invalid("invalid archive: no manifest.json and no OCI index.json".into()))
+}
+
+/// The manifest a descriptor names; through an image index (a
+/// multi-platform image) the one for this machine's platform.
+fn manifest_for_host(ix: &Index, d: &Descriptor, depth: usize) -> Result<Vec<u8>> {
+    let digest: Digest = d.digest.parse()?;
+    let bytes = ix.read(&blob_path(&digest))?;
+    digest.verify(&bytes).map_err(mismatch)?;
+    if !d.is_index() {
+        return Ok(bytes);
+    }
+    if depth >= 4 {
+        return Err(Error::Invalid("invalid archive: image indexes nested too deep".into()));
+    }
+    let nested: OciIndex = json(&bytes, "image index")?;
+    let arch = crate::config::host_architecture();
+    let host = nested
+        .manifests
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+        .ok_or_else(|| Error::NotFound(format!("the image index {digest} has no image for linux/{arch}")))?;
+    manifest_for_host(ix, host, depth + 1)
 }
 
 /// Load every image of the archive at `path` into `store`.

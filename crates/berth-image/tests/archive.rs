@@ -345,3 +345,52 @@ fn skopeo_reads_what_save_writes() {
     assert_eq!(trees(&c, &["sk/docker:1"]), want);
     assert_eq!(trees(&c, &["sk/oci:1"]), want);
 }
+
+/// The OCI layout of `img` with its manifest behind an image index of
+/// several platforms; `host` says whether this machine's is among them.
+fn multi_platform(img: &FixtureImage, tag: &str, host: bool) -> Vec<(String, Vec<u8>)> {
+    let mut files = oci(img, tag, false, false);
+    let index_at = files.iter().position(|(n, _)| n == "index.json").unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&files[index_at].1).unwrap();
+    let manifest = index["manifests"][0].clone();
+    let absent = format!("sha256:{}", hex(b"not in the archive"));
+    let platform = |arch: &str| json!({ "os": "linux", "architecture": arch });
+    let mut entries = vec![
+        json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent, "size": 1, "platform": platform("arm64") }),
+        json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent, "size": 1,
+            "platform": { "os": "unknown", "architecture": "unknown" } }),
+    ];
+    if host {
+        let mut m = manifest.clone();
+        m["platform"] = platform("amd64");
+        m.as_object_mut().unwrap().remove("annotations");
+        entries.insert(1, m);
+    }
+    let nested = serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries }),
+    )
+    .unwrap();
+    let outer = json!({ "schemaVersion": 2, "manifests": [{ "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": format!("sha256:{}", hex(&nested)), "size": nested.len(), "annotations": manifest["annotations"] }] });
+    files[index_at].1 = serde_json::to_vec(&outer).unwrap();
+    files.push((format!("blobs/sha256/{}", hex(&nested)), nested));
+    files
+}
+
+#[test]
+fn an_index_of_platforms_loads_this_machines_image() {
+    if !can_run("multi_platform") {
+        return;
+    }
+    let img = fixture::busybox(Path::new("/bin/busybox")).unwrap();
+    let s = Scratch::new("platforms");
+    let store = ImageStore::open(&s.layer).unwrap();
+    let loaded = load(&store, &write(&s, "multi.tar", &multi_platform(&img, "fx:multi", true))).unwrap();
+    assert_eq!(loaded[0].id.to_string(), format!("sha256:{}", hex(&img.config)));
+    assert_eq!(store.resolve("fx:multi").unwrap(), loaded[0].id);
+    let other = Scratch::new("platforms-other");
+    let empty = ImageStore::open(&other.layer).unwrap();
+    let err = load(&empty, &write(&other, "arm.tar", &multi_platform(&img, "fx:arm", false))).unwrap_err();
+    assert!(err.to_string().contains("has no image for linux/amd64"), "{err}");
+    assert!(empty.list().unwrap().is_empty() && empty.layers.list().unwrap().is_empty());
+}
