@@ -394,3 +394,23 @@ fn an_index_of_platforms_loads_this_machines_image() {
     assert!(err.to_string().contains("has no image for linux/amd64"), "{err}");
     assert!(empty.list().unwrap().is_empty() && empty.layers.list().unwrap().is_empty());
 }
+
+/// `tests/data/docker-20.10-save.tar`: what Docker 20.10's `docker save`
+/// wrote for an image berth had imported (`CMD ["cat", "/h"]`, one file
+/// `/h`) and saved, and `docker load` had read back: the legacy layout with
+/// `VERSION`, `json` and `repositories`.
+#[test]
+fn a_save_written_by_docker_loads() {
+    if !can_run("docker_written") {
+        return;
+    }
+    let s = Scratch::new("docker-written");
+    let store = ImageStore::open(&s.layer).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/docker-20.10-save.tar");
+    let loaded = load(&store, &data).unwrap();
+    assert_eq!(loaded[0].id.to_string(), "sha256:29f4d48a22f1b4b02e5ad5de7973cd0530790eb02796589eadd71babfded9721");
+    assert_eq!(store.resolve("imp:1").unwrap(), loaded[0].id);
+    assert_eq!(store.config(&loaded[0].id).unwrap().run().cmd.unwrap(), ["cat", "/h"]);
+    let files = common::with_rootfs(&store, "imp:1", |root| std::fs::read_to_string(root.join("h")).unwrap());
+    assert_eq!(files, "hello");
+}
