@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::save::{ArchiveWriter, LayerDesc, LAYER_TAR};
+use crate::save::{root_header, ArchiveWriter, LayerDesc, LAYER_TAR};
 
 /// Fixed time of every entry and of the config (2024-01-01T00:00:00Z).
 pub const EPOCH: u64 = 1_704_067_200;
@@ -43,14 +43,7 @@ impl Tar {
     }
 
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(EPOCH);
-        h
+        root_header(kind, mode, size, EPOCH)
     }
 
     fn dir(&mut self, path: &str, mode: u32) -> Result<()> {

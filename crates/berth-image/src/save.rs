@@ -134,14 +134,15 @@ impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
     }
 }
 
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+/// A ustar header of a root-owned entry.
+pub(crate) fn root_header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_size(size);
     h.set_uid(0);
     h.set_gid(0);
-    h.set_mtime(0);
+    h.set_mtime(mtime);
     h
 }
 
@@ -155,7 +156,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     fn dir(&mut self, name: &str) -> Result<()> {
         if self.written.insert(name.to_owned()) {
-            let mut h = header(tar::EntryType::Directory, 0o755, 0);
+            let mut h = root_header(tar::EntryType::Directory, 0o755, 0, 0);
             self.tar.append_data(&mut h, name, io::empty()).map_err(Error::io(format!("write {name}")))?;
         }
         Ok(())
@@ -163,7 +164,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     fn file(&mut self, name: &str, size: u64, data: impl Read) -> Result<()> {
         if self.written.insert(name.to_owned()) {
-            let mut h = header(tar::EntryType::Regular, 0o644, size);
+            let mut h = root_header(tar::EntryType::Regular, 0o644, size, 0);
             self.tar.append_data(&mut h, name, data).map_err(Error::io(format!("write {name}")))?;
         }
         Ok(())
