@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth-image", about = "berth's image store: load, save, import, export, list and mount images")]
 struct Cli {
     /// The store's data directory.
-    #[arg(long, default_value = "/var/lib/berth/image")]
+    #[arg(long, default_value = "/var/lib/berth")]
     root: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
