@@ -45,7 +45,23 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Detaches whatever a failed test left mounted below the directory
+    /// (deepest first), then removes it.
     fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(&self.base))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in points {
+            if let Ok(c) = CString::new(p.as_os_str().as_bytes()) {
+                // SAFETY: a NUL-terminated path.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }
