@@ -96,7 +96,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 fn random_hex(bytes: usize) -> String {
-    crate::digest::hex(&random_bytes(bytes))
+    berth_core::id::hex(&random_bytes(bytes))
 }
 
 /// A short link name: 26 characters of [A-Z0-9], as Docker's overlay2.

@@ -123,11 +123,7 @@ fn key(s: &LinuxSeccomp) -> Step<String> {
     h.update(MAGIC);
     h.update(format!("{}.{}.{} api{} {}\0", v.major, v.minor, v.micro, libseccomp::get_api(), std::env::consts::ARCH));
     h.update(&json);
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(berth_core::id::hex(&h.finalize()))
 }
 
 /// A cache entry: magic, sha256 of the code, code.
