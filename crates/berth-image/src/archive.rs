@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use crate::config::ImageConfig;
-use crate::content::Tee;
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::images::ImageStore;
@@ -291,7 +290,7 @@ fn stage_all(store: &ImageStore, ix: &Index, wanted: &[(String, Option<Digest>, 
                 if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
                     return;
                 }
-                match stage_one(store, ix, file, blob.as_ref(), diff) {
+                match ix.open(file).and_then(|r| store.stage_blob(r, blob.as_ref(), Some(diff))) {
                     Ok(s) => {
                         if let Ok(mut d) = done.lock() {
                             d.push(s);
@@ -314,25 +313,4 @@ fn stage_all(store: &ImageStore, ix: &Index, wanted: &[(String, Option<Digest>, 
         return Err(e);
     }
     Ok(staged)
-}
-
-fn stage_one(store: &ImageStore, ix: &Index, file: &str, blob: Option<&Digest>, diff: &DiffId) -> Result<Staged> {
-    let alg = blob.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm);
-    let mut tee = Tee::new(ix.open(file)?, store.content.writer(alg)?);
-    let staged = store.layers.stage(&mut tee, None)?;
-    // The stage read the layer's tar to its end; the blob's own tail (a
-    // compressed trailer, padding) still counts for its digest.
-    io::copy(&mut tee, &mut io::sink()).map_err(Error::io(format!("read {file}")))?;
-    if staged.diff_id() != diff {
-        let actual = staged.diff_id().digest().clone();
-        store.layers.discard(staged);
-        return Err(Error::DigestMismatch { expected: diff.digest().clone(), actual });
-    }
-    match tee.ingest.commit(blob) {
-        Ok((d, _)) => Ok(staged.with_blob(d)),
-        Err(e) => {
-            store.layers.discard(staged);
-            Err(e)
-        }
-    }
 }

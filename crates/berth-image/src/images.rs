@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ImageConfig;
 use crate::content::{ContentStore, Tee};
-use crate::digest::{Algorithm, ChainId, Digest, ImageId};
+use crate::digest::{Algorithm, ChainId, DiffId, Digest, ImageId};
 use crate::error::{Error, Result};
-use crate::layers::{Layer, LayerStore};
+use crate::layers::{Layer, LayerStore, Staged};
 use crate::record;
 use crate::reference::Reference;
 
@@ -132,10 +132,15 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// Every name in the store with its image, sorted by name.
+    pub fn names(&self) -> Result<Vec<(Reference, ImageId)>> {
+        let repos = self.read_repos()?;
+        Ok(repos.refs.into_iter().filter_map(|(k, v)| Some((Reference::parse(&k).ok()?, v))).collect())
+    }
+
     /// Every name of an image, full form, sorted.
     pub fn names_of(&self, id: &ImageId) -> Result<Vec<Reference>> {
-        let repos = self.read_repos()?;
-        Ok(repos.refs.iter().filter(|(_, v)| *v == id).filter_map(|(k, _)| Reference::parse(k).ok()).collect())
+        Ok(self.names()?.into_iter().filter(|(_, v)| v == id).map(|(r, _)| r).collect())
     }
 
     /// Point `r` (tag or digest reference) at `id`, moving it from any image
@@ -286,20 +291,36 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// Unpack a layer blob (a tar, plain or compressed) on top of `parent`,
-    /// keeping the blob in the content store for save and push.
-    pub fn create_layer(&self, blob: impl Read, parent: Option<&ChainId>) -> Result<Layer> {
-        let mut tee = Tee::new(blob, self.content.writer(Algorithm::Sha256)?);
+    /// Unpack a layer blob (a tar, plain or compressed) into a staged layer
+    /// while keeping the blob in the content store for save and push. The
+    /// blob is checked against `blob` and its tar against `diff` when
+    /// given; on any failure neither the files nor the blob are left.
+    pub fn stage_blob(&self, r: impl Read, blob: Option<&Digest>, diff: Option<&DiffId>) -> Result<Staged> {
+        let alg = blob.map_or(Algorithm::Sha256, Digest::algorithm);
+        let mut tee = Tee::new(r, self.content.writer(alg)?);
         let staged = self.layers.stage(&mut tee, None)?;
-        let stored =
-            io::copy(&mut tee, &mut io::sink()).map_err(Error::io("read layer")).and_then(|_| tee.ingest.commit(None));
-        match stored {
-            Ok((d, _)) => self.layers.register(staged.with_blob(d), parent),
+        // The stage read the tar to its end; the blob's own tail (a
+        // compressed trailer, padding) still counts for its digest.
+        let mut stored = io::copy(&mut tee, &mut io::sink()).map(|_| ()).map_err(Error::io("read layer"));
+        if let (Ok(()), Some(d)) = (&stored, diff) {
+            if staged.diff_id() != d {
+                let actual = staged.diff_id().digest().clone();
+                stored = Err(Error::DigestMismatch { expected: d.digest().clone(), actual });
+            }
+        }
+        match stored.and_then(|()| tee.ingest.commit(blob)) {
+            Ok((d, _)) => Ok(staged.with_blob(d)),
             Err(e) => {
                 self.layers.discard(staged);
                 Err(e)
             }
         }
+    }
+
+    /// Unpack a layer blob on top of `parent`, keeping the blob.
+    pub fn create_layer(&self, blob: impl Read, parent: Option<&ChainId>) -> Result<Layer> {
+        let staged = self.stage_blob(blob, None, None)?;
+        self.layers.register(staged, parent)
     }
 
     /// Remove layers no image or container layer uses.
