@@ -31,33 +31,21 @@ pub fn words(s: &str) -> Result<Vec<String>> {
                     in_word = false;
                 }
             }
-            '"' => {
+            q @ ('"' | '\'') => {
                 in_word = true;
+                let which = if q == '"' { "double-quote" } else { "single-quote" };
                 loop {
                     match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
+                        Some(x) if x == q => break,
+                        // Escapes work inside double quotes only.
+                        Some('\\') if q == '"' => match chars.next() {
                             Some(e) => cur.push(e),
                             None => return Err(invalid(format!("unexpected end of statement in {s:?}"))),
                         },
                         Some(x) => cur.push(x),
                         None => {
                             return Err(invalid(format!(
-                                "unexpected end of statement while looking for matching double-quote in {s:?}"
-                            )))
-                        }
-                    }
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(x) => cur.push(x),
-                        None => {
-                            return Err(invalid(format!(
-                                "unexpected end of statement while looking for matching single-quote in {s:?}"
+                                "unexpected end of statement while looking for matching {which} in {s:?}"
                             )))
                         }
                     }

@@ -49,12 +49,10 @@ fn select(store: &ImageStore, names: &[&str]) -> Result<Vec<(ImageId, Vec<Refere
         let parsed = Reference::parse(n).ok();
         if let Some(r) = parsed.as_ref().filter(|r| r.tag().is_none() && r.digest().is_none()) {
             let mut found = false;
-            for img in store.list()? {
-                for t in store.names_of(&img.id)? {
-                    if t.name() == r.name() && t.tag().is_some() {
-                        add(img.id.clone(), Some(t));
-                        found = true;
-                    }
+            for (t, id) in store.names()? {
+                if t.name() == r.name() && t.tag().is_some() {
+                    add(id, Some(t));
+                    found = true;
                 }
             }
             if found {

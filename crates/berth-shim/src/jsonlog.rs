@@ -65,6 +65,13 @@ pub fn parse_size(s: &str) -> Option<u64> {
     (v.is_finite() && v > 0.0).then_some(v as u64)
 }
 
+/// `<path>.<n>`: the n-th rotated file, 1 the newest.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.to_owned().into_os_string();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
 /// The writer of one container's log.
 #[derive(Debug)]
 pub struct JsonLog {
@@ -136,9 +143,7 @@ impl JsonLog {
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
+        rotated(&self.path, n)
     }
 
     /// `.N-2` → `.N-1`, …, live → `.1`, and a new live file; with one file
@@ -164,15 +169,8 @@ impl JsonLog {
 
     /// Every file of this log, oldest first (what `docker logs` reads).
     pub fn files(path: &Path, rotation: Rotation) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = (1..rotation.max_files.max(1))
-            .rev()
-            .map(|n| {
-                let mut p = path.to_owned().into_os_string();
-                p.push(format!(".{n}"));
-                PathBuf::from(p)
-            })
-            .filter(|p| p.exists())
-            .collect();
+        let mut out: Vec<PathBuf> =
+            (1..rotation.max_files.max(1)).rev().map(|n| rotated(path, n)).filter(|p| p.exists()).collect();
         out.push(path.to_owned());
         out
     }

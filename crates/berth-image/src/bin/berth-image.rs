@@ -144,6 +144,7 @@ fn load_cmd(store: &ImageStore, root: &Path, input: Option<&Path>) -> Result<()>
 
 fn images_cmd(store: &ImageStore) -> Result<()> {
     println!("{:<30} {:<12} {:<14} {:<22} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    let all = store.names()?;
     for rec in store.list()? {
         let cfg = store.config(&rec.id)?;
         let size: u64 = match &rec.top_layer {
@@ -151,7 +152,8 @@ fn images_cmd(store: &ImageStore) -> Result<()> {
             None => 0,
         };
         let created = cfg.created.unwrap_or_default();
-        let names: Vec<Reference> = store.names_of(&rec.id)?.into_iter().filter(|r| r.tag().is_some()).collect();
+        let names: Vec<&Reference> =
+            all.iter().filter(|(r, id)| *id == rec.id && r.tag().is_some()).map(|(r, _)| r).collect();
         let rows: Vec<(String, String)> = if names.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
