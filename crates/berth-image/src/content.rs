@@ -24,6 +24,12 @@ pub struct ContentStore {
     root: PathBuf,
 }
 
+/// Whether process `pid` exists (temp files and half-made directories
+/// carry their maker's pid).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 impl ContentStore {
     /// Open (creating) the store at `root`, dropping temp files left by
     /// processes that are gone.
@@ -40,8 +46,8 @@ impl ContentStore {
         let Ok(rd) = fs::read_dir(self.root.join("ingest")) else { return };
         for e in rd.flatten() {
             let name = e.file_name();
-            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<i32>().ok());
-            if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            if !pid.is_some_and(process_alive) {
                 let _ = fs::remove_file(e.path());
             }
         }

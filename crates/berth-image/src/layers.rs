@@ -9,8 +9,9 @@
 //! ```
 //!
 //! A layer is unpacked into a fresh cache directory and recorded last, with
-//! an atomic write; a directory no record names is a half-applied layer
-//! (the process died) and is removed when the store is opened.
+//! an atomic write. Until then the directory names its maker's pid in an
+//! `owner` file; one no record names whose maker is gone is a half-applied
+//! layer (the process died) and is removed when the store is opened.
 
 use std::collections::HashSet;
 use std::fs;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::process_alive;
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::overlay::OverlayMount;
@@ -27,6 +29,9 @@ use crate::record;
 use crate::unpack::{self, Unpacked};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// In a cache directory being made: the pid of the process making it.
+const OWNER: &str = "owner";
 
 /// One unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +122,30 @@ impl LayerStore {
         Ok(s)
     }
 
+    /// A new cache directory with `subdirs`, marked as being made by this
+    /// process until its record is written (`settled`).
+    fn new_cache_dir(&self, subdirs: &[&str]) -> Result<String> {
+        let cache_id = random_hex(32);
+        let dir = self.overlay.join(&cache_id);
+        let made = fs::create_dir(&dir).and_then(|()| {
+            fs::write(dir.join(OWNER), std::process::id().to_string())?;
+            subdirs.iter().try_for_each(|d| fs::create_dir(dir.join(d)))
+        });
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Error::Io { what: format!("create {}", dir.display()), source: e });
+        }
+        Ok(cache_id)
+    }
+
+    /// The record of a cache directory is written: it no longer needs its
+    /// maker to be alive to be kept.
+    fn settled(&self, cache_id: &str) {
+        let _ = fs::remove_file(self.overlay.join(cache_id).join(OWNER));
+    }
+
+    /// Remove cache directories no record names, unless a live process is
+    /// still making them (another process's load or container create).
     fn clean(&self) -> Result<()> {
         let mut live: HashSet<String> = self.list()?.into_iter().map(|l| l.cache_id).collect();
         live.extend(self.list_rw()?.into_iter().map(|r| r.cache_id));
@@ -124,7 +153,8 @@ impl LayerStore {
         let rd = fs::read_dir(&self.overlay).map_err(Error::io("list overlay"))?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !live.contains(&name) {
+            let maker = fs::read_to_string(e.path().join(OWNER)).ok().and_then(|p| p.trim().parse().ok());
+            if !live.contains(&name) && !maker.is_some_and(process_alive) {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
@@ -171,9 +201,8 @@ impl LayerStore {
     /// Unpack a blob into a new cache directory, not yet a layer. Staging
     /// needs no parent, so the layers of an image unpack in parallel.
     pub fn stage(&self, blob: impl Read, from: Option<Digest>) -> Result<Staged> {
-        let cache_id = random_hex(32);
+        let cache_id = self.new_cache_dir(&["diff"])?;
         let diff = self.overlay.join(&cache_id).join("diff");
-        fs::create_dir_all(&diff).map_err(Error::io(format!("create {}", diff.display())))?;
         match unpack::apply(&diff, blob) {
             Ok(unpacked) => Ok(Staged { cache_id, unpacked, blob: from }),
             Err(e) => {
@@ -231,6 +260,7 @@ impl LayerStore {
             self.discard(s);
             return Err(e);
         }
+        self.settled(&layer.cache_id);
         Ok(layer)
     }
 
@@ -309,16 +339,14 @@ impl LayerStore {
         if self.list_rw()?.iter().any(|r| r.id == id) {
             return Err(Error::Conflict(format!("container {id} already has a layer")));
         }
-        let cache_id = random_hex(32);
+        let cache_id = self.new_cache_dir(&["diff", "work", "merged"])?;
         let dir = self.overlay.join(&cache_id);
-        for d in ["diff", "work", "merged"] {
-            fs::create_dir_all(dir.join(d)).map_err(Error::io(format!("create {}", dir.join(d).display())))?;
-        }
         let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id };
         if let Err(e) = record::write(&self.rw_path(&rw.cache_id), &rw, format_args!("layer record of {id}")) {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
+        self.settled(&rw.cache_id);
         Ok(rw)
     }
 

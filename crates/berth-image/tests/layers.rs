@@ -130,11 +130,28 @@ fn layers_are_shared_and_half_work_is_cleaned() {
     assert_eq!(a, b, "one layer per chain id");
     let dirs = |p: &std::path::Path| fs::read_dir(p).unwrap().count();
     assert_eq!(dirs(&s.layer.join("overlay")), 2, "one cache dir and l/");
-    // Staged but never recorded (as when the process dies mid-load), and a
+    // Staged by a live process (another load): a second open keeps it and
+    // the stage still registers.
+    let mut other = TarBuilder::new();
+    other.file("other", b"2", 0o644);
+    let live = store.stage(&other.finish()[..], None).unwrap();
+    let second = LayerStore::open(&s.layer).unwrap();
+    let registered = second.register(live, None).unwrap();
+    assert!(second.diff_dir(&registered).join("other").is_file(), "a live stage survives another open");
+    second.remove(&registered.chain_id).unwrap();
+    // Staged but never recorded by a process that died mid-load, and a
     // record directory with no record in it.
     let staged = store.stage(&tar[..], None).unwrap();
     fs::create_dir_all(s.layer.join("layers/deadbeef")).unwrap();
     std::mem::forget(staged);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    for e in fs::read_dir(s.layer.join("overlay")).unwrap().flatten() {
+        if e.path().join("owner").exists() {
+            fs::write(e.path().join("owner"), dead_pid.to_string()).unwrap();
+        }
+    }
     assert_eq!(dirs(&s.layer.join("overlay")), 3);
     let store = LayerStore::open(&s.layer).unwrap();
     assert_eq!(dirs(&s.layer.join("overlay")), 2, "half-applied layer removed on open");
