@@ -235,6 +235,21 @@ pub(crate) fn set_non_dumpable() -> Step {
     Ok(())
 }
 
+/// A blocked mask and an ignored SIGPIPE survive execve. A caller that
+/// waits for SIGCHLD on a signalfd (berth-shim) blocks it and writes to
+/// pipes with SIGPIPE ignored; the container's process starts with neither.
+fn reset_signals() -> Step {
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(|e| format!("reset signal mask: {e}"))?;
+    // SAFETY: restores the default disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    Ok(())
+}
+
 /// What is left to do after `prepare`: the seccomp filter to load last (with
 /// no_new_privs) and the execve.
 pub(crate) struct Prepared {
@@ -251,6 +266,7 @@ pub(crate) struct Prepared {
 /// capabilities, umask, no_new_privs, and close-on-exec for every fd past
 /// stdio and the preserved ones.
 pub(crate) fn prepare(p: &Process, filter: Option<crate::seccomp::Program>, preserve_fds: u32) -> Step<Prepared> {
+    reset_signals()?;
     set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(adj) = p.oom_score_adj() {
         set_oom_score_adj(adj)?;

@@ -2,5 +2,132 @@
 //! stdio, writes its log, serves attach and resize, and records the exit
 //! status on disk before it exits, so berthd can restart without losing a
 //! container.
+//!
+//! Start-up, in order: read the config; fork and let the parent exit (the
+//! daemon waits only that long; the shim is then nobody's child but init's
+//! or a subreaper's); new session; become a child subreaper; block SIGCHLD
+//! for a signalfd; bind the socket; create the container with its stdio on
+//! our pipes; write one `Ready` line to the daemon's pipe and close it.
 
 pub mod jsonlog;
+mod runtime;
+mod serve;
+mod stdio;
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use berth_shim_proto::{self as proto, Ready, ShimConfig};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::runtime::Runtime;
+use crate::serve::{Proc, Shim};
+use crate::stdio::Stdio;
+
+/// Run the shim for the config at `config`; returns the exit code.
+pub fn main_with_config(config: &Path) -> i32 {
+    let cfg: ShimConfig = match std::fs::read(config)
+        .map_err(|e| format!("read {}: {e}", config.display()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse {}: {e}", config.display())))
+    {
+        Ok(c) => c,
+        Err(error) => return report(&mut std::io::stdout(), Ready::Failed { error }),
+    };
+    if cfg.version != proto::VERSION {
+        let error = format!("shim protocol {} asked for, this shim speaks {}", cfg.version, proto::VERSION);
+        return report(&mut std::io::stdout(), Ready::Failed { error });
+    }
+    // SAFETY: single-threaded; the parent only returns.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return report(&mut std::io::stdout(), Ready::Failed { error: format!("fork: {e}") }),
+    }
+    // The daemon's pipe leaves fd 1 so the container cannot inherit it.
+    let ready = match std::io::stdout().as_raw_fd().try_clone_fd() {
+        Ok(fd) => fd,
+        Err(_) => return 1,
+    };
+    let mut ready = std::fs::File::from(ready);
+    match setup(&cfg, config) {
+        Ok(shim) => {
+            let msg = Ready::Created { pid: shim.main.pid, shim: std::process::id() as i32 };
+            report(&mut ready, msg);
+            drop(ready);
+            shim.serve()
+        }
+        Err(error) => report(&mut ready, Ready::Failed { error }),
+    }
+}
+
+trait TryCloneFd {
+    fn try_clone_fd(self) -> std::io::Result<OwnedFd>;
+}
+
+impl TryCloneFd for i32 {
+    fn try_clone_fd(self) -> std::io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC makes a new fd that we then own.
+        let fd = unsafe { libc::fcntl(self, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stdio::own(fd))
+    }
+}
+
+fn report(w: &mut impl Write, msg: Ready) -> i32 {
+    let code = i32::from(matches!(msg, Ready::Failed { .. }));
+    if let Ready::Failed { error } = &msg {
+        eprintln!("berth-shim: {error}");
+    }
+    let _ = proto::write_line(w, &msg);
+    code
+}
+
+fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
+    let null = stdio::devnull()?;
+    // SAFETY: setsid and prctl take no pointers.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        libc::dup2(null.as_raw_fd(), 0);
+    }
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(|e| format!("block SIGCHLD: {e}"))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    let _ = std::fs::remove_file(&cfg.socket);
+    let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind {}: {e}", cfg.socket.display()))?;
+    listener.set_nonblocking(true).map_err(|e| format!("socket: {e}"))?;
+    std::fs::write(&cfg.pid_file, std::process::id().to_string())
+        .map_err(|e| format!("write {}: {e}", cfg.pid_file.display()))?;
+    let log = match &cfg.log {
+        Some(l) => Some(
+            jsonlog::JsonLog::open(&l.path, jsonlog::Rotation { max_size: l.max_size, max_files: l.max_files.max(1) })
+                .map_err(|e| format!("open log {}: {e}", l.path.display()))?,
+        ),
+        None => None,
+    };
+    let dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let rt = match &cfg.runtime {
+        Some(binary) => Runtime::External { binary: binary.clone(), root: cfg.runtime_root.clone() },
+        None => Runtime::Builtin { root: cfg.runtime_root.clone() },
+    };
+    let (mut io, mut ends) = Stdio::new(cfg.tty, cfg.open_stdin)?;
+    let console = ends.console.take();
+    let pid = stdio::with_stdio(&ends, || rt.create(&cfg.id, &cfg.bundle, console, &dir))??;
+    if let Err(e) = io.receive_master(&ends, cfg.open_stdin) {
+        let _ = rt.delete(&cfg.id);
+        return Err(e);
+    }
+    drop(ends);
+    // SAFETY: dup2 of /dev/null over our own stdout and stderr slots; the
+    // daemon's pipe was duplicated before.
+    unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    let main = Proc { pid, io, tty: cfg.tty, stdin_once: cfg.stdin_once, exit: None, exited_at: None, done: false };
+    Ok(Shim::new(cfg.id.clone(), rt, dir, cfg.socket.clone(), cfg.exit_file.clone(), listener, sigfd, main, log))
+}

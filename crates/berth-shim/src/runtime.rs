@@ -1,0 +1,260 @@
+//! The OCI runtime a shim drives: the built-in library, in this process, or
+//! an external runc-compatible binary run with runc's command line.
+//!
+//! Either way the process being created or exec'd takes the shim's fds 0, 1
+//! and 2 as its stdio; the caller puts the right ends there first.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome, ExecProcess};
+
+#[derive(Debug)]
+pub(crate) enum Runtime {
+    Builtin { root: PathBuf },
+    External { binary: PathBuf, root: PathBuf },
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+impl Runtime {
+    /// Create the container; returns its init's pid. `console` is one end of
+    /// a socket pair that receives the pty master when there is a terminal.
+    pub(crate) fn create(&self, id: &str, bundle: &Path, console: Option<OwnedFd>, dir: &Path) -> Result<i32> {
+        match self {
+            Runtime::Builtin { root } => {
+                let opts = CreateOptions {
+                    root: root.clone(),
+                    id: id.to_owned(),
+                    bundle: bundle.to_owned(),
+                    console_fd: console,
+                    ..Default::default()
+                };
+                berth_runtime::create(opts).map(|c| c.pid).map_err(|e| e.to_string())
+            }
+            Runtime::External { .. } => {
+                let pid_file = dir.join("init.pid");
+                let mut args: Vec<String> = vec!["create".into(), "--bundle".into(), bundle.display().to_string()];
+                let listener = match console {
+                    Some(sock) => {
+                        let path = dir.join("console.sock");
+                        let _ = std::fs::remove_file(&path);
+                        let l =
+                            UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+                        args.extend(["--console-socket".into(), path.display().to_string()]);
+                        Some((l, sock, path))
+                    }
+                    None => None,
+                };
+                args.extend(["--pid-file".into(), pid_file.display().to_string(), id.to_owned()]);
+                let mut cmd = self.command(&args);
+                cmd.stdin(inherit(0)?).stdout(inherit(1)?);
+                self.run_with_console(cmd, listener)?;
+                let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("read init pid: {e}"))?;
+                pid.trim().parse().map_err(|_| format!("bad init pid {pid:?}"))
+            }
+        }
+    }
+
+    pub(crate) fn start(&self, id: &str) -> Result<()> {
+        match self {
+            Runtime::Builtin { root } => berth_runtime::start(root, id).map(drop).map_err(|e| e.to_string()),
+            Runtime::External { .. } => self.simple(&["start", id]),
+        }
+    }
+
+    pub(crate) fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let sig = signal.to_string();
+        match self {
+            Runtime::Builtin { root } => berth_runtime::kill(root, id, &sig, all).map_err(|e| e.to_string()),
+            Runtime::External { .. } if all => self.simple(&["kill", "--all", id, &sig]),
+            Runtime::External { .. } => self.simple(&["kill", id, &sig]),
+        }
+    }
+
+    pub(crate) fn pause(&self, id: &str, frozen: bool) -> Result<()> {
+        match (self, frozen) {
+            (Runtime::Builtin { root }, true) => berth_runtime::pause(root, id).map_err(|e| e.to_string()),
+            (Runtime::Builtin { root }, false) => berth_runtime::resume(root, id).map_err(|e| e.to_string()),
+            (Runtime::External { .. }, true) => self.simple(&["pause", id]),
+            (Runtime::External { .. }, false) => self.simple(&["resume", id]),
+        }
+    }
+
+    /// Start `process` (an OCI process object) in the container, detached;
+    /// returns its pid. It is a child of the shim either way: the built-in
+    /// runtime forks it from here, runc's parent exits and the shim, a
+    /// subreaper, inherits it.
+    pub(crate) fn exec(
+        &self,
+        id: &str,
+        process: &serde_json::Value,
+        console: Option<OwnedFd>,
+        dir: &Path,
+    ) -> Result<i32> {
+        match self {
+            Runtime::Builtin { root } => {
+                let p: oci_spec::runtime::Process =
+                    serde_json::from_value(process.clone()).map_err(|e| format!("exec process: {e}"))?;
+                let opts = ExecOptions {
+                    root: root.clone(),
+                    id: id.to_owned(),
+                    process: ExecProcess::Given(Box::new(p)),
+                    console_socket: None,
+                    console_fd: console,
+                    pid_file: None,
+                    detach: true,
+                    preserve_fds: 0,
+                };
+                match berth_runtime::exec(opts).map_err(|e| e.to_string())? {
+                    ExecOutcome::Detached(pid) => Ok(pid),
+                    ExecOutcome::Exited(_) => Err("exec did not detach".into()),
+                }
+            }
+            Runtime::External { .. } => {
+                let spec = dir.join(format!("exec-{}.json", std::process::id()));
+                let pid_file = dir.join("exec.pid");
+                let body = serde_json::to_vec(process).map_err(|e| e.to_string())?;
+                std::fs::write(&spec, body).map_err(|e| format!("write {}: {e}", spec.display()))?;
+                let mut args: Vec<String> = vec!["exec".into(), "--detach".into(), "--process".into()];
+                args.push(spec.display().to_string());
+                args.extend(["--pid-file".into(), pid_file.display().to_string()]);
+                let listener = match console {
+                    Some(sock) => {
+                        let path = dir.join("exec-console.sock");
+                        let _ = std::fs::remove_file(&path);
+                        let l =
+                            UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+                        args.extend(["--console-socket".into(), path.display().to_string()]);
+                        Some((l, sock, path))
+                    }
+                    None => None,
+                };
+                args.push(id.to_owned());
+                let mut cmd = self.command(&args);
+                cmd.stdin(inherit(0)?).stdout(inherit(1)?);
+                let r = self.run_with_console(cmd, listener);
+                let _ = std::fs::remove_file(&spec);
+                r?;
+                let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("read exec pid: {e}"))?;
+                let _ = std::fs::remove_file(&pid_file);
+                pid.trim().parse().map_err(|_| format!("bad exec pid {pid:?}"))
+            }
+        }
+    }
+
+    pub(crate) fn delete(&self, id: &str) -> Result<()> {
+        match self {
+            Runtime::Builtin { root } => berth_runtime::delete(root, id, true).map_err(|e| e.to_string()),
+            Runtime::External { .. } => self.simple(&["delete", "--force", id]),
+        }
+    }
+
+    /// How many OOM kills the container's memory cgroup has seen.
+    pub(crate) fn oom_kills(&self, id: &str) -> u64 {
+        match self {
+            Runtime::Builtin { root } => berth_runtime::Container::load(root, id)
+                .ok()
+                .and_then(|c| c.cgroup().oom_kill_count().ok())
+                .unwrap_or(0),
+            Runtime::External { .. } => 0,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Runtime::Builtin { .. } => "berth-runtime".into(),
+            Runtime::External { binary, .. } => binary.display().to_string(),
+        }
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let (binary, root) = match self {
+            Runtime::External { binary, root } => (binary.as_path(), root.as_path()),
+            Runtime::Builtin { root } => (Path::new("berth-runtime"), root.as_path()),
+        };
+        let mut c = Command::new(binary);
+        c.arg("--root").arg(root).args(args);
+        c
+    }
+
+    /// Run an external runtime command, relaying the pty master it sends
+    /// to the console socket (if any) while it runs.
+    fn run_with_console(&self, mut cmd: Command, console: Option<(UnixListener, OwnedFd, PathBuf)>) -> Result<()> {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| format!("run {}: {e}", self.name()))?;
+        let mut relayed = Ok(());
+        if let Some((l, to, path)) = console {
+            relayed = accept_master(&l, &to, &mut child);
+            let _ = std::fs::remove_file(path);
+        }
+        let output = child.wait_with_output().map_err(|e| format!("wait for {}: {e}", self.name()))?;
+        if !output.status.success() {
+            return Err(runtime_error(self.name(), &output.stderr));
+        }
+        relayed
+    }
+
+    fn simple(&self, args: &[&str]) -> Result<()> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let out = self
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("run {}: {e}", self.name()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(runtime_error(self.name(), &out.stderr))
+        }
+    }
+}
+
+/// A duplicate of one of our stdio fds, for a child to take as its own.
+fn inherit(fd: i32) -> Result<Stdio> {
+    // SAFETY: fds 0..2 are open for the life of the shim.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    b.try_clone_to_owned().map(Stdio::from).map_err(|e| format!("dup fd {fd}: {e}"))
+}
+
+/// runc prints logfmt or JSON lines on stderr; keep the last message.
+fn runtime_error(name: String, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim();
+    let msg = serde_json::from_str::<serde_json::Value>(last)
+        .ok()
+        .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_owned))
+        .or_else(|| last.split("msg=").nth(1).map(|m| m.trim_matches('"').to_owned()))
+        .unwrap_or_else(|| last.to_owned());
+    format!("{name}: {msg}")
+}
+
+/// Take the pty master an external runtime sends to our console socket and
+/// pass it to `to`, where the shim receives it as from the built-in runtime.
+/// Gives up when the runtime exits without connecting.
+fn accept_master(l: &UnixListener, to: &OwnedFd, child: &mut std::process::Child) -> Result<()> {
+    l.set_nonblocking(true).map_err(|e| format!("console socket: {e}"))?;
+    let conn = loop {
+        match l.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                    return Err("the runtime exited without sending the terminal".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("console socket: {e}")),
+        }
+    };
+    conn.set_nonblocking(false).map_err(|e| format!("console socket: {e}"))?;
+    let master = berth_runtime::console::recv_master(conn.as_raw_fd()).map_err(|e| format!("receive pty: {e}"))?;
+    let fds = [master.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"pty")];
+    nix::sys::socket::sendmsg::<()>(to.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
+        .map_err(|e| format!("pass pty master: {e}"))?;
+    Ok(())
+}
