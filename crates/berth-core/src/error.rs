@@ -13,6 +13,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The object is in a state that does not allow the operation.
     Conflict,
+    /// The object is already in the state asked for; nothing was done.
+    NotModified,
     /// The kernel or the file system refused.
     PermissionDenied,
     /// The feature is not supported on this host or in this configuration.

@@ -1,0 +1,281 @@
+//! `/containers/…`.
+
+use berth_api_types as w;
+use berth_engine::logs::LogOptions;
+use berth_engine::WaitCondition;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::{body, convert, json_response, no_content, read_json, status_only, ApiError, Ctx, Reply};
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn int_arg(ctx: &Ctx, k: &str) -> Result<Option<i64>, ApiError> {
+    ctx.q(k)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad(format!("invalid value for {k}: {s}"))))
+        .transpose()
+}
+
+pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let name = ctx.q("name").map(str::to_owned);
+    let body: Option<w::ContainerConfig> = read_json(req).await?;
+    let body = body.ok_or_else(|| ApiError::bad("config cannot be empty in order to create a container"))?;
+    let r = convert::create_request(name, body)?;
+    let c = ctx.engine.create(r).await?;
+    json_response(StatusCode::CREATED, &w::CreateResponse { id: c.id, warnings: vec![] })
+}
+
+pub fn list(ctx: &Ctx) -> Reply {
+    let all = ctx.flag("all");
+    let limit = int_arg(ctx, "limit")?.filter(|l| *l > 0);
+    let f = crate::system::filters(ctx)?;
+    let now = now_nanos();
+    let mut out = vec![];
+    for c in ctx.engine.list() {
+        let live = c.state.status.is_live();
+        if !all && limit.is_none() && !live && f.is_empty() {
+            continue;
+        }
+        if !filter_ok(&c, &f) {
+            continue;
+        }
+        if !all && limit.is_none() && !live && !f.contains_key("status") && !f.contains_key("exited") {
+            continue;
+        }
+        out.push(convert::summary(&c, now));
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    json_response(StatusCode::OK, &out)
+}
+
+fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
+    let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
+    any("id", &|v| c.id.starts_with(v))
+        && any("name", &|v| c.name.trim_start_matches('/').contains(v.trim_start_matches('/')))
+        && any("status", &|v| c.state.status.as_str() == v)
+        && any("exited", &|v| {
+            c.state.status == berth_engine::model::Status::Exited && v.parse() == Ok(c.state.exit_code)
+        })
+        && any("ancestor", &|v| {
+            c.config.image == v || c.image_id == v || c.image_id.trim_start_matches("sha256:").starts_with(v)
+        })
+        && f.get("label").is_none_or(|ls| {
+            ls.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => c.config.labels.get(k).is_some_and(|x| x == v),
+                None => c.config.labels.contains_key(l),
+            })
+        })
+}
+
+pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
+    let c = ctx.engine.inspect(id)?;
+    json_response(StatusCode::OK, &convert::inspect(&c))
+}
+
+/// A 304 from the engine is a success without a body.
+fn done(r: berth_engine::Result<()>) -> Reply {
+    match r {
+        Ok(()) => no_content(),
+        Err(e) if e.is_not_modified() => status_only(StatusCode::NOT_MODIFIED),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn start(ctx: &Ctx, id: &str) -> Reply {
+    done(ctx.engine.start(id).await)
+}
+
+pub async fn stop(ctx: &Ctx, id: &str) -> Reply {
+    let t = int_arg(ctx, "t")?;
+    done(ctx.engine.stop(id, t, ctx.q("signal").filter(|s| !s.is_empty())).await)
+}
+
+pub async fn restart(ctx: &Ctx, id: &str) -> Reply {
+    let t = int_arg(ctx, "t")?;
+    done(ctx.engine.restart(id, t, ctx.q("signal").filter(|s| !s.is_empty())).await)
+}
+
+pub async fn kill(ctx: &Ctx, id: &str) -> Reply {
+    done(ctx.engine.kill(id, ctx.q("signal")).await)
+}
+
+pub async fn pause(ctx: &Ctx, id: &str, p: bool) -> Reply {
+    done(ctx.engine.pause(id, p).await)
+}
+
+pub fn rename(ctx: &Ctx, id: &str) -> Reply {
+    let name = ctx.q("name").unwrap_or("");
+    done(ctx.engine.rename(id, name))
+}
+
+pub async fn resize(ctx: &Ctx, id: &str) -> Reply {
+    let h = int_arg(ctx, "h")?.unwrap_or(0).clamp(0, 65535) as u16;
+    let wd = int_arg(ctx, "w")?.unwrap_or(0).clamp(0, 65535) as u16;
+    done(ctx.engine.resize(id, wd, h).await)
+}
+
+pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
+    done(ctx.engine.remove(id, ctx.flag("force")).await)
+}
+
+pub async fn prune(ctx: &Ctx) -> Reply {
+    let mut deleted = vec![];
+    for c in ctx.engine.list() {
+        if c.state.status.is_live() {
+            continue;
+        }
+        if ctx.engine.remove(&c.id, false).await.is_ok() {
+            deleted.push(c.id);
+        }
+    }
+    json_response(StatusCode::OK, &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}))
+}
+
+pub async fn wait(ctx: &Ctx, id: &str) -> Reply {
+    let cond = match ctx.q("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(ApiError::bad(format!("invalid condition: \"{other}\""))),
+    };
+    let fut = ctx.engine.waiter(id, cond)?;
+    let (tx, body) = body::channel();
+    tokio::spawn(async move {
+        let (code, error) = fut.await;
+        let r = w::WaitResponse {
+            status_code: i64::from(code),
+            error: (!error.is_empty()).then_some(w::WaitError { message: error }),
+        };
+        let _ = tx.send(Bytes::from(serde_json::to_vec(&r).unwrap_or_default())).await;
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn stream_type(tty: bool) -> &'static str {
+    if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    }
+}
+
+/// `POST /containers/{id}/attach`: answers 101 at once (the client starts
+/// the container only after it), then joins the connection to the shim's.
+pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
+    let c = ctx.engine.inspect(id)?;
+    if !ctx.flag("stream") && !ctx.flag("logs") {
+        return Err(ApiError::bad("at least one of stream or logs must be true"));
+    }
+    let (stdin, stdout, stderr) = (ctx.flag("stdin"), ctx.flag("stdout"), ctx.flag("stderr"));
+    let engine = ctx.engine.clone();
+    let id = c.id.clone();
+    let upgrade = req.headers().get(hyper::header::UPGRADE).is_some();
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+        let mut client = TokioIo::new(upgraded);
+        let shim = match engine.attach(&id, stdin, stdout, stderr).await {
+            Ok(a) => a.stream,
+            Err(e) => {
+                let _ = client.write_all(format!("Error: {e}\n").as_bytes()).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+        };
+        proxy(client, shim).await;
+    });
+    let mut b = Response::builder().header("Content-Type", stream_type(c.config.tty));
+    b = if upgrade {
+        b.status(StatusCode::SWITCHING_PROTOCOLS).header("Connection", "Upgrade").header("Upgrade", "tcp")
+    } else {
+        b.status(StatusCode::OK)
+    };
+    b.body(body::empty()).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Join a hijacked client connection to a shim connection: output to the
+/// client until the shim ends it, stdin to the shim until the client
+/// half-closes (which the shim sees as the end of stdin).
+async fn proxy<C>(client: C, shim: tokio::net::UnixStream)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = shim.into_split();
+    let input = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+    });
+    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    let _ = cw.shutdown().await;
+    input.abort();
+}
+
+pub fn logs(ctx: &Ctx, id: &str) -> Reply {
+    let c = ctx.engine.inspect(id)?;
+    let (stdout, stderr) = (ctx.flag("stdout"), ctx.flag("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::bad("You must choose at least one stream"));
+    }
+    let secs = |k: &str| -> Result<Option<f64>, ApiError> {
+        match ctx.q(k).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<f64>()
+                .ok()
+                .or_else(|| berth_engine::logs::rfc3339_nanos(s).map(|n| n as f64 / 1e9))
+                .map(Some)
+                .ok_or_else(|| ApiError::bad(format!("invalid value for {k}: {s}"))),
+        }
+    };
+    let tail = match ctx.q("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => Some(n.parse::<i64>().map_err(|_| ApiError::bad(format!("invalid value for tail: {n}")))?.max(0) as usize),
+    };
+    let o =
+        LogOptions { stdout, stderr, follow: ctx.flag("follow"), since: secs("since")?, until: secs("until")?, tail };
+    let timestamps = ctx.flag("timestamps");
+    let tty = c.config.tty;
+    let mut rx = ctx.engine.logs(id, o)?;
+    let (tx, body) = body::channel();
+    tokio::spawn(async move {
+        while let Some(l) = rx.recv().await {
+            let mut data = Vec::with_capacity(l.data.len() + 40);
+            if timestamps {
+                data.extend_from_slice(l.time.as_bytes());
+                data.push(b' ');
+            }
+            data.extend_from_slice(&l.data);
+            let mut out = Vec::with_capacity(data.len() + 8);
+            if !tty {
+                out.extend_from_slice(&berth_shim_proto_frame(l.stream, data.len()));
+            }
+            out.extend_from_slice(&data);
+            if tx.send(Bytes::from(out)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", stream_type(tty))
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Docker's stdcopy header: stream, three zero bytes, big-endian length.
+fn berth_shim_proto_frame(stream: u8, len: usize) -> [u8; 8] {
+    let n = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
+}

@@ -1,0 +1,312 @@
+//! Wire models to the engine's types and back, in one place.
+
+use std::collections::BTreeMap;
+
+use berth_api_types as w;
+use berth_engine::model::{self, Container, CreateRequest, Status};
+use serde_json::{json, Value};
+
+use crate::ApiError;
+
+pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<CreateRequest, ApiError> {
+    let h = c.host_config.clone().unwrap_or_default();
+    let restart = match h.restart_policy.name.as_str() {
+        "" | "no" => model::RestartName::No,
+        "always" => model::RestartName::Always,
+        "unless-stopped" => model::RestartName::UnlessStopped,
+        "on-failure" => model::RestartName::OnFailure,
+        other => return Err(ApiError::bad(format!("invalid restart policy '{other}'"))),
+    };
+    if h.restart_policy.maximum_retry_count < 0 {
+        return Err(ApiError::bad("invalid restart policy: maximum retry count cannot be negative"));
+    }
+    if h.restart_policy.maximum_retry_count > 0 && restart != model::RestartName::OnFailure {
+        return Err(ApiError::bad(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )));
+    }
+    if h.auto_remove && restart != model::RestartName::No {
+        return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
+    }
+    if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
+        return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
+    }
+    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
+        return Err(ApiError::bad("Minimum memoryswap limit should be larger than memory limit, see usage"));
+    }
+    if h.nano_cpus != 0 && (h.cpu_period != 0 || h.cpu_quota != 0) {
+        return Err(ApiError::bad("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
+    }
+    let config = model::RunConfig {
+        hostname: c.hostname,
+        domainname: c.domainname,
+        user: String::new(),
+        env: c.env.unwrap_or_default(),
+        cmd: vec![],
+        entrypoint: vec![],
+        working_dir: String::new(),
+        tty: c.tty,
+        open_stdin: c.open_stdin,
+        stdin_once: c.stdin_once,
+        attach_stdin: c.attach_stdin,
+        attach_stdout: c.attach_stdout,
+        attach_stderr: c.attach_stderr,
+        labels: c.labels.unwrap_or_default(),
+        stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: c.stop_timeout,
+        image: c.image,
+        exposed_ports: vec![],
+        volumes: vec![],
+    };
+    let host = model::HostConfig {
+        binds: h.binds.unwrap_or_default(),
+        resources: model::Resources {
+            memory: h.memory,
+            memory_swap: h.memory_swap,
+            memory_reservation: h.memory_reservation,
+            nano_cpus: h.nano_cpus,
+            cpu_shares: h.cpu_shares,
+            cpu_quota: h.cpu_quota,
+            cpu_period: h.cpu_period,
+            cpuset_cpus: h.cpuset_cpus,
+            cpuset_mems: h.cpuset_mems,
+            pids_limit: h.pids_limit,
+            blkio_weight: h.blkio_weight,
+            oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
+            ulimits: h
+                .ulimits
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| model::Ulimit { name: u.name, soft: u.soft, hard: u.hard })
+                .collect(),
+        },
+        cap_add: h.cap_add.unwrap_or_default(),
+        cap_drop: h.cap_drop.unwrap_or_default(),
+        privileged: h.privileged,
+        readonly_rootfs: h.readonly_rootfs,
+        tmpfs: h.tmpfs.unwrap_or_default(),
+        init: h.init.unwrap_or(false),
+        auto_remove: h.auto_remove,
+        restart_policy: model::RestartPolicy {
+            name: restart,
+            maximum_retry_count: h.restart_policy.maximum_retry_count,
+        },
+        extra_hosts: h.extra_hosts.unwrap_or_default(),
+        dns: h.dns.unwrap_or_default(),
+        dns_search: h.dns_search.unwrap_or_default(),
+        dns_options: h.dns_options.unwrap_or_default(),
+        security_opt: h.security_opt.unwrap_or_default(),
+        shm_size: h.shm_size,
+        oom_score_adj: h.oom_score_adj,
+        sysctls: h.sysctls.unwrap_or_default(),
+        group_add: h.group_add.unwrap_or_default(),
+        userns_mode: h.userns_mode,
+        network_mode: h.network_mode,
+        log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
+    };
+    Ok(CreateRequest {
+        name,
+        config,
+        host,
+        entrypoint: c.entrypoint.map(|e| e.into_vec().into_iter().filter(|s| !s.is_empty()).collect()),
+        cmd: c.cmd.map(w::StrOrVec::into_vec),
+        working_dir: Some(c.working_dir).filter(|s| !s.is_empty()),
+        user: Some(c.user).filter(|s| !s.is_empty()),
+    })
+}
+
+fn restart_name(r: &model::RestartName) -> &'static str {
+    match r {
+        model::RestartName::No => "no",
+        model::RestartName::OnFailure => "on-failure",
+        model::RestartName::Always => "always",
+        model::RestartName::UnlessStopped => "unless-stopped",
+    }
+}
+
+fn opt_vec(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
+    let r = &h.resources;
+    w::HostConfig {
+        binds: opt_vec(&h.binds),
+        log_config: w::LogConfig { typ: h.log_config.driver.clone(), config: h.log_config.options.clone() },
+        network_mode: h.network_mode.clone(),
+        restart_policy: w::RestartPolicy {
+            name: restart_name(&h.restart_policy.name).into(),
+            maximum_retry_count: h.restart_policy.maximum_retry_count,
+        },
+        auto_remove: h.auto_remove,
+        cap_add: opt_vec(&h.cap_add),
+        cap_drop: opt_vec(&h.cap_drop),
+        dns: Some(h.dns.clone()),
+        dns_options: Some(h.dns_options.clone()),
+        dns_search: Some(h.dns_search.clone()),
+        extra_hosts: opt_vec(&h.extra_hosts),
+        group_add: opt_vec(&h.group_add),
+        oom_score_adj: h.oom_score_adj,
+        privileged: h.privileged,
+        readonly_rootfs: h.readonly_rootfs,
+        security_opt: opt_vec(&h.security_opt),
+        tmpfs: (!h.tmpfs.is_empty()).then(|| h.tmpfs.clone()),
+        userns_mode: h.userns_mode.clone(),
+        shm_size: if h.shm_size > 0 { h.shm_size } else { 64 << 20 },
+        sysctls: (!h.sysctls.is_empty()).then(|| h.sysctls.clone()),
+        init: h.init.then_some(true),
+        memory: r.memory,
+        memory_swap: r.memory_swap,
+        memory_reservation: r.memory_reservation,
+        nano_cpus: r.nano_cpus,
+        cpu_shares: r.cpu_shares,
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        pids_limit: r.pids_limit,
+        blkio_weight: r.blkio_weight,
+        oom_kill_disable: Some(r.oom_kill_disable),
+        ulimits: Some(
+            r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
+        ),
+    }
+}
+
+fn set_of(v: &[String]) -> Option<BTreeMap<String, Value>> {
+    (!v.is_empty()).then(|| v.iter().map(|k| (k.clone(), json!({}))).collect())
+}
+
+pub fn container_config(c: &Container) -> w::ContainerConfig {
+    let k = &c.config;
+    w::ContainerConfig {
+        hostname: k.hostname.clone(),
+        domainname: k.domainname.clone(),
+        user: k.user.clone(),
+        attach_stdin: k.attach_stdin,
+        attach_stdout: k.attach_stdout,
+        attach_stderr: k.attach_stderr,
+        exposed_ports: set_of(&k.exposed_ports),
+        tty: k.tty,
+        open_stdin: k.open_stdin,
+        stdin_once: k.stdin_once,
+        env: Some(k.env.clone()),
+        cmd: Some(w::StrOrVec::Vec(k.cmd.clone())),
+        image: k.image.clone(),
+        volumes: set_of(&k.volumes),
+        working_dir: k.working_dir.clone(),
+        entrypoint: (!k.entrypoint.is_empty()).then(|| w::StrOrVec::Vec(k.entrypoint.clone())),
+        labels: Some(k.labels.clone()),
+        stop_signal: k.stop_signal.clone(),
+        stop_timeout: k.stop_timeout,
+        host_config: None,
+        networking_config: None,
+    }
+}
+
+fn network_settings() -> Value {
+    json!({
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+        "Networks": {}
+    })
+}
+
+pub fn inspect(c: &Container) -> w::ContainerInspect {
+    let s = &c.state;
+    w::ContainerInspect {
+        id: c.id.clone(),
+        created: c.created.clone(),
+        path: c.path.clone(),
+        args: c.args.clone(),
+        state: w::ContainerState {
+            status: s.status.as_str().into(),
+            running: s.status.is_live(),
+            paused: s.status == Status::Paused,
+            restarting: s.status == Status::Restarting,
+            oom_killed: s.oom_killed,
+            dead: s.status == Status::Dead,
+            pid: i64::from(s.pid),
+            exit_code: i64::from(s.exit_code),
+            error: s.error.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+        },
+        image: c.image_id.clone(),
+        resolv_conf_path: c.resolv_conf_path.clone(),
+        hostname_path: c.hostname_path.clone(),
+        hosts_path: c.hosts_path.clone(),
+        log_path: c.log_path.clone(),
+        name: c.name.clone(),
+        restart_count: c.restart_count,
+        driver: "overlay2".into(),
+        platform: "linux".into(),
+        mount_label: String::new(),
+        process_label: String::new(),
+        app_armor_profile: String::new(),
+        exec_ids: None,
+        host_config: host_config(&c.host),
+        graph_driver: w::GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
+        mounts: vec![],
+        config: container_config(c),
+        network_settings: network_settings(),
+    }
+}
+
+/// Docker's "Up 3 seconds" / "Exited (0) 2 minutes ago".
+pub fn status_text(c: &Container, now_nanos: i64) -> String {
+    let ago = |t: &str| {
+        let then = berth_engine::logs::rfc3339_nanos(t).unwrap_or(now_nanos);
+        human_duration((now_nanos - then).max(0) / 1_000_000_000)
+    };
+    match c.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", ago(&c.state.started_at)),
+        Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
+        Status::Restarting => format!("Restarting ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at)),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+        Status::Exited => format!("Exited ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at)),
+    }
+}
+
+/// go-units HumanDuration.
+pub fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if (s as f64 / 3600.0).round() == 1.0 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", (s as f64 / 3600.0).round() as i64),
+        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86400),
+        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
+    let cmd: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
+    let mut hc = BTreeMap::new();
+    hc.insert("NetworkMode".to_owned(), c.host.network_mode.clone());
+    w::ContainerSummary {
+        id: c.id.clone(),
+        names: vec![c.name.clone()],
+        image: c.config.image.clone(),
+        image_id: c.image_id.clone(),
+        command: cmd.join(" "),
+        created: berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000,
+        ports: vec![],
+        size_rw: None,
+        size_root_fs: None,
+        labels: c.config.labels.clone(),
+        state: c.state.status.as_str().into(),
+        status: status_text(c, now_nanos),
+        host_config: hc,
+        network_settings: json!({"Networks": {}}),
+        mounts: vec![],
+    }
+}

@@ -1,0 +1,245 @@
+//! The Docker Engine API over berth's engine: HTTP/1.1 on a unix socket,
+//! version-prefixed paths, Docker's status codes and `{"message": …}`
+//! errors, streamed bodies and hijacked connections for attach.
+
+#![recursion_limit = "256"]
+
+mod body;
+mod containers;
+mod convert;
+mod images;
+mod system;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_core::{ErrorKind, Kinded};
+use berth_engine::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+pub use body::Body;
+
+/// The largest JSON body a request may carry.
+const MAX_JSON: usize = 16 << 20;
+
+/// An error with the status it answers with.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+/// Every error kind to its status, once (moby's `httpstatus.FromError`).
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<berth_engine::Error> for ApiError {
+    fn from(e: berth_engine::Error) -> Self {
+        ApiError::new(status_of(e.kind()), e.to_string())
+    }
+}
+
+impl From<berth_image::Error> for ApiError {
+    fn from(e: berth_image::Error) -> Self {
+        ApiError::new(status_of(e.kind()), e.to_string())
+    }
+}
+
+pub type Reply = Result<Response<Body>, ApiError>;
+
+/// What a handler gets: the engine, the request, its path parts and query.
+#[derive(Debug)]
+pub struct Ctx {
+    pub engine: Arc<Engine>,
+    pub query: HashMap<String, String>,
+    /// The API version the client asked for.
+    pub version: String,
+}
+
+impl Ctx {
+    pub fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+    /// Docker's boolean query values: 1, true, True (anything else is false).
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.q(k), Some("1" | "true" | "True" | "TRUE"))
+    }
+}
+
+pub fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Reply {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(body::full(body))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub fn no_content() -> Reply {
+    status_only(StatusCode::NO_CONTENT)
+}
+
+pub fn status_only(s: StatusCode) -> Reply {
+    Response::builder()
+        .status(s)
+        .body(body::empty())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Read a JSON body (empty is `null`).
+pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON);
+    let bytes: Bytes = limited
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large or cut short: {e}")))?
+        .to_bytes();
+    let src: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
+    serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(percent_decode(k), percent_decode(v));
+    }
+    out
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 3 <= b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let p = |s: &str| -> Vec<u32> { s.split('.').map(|x| x.parse().unwrap_or(0)).collect() };
+    p(a).cmp(&p(b))
+}
+
+fn error_response(e: ApiError) -> Response<Body> {
+    let body = serde_json::to_vec(&berth_api_types::ErrorResponse { message: e.message }).unwrap_or_default();
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = e.status;
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let mut parts: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let mut version = berth_api_types::API_VERSION.to_owned();
+    if let Some(v) = parts.first().and_then(|p| p.strip_prefix('v')).filter(|v| v.contains('.')) {
+        if version_cmp(v, berth_api_types::MIN_API_VERSION).is_lt() {
+            return error_response(ApiError::bad(format!(
+                "client version {v} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                berth_api_types::MIN_API_VERSION
+            )));
+        }
+        if version_cmp(v, berth_api_types::API_VERSION).is_gt() {
+            return error_response(ApiError::bad(format!(
+                "client version {v} is too new. Maximum supported API version is {}",
+                berth_api_types::API_VERSION
+            )));
+        }
+        version = v.to_owned();
+        parts.remove(0);
+    }
+    let ctx = Ctx { engine, query: parse_query(req.uri().query()), version };
+    let method = req.method().clone();
+    let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let r = match (method.as_str(), p.as_slice()) {
+        ("GET" | "HEAD", ["_ping"]) => system::ping(method.as_str()),
+        ("GET", ["version"]) => system::version(&ctx),
+        ("GET", ["info"]) => system::info(&ctx),
+        ("GET", ["events"]) => system::events(&ctx),
+        ("POST", ["containers", "create"]) => containers::create(&ctx, req).await,
+        ("GET", ["containers", "json"]) => containers::list(&ctx),
+        ("POST", ["containers", "prune"]) => containers::prune(&ctx).await,
+        ("GET", ["containers", id, "json"]) => containers::inspect(&ctx, id),
+        ("POST", ["containers", id, "start"]) => containers::start(&ctx, id).await,
+        ("POST", ["containers", id, "stop"]) => containers::stop(&ctx, id).await,
+        ("POST", ["containers", id, "restart"]) => containers::restart(&ctx, id).await,
+        ("POST", ["containers", id, "kill"]) => containers::kill(&ctx, id).await,
+        ("POST", ["containers", id, "pause"]) => containers::pause(&ctx, id, true).await,
+        ("POST", ["containers", id, "unpause"]) => containers::pause(&ctx, id, false).await,
+        ("POST", ["containers", id, "wait"]) => containers::wait(&ctx, id).await,
+        ("POST", ["containers", id, "attach"]) => containers::attach(&ctx, id, req).await,
+        ("POST", ["containers", id, "resize"]) => containers::resize(&ctx, id).await,
+        ("POST", ["containers", id, "rename"]) => containers::rename(&ctx, id),
+        ("GET", ["containers", id, "logs"]) => containers::logs(&ctx, id),
+        ("DELETE", ["containers", id]) => containers::remove(&ctx, id).await,
+        ("GET", ["images", "json"]) => images::list(&ctx).await,
+        ("POST", ["images", "load"]) => images::load(&ctx, req).await,
+        ("POST", ["images", "create"]) => images::create(&ctx, req).await,
+        ("GET", ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(&ctx, &name.join("/")).await,
+        _ => Err(ApiError::not_found(format!("page not found"))),
+    };
+    match r {
+        Ok(resp) => resp,
+        Err(e) => error_response(e),
+    }
+}
+
+/// Serve the API on `listener` until the process ends.
+pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let engine = engine.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}

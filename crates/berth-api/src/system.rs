@@ -1,0 +1,227 @@
+//! `/_ping`, `/version`, `/info`, `/events`.
+
+use berth_api_types as w;
+use bytes::Bytes;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use crate::{body, json_response, ApiError, Ctx, Reply};
+
+fn server_headers(b: hyper::http::response::Builder) -> hyper::http::response::Builder {
+    b.header("Api-Version", w::API_VERSION)
+        .header("Ostype", "linux")
+        .header("Server", format!("berth/{} (linux)", env!("CARGO_PKG_VERSION")))
+        .header("Docker-Experimental", "false")
+        .header("Cache-Control", "no-cache, no-store, must-revalidate")
+        .header("Pragma", "no-cache")
+}
+
+pub fn ping(method: &str) -> Reply {
+    let b =
+        server_headers(Response::builder().status(StatusCode::OK)).header("Content-Type", "text/plain; charset=utf-8");
+    let body = if method == "HEAD" { body::empty() } else { body::full("OK") };
+    b.body(body).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()
+}
+
+pub fn version(_ctx: &Ctx) -> Reply {
+    let v = env!("CARGO_PKG_VERSION");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "Platform": {"Name": "berth"},
+            "Components": [{"Name": "Engine", "Version": v, "Details": {"ApiVersion": w::API_VERSION, "MinAPIVersion": w::MIN_API_VERSION, "Os": "linux", "Arch": berth_image::config::host_architecture(), "KernelVersion": kernel()}}],
+            "Version": v,
+            "ApiVersion": w::API_VERSION,
+            "MinAPIVersion": w::MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": berth_image::config::host_architecture(),
+            "KernelVersion": kernel(),
+            "BuildTime": "",
+        }),
+    )
+}
+
+pub fn info(ctx: &Ctx) -> Reply {
+    let e = &ctx.engine;
+    let list = e.list();
+    let count = |f: fn(&berth_engine::model::Status) -> bool| list.iter().filter(|c| f(&c.state.status)).count();
+    let images = e.images.list().map(|l| l.len()).unwrap_or(0);
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<i64>().ok()))
+        .unwrap_or(0)
+        * 1024;
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned())))
+        .unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "ID": "",
+            "Containers": list.len(),
+            "ContainersRunning": count(|s| *s == berth_engine::model::Status::Running),
+            "ContainersPaused": count(|s| *s == berth_engine::model::Status::Paused),
+            "ContainersStopped": count(|s| !s.is_live()),
+            "Images": images,
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", ""], ["Supports d_type", "true"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+            "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+            "CPUShares": true, "CPUSet": true, "PidsLimit": true, "OomKillDisable": true,
+            "IPv4Forwarding": true, "Debug": false,
+            "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+            "NGoroutines": 0,
+            "SystemTime": berth_core::time::now_rfc3339(),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": cgroup_version,
+            "KernelVersion": kernel(),
+            "OperatingSystem": os,
+            "OSVersion": "",
+            "OSType": "linux",
+            "Architecture": std::env::consts::ARCH,
+            "NCPU": ncpu,
+            "MemTotal": mem,
+            "IndexServerAddress": "",
+            "DockerRootDir": e.cfg.data_root.display().to_string(),
+            "Name": hostname,
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": env!("CARGO_PKG_VERSION"),
+            "Runtimes": {"berth": {"path": "berth-shim"}, "runc": {"path": "runc"}},
+            "DefaultRuntime": if e.cfg.runtime.is_some() { "runc" } else { "berth" },
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "",
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Warnings": [],
+        }),
+    )
+}
+
+/// Seconds (with an optional fraction) or an RFC 3339 time, as nanoseconds.
+fn time_arg(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return Some((f * 1e9) as i64);
+    }
+    berth_engine::logs::rfc3339_nanos(s)
+}
+
+/// Docker's `filters` query: `{"key": ["v1", "v2"]}` (or the old
+/// `{"key": {"v1": true}}`).
+pub fn filters(ctx: &Ctx) -> Result<std::collections::BTreeMap<String, Vec<String>>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(raw) = ctx.q("filters").filter(|s| !s.is_empty()) else { return Ok(out) };
+    let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| ApiError::bad(format!("invalid filter: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::bad("invalid filter: not an object"))?;
+    for (k, vals) in obj {
+        let list: Vec<String> = match vals {
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            serde_json::Value::Object(o) => o.keys().cloned().collect(),
+            _ => return Err(ApiError::bad(format!("invalid filter: {k}"))),
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
+}
+
+pub fn events(ctx: &Ctx) -> Reply {
+    let since = ctx
+        .q("since")
+        .filter(|s| !s.is_empty())
+        .map(|s| time_arg(s).ok_or_else(|| ApiError::bad(format!("invalid since: {s}"))))
+        .transpose()?;
+    let until = ctx
+        .q("until")
+        .filter(|s| !s.is_empty())
+        .map(|s| time_arg(s).ok_or_else(|| ApiError::bad(format!("invalid until: {s}"))))
+        .transpose()?;
+    let f = filters(ctx)?;
+    let (past, mut rx) = ctx.engine.events.subscribe(Some(since.unwrap_or(i64::MAX)));
+    let (tx, body) = body::channel();
+    let matches = move |e: &berth_engine::events::Event| -> bool {
+        let ok = |key: &str, val: &str| f.get(key).is_none_or(|vs| vs.iter().any(|v| v == val));
+        let name = e.attributes.get("name").map(String::as_str).unwrap_or("");
+        ok("type", &e.typ)
+            && (ok("event", &e.action)
+                || f.get("event").is_some_and(|vs| vs.iter().any(|v| e.action.starts_with(v.as_str()))))
+            && (ok("container", &e.actor_id)
+                || ok("container", name)
+                || f.get("container").is_some_and(|vs| vs.iter().any(|v| e.actor_id.starts_with(v.as_str()))))
+            && f.get("label").is_none_or(|ls| {
+                ls.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => e.attributes.get(k).is_some_and(|x| x == v),
+                    None => e.attributes.contains_key(l),
+                })
+            })
+    };
+    let wire = |e: &berth_engine::events::Event| -> Bytes {
+        let w = w::Event {
+            typ: e.typ.clone(),
+            action: e.action.clone(),
+            actor: w::EventActor { id: e.actor_id.clone(), attributes: e.attributes.clone() },
+            scope: "local".into(),
+            time: e.time_nano / 1_000_000_000,
+            time_nano: e.time_nano,
+            status: if e.typ == "container" || e.typ == "image" { e.action.clone() } else { String::new() },
+            id: if e.typ == "container" || e.typ == "image" { e.actor_id.clone() } else { String::new() },
+            from: e.attributes.get("image").cloned().unwrap_or_default(),
+        };
+        let mut b = serde_json::to_vec(&w).unwrap_or_default();
+        b.push(b'\n');
+        Bytes::from(b)
+    };
+    tokio::spawn(async move {
+        for e in past.iter().filter(|e| until.is_none_or(|u| e.time_nano <= u)) {
+            if matches(e) && tx.send(wire(e)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = until.map(|u| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
+        });
+        loop {
+            let next = async { rx.recv().await };
+            let e = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, next).await {
+                    Ok(e) => e,
+                    Err(_) => return,
+                },
+                None => tokio::select! {
+                    e = next => e,
+                    _ = tx.closed() => return,
+                },
+            };
+            match e {
+                Ok(e) => {
+                    if until.is_some_and(|u| e.time_nano > u) {
+                        return;
+                    }
+                    if matches(&e) && tx.send(wire(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    server_headers(Response::builder().status(StatusCode::OK))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}

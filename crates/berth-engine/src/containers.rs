@@ -1,0 +1,819 @@
+//! The container lifecycle: create, start, stop, kill, pause, wait,
+//! remove, attach, logs, and the restore of a previous run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_shim_proto::{self as proto, ExitRecord, Reply, Request, ShimConfig};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+use crate::model::{Container, CreateRequest, State, Status, ZERO_TIME};
+use crate::shim::{self, ShimDir};
+use crate::{names, spec, user, Engine, Entry, Error, Generation, Result};
+
+/// An attach connection to a shim, after its reply: output one way (raw
+/// with a terminal, else stdcopy frames), stdin the other.
+#[derive(Debug)]
+pub struct AttachStream {
+    pub stream: UnixStream,
+    pub tty: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct PendingAttach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tx: oneshot::Sender<Result<UnixStream>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("container record poisoned".into())
+}
+
+fn new_entry(rec: Container) -> Arc<Entry> {
+    Arc::new(Entry {
+        rec: std::sync::Mutex::new(rec),
+        op: tokio::sync::Mutex::new(()),
+        changed: tokio::sync::watch::channel(Generation::default()).0,
+        pending: std::sync::Mutex::new(vec![]),
+    })
+}
+
+fn signal_number(s: &str) -> Result<i32> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let sig = format!("SIG{name}").parse::<nix::sys::signal::Signal>();
+    sig.map(|s| s as i32).map_err(|_| Error::Invalid(format!("Invalid signal: {s}")))
+}
+
+impl Engine {
+    /// `POST /containers/create`.
+    pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Container> {
+        if req.config.image.is_empty() {
+            return Err(Error::Invalid("no image specified".into()));
+        }
+        let images = self.images.clone();
+        let image_name = req.config.image.clone();
+        let (image_id, image_cfg, top) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let id = images.resolve(&image_name)?;
+            let cfg = images.config(&id)?;
+            let top = images.get(&id)?.and_then(|r| r.top_layer);
+            Ok((id, cfg, top))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let run = image_cfg.config.clone().unwrap_or_default();
+        let mut c = Container { id: names::new_id(), created: berth_core::time::now_rfc3339(), ..Default::default() };
+        c.image_id = image_id.to_string();
+        c.config = req.config.clone();
+        c.host = req.host.clone();
+        // Entrypoint and Cmd as Docker merges them: a given entrypoint drops
+        // the image's cmd unless a cmd is given too.
+        match (&req.entrypoint, &req.cmd) {
+            (Some(ep), cmd) => {
+                c.config.entrypoint = ep.clone();
+                c.config.cmd = cmd.clone().unwrap_or_default();
+            }
+            (None, Some(cmd)) => {
+                c.config.entrypoint = run.entrypoint.clone().unwrap_or_default();
+                c.config.cmd = cmd.clone();
+            }
+            (None, None) => {
+                c.config.entrypoint = run.entrypoint.clone().unwrap_or_default();
+                c.config.cmd = run.cmd.clone().unwrap_or_default();
+            }
+        }
+        if c.config.entrypoint.is_empty() && c.config.cmd.is_empty() {
+            return Err(Error::Invalid("No command specified".into()));
+        }
+        let mut env = run.env.clone().unwrap_or_default();
+        for kv in &req.config.env {
+            let key = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        c.config.env = env;
+        c.config.working_dir =
+            req.working_dir.clone().filter(|w| !w.is_empty()).or(run.working_dir.clone()).unwrap_or_default();
+        if !c.config.working_dir.is_empty() && !c.config.working_dir.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                c.config.working_dir
+            )));
+        }
+        c.config.user = req.user.clone().filter(|u| !u.is_empty()).or(run.user.clone()).unwrap_or_default();
+        if c.config.stop_signal.is_none() {
+            c.config.stop_signal = run.stop_signal.clone();
+        }
+        if let Some(s) = &c.config.stop_signal {
+            signal_number(s)?;
+        }
+        let mut labels = run.labels.clone().unwrap_or_default();
+        labels.extend(req.config.labels.clone());
+        c.config.labels = labels;
+        c.config.exposed_ports = run.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        c.config.volumes = run.volumes.clone().unwrap_or_default().into_keys().collect();
+        if c.config.hostname.is_empty() {
+            c.config.hostname = c.id[..12].to_owned();
+        }
+        if c.host.network_mode.is_empty() {
+            c.host.network_mode = "bridge".into();
+        }
+        if c.host.log_config.driver.is_empty() {
+            c.host.log_config.driver = "json-file".into();
+        }
+        if c.host.log_config.driver != "json-file" && c.host.log_config.driver != "none" {
+            return Err(Error::Invalid(format!(
+                "logger: no log driver named '{}' is registered",
+                c.host.log_config.driver
+            )));
+        }
+        spec::capabilities(&c)?;
+        for b in &c.host.binds {
+            if b.split(':').count() < 2 {
+                return Err(Error::Invalid(format!("invalid volume specification: '{b}'")));
+            }
+        }
+        c.path = c.config.entrypoint.iter().chain(&c.config.cmd).next().cloned().unwrap_or_default();
+        c.args = c.config.entrypoint.iter().chain(&c.config.cmd).skip(1).cloned().collect();
+        let dir = self.container_dir(&c.id);
+        c.log_path = dir.join(format!("{}-json.log", c.id)).display().to_string();
+        c.hostname_path = dir.join("hostname").display().to_string();
+        c.hosts_path = dir.join("hosts").display().to_string();
+        c.resolv_conf_path = dir.join("resolv.conf").display().to_string();
+        c.state = State { started_at: ZERO_TIME.into(), finished_at: ZERO_TIME.into(), ..Default::default() };
+
+        // Name and table entry together, so two creates cannot take one name.
+        let entry = {
+            let mut map = self.containers.lock().map_err(poisoned)?;
+            let taken = |n: &str| map.values().find(|e| e.rec.lock().map(|r| r.name == n).unwrap_or(false)).cloned();
+            c.name = match &req.name {
+                Some(n) if !n.is_empty() => {
+                    let n = names::validate(n)?;
+                    if let Some(other) = taken(&n) {
+                        let oid = other.rec.lock().map(|r| r.id.clone()).unwrap_or_default();
+                        return Err(Error::Conflict(format!(
+                            "Conflict. The container name \"{n}\" is already in use by container \"{oid}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n
+                }
+                _ => {
+                    let mut attempt = 0;
+                    loop {
+                        let n = format!("/{}", names::generate(attempt));
+                        if taken(&n).is_none() {
+                            break n;
+                        }
+                        attempt += 1;
+                    }
+                }
+            };
+            let e = new_entry(c.clone());
+            map.insert(c.id.clone(), e.clone());
+            e
+        };
+        let made = self.make_container_files(&c, top).await;
+        if let Err(err) = made {
+            if let Ok(mut m) = self.containers.lock() {
+                m.remove(&c.id);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+        drop(entry);
+        self.event(&c, "create");
+        Ok(c)
+    }
+
+    async fn make_container_files(&self, c: &Container, top: Option<berth_image::digest::ChainId>) -> Result<()> {
+        let dir = self.container_dir(&c.id);
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let images = self.images.clone();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
+        std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts"))?;
+        std::fs::write(&c.resolv_conf_path, resolv_conf(c)).map_err(Error::io("write resolv.conf"))?;
+        self.save(c)
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        self.start_locked(&e).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
+        let mut c = e.rec.lock().map_err(poisoned)?.clone();
+        match c.state.status {
+            Status::Running => return Err(Error::NotModified("container already started".into())),
+            Status::Paused => {
+                return Err(Error::Conflict("cannot start a paused container, try unpause instead".into()))
+            }
+            Status::Removing | Status::Dead => {
+                return Err(Error::Conflict(format!("container is marked for removal and cannot be started")))
+            }
+            _ => {}
+        }
+        let result = self.launch(&mut c, e).await;
+        match result {
+            Ok(()) => {
+                self.event(&c, "start");
+                Ok(())
+            }
+            Err(err) => {
+                let msg = err.to_string();
+                let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+                    127
+                } else if msg.contains("permission denied") {
+                    126
+                } else {
+                    128
+                };
+                self.teardown(&c);
+                if let Ok(mut r) = e.rec.lock() {
+                    r.state.error = msg.clone();
+                    r.state.exit_code = code;
+                    r.rootfs.clear();
+                    let _ = self.save(&r);
+                }
+                for p in e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
+                    let _ = p.tx.send(Err(Error::Conflict(msg.clone())));
+                }
+                Err(match err {
+                    Error::Internal(m) => Error::Invalid(m),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Mount the root, write the bundle, start a shim and let it run.
+    async fn launch(self: &Arc<Self>, c: &mut Container, e: &Arc<Entry>) -> Result<()> {
+        let images = self.images.clone();
+        let id = c.id.clone();
+        let merged = tokio::task::spawn_blocking(move || -> Result<PathBuf> {
+            let rw = images
+                .layers
+                .list_rw()?
+                .into_iter()
+                .find(|r| r.id == id)
+                .ok_or_else(|| Error::Internal(format!("container {id} has no layer")))?;
+            let m = images.layers.mount_of(&rw)?;
+            if !is_mountpoint(&m.target) {
+                m.mount()?;
+            }
+            Ok(m.target)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        c.rootfs = merged.display().to_string();
+        let u = user::resolve(&merged, &c.config.user, &c.host.group_add)?;
+        if !c.config.working_dir.is_empty() {
+            let root = std::fs::File::open(&merged).map_err(Error::io("open rootfs"))?;
+            let wd = berth_core::rootfs::open_or_create(
+                std::os::fd::AsFd::as_fd(&root),
+                std::path::Path::new(&c.config.working_dir),
+                berth_core::rootfs::Create::Dir,
+            );
+            wd.map_err(Error::io(format!("create working directory {}", c.config.working_dir)))?;
+            if u.uid != 0 {
+                // Docker gives a directory it made to the container's user.
+            }
+        }
+        let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
+        let _ = std::fs::remove_dir_all(&sd.dir);
+        std::fs::create_dir_all(&sd.dir).map_err(Error::io(format!("create {}", sd.dir.display())))?;
+        let etc = spec::Etc {
+            hostname: std::path::Path::new(&c.hostname_path),
+            hosts: std::path::Path::new(&c.hosts_path),
+            resolv: std::path::Path::new(&c.resolv_conf_path),
+        };
+        let s = spec::build(c, &merged, &u, &etc, &self.cfg.cgroup_parent, None, &self.cfg.default_ulimits)?;
+        let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(sd.dir.join("config.json"), body).map_err(Error::io("write config.json"))?;
+        let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {
+            path: PathBuf::from(&c.log_path),
+            max_size: c.host.log_config.options.get("max-size").and_then(|s| spec::parse_bytes(s)).map(|n| n as u64),
+            max_files: c.host.log_config.options.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
+        });
+        let cfg = ShimConfig {
+            version: proto::VERSION,
+            id: c.id.clone(),
+            bundle: sd.dir.clone(),
+            runtime_root: self.runtime_root(),
+            runtime: self.cfg.runtime.clone(),
+            socket: sd.socket(),
+            exit_file: sd.exit_file(),
+            pid_file: sd.pid_file(),
+            log,
+            tty: c.config.tty,
+            open_stdin: c.config.open_stdin,
+            stdin_once: c.config.stdin_once,
+        };
+        let (pid, shim_pid) = shim::spawn(&self.cfg.shim, &cfg, &sd).await?;
+        // Attachers that came before start get the output from the first byte.
+        let pending = e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        for p in pending {
+            let req = Request::Attach { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr };
+            let r = match shim::open(&sd.socket(), &req).await {
+                Ok((Reply::Ok, s)) => Ok(s),
+                Ok((other, _)) => Err(Error::Internal(format!("attach: {other:?}"))),
+                Err(e) => Err(e),
+            };
+            let _ = p.tx.send(r);
+        }
+        if let Err(err) = shim::call(&sd.socket(), &Request::Start).await {
+            let _ = shim::call(&sd.socket(), &Request::Signal { signal: 9, all: true }).await;
+            let _ = shim::wait_exit(&sd.socket()).await;
+            return Err(match err {
+                Error::Conflict(m) => Error::Internal(m),
+                other => other,
+            });
+        }
+        c.state.status = Status::Running;
+        c.state.pid = pid;
+        c.state.shim_pid = shim_pid;
+        c.state.started_at = berth_core::time::now_rfc3339();
+        c.state.finished_at = ZERO_TIME.into();
+        c.state.exit_code = 0;
+        c.state.error.clear();
+        c.state.oom_killed = false;
+        c.state.stopped_by_user = false;
+        {
+            let mut r = e.rec.lock().map_err(poisoned)?;
+            r.state = c.state.clone();
+            r.rootfs = c.rootfs.clone();
+            self.save(&r)?;
+        }
+        self.monitor(e.clone(), sd);
+        Ok(())
+    }
+
+    /// Watch a running container's shim for its exit.
+    fn monitor(self: &Arc<Self>, e: Arc<Entry>, sd: ShimDir) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let rec = match shim::wait_exit(&sd.socket()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // The shim is gone; what it wrote before going is the truth.
+                    let mut tries = 0;
+                    loop {
+                        if let Some(r) = sd.read_exit() {
+                            break r;
+                        }
+                        if sd.live_pid().is_none() || tries > 100 {
+                            break ExitRecord {
+                                code: 255,
+                                finished_at: berth_core::time::now_rfc3339(),
+                                ..Default::default()
+                            };
+                        }
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            };
+            engine.exited(&e, rec).await;
+        });
+    }
+
+    /// Record an exit, unmount, and act on AutoRemove.
+    async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
+        let c = {
+            let Ok(mut r) = e.rec.lock() else { return };
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.shim_pid = 0;
+            r.state.exit_code = rec.code;
+            r.state.oom_killed = rec.oom_killed;
+            r.state.finished_at = rec.finished_at.clone();
+            let _ = self.save(&r);
+            r.clone()
+        };
+        self.teardown(&c);
+        if let Ok(mut r) = e.rec.lock() {
+            r.rootfs.clear();
+            let _ = self.save(&r);
+        }
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("exitCode".to_owned(), rec.code.to_string());
+        let mut all = attrs;
+        all.insert("name".to_owned(), c.name.trim_start_matches('/').to_owned());
+        all.insert("image".to_owned(), c.config.image.clone());
+        if rec.oom_killed {
+            self.event(&c, "oom");
+        }
+        self.events.publish("container", "die", &c.id, all);
+        e.changed.send_modify(|g| {
+            g.exits += 1;
+            g.exit_code = rec.code;
+        });
+        if c.host.auto_remove {
+            let engine = self.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move {
+                let _ = engine.remove(&id, true).await;
+            });
+        }
+    }
+
+    /// Unmount the root and remove the bundle of a container that stopped.
+    fn teardown(&self, c: &Container) {
+        let images = self.images.clone();
+        if let Some(rw) = images.layers.list_rw().ok().and_then(|l| l.into_iter().find(|r| r.id == c.id)) {
+            if let Ok(m) = images.layers.mount_of(&rw) {
+                if is_mountpoint(&m.target) {
+                    let _ = m.unmount();
+                }
+            }
+        }
+        let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
+        let _ = std::fs::remove_dir_all(&sd.dir);
+    }
+
+    fn shim_socket(&self, e: &Entry) -> Result<(PathBuf, Container)> {
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        if !c.state.status.is_live() {
+            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+        }
+        Ok((ShimDir::new(&self.cfg.exec_root, &c.id).socket(), c))
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(self: &Arc<Self>, key: &str, signal: Option<&str>) -> Result<()> {
+        let e = self.find(key)?;
+        let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        let (sock, c) = self.shim_socket(&e)?;
+        if sig == 9 || sig == 15 {
+            if let Ok(mut r) = e.rec.lock() {
+                r.state.stopped_by_user = true;
+            }
+        }
+        shim::call(&sock, &Request::Signal { signal: sig, all: false }).await?;
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("signal".to_owned(), sig.to_string());
+        attrs.insert("name".to_owned(), c.name.trim_start_matches('/').to_owned());
+        attrs.insert("image".to_owned(), c.config.image.clone());
+        self.events.publish("container", "kill", &c.id, attrs);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after
+    /// the timeout.
+    pub async fn stop(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        self.stop_locked(&e, timeout, signal).await
+    }
+
+    async fn stop_locked(self: &Arc<Self>, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        if !c.state.status.is_live() {
+            return Err(Error::NotModified("container already stopped".into()));
+        }
+        if let Ok(mut r) = e.rec.lock() {
+            r.state.stopped_by_user = true;
+            let _ = self.save(&r);
+        }
+        let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
+        let sig = signal_number(signal.or(c.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+        let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        let mut rx = e.changed.subscribe();
+        let before = rx.borrow_and_update().exits;
+        if c.state.status == Status::Paused {
+            let _ = shim::call(&sock, &Request::Resume).await;
+        }
+        let _ = shim::call(&sock, &Request::Signal { signal: sig, all: false }).await;
+        let exited = async {
+            while rx.borrow_and_update().exits == before {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let in_time = if t < 0 {
+            exited.await;
+            true
+        } else {
+            tokio::time::timeout(Duration::from_secs(t as u64), exited).await.is_ok()
+        };
+        if !in_time {
+            let _ = shim::call(&sock, &Request::Signal { signal: 9, all: true }).await;
+            while rx.borrow_and_update().exits == before {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        self.event(&c, "stop");
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        match self.stop_locked(&e, timeout, signal).await {
+            Ok(()) => {}
+            Err(err) if err.is_not_modified() => {}
+            Err(err) => return Err(err),
+        }
+        self.start_locked(&e).await?;
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        self.event(&c, "restart");
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/pause` and `unpause`.
+    pub async fn pause(self: &Arc<Self>, key: &str, pause: bool) -> Result<()> {
+        let e = self.find(key)?;
+        let (sock, c) = self.shim_socket(&e)?;
+        match (c.state.status, pause) {
+            (Status::Paused, true) => return Err(Error::Conflict(format!("Container {} is already paused", c.id))),
+            (Status::Running, false) => return Err(Error::Conflict(format!("Container {} is not paused", c.id))),
+            _ => {}
+        }
+        shim::call(&sock, if pause { &Request::Pause } else { &Request::Resume }).await?;
+        if let Ok(mut r) = e.rec.lock() {
+            r.state.status = if pause { Status::Paused } else { Status::Running };
+            let _ = self.save(&r);
+        }
+        self.event(&c, if pause { "pause" } else { "unpause" });
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/wait`: registers at once (so an exit right
+    /// after this call is not missed) and returns what resolves to the exit
+    /// code and error once `cond` holds.
+    pub fn waiter(
+        self: &Arc<Self>,
+        key: &str,
+        cond: WaitCondition,
+    ) -> Result<impl std::future::Future<Output = (i32, String)> + Send + 'static> {
+        let e = self.find(key)?;
+        let mut rx = e.changed.subscribe();
+        let before = *rx.borrow_and_update();
+        let (live, code, error) = {
+            let r = e.rec.lock().map_err(poisoned)?;
+            (r.state.status.is_live(), r.state.exit_code, r.state.error.clone())
+        };
+        let now = cond == WaitCondition::NotRunning && !live;
+        Ok(async move {
+            if now {
+                return (code, error);
+            }
+            loop {
+                let g = *rx.borrow_and_update();
+                let done = match cond {
+                    WaitCondition::Removed => g.removed,
+                    _ => g.exits > before.exits || g.removed,
+                };
+                if done || rx.changed().await.is_err() {
+                    return (g.exit_code, String::new());
+                }
+            }
+        })
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<()> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        if c.state.status == Status::Removing {
+            return Err(Error::Conflict(format!("removal of container {} is already in progress", c.id)));
+        }
+        if c.state.status.is_live() {
+            if !force {
+                let what = if c.state.status == Status::Paused { "paused" } else { "running" };
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            let mut rx = e.changed.subscribe();
+            let before = rx.borrow_and_update().exits;
+            let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
+            if c.state.status == Status::Paused {
+                let _ = shim::call(&sock, &Request::Resume).await;
+            }
+            let _ = shim::call(&sock, &Request::Signal { signal: 9, all: true }).await;
+            while rx.borrow_and_update().exits == before {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Ok(mut r) = e.rec.lock() {
+            r.state.status = Status::Removing;
+        }
+        self.teardown(&c);
+        let images = self.images.clone();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if let Some(rw) = images.layers.list_rw()?.into_iter().find(|r| r.id == id) {
+                images.layers.remove_rw(&rw)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let dir = self.container_dir(&c.id);
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?;
+        if let Ok(mut m) = self.containers.lock() {
+            m.remove(&c.id);
+        }
+        self.event(&c, "destroy");
+        e.changed.send_modify(|g| g.removed = true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/attach`: a connection to the container's
+    /// stdio. Before start it waits for the start, so no output is missed.
+    pub async fn attach(self: &Arc<Self>, key: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<AttachStream> {
+        let e = self.find(key)?;
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        let tty = c.config.tty;
+        if c.state.status.is_live() {
+            let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
+            return match shim::open(&sock, &Request::Attach { stdin, stdout, stderr }).await? {
+                (Reply::Ok, stream) => Ok(AttachStream { stream, tty }),
+                (other, _) => Err(Error::Internal(format!("attach: {other:?}"))),
+            };
+        }
+        if c.state.status == Status::Created || c.state.status == Status::Exited {
+            let (tx, rx) = oneshot::channel();
+            e.pending.lock().map_err(poisoned)?.push(PendingAttach { stdin, stdout, stderr, tx });
+            let stream = rx.await.map_err(|_| Error::Conflict("the container was removed".into()))??;
+            return Ok(AttachStream { stream, tty });
+        }
+        Err(Error::Conflict(format!("You cannot attach to a {} container", c.state.status.as_str())))
+    }
+
+    /// `POST /containers/{id}/resize`.
+    pub async fn resize(self: &Arc<Self>, key: &str, width: u16, height: u16) -> Result<()> {
+        let e = self.find(key)?;
+        let (sock, _) = self.shim_socket(&e)?;
+        shim::call(&sock, &Request::Resize { width, height }).await.map(drop)
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+        let e = self.find(key)?;
+        let n = names::validate(new_name)?;
+        let map = self.containers.lock().map_err(poisoned)?;
+        if let Some(other) = map.values().find(|o| o.rec.lock().map(|r| r.name == n).unwrap_or(false)) {
+            let oid = other.rec.lock().map(|r| r.id.clone()).unwrap_or_default();
+            return Err(Error::Conflict(format!(
+                "Conflict. The container name \"{n}\" is already in use by container \"{oid}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        let mut r = e.rec.lock().map_err(poisoned)?;
+        r.name = n;
+        self.save(&r)?;
+        let c = r.clone();
+        drop(r);
+        drop(map);
+        self.event(&c, "rename");
+        Ok(())
+    }
+
+    /// Stream the container's log.
+    pub fn logs(
+        self: &Arc<Self>,
+        key: &str,
+        o: crate::logs::LogOptions,
+    ) -> Result<tokio::sync::mpsc::Receiver<crate::logs::LogLine>> {
+        let e = self.find(key)?;
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        if c.host.log_config.driver != "json-file" {
+            return Err(Error::Invalid(format!(
+                "configured logging driver does not support reading: {}",
+                c.host.log_config.driver
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let entry = e.clone();
+        crate::logs::read(PathBuf::from(&c.log_path), o, tx, move || {
+            entry.rec.lock().map(|r| r.state.status.is_live() || r.state.status == Status::Restarting).unwrap_or(false)
+        });
+        Ok(rx)
+    }
+
+    /// Find the records of a previous run; reconnect to live shims, and
+    /// record the exits that happened while the daemon was away.
+    pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        let dir = self.containers_dir();
+        let rd = std::fs::read_dir(&dir).map_err(Error::io(format!("list {}", dir.display())))?;
+        for ent in rd.flatten() {
+            let path = ent.path().join("container.json");
+            let Ok(body) = std::fs::read(&path) else { continue };
+            let Ok(c) = serde_json::from_slice::<Container>(&body) else { continue };
+            let id = c.id.clone();
+            let live = c.state.status.is_live();
+            let e = new_entry(c);
+            if let Ok(mut m) = self.containers.lock() {
+                m.insert(id.clone(), e.clone());
+            }
+            if !live {
+                continue;
+            }
+            let sd = ShimDir::new(&self.cfg.exec_root, &id);
+            if sd.live_pid().is_some() {
+                self.monitor(e, sd);
+            } else {
+                let rec = sd.read_exit().unwrap_or_else(|| ExitRecord {
+                    code: 255,
+                    finished_at: berth_core::time::now_rfc3339(),
+                    ..Default::default()
+                });
+                self.exited(&e, rec).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_mountpoint(p: &std::path::Path) -> bool {
+    let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
+    use std::os::unix::fs::MetadataExt;
+    a.dev() != b.dev()
+}
+
+fn hosts_file(c: &Container) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in &c.host.extra_hosts {
+        if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
+            s.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    s
+}
+
+fn resolv_conf(c: &Container) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    let mut servers: Vec<String> = c.host.dns.clone();
+    if servers.is_empty() {
+        servers = host
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.starts_with("127.") && s != "::1")
+            .collect();
+    }
+    if servers.is_empty() {
+        // Docker's fallback when the host only has a local resolver.
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let search: Vec<String> = if c.host.dns_search.is_empty() {
+        host.lines()
+            .filter_map(|l| l.strip_prefix("search"))
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    } else {
+        c.host.dns_search.clone()
+    };
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let opts: Vec<String> = if c.host.dns_options.is_empty() {
+        host.lines()
+            .filter_map(|l| l.strip_prefix("options"))
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    } else {
+        c.host.dns_options.clone()
+    };
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
+}

@@ -1,0 +1,174 @@
+//! berth's engine: containers as records with a lifecycle, run by one
+//! berth-shim each. It turns a create request and an image into a record,
+//! the record into an OCI bundle, supervises the shim that runs it, and
+//! finds every container again when the daemon restarts.
+
+mod containers;
+mod error;
+pub mod events;
+pub mod logs;
+pub mod model;
+pub mod names;
+mod shim;
+pub mod spec;
+pub mod user;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_image::images::ImageStore;
+
+pub use containers::{AttachStream, WaitCondition};
+pub use error::{Error, Result};
+
+/// What the engine is given.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// The berth-shim binary.
+    pub shim: PathBuf,
+    /// An external runc-compatible runtime; `None` is the built-in one.
+    pub runtime: Option<PathBuf>,
+    pub cgroup_parent: String,
+    pub default_ulimits: Vec<model::Ulimit>,
+}
+
+/// One container as the engine holds it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub rec: Mutex<model::Container>,
+    /// Serialises start, stop, restart and remove of this container.
+    pub op: tokio::sync::Mutex<()>,
+    /// Bumped at every exit and at removal, for waiters.
+    pub changed: tokio::sync::watch::Sender<Generation>,
+    /// Attachers waiting for the container to be created by its shim.
+    pub pending: Mutex<Vec<containers::PendingAttach>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Generation {
+    pub exits: u64,
+    pub exit_code: i32,
+    pub removed: bool,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    pub cfg: EngineConfig,
+    pub images: Arc<ImageStore>,
+    pub events: events::Events,
+    containers: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl Engine {
+    /// Open the stores under the data root and find the containers of a
+    /// previous run.
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
+        for d in [cfg.data_root.join("containers"), cfg.exec_root.clone()] {
+            std::fs::create_dir_all(&d).map_err(Error::io(format!("create {}", d.display())))?;
+        }
+        let root = cfg.data_root.clone();
+        let images = tokio::task::spawn_blocking(move || ImageStore::open(&root))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let engine = Arc::new(Engine {
+            cfg,
+            images: Arc::new(images),
+            events: events::Events::default(),
+            containers: Mutex::new(HashMap::new()),
+        });
+        engine.restore().await?;
+        Ok(engine)
+    }
+
+    pub fn containers_dir(&self) -> PathBuf {
+        self.cfg.data_root.join("containers")
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.cfg.exec_root.join("runtime")
+    }
+
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.containers.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Find a container by full id, name, or unique id prefix (Docker's order).
+    pub(crate) fn find(&self, key: &str) -> Result<Arc<Entry>> {
+        let missing = || Error::NotFound(format!("No such container: {key}"));
+        if key.is_empty() {
+            return Err(missing());
+        }
+        let map = self.containers.lock().map_err(|_| Error::Internal("container table poisoned".into()))?;
+        if let Some(e) = map.get(key) {
+            return Ok(e.clone());
+        }
+        let name = format!("/{}", key.trim_start_matches('/'));
+        for e in map.values() {
+            if e.rec.lock().map(|r| r.name == name).unwrap_or(false) {
+                return Ok(e.clone());
+            }
+        }
+        let hits: Vec<&Arc<Entry>> = map.iter().filter(|(id, _)| id.starts_with(key)).map(|(_, e)| e).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(missing()),
+            _ => Err(Error::Invalid(format!("multiple IDs found with provided prefix: {key}"))),
+        }
+    }
+
+    /// A copy of a container's record.
+    pub fn inspect(&self, key: &str) -> Result<model::Container> {
+        let e = self.find(key)?;
+        let r = e.rec.lock().map_err(|_| Error::Internal("record poisoned".into()))?;
+        Ok(r.clone())
+    }
+
+    /// Copies of every record, newest first.
+    pub fn list(&self) -> Vec<model::Container> {
+        let mut out: Vec<model::Container> =
+            self.entries().iter().filter_map(|e| e.rec.lock().ok().map(|r| r.clone())).collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        out
+    }
+
+    /// Which containers use an image, for `rmi`.
+    pub fn image_users(&self, image_id: &str) -> Option<berth_image::images::ContainerUse> {
+        self.list()
+            .into_iter()
+            .filter(|c| c.image_id == image_id)
+            .map(|c| berth_image::images::ContainerUse { id: c.id.clone(), running: c.state.status.is_live() })
+            .max_by_key(|u| u.running)
+    }
+
+    pub(crate) fn save(&self, rec: &model::Container) -> Result<()> {
+        let body = serde_json::to_vec_pretty(rec).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = self.container_dir(&rec.id).join("container.json");
+        berth_core::atomic::write_atomic(&path, &body, 0o600).map_err(Error::io(format!("write {}", path.display())))
+    }
+
+    pub(crate) fn event(&self, rec: &model::Container, action: &str) {
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("name".to_owned(), rec.name.trim_start_matches('/').to_owned());
+        attrs.insert("image".to_owned(), rec.config.image.clone());
+        for (k, v) in &rec.config.labels {
+            attrs.insert(k.clone(), v.clone());
+        }
+        self.events.publish("container", action, &rec.id, attrs);
+    }
+
+    /// Where a binary shipped beside the daemon lives.
+    pub fn sibling_binary(name: &str) -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join(name)))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| Path::new(name).to_owned())
+    }
+}

@@ -1,0 +1,196 @@
+//! What the engine knows of a container: what it was created with, and the
+//! state it is in. Persisted as JSON in `<data-root>/containers/<id>/`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How the container runs, merged from the request and the image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    /// The image as the user named it.
+    pub image: String,
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resources {
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: u16,
+    pub oom_kill_disable: bool,
+    pub ulimits: Vec<Ulimit>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RestartName {
+    #[default]
+    No,
+    OnFailure,
+    Always,
+    UnlessStopped,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub name: RestartName,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogConfig {
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+/// How the host runs it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostConfig {
+    pub binds: Vec<String>,
+    pub resources: Resources,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub tmpfs: BTreeMap<String, String>,
+    pub init: bool,
+    pub auto_remove: bool,
+    pub restart_policy: RestartPolicy,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub shm_size: i64,
+    pub oom_score_adj: i32,
+    pub sysctls: BTreeMap<String, String>,
+    pub group_add: Vec<String>,
+    pub userns_mode: String,
+    pub network_mode: String,
+    pub log_config: LogConfig,
+}
+
+/// A request to create a container.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub config: RunConfig,
+    pub host: HostConfig,
+    /// Entrypoint and Cmd as given (`None`: not given, use the image's).
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// The working directory and user as given.
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// The lifecycle, Docker's names.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// A process of the container exists (Docker's `State.Running` is true
+    /// when paused or restarting too).
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+
+    pub fn can_start(self) -> bool {
+        matches!(self, Status::Created | Status::Exited | Status::Dead)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The shim's pid while one runs.
+    pub shim_pid: i32,
+    /// Stopped by the user (`unless-stopped` and `always` do not restart it).
+    pub stopped_by_user: bool,
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Everything kept of one container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Container {
+    pub id: String,
+    /// With Docker's leading slash.
+    pub name: String,
+    pub created: String,
+    /// The image id (`sha256:…`).
+    pub image_id: String,
+    pub config: RunConfig,
+    pub host: HostConfig,
+    pub state: State,
+    pub restart_count: i64,
+    /// The path and arguments of its process, as Docker reports them.
+    pub path: String,
+    pub args: Vec<String>,
+    pub log_path: String,
+    pub hostname_path: String,
+    pub hosts_path: String,
+    pub resolv_conf_path: String,
+    /// The merged root while mounted.
+    pub rootfs: String,
+}

@@ -1,0 +1,438 @@
+//! The OCI runtime spec of a container, built as Docker builds it: its
+//! default mounts, namespaces, capabilities, masked and read-only paths and
+//! device rules, then the container's own settings on top.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::model::Container;
+use crate::user::User;
+use crate::{Error, Result};
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`).
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel knows, for `--privileged` and `ALL`.
+fn all_caps() -> Vec<String> {
+    const NAMES: &[&str] = &[
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(NAMES.len() - 1);
+    NAMES.iter().take(last + 1).map(|n| format!("CAP_{n}")).collect()
+}
+
+fn cap_name(c: &str) -> String {
+    let up = c.to_ascii_uppercase();
+    if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
+/// The capability set after `--cap-add`, `--cap-drop` and `--privileged`.
+pub fn capabilities(c: &Container) -> Result<Vec<String>> {
+    let all = all_caps();
+    if c.host.privileged {
+        return Ok(all);
+    }
+    let check = |n: &str| -> Result<String> {
+        let name = cap_name(n);
+        if name == "CAP_ALL" || all.contains(&name) {
+            Ok(name)
+        } else {
+            Err(Error::Invalid(format!("unknown capability: {n:?}")))
+        }
+    };
+    let adds: Vec<String> = c.host.cap_add.iter().map(|n| check(n)).collect::<Result<_>>()?;
+    let drops: Vec<String> = c.host.cap_drop.iter().map(|n| check(n)).collect::<Result<_>>()?;
+    let mut caps: Vec<String> = if drops.iter().any(|d| d == "CAP_ALL") {
+        vec![]
+    } else {
+        DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).filter(|s| !drops.contains(s)).collect()
+    };
+    if adds.iter().any(|a| a == "CAP_ALL") {
+        caps = all.into_iter().filter(|s| !drops.contains(s) || adds.contains(s)).collect();
+    } else {
+        for a in adds {
+            if !caps.contains(&a) {
+                caps.push(a);
+            }
+        }
+    }
+    Ok(caps)
+}
+
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
+    json!({"destination": dest, "type": typ, "source": source, "options": options})
+}
+
+/// Docker's size syntax for tmpfs and memory: bytes, or a number with
+/// b, k, m, g (any case).
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_lowercase() {
+                'b' => 1i64,
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => return None,
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as i64)
+}
+
+fn resources(c: &Container) -> Value {
+    let r = &c.host.resources;
+    let mut mem = serde_json::Map::new();
+    if r.memory > 0 {
+        mem.insert("limit".into(), json!(r.memory));
+        // Docker's default swap is twice the memory limit.
+        let swap = match r.memory_swap {
+            0 => r.memory * 2,
+            s => s,
+        };
+        mem.insert("swap".into(), json!(swap));
+    }
+    if r.memory_reservation > 0 {
+        mem.insert("reservation".into(), json!(r.memory_reservation));
+    }
+    if r.oom_kill_disable {
+        mem.insert("disableOOMKiller".into(), json!(true));
+    }
+    let mut cpu = serde_json::Map::new();
+    if r.nano_cpus > 0 {
+        cpu.insert("period".into(), json!(100_000));
+        cpu.insert("quota".into(), json!(r.nano_cpus / 10_000));
+    }
+    if r.cpu_quota > 0 {
+        cpu.insert("quota".into(), json!(r.cpu_quota));
+    }
+    if r.cpu_period > 0 {
+        cpu.insert("period".into(), json!(r.cpu_period));
+    }
+    if r.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(r.cpu_shares));
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(r.cpuset_cpus));
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), json!(r.cpuset_mems));
+    }
+    let mut out = json!({
+        "devices": if c.host.privileged {
+            json!([{"allow": true, "access": "rwm"}])
+        } else {
+            json!([
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+                {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
+            ])
+        },
+    });
+    if !mem.is_empty() {
+        out["memory"] = Value::Object(mem);
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    if let Some(p) = r.pids_limit.filter(|p| *p != 0) {
+        out["pids"] = json!({"limit": if p < 0 { -1 } else { p }});
+    }
+    if r.blkio_weight > 0 {
+        out["blockIO"] = json!({"weight": r.blkio_weight});
+    }
+    out
+}
+
+/// The rlimit name of a Docker ulimit name (`nofile` → `RLIMIT_NOFILE`).
+fn rlimit(u: &crate::model::Ulimit) -> Value {
+    json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": u.soft, "hard": u.hard})
+}
+
+/// Paths in the container dir bound over /etc/hostname, hosts and resolv.conf.
+#[derive(Debug)]
+pub struct Etc<'a> {
+    pub hostname: &'a Path,
+    pub hosts: &'a Path,
+    pub resolv: &'a Path,
+}
+
+/// The spec for `c`, whose root is mounted at `rootfs`; `init` is the path
+/// of berth's init binary when `--init` is asked for.
+pub fn build(
+    c: &Container,
+    rootfs: &Path,
+    user: &User,
+    etc: &Etc<'_>,
+    cgroup_parent: &str,
+    init: Option<&Path>,
+    default_ulimits: &[crate::model::Ulimit],
+) -> Result<Value> {
+    let caps = capabilities(c)?;
+    let mut args: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
+    if args.is_empty() {
+        return Err(Error::Invalid("no command specified".into()));
+    }
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", if c.host.privileged { "rw" } else { "ro" }]),
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["ro", "nosuid", "noexec", "nodev"]),
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+    ];
+    let shm = if c.host.shm_size > 0 { c.host.shm_size } else { 64 << 20 };
+    let shm_size = format!("size={shm}");
+    mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_size]));
+    for (dest, path) in [("/etc/resolv.conf", etc.resolv), ("/etc/hostname", etc.hostname), ("/etc/hosts", etc.hosts)] {
+        let mut m = mount(dest, "bind", &path.display().to_string(), &["rbind", "rprivate"]);
+        if c.host.readonly_rootfs {
+            m["options"] = json!(["rbind", "rprivate", "ro"]);
+        }
+        mounts.push(m);
+    }
+    for (dest, opts) in &c.host.tmpfs {
+        let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
+        o.extend(opts.split(',').filter(|s| !s.is_empty()));
+        mounts.push(mount(dest, "tmpfs", "tmpfs", &o));
+    }
+    for b in &c.host.binds {
+        mounts.push(bind_mount(b)?);
+    }
+    if let Some(init) = init {
+        mounts.push(mount("/sbin/berth-init", "bind", &init.display().to_string(), &["rbind", "ro", "rprivate"]));
+        args.splice(0..0, ["/sbin/berth-init".to_owned(), "--".to_owned()]);
+    }
+    let mut env = c.config.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(1.min(env.len()), format!("HOSTNAME={}", c.config.hostname));
+    }
+    if c.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+    }
+    let no_new_privs = c
+        .host
+        .security_opt
+        .iter()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true");
+    let mut ulimits: Vec<Value> = vec![];
+    for u in default_ulimits.iter().filter(|d| !c.host.resources.ulimits.iter().any(|u| u.name == d.name)) {
+        ulimits.push(rlimit(u));
+    }
+    ulimits.extend(c.host.resources.ulimits.iter().map(rlimit));
+    let mut process = json!({
+        "terminal": c.config.tty,
+        "user": {"uid": user.uid, "gid": user.gid},
+        "args": args,
+        "env": env,
+        "cwd": if c.config.working_dir.is_empty() { "/" } else { &c.config.working_dir },
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": no_new_privs,
+    });
+    if !user.additional_gids.is_empty() {
+        process["user"]["additionalGids"] = json!(user.additional_gids);
+    }
+    if !ulimits.is_empty() {
+        process["rlimits"] = json!(ulimits);
+    }
+    if c.host.oom_score_adj != 0 {
+        process["oomScoreAdj"] = json!(c.host.oom_score_adj);
+    }
+    let mut namespaces =
+        vec![json!({"type": "mount"}), json!({"type": "uts"}), json!({"type": "pid"}), json!({"type": "ipc"})];
+    match c.host.network_mode.as_str() {
+        "host" => {}
+        _ => namespaces.push(json!({"type": "network"})),
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": resources(c),
+        "cgroupsPath": format!("{}/{}", cgroup_parent.trim_end_matches('/'), c.id),
+    });
+    if !c.host.privileged {
+        linux["maskedPaths"] = json!(MASKED);
+        linux["readonlyPaths"] = json!(READONLY);
+    }
+    if !c.host.sysctls.is_empty() {
+        linux["sysctl"] = json!(c.host.sysctls);
+    }
+    let mut spec = json!({
+        "ociVersion": "1.2.0",
+        "process": process,
+        "root": {"path": rootfs.display().to_string(), "readonly": c.host.readonly_rootfs},
+        "hostname": c.config.hostname,
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if !c.config.domainname.is_empty() {
+        spec["domainname"] = json!(c.config.domainname);
+    }
+    Ok(spec)
+}
+
+/// `-v /host:/container[:ro|rw,...]` as an OCI bind mount.
+fn bind_mount(b: &str) -> Result<Value> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => return Err(Error::Invalid(format!("invalid volume specification: '{b}'"))),
+    };
+    if !src.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid volume specification: '{b}': named volumes are not supported yet"
+        )));
+    }
+    if !dst.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid volume specification: '{b}': invalid mount config: the destination must be an absolute path"
+        )));
+    }
+    let mut options = vec!["rbind"];
+    let mut prop = "rprivate";
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "rw" => options.push(o),
+            "z" | "Z" | "nocopy" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => prop = o,
+            _ => return Err(Error::Invalid(format!("invalid mode: {o}"))),
+        }
+    }
+    options.push(prop);
+    if std::fs::symlink_metadata(src).is_err() {
+        std::fs::create_dir_all(src).map_err(Error::io(format!("create bind source {src}")))?;
+    }
+    Ok(mount(dst, "bind", src, &options))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_docker_does() {
+        assert_eq!(parse_bytes("64m"), Some(64 << 20));
+        assert_eq!(parse_bytes("1g"), Some(1 << 30));
+        assert_eq!(parse_bytes("512"), Some(512));
+        assert_eq!(parse_bytes("1.5k"), Some(1536));
+        assert_eq!(parse_bytes("12x"), None);
+        assert_eq!(parse_bytes("-1m"), None);
+    }
+
+    #[test]
+    fn capabilities_follow_add_and_drop() {
+        let mut c = Container::default();
+        assert_eq!(capabilities(&c).unwrap().len(), DEFAULT_CAPS.len());
+        c.host.cap_drop = vec!["ALL".into()];
+        c.host.cap_add = vec!["net_admin".into()];
+        assert_eq!(capabilities(&c).unwrap(), vec!["CAP_NET_ADMIN".to_owned()]);
+        c.host.cap_add = vec!["BOGUS".into()];
+        assert!(capabilities(&c).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! berthd: reads its flags and daemon.json, opens the engine and serves the
+//! Docker Engine API on a unix socket. Containers outlive it: stopping the
+//! daemon leaves their shims running, and the next start finds them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use berth_engine::model::Ulimit;
+use berth_engine::{Engine, EngineConfig};
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about = "berth daemon: the Docker Engine API on a unix socket")]
+struct Args {
+    /// Daemon socket to listen on (unix:///path or a path).
+    #[arg(short = 'H', long = "host")]
+    host: Vec<String>,
+    /// Root of persistent state (images, containers).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Root of runtime state (bundles, shim sockets).
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
+    /// daemon.json to read.
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    config_file: PathBuf,
+    /// "berth" (built in) or the path or name of a runc-compatible runtime.
+    #[arg(long)]
+    default_runtime: Option<String>,
+    #[arg(short = 'l', long)]
+    log_level: Option<String>,
+    /// Default ulimits for containers (name=soft[:hard]).
+    #[arg(long = "default-ulimit")]
+    default_ulimits: Vec<String>,
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// Group that may use the socket (0660).
+    #[arg(short = 'G', long)]
+    group: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct DaemonJson {
+    hosts: Option<Vec<String>>,
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    default_runtime: Option<String>,
+    runtimes: Option<std::collections::BTreeMap<String, RuntimeJson>>,
+    log_level: Option<String>,
+    default_ulimits: Option<std::collections::BTreeMap<String, UlimitJson>>,
+    cgroup_parent: Option<String>,
+    group: Option<String>,
+    live_restore: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct RuntimeJson {
+    path: String,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct UlimitJson {
+    name: String,
+    soft: i64,
+    hard: i64,
+}
+
+fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let (name, vals) = s.split_once('=').context(format!("invalid ulimit {s:?}: want name=soft[:hard]"))?;
+    let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+    let n = |v: &str| v.parse::<i64>().with_context(|| format!("invalid ulimit value {v:?}"));
+    Ok(Ulimit { name: name.to_owned(), soft: n(soft)?, hard: n(hard)? })
+}
+
+fn socket_path(h: &str) -> Result<PathBuf> {
+    if let Some(p) = h.strip_prefix("unix://") {
+        return Ok(PathBuf::from(p));
+    }
+    if h.contains("://") {
+        bail!("only unix sockets are supported: {h}");
+    }
+    Ok(PathBuf::from(h))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let file: DaemonJson = match std::fs::read(&args.config_file) {
+        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{}", args.config_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::default(),
+        Err(e) => return Err(e).context(format!("read {}", args.config_file.display())),
+    };
+    if file.live_restore == Some(false) {
+        eprintln!("berthd: live-restore is always on; \"live-restore\": false is ignored");
+    }
+    let hosts = if !args.host.is_empty() { args.host.clone() } else { file.hosts.clone().unwrap_or_default() };
+    let socket = socket_path(hosts.first().map(String::as_str).unwrap_or("unix:///run/berth/berth.sock"))?;
+    let data_root = args.data_root.clone().or(file.data_root.clone()).unwrap_or_else(|| "/var/lib/berth".into());
+    let exec_root = args.exec_root.clone().or(file.exec_root.clone()).unwrap_or_else(|| "/run/berth".into());
+    let runtime_name = args.default_runtime.clone().or(file.default_runtime.clone()).unwrap_or_else(|| "berth".into());
+    let runtime = match runtime_name.as_str() {
+        "berth" | "" => None,
+        name => Some(PathBuf::from(
+            file.runtimes.as_ref().and_then(|r| r.get(name)).map(|r| r.path.clone()).unwrap_or_else(|| name.to_owned()),
+        )),
+    };
+    let mut default_ulimits: Vec<Ulimit> = file
+        .default_ulimits
+        .unwrap_or_default()
+        .into_values()
+        .map(|u| Ulimit { name: u.name, soft: u.soft, hard: u.hard })
+        .collect();
+    for u in &args.default_ulimits {
+        let u = parse_ulimit(u)?;
+        default_ulimits.retain(|d| d.name != u.name);
+        default_ulimits.push(u);
+    }
+    let _level = args.log_level.clone().or(file.log_level.clone()).unwrap_or_else(|| "info".into());
+    let cfg = EngineConfig {
+        data_root,
+        exec_root,
+        shim: Engine::sibling_binary("berth-shim"),
+        runtime,
+        cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent.clone()).unwrap_or_else(|| "/berth".into()),
+        default_ulimits,
+    };
+    let group = args.group.clone().or(file.group.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(run(cfg, socket, group))
+}
+
+async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Result<()> {
+    let engine = Engine::open(cfg).await.context("open the engine")?;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        tokio::net::UnixListener::bind(&socket).with_context(|| format!("listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(g) = group {
+        let gid = g.parse::<u32>().ok().or_else(|| {
+            std::fs::read_to_string("/etc/group").ok().and_then(|s| {
+                s.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() > 2 && f[0] == g).then(|| f[2].parse().ok()).flatten()
+                })
+            })
+        });
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&socket, Some(0), Some(gid))?;
+        }
+    }
+    eprintln!("berthd: API listening on {}", socket.display());
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    tokio::select! {
+        _ = berth_api::serve(engine, listener) => {}
+        r = stop => { r?; }
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
