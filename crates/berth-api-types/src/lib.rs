@@ -177,6 +177,9 @@ pub struct HostConfig {
     pub oom_kill_disable: Option<bool>,
     #[serde(default)]
     pub ulimits: Option<Vec<Ulimit>>,
+    /// [height, width] of the terminal at start.
+    #[serde(default)]
+    pub console_size: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -21,9 +21,9 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         return Err(ApiError::bad("invalid restart policy: maximum retry count cannot be negative"));
     }
     if h.restart_policy.maximum_retry_count > 0 && restart != model::RestartName::OnFailure {
-        return Err(ApiError::bad(format!(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        )));
+        return Err(ApiError::bad(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string(),
+        ));
     }
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
@@ -103,6 +103,10 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         userns_mode: h.userns_mode,
         network_mode: h.network_mode,
         log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
+        console_size: match h.console_size.as_deref() {
+            Some([hh, ww]) if *hh > 0 && *ww > 0 => Some(((*hh).min(65535) as u16, (*ww).min(65535) as u16)),
+            _ => None,
+        },
     };
     Ok(CreateRequest {
         name,
@@ -170,6 +174,7 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
         ulimits: Some(
             r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
         ),
+        console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
     }
 }
 

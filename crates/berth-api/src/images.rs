@@ -49,7 +49,7 @@ pub async fn list(ctx: &Ctx) -> Reply {
                 labels: cfg.config.and_then(|c| c.labels).unwrap_or_default(),
             });
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(out)
     })
     .await

@@ -218,7 +218,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(&ctx, &name.join("/")).await,
-        _ => Err(ApiError::not_found(format!("page not found"))),
+        _ => Err(ApiError::not_found("page not found".to_string())),
     };
     match r {
         Ok(resp) => resp,

@@ -231,7 +231,7 @@ impl Engine {
                 return Err(Error::Conflict("cannot start a paused container, try unpause instead".into()))
             }
             Status::Removing | Status::Dead => {
-                return Err(Error::Conflict(format!("container is marked for removal and cannot be started")))
+                return Err(Error::Conflict("container is marked for removal and cannot be started".to_string()))
             }
             _ => {}
         }
@@ -259,6 +259,16 @@ impl Engine {
                 }
                 for p in e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
                     let _ = p.tx.send(Err(Error::Conflict(msg.clone())));
+                }
+                e.changed.send_modify(|g| g.exit_code = code);
+                if c.host.auto_remove {
+                    // As Docker: a container that could not start is removed
+                    // when it was to be removed at its end.
+                    let engine = self.clone();
+                    let id = c.id.clone();
+                    tokio::spawn(async move {
+                        let _ = engine.remove(&id, true).await;
+                    });
                 }
                 Err(match err {
                     Error::Internal(m) => Error::Invalid(m),

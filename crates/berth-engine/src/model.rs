@@ -100,6 +100,9 @@ pub struct HostConfig {
     pub userns_mode: String,
     pub network_mode: String,
     pub log_config: LogConfig,
+    /// Height and width of the terminal at start.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A request to create a container.

@@ -334,6 +334,9 @@ pub fn build(
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": no_new_privs,
     });
+    if let (Some((h, w)), true) = (c.host.console_size, c.config.tty) {
+        process["consoleSize"] = json!({"height": h, "width": w});
+    }
     if !user.additional_gids.is_empty() {
         process["user"]["additionalGids"] = json!(user.additional_gids);
     }

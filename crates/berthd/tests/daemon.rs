@@ -1,0 +1,413 @@
+//! berthd driven from outside, by the stock docker CLI and raw HTTP: each
+//! test starts its own daemon with its own roots, socket and cgroup parent,
+//! and leaves nothing behind (containers, shims, mounts, cgroups, files).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const DOCKER: &str = "/usr/local/bin/docker";
+
+fn can_run(what: &str) -> bool {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let docker = Path::new(DOCKER).exists();
+    if !root || !docker {
+        assert!(!ci, "{what}: needs root and {DOCKER} under CI");
+        eprintln!("skipping {what}: needs root and {DOCKER}");
+        return false;
+    }
+    true
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+struct Daemon {
+    dir: PathBuf,
+    cgroup: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(tag: &str) -> Daemon {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("berthd-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cgroup = format!("/berth-test-{}-{n}", std::process::id());
+        let mut d = Daemon { dir, cgroup, child: None };
+        d.spawn();
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("berth.sock")
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("--config-file")
+            .arg(self.dir.join("daemon.json"))
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t = Instant::now();
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "berthd did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL the daemon, as a crash would.
+    fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut c = Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    /// docker, expected to succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    }
+
+    fn load_busybox(&self) {
+        let tar = self.dir.join("busybox.tar");
+        let out = Command::new(env!("CARGO_BIN_EXE_berthd").replace("berthd", "berth-image"))
+            .args(["fixture", "--output"])
+            .arg(&tar)
+            .arg("busybox:latest")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let loaded = self.ok(&["load", "-i", tar.to_str().unwrap()]);
+        assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+    }
+
+    /// One raw HTTP request; (status, body).
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() && UnixStream::connect(self.socket()).is_err() {
+            self.spawn();
+        }
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in stdout(&ids).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        self.crash();
+        // Whatever still runs from this daemon's roots (a failed test's shims).
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for p in rd.flatten() {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(self.dir.to_str().unwrap()) {
+                    if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
+                        // SAFETY: kill with a pid and a signal.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(self.dir.to_str().unwrap()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let c = std::ffi::CString::new(p).unwrap();
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let top = h.path().join(self.cgroup.trim_start_matches('/'));
+            if let Ok(rd) = std::fs::read_dir(&top) {
+                for sub in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = std::fs::remove_dir(sub.path());
+                }
+                let _ = std::fs::remove_dir(&top);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Nothing of the daemon's containers is left: no mounts under its roots,
+/// no cgroups under its parent, no shims.
+fn assert_clean(d: &Daemon) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = d.dir.to_str().unwrap();
+    assert!(!info.lines().any(|l| l.contains(root)), "mounts left under {root}");
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let top = h.path().join(d.cgroup.trim_start_matches('/'));
+        let subs = std::fs::read_dir(&top).map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+        assert_eq!(subs, 0, "cgroups left under {}", top.display());
+    }
+    let run = d.dir.join("run");
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "runtime")
+        .collect();
+    assert!(left.is_empty(), "exec root holds {left:?}");
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_container_status() {
+    if !can_run("run") {
+        return;
+    }
+    let d = Daemon::start("run");
+    d.load_busybox();
+    let v = d.ok(&["version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}"]);
+    assert_eq!(v.trim(), "1.50 1.40");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hello", "berth"]), "hello berth\n");
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let o = d.docker(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d.docker(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", String::from_utf8_lossy(&o.stderr));
+    // The image's environment, the hostname (short id) and the working dir.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/made/here",
+        "-e",
+        "A=b",
+        "busybox",
+        "sh",
+        "-c",
+        "pwd; echo $A; cat /etc/hostname; echo $HOSTNAME",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0..2], ["/made/here", "b"]);
+    assert_eq!(lines[2].len(), 12);
+    assert_eq!(lines[2], lines[3]);
+    // Piped stdin, closed at its end.
+    let o = d.docker_in(&["run", "-i", "--rm", "busybox", "sh"], Some(b"echo from stdin; exit 5\n"));
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(stdout(&o), "from stdin\n");
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "--rm left containers");
+    assert_clean(&d);
+}
+
+#[test]
+fn detached_containers_log_stop_and_are_removed() {
+    if !can_run("detached") {
+        return;
+    }
+    let d = Daemon::start("detached");
+    d.load_busybox();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    std::thread::sleep(Duration::from_millis(500));
+    let ps = d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(ps.trim(), "ticker running");
+    let pid: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "ticker"]).trim().parse().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let logs = d.ok(&["logs", "ticker"]);
+    assert!(logs.starts_with("tick 0\ntick 1\n"), "{logs}");
+    assert_eq!(d.ok(&["logs", "--tail", "1", &id[..12]]).lines().count(), 1);
+    // Name conflict, a running container not removed without force.
+    let o = d.docker(&["run", "-d", "--name", "ticker", "busybox", "true"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use by container"), "{o:?}");
+    let o = d.docker(&["rm", "ticker"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stop the container before removing or force remove"));
+    // Stop sends SIGTERM, which the trap answers.
+    d.ok(&["stop", "-t", "5", "ticker"]);
+    let state = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}", "ticker"]);
+    assert_eq!(state.trim(), "exited 0 false");
+    assert!(d.ok(&["logs", "ticker"]).ends_with("bye\n"));
+    let fin = d.ok(&["inspect", "-f", "{{.State.StartedAt}} {{.State.FinishedAt}}", "ticker"]);
+    for t in fin.split_whitespace() {
+        assert_eq!(t.len(), "2024-01-01T00:00:00.123456789Z".len(), "{t}");
+    }
+    // Started again, killed.
+    d.ok(&["start", "ticker"]);
+    d.ok(&["kill", "ticker"]);
+    assert_eq!(d.ok(&["wait", "ticker"]).trim(), "137");
+    d.ok(&["rm", "ticker"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_clean(&d);
+}
+
+#[test]
+fn a_terminal_has_the_clients_size() {
+    if !can_run("tty") || Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "tty: needs script (bsdutils)");
+        return;
+    }
+    let d = Daemon::start("tty");
+    d.load_busybox();
+    let cmd = format!(
+        "stty rows 30 cols 100; DOCKER_HOST=unix://{} {DOCKER} run -it --rm busybox sh -c 'tty; stty size'",
+        d.socket().display()
+    );
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0\r\n30 100\r\n"), "{out:?}");
+    assert_clean(&d);
+}
+
+#[test]
+fn containers_survive_a_daemon_crash() {
+    if !can_run("crash") {
+        return;
+    }
+    let mut d = Daemon::start("crash");
+    d.load_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keeps",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo n $i; i=$((i+1)); sleep 0.05; done",
+    ]);
+    d.ok(&["run", "-d", "--name", "ends", "busybox", "sh", "-c", "read x; exit 42"]);
+    d.ok(&["run", "-d", "-i", "--name", "ends2", "busybox", "sh", "-c", "read x; exit $x"]);
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "keeps"]);
+    let ends2_pid: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "ends2"]).trim().parse().unwrap();
+    d.crash();
+    // While the daemon is down: one container exits by a signal.
+    // SAFETY: kill with a pid and a signal.
+    unsafe { libc::kill(ends2_pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    d.spawn();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Pid}}", "keeps"]), pid, "the running container was not found again");
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ends2"]);
+    assert_eq!(st.trim(), "exited 137");
+    // The log kept flowing: numbers continue without a gap.
+    let before = d.ok(&["logs", "keeps"]).lines().count();
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = d.ok(&["logs", "keeps"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() > before);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(*l, format!("n {i}"));
+    }
+    // Attach works again after the restart.
+    d.ok(&["kill", "-s", "KILL", "keeps"]);
+    assert_eq!(d.ok(&["wait", "keeps"]).trim(), "137");
+    d.ok(&["rm", "-f", "keeps", "ends", "ends2"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn bad_requests_get_dockers_status_codes() {
+    if !can_run("bad") {
+        return;
+    }
+    let d = Daemon::start("bad");
+    d.load_busybox();
+    let (s, b) = d.http("POST", "/v1.41/containers/create", b"{not json");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("\"message\""), "{b}");
+    let (s, b) = d.http("POST", "/containers/create", br#"{"Image":"nope:latest","Cmd":["true"]}"#);
+    assert_eq!((s, b.contains("No such image: nope:latest")), (404, true), "{b}");
+    let (s, b) = d.http("POST", "/containers/create", br#"{"Image":"busybox","HostConfig":{"Memory":1}}"#);
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = d.http("GET", "/v1.12/containers/json", b"");
+    assert_eq!(s, 400);
+    let (s, b) = d.http("GET", "/containers/0000000000000/json", b"");
+    assert_eq!((s, b.contains("No such container")), (404, true));
+    let big = vec![b' '; 20 << 20];
+    let (s, _) = d.http("POST", "/containers/create", &big);
+    assert_eq!(s, 413);
+    let o = d.docker(&["run", "--rm", "--memory", "12q", "busybox", "true"]);
+    assert!(!o.status.success());
+    // Two containers whose ids share a prefix: the shortest common prefix
+    // of two hex ids is the empty string at worst, so use one character.
+    let a = d.ok(&["create", "busybox", "true"]);
+    let b2 = d.ok(&["create", "busybox", "true"]);
+    let common: String = a.chars().zip(b2.chars()).take_while(|(x, y)| x == y).map(|(x, _)| x).collect();
+    if !common.is_empty() {
+        let (s, b) = d.http("GET", &format!("/containers/{common}/json"), b"");
+        assert_eq!(s, 400, "{b}");
+        assert!(b.contains("multiple IDs found with provided prefix"), "{b}");
+    }
+    // The daemon still serves.
+    let (s, b) = d.http("GET", "/_ping", b"");
+    assert_eq!((s, b.as_str()), (200, "OK"));
+    d.ok(&["rm", a.trim(), b2.trim()]);
+    assert_clean(&d);
+}
