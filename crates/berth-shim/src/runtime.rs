@@ -13,8 +13,16 @@ use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome, ExecProcess};
 
 #[derive(Debug)]
 pub(crate) enum Runtime {
-    Builtin { root: PathBuf },
-    External { binary: PathBuf, root: PathBuf },
+    Builtin {
+        root: PathBuf,
+    },
+    /// runc's own messages go to `log` (JSON lines): its stderr is the
+    /// container's.
+    External {
+        binary: PathBuf,
+        root: PathBuf,
+        log: PathBuf,
+    },
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -37,17 +45,7 @@ impl Runtime {
             Runtime::External { .. } => {
                 let pid_file = dir.join("init.pid");
                 let mut args: Vec<String> = vec!["create".into(), "--bundle".into(), bundle.display().to_string()];
-                let listener = match console {
-                    Some(sock) => {
-                        let path = dir.join("console.sock");
-                        let _ = std::fs::remove_file(&path);
-                        let l =
-                            UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
-                        args.extend(["--console-socket".into(), path.display().to_string()]);
-                        Some((l, sock, path))
-                    }
-                    None => None,
-                };
+                let listener = console_listener(console, &dir.join("console.sock"), &mut args)?;
                 args.extend(["--pid-file".into(), pid_file.display().to_string(), id.to_owned()]);
                 let mut cmd = self.command(&args);
                 cmd.stdin(inherit(0)?).stdout(inherit(1)?);
@@ -121,17 +119,7 @@ impl Runtime {
                 let mut args: Vec<String> = vec!["exec".into(), "--detach".into(), "--process".into()];
                 args.push(spec.display().to_string());
                 args.extend(["--pid-file".into(), pid_file.display().to_string()]);
-                let listener = match console {
-                    Some(sock) => {
-                        let path = dir.join("exec-console.sock");
-                        let _ = std::fs::remove_file(&path);
-                        let l =
-                            UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
-                        args.extend(["--console-socket".into(), path.display().to_string()]);
-                        Some((l, sock, path))
-                    }
-                    None => None,
-                };
+                let listener = console_listener(console, &dir.join("exec-console.sock"), &mut args)?;
                 args.push(id.to_owned());
                 let mut cmd = self.command(&args);
                 cmd.stdin(inherit(0)?).stdout(inherit(1)?);
@@ -171,27 +159,34 @@ impl Runtime {
     }
 
     fn command(&self, args: &[String]) -> Command {
-        let (binary, root) = match self {
-            Runtime::External { binary, root } => (binary.as_path(), root.as_path()),
-            Runtime::Builtin { root } => (Path::new("berth-runtime"), root.as_path()),
+        let mut c = match self {
+            Runtime::External { binary, root, log } => {
+                let mut c = Command::new(binary);
+                c.arg("--root").arg(root).arg("--log").arg(log).args(["--log-format", "json"]);
+                c
+            }
+            Runtime::Builtin { root } => {
+                let mut c = Command::new("berth-runtime");
+                c.arg("--root").arg(root);
+                c
+            }
         };
-        let mut c = Command::new(binary);
-        c.arg("--root").arg(root).args(args);
+        c.args(args);
         c
     }
 
     /// Run an external runtime command, relaying the pty master it sends
     /// to the console socket (if any) while it runs.
     fn run_with_console(&self, mut cmd: Command, console: Option<(UnixListener, OwnedFd, PathBuf)>) -> Result<()> {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| format!("run {}: {e}", self.name()))?;
+        let mut child = cmd.stderr(inherit(2)?).spawn().map_err(|e| format!("run {}: {e}", self.name()))?;
         let mut relayed = Ok(());
         if let Some((l, to, path)) = console {
             relayed = accept_master(&l, &to, &mut child);
             let _ = std::fs::remove_file(path);
         }
-        let output = child.wait_with_output().map_err(|e| format!("wait for {}: {e}", self.name()))?;
-        if !output.status.success() {
-            return Err(runtime_error(self.name(), &output.stderr));
+        let status = child.wait().map_err(|e| format!("wait for {}: {e}", self.name()))?;
+        if !status.success() {
+            return Err(self.failure(&[]));
         }
         relayed
     }
@@ -208,9 +203,33 @@ impl Runtime {
         if out.status.success() {
             Ok(())
         } else {
-            Err(runtime_error(self.name(), &out.stderr))
+            Err(self.failure(&out.stderr))
         }
     }
+
+    /// The runtime's last message: from its log, else from `stderr`.
+    fn failure(&self, stderr: &[u8]) -> String {
+        let logged = match self {
+            Runtime::External { log, .. } => std::fs::read(log).unwrap_or_default(),
+            Runtime::Builtin { .. } => vec![],
+        };
+        let text = if logged.iter().any(|b| !b.is_ascii_whitespace()) { &logged[..] } else { stderr };
+        runtime_error(self.name(), text)
+    }
+}
+
+/// A console socket for an external runtime to send the pty master to,
+/// when there is a terminal; adds `--console-socket` to `args`.
+fn console_listener(
+    console: Option<OwnedFd>,
+    path: &Path,
+    args: &mut Vec<String>,
+) -> Result<Option<(UnixListener, OwnedFd, PathBuf)>> {
+    let Some(sock) = console else { return Ok(None) };
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+    args.extend(["--console-socket".into(), path.display().to_string()]);
+    Ok(Some((l, sock, path.to_owned())))
 }
 
 /// A duplicate of one of our stdio fds, for a child to take as its own.

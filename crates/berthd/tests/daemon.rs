@@ -31,16 +31,22 @@ struct Daemon {
     dir: PathBuf,
     cgroup: String,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl Daemon {
     fn start(tag: &str) -> Daemon {
+        Daemon::start_with(tag, &[])
+    }
+
+    fn start_with(tag: &str, extra: &[&str]) -> Daemon {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("berthd-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cgroup = format!("/berth-test-{}-{n}", std::process::id());
-        let mut d = Daemon { dir, cgroup, child: None };
+        let extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut d = Daemon { dir, cgroup, child: None, extra };
         d.spawn();
         d
     }
@@ -63,6 +69,7 @@ impl Daemon {
             .arg(self.dir.join("daemon.json"))
             .arg("--cgroup-parent")
             .arg(&self.cgroup)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -409,5 +416,32 @@ fn bad_requests_get_dockers_status_codes() {
     let (s, b) = d.http("GET", "/_ping", b"");
     assert_eq!((s, b.as_str()), (200, "OK"));
     d.ok(&["rm", a.trim(), b2.trim()]);
+    assert_clean(&d);
+}
+
+#[test]
+fn runc_can_be_the_runtime() {
+    if !can_run("runc") {
+        return;
+    }
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"].into_iter().find(|p| Path::new(p).exists());
+    let Some(runc) = runc else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "runc: not installed");
+        return;
+    };
+    let d = Daemon::start_with("runc", &["--default-runtime", runc]);
+    d.load_busybox();
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4"]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(4), "out\n"));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let o = d.docker(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("executable file not found"), "{o:?}");
+    let o = d.docker_in(&["run", "-i", "--rm", "busybox", "cat"], Some(b"through runc\n"));
+    assert_eq!(stdout(&o), "through runc\n");
+    d.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "100"]);
+    d.ok(&["stop", "-t", "1", "sleeper"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sleeper"]).trim(), "137");
+    d.ok(&["rm", "sleeper"]);
     assert_clean(&d);
 }
