@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo fmt --all -- --check
+# Every binary first: berthd's tests run berth-shim, which has no tests of
+# its own and so is not built by `cargo test` alone.
+cargo build --workspace --locked --bins 2>&1
 cargo test --workspace --locked 2>&1
