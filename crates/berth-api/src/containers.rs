@@ -39,9 +39,6 @@ pub fn list(ctx: &Ctx) -> Reply {
     let mut out = vec![];
     for c in ctx.engine.list() {
         let live = c.state.status.is_live();
-        if !all && limit.is_none() && !live && f.is_empty() {
-            continue;
-        }
         if !filter_ok(&c, &f) {
             continue;
         }
@@ -259,7 +256,7 @@ pub fn logs(ctx: &Ctx, id: &str) -> Reply {
             data.extend_from_slice(&l.data);
             let mut out = Vec::with_capacity(data.len() + 8);
             if !tty {
-                out.extend_from_slice(&berth_shim_proto_frame(l.stream, data.len()));
+                out.extend_from_slice(&berth_engine::logs::frame_header(l.stream, data.len()));
             }
             out.extend_from_slice(&data);
             if tx.send(Bytes::from(out)).await.is_err() {
@@ -272,10 +269,4 @@ pub fn logs(ctx: &Ctx, id: &str) -> Reply {
         .header("Content-Type", stream_type(tty))
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-/// Docker's stdcopy header: stream, three zero bytes, big-endian length.
-fn berth_shim_proto_frame(stream: u8, len: usize) -> [u8; 8] {
-    let n = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
-    [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
 }

@@ -189,27 +189,35 @@ impl Engine {
             map.insert(c.id.clone(), e.clone());
             e
         };
-        let made = self.make_container_files(&c, top).await;
+        let made = self.make_container_files(&mut c, top).await;
         if let Err(err) = made {
             if let Ok(mut m) = self.containers.lock() {
                 m.remove(&c.id);
             }
+            if let Some(rw) = &c.rw_layer {
+                let _ = self.images.layers.remove_rw(rw);
+            }
             let _ = std::fs::remove_dir_all(&dir);
             return Err(err);
         }
-        drop(entry);
+        if let Ok(mut r) = entry.rec.lock() {
+            r.rw_layer = c.rw_layer.clone();
+        }
         self.event(&c, "create");
         Ok(c)
     }
 
-    async fn make_container_files(&self, c: &Container, top: Option<berth_image::digest::ChainId>) -> Result<()> {
+    /// The container's directory, writable layer (set in `c` as soon as it
+    /// exists, so a failure after it can remove it) and record.
+    async fn make_container_files(&self, c: &mut Container, top: Option<berth_image::digest::ChainId>) -> Result<()> {
         let dir = self.container_dir(&c.id);
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let images = self.images.clone();
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
+        let rw = tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        c.rw_layer = Some(rw);
         std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
         std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts"))?;
         std::fs::write(&c.resolv_conf_path, resolv_conf(c)).map_err(Error::io("write resolv.conf"))?;
@@ -254,7 +262,6 @@ impl Engine {
                 if let Ok(mut r) = e.rec.lock() {
                     r.state.error = msg.clone();
                     r.state.exit_code = code;
-                    r.rootfs.clear();
                     let _ = self.save(&r);
                 }
                 for p in e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
@@ -280,24 +287,11 @@ impl Engine {
 
     /// Mount the root, write the bundle, start a shim and let it run.
     async fn launch(self: &Arc<Self>, c: &mut Container, e: &Arc<Entry>) -> Result<()> {
-        let images = self.images.clone();
-        let id = c.id.clone();
-        let merged = tokio::task::spawn_blocking(move || -> Result<PathBuf> {
-            let rw = images
-                .layers
-                .list_rw()?
-                .into_iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| Error::Internal(format!("container {id} has no layer")))?;
-            let m = images.layers.mount_of(&rw)?;
-            if !is_mountpoint(&m.target) {
-                m.mount()?;
-            }
-            Ok(m.target)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-        c.rootfs = merged.display().to_string();
+        let m = self.root_mount(c)?;
+        let merged = m.target.clone();
+        if !is_mountpoint(&merged) {
+            tokio::task::spawn_blocking(move || m.mount()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
         let u = user::resolve(&merged, &c.config.user, &c.host.group_add)?;
         if !c.config.working_dir.is_empty() {
             let root = std::fs::File::open(&merged).map_err(Error::io("open rootfs"))?;
@@ -307,9 +301,6 @@ impl Engine {
                 berth_core::rootfs::Create::Dir,
             );
             wd.map_err(Error::io(format!("create working directory {}", c.config.working_dir)))?;
-            if u.uid != 0 {
-                // Docker gives a directory it made to the container's user.
-            }
         }
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
         let _ = std::fs::remove_dir_all(&sd.dir);
@@ -319,7 +310,7 @@ impl Engine {
             hosts: std::path::Path::new(&c.hosts_path),
             resolv: std::path::Path::new(&c.resolv_conf_path),
         };
-        let s = spec::build(c, &merged, &u, &etc, &self.cfg.cgroup_parent, None, &self.cfg.default_ulimits)?;
+        let s = spec::build(c, &merged, &u, &etc, &self.cfg.cgroup_parent, &self.cfg.default_ulimits)?;
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(sd.dir.join("config.json"), body).map_err(Error::io("write config.json"))?;
         let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {
@@ -373,7 +364,6 @@ impl Engine {
         {
             let mut r = e.rec.lock().map_err(poisoned)?;
             r.state = c.state.clone();
-            r.rootfs = c.rootfs.clone();
             self.save(&r)?;
         }
         self.monitor(e.clone(), sd);
@@ -423,19 +413,10 @@ impl Engine {
             r.clone()
         };
         self.teardown(&c);
-        if let Ok(mut r) = e.rec.lock() {
-            r.rootfs.clear();
-            let _ = self.save(&r);
-        }
-        let mut attrs = std::collections::BTreeMap::new();
-        attrs.insert("exitCode".to_owned(), rec.code.to_string());
-        let mut all = attrs;
-        all.insert("name".to_owned(), c.name.trim_start_matches('/').to_owned());
-        all.insert("image".to_owned(), c.config.image.clone());
         if rec.oom_killed {
             self.event(&c, "oom");
         }
-        self.events.publish("container", "die", &c.id, all);
+        self.event_with(&c, "die", [("exitCode", rec.code.to_string())]);
         e.changed.send_modify(|g| {
             g.exits += 1;
             g.exit_code = rec.code;
@@ -449,14 +430,17 @@ impl Engine {
         }
     }
 
+    /// How the container's root is mounted.
+    fn root_mount(&self, c: &Container) -> Result<berth_image::OverlayMount> {
+        let rw = c.rw_layer.as_ref().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))?;
+        Ok(self.images.layers.mount_of(rw)?)
+    }
+
     /// Unmount the root and remove the bundle of a container that stopped.
     fn teardown(&self, c: &Container) {
-        let images = self.images.clone();
-        if let Some(rw) = images.layers.list_rw().ok().and_then(|l| l.into_iter().find(|r| r.id == c.id)) {
-            if let Ok(m) = images.layers.mount_of(&rw) {
-                if is_mountpoint(&m.target) {
-                    let _ = m.unmount();
-                }
+        if let Ok(m) = self.root_mount(c) {
+            if is_mountpoint(&m.target) {
+                let _ = m.unmount();
             }
         }
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
@@ -482,11 +466,7 @@ impl Engine {
             }
         }
         shim::call(&sock, &Request::Signal { signal: sig, all: false }).await?;
-        let mut attrs = std::collections::BTreeMap::new();
-        attrs.insert("signal".to_owned(), sig.to_string());
-        attrs.insert("name".to_owned(), c.name.trim_start_matches('/').to_owned());
-        attrs.insert("image".to_owned(), c.config.image.clone());
-        self.events.publish("container", "kill", &c.id, attrs);
+        self.event_with(&c, "kill", [("signal", sig.to_string())]);
         Ok(())
     }
 
@@ -516,13 +496,7 @@ impl Engine {
             let _ = shim::call(&sock, &Request::Resume).await;
         }
         let _ = shim::call(&sock, &Request::Signal { signal: sig, all: false }).await;
-        let exited = async {
-            while rx.borrow_and_update().exits == before {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
+        let exited = next_exit(&mut rx, before);
         let in_time = if t < 0 {
             exited.await;
             true
@@ -531,11 +505,7 @@ impl Engine {
         };
         if !in_time {
             let _ = shim::call(&sock, &Request::Signal { signal: 9, all: true }).await;
-            while rx.borrow_and_update().exits == before {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
+            next_exit(&mut rx, before).await;
         }
         self.event(&c, "stop");
         Ok(())
@@ -630,34 +600,40 @@ impl Engine {
                 let _ = shim::call(&sock, &Request::Resume).await;
             }
             let _ = shim::call(&sock, &Request::Signal { signal: 9, all: true }).await;
-            while rx.borrow_and_update().exits == before {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
+            next_exit(&mut rx, before).await;
         }
         if let Ok(mut r) = e.rec.lock() {
             r.state.status = Status::Removing;
         }
-        self.teardown(&c);
-        let images = self.images.clone();
-        let id = c.id.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            if let Some(rw) = images.layers.list_rw()?.into_iter().find(|r| r.id == id) {
-                images.layers.remove_rw(&rw)?;
+        if let Err(err) = self.remove_files(&c).await {
+            // As Docker: a container that could not be removed is dead, and
+            // a later `rm` tries again.
+            if let Ok(mut r) = e.rec.lock() {
+                r.state.status = Status::Dead;
+                r.state.error = err.to_string();
+                let _ = self.save(&r);
             }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-        let dir = self.container_dir(&c.id);
-        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?;
+            return Err(err);
+        }
         if let Ok(mut m) = self.containers.lock() {
             m.remove(&c.id);
         }
         self.event(&c, "destroy");
         e.changed.send_modify(|g| g.removed = true);
         Ok(())
+    }
+
+    /// Unmount, then remove the writable layer and the container directory.
+    async fn remove_files(&self, c: &Container) -> Result<()> {
+        self.teardown(c);
+        if let Some(rw) = c.rw_layer.clone() {
+            let images = self.images.clone();
+            tokio::task::spawn_blocking(move || images.layers.remove_rw(&rw))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        let dir = self.container_dir(&c.id);
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))
     }
 
     /// `POST /containers/{id}/attach`: a connection to the container's
@@ -748,6 +724,10 @@ impl Engine {
                 m.insert(id.clone(), e.clone());
             }
             if !live {
+                // A crash between recording an exit and unmounting.
+                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
+                    self.teardown(&c);
+                }
                 continue;
             }
             let sd = ShimDir::new(&self.cfg.exec_root, &id);
@@ -763,6 +743,15 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// Wait until the exit count passes `before` (or the container is gone).
+async fn next_exit(rx: &mut tokio::sync::watch::Receiver<Generation>, before: u64) {
+    while rx.borrow_and_update().exits == before {
+        if rx.changed().await.is_err() {
+            break;
+        }
     }
 }
 

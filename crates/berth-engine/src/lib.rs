@@ -138,15 +138,6 @@ impl Engine {
         out
     }
 
-    /// Which containers use an image, for `rmi`.
-    pub fn image_users(&self, image_id: &str) -> Option<berth_image::images::ContainerUse> {
-        self.list()
-            .into_iter()
-            .filter(|c| c.image_id == image_id)
-            .map(|c| berth_image::images::ContainerUse { id: c.id.clone(), running: c.state.status.is_live() })
-            .max_by_key(|u| u.running)
-    }
-
     pub(crate) fn save(&self, rec: &model::Container) -> Result<()> {
         let body = serde_json::to_vec_pretty(rec).map_err(|e| Error::Internal(e.to_string()))?;
         let path = self.container_dir(&rec.id).join("container.json");
@@ -154,7 +145,13 @@ impl Engine {
     }
 
     pub(crate) fn event(&self, rec: &model::Container, action: &str) {
-        let mut attrs = std::collections::BTreeMap::new();
+        self.event_with(rec, action, []);
+    }
+
+    /// A container event with attributes beyond its name, image and labels.
+    pub(crate) fn event_with<const N: usize>(&self, rec: &model::Container, action: &str, extra: [(&str, String); N]) {
+        let mut attrs: std::collections::BTreeMap<String, String> =
+            extra.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         attrs.insert("name".to_owned(), rec.name.trim_start_matches('/').to_owned());
         attrs.insert("image".to_owned(), rec.config.image.clone());
         for (k, v) in &rec.config.labels {

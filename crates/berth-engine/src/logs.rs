@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+/// Docker's stdcopy frame header, which attach and logs share.
+pub use berth_shim_proto::frame_header;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     /// 1 stdout, 2 stderr.

@@ -194,6 +194,7 @@ pub struct Container {
     pub hostname_path: String,
     pub hosts_path: String,
     pub resolv_conf_path: String,
-    /// The merged root while mounted.
-    pub rootfs: String,
+    /// Its writable layer; the root is mounted at this layer's `merged`.
+    #[serde(default)]
+    pub rw_layer: Option<berth_image::RwLayer>,
 }

@@ -251,19 +251,17 @@ pub struct Etc<'a> {
     pub resolv: &'a Path,
 }
 
-/// The spec for `c`, whose root is mounted at `rootfs`; `init` is the path
-/// of berth's init binary when `--init` is asked for.
+/// The spec for `c`, whose root is mounted at `rootfs`.
 pub fn build(
     c: &Container,
     rootfs: &Path,
     user: &User,
     etc: &Etc<'_>,
     cgroup_parent: &str,
-    init: Option<&Path>,
     default_ulimits: &[crate::model::Ulimit],
 ) -> Result<Value> {
     let caps = capabilities(c)?;
-    let mut args: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
+    let args: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
     if args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
@@ -297,10 +295,6 @@ pub fn build(
     }
     for b in &c.host.binds {
         mounts.push(bind_mount(b)?);
-    }
-    if let Some(init) = init {
-        mounts.push(mount("/sbin/berth-init", "bind", &init.display().to_string(), &["rbind", "ro", "rprivate"]));
-        args.splice(0..0, ["/sbin/berth-init".to_owned(), "--".to_owned()]);
     }
     let mut env = c.config.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {

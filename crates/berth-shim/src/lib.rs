@@ -114,9 +114,11 @@ fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     };
     let dir = config.parent().unwrap_or(Path::new("/")).to_path_buf();
     let rt = match &cfg.runtime {
-        Some(binary) => {
-            Runtime::External { binary: binary.clone(), root: cfg.runtime_root.clone(), log: dir.join("runtime.log") }
-        }
+        Some(binary) => Runtime::External(runtime::External {
+            binary: binary.clone(),
+            root: cfg.runtime_root.clone(),
+            log: dir.join("runtime.log"),
+        }),
         None => Runtime::Builtin { root: cfg.runtime_root.clone() },
     };
     let (mut io, mut ends) = Stdio::new(cfg.tty, cfg.open_stdin)?;

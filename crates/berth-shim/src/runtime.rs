@@ -13,19 +13,24 @@ use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome, ExecProcess};
 
 #[derive(Debug)]
 pub(crate) enum Runtime {
-    Builtin {
-        root: PathBuf,
-    },
-    /// runc's own messages go to `log` (JSON lines): its stderr is the
-    /// container's.
-    External {
-        binary: PathBuf,
-        root: PathBuf,
-        log: PathBuf,
-    },
+    Builtin { root: PathBuf },
+    External(External),
+}
+
+/// A runc-compatible binary. Its own messages go to `log` (JSON lines):
+/// its stderr is the container's.
+#[derive(Debug)]
+pub(crate) struct External {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub log: PathBuf,
 }
 
 type Result<T> = std::result::Result<T, String>;
+
+fn text(e: impl ToString) -> String {
+    e.to_string()
+}
 
 impl Runtime {
     /// Create the container; returns its init's pid. `console` is one end of
@@ -40,44 +45,37 @@ impl Runtime {
                     console_fd: console,
                     ..Default::default()
                 };
-                berth_runtime::create(opts).map(|c| c.pid).map_err(|e| e.to_string())
+                berth_runtime::create(opts).map(|c| c.pid).map_err(text)
             }
-            Runtime::External { .. } => {
-                let pid_file = dir.join("init.pid");
-                let mut args: Vec<String> = vec!["create".into(), "--bundle".into(), bundle.display().to_string()];
-                let listener = console_listener(console, &dir.join("console.sock"), &mut args)?;
-                args.extend(["--pid-file".into(), pid_file.display().to_string(), id.to_owned()]);
-                let mut cmd = self.command(&args);
-                cmd.stdin(inherit(0)?).stdout(inherit(1)?);
-                self.run_with_console(cmd, listener)?;
-                let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("read init pid: {e}"))?;
-                pid.trim().parse().map_err(|_| format!("bad init pid {pid:?}"))
+            Runtime::External(x) => {
+                let args = ["create".into(), "--bundle".into(), bundle.display().to_string()];
+                x.run_for_pid(&args, id, console, &dir.join("console.sock"), &dir.join("init.pid"))
             }
         }
     }
 
     pub(crate) fn start(&self, id: &str) -> Result<()> {
         match self {
-            Runtime::Builtin { root } => berth_runtime::start(root, id).map(drop).map_err(|e| e.to_string()),
-            Runtime::External { .. } => self.simple(&["start", id]),
+            Runtime::Builtin { root } => berth_runtime::start(root, id).map(drop).map_err(text),
+            Runtime::External(x) => x.simple(&["start", id]),
         }
     }
 
     pub(crate) fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let sig = signal.to_string();
         match self {
-            Runtime::Builtin { root } => berth_runtime::kill(root, id, &sig, all).map_err(|e| e.to_string()),
-            Runtime::External { .. } if all => self.simple(&["kill", "--all", id, &sig]),
-            Runtime::External { .. } => self.simple(&["kill", id, &sig]),
+            Runtime::Builtin { root } => berth_runtime::kill(root, id, &sig, all).map_err(text),
+            Runtime::External(x) if all => x.simple(&["kill", "--all", id, &sig]),
+            Runtime::External(x) => x.simple(&["kill", id, &sig]),
         }
     }
 
     pub(crate) fn pause(&self, id: &str, frozen: bool) -> Result<()> {
         match (self, frozen) {
-            (Runtime::Builtin { root }, true) => berth_runtime::pause(root, id).map_err(|e| e.to_string()),
-            (Runtime::Builtin { root }, false) => berth_runtime::resume(root, id).map_err(|e| e.to_string()),
-            (Runtime::External { .. }, true) => self.simple(&["pause", id]),
-            (Runtime::External { .. }, false) => self.simple(&["resume", id]),
+            (Runtime::Builtin { root }, true) => berth_runtime::pause(root, id).map_err(text),
+            (Runtime::Builtin { root }, false) => berth_runtime::resume(root, id).map_err(text),
+            (Runtime::External(x), true) => x.simple(&["pause", id]),
+            (Runtime::External(x), false) => x.simple(&["resume", id]),
         }
     }
 
@@ -106,37 +104,27 @@ impl Runtime {
                     detach: true,
                     preserve_fds: 0,
                 };
-                match berth_runtime::exec(opts).map_err(|e| e.to_string())? {
+                match berth_runtime::exec(opts).map_err(text)? {
                     ExecOutcome::Detached(pid) => Ok(pid),
                     ExecOutcome::Exited(_) => Err("exec did not detach".into()),
                 }
             }
-            Runtime::External { .. } => {
-                let spec = dir.join(format!("exec-{}.json", std::process::id()));
-                let pid_file = dir.join("exec.pid");
-                let body = serde_json::to_vec(process).map_err(|e| e.to_string())?;
+            Runtime::External(x) => {
+                let spec = dir.join("exec-process.json");
+                let body = serde_json::to_vec(process).map_err(text)?;
                 std::fs::write(&spec, body).map_err(|e| format!("write {}: {e}", spec.display()))?;
-                let mut args: Vec<String> = vec!["exec".into(), "--detach".into(), "--process".into()];
-                args.push(spec.display().to_string());
-                args.extend(["--pid-file".into(), pid_file.display().to_string()]);
-                let listener = console_listener(console, &dir.join("exec-console.sock"), &mut args)?;
-                args.push(id.to_owned());
-                let mut cmd = self.command(&args);
-                cmd.stdin(inherit(0)?).stdout(inherit(1)?);
-                let r = self.run_with_console(cmd, listener);
+                let args = ["exec".into(), "--detach".into(), "--process".into(), spec.display().to_string()];
+                let r = x.run_for_pid(&args, id, console, &dir.join("exec-console.sock"), &dir.join("exec.pid"));
                 let _ = std::fs::remove_file(&spec);
-                r?;
-                let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("read exec pid: {e}"))?;
-                let _ = std::fs::remove_file(&pid_file);
-                pid.trim().parse().map_err(|_| format!("bad exec pid {pid:?}"))
+                r
             }
         }
     }
 
     pub(crate) fn delete(&self, id: &str) -> Result<()> {
         match self {
-            Runtime::Builtin { root } => berth_runtime::delete(root, id, true).map_err(|e| e.to_string()),
-            Runtime::External { .. } => self.simple(&["delete", "--force", id]),
+            Runtime::Builtin { root } => berth_runtime::delete(root, id, true).map_err(text),
+            Runtime::External(x) => x.simple(&["delete", "--force", id]),
         }
     }
 
@@ -147,40 +135,46 @@ impl Runtime {
                 .ok()
                 .and_then(|c| c.cgroup().oom_kill_count().ok())
                 .unwrap_or(0),
-            Runtime::External { .. } => 0,
+            Runtime::External(_) => 0,
         }
     }
+}
 
+impl External {
     fn name(&self) -> String {
-        match self {
-            Runtime::Builtin { .. } => "berth-runtime".into(),
-            Runtime::External { binary, .. } => binary.display().to_string(),
-        }
+        self.binary.display().to_string()
     }
 
-    fn command(&self, args: &[String]) -> Command {
-        let mut c = match self {
-            Runtime::External { binary, root, log } => {
-                let mut c = Command::new(binary);
-                c.arg("--root").arg(root).arg("--log").arg(log).args(["--log-format", "json"]);
-                c
-            }
-            Runtime::Builtin { root } => {
-                let mut c = Command::new("berth-runtime");
-                c.arg("--root").arg(root);
-                c
-            }
-        };
-        c.args(args);
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).arg("--log").arg(&self.log).args(["--log-format", "json"]).args(args);
         c
     }
 
-    /// Run an external runtime command, relaying the pty master it sends
-    /// to the console socket (if any) while it runs.
-    fn run_with_console(&self, mut cmd: Command, console: Option<(UnixListener, OwnedFd, PathBuf)>) -> Result<()> {
-        let mut child = cmd.stderr(inherit(2)?).spawn().map_err(|e| format!("run {}: {e}", self.name()))?;
+    /// Run `args ... --pid-file F ID` with our stdio as the new process's,
+    /// relaying the pty master it sends to its console socket while it
+    /// runs; returns the pid it wrote.
+    fn run_for_pid(
+        &self,
+        args: &[String],
+        id: &str,
+        console: Option<OwnedFd>,
+        console_path: &Path,
+        pid_file: &Path,
+    ) -> Result<i32> {
+        let mut args: Vec<String> = args.to_vec();
+        let listener = console_listener(console, console_path, &mut args)?;
+        args.extend(["--pid-file".into(), pid_file.display().to_string(), id.to_owned()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self
+            .command(&refs)
+            .stdin(inherit(0)?)
+            .stdout(inherit(1)?)
+            .stderr(inherit(2)?)
+            .spawn()
+            .map_err(|e| format!("run {}: {e}", self.name()))?;
         let mut relayed = Ok(());
-        if let Some((l, to, path)) = console {
+        if let Some((l, to, path)) = listener {
             relayed = accept_master(&l, &to, &mut child);
             let _ = std::fs::remove_file(path);
         }
@@ -188,13 +182,15 @@ impl Runtime {
         if !status.success() {
             return Err(self.failure(&[]));
         }
-        relayed
+        relayed?;
+        let pid = std::fs::read_to_string(pid_file).map_err(|e| format!("read {}: {e}", pid_file.display()))?;
+        let _ = std::fs::remove_file(pid_file);
+        pid.trim().parse().map_err(|_| format!("bad pid {pid:?} in {}", pid_file.display()))
     }
 
     fn simple(&self, args: &[&str]) -> Result<()> {
-        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         let out = self
-            .command(&args)
+            .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -209,10 +205,7 @@ impl Runtime {
 
     /// The runtime's last message: from its log, else from `stderr`.
     fn failure(&self, stderr: &[u8]) -> String {
-        let logged = match self {
-            Runtime::External { log, .. } => std::fs::read(log).unwrap_or_default(),
-            Runtime::Builtin { .. } => vec![],
-        };
+        let logged = std::fs::read(&self.log).unwrap_or_default();
         let text = if logged.iter().any(|b| !b.is_ascii_whitespace()) { &logged[..] } else { stderr };
         runtime_error(self.name(), text)
     }
