@@ -15,7 +15,7 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-fn int_arg(ctx: &Ctx, k: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn int_arg(ctx: &Ctx, k: &str) -> Result<Option<i64>, ApiError> {
     ctx.q(k)
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<i64>().map_err(|_| ApiError::bad(format!("invalid value for {k}: {s}"))))
@@ -74,7 +74,10 @@ fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<
 
 pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
     let c = ctx.engine.inspect(id)?;
-    json_response(StatusCode::OK, &convert::inspect(&c))
+    let mut out = convert::inspect(&c);
+    let execs = ctx.engine.exec_ids(&c.id);
+    out.exec_ids = (!execs.is_empty()).then_some(execs);
+    json_response(StatusCode::OK, &out)
 }
 
 /// A 304 from the engine is a success without a body.
@@ -160,7 +163,7 @@ pub async fn wait(ctx: &Ctx, id: &str) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn stream_type(tty: bool) -> &'static str {
+pub(crate) fn stream_type(tty: bool) -> &'static str {
     if tty {
         "application/vnd.docker.raw-stream"
     } else {
@@ -190,7 +193,7 @@ pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
                 return;
             }
         };
-        proxy(client, shim).await;
+        proxy(client, shim, async {}).await;
     });
     let mut b = Response::builder().header("Content-Type", stream_type(c.config.tty));
     b = if upgrade {
@@ -203,9 +206,13 @@ pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
 
 /// Join a hijacked client connection to a shim connection: output to the
 /// client until the shim ends it, stdin to the shim until the client
-/// half-closes (which the shim sees as the end of stdin).
-async fn proxy<C>(client: C, shim: tokio::net::UnixStream)
-where
+/// half-closes (which the shim sees as the end of stdin). `before_close`
+/// runs between the end of the output and the close.
+pub(crate) async fn proxy<C>(
+    client: C,
+    shim: tokio::net::UnixStream,
+    before_close: impl std::future::Future<Output = ()>,
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
@@ -215,6 +222,7 @@ where
         let _ = sw.shutdown().await;
     });
     let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    before_close.await;
     let _ = cw.shutdown().await;
     input.abort();
 }

@@ -103,10 +103,7 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         userns_mode: h.userns_mode,
         network_mode: h.network_mode,
         log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
-        console_size: match h.console_size.as_deref() {
-            Some([hh, ww]) if *hh > 0 && *ww > 0 => Some(((*hh).min(65535) as u16, (*ww).min(65535) as u16)),
-            _ => None,
-        },
+        console_size: console_size(h.console_size.as_deref()),
     };
     Ok(CreateRequest {
         name,
@@ -313,5 +310,13 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         host_config: hc,
         network_settings: json!({"Networks": {}}),
         mounts: vec![],
+    }
+}
+
+/// A [height, width] pair from the wire; zeros mean "not given".
+pub fn console_size(v: Option<&[u32]>) -> Option<(u16, u16)> {
+    match v {
+        Some([h, w]) if *h > 0 && *w > 0 => Some(((*h).min(65535) as u16, (*w).min(65535) as u16)),
+        _ => None,
     }
 }

@@ -7,6 +7,7 @@
 mod body;
 mod containers;
 mod convert;
+mod exec;
 mod images;
 mod system;
 
@@ -213,6 +214,10 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["containers", id, "resize"]) => containers::resize(&ctx, id).await,
         ("POST", ["containers", id, "rename"]) => containers::rename(&ctx, id),
         ("GET", ["containers", id, "logs"]) => containers::logs(&ctx, id),
+        ("POST", ["containers", id, "exec"]) => exec::create(&ctx, id, req).await,
+        ("POST", ["exec", id, "start"]) => exec::start(&ctx, id, req).await,
+        ("POST", ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
+        ("GET", ["exec", id, "json"]) => exec::inspect(&ctx, id),
         ("DELETE", ["containers", id]) => containers::remove(&ctx, id).await,
         ("GET", ["images", "json"]) => images::list(&ctx).await,
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,

@@ -251,13 +251,7 @@ impl Engine {
             }
             Err(err) => {
                 let msg = err.to_string();
-                let code = if msg.contains("executable file not found") || msg.contains("no such file or directory") {
-                    127
-                } else if msg.contains("permission denied") {
-                    126
-                } else {
-                    128
-                };
+                let code = start_exit_code(&msg);
                 self.teardown(&c);
                 if let Ok(mut r) = e.rec.lock() {
                     r.state.error = msg.clone();
@@ -447,7 +441,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&sd.dir);
     }
 
-    fn shim_socket(&self, e: &Entry) -> Result<(PathBuf, Container)> {
+    pub(crate) fn shim_socket(&self, e: &Entry) -> Result<(PathBuf, Container)> {
         let c = e.rec.lock().map_err(poisoned)?.clone();
         if !c.state.status.is_live() {
             return Err(Error::Conflict(format!("Container {} is not running", c.id)));
@@ -618,6 +612,7 @@ impl Engine {
         if let Ok(mut m) = self.containers.lock() {
             m.remove(&c.id);
         }
+        self.forget_execs(&c.id);
         self.event(&c, "destroy");
         e.changed.send_modify(|g| g.removed = true);
         Ok(())
@@ -747,6 +742,18 @@ impl Engine {
 }
 
 /// Wait until the exit count passes `before` (or the container is gone).
+/// Docker's exit code for a process that could not be started: 127 when
+/// the command is missing, 126 when it cannot be run, 128 otherwise.
+pub(crate) fn start_exit_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
 async fn next_exit(rx: &mut tokio::sync::watch::Receiver<Generation>, before: u64) {
     while rx.borrow_and_update().exits == before {
         if rx.changed().await.is_err() {

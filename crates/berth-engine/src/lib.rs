@@ -6,6 +6,7 @@
 mod containers;
 mod error;
 pub mod events;
+mod exec;
 pub mod logs;
 pub mod model;
 pub mod names;
@@ -21,6 +22,7 @@ use berth_image::images::ImageStore;
 
 pub use containers::{AttachStream, WaitCondition};
 pub use error::{Error, Result};
+pub use exec::{ExecConfig, ExecInfo};
 
 /// What the engine is given.
 #[derive(Debug, Clone)]
@@ -60,6 +62,7 @@ pub struct Engine {
     pub images: Arc<ImageStore>,
     pub events: events::Events,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
+    execs: exec::Execs,
 }
 
 impl Engine {
@@ -78,6 +81,7 @@ impl Engine {
             images: Arc::new(images),
             events: events::Events::default(),
             containers: Mutex::new(HashMap::new()),
+            execs: exec::Execs::default(),
         });
         engine.restore().await?;
         Ok(engine)

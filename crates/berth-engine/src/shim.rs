@@ -82,7 +82,7 @@ pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir) -> Result<(i3
 }
 
 /// Read one reply line without reading past it (the stream may go on).
-async fn read_reply(s: &mut UnixStream) -> Result<Reply> {
+pub(crate) async fn read_reply(s: &mut UnixStream) -> Result<Reply> {
     let mut buf = Vec::with_capacity(128);
     loop {
         let mut b = [0u8; 1];

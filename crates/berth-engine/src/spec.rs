@@ -29,7 +29,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
 ];
 
 /// Every capability this kernel knows, for `--privileged` and `ALL`.
-fn all_caps() -> Vec<String> {
+pub(crate) fn all_caps() -> Vec<String> {
     const NAMES: &[&str] = &[
         "CHOWN",
         "DAC_OVERRIDE",
@@ -77,7 +77,21 @@ fn all_caps() -> Vec<String> {
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(NAMES.len() - 1);
-    NAMES.iter().take(last + 1).map(|n| format!("CAP_{n}")).collect()
+    // As Docker: only what the daemon itself may hand on (its bounding
+    // set), so a daemon in a restricted container still runs privileged
+    // ones.
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|h| h.trim().to_owned())))
+        .and_then(|h| u64::from_str_radix(&h, 16).ok())
+        .unwrap_or(u64::MAX);
+    NAMES
+        .iter()
+        .enumerate()
+        .take(last + 1)
+        .filter(|(i, _)| bounding & (1u64 << i) != 0)
+        .map(|(_, n)| format!("CAP_{n}"))
+        .collect()
 }
 
 fn cap_name(c: &str) -> String {

@@ -1,0 +1,138 @@
+//! `/containers/{id}/exec` and `/exec/…`.
+
+use std::time::Duration;
+
+use berth_api_types as w;
+use berth_engine::ExecConfig;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::containers::{int_arg, proxy, stream_type};
+use crate::{body, convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
+
+/// How long the end of an attached exec's output may run ahead of its exit
+/// status.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn create(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
+    let body: Option<w::ExecCreateRequest> = read_json(req).await?;
+    let b = body.ok_or_else(|| ApiError::bad("exec configuration cannot be empty"))?;
+    let cfg = ExecConfig {
+        cmd: b.cmd.unwrap_or_default(),
+        env: b.env.unwrap_or_default(),
+        user: b.user,
+        working_dir: b.working_dir,
+        tty: b.tty,
+        attach_stdin: b.attach_stdin,
+        attach_stdout: b.attach_stdout,
+        attach_stderr: b.attach_stderr,
+        privileged: b.privileged,
+        detach_keys: b.detach_keys,
+        console_size: convert::console_size(b.console_size.as_deref()),
+    };
+    if !cfg.working_dir.is_empty() && !cfg.working_dir.starts_with('/') {
+        return Err(ApiError::bad(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            cfg.working_dir
+        )));
+    }
+    let exec_id = ctx.engine.exec_create(id, cfg)?;
+    json_response(StatusCode::CREATED, &w::IdResponse { id: exec_id })
+}
+
+/// `POST /exec/{id}/start`: detached, it answers once the process runs;
+/// attached, it answers 101 and streams the process's stdio until it ends,
+/// with its exit status recorded before the connection closes (the docker
+/// CLI reads it right after).
+pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
+    let upgrade = req.headers().get(hyper::header::UPGRADE).is_some();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let body: Option<w::ExecStartRequest> = read_json(req).await?;
+    let b = body.unwrap_or_default();
+    let size = convert::console_size(b.console_size.as_deref());
+    let x = ctx.engine.exec_inspect(id)?;
+    if b.detach {
+        ctx.engine.exec_start(id, true, size).await?;
+        return status_only(StatusCode::OK);
+    }
+    if x.running {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Error: Exec command {id} is already running")));
+    }
+    if x.started {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Error: Exec command {id} has already run")));
+    }
+    let engine = ctx.engine.clone();
+    let exec_id = x.id.clone();
+    let tty = x.config.tty;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut client = TokioIo::new(upgraded);
+        match engine.exec_start(&exec_id, false, size).await {
+            Ok(Some(stream)) => {
+                let engine = engine.clone();
+                let exec_id = exec_id.clone();
+                proxy(client, stream, async move {
+                    engine.exec_exit(&exec_id, EXIT_GRACE).await;
+                })
+                .await;
+            }
+            Ok(None) => {
+                engine.exec_exit(&exec_id, EXIT_GRACE).await;
+                let _ = client.shutdown().await;
+            }
+            Err(e) => {
+                // As Docker: the error goes to the client's stdout.
+                let text = format!("{e}\r\n").into_bytes();
+                if !tty {
+                    let _ = client.write_all(&berth_engine::logs::frame_header(1, text.len())).await;
+                }
+                let _ = client.write_all(&text).await;
+                let _ = client.shutdown().await;
+            }
+        }
+    });
+    let mut r = Response::builder().header("Content-Type", stream_type(x.config.tty));
+    r = if upgrade {
+        r.status(StatusCode::SWITCHING_PROTOCOLS).header("Connection", "Upgrade").header("Upgrade", "tcp")
+    } else {
+        r.status(StatusCode::OK)
+    };
+    r.body(body::empty()).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub async fn resize(ctx: &Ctx, id: &str) -> Reply {
+    let h = int_arg(ctx, "h")?.unwrap_or(0).clamp(0, 65535) as u16;
+    let wd = int_arg(ctx, "w")?.unwrap_or(0).clamp(0, 65535) as u16;
+    ctx.engine.exec_resize(id, wd, h).await?;
+    status_only(StatusCode::OK)
+}
+
+pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
+    let x = ctx.engine.exec_inspect(id)?;
+    let mut args = x.config.cmd.clone();
+    let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
+    json_response(
+        StatusCode::OK,
+        &w::ExecInspect {
+            can_remove: false,
+            container_id: x.container_id,
+            detach_keys: x.config.detach_keys.clone(),
+            exit_code: x.exit_code.map(i64::from),
+            id: x.id,
+            open_stderr: x.config.attach_stderr,
+            open_stdin: x.config.attach_stdin,
+            open_stdout: x.config.attach_stdout,
+            process_config: w::ExecProcessConfig {
+                arguments: args,
+                entrypoint,
+                privileged: x.config.privileged,
+                tty: x.config.tty,
+                user: x.config.user,
+            },
+            running: x.running,
+            pid: i64::from(x.pid),
+        },
+    )
+}

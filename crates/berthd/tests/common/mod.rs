@@ -1,0 +1,222 @@
+//! The harness for berthd's integration tests: a daemon of its own per
+//! test (roots, socket, cgroup parent), driven by the stock docker CLI and
+//! raw HTTP, and torn down with everything it made.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+pub fn can_run(what: &str) -> bool {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let docker = Path::new(DOCKER).exists();
+    if !root || !docker {
+        assert!(!ci, "{what}: needs root and {DOCKER} under CI");
+        eprintln!("skipping {what}: needs root and {DOCKER}");
+        return false;
+    }
+    true
+}
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub cgroup: String,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(tag: &str) -> Daemon {
+        Daemon::start_with(tag, &[])
+    }
+
+    pub fn start_with(tag: &str, extra: &[&str]) -> Daemon {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("berthd-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cgroup = format!("/berth-test-{}-{n}", std::process::id());
+        let extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut d = Daemon { dir, cgroup, child: None, extra };
+        d.spawn();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("berth.sock")
+    }
+
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("--config-file")
+            .arg(self.dir.join("daemon.json"))
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t = Instant::now();
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "berthd did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL the daemon, as a crash would.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    pub fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut c = Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    /// docker, expected to succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    }
+
+    pub fn load_busybox(&self) {
+        let tar = self.dir.join("busybox.tar");
+        let out = Command::new(env!("CARGO_BIN_EXE_berthd").replace("berthd", "berth-image"))
+            .args(["fixture", "--output"])
+            .arg(&tar)
+            .arg("busybox:latest")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let loaded = self.ok(&["load", "-i", tar.to_str().unwrap()]);
+        assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+    }
+
+    /// One raw HTTP request; (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() && UnixStream::connect(self.socket()).is_err() {
+            self.spawn();
+        }
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in stdout(&ids).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        self.crash();
+        // Whatever still runs from this daemon's roots (a failed test's shims).
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for p in rd.flatten() {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(self.dir.to_str().unwrap()) {
+                    if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
+                        // SAFETY: kill with a pid and a signal.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(self.dir.to_str().unwrap()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let c = std::ffi::CString::new(p).unwrap();
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let top = h.path().join(self.cgroup.trim_start_matches('/'));
+            if let Ok(rd) = std::fs::read_dir(&top) {
+                for sub in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = std::fs::remove_dir(sub.path());
+                }
+                let _ = std::fs::remove_dir(&top);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Nothing of the daemon's containers is left: no mounts under its roots,
+/// no cgroups under its parent, no shims.
+pub fn assert_clean(d: &Daemon) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = d.dir.to_str().unwrap();
+    assert!(!info.lines().any(|l| l.contains(root)), "mounts left under {root}");
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let top = h.path().join(d.cgroup.trim_start_matches('/'));
+        let subs = std::fs::read_dir(&top).map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+        assert_eq!(subs, 0, "cgroups left under {}", top.display());
+    }
+    let run = d.dir.join("run");
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "runtime")
+        .collect();
+    assert!(left.is_empty(), "exec root holds {left:?}");
+}
