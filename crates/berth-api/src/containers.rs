@@ -38,7 +38,7 @@ pub fn list(ctx: &Ctx) -> Reply {
     let now = now_nanos();
     let mut out = vec![];
     for c in ctx.engine.list() {
-        let live = c.state.status.is_live();
+        let live = c.state.status.is_running();
         if !filter_ok(&c, &f) {
             continue;
         }
@@ -129,7 +129,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
 pub async fn prune(ctx: &Ctx) -> Reply {
     let mut deleted = vec![];
     for c in ctx.engine.list() {
-        if c.state.status.is_live() {
+        if c.state.status.is_running() {
             continue;
         }
         if ctx.engine.remove(&c.id, false).await.is_ok() {

@@ -224,7 +224,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
         args: c.args.clone(),
         state: w::ContainerState {
             status: s.status.as_str().into(),
-            running: s.status.is_live(),
+            running: s.status.is_running(),
             paused: s.status == Status::Paused,
             restarting: s.status == Status::Restarting,
             oom_killed: s.oom_killed,

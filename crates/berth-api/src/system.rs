@@ -71,7 +71,7 @@ pub fn info(ctx: &Ctx) -> Reply {
             "Containers": list.len(),
             "ContainersRunning": count(|s| *s == berth_engine::model::Status::Running),
             "ContainersPaused": count(|s| *s == berth_engine::model::Status::Paused),
-            "ContainersStopped": count(|s| !s.is_live()),
+            "ContainersStopped": count(|s| !s.is_running()),
             "Images": images,
             "Driver": "overlay2",
             "DriverStatus": [["Backing Filesystem", ""], ["Supports d_type", "true"]],

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod error;
 pub mod id;
 pub mod rootfs;
+pub mod sockpath;
 pub mod time;
 
 pub use error::{ErrorKind, Kinded};

@@ -46,6 +46,7 @@ fn new_entry(rec: Container) -> Arc<Entry> {
         op: tokio::sync::Mutex::new(()),
         changed: tokio::sync::watch::channel(Generation::default()).0,
         pending: std::sync::Mutex::new(vec![]),
+        backoff: std::sync::Mutex::new(Default::default()),
     })
 }
 
@@ -228,10 +229,13 @@ impl Engine {
     pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
+        if let Ok(mut b) = e.backoff.lock() {
+            b.reset();
+        }
         self.start_locked(&e).await
     }
 
-    async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
+    pub(crate) async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
         let mut c = e.rec.lock().map_err(poisoned)?.clone();
         match c.state.status {
             Status::Running => return Err(Error::NotModified("container already started".into())),
@@ -253,15 +257,25 @@ impl Engine {
                 let msg = err.to_string();
                 let code = start_exit_code(&msg);
                 self.teardown(&c);
+                let mut was_restarting = false;
                 if let Ok(mut r) = e.rec.lock() {
                     r.state.error = msg.clone();
                     r.state.exit_code = code;
+                    if r.state.status == Status::Restarting {
+                        // A restart by policy that failed ends the policy's run.
+                        r.state.status = Status::Exited;
+                        r.state.finished_at = berth_core::time::now_rfc3339();
+                        was_restarting = true;
+                    }
                     let _ = self.save(&r);
                 }
                 for p in e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
                     let _ = p.tx.send(Err(Error::Conflict(msg.clone())));
                 }
-                e.changed.send_modify(|g| g.exit_code = code);
+                e.changed.send_modify(|g| {
+                    g.exit_code = code;
+                    g.exits += u64::from(was_restarting);
+                });
                 if c.host.auto_remove {
                     // As Docker: a container that could not start is removed
                     // when it was to be removed at its end.
@@ -395,22 +409,34 @@ impl Engine {
 
     /// Record an exit, unmount, and act on AutoRemove.
     async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
-        let c = {
+        let (c, again) = {
             let Ok(mut r) = e.rec.lock() else { return };
-            r.state.status = Status::Exited;
+            let ran = crate::restart::run_time(&r, &rec.finished_at);
+            let again = e.backoff.lock().ok().and_then(|mut b| b.decide(&r, rec.code, ran));
+            if again.is_some() {
+                r.state.status = Status::Restarting;
+                r.restart_count += 1;
+            } else {
+                r.state.status = Status::Exited;
+            }
             r.state.pid = 0;
             r.state.shim_pid = 0;
             r.state.exit_code = rec.code;
             r.state.oom_killed = rec.oom_killed;
             r.state.finished_at = rec.finished_at.clone();
             let _ = self.save(&r);
-            r.clone()
+            (r.clone(), again)
         };
         self.teardown(&c);
         if rec.oom_killed {
             self.event(&c, "oom");
         }
         self.event_with(&c, "die", [("exitCode", rec.code.to_string())]);
+        if let Some(delay) = again {
+            // Still "running" for waiters, as in Docker.
+            self.restart_later(e.clone(), delay);
+            return;
+        }
         e.changed.send_modify(|g| {
             g.exits += 1;
             g.exit_code = rec.code;
@@ -441,6 +467,23 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&sd.dir);
     }
 
+    /// Stop a container waiting to be restarted by its policy: it is
+    /// exited, as the user wants, and its waiters are told.
+    fn cancel_restart(&self, e: &Entry) -> Result<()> {
+        let code = {
+            let mut r = e.rec.lock().map_err(poisoned)?;
+            r.state.status = Status::Exited;
+            r.state.stopped_by_user = true;
+            self.save(&r)?;
+            r.state.exit_code
+        };
+        e.changed.send_modify(|g| {
+            g.exits += 1;
+            g.exit_code = code;
+        });
+        Ok(())
+    }
+
     pub(crate) fn shim_socket(&self, e: &Entry) -> Result<(PathBuf, Container)> {
         let c = e.rec.lock().map_err(poisoned)?.clone();
         if !c.state.status.is_live() {
@@ -453,10 +496,18 @@ impl Engine {
     pub async fn kill(self: &Arc<Self>, key: &str, signal: Option<&str>) -> Result<()> {
         let e = self.find(key)?;
         let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        let restarting = e.rec.lock().map_err(poisoned)?.state.status == Status::Restarting;
+        if restarting && sig == 9 {
+            return self.cancel_restart(&e);
+        }
         let (sock, c) = self.shim_socket(&e)?;
-        if sig == 9 || sig == 15 {
+        // As Docker: a fatal signal (SIGKILL or the stop signal) turns the
+        // restart policy off until the next start; others leave it on.
+        let stop_sig = signal_number(c.config.stop_signal.as_deref().unwrap_or("SIGTERM")).unwrap_or(15);
+        if sig == 9 || sig == stop_sig {
             if let Ok(mut r) = e.rec.lock() {
                 r.state.stopped_by_user = true;
+                self.save(&r)?;
             }
         }
         shim::call(&sock, &Request::Signal { signal: sig, all: false }).await?;
@@ -474,6 +525,11 @@ impl Engine {
 
     async fn stop_locked(self: &Arc<Self>, e: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let c = e.rec.lock().map_err(poisoned)?.clone();
+        if c.state.status == Status::Restarting {
+            self.cancel_restart(e)?;
+            self.event(&c, "stop");
+            return Ok(());
+        }
         if !c.state.status.is_live() {
             return Err(Error::NotModified("container already stopped".into()));
         }
@@ -509,6 +565,9 @@ impl Engine {
     pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
+        if let Ok(mut b) = e.backoff.lock() {
+            b.reset();
+        }
         match self.stop_locked(&e, timeout, signal).await {
             Ok(()) => {}
             Err(err) if err.is_not_modified() => {}
@@ -551,7 +610,7 @@ impl Engine {
         let before = *rx.borrow_and_update();
         let (live, code, error) = {
             let r = e.rec.lock().map_err(poisoned)?;
-            (r.state.status.is_live(), r.state.exit_code, r.state.error.clone())
+            (r.state.status.is_running(), r.state.exit_code, r.state.error.clone())
         };
         let now = cond == WaitCondition::NotRunning && !live;
         Ok(async move {
@@ -579,6 +638,15 @@ impl Engine {
         if c.state.status == Status::Removing {
             return Err(Error::Conflict(format!("removal of container {} is already in progress", c.id)));
         }
+        if c.state.status == Status::Restarting {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"{}\": container is restarting: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            self.cancel_restart(&e)?;
+        }
         if c.state.status.is_live() {
             if !force {
                 let what = if c.state.status == Status::Paused { "paused" } else { "running" };
@@ -589,6 +657,9 @@ impl Engine {
             }
             let mut rx = e.changed.subscribe();
             let before = rx.borrow_and_update().exits;
+            if let Ok(mut r) = e.rec.lock() {
+                r.state.stopped_by_user = true;
+            }
             let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
             if c.state.status == Status::Paused {
                 let _ = shim::call(&sock, &Request::Resume).await;
@@ -698,7 +769,7 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let entry = e.clone();
         crate::logs::read(PathBuf::from(&c.log_path), o, tx, move || {
-            entry.rec.lock().map(|r| r.state.status.is_live() || r.state.status == Status::Restarting).unwrap_or(false)
+            entry.rec.lock().map(|r| r.state.status.is_running()).unwrap_or(false)
         });
         Ok(rx)
     }
@@ -722,6 +793,12 @@ impl Engine {
                 // A crash between recording an exit and unmounting.
                 if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
                     self.teardown(&c);
+                    if crate::restart::start_on_open(&c) {
+                        if let Ok(mut r) = e.rec.lock() {
+                            r.state.status = Status::Restarting;
+                        }
+                        self.restart_later(e.clone(), Duration::ZERO);
+                    }
                 }
                 continue;
             }
@@ -741,7 +818,6 @@ impl Engine {
     }
 }
 
-/// Wait until the exit count passes `before` (or the container is gone).
 /// Docker's exit code for a process that could not be started: 127 when
 /// the command is missing, 126 when it cannot be run, 128 otherwise.
 pub(crate) fn start_exit_code(msg: &str) -> i32 {
@@ -754,6 +830,7 @@ pub(crate) fn start_exit_code(msg: &str) -> i32 {
     }
 }
 
+/// Wait until the exit count passes `before` (or the container is gone).
 async fn next_exit(rx: &mut tokio::sync::watch::Receiver<Generation>, before: u64) {
     while rx.borrow_and_update().exits == before {
         if rx.changed().await.is_err() {

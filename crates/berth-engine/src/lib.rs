@@ -10,6 +10,7 @@ mod exec;
 pub mod logs;
 pub mod model;
 pub mod names;
+mod restart;
 mod shim;
 pub mod spec;
 pub mod user;
@@ -47,6 +48,8 @@ pub(crate) struct Entry {
     pub changed: tokio::sync::watch::Sender<Generation>,
     /// Attachers waiting for the container to be created by its shim.
     pub pending: Mutex<Vec<containers::PendingAttach>>,
+    /// The restart policy's count and delay since the user's last start.
+    pub backoff: Mutex<restart::Backoff>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

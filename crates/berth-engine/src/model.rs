@@ -146,10 +146,14 @@ impl Status {
         }
     }
 
-    /// A process of the container exists (Docker's `State.Running` is true
-    /// when paused or restarting too).
+    /// A process of the container exists.
     pub fn is_live(self) -> bool {
         matches!(self, Status::Running | Status::Paused)
+    }
+
+    /// Docker's `State.Running`: true when paused or waiting to restart too.
+    pub fn is_running(self) -> bool {
+        self.is_live() || self == Status::Restarting
     }
 
     pub fn can_start(self) -> bool {

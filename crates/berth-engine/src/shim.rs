@@ -104,7 +104,8 @@ pub(crate) async fn read_reply(s: &mut UnixStream) -> Result<Reply> {
 /// Open a connection and send `req`; returns the first reply and the
 /// connection, for requests that go on (attach, wait).
 pub async fn open(socket: &Path, req: &Request) -> Result<(Reply, UnixStream)> {
-    let mut s = UnixStream::connect(socket).await.map_err(Error::io(format!("connect {}", socket.display())))?;
+    let to = berth_core::sockpath::SockPath::new(socket).map_err(Error::io(format!("connect {}", socket.display())))?;
+    let mut s = UnixStream::connect(to.path()).await.map_err(Error::io(format!("connect {}", socket.display())))?;
     let mut line = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
     line.push(b'\n');
     s.write_all(&line).await.map_err(Error::io("write to shim"))?;

@@ -101,7 +101,9 @@ fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
     let _ = std::fs::remove_file(&cfg.socket);
-    let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind {}: {e}", cfg.socket.display()))?;
+    let bind_err = |e: std::io::Error| format!("bind {}: {e}", cfg.socket.display());
+    let at = berth_core::sockpath::SockPath::new(&cfg.socket).map_err(bind_err)?;
+    let listener = UnixListener::bind(at.path()).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(|e| format!("socket: {e}"))?;
     std::fs::write(&cfg.pid_file, std::process::id().to_string())
         .map_err(|e| format!("write {}: {e}", cfg.pid_file.display()))?;

@@ -174,9 +174,9 @@ impl External {
             .spawn()
             .map_err(|e| format!("run {}: {e}", self.name()))?;
         let mut relayed = Ok(());
-        if let Some((l, to, path)) = listener {
+        if let Some((l, to, _alias)) = listener {
             relayed = accept_master(&l, &to, &mut child);
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(console_path);
         }
         let status = child.wait().map_err(|e| format!("wait for {}: {e}", self.name()))?;
         if !status.success() {
@@ -217,12 +217,14 @@ fn console_listener(
     console: Option<OwnedFd>,
     path: &Path,
     args: &mut Vec<String>,
-) -> Result<Option<(UnixListener, OwnedFd, PathBuf)>> {
+) -> Result<Option<(UnixListener, OwnedFd, berth_core::sockpath::SockPath)>> {
     let Some(sock) = console else { return Ok(None) };
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
-    args.extend(["--console-socket".into(), path.display().to_string()]);
-    Ok(Some((l, sock, path.to_owned())))
+    let err = |e: std::io::Error| format!("console socket {}: {e}", path.display());
+    let at = berth_core::sockpath::SockPath::for_children(path).map_err(err)?;
+    let l = UnixListener::bind(at.path()).map_err(err)?;
+    args.extend(["--console-socket".into(), at.path().display().to_string()]);
+    Ok(Some((l, sock, at)))
 }
 
 /// A duplicate of one of our stdio fds, for a child to take as its own.

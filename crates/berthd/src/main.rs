@@ -138,8 +138,10 @@ async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Resul
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let _ = std::fs::remove_file(&socket);
+    let at = berth_core::sockpath::SockPath::new(&socket).with_context(|| format!("listen on {}", socket.display()))?;
     let listener =
-        tokio::net::UnixListener::bind(&socket).with_context(|| format!("listen on {}", socket.display()))?;
+        tokio::net::UnixListener::bind(at.path()).with_context(|| format!("listen on {}", socket.display()))?;
+    drop(at);
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
     if let Some(g) = group {
         let gid = g.parse::<u32>().ok().or_else(|| {

@@ -1,0 +1,76 @@
+//! Unix socket paths longer than `sun_path` (108 bytes): they are reached
+//! through `/proc/self/fd/<dir>/<name>`, with the directory held open, so
+//! any exec root works however deep it is.
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The longest path `sun_path` holds, with its terminating NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// A path to use for `bind` or `connect`, valid while this lives.
+#[derive(Debug)]
+pub struct SockPath {
+    path: PathBuf,
+    _dir: Option<File>,
+}
+
+impl SockPath {
+    /// `path` itself when it fits, else a short alias through an open
+    /// descriptor of its directory.
+    pub fn new(path: &Path) -> std::io::Result<SockPath> {
+        SockPath::with_proc(path, "/proc/self/fd".into())
+    }
+
+    /// As `new`, with an alias that the caller's children can use too
+    /// (through `/proc/<pid>`, not `/proc/self`).
+    pub fn for_children(path: &Path) -> std::io::Result<SockPath> {
+        SockPath::with_proc(path, format!("/proc/{}/fd", std::process::id()).into())
+    }
+
+    fn with_proc(path: &Path, fds: PathBuf) -> std::io::Result<SockPath> {
+        if path.as_os_str().len() <= SUN_PATH_MAX {
+            return Ok(SockPath { path: path.to_owned(), _dir: None });
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path has no directory"));
+        };
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        let d = o.open(dir)?;
+        let short = fds.join(std::os::fd::AsRawFd::as_raw_fd(&d).to_string()).join(name);
+        if short.as_os_str().len() > SUN_PATH_MAX {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket name too long"));
+        }
+        Ok(SockPath { path: short, _dir: Some(d) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deep_socket_is_bound_and_reached_through_its_directory() {
+        let base = std::env::temp_dir().join(format!("berth-sockpath-{}", std::process::id()));
+        let deep = base.join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let sock = deep.join("shim.sock");
+        assert!(sock.as_os_str().len() > SUN_PATH_MAX);
+        let b = SockPath::new(&sock).unwrap();
+        let l = std::os::unix::net::UnixListener::bind(b.path()).unwrap();
+        assert!(sock.exists(), "bound at the real path");
+        let c = SockPath::new(&sock).unwrap();
+        let _s = std::os::unix::net::UnixStream::connect(c.path()).unwrap();
+        let _ = l.accept().unwrap();
+        let short = SockPath::new(Path::new("/tmp/x.sock")).unwrap();
+        assert_eq!(short.path(), Path::new("/tmp/x.sock"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
