@@ -25,6 +25,11 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
             "invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string(),
         ));
     }
+    // No user namespace remapping is configured, so "private" (Docker's
+    // default) and "host" both run in the host's user namespace.
+    if !matches!(h.userns_mode.as_str(), "" | "host" | "private") {
+        return Err(ApiError::bad(format!("invalid USER mode: {}", h.userns_mode)));
+    }
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
     }

@@ -318,7 +318,10 @@ impl Engine {
             hosts: std::path::Path::new(&c.hosts_path),
             resolv: std::path::Path::new(&c.resolv_conf_path),
         };
-        let s = spec::build(c, &merged, &u, &etc, &self.cfg.cgroup_parent, &self.cfg.default_ulimits)?;
+        let init = self.init_binary();
+        let defaults =
+            spec::Defaults { cgroup_parent: &self.cfg.cgroup_parent, ulimits: &self.cfg.default_ulimits, init: &init };
+        let s = spec::build(c, &merged, &u, &etc, &defaults)?;
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(sd.dir.join("config.json"), body).map_err(Error::io("write config.json"))?;
         let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {

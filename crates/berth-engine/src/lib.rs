@@ -11,6 +11,7 @@ pub mod logs;
 pub mod model;
 pub mod names;
 mod restart;
+pub mod seccomp;
 mod shim;
 pub mod spec;
 pub mod user;
@@ -24,6 +25,9 @@ use berth_image::images::ImageStore;
 pub use containers::{AttachStream, WaitCondition};
 pub use error::{Error, Result};
 pub use exec::{ExecConfig, ExecInfo};
+
+/// berth-init, built statically by the build script.
+static INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));
 
 /// What the engine is given.
 #[derive(Debug, Clone)]
@@ -86,6 +90,7 @@ impl Engine {
             containers: Mutex::new(HashMap::new()),
             execs: exec::Execs::default(),
         });
+        engine.install_init()?;
         engine.restore().await?;
         Ok(engine)
     }
@@ -96,6 +101,20 @@ impl Engine {
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)
+    }
+
+    /// The static init `--init` containers run as pid 1.
+    fn init_binary(&self) -> PathBuf {
+        self.cfg.exec_root.join("berth-init")
+    }
+
+    /// Write the init this engine carries, unless the same is there.
+    fn install_init(&self) -> Result<()> {
+        let path = self.init_binary();
+        if std::fs::read(&path).is_ok_and(|b| b == INIT) {
+            return Ok(());
+        }
+        berth_core::atomic::write_atomic(&path, INIT, 0o755).map_err(Error::io(format!("write {}", path.display())))
     }
 
     fn runtime_root(&self) -> PathBuf {

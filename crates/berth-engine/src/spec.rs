@@ -265,19 +265,71 @@ pub struct Etc<'a> {
     pub resolv: &'a Path,
 }
 
+/// What the daemon adds to every container.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults<'a> {
+    pub cgroup_parent: &'a str,
+    pub ulimits: &'a [crate::model::Ulimit],
+    /// The static init mounted for `--init`.
+    pub init: &'a Path,
+}
+
+/// Where `--init` puts the init, as Docker does.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// Every device node of the host, for `--privileged` (as Docker: not
+/// those of /dev/pts, /dev/shm, /dev/mqueue or the console).
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = vec![];
+    let mut dirs = vec![std::path::PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+            let ft = m.file_type();
+            if ft.is_dir() {
+                let skip = ["pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev"];
+                if !(dir == std::path::Path::new("/dev") && skip.iter().any(|s| e.file_name() == *s)) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == std::path::Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = m.rdev();
+            out.push(json!({
+                "path": path.display().to_string(),
+                "type": typ,
+                "major": libc::major(rdev),
+                "minor": libc::minor(rdev),
+                "fileMode": m.mode() & 0o7777,
+                "uid": m.uid(),
+                "gid": m.gid(),
+            }));
+        }
+    }
+    out
+}
+
 /// The spec for `c`, whose root is mounted at `rootfs`.
-pub fn build(
-    c: &Container,
-    rootfs: &Path,
-    user: &User,
-    etc: &Etc<'_>,
-    cgroup_parent: &str,
-    default_ulimits: &[crate::model::Ulimit],
-) -> Result<Value> {
+pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defaults<'_>) -> Result<Value> {
     let caps = capabilities(c)?;
-    let args: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
+    let mut args: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
     if args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
+    }
+    if c.host.init {
+        args.splice(0..0, [INIT_PATH.to_owned(), "--".to_owned()]);
     }
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
@@ -310,6 +362,9 @@ pub fn build(
     for b in &c.host.binds {
         mounts.push(bind_mount(b)?);
     }
+    if c.host.init {
+        mounts.push(mount(INIT_PATH, "bind", &d.init.display().to_string(), &["bind", "ro", "nosuid", "nodev"]));
+    }
     let mut env = c.config.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -329,7 +384,7 @@ pub fn build(
         .iter()
         .any(|o| o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true");
     let mut ulimits: Vec<Value> = vec![];
-    for u in default_ulimits.iter().filter(|d| !c.host.resources.ulimits.iter().any(|u| u.name == d.name)) {
+    for u in d.ulimits.iter().filter(|d| !c.host.resources.ulimits.iter().any(|u| u.name == d.name)) {
         ulimits.push(rlimit(u));
     }
     ulimits.extend(c.host.resources.ulimits.iter().map(rlimit));
@@ -363,7 +418,7 @@ pub fn build(
     let mut linux = json!({
         "namespaces": namespaces,
         "resources": resources(c),
-        "cgroupsPath": format!("{}/{}", cgroup_parent.trim_end_matches('/'), c.id),
+        "cgroupsPath": format!("{}/{}", d.cgroup_parent.trim_end_matches('/'), c.id),
     });
     if !c.host.privileged {
         linux["maskedPaths"] = json!(MASKED);
@@ -371,6 +426,12 @@ pub fn build(
     }
     if !c.host.sysctls.is_empty() {
         linux["sysctl"] = json!(c.host.sysctls);
+    }
+    if c.host.privileged {
+        linux["devices"] = json!(host_devices());
+    }
+    if let Some(filter) = crate::seccomp::for_container(&c.host.security_opt, c.host.privileged, &caps)? {
+        linux["seccomp"] = filter;
     }
     let mut spec = json!({
         "ociVersion": "1.2.0",

@@ -216,7 +216,7 @@ pub fn assert_clean(d: &Daemon) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "runtime")
+        .filter(|n| n != "runtime" && n != "berth-init")
         .collect();
     assert!(left.is_empty(), "exec root holds {left:?}");
 }
