@@ -278,3 +278,52 @@ pub fn logs(ctx: &Ctx, id: &str) -> Reply {
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+/// `GET /containers/{id}/changes`.
+pub async fn changes(ctx: &Ctx, id: &str) -> Reply {
+    let list = ctx.engine.changes(id).await?;
+    let out: Vec<serde_json::Value> =
+        list.iter().map(|c| serde_json::json!({"Path": c.path, "Kind": c.kind.code()})).collect();
+    json_response(StatusCode::OK, &out)
+}
+
+/// `GET /containers/{id}/export`: the root file system as a tar stream.
+pub async fn export(ctx: &Ctx, id: &str) -> Reply {
+    ctx.engine.inspect(id)?;
+    let (tx, body) = body::channel();
+    let engine = ctx.engine.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        // A failure midway leaves the client with a tar cut short.
+        let _ = engine.export(&id, body::ChannelWriter::new(tx)).await;
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `POST /commit`.
+pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let key = ctx.q("container").unwrap_or("").to_owned();
+    let body: Option<w::ContainerConfig> = read_json(req).await?;
+    let mut r = berth_engine::CommitRequest {
+        reference: ctx.repo_tag()?,
+        comment: ctx.q("comment").unwrap_or("").to_owned(),
+        author: ctx.q("author").unwrap_or("").to_owned(),
+        changes: ctx.all("changes").into_iter().filter(|c| !c.trim().is_empty()).collect(),
+        pause: ctx.q("pause").is_none_or(|p| matches!(p, "1" | "true" | "True" | "TRUE")),
+        ..Default::default()
+    };
+    if let Some(b) = body {
+        r.cmd = b.cmd.map(|c| c.into_vec());
+        r.entrypoint = b.entrypoint.map(|e| e.into_vec());
+        r.env = b.env;
+        r.working_dir = Some(b.working_dir).filter(|s| !s.is_empty());
+        r.user = Some(b.user).filter(|s| !s.is_empty());
+        r.labels = b.labels;
+    }
+    let id = ctx.engine.commit(&key, r).await?;
+    json_response(StatusCode::CREATED, &w::IdResponse { id: id.to_string() })
+}

@@ -162,17 +162,8 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     if src != "-" {
         return Err(ApiError::bad("fromSrc must be \"-\": importing from a URL is not supported"));
     }
-    let tag = match (ctx.q("repo").filter(|s| !s.is_empty()), ctx.q("tag").filter(|s| !s.is_empty())) {
-        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
-        (Some(r), None) => Some(r.to_owned()),
-        _ => None,
-    };
-    let tag = tag
-        .map(|t| berth_image::Reference::parse(&t).map(|r| r.with_default_tag()))
-        .transpose()
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let changes: Vec<String> =
-        ctx.query.iter().filter(|(k, _)| k.as_str() == "changes").map(|(_, v)| v.clone()).collect();
+    let tag = ctx.repo_tag()?;
+    let changes = ctx.all("changes");
     let message = ctx.q("message").map(str::to_owned);
     let path = spool(ctx, req).await?;
     let store = ctx.engine.images.clone();
@@ -192,5 +183,172 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         .status(StatusCode::OK)
         .header("Content-Type", "application/json")
         .body(body::full(format!("{line}\n")))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Which container uses an image, for delete and prune.
+fn users(ctx: &Ctx) -> Vec<(String, String, bool)> {
+    ctx.engine.list().into_iter().map(|c| (c.image_id.clone(), c.id.clone(), c.state.status.is_running())).collect()
+}
+
+fn user_of(users: &[(String, String, bool)], id: &berth_image::ImageId) -> Option<berth_image::ContainerUse> {
+    let id = id.to_string();
+    users
+        .iter()
+        .find(|(img, _, _)| *img == id)
+        .map(|(_, c, running)| berth_image::ContainerUse { id: c.clone(), running: *running })
+}
+
+fn deleted_json(d: &[berth_image::Deleted]) -> Vec<serde_json::Value> {
+    d.iter()
+        .map(|x| match x {
+            berth_image::Deleted::Untagged(n) => json!({"Untagged": n}),
+            berth_image::Deleted::Deleted(id) => json!({"Deleted": id.to_string()}),
+        })
+        .collect()
+}
+
+/// `GET /images/{name}/history`: newest first, with each layer's size.
+pub async fn history(ctx: &Ctx, name: &str) -> Reply {
+    let store = ctx.engine.images.clone();
+    let name = name.to_owned();
+    let v = tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, ApiError> {
+        let id = store.resolve(&name)?;
+        let cfg = store.config(&id)?;
+        let rec = store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
+        let mut sizes: Vec<u64> = match &rec.top_layer {
+            Some(top) => store.layers.chain(top)?.iter().map(|l| l.size).collect(),
+            None => vec![],
+        };
+        sizes.reverse();
+        let mut sizes = sizes.into_iter();
+        let tags: Vec<String> = store.names_of(&id)?.iter().map(|r| r.familiar()).collect();
+        let mut out: Vec<serde_json::Value> = cfg
+            .history
+            .iter()
+            .map(|h| {
+                let size = if h.empty_layer { 0 } else { sizes.next().unwrap_or(0) };
+                json!({
+                    "Id": "<missing>",
+                    "Created": created_secs(h.created.as_deref()),
+                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
+                    "Tags": null,
+                    "Size": size,
+                    "Comment": h.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.reverse();
+        if let Some(top) = out.first_mut() {
+            top["Id"] = json!(id.to_string());
+            top["Tags"] = json!(tags);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(blocking_err)??;
+    json_response(StatusCode::OK, &v)
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+pub async fn tag(ctx: &Ctx, name: &str) -> Reply {
+    let r = ctx.repo_tag()?.ok_or_else(|| ApiError::bad("repository name must have at least one component"))?;
+    let store = ctx.engine.images.clone();
+    let name = name.to_owned();
+    let r2 = r.clone();
+    let id = tokio::task::spawn_blocking(move || -> Result<berth_image::ImageId, ApiError> {
+        let id = store.resolve(&name)?;
+        store.tag(&r2, &id)?;
+        Ok(id)
+    })
+    .await
+    .map_err(blocking_err)??;
+    let attrs = [("name".to_owned(), r.familiar())].into_iter().collect();
+    ctx.engine.events.publish("image", "tag", &id.to_string(), attrs);
+    crate::status_only(StatusCode::CREATED)
+}
+
+/// `DELETE /images/{name}?force=&noprune=`.
+pub async fn delete(ctx: &Ctx, name: &str) -> Reply {
+    let store = ctx.engine.images.clone();
+    let users = users(ctx);
+    let (name, force, prune) = (name.to_owned(), ctx.flag("force"), !ctx.flag("noprune"));
+    let done = tokio::task::spawn_blocking(move || -> Result<Vec<berth_image::Deleted>, ApiError> {
+        let d = store.delete(&name, force, |id| user_of(&users, id))?;
+        if prune {
+            store.collect_layers()?;
+            store.prune_blobs()?;
+        }
+        Ok(d)
+    })
+    .await
+    .map_err(blocking_err)??;
+    for d in &done {
+        let (action, id) = match d {
+            berth_image::Deleted::Untagged(n) => ("untag", n.clone()),
+            berth_image::Deleted::Deleted(id) => ("delete", id.to_string()),
+        };
+        ctx.engine.events.publish("image", action, &id, Default::default());
+    }
+    json_response(StatusCode::OK, &deleted_json(&done))
+}
+
+/// `POST /images/prune`: dangling images no container uses; with
+/// `dangling=false`, every image no container uses.
+pub async fn prune(ctx: &Ctx) -> Reply {
+    let f = crate::system::filters(ctx)?;
+    let all = f.get("dangling").is_some_and(|v| v.iter().any(|x| x == "false" || x == "0"));
+    let store = ctx.engine.images.clone();
+    let users = users(ctx);
+    let (deleted, reclaimed) =
+        tokio::task::spawn_blocking(move || -> Result<(Vec<berth_image::Deleted>, u64), ApiError> {
+            let before: u64 = store.layers.list()?.iter().map(|l| l.size).sum();
+            let names = store.names()?;
+            let mut out = vec![];
+            for rec in store.list()? {
+                let named = names.iter().any(|(_, id)| *id == rec.id);
+                if (named && !all) || user_of(&users, &rec.id).is_some() {
+                    continue;
+                }
+                out.extend(store.delete(&rec.id.to_string(), true, |id| user_of(&users, id))?);
+            }
+            store.collect_layers()?;
+            store.prune_blobs()?;
+            let after: u64 = store.layers.list()?.iter().map(|l| l.size).sum();
+            Ok((out, before.saturating_sub(after)))
+        })
+        .await
+        .map_err(blocking_err)??;
+    json_response(StatusCode::OK, &json!({"ImagesDeleted": deleted_json(&deleted), "SpaceReclaimed": reclaimed}))
+}
+
+/// `GET /images/{name}/get` and `GET /images/get?names=…`: `docker save`.
+pub async fn get(ctx: &Ctx, names: Vec<String>) -> Reply {
+    if names.is_empty() {
+        return Err(ApiError::bad("no images named"));
+    }
+    let store = ctx.engine.images.clone();
+    {
+        let s = store.clone();
+        let n = names.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+            for name in &n {
+                s.resolve(name)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(blocking_err)??;
+    }
+    let (tx, body) = body::channel();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // A failure midway leaves the client with a tar cut short.
+        let _ = berth_image::save::save(&store, &refs, body::ChannelWriter::new(tx));
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

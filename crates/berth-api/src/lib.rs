@@ -79,6 +79,8 @@ pub type Reply = Result<Response<Body>, ApiError>;
 pub struct Ctx {
     pub engine: Arc<Engine>,
     pub query: HashMap<String, String>,
+    /// Every query pair in order, for keys given more than once.
+    pub pairs: Vec<(String, String)>,
     /// The API version the client asked for.
     pub version: String,
 }
@@ -86,6 +88,20 @@ pub struct Ctx {
 impl Ctx {
     pub fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str)
+    }
+    /// Every value of a key that may repeat (`changes`).
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.pairs.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect()
+    }
+    /// `repo` and `tag` as one reference, tagged `latest` when no tag is given.
+    pub fn repo_tag(&self) -> Result<Option<berth_image::Reference>, ApiError> {
+        let t = match (self.q("repo").filter(|s| !s.is_empty()), self.q("tag").filter(|s| !s.is_empty())) {
+            (Some(r), Some(t)) => format!("{r}:{t}"),
+            (Some(r), None) => r.to_owned(),
+            (None, Some(_)) => return Err(ApiError::bad("a tag needs a repository")),
+            (None, None) => return Ok(None),
+        };
+        berth_image::Reference::parse(&t).map(|r| Some(r.with_default_tag())).map_err(|e| ApiError::bad(e.to_string()))
     }
     /// Docker's boolean query values: 1, true, True (anything else is false).
     pub fn flag(&self, k: &str) -> bool {
@@ -125,11 +141,11 @@ pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(req: Request<Incomin
     serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    let mut out = vec![];
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(percent_decode(k), percent_decode(v));
+        out.push((percent_decode(k), percent_decode(v)));
     }
     out
 }
@@ -191,7 +207,8 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         version = v.to_owned();
         parts.remove(0);
     }
-    let ctx = Ctx { engine, query: parse_query(req.uri().query()), version };
+    let pairs = parse_query(req.uri().query());
+    let ctx = Ctx { engine, query: pairs.iter().cloned().collect(), pairs, version };
     let method = req.method().clone();
     let p: Vec<&str> = parts.iter().map(String::as_str).collect();
     let r = match (method.as_str(), p.as_slice()) {
@@ -218,11 +235,20 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["exec", id, "start"]) => exec::start(&ctx, id, req).await,
         ("POST", ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
         ("GET", ["exec", id, "json"]) => exec::inspect(&ctx, id),
+        ("GET", ["containers", id, "changes"]) => containers::changes(&ctx, id).await,
+        ("GET", ["containers", id, "export"]) => containers::export(&ctx, id).await,
+        ("POST", ["commit"]) => containers::commit(&ctx, req).await,
         ("DELETE", ["containers", id]) => containers::remove(&ctx, id).await,
         ("GET", ["images", "json"]) => images::list(&ctx).await,
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(&ctx, &name.join("/")).await,
+        ("GET", ["images", "get"]) => images::get(&ctx, ctx.all("names")).await,
+        ("POST", ["images", "prune"]) => images::prune(&ctx).await,
+        ("GET", ["images", name @ .., "get"]) if !name.is_empty() => images::get(&ctx, vec![name.join("/")]).await,
+        ("GET", ["images", name @ .., "history"]) if !name.is_empty() => images::history(&ctx, &name.join("/")).await,
+        ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(&ctx, &name.join("/")).await,
+        ("DELETE", ["images", name @ ..]) if !name.is_empty() => images::delete(&ctx, &name.join("/")).await,
         _ => Err(ApiError::not_found("page not found".to_string())),
     };
     match r {

@@ -13,6 +13,7 @@ pub mod names;
 mod restart;
 pub mod seccomp;
 mod shim;
+mod snapshot;
 pub mod spec;
 pub mod user;
 
@@ -25,6 +26,7 @@ use berth_image::images::ImageStore;
 pub use containers::{AttachStream, WaitCondition};
 pub use error::{Error, Result};
 pub use exec::{ExecConfig, ExecInfo};
+pub use snapshot::CommitRequest;
 
 /// berth-init, built statically by the build script.
 static INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));

@@ -147,21 +147,41 @@ impl<W: Write> Write for HashWriter<W> {
 /// become hardlinks. Entries are sorted, so the same tree gives the same
 /// bytes. Returns the diff id.
 pub fn export(upper: &Path, w: impl Write) -> Result<DiffId> {
-    write_tree(upper, w, true)
+    write_tree(upper, w, true, &[])
+}
+
+/// As `export`, leaving out the paths in `skip` (relative, such as
+/// `etc/hosts`) where they are empty files or empty directories: the
+/// mount points a runtime made in the layer, which are not the
+/// container's own changes.
+pub fn export_skipping(upper: &Path, w: impl Write, skip: &[&Path]) -> Result<DiffId> {
+    write_tree(upper, w, true, skip)
+}
+
+/// Whether `full` (at `rel`) is one of `skip` and holds nothing.
+pub fn is_skipped_mountpoint(full: &Path, rel: &Path, skip: &[&Path]) -> bool {
+    if !skip.contains(&rel) {
+        return false;
+    }
+    match fs::symlink_metadata(full) {
+        Ok(m) if m.is_file() => m.len() == 0,
+        Ok(m) if m.is_dir() => fs::read_dir(full).map(|mut d| d.next().is_none()).unwrap_or(false),
+        _ => false,
+    }
 }
 
 /// Write a whole tree (a merged root file system) as a tar, as `docker
 /// export` does: entries as they are, sorted, hardlinks kept. Returns the
 /// digest of the tar.
 pub fn export_tree(root: &Path, w: impl Write) -> Result<DiffId> {
-    write_tree(root, w, false)
+    write_tree(root, w, false, &[])
 }
 
-fn write_tree(dir: &Path, w: impl Write, layer: bool) -> Result<DiffId> {
+fn write_tree(dir: &Path, w: impl Write, layer: bool, skip: &[&Path]) -> Result<DiffId> {
     let mut b = tar::Builder::new(HashWriter { inner: w, hasher: Algorithm::Sha256.hasher() });
     b.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    export_dir(&mut b, dir, Path::new(""), &mut links, layer)?;
+    export_dir(&mut b, dir, Path::new(""), &mut links, layer, skip)?;
     let hw = b.into_inner().map_err(Error::io("finish tar"))?;
     Ok(DiffId::from(hw.hasher.finish()))
 }
@@ -190,12 +210,16 @@ fn export_dir<W: Write>(
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
     layer: bool,
+    skip: &[&Path],
 ) -> Result<()> {
     let fail = |p: &Path| Error::io(format!("export {}", p.display()));
     for e in sorted(&upper.join(rel))? {
         let r = rel.join(e.file_name());
         let full = upper.join(&r);
         let m = fs::symlink_metadata(&full).map_err(fail(&r))?;
+        if is_skipped_mountpoint(&full, &r, skip) {
+            continue;
+        }
         if layer && is_whiteout(&m) {
             let name = rel.join(whiteout_name(&e.file_name()));
             let mut h = marker_header(m.mtime());
@@ -221,7 +245,7 @@ fn export_dir<W: Write>(
                 let mut oh = marker_header(m.mtime());
                 b.append_data(&mut oh, r.join(".wh..wh..opq"), io::empty()).map_err(fail(&r))?;
             }
-            export_dir(b, upper, &r, links, layer)?;
+            export_dir(b, upper, &r, links, layer, skip)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).map_err(fail(&r))?;
             h.set_entry_type(tar::EntryType::Symlink);

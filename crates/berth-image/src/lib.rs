@@ -28,6 +28,7 @@ pub use config::{ImageConfig, RunConfig};
 pub use images::{ContainerUse, Deleted, ImageRecord, ImageStore};
 pub mod archive;
 pub mod changes;
+pub mod commit;
 pub mod fixture;
 pub mod instruction;
 pub mod rootfs;

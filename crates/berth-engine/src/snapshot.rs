@@ -1,0 +1,152 @@
+//! A container's files as a whole: `docker diff`, `docker export` and
+//! `docker commit`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_image::changes::Change;
+use berth_image::commit::CommitOptions;
+use berth_image::{ImageId, Reference};
+use berth_shim_proto::Request;
+
+use crate::model::{Container, Status};
+use crate::shim::{self, ShimDir};
+use crate::{Engine, Error, Result};
+
+/// What `POST /commit` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub reference: Option<Reference>,
+    pub comment: String,
+    pub author: String,
+    pub changes: Vec<String>,
+    /// Freeze a running container while its layer is read (Docker's default).
+    pub pause: bool,
+    /// Overrides of the container's config (fields given replace its own).
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// What the engine and runtime create in a container's layer to mount
+/// over: not the container's changes unless something was put there.
+const MOUNTPOINTS: &[&str] = &["dev", "proc", "sys", "etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"];
+
+fn join<T: Send + 'static>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    r.map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// The image config's run settings from a container's.
+fn image_run_config(c: &Container, r: &CommitRequest) -> berth_image::RunConfig {
+    let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let some_str = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let set = |v: &Vec<String>| -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+        (!v.is_empty()).then(|| v.iter().map(|k| (k.clone(), serde_json::json!({}))).collect())
+    };
+    berth_image::RunConfig {
+        user: r.user.clone().or_else(|| some_str(&c.config.user)),
+        env: r.env.clone().or_else(|| some_vec(&c.config.env)),
+        cmd: r.cmd.clone().or_else(|| some_vec(&c.config.cmd)),
+        entrypoint: r.entrypoint.clone().or_else(|| some_vec(&c.config.entrypoint)),
+        working_dir: r.working_dir.clone().or_else(|| some_str(&c.config.working_dir)),
+        exposed_ports: set(&c.config.exposed_ports),
+        volumes: set(&c.config.volumes),
+        labels: r.labels.clone().or_else(|| (!c.config.labels.is_empty()).then(|| c.config.labels.clone())),
+        stop_signal: c.config.stop_signal.clone(),
+        ..Default::default()
+    }
+}
+
+/// The changes less the mount points made for the container, and less
+/// the directories that changed only by holding them (as Docker's init
+/// layer keeps both out of sight).
+fn without_mountpoints(all: Vec<Change>, upper: &Path, skip: &[&Path]) -> Vec<Change> {
+    use berth_image::changes::{is_skipped_mountpoint, ChangeKind};
+    let mut hidden_parents = std::collections::BTreeSet::new();
+    let kept: Vec<Change> = all
+        .into_iter()
+        .filter(|c| {
+            let rel = Path::new(c.path.trim_start_matches('/'));
+            let hide = c.kind == ChangeKind::Added && is_skipped_mountpoint(&upper.join(rel), rel, skip);
+            if hide {
+                hidden_parents.extend(Path::new(&c.path).ancestors().skip(1).map(|a| a.display().to_string()));
+            }
+            !hide
+        })
+        .collect();
+    let below = |dir: &str| {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        kept.iter().any(|o| o.path.starts_with(&prefix))
+    };
+    kept.iter()
+        .filter(|c| !(c.kind == ChangeKind::Modified && hidden_parents.contains(&c.path) && !below(&c.path)))
+        .cloned()
+        .collect()
+}
+
+impl Engine {
+    fn layer_of(&self, c: &Container) -> Result<berth_image::RwLayer> {
+        c.rw_layer.clone().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))
+    }
+
+    /// `GET /containers/{id}/changes`.
+    pub async fn changes(&self, key: &str) -> Result<Vec<Change>> {
+        let c = self.inspect(key)?;
+        let m = self.images.layers.mount_of(&self.layer_of(&c)?)?;
+        let lowers: Vec<std::path::PathBuf> = m.lowers.iter().map(|l| m.base.join(l)).collect();
+        join(
+            tokio::task::spawn_blocking(move || {
+                let skip: Vec<&Path> = MOUNTPOINTS.iter().map(Path::new).collect();
+                let all = berth_image::changes::changes(&m.upper, &lowers)?;
+                Ok(without_mountpoints(all, &m.upper, &skip))
+            })
+            .await,
+        )
+    }
+
+    /// `GET /containers/{id}/export`: the merged root as one tar, written
+    /// to `w` on a blocking thread.
+    pub async fn export(&self, key: &str, w: impl std::io::Write + Send + 'static) -> Result<()> {
+        let c = self.inspect(key)?;
+        let rw = self.layer_of(&c)?;
+        let images = self.images.clone();
+        join(tokio::task::spawn_blocking(move || Ok(berth_image::rootfs::export(&images, &rw, w)?)).await)
+    }
+
+    /// `POST /commit`: the new image's id.
+    pub async fn commit(self: &Arc<Self>, key: &str, r: CommitRequest) -> Result<ImageId> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        let c = e.rec.lock().map_err(|_| Error::Internal("record poisoned".into()))?.clone();
+        let rw = self.layer_of(&c)?;
+        let base = if c.image_id.is_empty() { None } else { Some(self.images.resolve(&c.image_id)?) };
+        let opts = CommitOptions {
+            run: image_run_config(&c, &r),
+            changes: r.changes.clone(),
+            comment: r.comment.clone(),
+            author: r.author.clone(),
+            created_by: c.path.clone() + &c.args.iter().map(|a| format!(" {a}")).collect::<String>(),
+            tag: r.reference.clone(),
+            skip: MOUNTPOINTS.iter().map(std::path::PathBuf::from).collect(),
+        };
+        let freeze = r.pause && c.state.status == Status::Running;
+        let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
+        if freeze {
+            shim::call(&sock, &Request::Pause).await?;
+        }
+        let images = self.images.clone();
+        let made = join(
+            tokio::task::spawn_blocking(move || Ok(berth_image::commit::commit(&images, &rw, base.as_ref(), &opts)?))
+                .await,
+        );
+        if freeze {
+            let _ = shim::call(&sock, &Request::Resume).await;
+        }
+        let rec = made?;
+        self.event_with(&c, "commit", [("comment", r.comment.clone())]);
+        Ok(rec.id)
+    }
+}
