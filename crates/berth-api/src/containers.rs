@@ -195,7 +195,13 @@ pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
         };
         proxy(client, shim, async {}).await;
     });
-    let mut b = Response::builder().header("Content-Type", stream_type(c.config.tty));
+    hijacked(c.config.tty, upgrade)
+}
+
+/// The answer that hands the connection over to a stream: 101 when the
+/// client asked to upgrade, else 200 (older clients), with the stream's type.
+pub(crate) fn hijacked(tty: bool, upgrade: bool) -> Reply {
+    let mut b = Response::builder().header("Content-Type", stream_type(tty));
     b = if upgrade {
         b.status(StatusCode::SWITCHING_PROTOCOLS).header("Connection", "Upgrade").header("Upgrade", "tcp")
     } else {

@@ -5,12 +5,12 @@ use std::time::Duration;
 use berth_api_types as w;
 use berth_engine::ExecConfig;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::containers::{int_arg, proxy, stream_type};
-use crate::{body, convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
+use crate::containers::{hijacked, int_arg, proxy};
+use crate::{convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
 
 /// How long the end of an attached exec's output may run ahead of its exit
 /// status.
@@ -93,13 +93,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
             }
         }
     });
-    let mut r = Response::builder().header("Content-Type", stream_type(x.config.tty));
-    r = if upgrade {
-        r.status(StatusCode::SWITCHING_PROTOCOLS).header("Connection", "Upgrade").header("Upgrade", "tcp")
-    } else {
-        r.status(StatusCode::OK)
-    };
-    r.body(body::empty()).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    hijacked(x.config.tty, upgrade)
 }
 
 pub async fn resize(ctx: &Ctx, id: &str) -> Reply {
