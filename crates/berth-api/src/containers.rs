@@ -333,3 +333,9 @@ pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let id = ctx.engine.commit(&key, r).await?;
     json_response(StatusCode::CREATED, &w::IdResponse { id: id.to_string() })
 }
+
+/// `GET /containers/{id}/top`.
+pub async fn top(ctx: &Ctx, id: &str) -> Reply {
+    let t = ctx.engine.top(id, ctx.q("ps_args").unwrap_or("")).await?;
+    json_response(StatusCode::OK, &serde_json::json!({"Titles": t.titles, "Processes": t.processes}))
+}

@@ -235,6 +235,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["exec", id, "start"]) => exec::start(&ctx, id, req).await,
         ("POST", ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
         ("GET", ["exec", id, "json"]) => exec::inspect(&ctx, id),
+        ("GET", ["containers", id, "top"]) => containers::top(&ctx, id).await,
         ("GET", ["containers", id, "changes"]) => containers::changes(&ctx, id).await,
         ("GET", ["containers", id, "export"]) => containers::export(&ctx, id).await,
         ("POST", ["commit"]) => containers::commit(&ctx, req).await,

@@ -15,6 +15,7 @@ pub mod seccomp;
 mod shim;
 mod snapshot;
 pub mod spec;
+pub mod top;
 pub mod user;
 
 use std::collections::HashMap;

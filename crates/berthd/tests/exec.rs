@@ -18,6 +18,15 @@ fn exec_runs_processes_in_a_running_container() {
     d.load_busybox();
     d.ok(&["run", "-d", "--name", "box", "-e", "KEEP=1", "-w", "/", "busybox", "sleep", "600"]);
 
+    // top: the host's ps, only the container's processes.
+    let top = d.ok(&["top", "box"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].contains("PID") && lines[0].contains("CMD"), "{top}");
+    assert_eq!(lines.len(), 2, "one process: {top}");
+    assert!(lines[1].ends_with("sleep 600"), "{top}");
+    let top = d.ok(&["top", "box", "-o", "pid,comm"]);
+    assert!(top.starts_with("PID") && top.contains("sleep"), "{top}");
+
     // Output on both streams and the exit status.
     let o = d.docker(&["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 5"]);
     assert_eq!(o.status.code(), Some(5), "{o:?}");
@@ -97,6 +106,7 @@ fn exec_runs_processes_in_a_running_container() {
     d.ok(&["kill", "box"]);
     let o = d.docker(&["exec", "box", "true"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not running"), "{o:?}");
+    assert!(!d.docker(&["top", "box"]).status.success());
     let (status, _) = d.http("POST", "/containers/box/exec", b"{\"Cmd\":[\"true\"]}");
     assert_eq!(status, 409);
     d.ok(&["rm", "box"]);
