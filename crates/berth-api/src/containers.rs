@@ -31,7 +31,7 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     json_response(StatusCode::CREATED, &w::CreateResponse { id: c.id, warnings: vec![] })
 }
 
-pub fn list(ctx: &Ctx) -> Reply {
+pub async fn list(ctx: &Ctx) -> Reply {
     let all = ctx.flag("all");
     let limit = int_arg(ctx, "limit")?.filter(|l| *l > 0);
     let f = crate::system::filters(ctx)?;
@@ -45,7 +45,14 @@ pub fn list(ctx: &Ctx) -> Reply {
         if !all && limit.is_none() && !live && !f.contains_key("status") && !f.contains_key("exited") {
             continue;
         }
-        out.push(convert::summary(&c, now));
+        let mut sum = convert::summary(&c, now);
+        if ctx.flag("size") {
+            if let Ok((rw, root)) = ctx.engine.sizes(&c).await {
+                sum.size_rw = Some(rw as i64);
+                sum.size_root_fs = Some(root as i64);
+            }
+        }
+        out.push(sum);
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
         }

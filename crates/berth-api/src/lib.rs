@@ -217,7 +217,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("GET", ["info"]) => system::info(&ctx),
         ("GET", ["events"]) => system::events(&ctx),
         ("POST", ["containers", "create"]) => containers::create(&ctx, req).await,
-        ("GET", ["containers", "json"]) => containers::list(&ctx),
+        ("GET", ["containers", "json"]) => containers::list(&ctx).await,
         ("POST", ["containers", "prune"]) => containers::prune(&ctx).await,
         ("GET", ["containers", id, "json"]) => containers::inspect(&ctx, id),
         ("POST", ["containers", id, "start"]) => containers::start(&ctx, id).await,

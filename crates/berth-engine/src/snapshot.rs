@@ -87,7 +87,50 @@ fn without_mountpoints(all: Vec<Change>, upper: &Path, skip: &[&Path]) -> Vec<Ch
         .collect()
 }
 
+/// Bytes of regular files and symlinks under `dir`, on its own file
+/// system, each inode counted once.
+fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else { return 0 };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else { continue };
+            if m.is_dir() {
+                if m.dev() == top.dev() {
+                    stack.push(e.path());
+                }
+            } else if (m.is_file() || m.file_type().is_symlink()) && seen.insert(m.ino()) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
 impl Engine {
+    /// A container's size as `docker ps -s` shows it: its own layer, and
+    /// that plus its image's layers.
+    pub async fn sizes(&self, c: &Container) -> Result<(u64, u64)> {
+        let rw = self.layer_of(c)?;
+        let images = self.images.clone();
+        join(
+            tokio::task::spawn_blocking(move || {
+                let upper = images.layers.mount_of(&rw)?.upper;
+                let own = tree_size(&upper);
+                let image: u64 = match &rw.parent {
+                    Some(top) => images.layers.chain(top)?.iter().map(|l| l.size).sum(),
+                    None => 0,
+                };
+                Ok((own, own + image))
+            })
+            .await,
+        )
+    }
+
     fn layer_of(&self, c: &Container) -> Result<berth_image::RwLayer> {
         c.rw_layer.clone().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))
     }

@@ -22,6 +22,10 @@ fn commit_diff_export_and_image_commands() {
     let lines: Vec<&str> = diff.lines().collect();
     assert_eq!(lines, ["C /bin", "D /bin/vi", "A /greeting", "A /made"], "{diff}");
 
+    // ps -s: the container's own bytes and, with its image, the virtual size.
+    let size = d.ok(&["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(size.starts_with("6B (virtual ") && size.contains("MB)"), "{size}");
+
     // export: the whole root as a tar.
     let out = d.docker(&["export", "maker"]);
     assert!(out.status.success());
