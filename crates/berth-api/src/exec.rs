@@ -52,17 +52,11 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
     let body: Option<w::ExecStartRequest> = read_json(req).await?;
     let b = body.unwrap_or_default();
     let size = convert::console_size(b.console_size.as_deref());
-    let x = ctx.engine.exec_inspect(id)?;
     if b.detach {
         ctx.engine.exec_start(id, true, size).await?;
         return status_only(StatusCode::OK);
     }
-    if x.running {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("Error: Exec command {id} is already running")));
-    }
-    if x.started {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("Error: Exec command {id} has already run")));
-    }
+    let x = ctx.engine.exec_ready(id)?;
     let engine = ctx.engine.clone();
     let exec_id = x.id.clone();
     let tty = x.config.tty;

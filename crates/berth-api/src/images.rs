@@ -274,9 +274,9 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Reply {
     let users = users(ctx);
     let (name, force, prune) = (name.to_owned(), ctx.flag("force"), !ctx.flag("noprune"));
     let done = tokio::task::spawn_blocking(move || -> Result<Vec<berth_image::Deleted>, ApiError> {
+        // delete already drops the layers no image uses any more.
         let d = store.delete(&name, force, |id| user_of(&users, id))?;
         if prune {
-            store.collect_layers()?;
             store.prune_blobs()?;
         }
         Ok(d)
@@ -312,7 +312,6 @@ pub async fn prune(ctx: &Ctx) -> Reply {
                 }
                 out.extend(store.delete(&rec.id.to_string(), true, |id| user_of(&users, id))?);
             }
-            store.collect_layers()?;
             store.prune_blobs()?;
             let after: u64 = store.layers.list()?.iter().map(|l| l.size).sum();
             Ok((out, before.saturating_sub(after)))

@@ -104,11 +104,7 @@ impl Engine {
             return Err(Error::Invalid("No command specified".into()));
         }
         let mut env = run.env.clone().unwrap_or_default();
-        for kv in &req.config.env {
-            let key = kv.split('=').next().unwrap_or("");
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(kv.clone());
-        }
+        crate::model::merge_env(&mut env, &req.config.env);
         c.config.env = env;
         c.config.working_dir =
             req.working_dir.clone().filter(|w| !w.is_empty()).or(run.working_dir.clone()).unwrap_or_default();
@@ -501,7 +497,12 @@ impl Engine {
         let sig = signal_number(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         let restarting = e.rec.lock().map_err(poisoned)?.state.status == Status::Restarting;
         if restarting && sig == 9 {
-            return self.cancel_restart(&e);
+            // Under the lock a restart by policy takes, so it cannot start
+            // the container in between.
+            let _op = e.op.lock().await;
+            if e.rec.lock().map_err(poisoned)?.state.status == Status::Restarting {
+                return self.cancel_restart(&e);
+            }
         }
         let (sock, c) = self.shim_socket(&e)?;
         // As Docker: a fatal signal (SIGKILL or the stop signal) turns the

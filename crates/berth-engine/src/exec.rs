@@ -9,7 +9,7 @@ use berth_shim_proto::{ExecRequest, Reply, Request};
 use serde_json::Value;
 use tokio::net::UnixStream;
 
-use crate::model::Status;
+use crate::model::{Container, Status};
 use crate::shim::{self, ShimDir};
 use crate::{names, spec, user, Engine, Error, Result};
 
@@ -55,16 +55,29 @@ fn poisoned<T>(_: T) -> Error {
     Error::Internal("exec table poisoned".into())
 }
 
-/// `env` with every `KEY=value` of `extra` replacing the entry of the same key.
-fn merge_env(env: &mut Vec<Value>, extra: &[String]) {
-    for kv in extra {
-        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-        let same = |v: &Value| v.as_str().is_some_and(|s| s.split_once('=').map_or(s, |(k, _)| k) == key);
-        match env.iter_mut().find(|v| same(v)) {
-            Some(slot) => *slot = Value::String(kv.clone()),
-            None => env.push(Value::String(kv.clone())),
+/// Whether a process may be run in `c` now, in Docker's words when not.
+fn can_exec(c: &Container) -> Result<()> {
+    match c.state.status {
+        Status::Running => Ok(()),
+        Status::Paused => {
+            Err(Error::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)))
         }
+        Status::Restarting => {
+            Err(Error::Conflict(format!("Container {} is restarting, wait until the container is running", c.id)))
+        }
+        _ => Err(Error::Conflict(format!("Container {} is not running", c.id))),
     }
+}
+
+/// An exec runs once.
+fn not_started(x: &ExecInfo) -> Result<()> {
+    if x.running {
+        return Err(Error::Conflict(format!("Error: Exec command {} is already running", x.id)));
+    }
+    if x.started {
+        return Err(Error::Conflict(format!("Error: Exec command {} has already run", x.id)));
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -72,19 +85,7 @@ impl Engine {
     pub fn exec_create(&self, key: &str, cfg: ExecConfig) -> Result<String> {
         let e = self.find(key)?;
         let c = e.rec.lock().map_err(poisoned)?.clone();
-        match c.state.status {
-            Status::Running => {}
-            Status::Paused => {
-                return Err(Error::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)))
-            }
-            Status::Restarting => {
-                return Err(Error::Conflict(format!(
-                    "Container {} is restarting, wait until the container is running",
-                    c.id
-                )))
-            }
-            _ => return Err(Error::Conflict(format!("Container {} is not running", c.id))),
-        }
+        can_exec(&c)?;
         if cfg.cmd.is_empty() {
             return Err(Error::Invalid("No exec command specified".into()));
         }
@@ -108,6 +109,13 @@ impl Engine {
     pub fn exec_inspect(&self, id: &str) -> Result<ExecInfo> {
         let map = self.execs.map.lock().map_err(poisoned)?;
         map.get(id).cloned().ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))
+    }
+
+    /// An exec that has not been started yet (checked again at start).
+    pub fn exec_ready(&self, id: &str) -> Result<ExecInfo> {
+        let x = self.exec_inspect(id)?;
+        not_started(&x)?;
+        Ok(x)
     }
 
     /// The execs of one container, for its inspect.
@@ -135,12 +143,7 @@ impl Engine {
         let cfg = {
             let mut map = self.execs.map.lock().map_err(poisoned)?;
             let x = map.get_mut(id).ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))?;
-            if x.running {
-                return Err(Error::Conflict(format!("Error: Exec command {id} is already running")));
-            }
-            if x.started {
-                return Err(Error::Conflict(format!("Error: Exec command {id} has already run")));
-            }
+            not_started(x)?;
             x.started = true;
             if console_size.is_some() {
                 x.config.console_size = console_size;
@@ -162,13 +165,11 @@ impl Engine {
     }
 
     async fn exec_launch(self: &Arc<Self>, x: &ExecInfo, detach: bool) -> Result<Option<UnixStream>> {
-        let e = self.find(&x.container_id)?;
-        let (sock, c) = self.shim_socket(&e)?;
-        if c.state.status == Status::Paused {
-            return Err(Error::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)));
-        }
+        let c = self.inspect(&x.container_id)?;
+        can_exec(&c)?;
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
-        let process = self.exec_process(&sd, x)?;
+        let sock = sd.socket();
+        let process = exec_process(&sd, x, &c.host.group_add)?;
         let attach = !detach && (x.config.attach_stdin || x.config.attach_stdout || x.config.attach_stderr);
         let req = Request::Exec(ExecRequest {
             exec_id: x.id.clone(),
@@ -216,43 +217,6 @@ impl Engine {
         Ok(attach.then_some(stream))
     }
 
-    /// The exec's process: the container's own (its capabilities, limits,
-    /// environment and user), with the exec's command and settings on top.
-    fn exec_process(&self, sd: &ShimDir, x: &ExecInfo) -> Result<Value> {
-        let path = sd.dir.join("config.json");
-        let body = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
-        let bundle: Value = serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("config.json: {e}")))?;
-        let mut p = bundle.get("process").cloned().unwrap_or_else(|| Value::Object(Default::default()));
-        let cfg = &x.config;
-        p["args"] = cfg.cmd.iter().map(|a| Value::String(a.clone())).collect();
-        p["terminal"] = Value::Bool(cfg.tty);
-        match cfg.console_size.filter(|_| cfg.tty) {
-            Some((h, w)) => p["consoleSize"] = serde_json::json!({"height": h, "width": w}),
-            None => {
-                if let Some(o) = p.as_object_mut() {
-                    o.remove("consoleSize");
-                }
-            }
-        }
-        let mut env = p.get("env").and_then(Value::as_array).cloned().unwrap_or_default();
-        merge_env(&mut env, &cfg.env);
-        p["env"] = Value::Array(env);
-        if !cfg.working_dir.is_empty() {
-            p["cwd"] = Value::String(cfg.working_dir.clone());
-        }
-        if !cfg.user.is_empty() {
-            let root = bundle.pointer("/root/path").and_then(Value::as_str).unwrap_or("");
-            let c = self.inspect(&x.container_id)?;
-            let u = user::resolve(std::path::Path::new(root), &cfg.user, &c.host.group_add)?;
-            p["user"] = serde_json::json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
-        }
-        if cfg.privileged {
-            let all: Vec<Value> = spec::all_caps().into_iter().map(Value::String).collect();
-            p["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
-        }
-        Ok(p)
-    }
-
     /// The exit code of an exec, once it has one; waits for at most `limit`.
     pub async fn exec_exit(&self, id: &str, limit: std::time::Duration) -> Option<i32> {
         let deadline = tokio::time::Instant::now() + limit;
@@ -281,6 +245,42 @@ impl Engine {
     }
 }
 
+/// The exec's process: the container's own (its capabilities, limits,
+/// environment and user), with the exec's command and settings on top.
+fn exec_process(sd: &ShimDir, x: &ExecInfo, group_add: &[String]) -> Result<Value> {
+    let path = sd.dir.join("config.json");
+    let body = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
+    let bundle: Value = serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("config.json: {e}")))?;
+    let mut p = bundle.get("process").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    let cfg = &x.config;
+    p["args"] = cfg.cmd.iter().map(|a| Value::String(a.clone())).collect();
+    p["terminal"] = Value::Bool(cfg.tty);
+    match cfg.console_size.filter(|_| cfg.tty) {
+        Some((h, w)) => p["consoleSize"] = serde_json::json!({"height": h, "width": w}),
+        None => {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("consoleSize");
+            }
+        }
+    }
+    let mut env: Vec<String> = p.get("env").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    crate::model::merge_env(&mut env, &cfg.env);
+    p["env"] = serde_json::json!(env);
+    if !cfg.working_dir.is_empty() {
+        p["cwd"] = Value::String(cfg.working_dir.clone());
+    }
+    if !cfg.user.is_empty() {
+        let root = bundle.pointer("/root/path").and_then(Value::as_str).unwrap_or("");
+        let u = user::resolve(std::path::Path::new(root), &cfg.user, group_add)?;
+        p["user"] = serde_json::json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
+    }
+    if cfg.privileged {
+        let all: Vec<Value> = spec::all_caps().into_iter().map(Value::String).collect();
+        p["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+    }
+    Ok(p)
+}
+
 /// A shim's refusal to start a process: a conflict when the container is
 /// not in a state to run one, else the process itself could not start.
 fn exec_error(message: String) -> Error {
@@ -288,19 +288,5 @@ fn exec_error(message: String) -> Error {
         Error::Conflict(message)
     } else {
         Error::Invalid(message)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exec_env_replaces_by_key() {
-        let mut env = vec![Value::from("PATH=/bin"), Value::from("A=1")];
-        merge_env(&mut env, &["A=2".into(), "B=3".into(), "NOVALUE".into()]);
-        let got: Vec<&str> = env.iter().map(|v| v.as_str().unwrap()).collect();
-        assert_eq!(got, ["PATH=/bin", "A=2", "B=3", "NOVALUE"]);
     }
 }

@@ -202,3 +202,29 @@ pub struct Container {
     #[serde(default)]
     pub rw_layer: Option<berth_image::RwLayer>,
 }
+
+/// `env` with every `KEY=value` of `extra` replacing the entry of the same
+/// key in place, or appended (Docker's ReplaceOrAppendEnvValues).
+pub fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_owned();
+    for kv in extra {
+        let k = key(kv);
+        match env.iter_mut().find(|e| key(e) == k) {
+            Some(slot) => slot.clone_from(kv),
+            None => env.push(kv.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_entries_are_replaced_by_key() {
+        let mut env = vec!["PATH=/bin".to_owned(), "A=1".to_owned()];
+        merge_env(&mut env, &["A=2".into(), "B=3".into(), "NOVALUE".into()]);
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=3", "NOVALUE"]);
+    }
+}
