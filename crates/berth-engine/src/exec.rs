@@ -275,7 +275,7 @@ fn exec_process(sd: &ShimDir, x: &ExecInfo, group_add: &[String]) -> Result<Valu
         p["user"] = serde_json::json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
     }
     if cfg.privileged {
-        let all: Vec<Value> = spec::all_caps().into_iter().map(Value::String).collect();
+        let all: Vec<Value> = spec::all_caps().iter().cloned().map(Value::String).collect();
         p["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
     }
     Ok(p)

@@ -28,8 +28,14 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability this kernel knows, for `--privileged` and `ALL`.
-pub(crate) fn all_caps() -> Vec<String> {
+/// Every capability this kernel knows, for `--privileged` and `ALL`;
+/// read once, as neither the kernel nor the daemon's bounding set change.
+pub(crate) fn all_caps() -> &'static [String] {
+    static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ALL.get_or_init(read_all_caps)
+}
+
+fn read_all_caps() -> Vec<String> {
     const NAMES: &[&str] = &[
         "CHOWN",
         "DAC_OVERRIDE",
@@ -107,7 +113,7 @@ fn cap_name(c: &str) -> String {
 pub fn capabilities(c: &Container) -> Result<Vec<String>> {
     let all = all_caps();
     if c.host.privileged {
-        return Ok(all);
+        return Ok(all.to_vec());
     }
     let check = |n: &str| -> Result<String> {
         let name = cap_name(n);
@@ -125,7 +131,7 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
         DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).filter(|s| !drops.contains(s)).collect()
     };
     if adds.iter().any(|a| a == "CAP_ALL") {
-        caps = all.into_iter().filter(|s| !drops.contains(s) || adds.contains(s)).collect();
+        caps = all.iter().filter(|s| !drops.contains(s) || adds.contains(s)).cloned().collect();
     } else {
         for a in adds {
             if !caps.contains(&a) {
