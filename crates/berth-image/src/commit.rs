@@ -54,7 +54,13 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
         let wrote = writer.join().unwrap_or_else(|_| Err(Error::Invalid("the layer writer panicked".into())));
         match (made, wrote) {
             (Ok(l), Ok(_)) => Ok(l),
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(_), Err(e)) => {
+                // The store took a cut-short tar for a whole one: drop that
+                // layer, which no image uses.
+                let _ = store.collect_layers();
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
         }
     })?;
     let created = berth_core::time::now_rfc3339();
