@@ -265,7 +265,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
 pub fn status_text(c: &Container, now_nanos: i64) -> String {
     let ago = |t: &str| {
         let then = berth_engine::logs::rfc3339_nanos(t).unwrap_or(now_nanos);
-        human_duration((now_nanos - then).max(0) / 1_000_000_000)
+        berth_core::units::human_duration((now_nanos - then).max(0) / 1_000_000_000)
     };
     match c.state.status {
         Status::Created => "Created".into(),
@@ -275,23 +275,6 @@ pub fn status_text(c: &Container, now_nanos: i64) -> String {
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         Status::Exited => format!("Exited ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at)),
-    }
-}
-
-/// go-units HumanDuration.
-pub fn human_duration(secs: i64) -> String {
-    match secs {
-        s if s < 1 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if (s as f64 / 3600.0).round() == 1.0 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", (s as f64 / 3600.0).round() as i64),
-        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86400),
-        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
     }
 }
 

@@ -21,15 +21,33 @@ fn created_secs(t: Option<&str>) -> i64 {
 
 pub async fn list(ctx: &Ctx) -> Reply {
     let store = ctx.engine.images.clone();
-    let dangling_only = crate::system::filters(ctx)?.get("dangling").is_some_and(|v| v.iter().any(|x| x == "true"));
+    let f = crate::system::filters(ctx)?;
+    let dangling = f.get("dangling").and_then(|v| v.first()).map(|x| x == "true" || x == "1");
+    let refs = f.get("reference").cloned().unwrap_or_default();
+    let labels = f.get("label").cloned().unwrap_or_default();
     let users: Vec<String> = ctx.engine.list().into_iter().map(|c| c.image_id).collect();
     let out = tokio::task::spawn_blocking(move || -> Result<Vec<w::ImageSummary>, ApiError> {
         let names = store.names()?;
         let mut out = vec![];
         for rec in store.list()? {
             let cfg = store.config(&rec.id)?;
-            let tags: Vec<String> = names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.familiar()).collect();
-            if dangling_only && !tags.is_empty() {
+            let mut tags: Vec<String> =
+                names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.familiar()).collect();
+            if dangling.is_some_and(|d| d != tags.is_empty()) {
+                continue;
+            }
+            if !refs.is_empty() {
+                // As Docker: an image shows with the tags that match.
+                tags.retain(|t| refs.iter().any(|p| reference_matches(p, t)));
+                if tags.is_empty() {
+                    continue;
+                }
+            }
+            let img_labels = cfg.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            if !labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => img_labels.get(k).is_some_and(|x| x == v),
+                None => img_labels.contains_key(l),
+            }) {
                 continue;
             }
             let size: u64 = match &rec.top_layer {
@@ -46,7 +64,7 @@ pub async fn list(ctx: &Ctx) -> Reply {
                 created: created_secs(cfg.created.as_deref()),
                 size: size as i64,
                 shared_size: -1,
-                labels: cfg.config.and_then(|c| c.labels).unwrap_or_default(),
+                labels: img_labels,
             });
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.created));
@@ -55,6 +73,25 @@ pub async fn list(ctx: &Ctx) -> Reply {
     .await
     .map_err(blocking_err)??;
     json_response(StatusCode::OK, &out)
+}
+
+/// Docker's `reference` filter: a glob (`*`, `?`) over `repo` or
+/// `repo:tag`, where a pattern without a tag matches any tag.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let (repo, _) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((tag, ""));
+    glob(pattern.as_bytes(), tag.as_bytes()) || glob(pattern.as_bytes(), repo.as_bytes())
+}
+
+/// Shell-style matching of `*` and `?`; `*` does not cross a `/`, as in
+/// Go's path.Match.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (s.first().is_some_and(|c| *c != b'/') && glob(p, &s[1..])),
+        (Some(b'?'), Some(c)) if *c != b'/' => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
 }
 
 pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
@@ -350,4 +387,19 @@ pub async fn get(ctx: &Ctx, names: Vec<String>) -> Reply {
         .header("Content-Type", "application/x-tar")
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filter() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox:latest", "busybox:latest"));
+        assert!(reference_matches("busy*", "busybox:1"));
+        assert!(!reference_matches("busybox:1", "busybox:latest"));
+        assert!(!reference_matches("*", "library/busybox:latest"));
+        assert!(reference_matches("*/busybox", "library/busybox:latest"));
+    }
 }

@@ -7,6 +7,7 @@ pub mod id;
 pub mod rootfs;
 pub mod sockpath;
 pub mod time;
+pub mod units;
 
 pub use error::{ErrorKind, Kinded};
 pub use id::{ContainerId, IdError};

@@ -134,6 +134,16 @@ fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     // SAFETY: dup2 of /dev/null over our own stdout and stderr slots; the
     // daemon's pipe was duplicated before.
     unsafe { libc::dup2(null.as_raw_fd(), 1) };
-    let main = Proc { pid, io, tty: cfg.tty, stdin_once: cfg.stdin_once, exit: None, exited_at: None, done: false };
+    // As Docker, the end of an attacher's stdin closes the container's only
+    // without a TTY: with one, a client going away is a detach.
+    let main = Proc {
+        pid,
+        io,
+        tty: cfg.tty,
+        stdin_once: cfg.stdin_once && !cfg.tty,
+        exit: None,
+        exited_at: None,
+        done: false,
+    };
     Ok(Shim::new(cfg.id.clone(), rt, dir, cfg.socket.clone(), cfg.exit_file.clone(), listener, sigfd, main, log))
 }

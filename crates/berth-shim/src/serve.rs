@@ -483,7 +483,7 @@ impl Shim {
             return err(m);
         }
         drop(ends);
-        let p = Proc { pid, io, tty: e.tty, stdin_once: true, exit: None, exited_at: None, done: false };
+        let p = Proc { pid, io, tty: e.tty, stdin_once: !e.tty, exit: None, exited_at: None, done: false };
         self.execs.insert(e.exec_id.clone(), p);
         // The process may already have exited and been reaped as an orphan
         // before its pid was known here.

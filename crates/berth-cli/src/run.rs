@@ -1,0 +1,204 @@
+//! The verbs that join a terminal to a container: run, create, start -a,
+//! attach and exec. As the docker CLI does, the attach connection and the
+//! wait request are open before the container starts, so neither its
+//! first output nor its exit is missed.
+
+use berth_api_types::{
+    ContainerInspect, CreateResponse, ExecCreateRequest, ExecInspect, ExecStartRequest, IdResponse, WaitResponse,
+};
+use berth_client::{Body, Client, Hijacked, Query, Response};
+
+use crate::cli::{AttachArgs, ExecArgs, RunArgs, StartArgs};
+use crate::format::print_out;
+use crate::stream::{self, Ended, RawMode, Target};
+use crate::{each, opts, CliError, Result};
+
+/// Creates the container; its id and whether it has a TTY, stdin and
+/// which streams to attach.
+fn create_container(c: &Client, a: &RunArgs) -> Result<(String, berth_api_types::ContainerConfig)> {
+    let console = if a.tty { stream::terminal_size() } else { None };
+    let cfg = opts::create_request(a, console)?;
+    let q = Query::new().opt("name", a.name.as_deref());
+    match c.post::<CreateResponse>("/containers/create", &q, Some(&cfg)) {
+        Ok(r) => {
+            for w in r.warnings {
+                eprintln!("WARNING: {w}");
+            }
+            Ok((r.id, cfg))
+        }
+        Err(e) if e.is_not_found() && e.to_string().contains("image") => {
+            eprintln!("Unable to find image '{}' locally", cfg.image);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn create(c: &Client, a: RunArgs) -> Result<()> {
+    let (id, _) = create_container(c, &a).map_err(CliError::run)?;
+    print_out(&format!("{id}\n"))
+}
+
+fn attach_stream(c: &Client, id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<Hijacked> {
+    let q = Query::new().add("stream", "1").flag("stdin", stdin).flag("stdout", stdout).flag("stderr", stderr);
+    Ok(c.hijack(&format!("/containers/{id}/attach"), &q, None::<&()>)?)
+}
+
+fn wait_request(c: &Client, id: &str, condition: &str) -> Result<Response> {
+    Ok(c.call("POST", &format!("/containers/{id}/wait"), &Query::new().add("condition", condition), Body::None)?)
+}
+
+fn wait_result(r: Response) -> Result<i32> {
+    let w: WaitResponse = r.json()?;
+    if let Some(e) = w.error.filter(|e| !e.message.is_empty()) {
+        eprintln!("{}", e.message);
+    }
+    Ok(i32::try_from(w.status_code).unwrap_or(255))
+}
+
+fn status(code: i32) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Status(code))
+    }
+}
+
+/// A terminal session: raw mode when the local stdin is a terminal and
+/// goes in, the size passed on, signals handled; then the output.
+fn session(
+    c: &Client,
+    h: Hijacked,
+    target: Target,
+    tty: bool,
+    stdin: bool,
+    proxy: bool,
+    keys: Option<&str>,
+) -> Result<Ended> {
+    let detach = if tty && stdin { Some(stream::detach_keys(keys).map_err(CliError::Usage)?) } else { None };
+    let raw = if tty && stdin { RawMode::enter() } else { None };
+    if tty {
+        stream::resize(c, &target);
+    }
+    stream::handle_signals(c.clone(), target, tty, proxy && !tty);
+    let r = stream::pump(h, stdin, detach);
+    drop(raw);
+    Ok(r?)
+}
+
+fn check_tty(tty: bool, stdin: bool) -> Result<()> {
+    if tty && stdin && !stream::stdin_is_terminal() {
+        return Err(CliError::Usage("the input device is not a TTY".into()));
+    }
+    Ok(())
+}
+
+pub fn run(c: &Client, a: RunArgs) -> Result<()> {
+    check_tty(a.tty, a.interactive && !a.detach).map_err(CliError::run)?;
+    let (id, cfg) = create_container(c, &a).map_err(CliError::run)?;
+    let start = || c.post_empty(&format!("/containers/{id}/start"), &Query::new()).map_err(|e| CliError::run(e.into()));
+    if a.detach {
+        start()?;
+        return print_out(&format!("{id}\n"));
+    }
+    stream::block_signals();
+    let attach = cfg.attach_stdin || cfg.attach_stdout || cfg.attach_stderr;
+    let h = if attach {
+        Some(attach_stream(c, &id, cfg.attach_stdin, cfg.attach_stdout, cfg.attach_stderr).map_err(CliError::run)?)
+    } else {
+        None
+    };
+    let waiter = wait_request(c, &id, if a.rm { "removed" } else { "next-exit" }).map_err(CliError::run)?;
+    start()?;
+    if let Some(h) = h {
+        let keys = a.detach_keys.as_deref();
+        let ended = session(c, h, Target::Container(id.clone()), a.tty, cfg.attach_stdin, a.sig_proxy, keys)?;
+        if ended == Ended::Detached {
+            return Ok(());
+        }
+    } else {
+        stream::handle_signals(c.clone(), Target::Container(id.clone()), a.tty, a.sig_proxy && !a.tty);
+    }
+    status(wait_result(waiter)?)
+}
+
+pub fn start(c: &Client, a: StartArgs) -> Result<()> {
+    if !a.attach && !a.interactive {
+        return each(&a.containers, |name| {
+            c.post_empty(&format!("/containers/{name}/start"), &Query::new())?;
+            print_out(&format!("{name}\n"))
+        });
+    }
+    let [name] = a.containers.as_slice() else {
+        return Err(CliError::Usage("you cannot start and attach multiple containers at once".into()));
+    };
+    let info: ContainerInspect = c.get(&format!("/containers/{name}/json"), &Query::new())?;
+    let stdin = a.interactive && info.config.open_stdin;
+    check_tty(info.config.tty, stdin)?;
+    stream::block_signals();
+    let h = attach_stream(c, &info.id, stdin, true, true)?;
+    let waiter = wait_request(c, &info.id, "next-exit")?;
+    c.post_empty(&format!("/containers/{}/start", info.id), &Query::new()).map_err(|e| CliError::run(e.into()))?;
+    let ended =
+        session(c, h, Target::Container(info.id.clone()), info.config.tty, stdin, true, a.detach_keys.as_deref())?;
+    if ended == Ended::Detached {
+        return Ok(());
+    }
+    status(wait_result(waiter)?)
+}
+
+pub fn attach(c: &Client, a: AttachArgs) -> Result<()> {
+    let info: ContainerInspect = c.get(&format!("/containers/{}/json", a.container), &Query::new())?;
+    if !info.state.running {
+        return Err(CliError::Usage("You cannot attach to a stopped container, start it first".into()));
+    }
+    if info.state.paused {
+        return Err(CliError::Usage("You cannot attach to a paused container, unpause it first".into()));
+    }
+    let stdin = !a.no_stdin && info.config.open_stdin;
+    check_tty(info.config.tty, stdin)?;
+    stream::block_signals();
+    let h = attach_stream(c, &info.id, stdin, true, true)?;
+    let waiter = wait_request(c, &info.id, "not-running")?;
+    let tty = info.config.tty;
+    let ended = session(c, h, Target::Container(info.id.clone()), tty, stdin, a.sig_proxy, a.detach_keys.as_deref())?;
+    if ended == Ended::Detached {
+        return Ok(());
+    }
+    status(wait_result(waiter)?)
+}
+
+pub fn exec(c: &Client, a: ExecArgs) -> Result<()> {
+    let (container, cmd) =
+        a.args.split_first().ok_or_else(|| CliError::Usage("exec needs a container and a command".into()))?;
+    check_tty(a.tty, a.interactive && !a.detach)?;
+    let req = ExecCreateRequest {
+        attach_stdin: a.interactive && !a.detach,
+        attach_stdout: !a.detach,
+        attach_stderr: !a.detach,
+        console_size: if a.tty { stream::terminal_size().map(|(h, w)| vec![u32::from(h), u32::from(w)]) } else { None },
+        detach_keys: a.detach_keys.clone().unwrap_or_default(),
+        tty: a.tty,
+        env: Some(opts::env(&a.env, &a.env_file)?).filter(|e| !e.is_empty()),
+        cmd: Some(cmd.to_vec()),
+        privileged: a.privileged,
+        user: a.user.clone().unwrap_or_default(),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+    };
+    let created: IdResponse = c.post(&format!("/containers/{container}/exec"), &Query::new(), Some(&req))?;
+    let id = created.id;
+    let start = ExecStartRequest { detach: a.detach, tty: a.tty, console_size: req.console_size.clone() };
+    if a.detach {
+        let r = c.call("POST", &format!("/exec/{id}/start"), &Query::new(), Body::Json(serde_json::to_vec(&start)?))?;
+        std::io::copy(&mut { r }, &mut std::io::sink())?;
+        return Ok(());
+    }
+    stream::block_signals();
+    let h = c.hijack(&format!("/exec/{id}/start"), &Query::new(), Some(&start))?;
+    let ended = session(c, h, Target::Exec(id.clone()), a.tty, req.attach_stdin, false, a.detach_keys.as_deref())?;
+    if ended == Ended::Detached {
+        return Ok(());
+    }
+    let info: ExecInspect = c.get(&format!("/exec/{id}/json"), &Query::new())?;
+    status(info.exit_code.map_or(0, |c| i32::try_from(c).unwrap_or(255)))
+}

@@ -1,0 +1,147 @@
+//! info, version, events and system prune.
+
+use berth_client::{Body, Client, Query};
+use serde_json::{json, Value};
+
+use crate::cli::{EventsArgs, FormatArgs, PruneArgs};
+use crate::container::{filters, prune_containers, relative_time};
+use crate::format::print_out;
+use crate::image::prune_images;
+use crate::template::Template;
+use crate::{CliError, Result};
+
+fn template(f: &str) -> Result<Template> {
+    let f = if f == "json" { "{{json .}}" } else { f };
+    Ok(Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))?)
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+pub fn info(c: &Client, a: FormatArgs) -> Result<()> {
+    let v: Value = c.get("/info", &Query::new())?;
+    if let Some(f) = &a.format {
+        return print_out(&format!("{}\n", template(f)?.render(&v)?));
+    }
+    let n = |k: &str| v[k].as_i64().unwrap_or(0);
+    let runtimes: Vec<&str> =
+        v["Runtimes"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+    let out = format!(
+        "Server:\n Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}\n Images: {}\n Server Version: {}\n \
+         Storage Driver: {}\n Logging Driver: {}\n Cgroup Driver: {}\n Cgroup Version: {}\n Runtimes: {}\n \
+         Default Runtime: {}\n Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}\n \
+         CPUs: {}\n Total Memory: {}\n Name: {}\n Berth Root Dir: {}\n Live Restore Enabled: {}\n",
+        n("Containers"),
+        n("ContainersRunning"),
+        n("ContainersPaused"),
+        n("ContainersStopped"),
+        n("Images"),
+        s(&v, "ServerVersion"),
+        s(&v, "Driver"),
+        s(&v, "LoggingDriver"),
+        s(&v, "CgroupDriver"),
+        s(&v, "CgroupVersion"),
+        runtimes.join(" "),
+        s(&v, "DefaultRuntime"),
+        s(&v, "KernelVersion"),
+        s(&v, "OperatingSystem"),
+        s(&v, "OSType"),
+        s(&v, "Architecture"),
+        n("NCPU"),
+        berth_core::units::bytes_size(n("MemTotal") as f64),
+        s(&v, "Name"),
+        s(&v, "DockerRootDir"),
+        v["LiveRestoreEnabled"].as_bool().unwrap_or(false),
+    );
+    print_out(&out)
+}
+
+pub fn version(c: &Client, a: FormatArgs) -> Result<()> {
+    let client = json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": berth_api_types::API_VERSION,
+        "Os": "linux",
+        "Arch": std::env::consts::ARCH,
+    });
+    let server = c.get::<Value>("/version", &Query::new());
+    let all = json!({"Client": client, "Server": server.as_ref().ok()});
+    if let Some(f) = &a.format {
+        print_out(&format!("{}\n", template(f)?.render(&all)?))?;
+        return server.map(|_| ()).map_err(CliError::from);
+    }
+    let mut out = format!(
+        "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}\n",
+        s(&client, "Version"),
+        s(&client, "ApiVersion"),
+        s(&client, "Arch")
+    );
+    if let Ok(sv) = &server {
+        out.push_str(&format!(
+            "\nServer: berth\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  \
+             OS/Arch:          {}/{}\n  Kernel Version:   {}\n",
+            s(sv, "Version"),
+            s(sv, "ApiVersion"),
+            s(sv, "MinAPIVersion"),
+            s(sv, "Os"),
+            s(sv, "Arch"),
+            s(sv, "KernelVersion"),
+        ));
+    }
+    print_out(&out)?;
+    server.map(|_| ()).map_err(CliError::from)
+}
+
+/// One event as `docker events` prints it: the time, type, action, actor
+/// and its attributes in order.
+fn event_line(e: &Value) -> String {
+    let nanos = e["timeNano"].as_i64().unwrap_or(0);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos.max(0) as u64);
+    let when = berth_core::time::rfc3339(t);
+    let attrs: Vec<String> = e
+        .pointer("/Actor/Attributes")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    let mut line = format!(
+        "{when} {} {} {}",
+        s(e, "Type"),
+        s(e, "Action"),
+        e.pointer("/Actor/ID").and_then(Value::as_str).unwrap_or("")
+    );
+    if !attrs.is_empty() {
+        line.push_str(&format!(" ({})", attrs.join(", ")));
+    }
+    line.push('\n');
+    line
+}
+
+pub fn events(c: &Client, a: EventsArgs) -> Result<()> {
+    let q = Query::new()
+        .opt("since", a.since.as_deref().map(relative_time))
+        .opt("until", a.until.as_deref().map(relative_time))
+        .filters(&filters(&a.filter)?);
+    let tpl = a.format.as_deref().map(template).transpose()?;
+    let mut r = c.call("GET", "/events", &q, Body::None)?;
+    let mut line = Vec::new();
+    while r.next_line(&mut line)? {
+        let Ok(e) = serde_json::from_slice::<Value>(&line) else { continue };
+        let out = match &tpl {
+            Some(t) => format!("{}\n", t.render(&e)?),
+            None => event_line(&e),
+        };
+        print_out(&out)?;
+    }
+    Ok(())
+}
+
+pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
+    let images =
+        if a.all { "all images without at least one container associated to them" } else { "all dangling images" };
+    if !a.force && !crate::container::confirm(&format!("all stopped containers\n  - {images}"))? {
+        return Ok(());
+    }
+    let mut out = prune_containers(c, &a.filter)?;
+    out.push_str(&prune_images(c, a.all, &a.filter)?);
+    print_out(&out)
+}

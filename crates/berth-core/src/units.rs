@@ -1,0 +1,106 @@
+//! Sizes and durations as Docker prints and parses them (go-units).
+
+/// go-units `HumanDuration`: "2 minutes", "About an hour".
+pub fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if (s as f64 / 3600.0).round() == 1.0 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", (s as f64 / 3600.0).round() as i64),
+        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86400),
+        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+/// go-units `HumanSize`: decimal units, four significant digits ("4.27MB").
+pub fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", sig4(v), UNITS[i])
+}
+
+/// go-units `BytesSize`: binary units ("1.5MiB"), as `docker stats` prints.
+pub fn bytes_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", sig4(v), UNITS[i])
+}
+
+/// Go's `%.4g` for 0 <= v < 10000: four significant digits, no trailing zeros.
+fn sig4(v: f64) -> String {
+    let decimals = match v {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// go-units `RAMInBytes`: "512m", "1.5g", "1024", "2GiB" (binary units).
+pub fn ram_in_bytes(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.trim_end_matches("ib").trim_end_matches('b');
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024f64.powi(2),
+        "g" => 1024f64.powi(3),
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return None,
+    };
+    let v = n * mult;
+    (v.is_finite() && v >= 0.0 && v < i64::MAX as f64).then_some(v as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0.0), "0B");
+        assert_eq!(human_size(999.0), "999B");
+        assert_eq!(human_size(4_270_000.0), "4.27MB");
+        assert_eq!(human_size(1_234_567_890.0), "1.235GB");
+        assert_eq!(bytes_size(1536.0 * 1024.0), "1.5MiB");
+        assert_eq!(ram_in_bytes("512m"), Some(512 << 20));
+        assert_eq!(ram_in_bytes("1.5g"), Some(3 << 29));
+        assert_eq!(ram_in_bytes("1024"), Some(1024));
+        assert_eq!(ram_in_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(ram_in_bytes("10x"), None);
+        assert_eq!(ram_in_bytes("-1"), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(61), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+}
