@@ -110,6 +110,34 @@ impl Daemon {
         c.wait_with_output().unwrap()
     }
 
+    /// The berth CLI, pointed at this daemon by BERTH_HOST.
+    pub fn berth_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut c = Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_HOST", format!("unix://{}", self.socket().display()))
+            .env_remove("DOCKER_HOST")
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(i) = input {
+            c.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        c.wait_with_output().unwrap()
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_in(args, None)
+    }
+
+    /// berth, expected to succeed; its stdout.
+    pub fn bok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(o.status.success(), "berth {args:?}: {}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    }
+
     /// docker, expected to succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
@@ -147,6 +175,15 @@ impl Daemon {
         let body = text.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
         (status, body)
     }
+}
+
+/// The berth CLI binary, built beside berthd.
+pub fn berth_bin() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 pub fn stdout(o: &Output) -> String {
