@@ -346,3 +346,62 @@ pub async fn top(ctx: &Ctx, id: &str) -> Reply {
     let t = ctx.engine.top(id, ctx.q("ps_args").unwrap_or("")).await?;
     json_response(StatusCode::OK, &serde_json::json!({"Titles": t.titles, "Processes": t.processes}))
 }
+
+fn path_arg(ctx: &Ctx) -> Result<String, ApiError> {
+    match ctx.q("path") {
+        Some(p) if !p.is_empty() => Ok(p.to_owned()),
+        _ => Err(ApiError::bad("path is required")),
+    }
+}
+
+/// Docker's `X-Docker-Container-Path-Stat`: the stat as base64 JSON.
+fn path_stat_header(st: &berth_image::copy::PathStat) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(st).unwrap_or_default())
+}
+
+/// `HEAD /containers/{id}/archive?path=`.
+pub async fn archive_head(ctx: &Ctx, id: &str) -> Reply {
+    let st = ctx.engine.archive_stat(id, &path_arg(ctx)?).await?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("X-Docker-Container-Path-Stat", path_stat_header(&st))
+        .body(body::empty())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `GET /containers/{id}/archive?path=`: the stat in a header, the tar as
+/// the body.
+pub async fn archive_get(ctx: &Ctx, id: &str) -> Reply {
+    let path = path_arg(ctx)?;
+    let st = ctx.engine.archive_stat(id, &path).await?;
+    let (tx, body) = body::channel();
+    let engine = ctx.engine.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        // A failure midway leaves the client with a tar cut short.
+        let _ = engine.archive_get(&id, &path, body::ChannelWriter::new(tx)).await;
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .header("X-Docker-Container-Path-Stat", path_stat_header(&st))
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `PUT /containers/{id}/archive?path=`: a tar extracted into the
+/// directory `path`.
+pub async fn archive_put(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
+    let path = path_arg(ctx)?;
+    ctx.engine.inspect(id)?;
+    let spooled = crate::images::spool(ctx, req).await?;
+    let f = std::fs::File::open(&spooled).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    let r = match f {
+        Ok(f) => ctx.engine.archive_put(id, &path, f, ctx.flag("noOverwriteDirNonDir")).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&spooled);
+    r?;
+    crate::status_only(StatusCode::OK)
+}

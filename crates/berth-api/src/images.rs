@@ -133,7 +133,7 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
 
 /// Spool a request body to a file under the store's tmp/ (archives are
 /// read in place, not as a stream).
-async fn spool(ctx: &Ctx, req: Request<Incoming>) -> Result<std::path::PathBuf, ApiError> {
+pub(crate) async fn spool(ctx: &Ctx, req: Request<Incoming>) -> Result<std::path::PathBuf, ApiError> {
     let dir = ctx.engine.cfg.data_root.join("tmp");
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let path = dir.join(format!("upload-{}.tar", berth_engine::names::new_id()));

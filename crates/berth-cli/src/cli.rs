@@ -53,6 +53,8 @@ pub enum Cmd {
     Top(TopArgs),
     /// Inspect changes to files on a container's filesystem
     Diff(OneArg),
+    /// Copy files between a container and the local filesystem
+    Cp(CpArgs),
     /// Export a container's filesystem as a tar archive
     Export(ExportArgs),
     /// Create a new image from a container's changes
@@ -119,6 +121,7 @@ pub enum ContainerCmd {
     Inspect(InspectArgs),
     Top(TopArgs),
     Diff(OneArg),
+    Cp(CpArgs),
     Export(ExportArgs),
     Commit(CommitArgs),
     Rename(RenameArgs),
@@ -458,6 +461,14 @@ pub struct TopArgs {
 #[derive(Args, Debug)]
 pub struct OneArg {
     pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH, a local path, or - (a tar on stdin)
+    pub src: String,
+    /// CONTAINER:DEST_PATH, a local path, or - (a tar to stdout)
+    pub dst: String,
 }
 
 #[derive(Args, Debug)]

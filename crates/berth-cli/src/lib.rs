@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod container;
+mod cp;
 mod format;
 mod image;
 mod opts;
@@ -122,6 +123,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Inspect(a) => container::inspect(c, a),
         Cmd::Top(a) => container::top(c, a),
         Cmd::Diff(a) => container::diff(c, a),
+        Cmd::Cp(a) => cp::cp(c, a),
         Cmd::Export(a) => container::export(c, a),
         Cmd::Commit(a) => container::commit(c, a),
         Cmd::Rename(a) => container::rename(c, a),
@@ -183,6 +185,7 @@ fn container_cmd(sub: ContainerCmd) -> Cmd {
         }
         ContainerCmd::Top(a) => Cmd::Top(a),
         ContainerCmd::Diff(a) => Cmd::Diff(a),
+        ContainerCmd::Cp(a) => Cmd::Cp(a),
         ContainerCmd::Export(a) => Cmd::Export(a),
         ContainerCmd::Commit(a) => Cmd::Commit(a),
         ContainerCmd::Rename(a) => Cmd::Rename(a),

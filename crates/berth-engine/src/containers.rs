@@ -843,7 +843,7 @@ async fn next_exit(rx: &mut tokio::sync::watch::Receiver<Generation>, before: u6
     }
 }
 
-fn is_mountpoint(p: &std::path::Path) -> bool {
+pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
     let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
     use std::os::unix::fs::MetadataExt;
     a.dev() != b.dev()

@@ -4,6 +4,7 @@
 //! finds every container again when the daemon restarts.
 
 mod containers;
+mod copy;
 mod error;
 pub mod events;
 mod exec;

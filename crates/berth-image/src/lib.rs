@@ -29,6 +29,7 @@ pub use images::{ContainerUse, Deleted, ImageRecord, ImageStore};
 pub mod archive;
 pub mod changes;
 pub mod commit;
+pub mod copy;
 pub mod fixture;
 pub mod instruction;
 pub mod rootfs;

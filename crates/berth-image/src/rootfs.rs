@@ -61,21 +61,33 @@ static VIEW: AtomicU64 = AtomicU64::new(0);
 /// container's mount, and when the process dies mid-export the namespace
 /// and its mount go with it.
 pub fn export(store: &ImageStore, rw: &RwLayer, w: impl Write + Send) -> Result<()> {
+    with_view(store, rw, false, |root| changes::export_tree(root, w).map(|_| ()))
+}
+
+/// Runs `f` on the merged root of `rw`, mounted (read-only unless
+/// `writable`) at a directory of its own in a thread with a private mount
+/// namespace, so the mount is seen by no one else and cannot outlive `f`.
+/// For a container that is not running; a running one's root is mounted.
+pub fn with_view<T: Send>(
+    store: &ImageStore,
+    rw: &RwLayer,
+    writable: bool,
+    f: impl FnOnce(&std::path::Path) -> Result<T> + Send,
+) -> Result<T> {
     let m = store.layers.mount_of(rw)?;
-    let dir =
-        m.target.with_file_name(format!(".export-{}-{}", std::process::id(), VIEW.fetch_add(1, Ordering::Relaxed)));
+    let dir = m.target.with_file_name(format!(".view-{}-{}", std::process::id(), VIEW.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
-    let view = m.read_only_view(&dir);
+    let view = if writable { crate::OverlayMount { target: dir.clone(), ..m } } else { m.read_only_view(&dir) };
     let done = std::thread::scope(|s| {
         s.spawn(|| {
             private_mount_namespace()?;
             view.mount()?;
-            let out = changes::export_tree(&view.target, w);
+            let out = f(&view.target);
             let _ = view.unmount();
-            out.map(|_| ())
+            out
         })
         .join()
-        .unwrap_or_else(|_| Err(Error::Invalid("the export thread panicked".into())))
+        .unwrap_or_else(|_| Err(Error::Invalid("the mount thread panicked".into())))
     });
     let _ = std::fs::remove_dir(&dir);
     done

@@ -95,7 +95,7 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
     let root: OwnedFd = std::fs::File::open(dir).map_err(Error::io(format!("open {}", dir.display())))?.into();
     let stream = decompress(input).map_err(Error::io("read layer"))?;
     let mut archive = tar::Archive::new(HashReader { inner: stream, hasher: Algorithm::Sha256.hasher() });
-    let mut w = Writer { root: root.as_fd(), parent: None, dirs: Vec::new(), size: 0, buf: vec![0; 256 << 10] };
+    let mut w = Writer::new(root.as_fd(), true, false);
     let entries = archive.entries().map_err(bad_tar)?;
     for entry in entries {
         let entry = entry.map_err(bad_tar)?;
@@ -107,6 +107,20 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
     // and reading to the end makes a compressed stream check its trailer.
     io::copy(&mut rest, &mut io::sink()).map_err(bad_tar)?;
     Ok(Unpacked { diff_id: DiffId::from(rest.hasher.finish()), size: w.size })
+}
+
+/// Extract a plain tar (any compression) into the directory `dir`, as
+/// `docker cp` into a container does: no whiteouts, the same refusal to
+/// write outside `dir`. Returns the bytes of file content written.
+pub fn extract_at(dir: BorrowedFd<'_>, input: impl Read, keep_kinds: bool) -> Result<u64> {
+    let stream = decompress(input).map_err(Error::io("read archive"))?;
+    let mut archive = tar::Archive::new(stream);
+    let mut w = Writer::new(dir, false, keep_kinds);
+    for entry in archive.entries().map_err(bad_tar)? {
+        w.entry(entry.map_err(bad_tar)?)?;
+    }
+    w.finish_dirs();
+    Ok(w.size)
 }
 
 fn bad_tar(e: io::Error) -> Error {
@@ -163,9 +177,18 @@ struct Writer<'a> {
     dirs: Vec<(PathBuf, TimeSpec, TimeSpec)>,
     size: u64,
     buf: Vec<u8>,
+    /// A layer (whiteouts mean deletions) or plain files (`docker cp`).
+    layer: bool,
+    /// Refuse to replace a directory with a non-directory or the reverse
+    /// (the archive API's `noOverwriteDirNonDir`).
+    keep_kinds: bool,
 }
 
 impl<'a> Writer<'a> {
+    fn new(root: BorrowedFd<'a>, layer: bool, keep_kinds: bool) -> Writer<'a> {
+        Writer { root, parent: None, dirs: Vec::new(), size: 0, buf: vec![0; 256 << 10], layer, keep_kinds }
+    }
+
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<()> {
         let raw = e.path_bytes().into_owned();
         let shown = || String::from_utf8_lossy(&raw).into_owned();
@@ -180,16 +203,16 @@ impl<'a> Writer<'a> {
             return Ok(());
         };
         let name_b = name.as_bytes();
-        if name_b == OPAQUE {
+        if !self.layer {
+            // Plain files: names that look like whiteouts are just names.
+        } else if name_b == OPAQUE {
             let dir = self.parent(parent_path)?;
             return set_xattr_fd(dir.as_fd(), OPAQUE_XATTR, b"y")
                 .map_err(Error::io(format!("mark {} opaque", shown())));
-        }
-        if name_b.starts_with(b".wh..wh.") {
+        } else if name_b.starts_with(b".wh..wh.") {
             // Other aufs metadata (hardlink dirs): nothing for overlayfs.
             return Ok(());
-        }
-        if let Some(hidden) = name_b.strip_prefix(WHITEOUT_PREFIX) {
+        } else if let Some(hidden) = name_b.strip_prefix(WHITEOUT_PREFIX) {
             let hidden = OsStr::from_bytes(hidden).to_owned();
             let parent = self.parent(parent_path)?;
             let c = cstr(&hidden)?;
@@ -367,6 +390,11 @@ impl<'a> Writer<'a> {
         let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         if is_dir && new_is_dir {
             return Ok(());
+        }
+        if self.keep_kinds && is_dir != new_is_dir {
+            let what = if is_dir { "directory" } else { "non-directory" };
+            let new = if new_is_dir { "directory" } else { "non-directory" };
+            return Err(Error::Invalid(format!("cannot overwrite {what} {name:?} with {new}")));
         }
         self.parent = None;
         if is_dir {

@@ -398,3 +398,76 @@ fn hosts_system_and_bad_input() {
     assert_eq!(d.bok(&["system", "prune", "-f"]), "Total reclaimed space: 0B\nTotal reclaimed space: 0B\n");
     assert_clean(&d);
 }
+
+#[test]
+fn cp_both_ways_stays_inside_the_container() {
+    if !can_run("berth cp") {
+        return;
+    }
+    let d = Daemon::start("cli-cp");
+    load(&d);
+    let local = d.dir.join("local");
+    std::fs::create_dir_all(local.join("tree/sub")).unwrap();
+    std::fs::write(local.join("tree/sub/a"), "deep\n").unwrap();
+    std::fs::write(local.join("file"), "flat\n").unwrap();
+    let l = |p: &str| local.join(p).to_str().unwrap().to_owned();
+    d.bok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /etc /tmp/etclink; ln -s / /tmp/up; sleep 600",
+    ]);
+    wait_for("links", || d.berth(&["exec", "box", "test", "-L", "/tmp/up"]).status.success());
+    // Into the container: a file into a directory, under a new name, a tree.
+    d.bok(&["cp", &l("file"), "box:/tmp/"]);
+    d.bok(&["cp", &l("file"), "box:/tmp/renamed"]);
+    d.bok(&["cp", &l("tree"), "box:/tmp/tree"]);
+    let seen = d.bok(&["exec", "box", "cat", "/tmp/file", "/tmp/renamed", "/tmp/tree/sub/a"]);
+    assert_eq!(seen, "flat\nflat\ndeep\n");
+    // The stock docker CLI against the same API.
+    d.ok(&["cp", &l("file"), "box:/tmp/by-docker"]);
+    d.ok(&["cp", "box:/tmp/tree", &l("back-docker")]);
+    assert_eq!(std::fs::read_to_string(local.join("back-docker/sub/a")).unwrap(), "deep\n");
+    // Out of it: a tree, its contents with /., a file to stdout as a tar.
+    d.bok(&["cp", "box:/tmp/tree", &l("back")]);
+    assert_eq!(std::fs::read_to_string(local.join("back/sub/a")).unwrap(), "deep\n");
+    d.bok(&["cp", "box:/tmp/tree/.", &l("contents")]);
+    assert_eq!(std::fs::read_to_string(local.join("contents/sub/a")).unwrap(), "deep\n");
+    let tar = d.berth(&["cp", "box:/tmp/file", "-"]);
+    let names: Vec<String> = tar::Archive::new(&tar.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["file"]);
+    // Symlinks in the container resolve inside it (CVE-2018-15664): reading
+    // /tmp/etclink/passwd gives the container's passwd, writing through
+    // /tmp/up/etc lands in the container's /etc, never the host's.
+    d.bok(&["cp", "box:/tmp/etclink/passwd", &l("passwd")]);
+    let theirs = d.bok(&["exec", "box", "cat", "/etc/passwd"]);
+    assert_eq!(std::fs::read_to_string(local.join("passwd")).unwrap(), theirs);
+    let marker = format!("berth-cp-test-{}", std::process::id());
+    std::fs::write(local.join(&marker), "x").unwrap();
+    d.bok(&["cp", &l(&marker), "box:/tmp/up/etc/"]);
+    assert!(!std::path::Path::new("/etc").join(&marker).exists());
+    assert_eq!(d.bok(&["exec", "box", "cat", &format!("/etc/{marker}")]), "x");
+    // Errors: missing paths and containers, a file as a directory, and a
+    // stopped container still reads.
+    let o = d.berth(&["cp", "box:/nope", &l("x")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Could not find the file /nope"), "{}", stderr(&o));
+    assert_eq!(d.berth(&["cp", &l("file"), "box:/tmp/file/"]).status.code(), Some(1));
+    assert_eq!(d.berth(&["cp", &l("file"), "nosuch:/tmp"]).status.code(), Some(1));
+    d.bok(&["stop", "-s", "KILL", "box"]);
+    d.bok(&["cp", "box:/tmp/renamed", &l("from-stopped")]);
+    assert_eq!(std::fs::read_to_string(local.join("from-stopped")).unwrap(), "flat\n");
+    d.bok(&["cp", &l("file"), "box:/tmp/while-stopped"]);
+    d.bok(&["start", "box"]);
+    assert_eq!(d.bok(&["exec", "box", "cat", "/tmp/while-stopped"]), "flat\n");
+    d.bok(&["rm", "-f", "box"]);
+    assert_clean(&d);
+}
