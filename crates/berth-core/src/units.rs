@@ -19,26 +19,22 @@ pub fn human_duration(secs: i64) -> String {
 
 /// go-units `HumanSize`: decimal units, four significant digits ("4.27MB").
 pub fn human_size(bytes: f64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", sig4(v), UNITS[i])
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"])
 }
 
 /// go-units `BytesSize`: binary units ("1.5MiB"), as `docker stats` prints.
 pub fn bytes_size(bytes: f64) -> String {
-    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"])
+}
+
+fn scaled(bytes: f64, base: f64, units: &[&str]) -> String {
     let mut v = bytes;
     let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
-    format!("{}{}", sig4(v), UNITS[i])
+    format!("{}{}", sig4(v), units[i])
 }
 
 /// Go's `%.4g` for 0 <= v < 10000: four significant digits, no trailing zeros.

@@ -12,14 +12,7 @@ use common::{assert_clean, berth_bin, can_run, stderr, stdout, Daemon};
 
 /// The busybox fixture, loaded with `berth load`.
 fn load(d: &Daemon) {
-    let tar = d.dir.join("busybox.tar");
-    let out = Command::new(env!("CARGO_BIN_EXE_berthd").replace("berthd", "berth-image"))
-        .args(["fixture", "--output"])
-        .arg(&tar)
-        .arg("busybox:latest")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tar = d.fixture();
     let loaded = d.bok(&["load", "-i", tar.to_str().unwrap()]);
     assert_eq!(loaded, "Loaded image: busybox:latest\n");
 }

@@ -95,36 +95,17 @@ impl Daemon {
     }
 
     pub fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut c = Command::new(DOCKER)
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
-            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(i) = input {
-            c.stdin.take().unwrap().write_all(i).unwrap();
-        }
-        c.wait_with_output().unwrap()
+        let mut c = Command::new(DOCKER);
+        c.env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"));
+        run_with(c, args, input)
     }
 
     /// The berth CLI, pointed at this daemon by BERTH_HOST.
     pub fn berth_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut c = Command::new(berth_bin())
-            .args(args)
-            .env("BERTH_HOST", format!("unix://{}", self.socket().display()))
-            .env_remove("DOCKER_HOST")
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(i) = input {
-            c.stdin.take().unwrap().write_all(i).unwrap();
-        }
-        c.wait_with_output().unwrap()
+        let mut c = Command::new(berth_bin());
+        c.env("BERTH_HOST", format!("unix://{}", self.socket().display())).env_remove("DOCKER_HOST");
+        run_with(c, args, input)
     }
 
     pub fn berth(&self, args: &[&str]) -> Output {
@@ -146,6 +127,13 @@ impl Daemon {
     }
 
     pub fn load_busybox(&self) {
+        let tar = self.fixture();
+        let loaded = self.ok(&["load", "-i", tar.to_str().unwrap()]);
+        assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+    }
+
+    /// The busybox test image as a `docker save` tar in the daemon's dir.
+    pub fn fixture(&self) -> PathBuf {
         let tar = self.dir.join("busybox.tar");
         let out = Command::new(env!("CARGO_BIN_EXE_berthd").replace("berthd", "berth-image"))
             .args(["fixture", "--output"])
@@ -154,8 +142,7 @@ impl Daemon {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let loaded = self.ok(&["load", "-i", tar.to_str().unwrap()]);
-        assert!(loaded.contains("Loaded image: busybox:latest"), "{loaded}");
+        tar
     }
 
     /// One raw HTTP request; (status, body).
@@ -175,6 +162,21 @@ impl Daemon {
         let body = text.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default();
         (status, body)
     }
+}
+
+/// Runs a command line with `args`, `input` on its stdin (else none).
+fn run_with(mut c: Command, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut child = c
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(i) = input {
+        child.stdin.take().unwrap().write_all(i).unwrap();
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// The berth CLI binary, built beside berthd.
