@@ -28,17 +28,8 @@ trap cleanup EXIT
 daemon=$!
 for _ in $(seq 100); do [[ -S "$sock" ]] && break; sleep 0.05; done
 cmd='echo "hello from $(hostname), pid $$"; id; echo "image files: $(cat /data/keep) $(ls /data/swap)"'
-if [[ -x /usr/local/bin/docker ]] || command -v docker >/dev/null; then
-    export DOCKER_HOST="unix://$sock" DOCKER_CONFIG="$work/docker-config"
-    docker version --format 'docker CLI {{.Client.Version}} -> {{.Server.Platform.Name}} {{.Server.Version}}, API {{.Server.APIVersion}}'
-    docker load -i "$work/busybox.tar"
-    docker images
-    docker run --rm --name demo busybox sh -c "$cmd"
-else
-    api POST /images/load --data-binary "@$work/busybox.tar"; echo
-    body=$(python3 -c 'import json,sys; print(json.dumps({"Image": "busybox", "Cmd": ["sh", "-c", sys.argv[1]]}))' "$cmd")
-    api POST "/containers/create?name=demo" -H 'Content-Type: application/json' -d "$body"; echo
-    api POST /containers/demo/start
-    api POST /containers/demo/wait; echo
-    api GET "/containers/demo/logs?stdout=1&stderr=1" --output - | tr -d '\000-\010'
-fi
+export BERTH_HOST="unix://$sock"
+"$bin/berth" version --format 'berth CLI {{.Client.Version}} -> berthd {{.Server.Version}}, API {{.Server.ApiVersion}}'
+"$bin/berth" load -i "$work/busybox.tar"
+"$bin/berth" images
+"$bin/berth" run --rm --name demo busybox sh -c "$cmd"
