@@ -398,3 +398,20 @@ pub struct ExecInspect {
     pub running: bool,
     pub pid: i64,
 }
+
+/// `X-Docker-Container-Path-Stat` of the archive endpoints (base64 JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerPathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode`: permission bits with its own type bits.
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+impl ContainerPathStat {
+    /// Go's `os.ModeDir`.
+    pub const MODE_DIR: u32 = 1 << 31;
+}

@@ -355,9 +355,16 @@ fn path_arg(ctx: &Ctx) -> Result<String, ApiError> {
 }
 
 /// Docker's `X-Docker-Container-Path-Stat`: the stat as base64 JSON.
-fn path_stat_header(st: &berth_image::copy::PathStat) -> String {
+fn path_stat_header(st: berth_image::copy::PathStat) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(st).unwrap_or_default())
+    let w = w::ContainerPathStat {
+        name: st.name,
+        size: st.size,
+        mode: st.mode,
+        mtime: st.mtime,
+        link_target: st.link_target,
+    };
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&w).unwrap_or_default())
 }
 
 /// `HEAD /containers/{id}/archive?path=`.
@@ -365,7 +372,7 @@ pub async fn archive_head(ctx: &Ctx, id: &str) -> Reply {
     let st = ctx.engine.archive_stat(id, &path_arg(ctx)?).await?;
     Response::builder()
         .status(StatusCode::OK)
-        .header("X-Docker-Container-Path-Stat", path_stat_header(&st))
+        .header("X-Docker-Container-Path-Stat", path_stat_header(st))
         .body(body::empty())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -385,7 +392,7 @@ pub async fn archive_get(ctx: &Ctx, id: &str) -> Reply {
     Response::builder()
         .status(StatusCode::OK)
         .header("Content-Type", "application/x-tar")
-        .header("X-Docker-Container-Path-Stat", path_stat_header(&st))
+        .header("X-Docker-Container-Path-Stat", path_stat_header(st))
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -14,7 +14,6 @@ use crate::cli::{
     RmArgs, StopArgs, TopArgs,
 };
 use crate::format::{ago, ellipsis, pretty, print_out, short_id, table, unix_time, Format};
-use crate::template::Template;
 use crate::{each, CliError, Result};
 
 fn say(name: &str) -> Result<()> {
@@ -182,7 +181,7 @@ pub(crate) fn relative_time(s: &str) -> String {
 }
 
 pub fn inspect(c: &Client, a: InspectArgs) -> Result<()> {
-    let tpl = a.format.as_deref().map(|f| Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))).transpose()?;
+    let tpl = a.format.as_deref().map(crate::format::template).transpose()?;
     let mut found = Vec::new();
     let mut failed = false;
     for name in &a.names {

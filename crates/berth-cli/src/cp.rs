@@ -6,19 +6,11 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use berth_api_types::ContainerPathStat as PathStat;
 use berth_client::{Body, Client, Query};
-use serde::Deserialize;
 
 use crate::cli::CpArgs;
 use crate::{CliError, Result};
-
-#[derive(Debug, Deserialize)]
-struct PathStat {
-    name: String,
-    mode: u32,
-}
-
-const GO_DIR: u32 = 1 << 31;
 
 /// `container:path`, or a local path (which may hold a colon after a `/`).
 fn split(arg: &str) -> Option<(&str, &str)> {
@@ -119,7 +111,7 @@ fn from_container(c: &Client, ctr: &str, path: &str, dst: &str) -> Result<()> {
 fn to_container(c: &Client, src: &str, ctr: &str, path: &str) -> Result<()> {
     let target = stat(c, ctr, path)?;
     let (dir, name): (String, Option<String>) = match &target {
-        Some(st) if st.mode & GO_DIR != 0 => (path.to_owned(), None),
+        Some(st) if st.mode & PathStat::MODE_DIR != 0 => (path.to_owned(), None),
         _ => {
             if path.ends_with('/') {
                 return Err(CliError::Usage(format!("Error: destination directory {path} does not exist")));

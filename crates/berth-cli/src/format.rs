@@ -9,6 +9,13 @@ use serde_json::Value;
 use crate::template::Template;
 use crate::CliError;
 
+/// A `--format` template as Docker reads it: "json" is `{{json .}}`, and
+/// `\t` and `\n` written literally are tab and newline.
+pub fn template(f: &str) -> Result<Template, CliError> {
+    let f = if f == "json" { "{{json .}}" } else { f };
+    Ok(Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))?)
+}
+
 /// Columns aligned as Go's tabwriter(minwidth 10, padding 3) aligns them:
 /// every cell but the last in a row is padded.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -47,21 +54,18 @@ pub enum Format {
 }
 
 impl Format {
-    /// `None`/"table": the default table; "json": one JSON object per row;
-    /// "table …": aligned columns with headers; else a template per row.
-    /// `\t` and `\n` written literally are tab and newline, as in Docker.
+    /// `None`/"table": the default table; "table …": aligned columns with
+    /// headers; else a template per row (see [`template`]).
     pub fn parse(f: Option<&str>) -> Result<Format, CliError> {
-        let f = match f {
-            None | Some("" | "table") => return Ok(Format::Default),
-            Some("json") => "{{json .}}",
-            Some(s) => s,
-        };
-        let f = f.replace("\\t", "\t").replace("\\n", "\n");
-        let (body, table) = match f.strip_prefix("table") {
-            Some(rest) if rest.starts_with(char::is_whitespace) => (rest.trim_start().to_owned(), true),
-            _ => (f, false),
-        };
-        Ok(Format::Template { tpl: Template::parse(&body)?, table })
+        match f {
+            None | Some("" | "table") => Ok(Format::Default),
+            Some(s) => match s.strip_prefix("table") {
+                Some(rest) if rest.starts_with(char::is_whitespace) || rest.starts_with("\\t") => {
+                    Ok(Format::Template { tpl: template(rest.trim_start_matches("\\t").trim_start())?, table: true })
+                }
+                _ => Ok(Format::Template { tpl: template(s)?, table: false }),
+            },
+        }
     }
 
     /// Prints `rows` (each a JSON object with Docker's field names);

@@ -5,15 +5,9 @@ use serde_json::{json, Value};
 
 use crate::cli::{EventsArgs, FormatArgs, PruneArgs};
 use crate::container::{filters, prune_containers, relative_time};
-use crate::format::print_out;
+use crate::format::{print_out, template};
 use crate::image::prune_images;
-use crate::template::Template;
 use crate::{CliError, Result};
-
-fn template(f: &str) -> Result<Template> {
-    let f = if f == "json" { "{{json .}}" } else { f };
-    Ok(Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))?)
-}
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or("")

@@ -162,12 +162,10 @@ impl Response {
             .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_owned()))
             .collect();
         let find = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let framing = if status == 101 || status == 204 || status == 304 {
-            if status == 101 {
-                Framing::Eof
-            } else {
-                Framing::Done
-            }
+        let framing = if status == 101 {
+            Framing::Eof
+        } else if status == 204 || status == 304 {
+            Framing::Done
         } else if find("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
             Framing::Chunked(None)
         } else if let Some(l) = find("content-length") {

@@ -8,7 +8,6 @@ mod conn;
 mod http;
 pub mod stdcopy;
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
@@ -151,7 +150,7 @@ impl Query {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(s: &str) -> String {
+fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -173,10 +172,6 @@ pub struct Client {
 impl Client {
     pub fn new(host: Host) -> Client {
         Client { host, version: berth_api_types::API_VERSION.to_owned() }
-    }
-
-    pub fn host(&self) -> &Host {
-        &self.host
     }
 
     fn connect(&self) -> Result<Conn> {
@@ -232,13 +227,5 @@ impl Client {
             None => Vec::new(),
         };
         http::hijack(conn, &self.target(path, q), &b)
-    }
-
-    /// `GET /_ping` succeeds.
-    pub fn ping(&self) -> Result<()> {
-        let mut r = self.call("GET", "/_ping", &Query::new(), Body::None)?;
-        let mut s = String::new();
-        r.read_to_string(&mut s)?;
-        Ok(())
     }
 }

@@ -11,17 +11,17 @@ use berth_image::copy::PathStat;
 
 use crate::containers::is_mountpoint;
 use crate::error::{Error, Result};
+use crate::model::Container;
 use crate::Engine;
 
 impl Engine {
     /// Runs `f` on the container's merged root, in a blocking thread.
     async fn with_root<T: Send + 'static>(
         &self,
-        key: &str,
+        c: &Container,
         writable: bool,
         f: impl FnOnce(&Path) -> berth_image::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let c = self.inspect(key)?;
         let rw = c.rw_layer.clone().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))?;
         let images = self.images.clone();
         let r = tokio::task::spawn_blocking(move || {
@@ -40,13 +40,13 @@ impl Engine {
     /// `HEAD /containers/{id}/archive`.
     pub async fn archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
         let path = path.to_owned();
-        self.with_root(key, false, move |root| berth_image::copy::stat(root, &path)).await
+        self.with_root(&self.inspect(key)?, false, move |root| berth_image::copy::stat(root, &path)).await
     }
 
     /// `GET /containers/{id}/archive`: `path` as a tar into `w`.
     pub async fn archive_get(&self, key: &str, path: &str, w: impl Write + Send + 'static) -> Result<PathStat> {
         let path = path.to_owned();
-        self.with_root(key, false, move |root| berth_image::copy::archive(root, &path, w)).await
+        self.with_root(&self.inspect(key)?, false, move |root| berth_image::copy::archive(root, &path, w)).await
     }
 
     /// `PUT /containers/{id}/archive`: the tar in `r` extracted into the
@@ -63,6 +63,6 @@ impl Engine {
             return Err(Error::Invalid("container rootfs is marked read-only".into()));
         }
         let path = path.to_owned();
-        self.with_root(key, true, move |root| berth_image::copy::extract(root, &path, r, keep_kinds).map(|_| ())).await
+        self.with_root(&c, true, move |root| berth_image::copy::extract(root, &path, r, keep_kinds).map(|_| ())).await
     }
 }

@@ -230,27 +230,12 @@ impl Drop for Ingest {
 mod tests {
     use super::*;
 
-    /// Removed on drop, also when an assertion fails.
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    impl std::ops::Deref for Dir {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
+    use crate::testdir::TestDir as Dir;
 
     fn store(tag: &str) -> (Dir, ContentStore) {
-        let dir = std::env::temp_dir().join(format!("berth-content-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = Dir::new(&format!("content-{tag}"));
         let s = ContentStore::open(&dir).unwrap();
-        (Dir(dir), s)
+        (dir, s)
     }
 
     #[test]

@@ -22,15 +22,15 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 
-/// What Docker's `X-Docker-Container-Path-Stat` header carries.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What a path inside the root is (Docker's container path stat).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStat {
     pub name: String,
     pub size: i64,
     /// Go's `os.FileMode`: permission bits with its own type bits.
     pub mode: u32,
     pub mtime: String,
-    #[serde(rename = "linkTarget")]
+    /// Where a symlink leads, resolved inside the root.
     pub link_target: String,
 }
 
@@ -325,36 +325,16 @@ pub fn extract(root: &Path, path: &str, input: impl io::Read, keep_kinds: bool) 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::testdir::TestDir;
 
-    fn tree() -> tempdir::Dir {
-        let d = tempdir::Dir::new();
-        let r = d.path();
+    fn tree() -> TestDir {
+        let d = TestDir::new("copy");
+        let r: &Path = &d;
         std::fs::create_dir_all(r.join("etc/sub")).unwrap();
         std::fs::write(r.join("etc/sub/f"), b"hello").unwrap();
         std::os::unix::fs::symlink("/etc/sub", r.join("link")).unwrap();
         std::os::unix::fs::symlink("/", r.join("up")).unwrap();
         d
-    }
-
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let p = std::env::temp_dir().join(format!("berth-copy-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     fn names(tar_bytes: &[u8]) -> Vec<String> {
@@ -365,28 +345,28 @@ mod tests {
     #[test]
     fn stats_and_archives_inside_the_root() {
         let d = tree();
-        let st = stat(d.path(), "/etc/sub/f").unwrap();
+        let st = stat(&d, "/etc/sub/f").unwrap();
         assert_eq!((st.name.as_str(), st.size, st.mode), ("f", 5, 0o644 & !umask()));
-        let st = stat(d.path(), "/link").unwrap();
+        let st = stat(&d, "/link").unwrap();
         assert_eq!(st.mode & GO_SYMLINK, GO_SYMLINK);
         assert_eq!(st.link_target, "/etc/sub");
-        assert_eq!(stat(d.path(), "/etc").unwrap().mode & GO_DIR, GO_DIR);
-        assert!(matches!(stat(d.path(), "/nope"), Err(Error::NotFound(_))));
+        assert_eq!(stat(&d, "/etc").unwrap().mode & GO_DIR, GO_DIR);
+        assert!(matches!(stat(&d, "/nope"), Err(Error::NotFound(_))));
         let mut out = Vec::new();
-        archive(d.path(), "/etc", &mut out).unwrap();
+        archive(&d, "/etc", &mut out).unwrap();
         assert_eq!(names(&out), ["etc", "etc/sub", "etc/sub/f"]);
         // The link itself, or what it leads to with a trailing "/.".
         let mut out = Vec::new();
-        archive(d.path(), "/link", &mut out).unwrap();
+        archive(&d, "/link", &mut out).unwrap();
         assert_eq!(names(&out), ["link"]);
         let mut out = Vec::new();
-        archive(d.path(), "/link/.", &mut out).unwrap();
+        archive(&d, "/link/.", &mut out).unwrap();
         assert_eq!(names(&out), ["./", "./f"]);
         // A symlink to / leads to the container's root, not the host's.
         let mut out = Vec::new();
-        archive(d.path(), "/up/etc/sub/f", &mut out).unwrap();
+        archive(&d, "/up/etc/sub/f", &mut out).unwrap();
         assert_eq!(names(&out), ["f"]);
-        assert!(matches!(stat(d.path(), "/up/etc/passwd"), Err(Error::NotFound(_))));
+        assert!(matches!(stat(&d, "/up/etc/passwd"), Err(Error::NotFound(_))));
     }
 
     fn umask() -> u32 {
@@ -410,10 +390,10 @@ mod tests {
         b.append_data(&mut h, "new.txt", &b"abc"[..]).unwrap();
         let data = b.into_inner().unwrap();
         // Through the link to / : still inside the root.
-        extract(d.path(), "/up/etc", &data[..], false).unwrap();
-        assert_eq!(std::fs::read(d.path().join("etc/new.txt")).unwrap(), b"abc");
-        assert!(matches!(extract(d.path(), "/etc/sub/f", &data[..], false), Err(Error::Invalid(_))));
-        assert!(matches!(extract(d.path(), "/missing", &data[..], false), Err(Error::NotFound(_))));
+        extract(&d, "/up/etc", &data[..], false).unwrap();
+        assert_eq!(std::fs::read(d.join("etc/new.txt")).unwrap(), b"abc");
+        assert!(matches!(extract(&d, "/etc/sub/f", &data[..], false), Err(Error::Invalid(_))));
+        assert!(matches!(extract(&d, "/missing", &data[..], false), Err(Error::NotFound(_))));
         // A file may not replace a directory when kinds are kept.
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -424,7 +404,7 @@ mod tests {
         h.set_mtime(0);
         b.append_data(&mut h, "sub", &b""[..]).unwrap();
         let data = b.into_inner().unwrap();
-        assert!(extract(d.path(), "/etc", &data[..], true).is_err());
-        assert!(d.path().join("etc/sub/f").exists());
+        assert!(extract(&d, "/etc", &data[..], true).is_err());
+        assert!(&d.join("etc/sub/f").exists());
     }
 }

@@ -34,3 +34,5 @@ pub mod fixture;
 pub mod instruction;
 pub mod rootfs;
 pub mod save;
+#[cfg(test)]
+mod testdir;
