@@ -415,3 +415,176 @@ impl ContainerPathStat {
     /// Go's `os.ModeDir`.
     pub const MODE_DIR: u32 = 1 << 31;
 }
+
+/// `GET /containers/{id}/stats`: one reading, snake_case as in Docker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsResponse {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub read: String,
+    #[serde(default)]
+    pub preread: String,
+    #[serde(default)]
+    pub pids_stats: PidsStats,
+    #[serde(default)]
+    pub blkio_stats: BlkioStats,
+    #[serde(default)]
+    pub num_procs: u32,
+    #[serde(default)]
+    pub storage_stats: Value,
+    #[serde(default)]
+    pub cpu_stats: CpuStats,
+    #[serde(default)]
+    pub precpu_stats: CpuStats,
+    #[serde(default)]
+    pub memory_stats: MemoryStats,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<BTreeMap<String, NetworkStats>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PidsStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlkioStatEntry {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub value: u64,
+}
+
+/// Docker sends every list, `null` when the host has no such counter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlkioStats {
+    #[serde(default)]
+    pub io_service_bytes_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_serviced_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_queue_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_service_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_wait_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_merged_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub io_time_recursive: Option<Vec<BlkioStatEntry>>,
+    #[serde(default)]
+    pub sectors_recursive: Option<Vec<BlkioStatEntry>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuUsage {
+    #[serde(default)]
+    pub total_usage: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percpu_usage: Option<Vec<u64>>,
+    #[serde(default)]
+    pub usage_in_kernelmode: u64,
+    #[serde(default)]
+    pub usage_in_usermode: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThrottlingData {
+    #[serde(default)]
+    pub periods: u64,
+    #[serde(default)]
+    pub throttled_periods: u64,
+    #[serde(default)]
+    pub throttled_time: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuStats {
+    #[serde(default)]
+    pub cpu_usage: CpuUsage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_cpu_usage: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_cpus: Option<u32>,
+    #[serde(default)]
+    pub throttling_data: ThrottlingData,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemoryStats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usage: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failcnt: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// `POST /containers/{id}/update`: Resources and RestartPolicy, as in
+/// HostConfig.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfig {
+    #[serde(default)]
+    pub memory: i64,
+    #[serde(default)]
+    pub memory_swap: i64,
+    #[serde(default)]
+    pub memory_reservation: i64,
+    #[serde(default)]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub cpu_shares: i64,
+    #[serde(default)]
+    pub cpu_period: i64,
+    #[serde(default)]
+    pub cpu_quota: i64,
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    #[serde(default)]
+    pub cpuset_mems: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub blkio_weight: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+/// `GET /system/df`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskUsage {
+    #[serde(default)]
+    pub layers_size: i64,
+    #[serde(default)]
+    pub images: Option<Vec<ImageSummary>>,
+    #[serde(default)]
+    pub containers: Option<Vec<ContainerSummary>>,
+    #[serde(default)]
+    pub volumes: Option<Vec<Value>>,
+    #[serde(default)]
+    pub build_cache: Option<Vec<Value>>,
+}

@@ -35,11 +35,24 @@ pub async fn list(ctx: &Ctx) -> Reply {
     let all = ctx.flag("all");
     let limit = int_arg(ctx, "limit")?.filter(|l| *l > 0);
     let f = crate::system::filters(ctx)?;
+    if let Some(k) = f.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(ApiError::bad(format!("invalid filter '{k}'")));
+    }
+    // `before` and `since` name a container; the list is cut at its
+    // creation time.
+    let created_of = |k: &str| -> Result<Vec<String>, ApiError> {
+        let mut out = vec![];
+        for key in f.get(k).into_iter().flatten() {
+            out.push(ctx.engine.inspect(key)?.created);
+        }
+        Ok(out)
+    };
+    let (before, since) = (created_of("before")?, created_of("since")?);
     let now = now_nanos();
     let mut out = vec![];
     for c in ctx.engine.list() {
         let live = c.state.status.is_running();
-        if !filter_ok(&c, &f) {
+        if !filter_ok(&c, &f) || before.iter().any(|t| c.created >= *t) || since.iter().any(|t| c.created <= *t) {
             continue;
         }
         if !all && limit.is_none() && !live && !f.contains_key("status") && !f.contains_key("exited") {
@@ -60,9 +73,43 @@ pub async fn list(ctx: &Ctx) -> Reply {
     json_response(StatusCode::OK, &out)
 }
 
+/// The filters `GET /containers/json` knows, as Docker's.
+const FILTERS: &[&str] = &[
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "id",
+    "isolation",
+    "is-task",
+    "label",
+    "name",
+    "network",
+    "publish",
+    "since",
+    "status",
+    "volume",
+];
+
 fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
-    any("id", &|v| c.id.starts_with(v))
+    let bind_has = |v: &str| {
+        c.host.binds.iter().any(|b| {
+            let mut parts = b.split(':');
+            parts.next() == Some(v) || parts.next() == Some(v)
+        })
+    };
+    // Nothing is published or exposed to match yet, containers are never
+    // swarm tasks and none has a health check.
+    any("publish", &|_| false)
+        && any("expose", &|_| false)
+        && any("is-task", &|v| v == "false" || v == "0")
+        && any("health", &|v| v == "none")
+        && any("isolation", &|v| v == "default")
+        && any("network", &|v| c.host.network_mode == v)
+        && any("volume", &bind_has)
+        && any("id", &|v| c.id.starts_with(v))
         && any("name", &|v| c.name.trim_start_matches('/').contains(v.trim_start_matches('/')))
         && any("status", &|v| c.state.status.as_str() == v)
         && any("exited", &|v| {
@@ -345,6 +392,61 @@ pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 pub async fn top(ctx: &Ctx, id: &str) -> Reply {
     let t = ctx.engine.top(id, ctx.q("ps_args").unwrap_or("")).await?;
     json_response(StatusCode::OK, &serde_json::json!({"Titles": t.titles, "Processes": t.processes}))
+}
+
+/// `GET /containers/{id}/stats?stream=&one-shot=`. A stream sends one
+/// reading a second, each with the one before as `precpu_stats`, until the
+/// client goes or the container is removed. Without a stream the reading
+/// waits a second for a `precpu_stats` of its own, unless `one-shot` is set.
+pub async fn stats(ctx: &Ctx, id: &str) -> Reply {
+    let stream = ctx.q("stream").is_none_or(|v| matches!(v, "1" | "true" | "True" | "TRUE"));
+    let one_shot = ctx.flag("one-shot");
+    if one_shot && stream {
+        return Err(ApiError::bad("cannot have stream=true and one-shot=true"));
+    }
+    let first = ctx.engine.stats(id).await?;
+    let id = first.id.clone();
+    if !stream {
+        let (pre, cur) = if one_shot || !first.live {
+            (None, first)
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let cur = ctx.engine.stats(&id).await?;
+            (Some(first), cur)
+        };
+        return json_response(StatusCode::OK, &convert::stats(&cur, pre.as_ref()));
+    }
+    let (tx, body) = body::channel();
+    let engine = ctx.engine.clone();
+    tokio::spawn(async move {
+        let mut pre: Option<berth_engine::stats::Sample> = None;
+        let mut cur = first;
+        loop {
+            let mut line = serde_json::to_vec(&convert::stats(&cur, pre.as_ref())).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match engine.stats(&id).await {
+                Ok(next) => pre = Some(std::mem::replace(&mut cur, next)),
+                Err(_) => return,
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
+    let body: Option<w::UpdateConfig> = read_json(req).await?;
+    let u = convert::update(body.unwrap_or_default())?;
+    let warnings = ctx.engine.update(id, u).await?;
+    json_response(StatusCode::OK, &serde_json::json!({ "Warnings": warnings }))
 }
 
 fn path_arg(ctx: &Ctx) -> Result<String, ApiError> {

@@ -8,23 +8,133 @@ use serde_json::{json, Value};
 
 use crate::ApiError;
 
-pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<CreateRequest, ApiError> {
-    let h = c.host_config.clone().unwrap_or_default();
-    let restart = match h.restart_policy.name.as_str() {
+/// A restart policy as the API names it, checked as Docker checks it.
+pub fn restart_policy(p: &w::RestartPolicy) -> Result<model::RestartPolicy, ApiError> {
+    let name = match p.name.as_str() {
         "" | "no" => model::RestartName::No,
         "always" => model::RestartName::Always,
         "unless-stopped" => model::RestartName::UnlessStopped,
         "on-failure" => model::RestartName::OnFailure,
         other => return Err(ApiError::bad(format!("invalid restart policy '{other}'"))),
     };
-    if h.restart_policy.maximum_retry_count < 0 {
+    if p.maximum_retry_count < 0 {
         return Err(ApiError::bad("invalid restart policy: maximum retry count cannot be negative"));
     }
-    if h.restart_policy.maximum_retry_count > 0 && restart != model::RestartName::OnFailure {
+    if p.maximum_retry_count > 0 && name != model::RestartName::OnFailure {
         return Err(ApiError::bad(
             "invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string(),
         ));
     }
+    Ok(model::RestartPolicy { name, maximum_retry_count: p.maximum_retry_count })
+}
+
+/// `POST /containers/{id}/update`'s body as the engine's update.
+pub fn update(u: w::UpdateConfig) -> Result<berth_engine::Update, ApiError> {
+    let restart_policy = match &u.restart_policy {
+        Some(p) if !p.name.is_empty() => Some(restart_policy(p)?),
+        _ => None,
+    };
+    Ok(berth_engine::Update {
+        memory: u.memory,
+        memory_swap: u.memory_swap,
+        memory_reservation: u.memory_reservation,
+        nano_cpus: u.nano_cpus,
+        cpu_shares: u.cpu_shares,
+        cpu_period: u.cpu_period,
+        cpu_quota: u.cpu_quota,
+        cpuset_cpus: u.cpuset_cpus,
+        cpuset_mems: u.cpuset_mems,
+        pids_limit: u.pids_limit,
+        blkio_weight: u.blkio_weight,
+        restart_policy,
+    })
+}
+
+/// One stats reading on the wire; `pre` is the reading before it, whose
+/// CPU counters make `precpu_stats`.
+pub fn stats(s: &berth_engine::stats::Sample, pre: Option<&berth_engine::stats::Sample>) -> w::StatsResponse {
+    let mut out = w::StatsResponse {
+        name: s.name.clone(),
+        id: s.id.clone(),
+        read: s.read.clone(),
+        preread: pre.map_or_else(|| model::ZERO_TIME.to_owned(), |p| p.read.clone()),
+        storage_stats: serde_json::json!({}),
+        ..Default::default()
+    };
+    if let Some(p) = pre.filter(|p| p.live) {
+        out.precpu_stats = cpu_stats(p);
+    }
+    if !s.live {
+        return out;
+    }
+    out.cpu_stats = cpu_stats(s);
+    let c = &s.cgroup;
+    out.pids_stats = w::PidsStats { current: Some(c.pids.current), limit: c.pids.limit };
+    let entries = |v: &[berth_cgroups::BlkioEntry]| {
+        Some(
+            v.iter()
+                .map(|e| w::BlkioStatEntry { major: e.major, minor: e.minor, op: e.op.clone(), value: e.value })
+                .collect(),
+        )
+    };
+    out.blkio_stats.io_service_bytes_recursive = entries(&c.blkio.service_bytes);
+    out.blkio_stats.io_serviced_recursive = entries(&c.blkio.serviced);
+    // As Docker: no limit, or one above the host's memory, shows the host's.
+    let limit = c.memory.limit.filter(|l| s.host_memory == 0 || *l <= s.host_memory).unwrap_or(s.host_memory);
+    out.memory_stats = w::MemoryStats {
+        usage: Some(c.memory.usage),
+        max_usage: (c.memory.max_usage > 0).then_some(c.memory.max_usage),
+        stats: Some(c.memory.stat.clone()),
+        failcnt: Some(c.memory.failcnt),
+        limit: Some(limit),
+    };
+    if !s.networks.is_empty() {
+        out.networks = Some(
+            s.networks
+                .iter()
+                .map(|(n, d)| {
+                    (
+                        n.clone(),
+                        w::NetworkStats {
+                            rx_bytes: d.rx_bytes,
+                            rx_packets: d.rx_packets,
+                            rx_errors: d.rx_errors,
+                            rx_dropped: d.rx_dropped,
+                            tx_bytes: d.tx_bytes,
+                            tx_packets: d.tx_packets,
+                            tx_errors: d.tx_errors,
+                            tx_dropped: d.tx_dropped,
+                        },
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+fn cpu_stats(s: &berth_engine::stats::Sample) -> w::CpuStats {
+    let c = &s.cgroup.cpu;
+    w::CpuStats {
+        cpu_usage: w::CpuUsage {
+            total_usage: c.total_ns,
+            percpu_usage: (!c.per_cpu_ns.is_empty()).then(|| c.per_cpu_ns.clone()),
+            usage_in_kernelmode: c.system_ns,
+            usage_in_usermode: c.user_ns,
+        },
+        system_cpu_usage: Some(s.system_ns),
+        online_cpus: Some(s.online_cpus),
+        throttling_data: w::ThrottlingData {
+            periods: c.periods,
+            throttled_periods: c.throttled_periods,
+            throttled_time: c.throttled_ns,
+        },
+    }
+}
+
+pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<CreateRequest, ApiError> {
+    let h = c.host_config.clone().unwrap_or_default();
+    let restart = restart_policy(&h.restart_policy)?.name;
     // No user namespace remapping is configured, so "private" (Docker's
     // default) and "host" both run in the host's user namespace.
     if !matches!(h.userns_mode.as_str(), "" | "host" | "private") {

@@ -1,6 +1,9 @@
 //! `/images/…`.
 
+use std::collections::HashMap;
 use std::io::Write;
+
+use berth_image::{ChainId, ImageConfig, ImageRecord, ImageStore};
 
 use berth_api_types as w;
 use bytes::Bytes;
@@ -50,22 +53,7 @@ pub async fn list(ctx: &Ctx) -> Reply {
             }) {
                 continue;
             }
-            let size: u64 = match &rec.top_layer {
-                Some(top) => store.layers.chain(top)?.iter().map(|l| l.size).sum(),
-                None => 0,
-            };
-            let id = rec.id.to_string();
-            out.push(w::ImageSummary {
-                containers: users.iter().filter(|u| **u == id).count() as i64,
-                id,
-                parent_id: String::new(),
-                repo_tags: tags,
-                repo_digests: vec![],
-                created: created_secs(cfg.created.as_deref()),
-                size: size as i64,
-                shared_size: -1,
-                labels: img_labels,
-            });
+            out.push(summary(&store, &rec, &cfg, tags, &users, None)?);
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(out)
@@ -73,6 +61,51 @@ pub async fn list(ctx: &Ctx) -> Reply {
     .await
     .map_err(blocking_err)??;
     json_response(StatusCode::OK, &out)
+}
+
+/// How many images use each layer, for `SharedSize`.
+pub(crate) fn layer_users(store: &ImageStore) -> Result<HashMap<ChainId, usize>, ApiError> {
+    let mut n = HashMap::new();
+    for rec in store.list()? {
+        if let Some(top) = &rec.top_layer {
+            for l in store.layers.chain(top)? {
+                *n.entry(l.chain_id).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// One image's row. `SharedSize` (the bytes of its layers that other
+/// images use too) is -1 unless `layer_users` is given, as in Docker.
+pub(crate) fn summary(
+    store: &ImageStore,
+    rec: &ImageRecord,
+    cfg: &ImageConfig,
+    tags: Vec<String>,
+    users: &[String],
+    layer_users: Option<&HashMap<ChainId, usize>>,
+) -> Result<w::ImageSummary, ApiError> {
+    let chain = match &rec.top_layer {
+        Some(top) => store.layers.chain(top)?,
+        None => vec![],
+    };
+    let size: u64 = chain.iter().map(|l| l.size).sum();
+    let shared = layer_users.map_or(-1, |n| {
+        chain.iter().filter(|l| n.get(&l.chain_id).is_some_and(|c| *c > 1)).map(|l| l.size).sum::<u64>() as i64
+    });
+    let id = rec.id.to_string();
+    Ok(w::ImageSummary {
+        containers: users.iter().filter(|u| **u == id).count() as i64,
+        id,
+        parent_id: String::new(),
+        repo_tags: tags,
+        repo_digests: vec![],
+        created: created_secs(cfg.created.as_deref()),
+        size: size as i64,
+        shared_size: shared,
+        labels: cfg.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default(),
+    })
 }
 
 /// Docker's `reference` filter: a glob (`*`, `?`) over `repo` or

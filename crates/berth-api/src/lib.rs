@@ -216,6 +216,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("GET", ["version"]) => system::version(&ctx),
         ("GET", ["info"]) => system::info(&ctx),
         ("GET", ["events"]) => system::events(&ctx),
+        ("GET", ["system", "df"]) => system::df(&ctx).await,
         ("POST", ["containers", "create"]) => containers::create(&ctx, req).await,
         ("GET", ["containers", "json"]) => containers::list(&ctx).await,
         ("POST", ["containers", "prune"]) => containers::prune(&ctx).await,
@@ -236,6 +237,8 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["exec", id, "resize"]) => exec::resize(&ctx, id).await,
         ("GET", ["exec", id, "json"]) => exec::inspect(&ctx, id),
         ("GET", ["containers", id, "top"]) => containers::top(&ctx, id).await,
+        ("GET", ["containers", id, "stats"]) => containers::stats(&ctx, id).await,
+        ("POST", ["containers", id, "update"]) => containers::update(&ctx, id, req).await,
         ("GET", ["containers", id, "changes"]) => containers::changes(&ctx, id).await,
         ("GET", ["containers", id, "export"]) => containers::export(&ctx, id).await,
         ("HEAD", ["containers", id, "archive"]) => containers::archive_head(&ctx, id).await,
@@ -255,10 +258,17 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("DELETE", ["images", name @ ..]) if !name.is_empty() => images::delete(&ctx, &name.join("/")).await,
         _ => Err(ApiError::not_found("page not found".to_string())),
     };
-    match r {
+    let mut resp = match r {
         Ok(resp) => resp,
         Err(e) => error_response(e),
+    };
+    // As dockerd, every answer names the API version and the OS.
+    let h = resp.headers_mut();
+    if !h.contains_key("Api-Version") {
+        h.insert("Api-Version", hyper::header::HeaderValue::from_static(berth_api_types::API_VERSION));
+        h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
     }
+    resp
 }
 
 /// Serve the API on `listener` until the process ends.

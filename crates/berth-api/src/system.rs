@@ -225,3 +225,59 @@ pub fn events(ctx: &Ctx) -> Reply {
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+/// `GET /system/df?type=`: the images with their shared bytes and the
+/// containers with their sizes. Volumes and build cache are empty lists:
+/// berth keeps neither yet.
+pub async fn df(ctx: &Ctx) -> Reply {
+    let types = ctx.all("type");
+    for t in &types {
+        if !matches!(t.as_str(), "container" | "image" | "volume" | "build-cache") {
+            return Err(ApiError::bad(format!("unknown object type: {t}")));
+        }
+    }
+    let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    let mut out = w::DiskUsage::default();
+    let list = ctx.engine.list();
+    if want("container") {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let mut rows = vec![];
+        for c in &list {
+            let mut sum = crate::convert::summary(c, now);
+            if let Ok((rw, root)) = ctx.engine.sizes(c).await {
+                sum.size_rw = Some(rw as i64);
+                sum.size_root_fs = Some(root as i64);
+            }
+            rows.push(sum);
+        }
+        out.containers = Some(rows);
+    }
+    if want("image") {
+        let store = ctx.engine.images.clone();
+        let users: Vec<String> = list.iter().map(|c| c.image_id.clone()).collect();
+        let (layers_size, images) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let names = store.names()?;
+            let shared = crate::images::layer_users(&store)?;
+            let mut rows = vec![];
+            for rec in store.list()? {
+                let cfg = store.config(&rec.id)?;
+                let tags = names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.familiar()).collect();
+                rows.push(crate::images::summary(&store, &rec, &cfg, tags, &users, Some(&shared))?);
+            }
+            rows.sort_by_key(|i| std::cmp::Reverse(i.created));
+            let layers: u64 = store.layers.list()?.iter().map(|l| l.size).sum();
+            Ok((layers as i64, rows))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        out.layers_size = layers_size;
+        out.images = Some(images);
+    }
+    if want("volume") {
+        out.volumes = Some(vec![]);
+    }
+    if want("build-cache") {
+        out.build_cache = Some(vec![]);
+    }
+    json_response(StatusCode::OK, &out)
+}

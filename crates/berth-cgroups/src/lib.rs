@@ -7,6 +7,7 @@
 mod devices;
 mod mounts;
 mod resources;
+mod stats;
 mod v1;
 mod v2;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use mounts::{Hierarchies, V1Mount};
 pub use resources::{DeviceRule, Resources};
+pub use stats::{BlkioEntry, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats};
 
 /// A cgroup error, with the file or directory that failed.
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,10 @@ pub enum Cmd {
     Inspect(InspectArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Inspect changes to files on a container's filesystem
     Diff(OneArg),
     /// Copy files between a container and the local filesystem
@@ -120,6 +124,8 @@ pub enum ContainerCmd {
     Attach(AttachArgs),
     Inspect(InspectArgs),
     Top(TopArgs),
+    Stats(StatsArgs),
+    Update(UpdateArgs),
     Diff(OneArg),
     Cp(CpArgs),
     Export(ExportArgs),
@@ -152,6 +158,8 @@ pub enum ImageCmd {
 #[derive(Subcommand, Debug)]
 pub enum SystemCmd {
     Info(FormatArgs),
+    /// Show berth disk usage
+    Df(DfArgs),
     Events(EventsArgs),
     /// Remove stopped containers and dangling images (all unused with -a)
     Prune(PruneArgs),
@@ -191,33 +199,8 @@ pub struct RunArgs {
     /// Overwrite the default ENTRYPOINT of the image
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Memory limit
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 for unlimited swap
-    #[arg(long = "memory-swap")]
-    pub memory_swap: Option<String>,
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<i64>,
-    #[arg(long = "cpu-quota")]
-    pub cpu_quota: Option<i64>,
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Tune container pids limit (-1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
-    pub blkio_weight: Option<u16>,
+    #[command(flatten)]
+    pub res: ResourceArgs,
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,
     #[arg(long = "cap-drop")]
@@ -628,4 +611,74 @@ pub struct PruneArgs {
     pub force: bool,
     #[arg(long = "filter")]
     pub filter: Vec<String>,
+}
+
+/// The resource flags `run`, `create` and `update` share.
+#[derive(Args, Debug, Default)]
+pub struct ResourceArgs {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 for unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub res: ResourceArgs,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format output using a custom template ('table', 'json' or a Go template)
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Format output using a custom template ('table', 'json' or a Go template)
+    #[arg(long)]
+    pub format: Option<String>,
 }

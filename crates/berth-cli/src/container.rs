@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{
     CommitArgs, ExportArgs, InspectArgs, KillArgs, LogsArgs, ManyArgs, OneArg, PortArgs, PruneArgs, PsArgs, RenameArgs,
-    RmArgs, StopArgs, TopArgs,
+    RmArgs, StopArgs, TopArgs, UpdateArgs,
 };
 use crate::format::{ago, ellipsis, pretty, print_out, short_id, table, unix_time, Format};
 use crate::{each, CliError, Result};
@@ -79,7 +79,7 @@ pub fn filters(list: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 /// One row of `ps`, with the field names Docker's templates use.
-fn ps_row(s: &ContainerSummary, trunc: bool) -> Value {
+pub(crate) fn ps_row(s: &ContainerSummary, trunc: bool) -> Value {
     let id = if trunc { short_id(&s.id) } else { s.id.clone() };
     let image = if trunc && s.image.starts_with("sha256:") { short_id(&s.image) } else { s.image.clone() };
     let cmd = if trunc { ellipsis(&s.command, 20) } else { s.command.clone() };
@@ -133,6 +133,19 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<()> {
         cols.push("Size");
     }
     Format::parse(a.format.as_deref())?.print(&cols, &header, &rows)
+}
+
+pub fn update(c: &Client, a: UpdateArgs) -> Result<()> {
+    let mut body = crate::opts::resources(&a.res)?;
+    body.restart_policy = a.restart.as_deref().map(crate::opts::restart).transpose()?;
+    let empty = berth_api_types::UpdateConfig::default();
+    if serde_json::to_value(&body)? == serde_json::to_value(&empty)? {
+        return Err(CliError::Usage("you must provide one or more flags when using this command".into()));
+    }
+    each(&a.containers, |id| {
+        let _: Value = c.post(&format!("/containers/{id}/update"), &Query::new(), Some(&body))?;
+        print_out(&format!("{id}\n"))
+    })
 }
 
 pub fn logs(c: &Client, a: LogsArgs) -> Result<()> {

@@ -9,6 +9,7 @@ mod format;
 mod image;
 mod opts;
 mod run;
+mod stats;
 mod stream;
 mod system;
 pub mod template;
@@ -122,6 +123,8 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Logs(a) => container::logs(c, a),
         Cmd::Inspect(a) => container::inspect(c, a),
         Cmd::Top(a) => container::top(c, a),
+        Cmd::Stats(a) => stats::stats(c, a),
+        Cmd::Update(a) => container::update(c, a),
         Cmd::Diff(a) => container::diff(c, a),
         Cmd::Cp(a) => cp::cp(c, a),
         Cmd::Export(a) => container::export(c, a),
@@ -159,6 +162,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         },
         Cmd::System(sub) => match sub {
             SystemCmd::Info(a) => system::info(c, a),
+            SystemCmd::Df(a) => system::df(c, a),
             SystemCmd::Events(a) => system::events(c, a),
             SystemCmd::Prune(a) => system::prune(c, a),
         },
@@ -184,6 +188,8 @@ fn container_cmd(sub: ContainerCmd) -> Cmd {
             Cmd::Inspect(a)
         }
         ContainerCmd::Top(a) => Cmd::Top(a),
+        ContainerCmd::Stats(a) => Cmd::Stats(a),
+        ContainerCmd::Update(a) => Cmd::Update(a),
         ContainerCmd::Diff(a) => Cmd::Diff(a),
         ContainerCmd::Cp(a) => Cmd::Cp(a),
         ContainerCmd::Export(a) => Cmd::Export(a),

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use berth_api_types::{ContainerConfig, HostConfig, LogConfig, RestartPolicy, StrOrVec, Ulimit};
+use berth_api_types::{ContainerConfig, HostConfig, LogConfig, RestartPolicy, StrOrVec, Ulimit, UpdateConfig};
 use berth_core::units::ram_in_bytes;
 
-use crate::cli::RunArgs;
+use crate::cli::{ResourceArgs, RunArgs};
 use crate::CliError;
 
 fn bad(m: impl Into<String>) -> CliError {
@@ -122,6 +122,31 @@ fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
+/// The resource flags as the API's fields (the update body has them all).
+pub fn resources(a: &ResourceArgs) -> Result<UpdateConfig, CliError> {
+    let nano_cpus = match a.cpus {
+        Some(c) if !(0.0..=1e6).contains(&c) => {
+            return Err(bad(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
+        }
+        Some(c) => (c * 1e9).round() as i64,
+        None => 0,
+    };
+    Ok(UpdateConfig {
+        memory: bytes("--memory", &a.memory)?,
+        memory_swap: bytes("--memory-swap", &a.memory_swap)?,
+        memory_reservation: bytes("--memory-reservation", &a.memory_reservation)?,
+        nano_cpus,
+        cpu_shares: a.cpu_shares.unwrap_or(0),
+        cpu_period: a.cpu_period.unwrap_or(0),
+        cpu_quota: a.cpu_quota.unwrap_or(0),
+        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
+        pids_limit: a.pids_limit,
+        blkio_weight: a.blkio_weight.unwrap_or(0),
+        restart_policy: None,
+    })
+}
+
 /// The create request for `run`/`create`, and the name.
 pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<ContainerConfig, CliError> {
     let (image, cmd) = a.args.split_first().ok_or_else(|| bad("\"run\" requires at least 1 argument"))?;
@@ -156,13 +181,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     for u in &a.ulimit {
         ulimits.push(ulimit(u)?);
     }
-    let cpus = match a.cpus {
-        Some(c) if !(0.0..=1e6).contains(&c) => {
-            return Err(bad(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
-        }
-        Some(c) => (c * 1e9).round() as i64,
-        None => 0,
-    };
+    let r = resources(&a.res)?;
     let mut log_config = LogConfig { typ: a.log_driver.clone().unwrap_or_default(), config: BTreeMap::new() };
     log_config.config = key_values("--log-opt", &a.log_opt)?.unwrap_or_default();
     let host = HostConfig {
@@ -187,17 +206,17 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         shm_size: bytes("--shm-size", &a.shm_size)?,
         sysctls: key_values("--sysctl", &a.sysctl)?,
         init: a.init.then_some(true),
-        memory: bytes("--memory", &a.memory)?,
-        memory_swap: bytes("--memory-swap", &a.memory_swap)?,
-        memory_reservation: bytes("--memory-reservation", &a.memory_reservation)?,
-        nano_cpus: cpus,
-        cpu_shares: a.cpu_shares.unwrap_or(0),
-        cpu_period: a.cpu_period.unwrap_or(0),
-        cpu_quota: a.cpu_quota.unwrap_or(0),
-        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
-        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
-        pids_limit: a.pids_limit,
-        blkio_weight: a.blkio_weight.unwrap_or(0),
+        memory: r.memory,
+        memory_swap: r.memory_swap,
+        memory_reservation: r.memory_reservation,
+        nano_cpus: r.nano_cpus,
+        cpu_shares: r.cpu_shares,
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpuset_cpus: r.cpuset_cpus,
+        cpuset_mems: r.cpuset_mems,
+        pids_limit: r.pids_limit,
+        blkio_weight: r.blkio_weight,
         oom_kill_disable: a.oom_kill_disable.then_some(true),
         ulimits: some(ulimits),
         console_size: console.map(|(h, w)| vec![u32::from(h), u32::from(w)]),
@@ -248,8 +267,7 @@ mod tests {
         assert!(ulimit("nofile").is_err());
         let a = RunArgs {
             args: vec!["busybox".into(), "echo".into(), "-n".into()],
-            memory: Some("64m".into()),
-            cpus: Some(0.5),
+            res: ResourceArgs { memory: Some("64m".into()), cpus: Some(0.5), ..Default::default() },
             interactive: true,
             env: vec!["A=1".into()],
             entrypoint: Some(String::new()),
@@ -263,7 +281,11 @@ mod tests {
         assert_eq!(c.cmd, Some(StrOrVec::Vec(vec!["echo".into(), "-n".into()])));
         assert_eq!(c.entrypoint, Some(StrOrVec::Vec(vec![])));
         assert_eq!(c.env, Some(vec!["A=1".into()]));
-        let bad = RunArgs { args: vec!["x".into()], memory: Some("lots".into()), ..RunArgs::default() };
+        let bad = RunArgs {
+            args: vec!["x".into()],
+            res: ResourceArgs { memory: Some("lots".into()), ..Default::default() },
+            ..RunArgs::default()
+        };
         assert!(create_request(&bad, None).is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! info, version, events and system prune.
 
+use berth_api_types::{ContainerSummary, DiskUsage, ImageSummary};
 use berth_client::{Body, Client, Query};
+use berth_core::units::human_size;
 use serde_json::{json, Value};
 
-use crate::cli::{EventsArgs, FormatArgs, PruneArgs};
+use crate::cli::{DfArgs, EventsArgs, FormatArgs, PruneArgs};
 use crate::container::{filters, prune_containers, relative_time};
-use crate::format::{print_out, template};
+use crate::format::{ago, print_out, short_id, table, template, Format};
 use crate::image::prune_images;
 use crate::{CliError, Result};
 
@@ -137,5 +139,90 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
     }
     let mut out = prune_containers(c, &a.filter)?;
     out.push_str(&prune_images(c, a.all, &a.filter)?);
+    print_out(&out)
+}
+
+/// "12.5MB (40%)": a reclaimable size and its share of the total.
+fn share(part: i64, total: i64) -> String {
+    if total > 0 {
+        format!("{} ({}%)", human_size(part as f64), part * 100 / total)
+    } else {
+        human_size(part as f64)
+    }
+}
+
+pub fn df(c: &Client, a: DfArgs) -> Result<()> {
+    let du: DiskUsage = c.get("/system/df", &Query::new())?;
+    let images = du.images.unwrap_or_default();
+    let containers = du.containers.unwrap_or_default();
+    if a.verbose && a.format.is_none() {
+        return df_verbose(&images, &containers);
+    }
+    let used: i64 = images
+        .iter()
+        .filter(|i| i.containers > 0 && i.size >= 0 && i.shared_size >= 0)
+        .map(|i| i.size - i.shared_size)
+        .sum();
+    let active = |c: &&ContainerSummary| matches!(c.state.as_str(), "running" | "paused");
+    let rw: i64 = containers.iter().filter_map(|c| c.size_rw).sum();
+    let idle_rw: i64 = containers.iter().filter(|c| !active(c)).filter_map(|c| c.size_rw).sum();
+    let rows = vec![
+        json!({"Type": "Images", "TotalCount": images.len().to_string(),
+               "Active": images.iter().filter(|i| i.containers > 0).count().to_string(),
+               "Size": human_size(du.layers_size as f64), "Reclaimable": share(du.layers_size - used, du.layers_size)}),
+        json!({"Type": "Containers", "TotalCount": containers.len().to_string(),
+               "Active": containers.iter().filter(active).count().to_string(),
+               "Size": human_size(rw as f64), "Reclaimable": share(idle_rw, rw)}),
+        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+    Format::parse(a.format.as_deref())?.print(&["Type", "TotalCount", "Active", "Size", "Reclaimable"], &header, &rows)
+}
+
+fn df_verbose(images: &[ImageSummary], containers: &[ContainerSummary]) -> Result<()> {
+    let mut out = String::from("Images space usage:\n\n");
+    let mut t = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]
+        .map(str::to_owned)
+        .to_vec()];
+    for i in images {
+        let tags = if i.repo_tags.is_empty() { vec!["<none>:<none>".to_owned()] } else { i.repo_tags.clone() };
+        for tag in tags {
+            let (repo, tag) = tag.rsplit_once(':').unwrap_or((&tag, "<none>"));
+            t.push(vec![
+                repo.to_owned(),
+                tag.to_owned(),
+                short_id(&i.id),
+                ago(i.created),
+                human_size(i.size as f64),
+                human_size(i.shared_size.max(0) as f64),
+                human_size((i.size - i.shared_size.max(0)) as f64),
+                i.containers.to_string(),
+            ]);
+        }
+    }
+    out.push_str(&table(&t));
+    out.push_str("\nContainers space usage:\n\n");
+    let mut t = vec![["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]
+        .map(str::to_owned)
+        .to_vec()];
+    for c in containers {
+        let r = crate::container::ps_row(c, true);
+        let cell = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        t.push(vec![
+            cell("ID"),
+            cell("Image"),
+            cell("Command"),
+            "0".to_owned(),
+            human_size(c.size_rw.unwrap_or(0) as f64),
+            cell("RunningFor"),
+            cell("Status"),
+            cell("Names"),
+        ]);
+    }
+    out.push_str(&table(&t));
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    out.push_str(&table(&[["VOLUME NAME", "LINKS", "SIZE"].map(str::to_owned).to_vec()]));
+    out.push_str("\nBuild cache usage: 0B\n");
     print_out(&out)
 }

@@ -26,6 +26,15 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Clock ticks (USER_HZ, the unit of /proc/stat and cpuacct.stat) as
+/// nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    ticks.saturating_mul(1_000_000_000 / hz)
+}
+
 /// The current time in RFC 3339.
 pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())

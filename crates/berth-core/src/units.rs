@@ -19,32 +19,35 @@ pub fn human_duration(secs: i64) -> String {
 
 /// go-units `HumanSize`: decimal units, four significant digits ("4.27MB").
 pub fn human_size(bytes: f64) -> String {
-    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"])
+    human_size_with_precision(bytes, 4)
+}
+
+/// go-units `HumanSizeWithPrecision`: decimal units, `digits` significant
+/// digits (`docker stats` prints its I/O with three).
+pub fn human_size_with_precision(bytes: f64, digits: usize) -> String {
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"], digits)
 }
 
 /// go-units `BytesSize`: binary units ("1.5MiB"), as `docker stats` prints.
 pub fn bytes_size(bytes: f64) -> String {
-    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"])
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"], 4)
 }
 
-fn scaled(bytes: f64, base: f64, units: &[&str]) -> String {
+fn scaled(bytes: f64, base: f64, units: &[&str], digits: usize) -> String {
     let mut v = bytes;
     let mut i = 0;
     while v >= base && i < units.len() - 1 {
         v /= base;
         i += 1;
     }
-    format!("{}{}", sig4(v), units[i])
+    format!("{}{}", significant(v, digits), units[i])
 }
 
-/// Go's `%.4g` for 0 <= v < 10000: four significant digits, no trailing zeros.
-fn sig4(v: f64) -> String {
-    let decimals = match v {
-        v if v >= 1000.0 => 0,
-        v if v >= 100.0 => 1,
-        v if v >= 10.0 => 2,
-        _ => 3,
-    };
+/// Go's `%.<digits>g` for 0 <= v < 10^digits: that many significant
+/// digits, no trailing zeros.
+fn significant(v: f64, digits: usize) -> String {
+    let whole = if v >= 1.0 { v.log10().floor() as usize + 1 } else { 1 };
+    let decimals = digits.saturating_sub(whole);
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -83,6 +86,8 @@ mod tests {
         assert_eq!(human_size(999.0), "999B");
         assert_eq!(human_size(4_270_000.0), "4.27MB");
         assert_eq!(human_size(1_234_567_890.0), "1.235GB");
+        assert_eq!(human_size_with_precision(1_982_000.0, 3), "1.98MB");
+        assert_eq!(human_size_with_precision(0.0, 3), "0B");
         assert_eq!(bytes_size(1536.0 * 1024.0), "1.5MiB");
         assert_eq!(ram_in_bytes("512m"), Some(512 << 20));
         assert_eq!(ram_in_bytes("1.5g"), Some(3 << 29));

@@ -16,7 +16,9 @@ pub mod seccomp;
 mod shim;
 mod snapshot;
 pub mod spec;
+pub mod stats;
 pub mod top;
+mod update;
 pub mod user;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ pub use containers::{AttachStream, WaitCondition};
 pub use error::{Error, Result};
 pub use exec::{ExecConfig, ExecInfo};
 pub use snapshot::CommitRequest;
+pub use update::Update;
 
 /// berth-init, built statically by the build script.
 static INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-init"));
