@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The engine's costs (issue 4), berth beside Docker (dockerd + containerd +
+# runc), podman (runc, cgroupfs) and the bare runtimes, in one run, each
+# with the same busybox image and `--network none`:
+#   run-rm        `run --rm --network none busybox true`, the client included
+#   create-start  `create` then `start` of that container
+#   exec          `exec <running container> true`
+#   parallel-100  100 of run-rm at once
+#   bare          `runc run` / `crun run` of a busybox bundle running `true`
+#   shim          RSS and PSS per running container of berth-shim,
+#                 containerd-shim-runc-v2 and conmon (10 containers)
+#   idle          RSS of an idle berthd, of dockerd + containerd
+# Prints medians and berth's ratio to each. Needs root. Docker and podman
+# are measured when installed (apt-get install docker.io podman); each
+# runs with its own roots under the work dir and is removed afterwards.
+# Targets: run-rm at least 10x faster than docker and faster than bare
+# `runc run`; shim at most 1 MiB RSS; idle berthd at most 15 MiB RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${RUNS:-30}"
+shims="${SHIMS:-10}"
+./scripts/deps.sh
+cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
+rel="$PWD/target/release"
+work="$(mktemp -d /tmp/berth-bench-engine.XXXXXX)"
+cg="/berth-bench-$$"
+pids=()
+# The cgroup parents dockerd and podman make, removed afterwards if new.
+made_cgroups=()
+for n in docker libpod_parent; do
+    compgen -G "/sys/fs/cgroup/$n" >/dev/null || compgen -G "/sys/fs/cgroup/*/$n" >/dev/null || made_cgroups+=("$n")
+done
+cleanup() {
+    set +e
+    [[ -n "${bsock:-}" ]] && "$rel/berth" -H "unix://$bsock" rm -f $("$rel/berth" -H "unix://$bsock" ps -aq) >/dev/null 2>&1
+    [[ -n "${dsock:-}" ]] && docker -H "unix://$dsock" rm -f $(docker -H "unix://$dsock" ps -aq) >/dev/null 2>&1
+    [[ -n "${podman_ok:-}" ]] && podman_cmd rm -af -t 0 >/dev/null 2>&1
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    for n in "${cg#/}" "${made_cgroups[@]}"; do
+        for d in /sys/fs/cgroup/"$n" /sys/fs/cgroup/*/"$n"; do
+            [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+declare -A median
+# time NAME CASE HYPERFINE-ARGS...: records the median in ms.
+time_it() {
+    local name="$1" case="$2"; shift 2
+    if hyperfine --export-json "$work/$case-$name.json" "$@" >/dev/null 2>"$work/$case-$name.err"; then
+        median[$case-$name]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"]*1000)' "$work/$case-$name.json")
+        printf '%-13s %-7s median %9.2f ms\n' "$case" "$name" "${median[$case-$name]}"
+    else
+        printf '%-13s %-7s failed: %s\n' "$case" "$name" "$(tail -c 300 "$work/$case-$name.err")"
+    fi
+}
+
+# RSS and PSS (KiB) summed over the processes whose command matches $1.
+mem_of() {
+    local rss=0 pss=0 n=0
+    for p in $(pgrep -f "$1"); do
+        local r s
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        s=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        rss=$((rss + ${r:-0})); pss=$((pss + ${s:-0})); n=$((n + 1))
+    done
+    echo "$rss $pss $n"
+}
+
+# --- berth
+bsock="$work/berth.sock"
+"$rel/berthd" -H "unix://$bsock" --data-root "$work/berth" --exec-root "$work/berth-run" --cgroup-parent "$cg" \
+    2>"$work/berthd.log" &
+pids+=($!)
+berthd_pid=$!
+for _ in $(seq 100); do [[ -S "$bsock" ]] && break; sleep 0.1; done
+berth() { "$rel/berth" -H "unix://$bsock" "$@"; }
+"$rel/berth-image" fixture --output "$work/busybox.tar" busybox:latest >/dev/null
+berth load -q -i "$work/busybox.tar" >/dev/null
+sleep 1
+read -r idle_berth _ _ < <(mem_of "^$rel/berthd ")
+
+# --- docker
+dsock=""
+if command -v dockerd >/dev/null && [[ -x /usr/local/bin/docker || -x /usr/bin/docker ]]; then
+    dsock="$work/docker.sock"
+    dockerd -H "unix://$dsock" --data-root "$work/docker" --exec-root "$work/docker-run" --pidfile "$work/docker.pid" \
+        --iptables=false --ip6tables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 200); do docker -H "unix://$dsock" info >/dev/null 2>&1 && break; sleep 0.1; done
+    if docker -H "unix://$dsock" load -q -i "$work/busybox.tar" >/dev/null 2>&1; then
+        sleep 1
+        read -r idle_dockerd _ _ < <(mem_of "^dockerd -H unix://$dsock")
+        read -r idle_containerd _ _ < <(mem_of "containerd --config $work/docker-run")
+    else
+        echo "docker: skipped ($(tail -c 300 "$work/dockerd.log"))"
+        dsock=""
+    fi
+fi
+dk() { docker -H "unix://$dsock" "$@"; }
+
+# --- podman, with nofile/nproc defaults well under this machine's hard
+# limits (its own defaults, and even the hard limits themselves, fail in
+# runc's setrlimit here)
+podman_ok=""
+podman_cmd() {
+    CONTAINERS_CONF="$work/containers.conf" podman --root "$work/podman" --runroot "$work/podman-run" \
+        --storage-driver overlay --cgroup-manager cgroupfs --runtime runc --events-backend file "$@"
+}
+if command -v podman >/dev/null; then
+    printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n' >"$work/containers.conf"
+    if podman_cmd load -q -i "$work/busybox.tar" >/dev/null 2>"$work/podman.err" \
+        && podman_cmd run --rm --network none busybox true 2>>"$work/podman.err"; then
+        podman_ok=1
+    else
+        echo "podman: skipped ($(tail -c 300 "$work/podman.err"))"
+    fi
+fi
+
+engines=(berth)
+[[ -n "$dsock" ]] && engines+=(docker)
+[[ -n "$podman_ok" ]] && engines+=(podman)
+# rm_all ENGINE: remove every container of that engine at once.
+rm_all() {
+    local c
+    c="$(cli "$1")"
+    if [[ "$1" == podman ]]; then $c rm -af -t 0 >/dev/null; else $c rm -f $($c ps -aq) >/dev/null; fi
+}
+cli() { # engine: the command line prefix, for hyperfine
+    case "$1" in
+        berth) echo "$rel/berth -H unix://$bsock" ;;
+        docker) echo "docker -H unix://$dsock" ;;
+        podman) echo "env CONTAINERS_CONF=$work/containers.conf podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --cgroup-manager cgroupfs --runtime runc --events-backend file" ;;
+    esac
+}
+
+for e in "${engines[@]}"; do
+    c="$(cli "$e")"
+    time_it "$e" run-rm -N --warmup 3 --runs "$runs" "$c run --rm --network none busybox true"
+    time_it "$e" create-start --warmup 3 --runs "$runs" "$c start \$($c create --network none busybox true)"
+    $c run -d --name bench-exec --network none busybox sleep 600 >/dev/null
+    time_it "$e" exec -N --warmup 3 --runs "$runs" "$c exec bench-exec true"
+    time_it "$e" parallel-100 --runs 3 "seq 100 | xargs -P 100 -I{} $c run --rm --network none busybox true"
+    rm_all "$e"
+done
+
+# --- bare runtimes
+./scripts/make-bundle.sh "$work/bundle" true
+for rt in runc crun; do
+    command -v "$rt" >/dev/null || continue
+    if "$rt" --root "$work/$rt-state" run --bundle "$work/bundle" "probe-$rt" >/dev/null 2>"$work/$rt.err"; then
+        time_it "$rt" bare -N --warmup 3 --runs "$runs" "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
+    else
+        echo "bare $rt: skipped ($(head -c 200 "$work/$rt.err"))"
+    fi
+done
+
+# --- memory per running container
+declare -A shim_rss shim_pss
+for e in "${engines[@]}"; do
+    c="$(cli "$e")"
+    for i in $(seq "$shims"); do $c run -d --network none --name "bench-mem-$i" busybox sleep 600 >/dev/null; done
+    sleep 1
+    case "$e" in
+        berth) pat="berth-shim.*$work" ;;
+        docker) pat="containerd-shim-runc-v2 .*-address $work/docker-run" ;;
+        podman) pat="conmon .*$work/podman" ;;
+    esac
+    read -r rss pss n < <(mem_of "$pat")
+    if ((n > 0)); then
+        shim_rss[$e]=$((rss / n)); shim_pss[$e]=$((pss / n))
+        printf '%-13s %-7s %d per container: RSS %6d KiB, PSS %6d KiB (%d processes)\n' shim "$e" 1 "${shim_rss[$e]}" "${shim_pss[$e]}" "$n"
+    fi
+    rm_all "$e"
+done
+printf '%-13s %-7s RSS %6d KiB\n' idle berthd "$idle_berth"
+[[ -n "${idle_dockerd:-}" ]] && printf '%-13s %-7s RSS %6d KiB (dockerd %d + containerd %d)\n' idle docker \
+    $((idle_dockerd + ${idle_containerd:-0})) "$idle_dockerd" "${idle_containerd:-0}"
+
+# --- ratios
+echo "--- berth / other (below 1 is faster or smaller)"
+for case in run-rm create-start exec parallel-100; do
+    b="${median[$case-berth]:-}"
+    [[ -z "$b" ]] && continue
+    for o in docker podman; do
+        [[ -n "${median[$case-$o]:-}" ]] && python3 -c 'import sys; b,o=float(sys.argv[3]),float(sys.argv[4]); print("%-13s berth / %-6s = %.3fx (%.1fx faster)" % (sys.argv[1], sys.argv[2], b/o, o/b))' "$case" "$o" "$b" "${median[$case-$o]}"
+    done
+done
+for rt in runc crun; do
+    [[ -n "${median[bare-$rt]:-}" && -n "${median[run-rm-berth]:-}" ]] && python3 -c 'import sys; b,o=float(sys.argv[2]),float(sys.argv[3]); print("run-rm vs bare: berth run --rm / %s run = %.2fx" % (sys.argv[1], b/o))' "$rt" "${median[run-rm-berth]}" "${median[bare-$rt]}"
+done
+for o in docker podman; do
+    [[ -n "${shim_rss[$o]:-}" && -n "${shim_rss[berth]:-}" ]] && python3 -c 'import sys; print("shim RSS: berth / %s = %.2fx, PSS %.2fx" % (sys.argv[1], int(sys.argv[2])/int(sys.argv[3]), int(sys.argv[4])/max(1,int(sys.argv[5]))))' "$o" "${shim_rss[berth]}" "${shim_rss[$o]}" "${shim_pss[berth]}" "${shim_pss[$o]}"
+done
+[[ -n "${idle_dockerd:-}" ]] && python3 -c 'import sys; print("idle: berthd / (dockerd + containerd) = %.3fx" % (int(sys.argv[1]) / int(sys.argv[2])))' "$idle_berth" $((idle_dockerd + ${idle_containerd:-0}))
+exit 0
