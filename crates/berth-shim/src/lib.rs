@@ -13,6 +13,7 @@ pub mod jsonlog;
 mod runtime;
 mod serve;
 mod stdio;
+mod trim;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};

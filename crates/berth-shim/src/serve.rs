@@ -66,6 +66,10 @@ struct Client {
     dead: bool,
 }
 
+/// How long the shim is idle after a request before it releases its code
+/// pages (see `trim`).
+const TRIM_AFTER_MS: i32 = 200;
+
 #[derive(Debug, Clone)]
 enum Src {
     Signal,
@@ -92,6 +96,8 @@ pub(crate) struct Shim {
     pub log: Option<JsonLog>,
     clients: Vec<Client>,
     finished_at: Option<Instant>,
+    /// Requests came since the code pages were last released.
+    trim_due: bool,
 }
 
 impl Shim {
@@ -122,6 +128,7 @@ impl Shim {
             log,
             clients: vec![],
             finished_at: None,
+            trim_due: true,
         }
     }
 
@@ -153,9 +160,17 @@ impl Shim {
             }
             let (mut fds, srcs) = self.poll_set();
             let draining = self.main.exit.is_some() || self.execs.values().any(|p| p.exit.is_some() && !p.done);
-            let timeout = if draining || self.finished_at.is_some() { 50 } else { -1 };
+            let timeout = match (draining || self.finished_at.is_some(), self.trim_due) {
+                (true, _) => 50,
+                (false, true) => TRIM_AFTER_MS,
+                (false, false) => -1,
+            };
             // SAFETY: `fds` is a live, correctly sized array of pollfds.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n == 0 && self.trim_due && !draining {
+                crate::trim::release_clean_file_pages();
+                self.trim_due = false;
+            }
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::EINTR) {
@@ -217,6 +232,7 @@ impl Shim {
                 self.reap();
             }
             Src::Listen => {
+                self.trim_due = true;
                 while let Ok((sock, _)) = self.listener.accept() {
                     stdio::set_nonblocking(sock.as_raw_fd());
                     self.clients.push(Client {
