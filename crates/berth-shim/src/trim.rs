@@ -6,7 +6,8 @@
 //! faulted back from the page cache.
 
 /// One mapping of /proc/self/smaps: where it is, whether its pages are
-/// clean copies of a file nobody writes to, and its dirty private bytes.
+/// clean copies of a file nobody writes to, and the bytes of its pages that
+/// are not (dirty, private or shared, or anonymous copies).
 #[derive(Debug, PartialEq, Eq)]
 struct Mapping {
     start: usize,
@@ -36,9 +37,12 @@ fn parse(smaps: &str) -> Vec<Mapping> {
                 continue;
             }
         }
-        if first == "Private_Dirty:" {
-            if let (Some(m), Some(kb)) = (out.last_mut(), f.next().and_then(|v| v.parse().ok())) {
-                m.private_dirty_kb = kb;
+        // Any page that is not the file's own: dirty (private, or shared
+        // with a forked child such as the container's init before it
+        // execs) or anonymous (a copy made on write).
+        if matches!(first, "Private_Dirty:" | "Shared_Dirty:" | "Anonymous:") {
+            if let (Some(m), Some(kb)) = (out.last_mut(), f.next().and_then(|v| v.parse::<u64>().ok())) {
+                m.private_dirty_kb += kb;
             }
         }
     }
@@ -46,9 +50,10 @@ fn parse(smaps: &str) -> Vec<Mapping> {
 }
 
 /// Drop the resident pages of every read-only private file mapping that
-/// holds no private copy. A mapping with dirty private pages (the
-/// relocated, then write-protected RELRO data) keeps them: discarding
-/// would bring back the file's unrelocated bytes.
+/// holds only the file's own pages. A mapping with any dirty or anonymous
+/// page (the relocated, then write-protected RELRO data, also while a
+/// forked child shares it) keeps them: discarding would bring back the
+/// file's unrelocated bytes.
 pub(crate) fn release_clean_file_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
     for m in parse(&smaps) {
@@ -73,7 +78,9 @@ mod tests {
 Rss:                 400 kB
 Private_Dirty:         0 kB
 5700-5710 r--p 00002000 fe:00 42 /usr/bin/berth-shim
-Private_Dirty:         8 kB
+Shared_Dirty:          8 kB
+Private_Dirty:         0 kB
+Anonymous:             8 kB
 5710-5720 rw-p 00003000 fe:00 42 /usr/bin/berth-shim
 Private_Dirty:         4 kB
 7000-7100 rw-p 00000000 00:00 0 [heap]
