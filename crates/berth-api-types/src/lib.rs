@@ -151,32 +151,8 @@ pub struct HostConfig {
     pub sysctls: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub init: Option<bool>,
-    #[serde(default)]
-    pub memory: i64,
-    #[serde(default)]
-    pub memory_swap: i64,
-    #[serde(default)]
-    pub memory_reservation: i64,
-    #[serde(default)]
-    pub nano_cpus: i64,
-    #[serde(default)]
-    pub cpu_shares: i64,
-    #[serde(default)]
-    pub cpu_period: i64,
-    #[serde(default)]
-    pub cpu_quota: i64,
-    #[serde(default)]
-    pub cpuset_cpus: String,
-    #[serde(default)]
-    pub cpuset_mems: String,
-    #[serde(default)]
-    pub pids_limit: Option<i64>,
-    #[serde(default)]
-    pub blkio_weight: u16,
-    #[serde(default)]
-    pub oom_kill_disable: Option<bool>,
-    #[serde(default)]
-    pub ulimits: Option<Vec<Ulimit>>,
+    #[serde(flatten)]
+    pub resources: Resources,
     /// [height, width] of the terminal at start.
     #[serde(default)]
     pub console_size: Option<Vec<u32>>,
@@ -542,11 +518,11 @@ pub struct NetworkStats {
     pub tx_dropped: u64,
 }
 
-/// `POST /containers/{id}/update`: Resources and RestartPolicy, as in
-/// HostConfig.
+/// Docker's Resources: the limits a HostConfig carries and an update
+/// changes (a zero or empty field of an update leaves the current value).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct UpdateConfig {
+pub struct Resources {
     #[serde(default)]
     pub memory: i64,
     #[serde(default)]
@@ -565,10 +541,22 @@ pub struct UpdateConfig {
     pub cpuset_cpus: String,
     #[serde(default)]
     pub cpuset_mems: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pids_limit: Option<i64>,
     #[serde(default)]
     pub blkio_weight: u16,
+    #[serde(default)]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(default)]
+    pub ulimits: Option<Vec<Ulimit>>,
+}
+
+/// `POST /containers/{id}/update`: Resources and RestartPolicy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfig {
+    #[serde(flatten)]
+    pub resources: Resources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
 }

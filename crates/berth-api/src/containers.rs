@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{body, convert, json_response, no_content, read_json, status_only, ApiError, Ctx, Reply};
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 

@@ -34,20 +34,31 @@ pub fn update(u: w::UpdateConfig) -> Result<berth_engine::Update, ApiError> {
         Some(p) if !p.name.is_empty() => Some(restart_policy(p)?),
         _ => None,
     };
-    Ok(berth_engine::Update {
-        memory: u.memory,
-        memory_swap: u.memory_swap,
-        memory_reservation: u.memory_reservation,
-        nano_cpus: u.nano_cpus,
-        cpu_shares: u.cpu_shares,
-        cpu_period: u.cpu_period,
-        cpu_quota: u.cpu_quota,
-        cpuset_cpus: u.cpuset_cpus,
-        cpuset_mems: u.cpuset_mems,
-        pids_limit: u.pids_limit,
-        blkio_weight: u.blkio_weight,
-        restart_policy,
-    })
+    Ok(berth_engine::Update { resources: resources(&u.resources), restart_policy })
+}
+
+/// The API's Resources as the engine keeps them.
+fn resources(r: &w::Resources) -> model::Resources {
+    model::Resources {
+        memory: r.memory,
+        memory_swap: r.memory_swap,
+        memory_reservation: r.memory_reservation,
+        nano_cpus: r.nano_cpus,
+        cpu_shares: r.cpu_shares,
+        cpu_quota: r.cpu_quota,
+        cpu_period: r.cpu_period,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        pids_limit: r.pids_limit,
+        blkio_weight: r.blkio_weight,
+        oom_kill_disable: r.oom_kill_disable.unwrap_or(false),
+        ulimits: r
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| model::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard })
+            .collect(),
+    }
 }
 
 /// One stats reading on the wire; `pre` is the reading before it, whose
@@ -143,13 +154,14 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
     }
-    if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
+    let r = &h.resources;
+    if r.memory != 0 && r.memory < 6 * 1024 * 1024 {
         return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
     }
-    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
+    if r.memory_swap > 0 && r.memory > 0 && r.memory_swap < r.memory {
         return Err(ApiError::bad("Minimum memoryswap limit should be larger than memory limit, see usage"));
     }
-    if h.nano_cpus != 0 && (h.cpu_period != 0 || h.cpu_quota != 0) {
+    if r.nano_cpus != 0 && (r.cpu_period != 0 || r.cpu_quota != 0) {
         return Err(ApiError::bad("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
     }
     let config = model::RunConfig {
@@ -175,26 +187,7 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     };
     let host = model::HostConfig {
         binds: h.binds.unwrap_or_default(),
-        resources: model::Resources {
-            memory: h.memory,
-            memory_swap: h.memory_swap,
-            memory_reservation: h.memory_reservation,
-            nano_cpus: h.nano_cpus,
-            cpu_shares: h.cpu_shares,
-            cpu_quota: h.cpu_quota,
-            cpu_period: h.cpu_period,
-            cpuset_cpus: h.cpuset_cpus,
-            cpuset_mems: h.cpuset_mems,
-            pids_limit: h.pids_limit,
-            blkio_weight: h.blkio_weight,
-            oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
-            ulimits: h
-                .ulimits
-                .unwrap_or_default()
-                .into_iter()
-                .map(|u| model::Ulimit { name: u.name, soft: u.soft, hard: u.hard })
-                .collect(),
-        },
+        resources: resources(&h.resources),
         cap_add: h.cap_add.unwrap_or_default(),
         cap_drop: h.cap_drop.unwrap_or_default(),
         privileged: h.privileged,
@@ -271,21 +264,23 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
         shm_size: if h.shm_size > 0 { h.shm_size } else { 64 << 20 },
         sysctls: (!h.sysctls.is_empty()).then(|| h.sysctls.clone()),
         init: h.init.then_some(true),
-        memory: r.memory,
-        memory_swap: r.memory_swap,
-        memory_reservation: r.memory_reservation,
-        nano_cpus: r.nano_cpus,
-        cpu_shares: r.cpu_shares,
-        cpu_period: r.cpu_period,
-        cpu_quota: r.cpu_quota,
-        cpuset_cpus: r.cpuset_cpus.clone(),
-        cpuset_mems: r.cpuset_mems.clone(),
-        pids_limit: r.pids_limit,
-        blkio_weight: r.blkio_weight,
-        oom_kill_disable: Some(r.oom_kill_disable),
-        ulimits: Some(
-            r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
-        ),
+        resources: w::Resources {
+            memory: r.memory,
+            memory_swap: r.memory_swap,
+            memory_reservation: r.memory_reservation,
+            nano_cpus: r.nano_cpus,
+            cpu_shares: r.cpu_shares,
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            pids_limit: r.pids_limit,
+            blkio_weight: r.blkio_weight,
+            oom_kill_disable: Some(r.oom_kill_disable),
+            ulimits: Some(
+                r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
+            ),
+        },
         console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
     }
 }

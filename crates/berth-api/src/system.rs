@@ -188,10 +188,7 @@ pub fn events(ctx: &Ctx) -> Reply {
             }
         }
         let deadline = until.map(|u| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
+            let now = crate::containers::now_nanos();
             tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
         });
         loop {
@@ -240,7 +237,7 @@ pub async fn df(ctx: &Ctx) -> Reply {
     let mut out = w::DiskUsage::default();
     let list = ctx.engine.list();
     if want("container") {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let now = crate::containers::now_nanos();
         let mut rows = vec![];
         for c in &list {
             let mut sum = crate::convert::summary(c, now);

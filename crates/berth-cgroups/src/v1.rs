@@ -31,15 +31,20 @@ pub(crate) fn apply<'a>(dir_of: impl Fn(&str) -> Option<&'a Path>, r: &Resources
     let need = |c: &'static str| dir_of(c).ok_or(Error::Unsupported(c));
     if r.memory_limit.is_some() || r.memory_reservation.is_some() || r.memory_swap.is_some() || r.disable_oom_killer {
         let d = need("memory")?;
+        // Without swap accounting there is no memsw file; a swap limit that
+        // means "no swap" (equal to the memory limit) or "unlimited" needs none.
         let memsw = d.join("memory.memsw.limit_in_bytes");
-        if r.memory_swap.is_some() && !memsw.exists() && r.memory_swap != Some(-1) && r.memory_swap != r.memory_limit {
-            return Err(Error::Unsupported("a swap limit (the kernel has no swap accounting)"));
-        }
+        let swap = match r.memory_swap {
+            None => None,
+            Some(s) if memsw.exists() => Some(s),
+            Some(s) if s == -1 || Some(s) == r.memory_limit => None,
+            Some(_) => return Err(Error::Unsupported("a swap limit (the kernel has no swap accounting)")),
+        };
         // The kernel keeps memory <= memory+swap at every step: a raised
         // memsw goes first, a lowered one after the memory limit.
-        let current = read(&memsw).ok().and_then(|t| t.trim().parse::<i64>().ok());
-        let swap = r.memory_swap.filter(|_| memsw.exists());
-        let swap_first = swap.is_some_and(|s| s == -1 || current.is_none_or(|c| s >= c));
+        let swap_first = swap.is_some_and(|s| {
+            s == -1 || read(&memsw).ok().and_then(|t| t.trim().parse::<i64>().ok()).is_none_or(|c| s >= c)
+        });
         if let Some(v) = swap.filter(|_| swap_first) {
             write(&memsw, &v.to_string())?;
         }

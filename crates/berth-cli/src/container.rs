@@ -136,8 +136,10 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<()> {
 }
 
 pub fn update(c: &Client, a: UpdateArgs) -> Result<()> {
-    let mut body = crate::opts::resources(&a.res)?;
-    body.restart_policy = a.restart.as_deref().map(crate::opts::restart).transpose()?;
+    let body = berth_api_types::UpdateConfig {
+        resources: crate::opts::resources(&a.res)?,
+        restart_policy: a.restart.as_deref().map(crate::opts::restart).transpose()?,
+    };
     let empty = berth_api_types::UpdateConfig::default();
     if serde_json::to_value(&body)? == serde_json::to_value(&empty)? {
         return Err(CliError::Usage("you must provide one or more flags when using this command".into()));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_api_types::{ContainerConfig, HostConfig, LogConfig, RestartPolicy, StrOrVec, Ulimit, UpdateConfig};
+use berth_api_types::{ContainerConfig, HostConfig, LogConfig, Resources, RestartPolicy, StrOrVec, Ulimit};
 use berth_core::units::ram_in_bytes;
 
 use crate::cli::{ResourceArgs, RunArgs};
@@ -122,8 +122,8 @@ fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-/// The resource flags as the API's fields (the update body has them all).
-pub fn resources(a: &ResourceArgs) -> Result<UpdateConfig, CliError> {
+/// The resource flags as the API's Resources.
+pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
     let nano_cpus = match a.cpus {
         Some(c) if !(0.0..=1e6).contains(&c) => {
             return Err(bad(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
@@ -131,7 +131,7 @@ pub fn resources(a: &ResourceArgs) -> Result<UpdateConfig, CliError> {
         Some(c) => (c * 1e9).round() as i64,
         None => 0,
     };
-    Ok(UpdateConfig {
+    Ok(Resources {
         memory: bytes("--memory", &a.memory)?,
         memory_swap: bytes("--memory-swap", &a.memory_swap)?,
         memory_reservation: bytes("--memory-reservation", &a.memory_reservation)?,
@@ -143,7 +143,8 @@ pub fn resources(a: &ResourceArgs) -> Result<UpdateConfig, CliError> {
         cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
         pids_limit: a.pids_limit,
         blkio_weight: a.blkio_weight.unwrap_or(0),
-        restart_policy: None,
+        oom_kill_disable: None,
+        ulimits: None,
     })
 }
 
@@ -181,7 +182,6 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     for u in &a.ulimit {
         ulimits.push(ulimit(u)?);
     }
-    let r = resources(&a.res)?;
     let mut log_config = LogConfig { typ: a.log_driver.clone().unwrap_or_default(), config: BTreeMap::new() };
     log_config.config = key_values("--log-opt", &a.log_opt)?.unwrap_or_default();
     let host = HostConfig {
@@ -206,19 +206,11 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         shm_size: bytes("--shm-size", &a.shm_size)?,
         sysctls: key_values("--sysctl", &a.sysctl)?,
         init: a.init.then_some(true),
-        memory: r.memory,
-        memory_swap: r.memory_swap,
-        memory_reservation: r.memory_reservation,
-        nano_cpus: r.nano_cpus,
-        cpu_shares: r.cpu_shares,
-        cpu_period: r.cpu_period,
-        cpu_quota: r.cpu_quota,
-        cpuset_cpus: r.cpuset_cpus,
-        cpuset_mems: r.cpuset_mems,
-        pids_limit: r.pids_limit,
-        blkio_weight: r.blkio_weight,
-        oom_kill_disable: a.oom_kill_disable.then_some(true),
-        ulimits: some(ulimits),
+        resources: Resources {
+            oom_kill_disable: a.oom_kill_disable.then_some(true),
+            ulimits: some(ulimits),
+            ..resources(&a.res)?
+        },
         console_size: console.map(|(h, w)| vec![u32::from(h), u32::from(w)]),
     };
     if a.rm && !host.restart_policy.name.is_empty() && host.restart_policy.name != "no" {
@@ -275,8 +267,8 @@ mod tests {
         };
         let c = create_request(&a, None).unwrap();
         let h = c.host_config.unwrap();
-        assert_eq!(h.memory, 64 << 20);
-        assert_eq!(h.nano_cpus, 500_000_000);
+        assert_eq!(h.resources.memory, 64 << 20);
+        assert_eq!(h.resources.nano_cpus, 500_000_000);
         assert!(c.attach_stdin && c.stdin_once && c.open_stdin);
         assert_eq!(c.cmd, Some(StrOrVec::Vec(vec!["echo".into(), "-n".into()])));
         assert_eq!(c.entrypoint, Some(StrOrVec::Vec(vec![])));

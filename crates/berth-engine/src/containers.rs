@@ -36,7 +36,7 @@ pub enum WaitCondition {
     Removed,
 }
 
-fn poisoned<T>(_: T) -> Error {
+pub(crate) fn poisoned<T>(_: T) -> Error {
     Error::Internal("container record poisoned".into())
 }
 

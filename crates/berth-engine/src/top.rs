@@ -42,22 +42,6 @@ pub fn parse_ps(out: &str, pids: &HashSet<i32>) -> Result<Top> {
 }
 
 impl Engine {
-    /// Every pid in the container's cgroup, on whichever hierarchy holds it.
-    fn container_pids(&self, id: &str) -> HashSet<i32> {
-        let rel = format!("{}/{}", self.cfg.cgroup_parent.trim_matches('/'), id);
-        let mut dirs = vec![std::path::Path::new("/sys/fs/cgroup").join(&rel)];
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            dirs.extend(rd.flatten().map(|h| h.path().join(&rel)));
-        }
-        let mut pids = HashSet::new();
-        for d in dirs {
-            if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            }
-        }
-        pids
-    }
-
     /// `GET /containers/{id}/top?ps_args=`.
     pub async fn top(&self, key: &str, ps_args: &str) -> Result<Top> {
         let c = self.inspect(key)?;
@@ -73,7 +57,8 @@ impl Engine {
                 String::from_utf8_lossy(&out.stderr).trim().lines().next().unwrap_or("failed")
             )));
         }
-        let mut pids = self.container_pids(&c.id);
+        // The container's processes; a cgroup already gone leaves its pid.
+        let mut pids: HashSet<i32> = self.cgroup_of(&c.id)?.pids().unwrap_or_default().into_iter().collect();
         pids.insert(c.state.pid);
         parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
     }

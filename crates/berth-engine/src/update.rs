@@ -4,25 +4,16 @@
 
 use std::sync::Arc;
 
+use crate::containers::poisoned;
 use crate::model::{Resources, RestartName, RestartPolicy};
 use crate::{Engine, Error, Result};
 
-/// What to change. As in Docker's UpdateConfig, a zero or empty field
-/// leaves the current value.
+/// What to change. As in Docker's UpdateConfig, a zero or empty field of
+/// `resources` leaves the current value; ulimits and the OOM killer switch
+/// are not changed by an update.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
-    pub memory: i64,
-    pub memory_swap: i64,
-    pub memory_reservation: i64,
-    pub nano_cpus: i64,
-    pub cpu_shares: i64,
-    pub cpu_period: i64,
-    pub cpu_quota: i64,
-    pub cpuset_cpus: String,
-    pub cpuset_mems: String,
-    /// Zero or negative is unlimited; `None` leaves it.
-    pub pids_limit: Option<i64>,
-    pub blkio_weight: u16,
+    pub resources: Resources,
     pub restart_policy: Option<RestartPolicy>,
 }
 
@@ -40,7 +31,7 @@ fn effective_swap(r: &Resources) -> i64 {
 
 /// `r` with `u` merged in, checked as moby checks an update; and the
 /// cgroup writes that make it so on a running container.
-pub fn merge(id: &str, r: &Resources, u: &Update) -> Result<(Resources, berth_cgroups::Resources)> {
+pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth_cgroups::Resources)> {
     if u.nano_cpus > 0 && r.cpu_period > 0 {
         return Err(conflict(
             id,
@@ -147,8 +138,8 @@ impl Engine {
     pub async fn update(self: &Arc<Self>, key: &str, u: Update) -> Result<Vec<String>> {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
-        let c = e.rec.lock().map_err(|_| Error::Internal("container record poisoned".into()))?.clone();
-        let (resources, cg) = merge(&c.id, &c.host.resources, &u)?;
+        let c = e.rec.lock().map_err(poisoned)?.clone();
+        let (resources, cg) = merge(&c.id, &c.host.resources, &u.resources)?;
         if let Some(p) = &u.restart_policy {
             if c.host.auto_remove && p.name != RestartName::No {
                 return Err(conflict(
@@ -165,7 +156,7 @@ impl Engine {
                 .map_err(|err| Error::Internal(format!("Cannot update container {}: {err}", c.id)))?;
         }
         let updated = {
-            let mut r = e.rec.lock().map_err(|_| Error::Internal("container record poisoned".into()))?;
+            let mut r = e.rec.lock().map_err(poisoned)?;
             r.host.resources = resources;
             if let Some(p) = u.restart_policy {
                 r.host.restart_policy = p;
@@ -186,23 +177,23 @@ mod tests {
     #[test]
     fn fields_merge_and_conflicts_are_refused() {
         let r = Resources { memory: 32 << 20, ..Default::default() };
-        let (n, cg) = merge("x", &r, &Update { memory: 48 << 20, cpu_shares: 512, ..Default::default() }).unwrap();
+        let (n, cg) = merge("x", &r, &Resources { memory: 48 << 20, cpu_shares: 512, ..Default::default() }).unwrap();
         assert_eq!(n.memory, 48 << 20);
         assert_eq!(n.memory_swap, 64 << 20, "the default swap limit is kept as it was");
         assert_eq!(cg.memory_limit, Some(48 << 20));
         assert_eq!(cg.memory_swap, None);
         assert_eq!(cg.cpu_shares, Some(512));
-        let e = merge("x", &r, &Update { memory: 128 << 20, ..Default::default() }).unwrap_err();
+        let e = merge("x", &r, &Resources { memory: 128 << 20, ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("update the memoryswap at the same time"), "{e}");
-        let (n, cg) = merge("x", &r, &Update { memory: 128 << 20, memory_swap: -1, ..Default::default() }).unwrap();
+        let (n, cg) = merge("x", &r, &Resources { memory: 128 << 20, memory_swap: -1, ..Default::default() }).unwrap();
         assert_eq!((n.memory, n.memory_swap), (128 << 20, -1));
         assert_eq!((cg.memory_limit, cg.memory_swap), (Some(128 << 20), Some(-1)));
         let unlimited = Resources::default();
-        assert!(merge("x", &unlimited, &Update { memory: 64 << 20, ..Default::default() }).is_ok());
+        assert!(merge("x", &unlimited, &Resources { memory: 64 << 20, ..Default::default() }).is_ok());
         let nano = Resources { nano_cpus: 500_000_000, ..Default::default() };
-        assert!(merge("x", &nano, &Update { cpu_quota: 1000, ..Default::default() }).is_err());
-        assert!(merge("x", &r, &Update { memory: 1024, ..Default::default() }).is_err());
-        let (n, _) = merge("x", &r, &Update { pids_limit: Some(20), ..Default::default() }).unwrap();
+        assert!(merge("x", &nano, &Resources { cpu_quota: 1000, ..Default::default() }).is_err());
+        assert!(merge("x", &r, &Resources { memory: 1024, ..Default::default() }).is_err());
+        let (n, _) = merge("x", &r, &Resources { pids_limit: Some(20), ..Default::default() }).unwrap();
         assert_eq!(n.pids_limit, Some(20));
     }
 }

@@ -13,7 +13,7 @@ struct Mapping {
     start: usize,
     end: usize,
     read_only_file: bool,
-    private_dirty_kb: u64,
+    not_file_kb: u64,
 }
 
 fn parse(smaps: &str) -> Vec<Mapping> {
@@ -33,7 +33,7 @@ fn parse(smaps: &str) -> Vec<Mapping> {
                     && p[3] == b'p'
                     && inode != "0"
                     && !path.starts_with('[');
-                out.push(Mapping { start, end, read_only_file, private_dirty_kb: 0 });
+                out.push(Mapping { start, end, read_only_file, not_file_kb: 0 });
                 continue;
             }
         }
@@ -42,7 +42,7 @@ fn parse(smaps: &str) -> Vec<Mapping> {
         // execs) or anonymous (a copy made on write).
         if matches!(first, "Private_Dirty:" | "Shared_Dirty:" | "Anonymous:") {
             if let (Some(m), Some(kb)) = (out.last_mut(), f.next().and_then(|v| v.parse::<u64>().ok())) {
-                m.private_dirty_kb += kb;
+                m.not_file_kb += kb;
             }
         }
     }
@@ -57,7 +57,7 @@ fn parse(smaps: &str) -> Vec<Mapping> {
 pub(crate) fn release_clean_file_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
     for m in parse(&smaps) {
-        if m.read_only_file && m.private_dirty_kb == 0 && m.end > m.start {
+        if m.read_only_file && m.not_file_kb == 0 && m.end > m.start {
             // SAFETY: the range is a whole mapping of this process, mapped
             // without write permission and holding no private copies, so
             // every page refaults with the same bytes from the file.
@@ -90,7 +90,7 @@ Private_Dirty:         0 kB
 ";
         let m = parse(smaps);
         assert_eq!(m.len(), 5);
-        let eligible: Vec<bool> = m.iter().map(|m| m.read_only_file && m.private_dirty_kb == 0).collect();
+        let eligible: Vec<bool> = m.iter().map(|m| m.read_only_file && m.not_file_kb == 0).collect();
         assert_eq!(eligible, [true, false, false, false, false]);
         assert_eq!((m[0].start, m[0].end), (0x5600, 0x5700));
     }

@@ -202,17 +202,38 @@ impl Drop for Daemon {
             let _ = self.docker(&["rm", "-f", id]);
         }
         self.crash();
-        // Whatever still runs from this daemon's roots (a failed test's shims).
+        // Whatever still runs from this daemon's roots (a failed test's
+        // shims), and the processes of its cgroups; gone before the cgroups
+        // are removed, which a cgroup with a dying process refuses.
+        let mut killed = vec![];
         if let Ok(rd) = std::fs::read_dir("/proc") {
             for p in rd.flatten() {
                 let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
                 if String::from_utf8_lossy(&cmd).contains(self.dir.to_str().unwrap()) {
                     if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
-                        // SAFETY: kill with a pid and a signal.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        killed.push(pid);
                     }
                 }
             }
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let top = h.path().join(self.cgroup.trim_start_matches('/'));
+            for sub in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+                let procs = std::fs::read_to_string(sub.path().join("cgroup.procs")).unwrap_or_default();
+                killed.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        for pid in &killed {
+            // SAFETY: kill with a pid and a signal.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        let t = Instant::now();
+        let alive = |pid: &i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        };
+        while killed.iter().any(alive) && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
         }
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut points: Vec<&str> = info
