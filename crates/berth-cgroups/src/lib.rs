@@ -6,6 +6,7 @@
 
 mod devices;
 mod mounts;
+mod prime;
 mod resources;
 mod stats;
 mod v1;
@@ -14,6 +15,7 @@ mod v2;
 use std::path::{Path, PathBuf};
 
 pub use mounts::{Hierarchies, V1Mount};
+pub use prime::prime;
 pub use resources::{DeviceRule, Resources};
 pub use stats::{BlkioEntry, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats};
 
@@ -204,30 +206,31 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     Ok(())
 }
 
-/// rmdir children first (cgroup directories hold only control files).
+/// Remove a cgroup directory and the cgroups below it (cgroup directories
+/// hold only control files). The common case, a leaf, costs one rmdir; the
+/// directory is read only when the kernel refuses with EBUSY, as it does for
+/// a cgroup with children or with tasks still leaving.
 fn remove_tree(dir: &Path) -> Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io { path: dir.to_owned(), source: e }),
-    };
-    for entry in rd.flatten() {
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            remove_tree(&entry.path())?;
-        }
-    }
-    // A cgroup whose last task just exited can stay busy for a moment.
     let mut tries = 0;
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {}
             Err(e) => return Err(Error::Io { path: dir.to_owned(), source: e }),
         }
+        let mut children = false;
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&entry.path())?;
+                children = true;
+            }
+        }
+        if !children {
+            // A cgroup whose last task just exited stays busy for a moment.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        tries += 1;
     }
 }
 

@@ -1,13 +1,32 @@
-//! Crash-safe record writes: temp file, fsync, rename, fsync of the directory.
-//! A crash at any point leaves the old record or the new one, never a torn one.
+//! Record writes that a crash can't tear: temp file, rename over the old one.
+//! A crash at any point leaves the old record or the new one, never a torn
+//! one. How much of the change survives the machine going down is chosen per
+//! record by [`Durability`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Replace `path` with `data` atomically, with file mode `mode`.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+/// What a replacement has on disk when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing is synced. For state that describes processes and dies with
+    /// the machine anyway: everything under the exec root.
+    Volatile,
+    /// The new contents are on disk before the rename, so a crash leaves a
+    /// whole record; the rename may be lost with the last moments before a
+    /// power loss, and the previous record comes back. For records that are
+    /// reconciled with what runs when the daemon starts (containers).
+    Contents,
+    /// Contents and rename are both on disk: the directory is synced too.
+    /// For the image store, whose records point at each other.
+    Full,
+}
+
+/// Replace `path` with `data` atomically, with file mode `mode`, as durable
+/// as `d` says.
+pub fn replace(path: &Path, data: &[u8], mode: u32, d: Durability) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -20,14 +39,24 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if d != Durability::Volatile {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if d == Durability::Full {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Replace `path` with `data` atomically and durably ([`Durability::Full`]).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, data, mode, Durability::Full)
 }
 
 #[cfg(test)]
@@ -42,6 +71,12 @@ mod tests {
         write_atomic(&p, b"first, and longer", 0o600)?;
         write_atomic(&p, b"second", 0o600)?;
         assert_eq!(fs::read(&p)?, b"second");
+        for d in [Durability::Volatile, Durability::Contents] {
+            replace(&p, b"third, longer again", 0o600, d)?;
+            assert_eq!(fs::read(&p)?, b"third, longer again");
+            replace(&p, b"4th", 0o600, d)?;
+            assert_eq!(fs::read(&p)?, b"4th");
+        }
         assert_eq!(fs::read_dir(&dir)?.count(), 1, "no temp file left");
         fs::remove_dir_all(&dir)
     }

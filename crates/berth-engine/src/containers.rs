@@ -69,6 +69,7 @@ impl Engine {
         if req.config.image.is_empty() {
             return Err(Error::Invalid("no image specified".into()));
         }
+        self.prime_cgroups();
         let images = self.images.clone();
         let image_name = req.config.image.clone();
         let (image_id, image_cfg, top) = tokio::task::spawn_blocking(move || -> Result<_> {
@@ -232,6 +233,7 @@ impl Engine {
     }
 
     pub(crate) async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
+        self.prime_cgroups();
         let mut c = e.rec.lock().map_err(poisoned)?.clone();
         match c.state.status {
             Status::Running => return Err(Error::NotModified("container already started".into())),
@@ -263,7 +265,7 @@ impl Engine {
                         r.state.finished_at = berth_core::time::now_rfc3339();
                         was_restarting = true;
                     }
-                    let _ = self.save(&r);
+                    let _ = self.save_state(&r);
                 }
                 for p in e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default() {
                     let _ = p.tx.send(Err(Error::Conflict(msg.clone())));
@@ -371,7 +373,7 @@ impl Engine {
         {
             let mut r = e.rec.lock().map_err(poisoned)?;
             r.state = c.state.clone();
-            self.save(&r)?;
+            self.save_state(&r)?;
         }
         self.monitor(e.clone(), sd);
         Ok(())
@@ -423,7 +425,7 @@ impl Engine {
             r.state.exit_code = rec.code;
             r.state.oom_killed = rec.oom_killed;
             r.state.finished_at = rec.finished_at.clone();
-            let _ = self.save(&r);
+            let _ = self.save_state(&r);
             (r.clone(), again)
         };
         self.teardown(&c);
@@ -463,7 +465,17 @@ impl Engine {
             }
         }
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
-        let _ = std::fs::remove_dir_all(&sd.dir);
+        // Into the trash when the exec root shares its file system (else
+        // it is on a tmpfs, where deleting costs little); a restarted
+        // container's next shim uses the same directory name.
+        let to = self.trash_dir().join(format!("{}-{}", c.id, &names::new_id()[..16]));
+        match std::fs::rename(&sd.dir, &to) {
+            Ok(()) => self.empty_trash(vec![to]),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&sd.dir);
+            }
+        }
     }
 
     /// Stop a container waiting to be restarted by its policy: it is
@@ -595,7 +607,7 @@ impl Engine {
         shim::call(&sock, if pause { &Request::Pause } else { &Request::Resume }).await?;
         if let Ok(mut r) = e.rec.lock() {
             r.state.status = if pause { Status::Paused } else { Status::Running };
-            let _ = self.save(&r);
+            let _ = self.save_state(&r);
         }
         self.event(&c, if pause { "pause" } else { "unpause" });
         Ok(())
@@ -680,7 +692,7 @@ impl Engine {
             if let Ok(mut r) = e.rec.lock() {
                 r.state.status = Status::Dead;
                 r.state.error = err.to_string();
-                let _ = self.save(&r);
+                let _ = self.save_state(&r);
             }
             return Err(err);
         }
@@ -694,16 +706,23 @@ impl Engine {
     }
 
     /// Unmount, then remove the writable layer and the container directory.
+    /// Both are renamed into the trash, and deleted there after the removal
+    /// is answered (see `Engine::empty_trash`).
     async fn remove_files(&self, c: &Container) -> Result<()> {
         self.teardown(c);
-        if let Some(rw) = c.rw_layer.clone() {
-            let images = self.images.clone();
-            tokio::task::spawn_blocking(move || images.layers.remove_rw(&rw))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+        let trash = self.trash_dir();
+        let mut aside = Vec::new();
+        if let Some(rw) = &c.rw_layer {
+            aside.extend(self.images.layers.remove_rw_aside(rw, &trash)?);
         }
         let dir = self.container_dir(&c.id);
-        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))
+        let to = trash.join(&c.id);
+        match std::fs::rename(&dir, &to) {
+            Ok(()) => aside.push(to),
+            Err(_) => std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?,
+        }
+        self.empty_trash(aside);
+        Ok(())
     }
 
     /// `POST /containers/{id}/attach`: a connection to the container's

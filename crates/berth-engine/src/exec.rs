@@ -89,6 +89,7 @@ impl Engine {
         if cfg.cmd.is_empty() {
             return Err(Error::Invalid("No exec command specified".into()));
         }
+        self.prime_cgroups();
         let id = names::new_id();
         let info = ExecInfo {
             id: id.clone(),

@@ -23,8 +23,10 @@ pub mod user;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use berth_core::atomic::Durability;
 use berth_image::images::ImageStore;
 
 pub use containers::{AttachStream, WaitCondition};
@@ -77,13 +79,17 @@ pub struct Engine {
     pub events: events::Events,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     execs: exec::Execs,
+    /// The host's cgroup hierarchies as berthd found them at start.
+    hierarchies: Option<berth_cgroups::Hierarchies>,
+    /// Set while a [`berth_cgroups::prime`] runs.
+    priming: Arc<AtomicBool>,
 }
 
 impl Engine {
     /// Open the stores under the data root and find the containers of a
     /// previous run.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
-        for d in [cfg.data_root.join("containers"), cfg.exec_root.clone()] {
+        for d in [cfg.data_root.join("containers"), cfg.data_root.join("trash"), cfg.exec_root.clone()] {
             std::fs::create_dir_all(&d).map_err(Error::io(format!("create {}", d.display())))?;
         }
         let root = cfg.data_root.clone();
@@ -96,10 +102,54 @@ impl Engine {
             events: events::Events::default(),
             containers: Mutex::new(HashMap::new()),
             execs: exec::Execs::default(),
+            hierarchies: berth_cgroups::Hierarchies::detect().ok(),
+            priming: Arc::new(AtomicBool::new(false)),
         });
         engine.install_init()?;
+        // What an earlier daemon left in the trash when it stopped.
+        let left = std::fs::read_dir(engine.trash_dir()).map(|rd| rd.flatten().map(|e| e.path()).collect());
+        engine.empty_trash(left.unwrap_or_default());
         engine.restore().await?;
         Ok(engine)
+    }
+
+    /// A container process is about to join its cgroup: take the kernel's
+    /// migration lock now, on a thread of its own, so that the grace period
+    /// its first taking waits for passes while the container is set up (see
+    /// `berth_cgroups::prime`). One at a time; a caller that finds one
+    /// running shares its grace period.
+    pub(crate) fn prime_cgroups(&self) {
+        let Some(procs) = self.hierarchies.as_ref().and_then(|h| h.own_procs()) else { return };
+        if self.priming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let priming = self.priming.clone();
+        tokio::task::spawn_blocking(move || {
+            // Only a head start: a failure leaves the container's own
+            // migration to wait, as it would have anyway.
+            let _ = berth_cgroups::prime(&procs);
+            priming.store(false, Ordering::Release);
+        });
+    }
+
+    /// Where removed containers' directories wait to be deleted: renaming
+    /// a directory there is one metadata change, where deleting it is one
+    /// per file. Emptied as each removal is answered, and whole when the
+    /// daemon starts.
+    pub(crate) fn trash_dir(&self) -> PathBuf {
+        self.cfg.data_root.join("trash")
+    }
+
+    /// Delete `dirs` (in the trash) on a thread of the blocking pool.
+    pub(crate) fn empty_trash(&self, dirs: Vec<PathBuf>) {
+        if dirs.is_empty() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            for d in dirs {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+        });
     }
 
     pub fn containers_dir(&self) -> PathBuf {
@@ -171,10 +221,27 @@ impl Engine {
         out
     }
 
+    /// Write a container's record after a change the user asked for
+    /// (create, rename, update, stop): its contents are on disk before it
+    /// replaces the old one.
     pub(crate) fn save(&self, rec: &model::Container) -> Result<()> {
+        self.write_record(rec, Durability::Contents)
+    }
+
+    /// Write a container's record after a change of its process's state
+    /// (started, exited, paused, dead) without waiting for the disk. The
+    /// record is still replaced whole; if the machine goes down before the
+    /// write reaches the disk, the daemon finds the previous state with no
+    /// process behind it and records the container as exited, as it does
+    /// for every container that was running then.
+    pub(crate) fn save_state(&self, rec: &model::Container) -> Result<()> {
+        self.write_record(rec, Durability::Volatile)
+    }
+
+    fn write_record(&self, rec: &model::Container, d: Durability) -> Result<()> {
         let body = serde_json::to_vec_pretty(rec).map_err(|e| Error::Internal(e.to_string()))?;
         let path = self.container_dir(&rec.id).join("container.json");
-        berth_core::atomic::write_atomic(&path, &body, 0o600).map_err(Error::io(format!("write {}", path.display())))
+        berth_core::atomic::replace(&path, &body, 0o600, d).map_err(Error::io(format!("write {}", path.display())))
     }
 
     pub(crate) fn event(&self, rec: &model::Container, action: &str) {

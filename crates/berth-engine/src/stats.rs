@@ -98,9 +98,9 @@ impl Engine {
     /// The cgroup a container's runtime made: `<cgroup-parent>/<id>`, as
     /// the spec names it.
     pub(crate) fn cgroup_of(&self, id: &str) -> Result<berth_cgroups::Cgroup> {
-        let h = berth_cgroups::Hierarchies::detect().map_err(|e| Error::Internal(e.to_string()))?;
+        let h = self.hierarchies.as_ref().ok_or_else(|| Error::Internal("no cgroup file system is mounted".into()))?;
         let path = format!("{}/{}", self.cfg.cgroup_parent.trim_end_matches('/'), id);
-        Ok(berth_cgroups::Cgroup::locate(&h, &path))
+        Ok(berth_cgroups::Cgroup::locate(h, &path))
     }
 
     /// `GET /containers/{id}/stats`: one sample. A container without a

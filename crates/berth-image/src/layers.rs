@@ -19,6 +19,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use berth_core::atomic::Durability;
 use serde::{Deserialize, Serialize};
 
 use crate::content::process_alive;
@@ -342,7 +343,10 @@ impl LayerStore {
         let cache_id = self.new_cache_dir(&["diff", "work", "merged"])?;
         let dir = self.overlay.join(&cache_id);
         let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id };
-        if let Err(e) = record::write(&self.rw_path(&rw.cache_id), &rw, format_args!("layer record of {id}")) {
+        // Only the container's record points at it, and that record is
+        // written after this one with the same durability.
+        let what = format_args!("layer record of {id}");
+        if let Err(e) = record::write_as(&self.rw_path(&rw.cache_id), &rw, what, Durability::Contents) {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -368,14 +372,34 @@ impl LayerStore {
 
     /// Remove a container's layer (unmounted).
     pub fn remove_rw(&self, rw: &RwLayer) -> Result<()> {
+        self.forget_rw(rw)?;
         let dir = self.overlay.join(&rw.cache_id);
-        // The record first, so a crash leaves an unnamed directory to clean.
-        match fs::remove_file(self.rw_path(&rw.cache_id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { what: format!("remove layer of {}", rw.id), source: e }),
-        }
         fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))
+    }
+
+    /// Remove the record of a container's writable layer and move its
+    /// directory to `aside/<cache id>` (a directory on the same file
+    /// system), for the caller to delete when it likes: a rename instead of
+    /// an unlink per file. Where the rename fails, the directory is removed
+    /// here. Returns what the caller is left to delete.
+    pub fn remove_rw_aside(&self, rw: &RwLayer, aside: &Path) -> Result<Option<PathBuf>> {
+        self.forget_rw(rw)?;
+        let dir = self.overlay.join(&rw.cache_id);
+        let to = aside.join(&rw.cache_id);
+        match fs::rename(&dir, &to) {
+            Ok(()) => Ok(Some(to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(_) => fs::remove_dir_all(&dir).map(|()| None).map_err(Error::io(format!("remove {}", dir.display()))),
+        }
+    }
+
+    /// The record first, so a crash leaves an unnamed directory to clean.
+    fn forget_rw(&self, rw: &RwLayer) -> Result<()> {
+        match fs::remove_file(self.rw_path(&rw.cache_id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io { what: format!("remove layer of {}", rw.id), source: e }),
+        }
     }
 
     /// Chain ids in use as parents of container layers.

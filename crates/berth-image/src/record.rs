@@ -5,6 +5,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
+use berth_core::atomic::Durability;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -19,8 +20,13 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path, what: impl Display) -> Resu
 }
 
 pub(crate) fn write<T: Serialize>(path: &Path, value: &T, what: impl Display) -> Result<()> {
+    write_as(path, value, what, Durability::Full)
+}
+
+/// [`write`], as durable as `d` says.
+pub(crate) fn write_as<T: Serialize>(path: &Path, value: &T, what: impl Display, d: Durability) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
-    berth_core::atomic::write_atomic(path, &json, 0o644).map_err(Error::io(format!("write {what}")))
+    berth_core::atomic::replace(path, &json, 0o644, d).map_err(Error::io(format!("write {what}")))
 }
 
 /// The records at `file(entry)` for each entry of `dir`; dot entries (the

@@ -212,6 +212,6 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
 
 pub(crate) fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
     let abs = if p.is_absolute() { p.to_owned() } else { std::env::current_dir().map_err(Error::io("cwd"))?.join(p) };
-    berth_core::atomic::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+    berth_core::atomic::replace(&abs, pid.to_string().as_bytes(), 0o644, berth_core::atomic::Durability::Volatile)
         .map_err(Error::io(format!("write pid file {}", abs.display())))
 }

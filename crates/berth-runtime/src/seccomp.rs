@@ -173,7 +173,9 @@ pub(crate) fn program(s: &LinuxSeccomp, root: Option<&Path>) -> Step<Program> {
         return Ok(Program { code, flags });
     }
     let code = compile(s)?;
-    let _ = std::fs::create_dir_all(&dir).and_then(|_| berth_core::atomic::write_atomic(&path, &encode(&code), 0o600));
+    let _ = std::fs::create_dir_all(&dir).and_then(|_| {
+        berth_core::atomic::replace(&path, &encode(&code), 0o600, berth_core::atomic::Durability::Volatile)
+    });
     Ok(Program { code, flags })
 }
 

@@ -113,8 +113,13 @@ impl Container {
 
     pub(crate) fn save(&self) -> Result<()> {
         let data = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        berth_core::atomic::write_atomic(&Self::state_file(&self.dir), &data, 0o600)
-            .map_err(Error::io(format!("write state of {}", self.id)))
+        berth_core::atomic::replace(
+            &Self::state_file(&self.dir),
+            &data,
+            0o600,
+            berth_core::atomic::Durability::Volatile,
+        )
+        .map_err(Error::io(format!("write state of {}", self.id)))
     }
 
     /// Load container `id` from the state root.

@@ -580,7 +580,9 @@ impl Shim {
         self.main.exit = Some(rec.clone());
         match serde_json::to_vec(&rec) {
             Ok(body) => {
-                if let Err(e) = berth_core::atomic::write_atomic(&self.exit_file, &body, 0o644) {
+                if let Err(e) =
+                    berth_core::atomic::replace(&self.exit_file, &body, 0o644, berth_core::atomic::Durability::Volatile)
+                {
                     eprintln!("berth-shim {}: write {}: {e}", self.id, self.exit_file.display());
                 }
             }
