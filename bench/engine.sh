@@ -138,25 +138,30 @@ cli() { # engine: the command line prefix, for hyperfine
     esac
 }
 
+# --- bare runtimes, measured right after berth's run-rm so that both see
+# the machine in the same state
+./scripts/make-bundle.sh "$work/bundle" true
+bare_runtimes() {
+    local rt
+    for rt in runc crun; do
+        command -v "$rt" >/dev/null || continue
+        if "$rt" --root "$work/$rt-state" run --bundle "$work/bundle" "probe-$rt" >/dev/null 2>"$work/$rt.err"; then
+            time_it "$rt" bare -N --warmup 3 --runs "$runs" "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
+        else
+            echo "bare $rt: skipped ($(head -c 200 "$work/$rt.err"))"
+        fi
+    done
+}
+
 for e in "${engines[@]}"; do
     c="$(cli "$e")"
     time_it "$e" run-rm -N --warmup 3 --runs "$runs" "$c run --rm --network none busybox true"
+    [[ "$e" == berth ]] && bare_runtimes
     time_it "$e" create-start --warmup 3 --runs "$runs" "$c start \$($c create --network none busybox true)"
     $c run -d --name bench-exec --network none busybox sleep 600 >/dev/null
     time_it "$e" exec -N --warmup 3 --runs "$runs" "$c exec bench-exec true"
     time_it "$e" parallel-100 --runs 3 "seq 100 | xargs -P 100 -I{} $c run --rm --network none busybox true"
     rm_all "$e"
-done
-
-# --- bare runtimes
-./scripts/make-bundle.sh "$work/bundle" true
-for rt in runc crun; do
-    command -v "$rt" >/dev/null || continue
-    if "$rt" --root "$work/$rt-state" run --bundle "$work/bundle" "probe-$rt" >/dev/null 2>"$work/$rt.err"; then
-        time_it "$rt" bare -N --warmup 3 --runs "$runs" "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
-    else
-        echo "bare $rt: skipped ($(head -c 200 "$work/$rt.err"))"
-    fi
 done
 
 # --- memory per running container
