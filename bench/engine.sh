@@ -3,10 +3,16 @@
 # runc), podman (runc, cgroupfs) and the bare runtimes, in one run, each
 # with the same busybox image and `--network none`:
 #   run-rm        `run --rm --network none busybox true`, the client included
+#   run-rm-idle   the same after 100 ms of quiet before each run: the kernel's
+#                 cgroup migration lock has gone back to its fast mode, and
+#                 the first migration waits an RCU grace period (berth starts
+#                 that wait at create; see crates/berth-cgroups/src/prime.rs)
 #   create-start  `create` then `start` of that container
 #   exec          `exec <running container> true`
+#   exec-idle     the same after 100 ms of quiet
 #   parallel-100  100 of run-rm at once
 #   bare          `runc run` / `crun run` of a busybox bundle running `true`
+#   bare-idle     the same after 100 ms of quiet
 #   shim          RSS and PSS per running container of berth-shim,
 #                 containerd-shim-runc-v2 and conmon (10 containers)
 #   idle          RSS of an idle berthd, of dockerd + containerd
@@ -147,6 +153,8 @@ bare_runtimes() {
         command -v "$rt" >/dev/null || continue
         if "$rt" --root "$work/$rt-state" run --bundle "$work/bundle" "probe-$rt" >/dev/null 2>"$work/$rt.err"; then
             time_it "$rt" bare -N --warmup 3 --runs "$runs" "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
+            time_it "$rt" bare-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" \
+                "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
         else
             echo "bare $rt: skipped ($(head -c 200 "$work/$rt.err"))"
         fi
@@ -156,10 +164,12 @@ bare_runtimes() {
 for e in "${engines[@]}"; do
     c="$(cli "$e")"
     time_it "$e" run-rm -N --warmup 3 --runs "$runs" "$c run --rm --network none busybox true"
+    time_it "$e" run-rm-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" "$c run --rm --network none busybox true"
     [[ "$e" == berth ]] && bare_runtimes
     time_it "$e" create-start --warmup 3 --runs "$runs" "$c start \$($c create --network none busybox true)"
     $c run -d --name bench-exec --network none busybox sleep 600 >/dev/null
     time_it "$e" exec -N --warmup 3 --runs "$runs" "$c exec bench-exec true"
+    time_it "$e" exec-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" "$c exec bench-exec true"
     time_it "$e" parallel-100 --runs 3 "seq 100 | xargs -P 100 -I{} $c run --rm --network none busybox true"
     rm_all "$e"
 done
@@ -188,7 +198,7 @@ printf '%-13s %-7s RSS %6d KiB\n' idle berthd "$idle_berth"
 
 # --- ratios
 echo "--- berth / other (below 1 is faster or smaller)"
-for case in run-rm create-start exec parallel-100; do
+for case in run-rm run-rm-idle create-start exec exec-idle parallel-100; do
     b="${median[$case-berth]:-}"
     [[ -z "$b" ]] && continue
     for o in docker podman; do
@@ -196,7 +206,10 @@ for case in run-rm create-start exec parallel-100; do
     done
 done
 for rt in runc crun; do
-    [[ -n "${median[bare-$rt]:-}" && -n "${median[run-rm-berth]:-}" ]] && python3 -c 'import sys; b,o=float(sys.argv[2]),float(sys.argv[3]); print("run-rm vs bare: berth run --rm / %s run = %.2fx" % (sys.argv[1], b/o))' "$rt" "${median[run-rm-berth]}" "${median[bare-$rt]}"
+    for idle in "" -idle; do
+        b="${median[run-rm$idle-berth]:-}" o="${median[bare$idle-$rt]:-}"
+        [[ -n "$b" && -n "$o" ]] && python3 -c 'import sys; b,o=float(sys.argv[3]),float(sys.argv[4]); print("run-rm%s vs bare: berth run --rm / %s run = %.2fx" % (sys.argv[1], sys.argv[2], b/o))' "$idle" "$rt" "$b" "$o"
+    done
 done
 for o in docker podman; do
     [[ -n "${shim_rss[$o]:-}" && -n "${shim_rss[berth]:-}" ]] && python3 -c 'import sys; print("shim RSS: berth / %s = %.2fx, PSS %.2fx" % (sys.argv[1], int(sys.argv[2])/int(sys.argv[3]), int(sys.argv[4])/max(1,int(sys.argv[5]))))' "$o" "${shim_rss[berth]}" "${shim_rss[$o]}" "${shim_pss[berth]}" "${shim_pss[$o]}"
