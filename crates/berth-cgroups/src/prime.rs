@@ -21,9 +21,9 @@ use crate::{Hierarchies, Result};
 
 impl Hierarchies {
     /// The `cgroup.procs` file of the calling process's own cgroup in one of
-    /// the hierarchies, preferring a v1 one (v2 refuses a write into a cgroup
-    /// that has controllers enabled for its children, after the lock is
-    /// taken, which would still prime it but logs an error for nothing).
+    /// the hierarchies, preferring a v1 one: v2 refuses a write into a cgroup
+    /// that has controllers enabled for its children (after taking the lock,
+    /// so the write still primes it, but answers an error).
     pub fn own_procs(&self) -> Option<PathBuf> {
         let in_mount = |mount: &Path, own: &str| mount.join(own.trim_start_matches('/')).join("cgroup.procs");
         self.v1

@@ -1,7 +1,8 @@
 //! Record writes that a crash can't tear: temp file, rename over the old one.
 //! A crash at any point leaves the old record or the new one, never a torn
 //! one. How much of the change survives the machine going down is chosen per
-//! record by [`Durability`].
+//! record by [`Durability`]. [`move_aside`] takes a directory out of its
+//! place by rename, to be deleted later.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -59,6 +60,23 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     replace(path, data, mode, Durability::Full)
 }
 
+/// Take directory `dir` out of its place in one step by renaming it to `to`
+/// (on the same file system), so that the caller can delete it later: one
+/// metadata change instead of an unlink per file. Where the rename fails
+/// (another file system), `dir` is deleted here. Returns the path left to
+/// delete, if any; a missing `dir` is not an error.
+pub fn move_aside(dir: &Path, to: &Path) -> io::Result<Option<std::path::PathBuf>> {
+    match fs::rename(dir, to) {
+        Ok(()) => Ok(Some(to.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(_) => match fs::remove_dir_all(dir) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +96,18 @@ mod tests {
             assert_eq!(fs::read(&p)?, b"4th");
         }
         assert_eq!(fs::read_dir(&dir)?.count(), 1, "no temp file left");
+        fs::remove_dir_all(&dir)
+    }
+
+    #[test]
+    fn moves_a_directory_aside() -> io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("berth-aside-{}", std::process::id()));
+        fs::create_dir_all(dir.join("a/sub"))?;
+        fs::write(dir.join("a/sub/f"), b"x")?;
+        let to = dir.join("b");
+        assert_eq!(move_aside(&dir.join("a"), &to)?, Some(to.clone()));
+        assert!(!dir.join("a").exists() && to.join("sub/f").is_file());
+        assert_eq!(move_aside(&dir.join("a"), &to)?, None, "a missing directory is fine");
         fs::remove_dir_all(&dir)
     }
 }

@@ -254,7 +254,7 @@ impl Engine {
             Err(err) => {
                 let msg = err.to_string();
                 let code = start_exit_code(&msg);
-                self.teardown(&c);
+                let _ = self.teardown(&c);
                 let mut was_restarting = false;
                 if let Ok(mut r) = e.rec.lock() {
                     r.state.error = msg.clone();
@@ -428,7 +428,7 @@ impl Engine {
             let _ = self.save_state(&r);
             (r.clone(), again)
         };
-        self.teardown(&c);
+        let _ = self.teardown(&c);
         if rec.oom_killed {
             self.event(&c, "oom");
         }
@@ -458,24 +458,21 @@ impl Engine {
     }
 
     /// Unmount the root and remove the bundle of a container that stopped.
-    fn teardown(&self, c: &Container) {
-        if let Ok(m) = self.root_mount(c) {
-            if is_mountpoint(&m.target) {
-                let _ = m.unmount();
-            }
-        }
+    /// The bundle goes whatever happens; the answer is the unmount's.
+    fn teardown(&self, c: &Container) -> Result<()> {
+        let unmounted = match self.root_mount(c) {
+            Ok(m) if is_mountpoint(&m.target) => m.unmount().map_err(Error::from),
+            _ => Ok(()),
+        };
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
         // Into the trash when the exec root shares its file system (else
         // it is on a tmpfs, where deleting costs little); a restarted
         // container's next shim uses the same directory name.
         let to = self.trash_dir().join(format!("{}-{}", c.id, &names::new_id()[..16]));
-        match std::fs::rename(&sd.dir, &to) {
-            Ok(()) => self.empty_trash(vec![to]),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => {
-                let _ = std::fs::remove_dir_all(&sd.dir);
-            }
+        if let Ok(Some(aside)) = berth_core::atomic::move_aside(&sd.dir, &to) {
+            self.empty_trash(vec![aside]);
         }
+        unmounted
     }
 
     /// Stop a container waiting to be restarted by its policy: it is
@@ -709,18 +706,19 @@ impl Engine {
     /// Both are renamed into the trash, and deleted there after the removal
     /// is answered (see `Engine::empty_trash`).
     async fn remove_files(&self, c: &Container) -> Result<()> {
-        self.teardown(c);
+        // A root still mounted stays where it is: moved into the trash, its
+        // mount would outlive the container's record.
+        self.teardown(c)?;
         let trash = self.trash_dir();
         let mut aside = Vec::new();
         if let Some(rw) = &c.rw_layer {
             aside.extend(self.images.layers.remove_rw_aside(rw, &trash)?);
         }
         let dir = self.container_dir(&c.id);
-        let to = trash.join(&c.id);
-        match std::fs::rename(&dir, &to) {
-            Ok(()) => aside.push(to),
-            Err(_) => std::fs::remove_dir_all(&dir).map_err(Error::io(format!("remove {}", dir.display())))?,
-        }
+        aside.extend(
+            berth_core::atomic::move_aside(&dir, &trash.join(&c.id))
+                .map_err(Error::io(format!("remove {}", dir.display())))?,
+        );
         self.empty_trash(aside);
         Ok(())
     }
@@ -815,7 +813,7 @@ impl Engine {
             if !live {
                 // A crash between recording an exit and unmounting.
                 if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
-                    self.teardown(&c);
+                    let _ = self.teardown(&c);
                     if crate::restart::start_on_open(&c) {
                         if let Ok(mut r) = e.rec.lock() {
                             r.state.status = Status::Restarting;

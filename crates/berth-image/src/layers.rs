@@ -378,19 +378,14 @@ impl LayerStore {
     }
 
     /// Remove the record of a container's writable layer and move its
-    /// directory to `aside/<cache id>` (a directory on the same file
-    /// system), for the caller to delete when it likes: a rename instead of
-    /// an unlink per file. Where the rename fails, the directory is removed
-    /// here. Returns what the caller is left to delete.
+    /// directory to `aside/<cache id>` for the caller to delete when it
+    /// likes (`berth_core::atomic::move_aside`). Returns what the caller is
+    /// left to delete.
     pub fn remove_rw_aside(&self, rw: &RwLayer, aside: &Path) -> Result<Option<PathBuf>> {
         self.forget_rw(rw)?;
         let dir = self.overlay.join(&rw.cache_id);
-        let to = aside.join(&rw.cache_id);
-        match fs::rename(&dir, &to) {
-            Ok(()) => Ok(Some(to)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(_) => fs::remove_dir_all(&dir).map(|()| None).map_err(Error::io(format!("remove {}", dir.display()))),
-        }
+        berth_core::atomic::move_aside(&dir, &aside.join(&rw.cache_id))
+            .map_err(Error::io(format!("remove {}", dir.display())))
     }
 
     /// The record first, so a crash leaves an unnamed directory to clean.
