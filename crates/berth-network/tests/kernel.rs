@@ -16,6 +16,7 @@ use berth_network::store::{default_address_pools, Config, DefaultBridge, Publish
 use berth_network::{netns, Error};
 
 fn usable() -> bool {
+    // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let tools = ["busybox", "nft", "unshare"].iter().all(|t| {
         Command::new("sh")
@@ -153,7 +154,7 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
 
     // Published on an ephemeral port: on 127.0.0.1 and the bridge address.
     let req = PublishRequest { port: 80, proto: Proto::Tcp, host_ip: None, host_ports: None };
-    let published = store.publish("c1", lease.ip, &[req.clone()]).unwrap();
+    let published = store.publish("c1", lease.ip, std::slice::from_ref(&req)).unwrap();
     let hp = published[0].host_port;
     assert!(hp > 0);
     assert!(get_soon((Ipv4Addr::LOCALHOST, hp)).contains("hello from the namespace"));
