@@ -2,6 +2,9 @@
 //! Only serde lives here; the conversion to berth's own types is in
 //! berth-api.
 
+pub mod network;
+pub use network::*;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -60,7 +63,7 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config: Option<HostConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networking_config: Option<Value>,
+    pub networking_config: Option<NetworkingConfig>,
 }
 
 /// Docker accepts a string or a list for Cmd and Entrypoint.
@@ -151,6 +154,10 @@ pub struct HostConfig {
     pub sysctls: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub init: Option<bool>,
+    #[serde(default)]
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    #[serde(default)]
+    pub publish_all_ports: bool,
     #[serde(flatten)]
     pub resources: Resources,
     /// [height, width] of the terminal at start.

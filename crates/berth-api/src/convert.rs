@@ -182,9 +182,27 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         stop_signal: c.stop_signal.filter(|s| !s.is_empty()),
         stop_timeout: c.stop_timeout,
         image: c.image,
-        exposed_ports: vec![],
+        exposed_ports: c.exposed_ports.clone().unwrap_or_default().into_keys().collect(),
         volumes: vec![],
     };
+    let port_bindings = h
+        .port_bindings
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let binds = v
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| model::PortBinding { host_ip: b.host_ip, host_port: b.host_port })
+                .collect();
+            (k, binds)
+        })
+        .collect();
+    let mut endpoints = BTreeMap::new();
+    for (name, ep) in c.networking_config.and_then(|n| n.endpoints_config).unwrap_or_default() {
+        endpoints.insert(name, endpoint_config(&ep)?);
+    }
     let host = model::HostConfig {
         binds: h.binds.unwrap_or_default(),
         resources: resources(&h.resources),
@@ -210,6 +228,8 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         group_add: h.group_add.unwrap_or_default(),
         userns_mode: h.userns_mode,
         network_mode: h.network_mode,
+        port_bindings,
+        publish_all_ports: h.publish_all_ports,
         log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
         console_size: console_size(h.console_size.as_deref()),
     };
@@ -217,6 +237,7 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         name,
         config,
         host,
+        endpoints,
         entrypoint: c.entrypoint.map(|e| e.into_vec().into_iter().filter(|s| !s.is_empty()).collect()),
         cmd: c.cmd.map(w::StrOrVec::into_vec),
         working_dir: Some(c.working_dir).filter(|s| !s.is_empty()),
@@ -243,6 +264,19 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
         binds: opt_vec(&h.binds),
         log_config: w::LogConfig { typ: h.log_config.driver.clone(), config: h.log_config.options.clone() },
         network_mode: h.network_mode.clone(),
+        port_bindings: Some(
+            h.port_bindings
+                .iter()
+                .map(|(k, v)| {
+                    let binds = v
+                        .iter()
+                        .map(|b| w::PortBinding { host_ip: b.host_ip.clone(), host_port: b.host_port.clone() })
+                        .collect();
+                    (k.clone(), Some(binds))
+                })
+                .collect(),
+        ),
+        publish_all_ports: h.publish_all_ports,
         restart_policy: w::RestartPolicy {
             name: restart_name(&h.restart_policy.name).into(),
             maximum_retry_count: h.restart_policy.maximum_retry_count,
@@ -316,13 +350,84 @@ pub fn container_config(c: &Container) -> w::ContainerConfig {
     }
 }
 
-fn network_settings() -> Value {
-    json!({
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-        "Networks": {}
+/// An endpoint as create or connect asks for it.
+pub fn endpoint_config(ep: &w::EndpointSettings) -> Result<model::EndpointConfig, ApiError> {
+    let ip = ep.ipam_config.as_ref().map(|i| i.ipv4_address.as_str()).filter(|s| !s.is_empty());
+    let ipv4_address = match ip {
+        Some(ip) => Some(ip.parse().map_err(|_| ApiError::bad(format!("invalid IPv4 address: {ip}")))?),
+        None => None,
+    };
+    Ok(model::EndpointConfig {
+        network_id: ep.network_id.clone(),
+        aliases: ep.aliases.clone().unwrap_or_default(),
+        ipv4_address,
     })
+}
+
+/// A container's endpoint on one network, as inspect shows it.
+fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> w::EndpointSettings {
+    let a = c.net.attachments.get(name);
+    let mut dns_names: Vec<String> = vec![c.name.trim_start_matches('/').to_owned(), c.id[..12].to_owned()];
+    dns_names.extend(cfg.aliases.iter().cloned());
+    let predefined = name == "bridge";
+    w::EndpointSettings {
+        ipam_config: cfg
+            .ipv4_address
+            .map(|ip| w::EndpointIpamConfig { ipv4_address: ip.to_string(), ipv6_address: String::new() }),
+        links: None,
+        aliases: (!cfg.aliases.is_empty()).then(|| cfg.aliases.clone()),
+        mac_address: a.map(|a| a.mac.clone()).unwrap_or_default(),
+        network_id: cfg.network_id.clone(),
+        endpoint_id: a.map(|a| a.endpoint_id.clone()).unwrap_or_default(),
+        gateway: a.and_then(|a| a.gateway).map(|g| g.to_string()).unwrap_or_default(),
+        ip_address: a.and_then(|a| a.ip).map(|g| g.to_string()).unwrap_or_default(),
+        ip_prefix_len: a.map_or(0, |a| a.prefix),
+        dns_names: (!predefined && a.is_some()).then_some(dns_names),
+        ..Default::default()
+    }
+}
+
+/// `NetworkSettings`: the ports (published, or exposed only) and the
+/// endpoints; the top-level address fields are the default bridge's.
+pub fn network_settings(c: &Container) -> Value {
+    let mut ports = serde_json::Map::new();
+    if c.state.status.is_live() {
+        for p in &c.config.exposed_ports {
+            ports.insert(p.clone(), Value::Null);
+        }
+        for p in &c.net.ports {
+            let key = format!("{}/{}", p.port, p.proto.as_str());
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if !entry.is_array() {
+                *entry = json!([]);
+            }
+            if let Some(list) = entry.as_array_mut() {
+                list.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+            }
+        }
+    }
+    let networks: serde_json::Map<String, Value> = c
+        .networks
+        .iter()
+        .map(|(name, cfg)| (name.clone(), serde_json::to_value(endpoint_settings(c, name, cfg)).unwrap_or_default()))
+        .collect();
+    let mut v = json!({
+        "Bridge": "", "SandboxID": "", "SandboxKey": c.net.sandbox_key, "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports,
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
+        "Networks": networks
+    });
+    if let Some(a) = c.net.attachments.get("bridge") {
+        v["Gateway"] = json!(a.gateway.map(|g| g.to_string()).unwrap_or_default());
+        v["IPAddress"] = json!(a.ip.map(|g| g.to_string()).unwrap_or_default());
+        v["IPPrefixLen"] = json!(a.prefix);
+        v["MacAddress"] = json!(a.mac);
+    }
+    if matches!(c.host.network_mode.as_str(), "none" | "host") {
+        v["Networks"] = json!({ c.host.network_mode.clone(): {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""} });
+    }
+    v
 }
 
 pub fn inspect(c: &Container) -> w::ContainerInspect {
@@ -362,7 +467,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
         graph_driver: w::GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
         mounts: vec![],
         config: container_config(c),
-        network_settings: network_settings(),
+        network_settings: network_settings(c),
     }
 }
 
@@ -394,14 +499,21 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         image_id: c.image_id.clone(),
         command: cmd.join(" "),
         created: berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000,
-        ports: vec![],
+        ports: c
+            .net
+            .ports
+            .iter()
+            .map(|p| {
+                json!({"IP": p.host_ip.to_string(), "PrivatePort": p.port, "PublicPort": p.host_port, "Type": p.proto.as_str()})
+            })
+            .collect(),
         size_rw: None,
         size_root_fs: None,
         labels: c.config.labels.clone(),
         state: c.state.status.as_str().into(),
         status: status_text(c, now_nanos),
         host_config: hc,
-        network_settings: json!({"Networks": {}}),
+        network_settings: json!({"Networks": network_settings(c)["Networks"].clone()}),
         mounts: vec![],
     }
 }

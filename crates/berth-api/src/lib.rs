@@ -9,6 +9,7 @@ mod containers;
 mod convert;
 mod exec;
 mod images;
+mod networks;
 mod system;
 
 use std::collections::HashMap;
@@ -246,6 +247,13 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("PUT", ["containers", id, "archive"]) => containers::archive_put(&ctx, id, req).await,
         ("POST", ["commit"]) => containers::commit(&ctx, req).await,
         ("DELETE", ["containers", id]) => containers::remove(&ctx, id).await,
+        ("GET", ["networks"]) => networks::list(&ctx).await,
+        ("POST", ["networks", "create"]) => networks::create(&ctx, req).await,
+        ("POST", ["networks", "prune"]) => networks::prune(&ctx).await,
+        ("GET", ["networks", id]) => networks::inspect(&ctx, id),
+        ("DELETE", ["networks", id]) => networks::remove(&ctx, id).await,
+        ("POST", ["networks", id, "connect"]) => networks::connect(&ctx, id, req).await,
+        ("POST", ["networks", id, "disconnect"]) => networks::disconnect(&ctx, id, req).await,
         ("GET", ["images", "json"]) => images::list(&ctx).await,
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,

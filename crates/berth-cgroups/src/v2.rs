@@ -19,7 +19,11 @@ pub(crate) fn create(dir: &Path) -> Result<()> {
         if let Some(parent) = d.parent() {
             enable_controllers(parent);
         }
-        std::fs::create_dir(d).map_err(io_err(d))?;
+        // Another container's create may make a shared parent first.
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.map_err(io_err(d))?,
+        }
     }
     if let Some(parent) = dir.parent() {
         enable_controllers(parent);

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use berth_api_types::{ContainerConfig, HostConfig, LogConfig, Resources, RestartPolicy, StrOrVec, Ulimit};
+use berth_api_types::{
+    ContainerConfig, EndpointIpamConfig, EndpointSettings, HostConfig, LogConfig, NetworkingConfig, PortBinding,
+    Resources, RestartPolicy, StrOrVec, Ulimit,
+};
 use berth_core::units::ram_in_bytes;
 
 use crate::cli::{ResourceArgs, RunArgs};
@@ -148,6 +151,68 @@ pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
     })
 }
 
+/// `lo-hi` or `n` as an inclusive range of ports.
+fn port_range(s: &str, spec: &str) -> Result<(u16, u16), CliError> {
+    let e = || bad(format!("invalid port specification: {spec:?}"));
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let n = |x: &str| x.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(e);
+    let (lo, hi) = (n(a)?, n(b)?);
+    if hi < lo {
+        return Err(e());
+    }
+    Ok((lo, hi))
+}
+
+/// `-p [ip:][host_port[-end]:]port[-end][/proto]` as container port keys
+/// and their bindings, as the docker CLI expands them (go-connections'
+/// nat.ParsePortSpec): equal ranges pair up, a container port with a host
+/// range takes one port of the range.
+pub fn publish(spec: &str) -> Result<Vec<(String, PortBinding)>, CliError> {
+    let (rest, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad(format!("invalid proto: {proto}")));
+    }
+    let parts: Vec<&str> = if rest.starts_with('[') {
+        return Err(bad(format!("IPv6 host addresses are not supported: {spec}")));
+    } else {
+        rest.split(':').collect()
+    };
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => return Err(bad(format!("invalid port specification: {spec:?}"))),
+    };
+    if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(bad(format!("invalid IP address: {ip}")));
+    }
+    let (clo, chi) = port_range(ctr, spec)?;
+    let host_range = if host.is_empty() { None } else { Some(port_range(host, spec)?) };
+    let mut out = Vec::new();
+    for (i, p) in (clo..=chi).enumerate() {
+        let host_port = match host_range {
+            None => String::new(),
+            Some((hlo, hhi)) if clo == chi => {
+                if hlo == hhi {
+                    hlo.to_string()
+                } else {
+                    format!("{hlo}-{hhi}")
+                }
+            }
+            Some((hlo, hhi)) => {
+                if u32::from(hhi - hlo) != u32::from(chi - clo) {
+                    return Err(bad(format!(
+                        "invalid ranges specified for container and host Ports: {ctr} and {host}"
+                    )));
+                }
+                (hlo + i as u16).to_string()
+            }
+        };
+        out.push((format!("{p}/{proto}"), PortBinding { host_ip: ip.to_owned(), host_port }));
+    }
+    Ok(out)
+}
+
 /// The create request for `run`/`create`, and the name.
 pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<ContainerConfig, CliError> {
     let (image, cmd) = a.args.split_first().ok_or_else(|| bad("\"run\" requires at least 1 argument"))?;
@@ -184,10 +249,41 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     }
     let mut log_config = LogConfig { typ: a.log_driver.clone().unwrap_or_default(), config: BTreeMap::new() };
     log_config.config = key_values("--log-opt", &a.log_opt)?.unwrap_or_default();
+    let mut port_bindings: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
+    let mut exposed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for p in &a.publish {
+        for (key, b) in publish(p)? {
+            exposed.insert(key.clone(), serde_json::json!({}));
+            port_bindings.entry(key).or_insert_with(|| Some(vec![])).get_or_insert_with(Vec::new).push(b);
+        }
+    }
+    for e in &a.expose {
+        let (r, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (lo, hi) = port_range(r, e)?;
+        for p in lo..=hi {
+            exposed.insert(format!("{p}/{proto}"), serde_json::json!({}));
+        }
+    }
+    let network = a.network.clone().unwrap_or_default();
+    let networking_config = if a.ip.is_some() || !a.network_alias.is_empty() {
+        if network.is_empty() || matches!(network.as_str(), "bridge" | "default" | "host" | "none") {
+            return Err(bad("--ip and --network-alias need a user-defined --network"));
+        }
+        let ep = EndpointSettings {
+            ipam_config: a.ip.clone().map(|ip| EndpointIpamConfig { ipv4_address: ip, ipv6_address: String::new() }),
+            aliases: some(a.network_alias.clone()),
+            ..Default::default()
+        };
+        Some(NetworkingConfig { endpoints_config: Some(BTreeMap::from([(network.clone(), ep)])) })
+    } else {
+        None
+    };
     let host = HostConfig {
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        publish_all_ports: a.publish_all,
         binds: some(a.volume.clone()),
         log_config,
-        network_mode: a.network.clone().unwrap_or_default(),
+        network_mode: network,
         restart_policy: a.restart.as_deref().map(restart).transpose()?.unwrap_or_default(),
         auto_remove: a.rm,
         cap_add: some(a.cap_add.clone()),
@@ -239,6 +335,8 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         host_config: Some(host),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        networking_config,
         ..ContainerConfig::default()
     })
 }
@@ -279,5 +377,22 @@ mod tests {
             ..RunArgs::default()
         };
         assert!(create_request(&bad, None).is_err());
+    }
+
+    #[test]
+    fn publish_specs_expand_as_dockers() {
+        let one = |s: &str| publish(s).unwrap();
+        assert_eq!(one("80"), [("80/tcp".into(), PortBinding::default())]);
+        let b = one("127.0.0.1:8080:80/udp");
+        assert_eq!(b[0].0, "80/udp");
+        assert_eq!(b[0].1, PortBinding { host_ip: "127.0.0.1".into(), host_port: "8080".into() });
+        let r = one("8000-8001:80-81");
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[1].0.as_str(), r[1].1.host_port.as_str()), ("81/tcp", "8001"));
+        assert_eq!(one("8000-8010:80")[0].1.host_port, "8000-8010");
+        assert_eq!(one("127.0.0.1::80")[0].1.host_port, "");
+        for bad in ["", "x", "1:2:3:4", "80/icmp", "0", "8000-8002:80-81", "nothere:80:80", "90-80"] {
+            assert!(publish(bad).is_err(), "{bad}");
+        }
     }
 }

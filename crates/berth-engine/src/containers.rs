@@ -125,14 +125,23 @@ impl Engine {
         let mut labels = run.labels.clone().unwrap_or_default();
         labels.extend(req.config.labels.clone());
         c.config.labels = labels;
-        c.config.exposed_ports = run.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        let mut exposed: std::collections::BTreeSet<String> =
+            run.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        for p in &req.config.exposed_ports {
+            exposed.insert(p.parse::<berth_network::ports::Port>()?.to_string());
+        }
+        for p in req.host.port_bindings.keys() {
+            exposed.insert(p.parse::<berth_network::ports::Port>()?.to_string());
+        }
+        c.config.exposed_ports = exposed.into_iter().collect();
         c.config.volumes = run.volumes.clone().unwrap_or_default().into_keys().collect();
         if c.config.hostname.is_empty() {
             c.config.hostname = c.id[..12].to_owned();
         }
-        if c.host.network_mode.is_empty() {
+        if c.host.network_mode.is_empty() || c.host.network_mode == "default" {
             c.host.network_mode = "bridge".into();
         }
+        self.plan_networks(&mut c, &req)?;
         if c.host.log_config.driver.is_empty() {
             c.host.log_config.driver = "json-file".into();
         }
@@ -217,7 +226,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))??;
         c.rw_layer = Some(rw);
         std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
-        std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts"))?;
+        std::fs::write(&c.hosts_path, crate::network::hosts_file(c)).map_err(Error::io("write hosts"))?;
         std::fs::write(&c.resolv_conf_path, resolv_conf(c)).map_err(Error::io("write resolv.conf"))?;
         self.save(c)
     }
@@ -319,7 +328,10 @@ impl Engine {
         let init = self.init_binary();
         let defaults =
             spec::Defaults { cgroup_parent: &self.cfg.cgroup_parent, ulimits: &self.cfg.default_ulimits, init: &init };
-        let s = spec::build(c, &merged, &u, &etc, &defaults)?;
+        let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
+        if let Some(path) = self.joined_netns(c)? {
+            spec::join_namespace(&mut s, "network", &path);
+        }
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(sd.dir.join("config.json"), body).map_err(Error::io("write config.json"))?;
         let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {
@@ -342,6 +354,11 @@ impl Engine {
             stdin_once: c.config.stdin_once,
         };
         let (pid, shim_pid) = shim::spawn(&self.cfg.shim, &cfg, &sd).await?;
+        if let Err(err) = self.network_up(c, pid).await {
+            let _ = shim::call(&sd.socket(), &Request::Signal { signal: 9, all: true }).await;
+            let _ = shim::wait_exit(&sd.socket()).await;
+            return Err(err);
+        }
         // Attachers that came before start get the output from the first byte.
         let pending = e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         for p in pending {
@@ -373,6 +390,7 @@ impl Engine {
         {
             let mut r = e.rec.lock().map_err(poisoned)?;
             r.state = c.state.clone();
+            r.net = c.net.clone();
             self.save_state(&r)?;
         }
         self.monitor(e.clone(), sd);
@@ -425,8 +443,11 @@ impl Engine {
             r.state.exit_code = rec.code;
             r.state.oom_killed = rec.oom_killed;
             r.state.finished_at = rec.finished_at.clone();
+            let net = std::mem::take(&mut r.net);
             let _ = self.save_state(&r);
-            (r.clone(), again)
+            let mut c = r.clone();
+            c.net = net;
+            (c, again)
         };
         let _ = self.teardown(&c);
         if rec.oom_killed {
@@ -460,6 +481,7 @@ impl Engine {
     /// Unmount the root and remove the bundle of a container that stopped.
     /// The bundle goes whatever happens; the answer is the unmount's.
     fn teardown(&self, c: &Container) -> Result<()> {
+        self.disconnect_blocking(&c.id, &c.net);
         let unmounted = match self.root_mount(c) {
             Ok(m) if is_mountpoint(&m.target) => m.unmount().map_err(Error::from),
             _ => Ok(()),
@@ -825,6 +847,9 @@ impl Engine {
             }
             let sd = ShimDir::new(&self.cfg.exec_root, &id);
             if sd.live_pid().is_some() {
+                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
+                    self.network_restore(&c);
+                }
                 self.monitor(e, sd);
             } else {
                 let rec = sd.read_exit().unwrap_or_else(|| ExitRecord {
@@ -864,18 +889,6 @@ pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
     let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
     use std::os::unix::fs::MetadataExt;
     a.dev() != b.dev()
-}
-
-fn hosts_file(c: &Container) -> String {
-    let mut s = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    for h in &c.host.extra_hosts {
-        if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
-            s.push_str(&format!("{ip}\t{name}\n"));
-        }
-    }
-    s
 }
 
 fn resolv_conf(c: &Container) -> String {

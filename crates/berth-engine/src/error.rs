@@ -10,11 +10,16 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// Not allowed at all (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The object is already in the state asked for (HTTP 304).
     #[error("{0}")]
     NotModified(String),
     #[error(transparent)]
     Image(#[from] berth_image::Error),
+    #[error(transparent)]
+    Network(#[from] berth_network::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -45,8 +50,10 @@ impl Kinded for Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Invalid(_) => ErrorKind::InvalidArgument,
+            Error::Forbidden(_) => ErrorKind::PermissionDenied,
             Error::NotModified(_) => ErrorKind::NotModified,
             Error::Image(e) => e.kind(),
+            Error::Network(e) => e.kind(),
             Error::Io { source, .. } => source.raw_os_error().map_or(ErrorKind::Internal, ErrorKind::from_errno),
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -11,6 +11,7 @@ mod exec;
 pub mod logs;
 pub mod model;
 pub mod names;
+pub mod network;
 mod restart;
 pub mod seccomp;
 mod shim;
@@ -49,6 +50,7 @@ pub struct EngineConfig {
     pub runtime: Option<PathBuf>,
     pub cgroup_parent: String,
     pub default_ulimits: Vec<model::Ulimit>,
+    pub network: berth_network::store::Config,
 }
 
 /// One container as the engine holds it.
@@ -77,6 +79,7 @@ pub struct Engine {
     pub cfg: EngineConfig,
     pub images: Arc<ImageStore>,
     pub events: events::Events,
+    pub networks: Arc<berth_network::store::Store>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     execs: exec::Execs,
     /// The host's cgroup hierarchies as berthd found them at start.
@@ -96,10 +99,15 @@ impl Engine {
         let images = tokio::task::spawn_blocking(move || ImageStore::open(&root))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        let ncfg = cfg.network.clone();
+        let networks = tokio::task::spawn_blocking(move || berth_network::store::Store::open(ncfg))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         let engine = Arc::new(Engine {
             cfg,
             images: Arc::new(images),
             events: events::Events::default(),
+            networks: Arc::new(networks),
             containers: Mutex::new(HashMap::new()),
             execs: exec::Execs::default(),
             hierarchies: berth_cgroups::Hierarchies::detect().ok(),
@@ -110,6 +118,10 @@ impl Engine {
         let left = std::fs::read_dir(engine.trash_dir()).map(|rd| rd.flatten().map(|e| e.path()).collect());
         engine.empty_trash(left.unwrap_or_default());
         engine.restore().await?;
+        // The table as the running containers need it, replacing whatever
+        // an earlier daemon left.
+        let networks = engine.networks.clone();
+        tokio::task::spawn_blocking(move || networks.apply()).await.map_err(|e| Error::Internal(e.to_string()))??;
         Ok(engine)
     }
 

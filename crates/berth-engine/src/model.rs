@@ -99,10 +99,57 @@ pub struct HostConfig {
     pub group_add: Vec<String>,
     pub userns_mode: String,
     pub network_mode: String,
+    /// `-p`: container port (`80/tcp`) to host bindings.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: every exposed port on an ephemeral host port.
+    #[serde(default)]
+    pub publish_all_ports: bool,
     pub log_config: LogConfig,
     /// Height and width of the terminal at start.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+}
+
+/// One host binding of a container port, as the API gives it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    /// Empty: every address.
+    pub host_ip: String,
+    /// A port, a range `lo-hi` to take one of, or empty for any.
+    pub host_port: String,
+}
+
+/// A network the container is to be connected to when it runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub network_id: String,
+    pub aliases: Vec<String>,
+    /// `--ip`: the address to have on it.
+    pub ipv4_address: Option<std::net::Ipv4Addr>,
+}
+
+/// The container's interface on one network while it runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attachment {
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub prefix: u8,
+    pub gateway: Option<std::net::Ipv4Addr>,
+    pub mac: String,
+    /// The host end of its veth pair.
+    pub veth: String,
+}
+
+/// The container's networking while it runs: cleared when it stops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetState {
+    /// The namespace file it was set up through.
+    pub sandbox_key: String,
+    /// By network name.
+    pub attachments: BTreeMap<String, Attachment>,
+    pub ports: Vec<berth_network::store::Published>,
 }
 
 /// A request to create a container.
@@ -111,6 +158,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub config: RunConfig,
     pub host: HostConfig,
+    /// NetworkingConfig's endpoints, by network name or id.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Entrypoint and Cmd as given (`None`: not given, use the image's).
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
@@ -201,6 +250,11 @@ pub struct Container {
     /// Its writable layer; the root is mounted at this layer's `merged`.
     #[serde(default)]
     pub rw_layer: Option<berth_image::RwLayer>,
+    /// The networks it is connected to, by name.
+    #[serde(default)]
+    pub networks: BTreeMap<String, EndpointConfig>,
+    #[serde(default)]
+    pub net: NetState,
 }
 
 /// `env` with every `KEY=value` of `extra` replacing the entry of the same

@@ -488,6 +488,16 @@ fn bind_mount(b: &str) -> Result<Value> {
     Ok(mount(dst, "bind", src, &options))
 }
 
+/// Make the runtime join an existing namespace of `kind` at `path`.
+pub fn join_namespace(spec: &mut Value, kind: &str, path: &str) {
+    if let Some(list) = spec.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut) {
+        match list.iter_mut().find(|n| n["type"] == kind) {
+            Some(n) => n["path"] = json!(path),
+            None => list.push(json!({"type": kind, "path": path})),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -131,6 +131,11 @@ pub fn plug<T: Send>(
             nl.add_veth(&ep.veth, ep.mtu, Some(ep.bridge), &peer)
                 .map_err(|e| io::Error::new(e.kind(), format!("create veth pair {}: {e}", ep.veth)))?;
             made.push(&ep.veth);
+            // With br_netfilter loaded, a packet a container sends to a
+            // published port of its own bridge is DNATed and bridged back
+            // out of the port it came in by, which a bridge does only in
+            // hairpin mode (Docker sets it too when it has no proxy).
+            std::fs::write(format!("/sys/class/net/{}/brport/hairpin_mode", ep.veth), "1")?;
         }
         netns::run_in(ns, || {
             let mut inner = Netlink::open()?;

@@ -96,7 +96,9 @@ pub fn render(table: &str, r: &Ruleset) -> String {
             let _ = writeln!(s, "    ip saddr {} oifname != {b} masquerade", n.subnet);
         }
         let _ = writeln!(s, "    oifname {b} ip saddr 127.0.0.0/8 masquerade");
-        let _ = writeln!(s, "    oifname {b} iifname {b} ct status dnat masquerade");
+        // Hairpin: matched on the source subnet, since a packet bridged
+        // back by br_netfilter reaches postrouting with no input link.
+        let _ = writeln!(s, "    oifname {b} ip saddr {} ct status dnat masquerade", n.subnet);
     }
     s.push_str("  }\n");
     s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");

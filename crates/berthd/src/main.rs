@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use berth_engine::model::Ulimit;
 use berth_engine::{Engine, EngineConfig};
+use berth_network::ipam::Subnet;
+use berth_network::store::{default_address_pools, AddressPool, Config as NetConfig, DefaultBridge};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -36,6 +38,18 @@ struct Args {
     default_ulimits: Vec<String>,
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// The default bridge's link name (made if missing).
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// The default bridge's address and prefix, 172.17.0.1/16 by default.
+    #[arg(long)]
+    bip: Option<String>,
+    /// Where the default bridge gives containers addresses from (a subnet of --bip's).
+    #[arg(long)]
+    fixed_cidr: Option<String>,
+    /// The default bridge's MTU.
+    #[arg(long)]
+    mtu: Option<u32>,
     /// Group that may use the socket (0660).
     #[arg(short = 'G', long)]
     group: Option<String>,
@@ -54,6 +68,18 @@ struct DaemonJson {
     cgroup_parent: Option<String>,
     group: Option<String>,
     live_restore: Option<bool>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    fixed_cidr: Option<String>,
+    mtu: Option<u32>,
+    default_address_pools: Option<Vec<AddressPoolJson>>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AddressPoolJson {
+    base: String,
+    size: u8,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -74,6 +100,51 @@ fn parse_ulimit(s: &str) -> Result<Ulimit> {
     let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
     let n = |v: &str| v.parse::<i64>().with_context(|| format!("invalid ulimit value {v:?}"));
     Ok(Ulimit { name: name.to_owned(), soft: n(soft)?, hard: n(hard)? })
+}
+
+/// The networks' settings from the flags, else daemon.json, else Docker's
+/// defaults. The nftables table is `berth` for the default bridge name,
+/// else named after the bridge, so daemons with their own bridges (tests)
+/// keep their rules apart.
+fn network_config(args: &Args, file: &DaemonJson, data_root: &std::path::Path) -> Result<NetConfig> {
+    let mut d = DefaultBridge::default();
+    if let Some(b) = args.bridge.clone().or(file.bridge.clone()) {
+        if b.is_empty() || b.len() > 15 || !b.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            bail!("invalid bridge name {b:?}");
+        }
+        d.name = b;
+    }
+    if let Some(bip) = args.bip.clone().or(file.bip.clone()) {
+        d.bip = berth_network::ipam::parse_cidr(&bip).with_context(|| format!("--bip {bip}"))?;
+    }
+    if let Some(f) = args.fixed_cidr.clone().or(file.fixed_cidr.clone()) {
+        let s: Subnet = f.parse().with_context(|| format!("--fixed-cidr {f}"))?;
+        if !Subnet::containing(d.bip.0, d.bip.1).covers(&s) {
+            bail!("--fixed-cidr {f} is not within the bridge's subnet");
+        }
+        d.fixed_cidr = Some(s);
+    }
+    if let Some(m) = args.mtu.or(file.mtu) {
+        if !(68..=65535).contains(&m) {
+            bail!("invalid MTU {m}");
+        }
+        d.mtu = m;
+    }
+    let address_pools = match &file.default_address_pools {
+        Some(p) => p
+            .iter()
+            .map(|p| {
+                let base: Subnet = p.base.parse().with_context(|| format!("default-address-pools base {}", p.base))?;
+                if p.size < base.prefix() || p.size > 30 {
+                    bail!("default-address-pools: size {} does not fit base {}", p.size, p.base);
+                }
+                Ok(AddressPool { base, size: p.size })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => default_address_pools(),
+    };
+    let table = if d.name == "berth0" { "berth".to_owned() } else { format!("berth-{}", d.name) };
+    Ok(NetConfig { dir: data_root.join("network"), table, default_bridge: d, address_pools })
 }
 
 fn socket_path(h: &str) -> Result<PathBuf> {
@@ -107,6 +178,7 @@ fn main() -> Result<()> {
             file.runtimes.as_ref().and_then(|r| r.get(name)).map(|r| r.path.clone()).unwrap_or_else(|| name.to_owned()),
         )),
     };
+    let network = network_config(&args, &file, &data_root)?;
     let mut default_ulimits: Vec<Ulimit> = file
         .default_ulimits
         .unwrap_or_default()
@@ -126,6 +198,7 @@ fn main() -> Result<()> {
         runtime,
         cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent.clone()).unwrap_or_else(|| "/berth".into()),
         default_ulimits,
+        network,
     };
     let group = args.group.clone().or(file.group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

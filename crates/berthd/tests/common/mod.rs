@@ -30,6 +30,9 @@ static N: AtomicU32 = AtomicU32::new(0);
 pub struct Daemon {
     pub dir: PathBuf,
     pub cgroup: String,
+    /// Its default bridge, and that bridge's subnet (`10.x.y.0/24`).
+    pub bridge: String,
+    pub subnet: [u8; 3],
     child: Option<Child>,
     extra: Vec<String>,
 }
@@ -46,7 +49,13 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let cgroup = format!("/berth-test-{}-{n}", std::process::id());
         let extra = extra.iter().map(|s| (*s).to_owned()).collect();
-        let mut d = Daemon { dir, cgroup, child: None, extra };
+        // A bridge and a /24 of 10.64.0.0/10 of its own, so that daemons
+        // running side by side never share a link, a subnet or a table.
+        let mut r = [0u8; 3];
+        std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
+        let bridge = format!("bt{:02x}{:02x}{:02x}", r[0], r[1], r[2]);
+        let subnet = [10, 64 + (r[0] & 63), r[1]];
+        let mut d = Daemon { dir, cgroup, bridge, subnet, child: None, extra };
         d.spawn();
         d
     }
@@ -69,6 +78,10 @@ impl Daemon {
             .arg(self.dir.join("daemon.json"))
             .arg("--cgroup-parent")
             .arg(&self.cgroup)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--bip")
+            .arg(format!("{}.{}.{}.1/24", self.subnet[0], self.subnet[1], self.subnet[2]))
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -80,6 +93,24 @@ impl Daemon {
             assert!(t.elapsed() < Duration::from_secs(20), "berthd did not come up");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The address `host` of the default bridge's subnet.
+    pub fn addr(&self, host: u8) -> String {
+        format!("{}.{}.{}.{host}", self.subnet[0], self.subnet[1], self.subnet[2])
+    }
+
+    /// The bridges of this daemon's networks, from their records.
+    pub fn bridges(&self) -> Vec<String> {
+        let mut out = vec![self.bridge.clone()];
+        for e in std::fs::read_dir(self.dir.join("data/network")).into_iter().flatten().flatten() {
+            let Ok(b) = std::fs::read(e.path()) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else { continue };
+            if let Some(br) = v["bridge"].as_str().filter(|b| !b.is_empty() && *b != self.bridge) {
+                out.push(br.to_owned());
+            }
+        }
+        out
     }
 
     /// SIGKILL the daemon, as a crash would.
@@ -256,8 +287,22 @@ impl Drop for Daemon {
                 let _ = std::fs::remove_dir(&top);
             }
         }
+        for b in self.bridges() {
+            let _ = Command::new("ip").args(["link", "delete", &b]).stderr(Stdio::null()).status();
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("berth-{}", self.bridge)])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The links that are ports of bridge `name`.
+pub fn bridge_ports(name: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/sys/class/net/{name}/brif"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
 }
 
 /// Nothing of the daemon's containers is left: no mounts under its roots,
@@ -279,4 +324,8 @@ pub fn assert_clean(d: &Daemon) {
         .filter(|n| n != "runtime" && n != "berth-init")
         .collect();
     assert!(left.is_empty(), "exec root holds {left:?}");
+    for b in d.bridges() {
+        let ports = bridge_ports(&b);
+        assert!(ports.is_empty(), "veths left on {b}: {ports:?}");
+    }
 }

@@ -1,0 +1,316 @@
+//! Networking with real traffic: published ports, outbound NAT to a
+//! namespace the test makes behind the host, user networks and their
+//! isolation, the other modes, a daemon crash, and bad input. Every
+//! address used is of a bridge or namespace the test (or its daemon)
+//! made.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_clean, can_run, stderr, Daemon};
+
+/// An httpd in the container serving "hello from <name>" on port 80.
+const WEB: &str = "mkdir -p /w && echo hello from $HOSTNAME > /w/index.html && exec httpd -f -p 80 -h /w";
+
+fn get(addr: &str) -> std::io::Result<String> {
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// GET until it answers (the httpd may still be starting), for 5 s.
+fn get_soon(addr: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match get(addr) {
+            Ok(s) if s.contains("200 OK") => return s,
+            Ok(s) if Instant::now() > until => panic!("GET {addr}: {s}"),
+            Err(e) if Instant::now() > until => panic!("GET {addr}: {e}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn host_port(d: &Daemon, c: &str, port: &str) -> String {
+    let out = d.ok(&["port", c, port]);
+    let line = out.lines().next().unwrap_or_else(|| panic!("no mapping for {port}: {out}"));
+    line.rsplit(':').next().unwrap().trim().to_owned()
+}
+
+#[test]
+fn published_ports_answer_on_loopback_the_bridge_and_from_containers() {
+    if !can_run("published ports") {
+        return;
+    }
+    let d = Daemon::start("net-publish");
+    d.load_busybox();
+    d.ok(&["run", "-d", "--name", "web", "--hostname", "web", "-p", "127.0.0.1::80", "busybox", "sh", "-c", WEB]);
+    let p = host_port(&d, "web", "80/tcp");
+    assert!(get_soon(&format!("127.0.0.1:{p}")).contains("hello from web"));
+    // Bound to 127.0.0.1 only: not on the bridge's address.
+    assert!(get(&format!("{}:{p}", d.addr(1))).is_err());
+
+    // -P: the image's and --expose's ports on free ports, which `port` reports.
+    d.ok(&["run", "-d", "--name", "all", "--hostname", "all", "--expose", "80", "-P", "busybox", "sh", "-c", WEB]);
+    let p2 = host_port(&d, "all", "80");
+    assert_ne!(p2, "0");
+    assert!(get_soon(&format!("127.0.0.1:{p2}")).contains("hello from all"));
+    assert!(get_soon(&format!("{}:{p2}", d.addr(1))).contains("hello from all"));
+    let ports = d.ok(&["ps", "--filter", "name=all", "--format", "{{.Ports}}"]);
+    assert!(ports.contains(&format!("0.0.0.0:{p2}->80/tcp")), "{ports}");
+    let inspect = d.ok(&["inspect", "all", "--format", "{{json .NetworkSettings.Ports}}"]);
+    assert!(inspect.contains(&format!("\"HostPort\":\"{p2}\"")), "{inspect}");
+
+    // Hairpin: a container reaches a published port through the host's
+    // address on its own bridge, its own included.
+    let own = d.ok(&["exec", "all", "timeout", "3", "wget", "-qO-", &format!("http://{}:{p2}/", d.addr(1))]);
+    assert!(own.contains("hello from all"), "{own}");
+    let other =
+        d.ok(&["run", "--rm", "busybox", "timeout", "3", "wget", "-qO-", &format!("http://{}:{p2}/", d.addr(1))]);
+    assert!(other.contains("hello from all"), "{other}");
+
+    // The port of a running container cannot be taken twice; nothing is left of the try.
+    let o = d.docker(&["run", "--name", "twice", "-p", &format!("{p2}:80"), "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("address already in use"), "{}", stderr(&o));
+    d.ok(&["rm", "twice"]);
+    assert!(get_soon(&format!("127.0.0.1:{p2}")).contains("hello from all"));
+
+    // Stopped: the port is gone; started again, it answers again.
+    d.ok(&["stop", "-t", "0", "all"]);
+    assert!(get(&format!("127.0.0.1:{p2}")).is_err());
+    d.ok(&["rm", "-f", "web", "all"]);
+    assert_clean(&d);
+}
+
+/// A namespace behind the host, `198.18.<x>.2/30` on a veth pair whose
+/// host end is `.1`; no route back to the daemon's subnets, so only
+/// masqueraded traffic can be answered.
+struct Behind {
+    ns: String,
+    veth: String,
+    server: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Behind {
+    fn new(tag: u8) -> Behind {
+        let ns = format!("bt-ext-{}-{tag}", std::process::id());
+        let veth = format!("bx{}{tag}", std::process::id() % 10000);
+        let dir = std::env::temp_dir().join(format!("berth-behind-{}-{tag}", std::process::id()));
+        let cgi = dir.join("cgi-bin");
+        std::fs::create_dir_all(&cgi).unwrap();
+        std::fs::write(cgi.join("ip"), "#!/bin/sh\necho Content-Type: text/plain\necho\necho \"$REMOTE_ADDR\"\n")
+            .unwrap();
+        Command::new("chmod").arg("+x").arg(cgi.join("ip")).status().unwrap();
+        let sh = |cmd: String| {
+            let o = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+            assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        sh(format!("ip netns add {ns}"));
+        sh(format!("ip link add {veth} type veth peer name eth0 netns {ns}"));
+        sh(format!("ip addr add 198.18.{tag}.1/30 dev {veth} && ip link set {veth} up"));
+        sh(format!(
+            "ip netns exec {ns} sh -c 'ip addr add 198.18.{tag}.2/30 dev eth0 && ip link set eth0 up && ip link set lo up'"
+        ));
+        let server = Command::new("ip")
+            .args(["netns", "exec", &ns, "busybox", "httpd", "-f", "-p", "7000", "-h"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Behind { ns, veth, server, dir }
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip").args(["link", "delete", &self.veth]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["netns", "delete", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn containers_reach_out_through_masquerade_and_internal_networks_do_not() {
+    if !can_run("outbound NAT") {
+        return;
+    }
+    let d = Daemon::start("net-out");
+    d.load_busybox();
+    let tag = d.subnet[2];
+    let _behind = Behind::new(tag);
+    let url = format!("http://198.18.{tag}.2:7000/cgi-bin/ip");
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let o = d.docker(&["run", "--rm", "busybox", "timeout", "2", "wget", "-qO-", &url]);
+        seen = common::stdout(&o);
+        if o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The server saw the host's address on its link, not the container's.
+    assert!(seen.contains(&format!("198.18.{tag}.1]")) || seen.trim() == format!("198.18.{tag}.1"), "{seen}");
+
+    d.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &format!("10.{}.{}.0/24", d.subnet[1], d.subnet[2] ^ 0x80),
+        "inner",
+    ]);
+    let o = d.docker(&["run", "--rm", "--network", "inner", "busybox", "timeout", "2", "wget", "-qO-", &url]);
+    assert!(!o.status.success(), "an internal network has no way out");
+    let routes = d.ok(&["run", "--rm", "--network", "inner", "busybox", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    d.ok(&["network", "rm", "inner"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn user_networks_connect_their_containers_and_keep_others_apart() {
+    if !can_run("user networks") {
+        return;
+    }
+    let d = Daemon::start("net-user");
+    d.load_busybox();
+    let (b, c) = (d.subnet[1], d.subnet[2]);
+    let n1 = format!("10.{b}.{}.0/24", c ^ 0x40);
+    let n2 = format!("10.{b}.{}.0/24", c ^ 0x80);
+    let ip1 = format!("10.{b}.{}.50", c ^ 0x40);
+    d.ok(&["network", "create", "--subnet", &n1, "--label", "team=a", "one"]);
+    d.ok(&["network", "create", "--subnet", &n2, "-o", "com.docker.network.bridge.name=btx-two", "two"]);
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["bridge bridge", "host host", "none null", "one bridge", "two bridge"] {
+        assert!(ls.contains(want), "{ls}");
+    }
+    assert_eq!(d.ok(&["network", "ls", "-q", "--filter", "label=team=a"]).lines().count(), 1);
+    assert!(Command::new("ip").args(["link", "show", "btx-two"]).output().unwrap().status.success());
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ca",
+        "--network",
+        "one",
+        "--ip",
+        &ip1,
+        "--network-alias",
+        "alpha",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let inspect = d.ok(&["network", "inspect", "one", "--format", "{{json .Containers}}"]);
+    assert!(inspect.contains(&format!("{ip1}/24")), "{inspect}");
+    assert!(d.ok(&["inspect", "ca", "--format", "{{json .NetworkSettings.Networks.one.Aliases}}"]).contains("alpha"));
+    // Same network: reachable. The other network, or the default bridge: not.
+    d.ok(&["run", "--rm", "--network", "one", "busybox", "ping", "-c", "1", "-W", "2", &ip1]);
+    for net in ["two", "bridge"] {
+        let o = d.docker(&["run", "--rm", "--network", net, "busybox", "ping", "-c", "1", "-W", "1", &ip1]);
+        assert!(!o.status.success(), "{net} reached {ip1}");
+    }
+    // The address is taken while `a` runs.
+    let o = d.docker(&["run", "--rm", "--network", "one", "--ip", &ip1, "busybox", "true"]);
+    assert!(stderr(&o).contains("Address already in use"), "{}", stderr(&o));
+
+    // connect adds eth1 live; disconnect takes it away.
+    d.ok(&["network", "connect", "two", "ca"]);
+    let addrs = d.ok(&["exec", "ca", "ip", "addr"]);
+    assert!(addrs.contains(&format!("10.{b}.{}.", c ^ 0x80)) && addrs.contains("eth1"), "{addrs}");
+    d.ok(&["network", "disconnect", "two", "ca"]);
+    assert!(!d.ok(&["exec", "ca", "ip", "addr"]).contains("eth1"));
+
+    // The other modes.
+    let none = d.ok(&["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]);
+    assert_eq!(none.lines().count(), 1, "{none}");
+    assert!(none.contains("lo:") && none.contains("UP"), "{none}");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let host = d.ok(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]);
+    assert_eq!(host.split_whitespace().count(), host_links, "{host}");
+    let joined = d.ok(&["run", "--rm", "--network", "container:ca", "busybox", "ip", "addr"]);
+    assert!(joined.contains(&ip1), "{joined}");
+    let o = d.docker(&["run", "--rm", "--network", "container:ca", "-p", "80", "busybox", "true"]);
+    assert!(stderr(&o).contains("conflicting options"), "{}", stderr(&o));
+
+    // In use: refused; unused: removed by rm and by prune.
+    let o = d.docker(&["network", "rm", "one"]);
+    assert!(stderr(&o).contains("has active endpoints"), "{}", stderr(&o));
+    let o = d.docker(&["network", "rm", "bridge"]);
+    assert!(stderr(&o).contains("pre-defined network"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "ca"]);
+    d.ok(&["network", "rm", "one"]);
+    let pruned = d.ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("two"), "{pruned}");
+    assert!(!Command::new("ip").args(["link", "show", "btx-two"]).output().unwrap().status.success());
+    assert_clean(&d);
+}
+
+#[test]
+fn bad_network_input_is_refused_with_nothing_made() {
+    if !can_run("bad network input") {
+        return;
+    }
+    let d = Daemon::start("net-bad");
+    d.load_busybox();
+    let own = format!("10.{}.{}.0/25", d.subnet[1], d.subnet[2]);
+    let refused = |args: &[&str], want: &str| {
+        let o = d.docker(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    };
+    refused(&["network", "create", "--subnet", &own, "overlap"], "overlaps");
+    refused(&["network", "create", "--subnet", "10.1.2.0/33", "cidr"], "invalid CIDR");
+    refused(&["network", "create", "--subnet", "10.1.2.3/24", "hostbits"], "it should be 10.1.2.0/24");
+    refused(&["network", "create", "--driver", "overlayx", "drv"], "not found");
+    refused(&["network", "create", "bad/name"], "invalid network name");
+    refused(&["run", "--rm", "--network", "nosuch", "busybox", "true"], "network nosuch not found");
+    refused(&["run", "--rm", "--ip", "10.9.9.9", "busybox", "true"], "user defined networks");
+    refused(&["run", "--rm", "-p", "99999:80", "busybox", "true"], "invalid");
+    refused(&["network", "rm", "nosuch"], "not found");
+    let ls = d.ok(&["network", "ls", "-q"]);
+    assert_eq!(ls.lines().count(), 3, "only the predefined networks: {ls}");
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "no container was left");
+    assert_eq!(d.bridges(), std::slice::from_ref(&d.bridge));
+    assert_clean(&d);
+}
+
+#[test]
+fn published_ports_and_addresses_survive_a_daemon_crash() {
+    if !can_run("network restore") {
+        return;
+    }
+    let mut d = Daemon::start("net-crash");
+    d.load_busybox();
+    d.ok(&["run", "-d", "--name", "web", "--hostname", "web", "-p", "80", "busybox", "sh", "-c", WEB]);
+    let p = host_port(&d, "web", "80/tcp");
+    assert!(get_soon(&format!("127.0.0.1:{p}")).contains("hello from web"));
+    let ip = d.ok(&["inspect", "web", "--format", "{{.NetworkSettings.IPAddress}}"]).trim().to_owned();
+    d.crash();
+    d.spawn();
+    assert!(get_soon(&format!("127.0.0.1:{p}")).contains("hello from web"));
+    assert_eq!(host_port(&d, "web", "80/tcp"), p);
+    // Not handed out twice: a new container gets another address and
+    // cannot take the port.
+    let other = d.ok(&["run", "--rm", "busybox", "ip", "addr"]);
+    assert!(!other.contains(&format!("{ip}/")), "{ip} given again: {other}");
+    let o = d.docker(&["run", "--rm", "-p", &format!("{p}:80"), "busybox", "true"]);
+    assert!(stderr(&o).contains("address already in use"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "web"]);
+    assert!(get(&format!("127.0.0.1:{p}")).is_err());
+    assert_clean(&d);
+}
