@@ -118,10 +118,15 @@ impl Engine {
         let left = std::fs::read_dir(engine.trash_dir()).map(|rd| rd.flatten().map(|e| e.path()).collect());
         engine.empty_trash(left.unwrap_or_default());
         engine.restore().await?;
-        // The table as the running containers need it, replacing whatever
-        // an earlier daemon left.
+        // The default bridge, made if missing, and the table as the running
+        // containers need it, replacing whatever an earlier daemon left.
         let networks = engine.networks.clone();
-        tokio::task::spawn_blocking(move || networks.apply()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        let ready = move || -> berth_network::Result<()> {
+            let default = networks.for_mode("bridge")?;
+            networks.bridge_index(&default)?;
+            networks.apply()
+        };
+        tokio::task::spawn_blocking(ready).await.map_err(|e| Error::Internal(e.to_string()))??;
         Ok(engine)
     }
 
