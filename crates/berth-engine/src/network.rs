@@ -287,14 +287,21 @@ impl Engine {
         if !net.ports.is_empty() {
             let _ = self.networks.unpublish(id);
         }
-        for a in net.attachments.values() {
-            if !a.veth.is_empty() {
-                let _ = self.networks.delete_link(&a.veth);
+        // Deleting a veth pair waits for the kernel's RCU grace periods
+        // (about 20 ms here): done off the exit's path, and each address
+        // is given back only once its pair is gone.
+        let atts: Vec<Attachment> = net.attachments.values().cloned().collect();
+        let store = self.networks.clone();
+        std::thread::spawn(move || {
+            for a in atts {
+                if !a.veth.is_empty() {
+                    let _ = store.delete_link(&a.veth);
+                }
+                if let Some(ip) = a.ip {
+                    store.release(&a.network_id, ip);
+                }
             }
-            if let Some(ip) = a.ip {
-                self.networks.release(&a.network_id, ip);
-            }
-        }
+        });
     }
 
     /// After a daemon restart: take back the addresses and ports of a

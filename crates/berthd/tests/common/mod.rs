@@ -324,7 +324,12 @@ pub fn assert_clean(d: &Daemon) {
         .filter(|n| n != "runtime" && n != "berth-init")
         .collect();
     assert!(left.is_empty(), "exec root holds {left:?}");
+    // veth pairs are deleted in the background after an exit.
+    let t = Instant::now();
     for b in d.bridges() {
+        while !bridge_ports(&b).is_empty() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let ports = bridge_ports(&b);
         assert!(ports.is_empty(), "veths left on {b}: {ports:?}");
     }
