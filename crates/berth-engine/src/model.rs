@@ -140,6 +140,9 @@ pub struct Attachment {
     pub mac: String,
     /// The host end of its veth pair.
     pub veth: String,
+    /// Its name inside (`eth0`, …).
+    #[serde(default)]
+    pub ifname: String,
 }
 
 /// The container's networking while it runs: cleared when it stops.

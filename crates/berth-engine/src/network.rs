@@ -238,6 +238,7 @@ impl Engine {
             let bridge = self.networks.bridge_index(&net)?;
             let lease = self.networks.allocate(&net.id, cfg.ipv4_address)?;
             let veth = link::veth_name();
+            let ifname = format!("eth{i}");
             state.attachments.insert(
                 name.clone(),
                 Attachment {
@@ -248,18 +249,11 @@ impl Engine {
                     gateway: Some(lease.gateway),
                     mac: link::mac_string(&link::mac_of(lease.ip)),
                     veth: veth.clone(),
+                    ifname: ifname.clone(),
                 },
             );
             let gateway = (primary.is_none() && !net.internal).then_some(lease.gateway);
-            eps.push(Endpoint {
-                veth,
-                ifname: format!("eth{i}"),
-                bridge,
-                ip: lease.ip,
-                prefix: lease.prefix,
-                gateway,
-                mtu: net.mtu,
-            });
+            eps.push(Endpoint { veth, ifname, bridge, ip: lease.ip, prefix: lease.prefix, gateway, mtu: net.mtu });
             if primary.is_none() {
                 primary = Some((net, lease.ip));
             }
@@ -391,10 +385,9 @@ pub(crate) fn hosts_file(c: &Container) -> String {
     s
 }
 
-/// The lowest `ethN` no attachment of `net` has.
+/// The lowest `ethN` no attachment of `net` has (a disconnect leaves a gap).
 fn next_ifname(net: &NetState) -> String {
-    let n = net.attachments.len();
-    format!("eth{n}")
+    (0..).map(|n| format!("eth{n}")).find(|n| !net.attachments.values().any(|a| &a.ifname == n)).unwrap_or_default()
 }
 
 impl Engine {
@@ -516,10 +509,11 @@ impl Engine {
             gateway: Some(lease.gateway),
             mac: link::mac_string(&link::mac_of(lease.ip)),
             veth: link::veth_name(),
+            ifname: next_ifname(&c.net),
         };
         let endpoint = Endpoint {
             veth: a.veth.clone(),
-            ifname: next_ifname(&c.net),
+            ifname: a.ifname.clone(),
             bridge,
             ip: lease.ip,
             prefix: lease.prefix,
@@ -560,8 +554,8 @@ impl Engine {
         };
         if let Some(a) = att {
             let one = NetState { attachments: BTreeMap::from([(n.name.clone(), a)]), ..Default::default() };
-            // Ports stay published on the container's first network.
-            self.disconnect_blocking(&format!("{}/{}", c.id, n.id), &one);
+            // No ports in `one`: they stay published on the first network.
+            self.disconnect_blocking(&c.id, &one);
             let _ = std::fs::write(&c.hosts_path, hosts_file(&c));
         }
         self.network_event(&n, "disconnect", [("container", c.id.clone())]);

@@ -40,6 +40,16 @@ pub fn mac_string(m: &[u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// A name the kernel takes for a link (at most 15 bytes) and that is safe
+/// in a sysfs path and an nft script: letters, digits, `_`, `.`, `-`.
+pub fn valid_link_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 fn sysctl(path: &str, value: &str) -> io::Result<()> {
     std::fs::write(path, value)
 }

@@ -8,16 +8,10 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
 /// The network namespace file of a process.
 pub fn of_pid(pid: i32) -> io::Result<File> {
     File::open(format!("/proc/{pid}/ns/net"))
-}
-
-/// Open a namespace file (`/proc/<pid>/ns/net` or a bind mount of one).
-pub fn open(path: &Path) -> io::Result<File> {
-    File::open(path)
 }
 
 /// Run `f` on a new thread that has joined the network namespace `ns`.

@@ -333,9 +333,7 @@ impl Store {
         let id = new_id();
         let bridge = match req.options.get(OPT_BRIDGE_NAME) {
             Some(b) => {
-                let ok =
-                    !b.is_empty() && b.len() < 16 && b.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-                if !ok {
+                if !link::valid_link_name(b) {
                     return Err(Error::Invalid(format!("invalid bridge name {b:?}")));
                 }
                 if g.nets.values().any(|n| &n.bridge == b) {
@@ -439,13 +437,15 @@ impl Store {
         if n.predefined {
             return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", n.name)));
         }
+        // The link first: if it cannot go, nothing has changed; if the
+        // record then cannot go, the bridge is made again at its next use.
+        g.bridges.remove(&n.bridge);
+        netlink(&mut g)?.delete_link_named(&n.bridge).map_err(Error::io(format!("delete bridge {}", n.bridge)))?;
         let p = self.cfg.dir.join(format!("{}.json", n.id));
         std::fs::remove_file(&p).map_err(Error::io(format!("remove {}", p.display())))?;
         g.nets.remove(&n.id);
         g.pools.remove(&n.id);
-        g.bridges.remove(&n.bridge);
         let _ = self.apply_locked(&g);
-        netlink(&mut g)?.delete_link_named(&n.bridge).map_err(Error::io(format!("delete bridge {}", n.bridge)))?;
         Ok(n)
     }
 

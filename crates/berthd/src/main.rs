@@ -109,7 +109,7 @@ fn parse_ulimit(s: &str) -> Result<Ulimit> {
 fn network_config(args: &Args, file: &DaemonJson, data_root: &std::path::Path) -> Result<NetConfig> {
     let mut d = DefaultBridge::default();
     if let Some(b) = args.bridge.clone().or(file.bridge.clone()) {
-        if b.is_empty() || b.len() > 15 || !b.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        if !berth_network::link::valid_link_name(&b) {
             bail!("invalid bridge name {b:?}");
         }
         d.name = b;
