@@ -227,7 +227,8 @@ impl Engine {
         c.rw_layer = Some(rw);
         std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
         std::fs::write(&c.hosts_path, crate::network::hosts_file(c)).map_err(Error::io("write hosts"))?;
-        std::fs::write(&c.resolv_conf_path, resolv_conf(c)).map_err(Error::io("write resolv.conf"))?;
+        std::fs::write(&c.resolv_conf_path, crate::network::resolv_conf(c, self.wants_dns(c)))
+            .map_err(Error::io("write resolv.conf"))?;
         self.save(c)
     }
 
@@ -266,6 +267,7 @@ impl Engine {
                 let _ = self.teardown(&c);
                 let mut was_restarting = false;
                 if let Ok(mut r) = e.rec.lock() {
+                    r.net = Default::default();
                     r.state.error = msg.clone();
                     r.state.exit_code = code;
                     if r.state.status == Status::Restarting {
@@ -359,6 +361,8 @@ impl Engine {
             let _ = shim::wait_exit(&sd.socket()).await;
             return Err(err);
         }
+        // The resolver answers by the record from the process's first query.
+        e.rec.lock().map_err(poisoned)?.net = c.net.clone();
         // Attachers that came before start get the output from the first byte.
         let pending = e.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         for p in pending {
@@ -481,6 +485,7 @@ impl Engine {
     /// Unmount the root and remove the bundle of a container that stopped.
     /// The bundle goes whatever happens; the answer is the unmount's.
     fn teardown(&self, c: &Container) -> Result<()> {
+        self.dns.stop(&c.id);
         self.disconnect_blocking(&c.id, &c.net);
         let unmounted = match self.root_mount(c) {
             Ok(m) if is_mountpoint(&m.target) => m.unmount().map_err(Error::from),
@@ -889,48 +894,4 @@ pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
     let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
     use std::os::unix::fs::MetadataExt;
     a.dev() != b.dev()
-}
-
-fn resolv_conf(c: &Container) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out = String::new();
-    let mut servers: Vec<String> = c.host.dns.clone();
-    if servers.is_empty() {
-        servers = host
-            .lines()
-            .filter_map(|l| l.strip_prefix("nameserver"))
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.starts_with("127.") && s != "::1")
-            .collect();
-    }
-    if servers.is_empty() {
-        // Docker's fallback when the host only has a local resolver.
-        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
-    }
-    let search: Vec<String> = if c.host.dns_search.is_empty() {
-        host.lines()
-            .filter_map(|l| l.strip_prefix("search"))
-            .flat_map(|s| s.split_whitespace().map(str::to_owned))
-            .collect()
-    } else {
-        c.host.dns_search.clone()
-    };
-    for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
-    }
-    if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    let opts: Vec<String> = if c.host.dns_options.is_empty() {
-        host.lines()
-            .filter_map(|l| l.strip_prefix("options"))
-            .flat_map(|s| s.split_whitespace().map(str::to_owned))
-            .collect()
-    } else {
-        c.host.dns_options.clone()
-    };
-    if !opts.is_empty() {
-        out.push_str(&format!("options {}\n", opts.join(" ")));
-    }
-    out
 }

@@ -5,6 +5,7 @@
 
 mod containers;
 mod copy;
+mod dns;
 mod error;
 pub mod events;
 mod exec;
@@ -81,6 +82,7 @@ pub struct Engine {
     pub events: events::Events,
     pub networks: Arc<berth_network::store::Store>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
+    dns: dns::Resolvers,
     execs: exec::Execs,
     /// The host's cgroup hierarchies as berthd found them at start.
     hierarchies: Option<berth_cgroups::Hierarchies>,
@@ -109,6 +111,7 @@ impl Engine {
             events: events::Events::default(),
             networks: Arc::new(networks),
             containers: Mutex::new(HashMap::new()),
+            dns: dns::Resolvers::default(),
             execs: exec::Execs::default(),
             hierarchies: berth_cgroups::Hierarchies::detect().ok(),
             priming: Arc::new(AtomicBool::new(false)),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use berth_network::dns;
 use berth_network::link::{self, Endpoint};
 use berth_network::netns;
 use berth_network::ports::{parse_range, Port};
@@ -195,12 +196,26 @@ impl Engine {
         }
         let engine = self.clone();
         let c2 = c.clone();
-        let net = tokio::task::spawn_blocking(move || engine.connect_blocking(&c2, pid))
+        let (net, resolver) = tokio::task::spawn_blocking(move || engine.connect_blocking(&c2, pid))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         c.net = net;
-        let hosts = hosts_file(c);
-        std::fs::write(&c.hosts_path, hosts).map_err(Error::io("write hosts"))?;
+        let served = match resolver {
+            Some(s) => self.dns_serve(c, s),
+            None => Ok(()),
+        };
+        let written = served
+            .and_then(|()| std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts")))
+            .and_then(|()| {
+                let conf = resolv_conf(c, self.wants_dns(c));
+                std::fs::write(&c.resolv_conf_path, conf).map_err(Error::io("write resolv.conf"))
+            });
+        if let Err(e) = written {
+            self.dns.stop(&c.id);
+            self.disconnect_blocking(&c.id, &c.net);
+            c.net = NetState::default();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -216,17 +231,20 @@ impl Engine {
         v
     }
 
-    fn connect_blocking(&self, c: &Container, pid: i32) -> Result<NetState> {
+    /// Plug `c`'s namespace in: what was set up, and the resolver's
+    /// sockets opened there if it is on a user network.
+    fn connect_blocking(&self, c: &Container, pid: i32) -> Result<(NetState, Option<dns::Sockets>)> {
         let mut state = NetState { sandbox_key: format!("/proc/{pid}/ns/net"), ..Default::default() };
-        let r = self.connect_steps(c, pid, &mut state);
-        if let Err(e) = r {
-            self.disconnect_blocking(&c.id, &state);
-            return Err(e);
+        match self.connect_steps(c, pid, &mut state) {
+            Ok(resolver) => Ok((state, resolver)),
+            Err(e) => {
+                self.disconnect_blocking(&c.id, &state);
+                Err(e)
+            }
         }
-        Ok(state)
     }
 
-    fn connect_steps(&self, c: &Container, pid: i32, state: &mut NetState) -> Result<()> {
+    fn connect_steps(&self, c: &Container, pid: i32, state: &mut NetState) -> Result<Option<dns::Sockets>> {
         let ns = netns::of_pid(pid).map_err(Error::io(format!("open the network namespace of {pid}")))?;
         let mut eps = Vec::new();
         let mut primary: Option<(Network, Ipv4Addr)> = None;
@@ -258,21 +276,25 @@ impl Engine {
                 primary = Some((net, lease.ip));
             }
         }
-        let plugged = self.networks.with_netlink(|nl| link::plug(nl, &ns, &eps, || Ok(())))?;
-        if let Err(e) = plugged {
-            // A bridge deleted behind the daemon's back is made again next time.
-            for a in state.attachments.values() {
-                if let Ok(n) = self.networks.find(&a.network_id) {
-                    self.networks.forget_bridge(&n);
+        let want_dns = self.wants_dns(c);
+        let inside = || if want_dns { dns::bind().map(Some) } else { Ok(None) };
+        let resolver = match self.networks.with_netlink(|nl| link::plug(nl, &ns, &eps, inside))? {
+            Ok(r) => r,
+            Err(e) => {
+                // A bridge deleted behind the daemon's back is made again next time.
+                for a in state.attachments.values() {
+                    if let Ok(n) = self.networks.find(&a.network_id) {
+                        self.networks.forget_bridge(&n);
+                    }
                 }
+                return Err(Error::Io { what: "connect the container's network namespace".into(), source: e });
             }
-            return Err(Error::Io { what: "connect the container's network namespace".into(), source: e });
-        }
+        };
         let reqs = publish_requests(c)?;
         if let Some((_, ip)) = primary.filter(|(n, _)| !n.internal && !reqs.is_empty()) {
             state.ports = self.networks.publish(&c.id, ip, &reqs)?;
         }
-        Ok(())
+        Ok(resolver)
     }
 
     /// Undo [`Engine::network_up`]: unpublish, delete the host ends of
@@ -300,11 +322,14 @@ impl Engine {
 
     /// After a daemon restart: take back the addresses and ports of a
     /// running container as they were.
-    pub(crate) fn network_restore(&self, c: &Container) {
+    pub(crate) fn network_restore(self: &Arc<Self>, c: &Container) {
         for a in c.net.attachments.values() {
             if let Some(ip) = a.ip {
                 let _ = self.networks.allocate(&a.network_id, Some(ip));
             }
+        }
+        if self.wants_dns(c) && c.state.pid > 0 {
+            let _ = self.dns_reopen(c);
         }
         if c.net.ports.is_empty() {
             return;
@@ -472,14 +497,14 @@ impl Engine {
             )));
         }
         let ep = endpoint_config(&n, Some(&cfg))?;
-        let mut att = None;
+        let (mut att, mut resolver) = (None, None);
         if c.state.status.is_live() {
             let engine = self.clone();
             let (c2, ep2, n2) = (c.clone(), ep.clone(), n.clone());
-            let a = tokio::task::spawn_blocking(move || engine.connect_live(&c2, &n2, &ep2))
+            let (a, r) = tokio::task::spawn_blocking(move || engine.connect_live(&c2, &n2, &ep2))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            att = Some(a);
+            (att, resolver) = (Some(a), r);
         }
         let updated = {
             let mut r = e.rec.lock().map_err(poisoned)?;
@@ -493,11 +518,22 @@ impl Engine {
         if updated.state.status.is_live() {
             let _ = std::fs::write(&updated.hosts_path, hosts_file(&updated));
         }
+        if let Some(s) = resolver {
+            // A first user network: its names, from now on.
+            if self.dns_serve(&updated, s).is_ok() {
+                let _ = std::fs::write(&updated.resolv_conf_path, resolv_conf(&updated, true));
+            }
+        }
         self.network_event(&n, "connect", [("container", updated.id.clone())]);
         Ok(())
     }
 
-    fn connect_live(&self, c: &Container, n: &Network, ep: &EndpointConfig) -> Result<Attachment> {
+    fn connect_live(
+        &self,
+        c: &Container,
+        n: &Network,
+        ep: &EndpointConfig,
+    ) -> Result<(Attachment, Option<dns::Sockets>)> {
         let ns = netns::of_pid(c.state.pid).map_err(Error::io("open the container's network namespace"))?;
         let bridge = self.networks.bridge_index(n)?;
         let lease = self.networks.allocate(&n.id, ep.ipv4_address)?;
@@ -520,9 +556,11 @@ impl Engine {
             gateway: None,
             mtu: n.mtu,
         };
-        let plugged = self.networks.with_netlink(|nl| link::plug(nl, &ns, std::slice::from_ref(&endpoint), || Ok(())));
+        let want_dns = !n.predefined && !self.dns.is_serving(&c.id);
+        let inside = || if want_dns { dns::bind().map(Some) } else { Ok(None) };
+        let plugged = self.networks.with_netlink(|nl| link::plug(nl, &ns, std::slice::from_ref(&endpoint), inside));
         match plugged {
-            Ok(Ok(())) => Ok(a),
+            Ok(Ok(r)) => Ok((a, r)),
             Ok(Err(e)) => {
                 self.networks.release(&n.id, lease.ip);
                 Err(Error::Io { what: format!("connect to network {}", n.name), source: e })
@@ -561,4 +599,53 @@ impl Engine {
         self.network_event(&n, "disconnect", [("container", c.id.clone())]);
         Ok(())
     }
+}
+
+/// /etc/resolv.conf: `--dns`, `--dns-search` and `--dns-option`, each
+/// taken from the host's file when not given. With the embedded resolver
+/// (`embedded`), it is the only nameserver and the others are where it
+/// forwards to; `ndots:0` unless the options set it, as Docker writes.
+pub(crate) fn resolv_conf(c: &Container, embedded: bool) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let host_words = |key: &str| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter(|rest| rest.starts_with(char::is_whitespace))
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    };
+    let mut out = String::new();
+    if embedded {
+        out.push_str(&format!("nameserver {}\n", dns::ADDR));
+    } else {
+        let mut servers = c.host.dns.clone();
+        if servers.is_empty() {
+            // Loopback resolvers of the host mean nothing in the container.
+            servers = host_words("nameserver");
+            servers.retain(|s| !s.starts_with("127.") && s != "::1");
+        }
+        if servers.is_empty() {
+            // Docker's fallback when the host only has a local resolver.
+            servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+        }
+        for s in servers {
+            out.push_str(&format!("nameserver {s}\n"));
+        }
+    }
+    let search = if c.host.dns_search.is_empty() { host_words("search") } else { c.host.dns_search.clone() };
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut opts = if c.host.dns_options.is_empty() { host_words("options") } else { c.host.dns_options.clone() };
+    if embedded && !opts.iter().any(|o| o.starts_with("ndots:")) {
+        opts.push("ndots:0".into());
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    if embedded {
+        let ext: Vec<String> = crate::dns::upstreams(c).iter().map(|a| a.ip().to_string()).collect();
+        out.push_str(&format!("\n# ExtServers: [{}]\n", ext.join(" ")));
+    }
+    out
 }

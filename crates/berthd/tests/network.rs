@@ -314,3 +314,187 @@ fn published_ports_and_addresses_survive_a_daemon_crash() {
     assert!(get(&format!("127.0.0.1:{p}")).is_err());
     assert_clean(&d);
 }
+
+/// A resolver on a loopback address of its own (`127.53.<pid>.<tag>:53`)
+/// that knows one name, `upstream.test` (192.0.2.55), and says NXDOMAIN
+/// to everything else: where the embedded resolver forwards to in tests.
+struct Upstream {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(tag: u8) -> Upstream {
+        use berth_network::dns;
+        let addr = format!("127.53.{}.{tag}", std::process::id() % 250);
+        let sock = std::net::UdpSocket::bind(format!("{addr}:53")).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else { continue };
+                let Ok(q) = dns::parse(&buf[..n]) else { continue };
+                let a = match (q.name.as_str(), q.qtype) {
+                    ("upstream.test", dns::TYPE_A) => dns::Answer::A(vec![std::net::Ipv4Addr::new(192, 0, 2, 55)]),
+                    ("upstream.test", _) => dns::Answer::NoData,
+                    _ => dns::Answer::Error(dns::NXDOMAIN),
+                };
+                let _ = sock.send_to(&dns::reply(&q, &a), peer);
+            }
+        });
+        Upstream { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `nslookup <name>` in a new container on `net`; its output.
+fn lookup(d: &Daemon, net: &str, dns: &str, name: &str) -> String {
+    let o = d.docker(&["run", "--rm", "--network", net, "--dns", dns, "busybox", "nslookup", name]);
+    format!("{}{}", common::stdout(&o), stderr(&o))
+}
+
+/// A DNS query for `name`'s A record over TCP (two-byte length first),
+/// as octal escapes for busybox's printf.
+fn tcp_query(name: &str) -> String {
+    let mut m: Vec<u8> = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        m.push(l.len() as u8);
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&m);
+    framed.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name_and_alias() {
+    if !can_run("embedded DNS") {
+        return;
+    }
+    let mut d = Daemon::start("net-dns");
+    d.load_busybox();
+    let up = Upstream::start(1);
+    // Outside every test daemon's default subnet (10.64–127.x.0/24).
+    let (b, c) = (d.subnet[1] + 64, d.subnet[2]);
+    d.ok(&["network", "create", "--subnet", &format!("10.{b}.{c}.0/24"), "dns-one"]);
+    d.ok(&["network", "create", "--subnet", &format!("10.{b}.{}.0/24", c ^ 0x80), "dns-two"]);
+    let ca = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ca",
+        "--network",
+        "dns-one",
+        "--network-alias",
+        "web",
+        "busybox",
+        "sleep",
+        "120",
+    ]);
+    d.ok(&["run", "-d", "--name", "cb", "--network", "dns-two", "--dns", &up.addr, "busybox", "sleep", "120"]);
+    let ip_a = d.ok(&["inspect", "ca", "--format", "{{(index .NetworkSettings.Networks \"dns-one\").IPAddress}}"]);
+    let ip_a = ip_a.trim().to_owned();
+    assert!(ip_a.starts_with(&format!("10.{b}.{c}.")), "{ip_a}");
+
+    // By name, alias, short id and name.network; and the reverse.
+    for name in ["ca", "web", "WEB", &ca.trim()[..12], "ca.dns-one"] {
+        let out = lookup(&d, "dns-one", &up.addr, name);
+        assert!(out.contains(&format!("Address: {ip_a}")), "{name}: {out}");
+    }
+    let rev = lookup(&d, "dns-one", &up.addr, &ip_a);
+    assert!(rev.contains("name = ca.dns-one"), "{rev}");
+    // Other names go to --dns, from the host: its answer, and its NXDOMAIN.
+    let out = lookup(&d, "dns-one", &up.addr, "upstream.test");
+    assert!(out.contains("Address: 192.0.2.55"), "{out}");
+    // Another network's container is not known here.
+    let out = lookup(&d, "dns-one", &up.addr, "cb");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let out = d.docker(&["exec", "cb", "nslookup", "ca"]);
+    assert!(common::stdout(&out).contains("NXDOMAIN") || stderr(&out).contains("NXDOMAIN"), "{out:?}");
+    // Over TCP too.
+    let tcp = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dns-one",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("printf '{}' | timeout 3 nc 127.0.0.11 53 | od -An -tu1", tcp_query("web")),
+    ]);
+    let octets: String = ip_a.split('.').collect::<Vec<_>>().join(" ");
+    let words: Vec<&str> = tcp.split_whitespace().collect();
+    assert!(words.join(" ").ends_with(&octets), "{tcp}");
+
+    // resolv.conf: the resolver, and what was asked of it.
+    let conf = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dns-one",
+        "--dns",
+        &up.addr,
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "attempts:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(conf.starts_with("nameserver 127.0.0.11\n"), "{conf}");
+    assert!(conf.contains("search example.test\n") && conf.contains("options attempts:2 ndots:0\n"), "{conf}");
+    // The default bridge has no resolver: --dns as given, and /etc/hosts
+    // with --hostname, --domainname and --add-host.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        &up.addr,
+        "--hostname",
+        "h1",
+        "--domainname",
+        "example.test",
+        "--add-host",
+        "db:192.0.2.7",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+    ]);
+    assert!(out.contains(&format!("nameserver {}\n", up.addr)) && !out.contains("127.0.0.11"), "{out}");
+    assert!(out.contains("192.0.2.7\tdb\n") && out.contains("h1.example.test h1\n"), "{out}");
+
+    // Connected live: known on the new network at once, both ways.
+    d.ok(&["network", "connect", "--alias", "second", "dns-one", "cb"]);
+    let out = lookup(&d, "dns-one", &up.addr, "second");
+    assert!(out.contains(&format!("Address: 10.{b}.{c}.")), "{out}");
+    let out = d.ok(&["exec", "cb", "nslookup", "web"]);
+    assert!(out.contains(&format!("Address: {ip_a}")), "{out}");
+
+    // After a daemon crash, the resolver is served again.
+    d.crash();
+    d.spawn();
+    let out = d.ok(&["exec", "ca", "nslookup", "cb"]);
+    assert!(out.contains(&format!("Address: 10.{b}.{c}.")), "{out}");
+    // Stopped: no longer known.
+    d.ok(&["stop", "-t", "0", "cb"]);
+    let out = d.docker(&["exec", "ca", "nslookup", "second"]);
+    assert!(!common::stdout(&out).contains(&format!("Address: 10.{b}.{c}.")), "{out:?}");
+    d.ok(&["rm", "-f", "ca", "cb"]);
+    d.ok(&["network", "rm", "dns-one", "dns-two"]);
+    drop(up);
+    assert_clean(&d);
+}
