@@ -554,15 +554,19 @@ impl Store {
     }
 
     /// Delete the host end of a veth pair (the other end goes with it).
+    /// The deletion waits for the kernel's RCU grace periods (about 20 ms),
+    /// so it has a socket of its own and holds no lock of the store.
     pub fn delete_link(&self, name: &str) -> Result<()> {
-        let mut g = self.lock()?;
-        netlink(&mut g)?.delete_link_named(name).map_err(Error::io(format!("delete {name}")))
+        let mut nl = Netlink::open().map_err(Error::io("open a netlink socket"))?;
+        nl.delete_link_named(name).map_err(Error::io(format!("delete {name}")))
     }
 
-    /// Run `f` with the host's netlink socket.
+    /// Run `f` with a netlink socket of the host's namespace, its own, so
+    /// that work on one container's links holds up no other use of the
+    /// store.
     pub fn with_netlink<T>(&self, f: impl FnOnce(&mut Netlink) -> std::io::Result<T>) -> Result<std::io::Result<T>> {
-        let mut g = self.lock()?;
-        Ok(f(netlink(&mut g)?))
+        let mut nl = Netlink::open().map_err(Error::io("open a netlink socket"))?;
+        Ok(f(&mut nl))
     }
 
     /// Remove the table (the daemon's networks are all gone).
