@@ -9,8 +9,8 @@
 #                 that wait at create; see crates/berth-cgroups/src/prime.rs)
 #   run-rm-bridge `run --rm busybox true` on the default bridge: a veth pair,
 #                 an address and a route more than run-rm (target: +5 ms at
-#                 most). Docker's is measured only when its dockerd has a
-#                 bridge; this one runs with --bridge=none.
+#                 most). Not for Docker: this dockerd runs with
+#                 --bridge=none (bench/network.sh has Docker on a bridge).
 #   create-start  `create` then `start` of that container
 #   exec          `exec <running container> true`
 #   exec-idle     the same after 100 ms of quiet
@@ -40,6 +40,10 @@ made_cgroups=()
 for n in docker libpod_parent; do
     compgen -G "/sys/fs/cgroup/$n" >/dev/null || compgen -G "/sys/fs/cgroup/*/$n" >/dev/null || made_cgroups+=("$n")
 done
+# What podman's CNI bridge leaves, removed afterwards if new.
+had_cni_bridge="$(ip link show cni-podman0 >/dev/null 2>&1 && echo 1 || true)"
+had_cni_chain="$(iptables -S CNI-FORWARD >/dev/null 2>&1 && echo 1 || true)"
+tables_before="$(nft list tables 2>/dev/null || true)"
 cleanup() {
     set +e
     [[ -n "${bsock:-}" ]] && "$rel/berth" -H "unix://$bsock" rm -f $("$rel/berth" -H "unix://$bsock" ps -aq) >/dev/null 2>&1
@@ -48,6 +52,14 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
     ip link delete berthbench0 2>/dev/null
+    [[ -z "$had_cni_bridge" ]] && ip link delete cni-podman0 2>/dev/null
+    if [[ -z "$had_cni_chain" ]]; then
+        iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null
+        for ch in CNI-FORWARD CNI-ADMIN; do iptables -F "$ch" 2>/dev/null && iptables -X "$ch" 2>/dev/null; done
+    fi
+    for t in filter nat; do
+        grep -qx "table ip $t" <<<"$tables_before" || nft delete table ip "$t" 2>/dev/null
+    done
     nft delete table ip berth-berthbench0 2>/dev/null
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
     for n in "${cg#/}" "${made_cgroups[@]}"; do
@@ -172,7 +184,7 @@ for e in "${engines[@]}"; do
     c="$(cli "$e")"
     time_it "$e" run-rm -N --warmup 3 --runs "$runs" "$c run --rm --network none busybox true"
     time_it "$e" run-rm-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" "$c run --rm --network none busybox true"
-    time_it "$e" run-rm-bridge -N --warmup 3 --runs "$runs" "$c run --rm busybox true"
+    [[ "$e" != docker ]] && time_it "$e" run-rm-bridge -N --warmup 3 --runs "$runs" "$c run --rm busybox true"
     [[ "$e" == berth ]] && bare_runtimes
     time_it "$e" create-start --warmup 3 --runs "$runs" "$c start \$($c create --network none busybox true)"
     $c run -d --name bench-exec --network none busybox sleep 600 >/dev/null

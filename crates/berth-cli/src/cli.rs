@@ -102,9 +102,115 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Manage berth
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network
+    Create(NetworkCreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(NetworkLsArgs),
+    /// Display detailed information on one or more networks
+    Inspect(NetworkInspectArgs),
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm(NetworkRmArgs),
+    /// Remove all unused networks
+    Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(NetworkConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(NetworkDisconnectArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkCreateArgs {
+    /// Driver to manage the network
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    /// Subnet in CIDR format
+    #[arg(long)]
+    pub subnet: Vec<String>,
+    /// Gateway for the subnet
+    #[arg(long)]
+    pub gateway: Vec<String>,
+    /// Allocate container addresses from a sub-range
+    #[arg(long = "ip-range")]
+    pub ip_range: Vec<String>,
+    /// Restrict external access to the network
+    #[arg(long)]
+    pub internal: bool,
+    /// Enable manual container attachment
+    #[arg(long)]
+    pub attachable: bool,
+    /// Enable IPv6 networking
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Set metadata on a network
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    pub name: String,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkLsArgs {
+    /// Only display network IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Do not truncate the output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkRmArgs {
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// IPv4 address
+    #[arg(long)]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NetworkDisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -441,7 +547,7 @@ pub struct InspectArgs {
     /// Display total file sizes if the type is container
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Return JSON for the given type (container or image)
+    /// Return JSON for the given type (container, image or network)
     #[arg(long = "type")]
     pub typ: Option<String>,
     #[arg(required = true)]

@@ -7,6 +7,7 @@ mod container;
 mod cp;
 mod format;
 mod image;
+mod network;
 mod opts;
 mod run;
 mod stats;
@@ -17,7 +18,7 @@ pub mod template;
 use berth_client::{Client, Host};
 use clap::Parser;
 
-use crate::cli::{Cli, Cmd, ContainerCmd, ImageCmd, SystemCmd};
+use crate::cli::{Cli, Cmd, ContainerCmd, ImageCmd, NetworkCmd, SystemCmd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -159,6 +160,23 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
                 container::inspect(c, a)
             }
             ImageCmd::Prune(a) => image::prune(c, a),
+        },
+        Cmd::Network(sub) => match sub {
+            NetworkCmd::Create(a) => network::create(c, a),
+            NetworkCmd::Ls(a) => network::ls(c, a),
+            NetworkCmd::Inspect(a) => {
+                let a = crate::cli::InspectArgs {
+                    format: a.format,
+                    size: false,
+                    typ: Some("network".into()),
+                    names: a.names,
+                };
+                container::inspect(c, a)
+            }
+            NetworkCmd::Rm(a) => network::rm(c, a),
+            NetworkCmd::Prune(a) => network::prune(c, a),
+            NetworkCmd::Connect(a) => network::connect(c, a),
+            NetworkCmd::Disconnect(a) => network::disconnect(c, a),
         },
         Cmd::System(sub) => match sub {
             SystemCmd::Info(a) => system::info(c, a),

@@ -45,6 +45,10 @@ pub struct Network {
     pub masquerade: bool,
     /// `bridge`, `host` or `none`, which every daemon has.
     pub predefined: bool,
+    /// The bridge was there before the network (named with
+    /// `com.docker.network.bridge.name`): used, never deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign_bridge: bool,
 }
 
 impl Network {
@@ -256,6 +260,7 @@ impl Store {
                 mtu: 0,
                 masquerade: false,
                 predefined: true,
+                foreign_bridge: false,
             });
             if driver == "bridge" {
                 n.subnet = Some(subnet);
@@ -343,6 +348,8 @@ impl Store {
             }
             None => format!("br-{}", &id[..12]),
         };
+        let foreign_bridge =
+            netlink(&mut g)?.link(&bridge).map_err(Error::io(format!("look up link {bridge}")))?.is_some();
         let subnet = match &req.subnet {
             Some(s) => {
                 let s: Subnet = s.parse()?;
@@ -387,6 +394,7 @@ impl Store {
             mtu,
             masquerade,
             predefined: false,
+            foreign_bridge,
         };
         let pool = pool_of(&n)?;
         let made = self.bridge_locked(&mut g, &n).and_then(|_| {
@@ -396,7 +404,7 @@ impl Store {
         if let Err(e) = made.and_then(|_| self.save(&n)) {
             g.nets.remove(&id);
             g.bridges.remove(&bridge);
-            if let Some(nl) = g.nl.as_mut() {
+            if let Some(nl) = g.nl.as_mut().filter(|_| !foreign_bridge) {
                 let _ = nl.delete_link_named(&bridge);
             }
             let _ = self.apply_locked(&g);
@@ -440,7 +448,9 @@ impl Store {
         // The link first: if it cannot go, nothing has changed; if the
         // record then cannot go, the bridge is made again at its next use.
         g.bridges.remove(&n.bridge);
-        netlink(&mut g)?.delete_link_named(&n.bridge).map_err(Error::io(format!("delete bridge {}", n.bridge)))?;
+        if !n.foreign_bridge {
+            netlink(&mut g)?.delete_link_named(&n.bridge).map_err(Error::io(format!("delete bridge {}", n.bridge)))?;
+        }
         let p = self.cfg.dir.join(format!("{}.json", n.id));
         std::fs::remove_file(&p).map_err(Error::io(format!("remove {}", p.display())))?;
         g.nets.remove(&n.id);

@@ -257,6 +257,17 @@ fn user_networks_connect_their_containers_and_keep_others_apart() {
     let pruned = d.ok(&["network", "prune", "-f"]);
     assert!(pruned.contains("two"), "{pruned}");
     assert!(!Command::new("ip").args(["link", "show", "btx-two"]).output().unwrap().status.success());
+
+    // A bridge that was there before its network is used, and left in place.
+    let pre = format!("bp{}", std::process::id() % 100_000);
+    let link = |args: &[&str]| Command::new("ip").args(["link"]).args(args).status().unwrap().success();
+    assert!(link(&["add", &pre, "type", "bridge"]));
+    let made = d.docker(&["network", "create", "-o", &format!("com.docker.network.bridge.name={pre}"), "pre"]);
+    let removed = d.docker(&["network", "rm", "pre"]);
+    let still_there = link(&["show", &pre]);
+    link(&["delete", &pre]);
+    assert!(made.status.success() && removed.status.success(), "{}{}", stderr(&made), stderr(&removed));
+    assert!(still_there, "the network's removal deleted {pre}, which it did not make");
     assert_clean(&d);
 }
 
@@ -496,5 +507,45 @@ fn containers_on_a_user_network_find_each_other_by_name_and_alias() {
     d.ok(&["rm", "-f", "ca", "cb"]);
     d.ok(&["network", "rm", "dns-one", "dns-two"]);
     drop(up);
+    assert_clean(&d);
+}
+
+#[test]
+fn berth_cli_manages_networks() {
+    if !can_run("berth network") {
+        return;
+    }
+    let d = Daemon::start("net-cli");
+    d.load_busybox();
+    let (b, c) = (d.subnet[1] + 64, d.subnet[2] ^ 0x40);
+    let subnet = format!("10.{b}.{c}.0/24");
+    let gw = format!("10.{b}.{c}.254");
+    let id = d.bok(&["network", "create", "--subnet", &subnet, "--gateway", &gw, "--label", "k=v", "clinet"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ls = d.bok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(ls.lines().any(|l| l.starts_with(&id[..12]) && l.contains("clinet") && l.contains("bridge")), "{ls}");
+    assert_eq!(d.bok(&["network", "ls", "-q", "--filter", "label=k=v"]).trim(), &id[..12]);
+    let gateway = d.bok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "clinet"]);
+    assert_eq!(gateway.trim(), gw);
+    // `inspect` finds networks too.
+    assert_eq!(d.bok(&["inspect", "-f", "{{.Name}}", "clinet"]).trim(), "clinet");
+
+    d.bok(&["run", "-d", "--name", "cli-a", "busybox", "sleep", "60"]);
+    let ip = format!("10.{b}.{c}.9");
+    d.bok(&["network", "connect", "--ip", &ip, "--alias", "al", "clinet", "cli-a"]);
+    let addrs = d.bok(&["exec", "cli-a", "ip", "addr"]);
+    assert!(addrs.contains(&format!("{ip}/24")), "{addrs}");
+    let aliases = d.bok(&["inspect", "-f", "{{json .NetworkSettings.Networks.clinet.Aliases}}", "cli-a"]);
+    assert!(aliases.contains("al"), "{aliases}");
+    let o = d.berth(&["network", "rm", "clinet"]);
+    assert!(!o.status.success() && stderr(&o).contains("active endpoints"), "{}", stderr(&o));
+    d.bok(&["network", "disconnect", "clinet", "cli-a"]);
+    assert!(!d.bok(&["exec", "cli-a", "ip", "addr"]).contains(&ip));
+    d.bok(&["rm", "-f", "cli-a"]);
+    assert_eq!(d.bok(&["network", "rm", "clinet"]).trim(), "clinet");
+    d.bok(&["network", "create", "--subnet", &subnet, "spare"]);
+    let pruned = d.bok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, "Deleted Networks:\nspare\n");
     assert_clean(&d);
 }
