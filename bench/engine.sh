@@ -27,6 +27,7 @@
 # `runc run`; shim at most 1 MiB RSS; idle berthd at most 15 MiB RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs="${RUNS:-30}"
 shims="${SHIMS:-10}"
 ./scripts/deps.sh
@@ -36,10 +37,7 @@ work="$(mktemp -d /tmp/berth-bench-engine.XXXXXX)"
 cg="/berth-bench-$$"
 pids=()
 # The cgroup parents dockerd and podman make, removed afterwards if new.
-made_cgroups=()
-for n in docker libpod_parent; do
-    compgen -G "/sys/fs/cgroup/$n" >/dev/null || compgen -G "/sys/fs/cgroup/*/$n" >/dev/null || made_cgroups+=("$n")
-done
+mapfile -t made_cgroups < <(new_cgroups docker libpod_parent)
 # What podman's CNI bridge leaves, removed afterwards if new.
 had_cni_bridge="$(ip link show cni-podman0 >/dev/null 2>&1 && echo 1 || true)"
 had_cni_chain="$(iptables -S CNI-FORWARD >/dev/null 2>&1 && echo 1 || true)"
@@ -61,13 +59,7 @@ cleanup() {
         grep -qx "table ip $t" <<<"$tables_before" || nft delete table ip "$t" 2>/dev/null
     done
     nft delete table ip berth-berthbench0 2>/dev/null
-    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    for n in "${cg#/}" "${made_cgroups[@]}"; do
-        for d in /sys/fs/cgroup/"$n" /sys/fs/cgroup/*/"$n"; do
-            [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
-    rm -rf "$work"
+    unmount_and_remove "$work" "${cg#/}" "${made_cgroups[@]}"
 }
 trap cleanup EXIT
 

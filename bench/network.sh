@@ -17,6 +17,7 @@
 # missing); all traffic stays on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs="${DURATION:-5}"
 runs="${RUNS:-20}"
 repeat="${REPEAT:-3}"
@@ -29,10 +30,7 @@ cg="/berth-bench-net-$$"
 pids=()
 forward_policy="$(iptables -S FORWARD 2>/dev/null | awk '/^-P FORWARD/ {print $3}')"
 tables_before="$(nft list tables 2>/dev/null)"
-made_cgroups=()
-for n in docker; do
-    compgen -G "/sys/fs/cgroup/$n" >/dev/null || compgen -G "/sys/fs/cgroup/*/$n" >/dev/null || made_cgroups+=("$n")
-done
+mapfile -t made_cgroups < <(new_cgroups docker)
 docker_iptables_cleanup() {
     for t in filter nat; do
         iptables -t "$t" -S 2>/dev/null | grep -E '^-A .*(DOCKER|berthdk0)' | sed 's/^-A //' | while read -r rule; do
@@ -59,13 +57,7 @@ cleanup() {
     ip link delete berthdk0 2>/dev/null
     nft delete table ip berth-berthnet0 2>/dev/null
     docker_iptables_cleanup
-    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    for n in "${cg#/}" "${made_cgroups[@]}"; do
-        for d in /sys/fs/cgroup/"$n" /sys/fs/cgroup/*/"$n"; do
-            [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-    done
-    rm -rf "$work"
+    unmount_and_remove "$work" "${cg#/}" "${made_cgroups[@]}"
 }
 trap cleanup EXIT
 
