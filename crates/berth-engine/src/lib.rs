@@ -22,6 +22,7 @@ pub mod stats;
 pub mod top;
 mod update;
 pub mod user;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,7 @@ pub struct Engine {
     pub images: Arc<ImageStore>,
     pub events: events::Events,
     pub networks: Arc<berth_network::store::Store>,
+    pub volumes: Arc<volumes::VolumeStore>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     dns: dns::Resolvers,
     execs: exec::Execs,
@@ -105,11 +107,13 @@ impl Engine {
         let networks = tokio::task::spawn_blocking(move || berth_network::store::Store::open(ncfg))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        let vols = volumes::VolumeStore::open(&cfg.data_root.join("volumes"))?;
         let engine = Arc::new(Engine {
             cfg,
             images: Arc::new(images),
             events: events::Events::default(),
             networks: Arc::new(networks),
+            volumes: Arc::new(vols),
             containers: Mutex::new(HashMap::new()),
             dns: dns::Resolvers::default(),
             execs: exec::Execs::default(),
