@@ -200,6 +200,7 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         c.net = net;
+        let embedded = resolver.is_some();
         let served = match resolver {
             Some(s) => self.dns_serve(c, s),
             None => Ok(()),
@@ -207,7 +208,7 @@ impl Engine {
         let written = served
             .and_then(|()| std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts")))
             .and_then(|()| {
-                let conf = resolv_conf(c, self.wants_dns(c));
+                let conf = resolv_conf(c, embedded);
                 std::fs::write(&c.resolv_conf_path, conf).map_err(Error::io("write resolv.conf"))
             });
         if let Err(e) = written {

@@ -107,32 +107,34 @@ pub fn parse(msg: &[u8]) -> Result<Query, Refusal> {
     if qdcount != 1 {
         return Err(Refusal::Reply(FORMERR));
     }
+    let (labels, at) = read_question_name(msg).ok_or(Refusal::Reply(FORMERR))?;
+    let (Some(qtype), Some(qclass)) = (u16_at(msg, at), u16_at(msg, at + 2)) else {
+        return Err(Refusal::Reply(FORMERR));
+    };
+    let end = at + 4;
+    Ok(Query { id, flags, name: labels.join("."), qtype, qclass, question: msg[HEADER..end].to_vec() })
+}
+
+/// The labels of the first question's name (lower case) and the offset
+/// after it; `None` for a compression pointer there, a label longer than
+/// 63, a name longer than 255 or a message cut short.
+fn read_question_name(msg: &[u8]) -> Option<(Vec<String>, usize)> {
     let mut at = HEADER;
     let mut labels: Vec<String> = Vec::new();
     let mut len = 0usize;
     loop {
-        let n = usize::from(*msg.get(at).ok_or(Refusal::Reply(FORMERR))?);
+        let n = usize::from(*msg.get(at)?);
         at += 1;
         if n == 0 {
-            break;
-        }
-        // A compression pointer in the question, or a label longer than 63.
-        if n > 63 {
-            return Err(Refusal::Reply(FORMERR));
+            return Some((labels, at));
         }
         len += n + 1;
-        if len > 255 {
-            return Err(Refusal::Reply(FORMERR));
+        if n > 63 || len > 255 {
+            return None;
         }
-        let label = msg.get(at..at + n).ok_or(Refusal::Reply(FORMERR))?;
-        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        labels.push(String::from_utf8_lossy(msg.get(at..at + n)?).to_ascii_lowercase());
         at += n;
     }
-    let (Some(qtype), Some(qclass)) = (u16_at(msg, at), u16_at(msg, at + 2)) else {
-        return Err(Refusal::Reply(FORMERR));
-    };
-    at += 4;
-    Ok(Query { id, flags, name: labels.join("."), qtype, qclass, question: msg[HEADER..at].to_vec() })
 }
 
 fn header(out: &mut Vec<u8>, id: u16, flags: u16, qdcount: u16, ancount: u16) {
@@ -203,32 +205,13 @@ pub fn truncate(reply: Vec<u8>, limit: usize) -> Vec<u8> {
     if reply.len() <= limit {
         return reply;
     }
-    let Ok(q) = parse_reply_question(&reply) else { return reply[..HEADER.min(reply.len())].to_vec() };
-    let mut out = Vec::with_capacity(HEADER + q);
+    let end = read_question_name(&reply).map(|(_, at)| at + 4).filter(|end| *end <= reply.len());
+    let Some(end) = end else { return reply[..HEADER.min(reply.len())].to_vec() };
+    let mut out = Vec::with_capacity(end);
     let flags = u16_at(&reply, 2).unwrap_or(QR) | TC;
     header(&mut out, u16_at(&reply, 0).unwrap_or(0), flags, 1, 0);
-    out.extend_from_slice(&reply[HEADER..HEADER + q]);
+    out.extend_from_slice(&reply[HEADER..end]);
     out
-}
-
-/// The length of a reply's question, written by [`reply`].
-fn parse_reply_question(msg: &[u8]) -> Result<usize, ()> {
-    let mut at = HEADER;
-    loop {
-        let n = usize::from(*msg.get(at).ok_or(())?);
-        at += 1;
-        if n == 0 {
-            break;
-        }
-        if n > 63 {
-            return Err(());
-        }
-        at += n;
-    }
-    if msg.len() < at + 4 {
-        return Err(());
-    }
-    Ok(at + 4 - HEADER)
 }
 
 /// The address a reverse name asks about (`4.3.2.1.in-addr.arpa`).
@@ -343,6 +326,6 @@ mod tests {
         let r = truncate(reply(&q, &Answer::A(ips)), 512);
         assert!(r.len() < 512);
         assert_ne!(u16_at(&r, 2).unwrap() & TC, 0);
-        assert_eq!(parse_reply_question(&r).map(|n| n + HEADER), Ok(r.len()));
+        assert_eq!(read_question_name(&r).map(|(_, at)| at + 4), Some(r.len()));
     }
 }
