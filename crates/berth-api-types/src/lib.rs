@@ -3,7 +3,9 @@
 //! berth-api.
 
 pub mod network;
+pub mod volume;
 pub use network::*;
+pub use volume::*;
 
 use std::collections::BTreeMap;
 
@@ -163,6 +165,12 @@ pub struct HostConfig {
     /// [height, width] of the terminal at start.
     #[serde(default)]
     pub console_size: Option<Vec<u32>>,
+    #[serde(default)]
+    pub mounts: Option<Vec<Mount>>,
+    #[serde(default)]
+    pub volumes_from: Option<Vec<String>>,
+    #[serde(default)]
+    pub volume_driver: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -234,7 +242,7 @@ pub struct ContainerInspect {
     pub exec_ids: Option<Vec<String>>,
     pub host_config: HostConfig,
     pub graph_driver: GraphDriver,
-    pub mounts: Vec<Value>,
+    pub mounts: Vec<MountPoint>,
     pub config: ContainerConfig,
     pub network_settings: Value,
 }
@@ -259,7 +267,7 @@ pub struct ContainerSummary {
     pub status: String,
     pub host_config: BTreeMap<String, String>,
     pub network_settings: Value,
-    pub mounts: Vec<Value>,
+    pub mounts: Vec<MountPoint>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -579,7 +587,7 @@ pub struct DiskUsage {
     #[serde(default)]
     pub containers: Option<Vec<ContainerSummary>>,
     #[serde(default)]
-    pub volumes: Option<Vec<Value>>,
+    pub volumes: Option<Vec<Volume>>,
     #[serde(default)]
     pub build_cache: Option<Vec<Value>>,
 }

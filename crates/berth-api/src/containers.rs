@@ -177,7 +177,7 @@ pub async fn resize(ctx: &Ctx, id: &str) -> Reply {
 }
 
 pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
-    done(ctx.engine.remove(id, ctx.flag("force")).await)
+    done(ctx.engine.remove(id, ctx.flag("force"), ctx.flag("v")).await)
 }
 
 pub async fn prune(ctx: &Ctx) -> Reply {
@@ -186,7 +186,7 @@ pub async fn prune(ctx: &Ctx) -> Reply {
         if c.state.status.is_running() {
             continue;
         }
-        if ctx.engine.remove(&c.id, false).await.is_ok() {
+        if ctx.engine.remove(&c.id, false, false).await.is_ok() {
             deleted.push(c.id);
         }
     }

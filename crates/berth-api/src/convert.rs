@@ -183,8 +183,12 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         stop_timeout: c.stop_timeout,
         image: c.image,
         exposed_ports: c.exposed_ports.clone().unwrap_or_default().into_keys().collect(),
-        volumes: vec![],
+        volumes: c.volumes.clone().unwrap_or_default().into_keys().collect(),
     };
+    let mut mounts = vec![];
+    for m in h.mounts.as_deref().unwrap_or_default() {
+        mounts.push(mount_request(m)?);
+    }
     let port_bindings = h
         .port_bindings
         .clone()
@@ -232,6 +236,9 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         publish_all_ports: h.publish_all_ports,
         log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
         console_size: console_size(h.console_size.as_deref()),
+        mounts,
+        volumes_from: h.volumes_from.unwrap_or_default(),
+        volume_driver: h.volume_driver,
     };
     Ok(CreateRequest {
         name,
@@ -316,7 +323,105 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
             ),
         },
         console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
+        mounts: (!h.mounts.is_empty()).then(|| h.mounts.iter().map(wire_mount).collect()),
+        volumes_from: opt_vec(&h.volumes_from),
+        volume_driver: h.volume_driver.clone(),
     }
+}
+
+/// One `--mount`, with Docker's checks of which options go with which type.
+fn mount_request(m: &w::Mount) -> Result<model::MountRequest, ApiError> {
+    let kind = match m.typ.as_str() {
+        "bind" => model::MountKind::Bind,
+        "volume" => model::MountKind::Volume,
+        "tmpfs" => model::MountKind::Tmpfs,
+        "" => return Err(ApiError::bad("invalid mount config: mount type unknown")),
+        other => return Err(ApiError::bad(format!("invalid mount config for type \"{other}\": mount type unknown"))),
+    };
+    let extra = |field: &str| {
+        ApiError::bad(format!("invalid mount config for type \"{}\": field {field} must not be specified", m.typ))
+    };
+    let (b, v, t) = (&m.bind_options, &m.volume_options, &m.tmpfs_options);
+    match kind {
+        model::MountKind::Bind if v.is_some() => return Err(extra("VolumeOptions")),
+        model::MountKind::Volume if b.is_some() => return Err(extra("BindOptions")),
+        model::MountKind::Tmpfs if b.is_some() => return Err(extra("BindOptions")),
+        model::MountKind::Tmpfs if v.is_some() => return Err(extra("VolumeOptions")),
+        model::MountKind::Bind | model::MountKind::Volume if t.is_some() => return Err(extra("TmpfsOptions")),
+        _ => {}
+    }
+    if v.as_ref().is_some_and(|v| !v.subpath.is_empty()) {
+        return Err(ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, "volume subpaths are not supported"));
+    }
+    if b.as_ref().is_some_and(|b| b.non_recursive) {
+        return Err(ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, "non-recursive bind mounts are not supported"));
+    }
+    let driver = v.as_ref().and_then(|v| v.driver_config.clone()).unwrap_or_default();
+    Ok(model::MountRequest {
+        kind,
+        source: m.source.clone(),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        propagation: b.as_ref().map(|b| b.propagation.clone()).unwrap_or_default(),
+        create_mountpoint: b.as_ref().is_some_and(|b| b.create_mountpoint),
+        no_copy: v.as_ref().is_some_and(|v| v.no_copy),
+        labels: v.as_ref().and_then(|v| v.labels.clone()).unwrap_or_default(),
+        driver: driver.name,
+        driver_options: driver.options.unwrap_or_default(),
+        tmpfs_size: t.as_ref().map_or(0, |t| t.size_bytes),
+        tmpfs_mode: t.as_ref().and_then(|t| t.mode),
+    })
+}
+
+fn wire_mount(m: &model::MountRequest) -> w::Mount {
+    let mut out = w::Mount {
+        typ: m.kind.as_str().into(),
+        source: m.source.clone(),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        ..Default::default()
+    };
+    match m.kind {
+        model::MountKind::Bind => {
+            out.bind_options = Some(w::BindOptions {
+                propagation: m.propagation.clone(),
+                non_recursive: false,
+                create_mountpoint: m.create_mountpoint,
+            })
+        }
+        model::MountKind::Volume => {
+            out.volume_options = Some(w::VolumeOptions {
+                no_copy: m.no_copy,
+                labels: (!m.labels.is_empty()).then(|| m.labels.clone()),
+                driver_config: (!m.driver.is_empty()).then(|| w::DriverConfig {
+                    name: m.driver.clone(),
+                    options: (!m.driver_options.is_empty()).then(|| m.driver_options.clone()),
+                }),
+                subpath: String::new(),
+            })
+        }
+        model::MountKind::Tmpfs => {
+            out.tmpfs_options = Some(w::TmpfsOptions { size_bytes: m.tmpfs_size, mode: m.tmpfs_mode })
+        }
+    }
+    out
+}
+
+/// A container's mounts as inspect and list show them.
+pub fn mount_points(c: &Container) -> Vec<w::MountPoint> {
+    c.mount_points
+        .iter()
+        .map(|p| w::MountPoint {
+            typ: p.kind.as_str().into(),
+            name: p.name.clone(),
+            source: p.source.clone(),
+            destination: p.destination.clone(),
+            driver: p.driver.clone(),
+            mode: p.mode.clone(),
+            rw: p.rw,
+            propagation: p.propagation.clone(),
+        })
+        .collect()
 }
 
 fn set_of(v: &[String]) -> Option<BTreeMap<String, Value>> {
@@ -465,7 +570,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
         exec_ids: None,
         host_config: host_config(&c.host),
         graph_driver: w::GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
-        mounts: vec![],
+        mounts: mount_points(c),
         config: container_config(c),
         network_settings: network_settings(c),
     }
@@ -514,7 +619,7 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         status: status_text(c, now_nanos),
         host_config: hc,
         network_settings: json!({"Networks": network_settings(c)["Networks"].clone()}),
-        mounts: vec![],
+        mounts: mount_points(c),
     }
 }
 

@@ -11,6 +11,7 @@ mod exec;
 mod images;
 mod networks;
 mod system;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -254,6 +255,11 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("DELETE", ["networks", id]) => networks::remove(&ctx, id).await,
         ("POST", ["networks", id, "connect"]) => networks::connect(&ctx, id, req).await,
         ("POST", ["networks", id, "disconnect"]) => networks::disconnect(&ctx, id, req).await,
+        ("GET", ["volumes"]) => volumes::list(&ctx).await,
+        ("POST", ["volumes", "create"]) => volumes::create(&ctx, req).await,
+        ("POST", ["volumes", "prune"]) => volumes::prune(&ctx).await,
+        ("GET", ["volumes", name]) => volumes::inspect(&ctx, name).await,
+        ("DELETE", ["volumes", name]) => volumes::remove(&ctx, name).await,
         ("GET", ["images", "json"]) => images::list(&ctx).await,
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,

@@ -223,9 +223,10 @@ pub fn events(ctx: &Ctx) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-/// `GET /system/df?type=`: the images with their shared bytes and the
-/// containers with their sizes. Volumes and build cache are empty lists:
-/// berth keeps neither yet.
+/// `GET /system/df?type=`: the images with their shared bytes, the
+/// containers with their sizes, and the volumes with theirs and how many
+/// containers mount them. Build cache is an empty list: berth keeps none
+/// yet.
 pub async fn df(ctx: &Ctx) -> Reply {
     let types = ctx.all("type");
     for t in &types {
@@ -271,7 +272,15 @@ pub async fn df(ctx: &Ctx) -> Reply {
         out.images = Some(images);
     }
     if want("volume") {
-        out.volumes = Some(vec![]);
+        let engine = ctx.engine.clone();
+        let vols = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let users = engine.volume_users();
+            let list = engine.volumes.list().map_err(ApiError::from)?;
+            Ok(list.iter().map(|v| crate::volumes::wire(&engine, v, Some(&users))).collect())
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        out.volumes = Some(vols);
     }
     if want("build-cache") {
         out.build_cache = Some(vec![]);

@@ -105,9 +105,65 @@ pub enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Manage berth
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(NetworkInspectArgs),
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeCreateArgs {
+    /// Specify volume driver name
+    #[arg(short = 'd', long, default_value = "local")]
+    pub driver: String,
+    /// Set metadata for a volume
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
+    /// The volume's name (a random one when none is given)
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeLsArgs {
+    /// Only display volume names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Provide filter values (e.g. 'dangling=true')
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeRmArgs {
+    /// Force the removal of one or more volumes
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -319,9 +375,18 @@ pub struct RunArgs {
     /// Mount a tmpfs directory (/path[:options])
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Bind mount a volume (/host:/container[:ro|rw])
+    /// Bind mount a volume ([/host|name:]/container[:ro|rw|nocopy|...])
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,...)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (ctr[:ro|rw])
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Optional volume driver for the container
+    #[arg(long = "volume-driver")]
+    pub volume_driver: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,

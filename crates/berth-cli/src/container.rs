@@ -203,17 +203,22 @@ pub fn inspect(c: &Client, a: InspectArgs) -> Result<()> {
         let container = || c.get::<Value>(&format!("/containers/{name}/json"), &Query::new().flag("size", a.size));
         let image = || c.get::<Value>(&format!("/images/{name}/json"), &Query::new());
         let network = || c.get::<Value>(&format!("/networks/{name}"), &Query::new());
+        let volume = || c.get::<Value>(&format!("/volumes/{name}"), &Query::new());
         let r = match a.typ.as_deref() {
             Some("container") => container(),
             Some("image") => image(),
             Some("network") => network(),
-            None => match container() {
-                Err(e) if e.is_not_found() => match image() {
-                    Err(e) if e.is_not_found() => network(),
-                    other => other,
-                },
-                other => other,
-            },
+            Some("volume") => volume(),
+            None => {
+                let mut r = container();
+                for next in [&image as &dyn Fn() -> _, &network, &volume] {
+                    match r {
+                        Err(e) if e.is_not_found() => r = next(),
+                        _ => break,
+                    }
+                }
+                r
+            }
             Some(t) => return Err(CliError::Usage(format!("\"{t}\" is not a valid value for --type"))),
         };
         match r {

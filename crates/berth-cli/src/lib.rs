@@ -7,6 +7,7 @@ mod container;
 mod cp;
 mod format;
 mod image;
+mod mounts;
 mod network;
 mod opts;
 mod run;
@@ -14,11 +15,12 @@ mod stats;
 mod stream;
 mod system;
 pub mod template;
+mod volume;
 
 use berth_client::{Client, Host};
 use clap::Parser;
 
-use crate::cli::{Cli, Cmd, ContainerCmd, ImageCmd, NetworkCmd, SystemCmd};
+use crate::cli::{Cli, Cmd, ContainerCmd, ImageCmd, NetworkCmd, SystemCmd, VolumeCmd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -177,6 +179,21 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
             NetworkCmd::Prune(a) => network::prune(c, a),
             NetworkCmd::Connect(a) => network::connect(c, a),
             NetworkCmd::Disconnect(a) => network::disconnect(c, a),
+        },
+        Cmd::Volume(sub) => match sub {
+            VolumeCmd::Create(a) => volume::create(c, a),
+            VolumeCmd::Ls(a) => volume::ls(c, a),
+            VolumeCmd::Inspect(a) => {
+                let a = crate::cli::InspectArgs {
+                    format: a.format,
+                    size: false,
+                    typ: Some("volume".into()),
+                    names: a.names,
+                };
+                container::inspect(c, a)
+            }
+            VolumeCmd::Rm(a) => volume::rm(c, a),
+            VolumeCmd::Prune(a) => volume::prune(c, a),
         },
         Cmd::System(sub) => match sub {
             SystemCmd::Info(a) => system::info(c, a),

@@ -18,7 +18,7 @@ use crate::format::{print_out, short_id, Format};
 use crate::{each, CliError, Result};
 
 /// `key=value` flags (`--label`, `-o`) as a map; a bare key has "".
-fn key_values(list: &[String]) -> BTreeMap<String, String> {
+pub(crate) fn key_values(list: &[String]) -> BTreeMap<String, String> {
     list.iter()
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) => (k.to_owned(), v.to_owned()),

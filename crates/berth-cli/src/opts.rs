@@ -278,10 +278,18 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     } else {
         None
     };
+    let (binds, volumes) = crate::mounts::split_volumes(&a.volume);
+    let mut mounts = vec![];
+    for m in &a.mount {
+        mounts.push(crate::mounts::parse_mount(m)?);
+    }
     let host = HostConfig {
+        mounts: some(mounts),
+        volumes_from: some(a.volumes_from.clone()),
+        volume_driver: a.volume_driver.clone().unwrap_or_default(),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         publish_all_ports: a.publish_all,
-        binds: some(a.volume.clone()),
+        binds: some(binds),
         log_config,
         network_mode: network,
         restart_policy: a.restart.as_deref().map(restart).transpose()?.unwrap_or_default(),
@@ -336,8 +344,8 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         stop_timeout: a.stop_timeout,
         host_config: Some(host),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        volumes: (!volumes.is_empty()).then_some(volumes),
         networking_config,
-        ..ContainerConfig::default()
     })
 }
 

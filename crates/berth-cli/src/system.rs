@@ -1,6 +1,6 @@
 //! info, version, events and system prune.
 
-use berth_api_types::{ContainerSummary, DiskUsage, ImageSummary};
+use berth_api_types::{ContainerSummary, DiskUsage, ImageSummary, UsageData, Volume};
 use berth_client::{Body, Client, Query};
 use berth_core::units::human_size;
 use serde_json::{json, Value};
@@ -155,8 +155,9 @@ pub fn df(c: &Client, a: DfArgs) -> Result<()> {
     let du: DiskUsage = c.get("/system/df", &Query::new())?;
     let images = du.images.unwrap_or_default();
     let containers = du.containers.unwrap_or_default();
+    let volumes = du.volumes.unwrap_or_default();
     if a.verbose && a.format.is_none() {
-        return df_verbose(&images, &containers);
+        return df_verbose(&images, &containers, &volumes);
     }
     let used: i64 = images
         .iter()
@@ -173,14 +174,22 @@ pub fn df(c: &Client, a: DfArgs) -> Result<()> {
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(),
                "Active": containers.iter().filter(active).count().to_string(),
                "Size": human_size(rw as f64), "Reclaimable": share(idle_rw, rw)}),
-        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(),
+               "Active": volumes.iter().filter(|v| v.usage_data.as_ref().is_some_and(|u| u.ref_count > 0)).count().to_string(),
+               "Size": human_size(vol_size(&volumes, |_| true) as f64),
+               "Reclaimable": share(vol_size(&volumes, |u| u.ref_count == 0), vol_size(&volumes, |_| true))}),
         json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
     let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
     Format::parse(a.format.as_deref())?.print(&["Type", "TotalCount", "Active", "Size", "Reclaimable"], &header, &rows)
 }
 
-fn df_verbose(images: &[ImageSummary], containers: &[ContainerSummary]) -> Result<()> {
+/// The bytes of the volumes whose usage passes `which`.
+fn vol_size(vs: &[Volume], which: impl Fn(&UsageData) -> bool) -> i64 {
+    vs.iter().filter_map(|v| v.usage_data.as_ref()).filter(|u| which(u) && u.size > 0).map(|u| u.size).sum()
+}
+
+fn df_verbose(images: &[ImageSummary], containers: &[ContainerSummary], volumes: &[Volume]) -> Result<()> {
     let mut out = String::from("Images space usage:\n\n");
     let mut t = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]
         .map(str::to_owned)
@@ -222,7 +231,12 @@ fn df_verbose(images: &[ImageSummary], containers: &[ContainerSummary]) -> Resul
     }
     out.push_str(&table(&t));
     out.push_str("\nLocal Volumes space usage:\n\n");
-    out.push_str(&table(&[["VOLUME NAME", "LINKS", "SIZE"].map(str::to_owned).to_vec()]));
+    let mut t = vec![["VOLUME NAME", "LINKS", "SIZE"].map(str::to_owned).to_vec()];
+    for v in volumes {
+        let u = v.usage_data.clone().unwrap_or_default();
+        t.push(vec![v.name.clone(), u.ref_count.to_string(), human_size(u.size.max(0) as f64)]);
+    }
+    out.push_str(&table(&t));
     out.push_str("\nBuild cache usage: 0B\n");
     print_out(&out)
 }

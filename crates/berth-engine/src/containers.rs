@@ -134,7 +134,11 @@ impl Engine {
             exposed.insert(p.parse::<berth_network::ports::Port>()?.to_string());
         }
         c.config.exposed_ports = exposed.into_iter().collect();
-        c.config.volumes = run.volumes.clone().unwrap_or_default().into_keys().collect();
+        // The image's VOLUMEs and the request's, each once.
+        let mut volumes: std::collections::BTreeSet<String> =
+            run.volumes.clone().unwrap_or_default().into_keys().collect();
+        volumes.extend(req.config.volumes.iter().cloned());
+        c.config.volumes = volumes.into_iter().collect();
         if c.config.hostname.is_empty() {
             c.config.hostname = c.id[..12].to_owned();
         }
@@ -152,11 +156,6 @@ impl Engine {
             )));
         }
         spec::capabilities(&c)?;
-        for b in &c.host.binds {
-            if b.split(':').count() < 2 {
-                return Err(Error::Invalid(format!("invalid volume specification: '{b}'")));
-            }
-        }
         c.path = c.config.entrypoint.iter().chain(&c.config.cmd).next().cloned().unwrap_or_default();
         c.args = c.config.entrypoint.iter().chain(&c.config.cmd).skip(1).cloned().collect();
         let dir = self.container_dir(&c.id);
@@ -196,11 +195,21 @@ impl Engine {
             map.insert(c.id.clone(), e.clone());
             e
         };
-        let made = self.make_container_files(&mut c, top).await;
+        let made = match self.plan_mounts(&mut c) {
+            Ok(()) => {
+                // Seen at once by a volume's removal, which it holds off.
+                if let Ok(mut r) = entry.rec.lock() {
+                    r.mount_points = c.mount_points.clone();
+                }
+                self.make_container_files(&mut c, top).await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(err) = made {
             if let Ok(mut m) = self.containers.lock() {
                 m.remove(&c.id);
             }
+            self.drop_anonymous(&c);
             if let Some(rw) = &c.rw_layer {
                 let _ = self.images.layers.remove_rw(rw);
             }
@@ -291,7 +300,7 @@ impl Engine {
                     let engine = self.clone();
                     let id = c.id.clone();
                     tokio::spawn(async move {
-                        let _ = engine.remove(&id, true).await;
+                        let _ = engine.remove(&id, true, true).await;
                     });
                 }
                 Err(match err {
@@ -308,6 +317,11 @@ impl Engine {
         let merged = m.target.clone();
         if !is_mountpoint(&merged) {
             tokio::task::spawn_blocking(move || m.mount()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        if self.volumes_up(c, &merged)? {
+            let mut r = e.rec.lock().map_err(poisoned)?;
+            r.mount_points = c.mount_points.clone();
+            self.save(&r)?;
         }
         let u = user::resolve(&merged, &c.config.user, &c.host.group_add)?;
         if !c.config.working_dir.is_empty() {
@@ -471,7 +485,7 @@ impl Engine {
             let engine = self.clone();
             let id = c.id.clone();
             tokio::spawn(async move {
-                let _ = engine.remove(&id, true).await;
+                let _ = engine.remove(&id, true, true).await;
             });
         }
     }
@@ -487,6 +501,7 @@ impl Engine {
     fn teardown(&self, c: &Container) -> Result<()> {
         self.dns.stop(&c.id);
         self.disconnect_blocking(&c.id, &c.net);
+        self.volumes_down(c);
         let unmounted = match self.root_mount(c) {
             Ok(m) if is_mountpoint(&m.target) => m.unmount().map_err(Error::from),
             _ => Ok(()),
@@ -670,8 +685,9 @@ impl Engine {
         })
     }
 
-    /// `DELETE /containers/{id}`.
-    pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<()> {
+    /// `DELETE /containers/{id}`; with `volumes`, its anonymous volumes go
+    /// too (`rm -v`, and `--rm` at its end).
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
         let c = e.rec.lock().map_err(poisoned)?.clone();
@@ -724,6 +740,9 @@ impl Engine {
             m.remove(&c.id);
         }
         self.forget_execs(&c.id);
+        if volumes {
+            self.drop_anonymous(&c);
+        }
         self.event(&c, "destroy");
         e.changed.send_modify(|g| g.removed = true);
         Ok(())
@@ -854,6 +873,9 @@ impl Engine {
             if sd.live_pid().is_some() {
                 if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
                     self.network_restore(&c);
+                    for p in c.mount_points.iter().filter(|p| p.kind == crate::model::MountKind::Volume) {
+                        let _ = self.volumes.acquire(&p.name, &c.id);
+                    }
                 }
                 self.monitor(e, sd);
             } else {
@@ -865,6 +887,7 @@ impl Engine {
                 self.exited(&e, rec).await;
             }
         }
+        self.volumes.sweep();
         Ok(())
     }
 }

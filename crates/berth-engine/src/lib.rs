@@ -11,6 +11,7 @@ pub mod events;
 mod exec;
 pub mod logs;
 pub mod model;
+mod mounts;
 pub mod names;
 pub mod network;
 mod restart;

@@ -109,6 +109,96 @@ pub struct HostConfig {
     /// Height and width of the terminal at start.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// `--mount`.
+    #[serde(default)]
+    pub mounts: Vec<MountRequest>,
+    /// `--volumes-from ctr[:ro|rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// `--volume-driver`: the driver of volumes `-v` names and makes.
+    #[serde(default)]
+    pub volume_driver: String,
+}
+
+/// What a mount is made of.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    #[default]
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl MountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Bind => "bind",
+            MountKind::Volume => "volume",
+            MountKind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// One `--mount` as the API gives it (HostConfig.Mounts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountRequest {
+    pub kind: MountKind,
+    /// A host path for binds, a volume name (empty: a new anonymous
+    /// volume), nothing for tmpfs.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// Binds: `rprivate` when empty.
+    pub propagation: String,
+    /// Binds: make a missing source instead of refusing it.
+    pub create_mountpoint: bool,
+    /// Volumes: not filled from the image.
+    pub no_copy: bool,
+    /// Volumes: labels and driver of a volume this mount makes.
+    pub labels: BTreeMap<String, String>,
+    pub driver: String,
+    pub driver_options: BTreeMap<String, String>,
+    /// Tmpfs: its size in bytes (0: the kernel's default) and mode.
+    pub tmpfs_size: i64,
+    pub tmpfs_mode: Option<u32>,
+}
+
+/// A mount the container has besides its root, fixed at create (Docker's
+/// MountPoint, which inspect shows as `Mounts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountPoint {
+    pub kind: MountKind,
+    /// The volume's name.
+    #[serde(default)]
+    pub name: String,
+    /// The host path: a bind's source or a volume's data directory.
+    #[serde(default)]
+    pub source: String,
+    pub destination: String,
+    #[serde(default)]
+    pub driver: String,
+    /// The mode as the user wrote it (`ro`, `z`, `nocopy`, …).
+    #[serde(default)]
+    pub mode: String,
+    pub rw: bool,
+    #[serde(default)]
+    pub propagation: String,
+    /// A volume to fill from the image's content at that path when it is
+    /// still empty at the next start.
+    #[serde(default)]
+    pub copy_data: bool,
+    /// A volume made for this container without a name: removed with it
+    /// by `rm -v` and `--rm` when no other container uses it.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// A bind from `-v`: its source is made when missing (Docker's
+    /// behaviour; `--mount` refuses a missing source instead).
+    #[serde(default)]
+    pub create_source: bool,
+    /// A tmpfs's mount options (`size=…`, `mode=…`).
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 /// One host binding of a container port, as the API gives it.
@@ -258,6 +348,9 @@ pub struct Container {
     pub networks: BTreeMap<String, EndpointConfig>,
     #[serde(default)]
     pub net: NetState,
+    /// Its binds, volumes and `--mount` tmpfs mounts.
+    #[serde(default)]
+    pub mount_points: Vec<MountPoint>,
 }
 
 /// `env` with every `KEY=value` of `extra` replacing the entry of the same

@@ -360,14 +360,13 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         }
         mounts.push(m);
     }
-    for (dest, opts) in &c.host.tmpfs {
-        let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
-        o.extend(opts.split(',').filter(|s| !s.is_empty()));
-        mounts.push(mount(dest, "tmpfs", "tmpfs", &o));
-    }
-    for b in &c.host.binds {
-        mounts.push(bind_mount(b)?);
-    }
+    // A mount of the user's in place of a default one replaces it (a
+    // bind on /dev/shm, a volume on /etc/hosts).
+    let (user_mounts, root_prop) = crate::mounts::spec_mounts(c)?;
+    let taken: Vec<String> =
+        user_mounts.iter().filter_map(|m| m["destination"].as_str()).map(crate::mounts::clean_path).collect();
+    mounts.retain(|m| m["destination"].as_str().is_none_or(|d| !taken.iter().any(|t| t == d)));
+    mounts.extend(user_mounts);
     if c.host.init {
         mounts.push(mount(INIT_PATH, "bind", &d.init.display().to_string(), &["bind", "ro", "nosuid", "nodev"]));
     }
@@ -433,6 +432,9 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if !c.host.sysctls.is_empty() {
         linux["sysctl"] = json!(c.host.sysctls);
     }
+    if let Some(p) = root_prop {
+        linux["rootfsPropagation"] = json!(p);
+    }
     if c.host.privileged {
         linux["devices"] = json!(host_devices());
     }
@@ -451,41 +453,6 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         spec["domainname"] = json!(c.config.domainname);
     }
     Ok(spec)
-}
-
-/// `-v /host:/container[:ro|rw,...]` as an OCI bind mount.
-fn bind_mount(b: &str) -> Result<Value> {
-    let parts: Vec<&str> = b.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => return Err(Error::Invalid(format!("invalid volume specification: '{b}'"))),
-    };
-    if !src.starts_with('/') {
-        return Err(Error::Invalid(format!(
-            "invalid volume specification: '{b}': named volumes are not supported yet"
-        )));
-    }
-    if !dst.starts_with('/') {
-        return Err(Error::Invalid(format!(
-            "invalid volume specification: '{b}': invalid mount config: the destination must be an absolute path"
-        )));
-    }
-    let mut options = vec!["rbind"];
-    let mut prop = "rprivate";
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" | "rw" => options.push(o),
-            "z" | "Z" | "nocopy" => {}
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => prop = o,
-            _ => return Err(Error::Invalid(format!("invalid mode: {o}"))),
-        }
-    }
-    options.push(prop);
-    if std::fs::symlink_metadata(src).is_err() {
-        std::fs::create_dir_all(src).map_err(Error::io(format!("create bind source {src}")))?;
-    }
-    Ok(mount(dst, "bind", src, &options))
 }
 
 /// Make the runtime join an existing namespace of `kind` at `path`.

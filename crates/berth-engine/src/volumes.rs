@@ -4,9 +4,11 @@
 //! use a volume is not stored here: it is read from the container records,
 //! which say what each mounts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use nix::mount::MsFlags;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +39,12 @@ impl Volume {
     pub fn is_anonymous(&self) -> bool {
         self.labels.contains_key(ANONYMOUS_LABEL)
     }
+
+    /// A volume the local driver mounts (`-o type=… device=…`) while a
+    /// container uses it, rather than a plain directory.
+    fn is_mounted_kind(&self) -> bool {
+        self.options.contains_key("type")
+    }
 }
 
 /// `POST /volumes/create`.
@@ -61,6 +69,9 @@ pub fn valid_name(n: &str) -> bool {
 pub struct VolumeStore {
     dir: PathBuf,
     vols: Mutex<BTreeMap<String, Volume>>,
+    /// The running containers that have each volume mounted: a volume of
+    /// a mounted kind is mounted for the first and unmounted after the last.
+    users: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl VolumeStore {
@@ -91,7 +102,7 @@ impl VolumeStore {
             v.mountpoint = e.path().join("_data");
             vols.insert(name, v);
         }
-        Ok(VolumeStore { dir: dir.to_owned(), vols: Mutex::new(vols) })
+        Ok(VolumeStore { dir: dir.to_owned(), vols: Mutex::new(vols), users: Mutex::new(BTreeMap::new()) })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Volume>>> {
@@ -125,6 +136,14 @@ impl VolumeStore {
         }
         if req.options.contains_key("type") != req.options.contains_key("device") {
             return Err(Error::Invalid("missing required option: \"type\" and \"device\" go together".into()));
+        }
+        if req.options.contains_key("size") {
+            // Docker's local driver sizes a volume by a project quota of
+            // xfs, which berth does not set up.
+            return Err(Error::Invalid("quota size requested but no quota support".into()));
+        }
+        if req.options.contains_key("o") && !req.options.contains_key("type") {
+            return Err(Error::Invalid("missing required option: \"type\"".into()));
         }
         let mut vols = self.lock()?;
         if let Some(v) = vols.get(&name) {
@@ -170,6 +189,62 @@ impl VolumeStore {
         Ok(self.lock()?.values().cloned().collect())
     }
 
+    fn users(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<String>>>> {
+        self.users.lock().map_err(|_| Error::Internal("volume users poisoned".into()))
+    }
+
+    /// Where the volume's data is for a container about to run: a volume
+    /// of a mounted kind is mounted there first unless it already is.
+    pub fn acquire(&self, name: &str, user: &str) -> Result<PathBuf> {
+        let v = self.get(name)?;
+        let mut users = self.users()?;
+        if v.is_mounted_kind() && !crate::containers::is_mountpoint(&v.mountpoint) {
+            mount_local(&v)?;
+        }
+        users.entry(name.to_owned()).or_default().insert(user.to_owned());
+        Ok(v.mountpoint)
+    }
+
+    /// A container that stopped no longer uses the volume; the last one
+    /// out unmounts a volume of a mounted kind.
+    /// True when `user` had it.
+    pub fn release(&self, name: &str, user: &str) -> bool {
+        let Ok(mut users) = self.users() else { return false };
+        let Some(set) = users.get_mut(name) else { return false };
+        if !set.remove(user) {
+            return false;
+        }
+        if set.is_empty() {
+            users.remove(name);
+            if let Ok(v) = self.get(name) {
+                if v.is_mounted_kind() && crate::containers::is_mountpoint(&v.mountpoint) {
+                    let _ = nix::mount::umount2(&v.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+        true
+    }
+
+    /// After a restart of the daemon, once every running container has
+    /// acquired its volumes again: unmount those nothing uses any more.
+    pub fn sweep(&self) {
+        let Ok(vols) = self.list() else { return };
+        for v in vols.iter().filter(|v| v.is_mounted_kind()) {
+            let used = self.users().map(|u| u.contains_key(&v.name)).unwrap_or(true);
+            if !used && crate::containers::is_mountpoint(&v.mountpoint) {
+                let _ = nix::mount::umount2(&v.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+
+    /// The bytes of the files in the volume, each inode counted once (as
+    /// `docker system df` counts them).
+    pub fn size(&self, name: &str) -> Result<u64> {
+        let v = self.get(name)?;
+        let mut seen = BTreeSet::new();
+        Ok(dir_size(&v.mountpoint, &mut seen))
+    }
+
     /// Remove a volume and its data. The caller has checked that no
     /// container uses it. The directory is renamed aside before its data
     /// is deleted, so a failure or a crash halfway leaves no volume with
@@ -180,12 +255,88 @@ impl VolumeStore {
             return Err(Error::NotFound(format!("get {name}: no such volume")));
         }
         let root = self.dir.join(name);
+        let data = root.join("_data");
+        if crate::containers::is_mountpoint(&data) {
+            let _ = nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH);
+        }
         let aside = self.dir.join(format!(".removing-{name}"));
         std::fs::rename(&root, &aside).map_err(Error::io(format!("remove volume {name}")))?;
         vols.remove(name);
         drop(vols);
         std::fs::remove_dir_all(&aside).map_err(Error::io(format!("remove {}", aside.display())))
     }
+}
+
+fn dir_size(dir: &Path, seen: &mut BTreeSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            total += dir_size(&e.path(), seen);
+        } else if m.is_file() && seen.insert((m.dev(), m.ino())) {
+            total += m.size();
+        }
+    }
+    total
+}
+
+/// The flags `mount(8)` knows by name; other options go to the file
+/// system as data (as Docker's local driver passes `o=`).
+const MOUNT_FLAGS: &[(&str, MsFlags, bool)] = &[
+    ("ro", MsFlags::MS_RDONLY, true),
+    ("rw", MsFlags::MS_RDONLY, false),
+    ("bind", MsFlags::MS_BIND, true),
+    ("rbind", MsFlags::MS_BIND.union(MsFlags::MS_REC), true),
+    ("nosuid", MsFlags::MS_NOSUID, true),
+    ("suid", MsFlags::MS_NOSUID, false),
+    ("nodev", MsFlags::MS_NODEV, true),
+    ("dev", MsFlags::MS_NODEV, false),
+    ("noexec", MsFlags::MS_NOEXEC, true),
+    ("exec", MsFlags::MS_NOEXEC, false),
+    ("sync", MsFlags::MS_SYNCHRONOUS, true),
+    ("async", MsFlags::MS_SYNCHRONOUS, false),
+    ("dirsync", MsFlags::MS_DIRSYNC, true),
+    ("noatime", MsFlags::MS_NOATIME, true),
+    ("atime", MsFlags::MS_NOATIME, false),
+    ("nodiratime", MsFlags::MS_NODIRATIME, true),
+    ("diratime", MsFlags::MS_NODIRATIME, false),
+    ("relatime", MsFlags::MS_RELATIME, true),
+    ("norelatime", MsFlags::MS_RELATIME, false),
+    ("strictatime", MsFlags::MS_STRICTATIME, true),
+];
+
+/// `o=` as mount flags and the file system's own options.
+fn mount_options(o: &str) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = vec![];
+    for opt in o.split(',').filter(|s| !s.is_empty()) {
+        match MOUNT_FLAGS.iter().find(|(n, _, _)| *n == opt) {
+            Some((_, f, true)) => flags |= *f,
+            Some((_, f, false)) => flags &= !*f,
+            None => data.push(opt),
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// Mount a volume of the local driver's `type`/`device`/`o` on its data
+/// directory.
+fn mount_local(v: &Volume) -> Result<()> {
+    let kind = v.options.get("type").map(String::as_str).unwrap_or("none");
+    let device = v.options.get("device").map(String::as_str).unwrap_or("");
+    let (flags, data) = mount_options(v.options.get("o").map(String::as_str).unwrap_or(""));
+    let data = (!data.is_empty()).then_some(data.as_str());
+    nix::mount::mount(Some(device), &v.mountpoint, Some(kind), flags, data).map_err(|e| {
+        Error::Internal(format!(
+            "error while mounting volume '{}': failed to mount local volume: mount {device}:{} , flags: {:#x}, data: {}: {e}",
+            v.name,
+            v.mountpoint.display(),
+            flags.bits(),
+            data.unwrap_or(""),
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +349,12 @@ mod tests {
 
     impl Drop for Tmp {
         fn drop(&mut self) {
+            // A test that failed may leave a volume mounted.
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let under = format!("{}/", self.0.display());
+            for mp in info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&under)) {
+                let _ = nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH);
+            }
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -270,5 +427,39 @@ mod tests {
         assert!(matches!(s.create(other).unwrap_err(), Error::Conflict(_)));
         assert!(v.mountpoint.join("f").exists());
         assert!(matches!(s.remove("nosuch").unwrap_err(), Error::NotFound(_)));
+    }
+
+    #[test]
+    fn mount_options_split_into_flags_and_data() {
+        let (f, d) = mount_options("size=64m,ro,uid=1000,noexec,exec,bind");
+        assert_eq!(f, MsFlags::MS_RDONLY | MsFlags::MS_BIND);
+        assert_eq!(d, "size=64m,uid=1000");
+    }
+
+    #[test]
+    fn a_tmpfs_volume_is_mounted_while_used_and_sized() {
+        let (_tmp, _dir, s) = store();
+        let mut req = named("tmp");
+        req.options = BTreeMap::from([
+            ("type".into(), "tmpfs".into()),
+            ("device".into(), "tmpfs".into()),
+            ("o".into(), "size=1m".into()),
+        ]);
+        let v = s.create(req).unwrap();
+        assert!(!crate::containers::is_mountpoint(&v.mountpoint));
+        let p = s.acquire("tmp", "a").unwrap();
+        s.acquire("tmp", "b").unwrap();
+        assert!(crate::containers::is_mountpoint(&p));
+        let st = nix::sys::statvfs::statvfs(&p).unwrap();
+        assert_eq!(st.blocks() * st.fragment_size(), 1 << 20);
+        std::fs::write(p.join("f"), vec![0u8; 1000]).unwrap();
+        assert_eq!(s.size("tmp").unwrap(), 1000);
+        s.release("tmp", "a");
+        assert!(crate::containers::is_mountpoint(&p));
+        s.release("tmp", "b");
+        assert!(!crate::containers::is_mountpoint(&p));
+        // Its content was the tmpfs's: gone with it.
+        assert!(!p.join("f").exists());
+        s.remove("tmp").unwrap();
     }
 }

@@ -321,6 +321,41 @@ pub fn extract(root: &Path, path: &str, input: impl io::Read, keep_kinds: bool) 
     crate::unpack::extract_at(dir.as_fd(), input, keep_kinds)
 }
 
+/// Fill the directory `dest` on the host with the content of the
+/// directory `path` inside `root`, owners, modes and times kept, the
+/// directory's own included (how Docker fills a new volume from the image:
+/// a tar of the one streamed into the other). False when `path` is not a
+/// directory inside the root, and nothing is copied.
+pub fn copy_dir_into(root: &Path, path: &str, dest: &Path) -> Result<bool> {
+    let rootfd = open_root(root)?;
+    // A symlink at `path` is followed inside the root: the volume is
+    // mounted where it leads.
+    let from = format!("{}/.", path.trim_end_matches('/'));
+    match open_path(rootfd.as_fd(), &from) {
+        Ok(fd) => {
+            let m = metadata(fd.as_fd()).map_err(Error::io(format!("stat {path}")))?;
+            if !m.is_dir() {
+                return Ok(false);
+            }
+        }
+        Err(Error::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let destfd = std::fs::File::open(dest).map_err(Error::io(format!("open {}", dest.display())))?;
+    let (r, w) = nix::unistd::pipe().map_err(nix_err("pipe".into()))?;
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || archive(root, &from, std::fs::File::from(w)));
+        let extracted = crate::unpack::extract_at(destfd.as_fd(), std::fs::File::from(r), false);
+        let archived = writer.join().map_err(|_| Error::Io {
+            what: format!("copy {path}"),
+            source: io::Error::other("the archive thread failed"),
+        })?;
+        // The reader's error explains a writer's broken pipe, so it comes first.
+        extracted?;
+        archived.map(|_| true)
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -406,5 +441,19 @@ mod tests {
         let data = b.into_inner().unwrap();
         assert!(extract(&d, "/etc", &data[..], true).is_err());
         assert!(&d.join("etc/sub/f").exists());
+    }
+
+    #[test]
+    fn copies_a_directory_into_another_with_its_metadata() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tree();
+        std::fs::set_permissions(d.join("etc/sub"), std::fs::Permissions::from_mode(0o1733)).unwrap();
+        let out = TestDir::new("copy-out");
+        assert!(copy_dir_into(&d, "/up/etc/sub", &out).unwrap());
+        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"hello");
+        assert_eq!(std::fs::metadata(&*out).unwrap().permissions().mode() & 0o7777, 0o1733);
+        // Not a directory, or not there: nothing to copy.
+        assert!(!copy_dir_into(&d, "/etc/sub/f", &out).unwrap());
+        assert!(!copy_dir_into(&d, "/missing", &out).unwrap());
     }
 }

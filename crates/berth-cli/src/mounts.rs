@@ -1,0 +1,154 @@
+//! `-v` and `--mount` as the docker CLI turns them into the create
+//! request (cli/command/container/opts.go, opts/mount.go): a `-v` with a
+//! destination only is one of Config.Volumes, any other goes to Binds
+//! with a `./`-relative host path made absolute; `--mount` is parsed from
+//! its comma-separated `key=value` fields into HostConfig.Mounts.
+
+use std::collections::BTreeMap;
+
+use berth_api_types::{BindOptions, DriverConfig, Mount, TmpfsOptions, VolumeOptions};
+
+use crate::CliError;
+
+fn bad(m: impl Into<String>) -> CliError {
+    CliError::Usage(m.into())
+}
+
+/// `-v` values into (Binds, Config.Volumes).
+pub fn split_volumes(vs: &[String]) -> (Vec<String>, BTreeMap<String, serde_json::Value>) {
+    let mut binds = vec![];
+    let mut volumes = BTreeMap::new();
+    for v in vs {
+        match v.split_once(':') {
+            None => {
+                volumes.insert(v.clone(), serde_json::json!({}));
+            }
+            Some((host, rest)) => {
+                let rel = host == "." || host.starts_with("./") || host == ".." || host.starts_with("../");
+                let host = match std::env::current_dir() {
+                    Ok(cwd) if rel => cwd.join(host).display().to_string(),
+                    _ => host.to_owned(),
+                };
+                binds.push(format!("{host}:{rest}"));
+            }
+        }
+    }
+    (binds, volumes)
+}
+
+fn boolean(key: &str, v: Option<&str>) -> Result<bool, CliError> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
+        Some(_) => Err(bad(format!("invalid value for {key}: {}", v.unwrap_or_default()))),
+    }
+}
+
+/// One `--mount type=…,source=…,target=…,…`.
+pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
+    let mut m = Mount { typ: "volume".into(), ..Default::default() };
+    let (mut bind, mut vol, mut tmpfs) = (BindOptions::default(), VolumeOptions::default(), TmpfsOptions::default());
+    let (mut has_bind, mut has_vol, mut has_tmpfs) = (false, false, false);
+    let mut driver = DriverConfig::default();
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = || value.ok_or_else(|| bad(format!("invalid field '{field}' must be a key=value pair")));
+        match key.as_str() {
+            "type" => m.typ = need()?.to_owned(),
+            "source" | "src" => m.source = need()?.to_owned(),
+            "target" | "dst" | "destination" => m.target = need()?.to_owned(),
+            "readonly" | "ro" => m.read_only = boolean(&key, value)?,
+            "consistency" => m.consistency = need()?.to_owned(),
+            "bind-propagation" => {
+                has_bind = true;
+                bind.propagation = need()?.to_owned();
+            }
+            "bind-nonrecursive" => {
+                has_bind = true;
+                bind.non_recursive = boolean(&key, value)?;
+            }
+            "bind-create-src" => {
+                has_bind = true;
+                bind.create_mountpoint = boolean(&key, value)?;
+            }
+            "volume-nocopy" => {
+                has_vol = true;
+                vol.no_copy = boolean(&key, value)?;
+            }
+            "volume-subpath" => {
+                has_vol = true;
+                vol.subpath = need()?.to_owned();
+            }
+            "volume-label" => {
+                has_vol = true;
+                let (k, v) = need()?.split_once('=').unwrap_or((need()?, ""));
+                vol.labels.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+            }
+            "volume-driver" => {
+                has_vol = true;
+                driver.name = need()?.to_owned();
+            }
+            "volume-opt" => {
+                has_vol = true;
+                let (k, v) = need()?.split_once('=').unwrap_or((need()?, ""));
+                driver.options.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+            }
+            "tmpfs-size" => {
+                has_tmpfs = true;
+                let v = need()?;
+                tmpfs.size_bytes =
+                    berth_core::units::ram_in_bytes(v).ok_or_else(|| bad(format!("invalid value for {key}: {v}")))?;
+            }
+            "tmpfs-mode" => {
+                has_tmpfs = true;
+                let v = need()?;
+                tmpfs.mode = Some(u32::from_str_radix(v, 8).map_err(|_| bad(format!("invalid value for {key}: {v}")))?);
+            }
+            _ => return Err(bad(format!("unexpected key '{key}' in '{field}'"))),
+        }
+    }
+    if m.target.is_empty() {
+        return Err(bad("target is required"));
+    }
+    if !driver.name.is_empty() || driver.options.is_some() {
+        vol.driver_config = Some(driver);
+    }
+    m.bind_options = has_bind.then_some(bind);
+    m.volume_options = has_vol.then_some(vol);
+    m.tmpfs_options = has_tmpfs.then_some(tmpfs);
+    Ok(m)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_parse_as_the_docker_cli_does() {
+        let m = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rslave").unwrap();
+        assert_eq!((m.typ.as_str(), m.source.as_str(), m.target.as_str(), m.read_only), ("bind", "/a", "/b", true));
+        assert_eq!(m.bind_options.unwrap().propagation, "rslave");
+        let m = parse_mount("target=/v,volume-nocopy,volume-label=a=b,volume-driver=local").unwrap();
+        assert_eq!(m.typ, "volume");
+        let v = m.volume_options.unwrap();
+        assert!(v.no_copy);
+        assert_eq!(v.driver_config.unwrap().name, "local");
+        let m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
+        let t = m.tmpfs_options.unwrap();
+        assert_eq!((t.size_bytes, t.mode), (1 << 20, Some(0o1770)));
+        assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("type=bind,bogus=1,target=/x").is_err());
+        assert!(parse_mount("readonly=maybe,target=/x").is_err());
+    }
+
+    #[test]
+    fn a_destination_alone_is_an_anonymous_volume() {
+        let (binds, vols) = split_volumes(&["/data".into(), "name:/x:ro".into(), "/h:/y".into()]);
+        assert_eq!(binds, ["name:/x:ro", "/h:/y"]);
+        assert_eq!(vols.keys().collect::<Vec<_>>(), ["/data"]);
+    }
+}
