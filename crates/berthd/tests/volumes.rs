@@ -217,6 +217,32 @@ fn binds_tmpfs_and_volumes_from() {
     let p = d.ok(&["inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Source}} {{.Propagation}} {{.RW}}{{end}}", "prop"]);
     assert_eq!(p.trim(), format!("bind {h} rslave true"));
     d.ok(&["rm", "prop"]);
+    // rslave for real: a mount made on the host under a shared source
+    // after the start shows inside; with the default rprivate it does not.
+    let shared = d.dir.join("shared");
+    std::fs::create_dir_all(shared.join("sub")).unwrap();
+    let sh = shared.display().to_string();
+    let run = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
+    run(&["--bind", &sh, &sh]);
+    run(&["--make-shared", &sh]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slave",
+        "--mount",
+        &format!("type=bind,source={sh},target=/p,bind-propagation=rslave"),
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&["run", "-d", "--name", "private", "-v", &format!("{sh}:/p"), "busybox", "sleep", "300"]);
+    run(&["-t", "tmpfs", "tmpfs", &format!("{sh}/sub")]);
+    std::fs::write(shared.join("sub/late"), "late\n").unwrap();
+    assert_eq!(d.ok(&["exec", "slave", "cat", "/p/sub/late"]), "late\n");
+    assert!(!d.docker(&["exec", "private", "cat", "/p/sub/late"]).status.success());
+    d.ok(&["rm", "-f", "slave", "private"]);
+    assert!(std::process::Command::new("umount").args(["-R", &sh]).status().unwrap().success());
 
     // tmpfs: sized, with its mode, and empty again after a stop.
     let t = "type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770";
