@@ -158,6 +158,9 @@ pub fn events(ctx: &Ctx) -> Reply {
             && (ok("container", &e.actor_id)
                 || ok("container", name)
                 || f.get("container").is_some_and(|vs| vs.iter().any(|v| e.actor_id.starts_with(v.as_str()))))
+            && ["volume", "network"]
+                .iter()
+                .all(|t| f.get(*t).is_none_or(|vs| e.typ == *t && vs.iter().any(|v| *v == e.actor_id || v == name)))
             && f.get("label").is_none_or(|ls| {
                 ls.iter().all(|l| match l.split_once('=') {
                     Some((k, v)) => e.attributes.get(k).is_some_and(|x| x == v),

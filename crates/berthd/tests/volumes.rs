@@ -318,6 +318,9 @@ fn a_tmpfs_volume_of_the_local_driver_is_mounted_while_used() {
     d.ok(&["rm", "-f", "two"]);
     assert!(!mounted(mp), "still mounted with no user");
     d.ok(&["volume", "rm", "tv"]);
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let ev = d.ok(&["events", "--since", "0", "--until", &until, "--filter", "volume=tv", "--format", "{{.Action}}"]);
+    assert_eq!(ev, "create\nmount\nmount\nunmount\nunmount\ndestroy\n");
     assert_clean(&d);
 }
 
