@@ -94,12 +94,8 @@ const FILTERS: &[&str] = &[
 
 fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
-    let bind_has = |v: &str| {
-        c.host.binds.iter().any(|b| {
-            let mut parts = b.split(':');
-            parts.next() == Some(v) || parts.next() == Some(v)
-        })
-    };
+    // Docker's `volume` filter: a mount's volume name, source or destination.
+    let bind_has = |v: &str| c.mount_points.iter().any(|p| p.name == v || p.source == v || p.destination == v);
     // Nothing is published or exposed to match yet, containers are never
     // swarm tasks and none has a health check.
     any("publish", &|_| false)

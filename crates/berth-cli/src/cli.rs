@@ -121,7 +121,7 @@ pub enum VolumeCmd {
     #[command(alias = "list")]
     Ls(VolumeLsArgs),
     /// Display detailed information on one or more volumes
-    Inspect(NetworkInspectArgs),
+    Inspect(NamedInspectArgs),
     /// Remove one or more volumes
     #[command(alias = "remove")]
     Rm(VolumeRmArgs),
@@ -174,7 +174,7 @@ pub enum NetworkCmd {
     #[command(alias = "list")]
     Ls(NetworkLsArgs),
     /// Display detailed information on one or more networks
-    Inspect(NetworkInspectArgs),
+    Inspect(NamedInspectArgs),
     /// Remove one or more networks
     #[command(alias = "remove")]
     Rm(NetworkRmArgs),
@@ -234,7 +234,7 @@ pub struct NetworkLsArgs {
 }
 
 #[derive(Args, Debug, Default)]
-pub struct NetworkInspectArgs {
+pub struct NamedInspectArgs {
     /// Format output using a custom template
     #[arg(short = 'f', long)]
     pub format: Option<String>,

@@ -166,15 +166,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Network(sub) => match sub {
             NetworkCmd::Create(a) => network::create(c, a),
             NetworkCmd::Ls(a) => network::ls(c, a),
-            NetworkCmd::Inspect(a) => {
-                let a = crate::cli::InspectArgs {
-                    format: a.format,
-                    size: false,
-                    typ: Some("network".into()),
-                    names: a.names,
-                };
-                container::inspect(c, a)
-            }
+            NetworkCmd::Inspect(a) => inspect_as(c, a, "network"),
             NetworkCmd::Rm(a) => network::rm(c, a),
             NetworkCmd::Prune(a) => network::prune(c, a),
             NetworkCmd::Connect(a) => network::connect(c, a),
@@ -183,15 +175,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Volume(sub) => match sub {
             VolumeCmd::Create(a) => volume::create(c, a),
             VolumeCmd::Ls(a) => volume::ls(c, a),
-            VolumeCmd::Inspect(a) => {
-                let a = crate::cli::InspectArgs {
-                    format: a.format,
-                    size: false,
-                    typ: Some("volume".into()),
-                    names: a.names,
-                };
-                container::inspect(c, a)
-            }
+            VolumeCmd::Inspect(a) => inspect_as(c, a, "volume"),
             VolumeCmd::Rm(a) => volume::rm(c, a),
             VolumeCmd::Prune(a) => volume::prune(c, a),
         },
@@ -202,6 +186,12 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
             SystemCmd::Prune(a) => system::prune(c, a),
         },
     }
+}
+
+/// `network inspect`, `volume inspect`: `inspect --type <typ>`.
+fn inspect_as(c: &Client, a: crate::cli::NamedInspectArgs, typ: &str) -> Result<()> {
+    let a = crate::cli::InspectArgs { format: a.format, size: false, typ: Some(typ.into()), names: a.names };
+    container::inspect(c, a)
 }
 
 /// `container <verb>` as the top-level verb of the same name.

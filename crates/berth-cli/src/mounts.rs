@@ -44,6 +44,12 @@ fn boolean(key: &str, v: Option<&str>) -> Result<bool, CliError> {
     }
 }
 
+/// `k=v` (or a bare `k`) into a map that may not be there yet.
+fn put(map: &mut Option<BTreeMap<String, String>>, kv: &str) {
+    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    map.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+}
+
 /// One `--mount type=…,source=…,target=…,…`.
 pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
     let mut m = Mount { typ: "volume".into(), ..Default::default() };
@@ -84,8 +90,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
             }
             "volume-label" => {
                 has_vol = true;
-                let (k, v) = need()?.split_once('=').unwrap_or((need()?, ""));
-                vol.labels.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+                put(&mut vol.labels, need()?);
             }
             "volume-driver" => {
                 has_vol = true;
@@ -93,8 +98,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
             }
             "volume-opt" => {
                 has_vol = true;
-                let (k, v) = need()?.split_once('=').unwrap_or((need()?, ""));
-                driver.options.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+                put(&mut driver.options, need()?);
             }
             "tmpfs-size" => {
                 has_tmpfs = true;

@@ -849,7 +849,13 @@ impl Engine {
         for ent in rd.flatten() {
             let path = ent.path().join("container.json");
             let Ok(body) = std::fs::read(&path) else { continue };
-            let Ok(c) = serde_json::from_slice::<Container>(&body) else { continue };
+            let Ok(mut c) = serde_json::from_slice::<Container>(&body) else { continue };
+            if c.mount_points.is_empty() && !c.host.binds.is_empty() {
+                // A record from before mount points: its binds, planned now.
+                if self.plan_mounts(&mut c).is_ok() {
+                    let _ = self.save(&c);
+                }
+            }
             let id = c.id.clone();
             let live = c.state.status.is_live();
             let e = new_entry(c);

@@ -2,17 +2,43 @@
 //! API. A running container's root is its live mount; a stopped one's is
 //! mounted for the call alone, in a thread with a private mount namespace.
 //! Paths resolve inside the root from fds (berth-image's copy module), so
-//! the container's symlinks cannot point a copy at the host.
+//! the container's symlinks cannot point a copy at the host. A path a bind
+//! or volume holds is copied from or to that mount's host directory, as
+//! the container sees it, rather than the root under it.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_image::copy::PathStat;
 
 use crate::containers::is_mountpoint;
 use crate::error::{Error, Result};
-use crate::model::Container;
+use crate::model::{Container, MountKind};
 use crate::Engine;
+
+/// Where a copy at a container's path happens when a bind or volume of
+/// its holds that path: the mount's host directory, the path inside it,
+/// and the name the mount's own directory has inside the container.
+struct InMount {
+    root: PathBuf,
+    path: String,
+    name: Option<String>,
+    rw: bool,
+}
+
+fn mount_holding(c: &Container, path: &str) -> Option<InMount> {
+    let clean = crate::mounts::clean_path(&format!("/{path}"));
+    let m = c
+        .mount_points
+        .iter()
+        .filter(|m| m.kind != MountKind::Tmpfs && !m.source.is_empty())
+        .filter(|m| clean == m.destination || clean.starts_with(&format!("{}/", m.destination)))
+        .max_by_key(|m| m.destination.len())?;
+    let rest = clean[m.destination.len()..].trim_start_matches('/');
+    let suffix = if path.ends_with("/.") { "/." } else { "" };
+    let name = rest.is_empty().then(|| m.destination.rsplit('/').next().unwrap_or_default().to_owned());
+    Some(InMount { root: PathBuf::from(&m.source), path: format!("/{rest}{suffix}"), name, rw: m.rw })
+}
 
 impl Engine {
     /// Runs `f` on the container's merged root, in a blocking thread.
@@ -37,16 +63,42 @@ impl Engine {
         Ok(r?)
     }
 
+    /// Runs `f` on the host directory of a mount, in a blocking thread.
+    async fn in_mount<T: Send + 'static>(
+        m: InMount,
+        f: impl FnOnce(&Path, &str, Option<&str>) -> berth_image::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let r = tokio::task::spawn_blocking(move || f(&m.root, &m.path, m.name.as_deref()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(r?)
+    }
+
     /// `HEAD /containers/{id}/archive`.
     pub async fn archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
+        let c = self.inspect(key)?;
+        if let Some(m) = mount_holding(&c, path) {
+            return Self::in_mount(m, |root, p, name| {
+                let mut st = berth_image::copy::stat(root, p)?;
+                if let Some(n) = name {
+                    n.clone_into(&mut st.name);
+                }
+                Ok(st)
+            })
+            .await;
+        }
         let path = path.to_owned();
-        self.with_root(&self.inspect(key)?, false, move |root| berth_image::copy::stat(root, &path)).await
+        self.with_root(&c, false, move |root| berth_image::copy::stat(root, &path)).await
     }
 
     /// `GET /containers/{id}/archive`: `path` as a tar into `w`.
     pub async fn archive_get(&self, key: &str, path: &str, w: impl Write + Send + 'static) -> Result<PathStat> {
+        let c = self.inspect(key)?;
+        if let Some(m) = mount_holding(&c, path) {
+            return Self::in_mount(m, |root, p, name| berth_image::copy::archive_as(root, p, name, w)).await;
+        }
         let path = path.to_owned();
-        self.with_root(&self.inspect(key)?, false, move |root| berth_image::copy::archive(root, &path, w)).await
+        self.with_root(&c, false, move |root| berth_image::copy::archive(root, &path, w)).await
     }
 
     /// `PUT /containers/{id}/archive`: the tar in `r` extracted into the
@@ -59,6 +111,13 @@ impl Engine {
         keep_kinds: bool,
     ) -> Result<()> {
         let c = self.inspect(key)?;
+        if let Some(m) = mount_holding(&c, path) {
+            if !m.rw {
+                return Err(Error::Invalid("mounted volume is marked read-only".into()));
+            }
+            return Self::in_mount(m, move |root, p, _| berth_image::copy::extract(root, p, r, keep_kinds).map(|_| ()))
+                .await;
+        }
         if c.host.readonly_rootfs {
             return Err(Error::Invalid("container rootfs is marked read-only".into()));
         }

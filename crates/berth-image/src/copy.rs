@@ -186,9 +186,19 @@ fn stat_fd(root: BorrowedFd<'_>, fd: BorrowedFd<'_>, path: &str) -> Result<PathS
 /// `GET /containers/{id}/archive`: `path` as a tar whose entries are named
 /// from its base name (`.` for a path that ends in `/.`), and its stat.
 pub fn archive(root: &Path, path: &str, w: impl Write) -> Result<PathStat> {
+    archive_as(root, path, None, w)
+}
+
+/// `archive`, with the entries of a path not ending in `/.` named from
+/// `name` instead of its base name (a mount's directory, named as it is
+/// inside the container).
+pub fn archive_as(root: &Path, path: &str, name: Option<&str>, w: impl Write) -> Result<PathStat> {
     let rootfd = open_root(root)?;
     let fd = open_path(rootfd.as_fd(), path)?;
-    let st = stat_fd(rootfd.as_fd(), fd.as_fd(), path)?;
+    let mut st = stat_fd(rootfd.as_fd(), fd.as_fd(), path)?;
+    if let Some(n) = name {
+        n.clone_into(&mut st.name);
+    }
     let name = if path.ends_with("/.") { PathBuf::from(".") } else { PathBuf::from(&st.name) };
     let mut b = tar::Builder::new(w);
     let mut links = HashMap::new();

@@ -71,6 +71,23 @@ fn named_volumes_outlive_containers_and_are_shared() {
         "va",
     ]);
     assert_eq!(mounts.trim(), "volume data1 /d true local");
+    let users = d.ok(&["ps", "--filter", "volume=data1", "--format", "{{.Names}}"]);
+    assert_eq!(users.lines().count(), 2, "{users}");
+    assert_eq!(d.ok(&["ps", "--filter", "volume=/shared", "--format", "{{.Names}}"]).trim(), "vb");
+    // docker cp reaches the volume's files, not the root under the mount.
+    let host_file = d.dir.join("to-copy");
+    std::fs::write(&host_file, "copied in\n").unwrap();
+    d.ok(&["cp", host_file.to_str().unwrap(), "vb:/shared/copied"]);
+    assert_eq!(d.ok(&["exec", "va", "cat", "/d/copied"]), "copied in\n");
+    let out_dir = d.dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    d.ok(&["cp", "va:/d", out_dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out_dir.join("d/copied")).unwrap(), "copied in\n");
+    d.ok(&["exec", "va", "rm", "/d/copied"]);
+    d.ok(&["create", "--name", "ro", "-v", "data1:/r:ro", "busybox", "true"]);
+    let e = fails(&d, &["cp", host_file.to_str().unwrap(), "ro:/r/x"]);
+    assert!(e.contains("read-only"), "{e}");
+    d.ok(&["rm", "ro"]);
     // `:ro` refuses writes, and reads.
     let e = fails(&d, &["run", "--rm", "-v", "data1:/d:ro", "busybox", "sh", "-c", "cat /d/f && echo x > /d/h"]);
     assert!(e.contains("Read-only file system"), "{e}");
