@@ -324,7 +324,16 @@ pub enum SystemCmd {
     Df(DfArgs),
     Events(EventsArgs),
     /// Remove stopped containers and dangling images (all unused with -a)
-    Prune(PruneArgs),
+    Prune(SystemPruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SystemPruneArgs {
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 #[derive(Args, Debug, Default)]

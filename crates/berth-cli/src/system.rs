@@ -5,7 +5,7 @@ use berth_client::{Body, Client, Query};
 use berth_core::units::human_size;
 use serde_json::{json, Value};
 
-use crate::cli::{DfArgs, EventsArgs, FormatArgs, PruneArgs};
+use crate::cli::{DfArgs, EventsArgs, FormatArgs, SystemPruneArgs};
 use crate::container::{filters, prune_containers, relative_time};
 use crate::format::{ago, print_out, short_id, table, template, Format};
 use crate::image::prune_images;
@@ -131,13 +131,18 @@ pub fn events(c: &Client, a: EventsArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
+pub fn prune(c: &Client, sa: SystemPruneArgs) -> Result<()> {
+    let a = &sa.prune;
     let images =
         if a.all { "all images without at least one container associated to them" } else { "all dangling images" };
-    if !a.force && !crate::container::confirm(&format!("all stopped containers\n  - {images}"))? {
+    let volumes = if sa.volumes { "\n  - all anonymous volumes not used by at least one container" } else { "" };
+    if !a.force && !crate::container::confirm(&format!("all stopped containers{volumes}\n  - {images}"))? {
         return Ok(());
     }
     let mut out = prune_containers(c, &a.filter)?;
+    if sa.volumes {
+        out.push_str(&crate::volume::prune_volumes(c, false, &a.filter)?);
+    }
     out.push_str(&prune_images(c, a.all, &a.filter)?);
     print_out(&out)
 }

@@ -71,8 +71,14 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
     if !a.force && !confirm(what)? {
         return Ok(());
     }
-    let mut f = filters(&a.filter)?;
-    if a.all {
+    print_out(&prune_volumes(c, a.all, &a.filter)?)
+}
+
+/// `POST /volumes/prune` and what it removed, as `volume prune` and
+/// `system prune --volumes` print it.
+pub fn prune_volumes(c: &Client, all: bool, filter: &[String]) -> Result<String> {
+    let mut f = filters(filter)?;
+    if all {
         f.push(("all".into(), "true".into()));
     }
     let r: VolumePruneResponse = c.post("/volumes/prune", &Query::new().filters(&f), None::<&()>)?;
@@ -83,5 +89,5 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
         out.push('\n');
     }
     out.push_str(&format!("Total reclaimed space: {}\n", human_size(r.space_reclaimed as f64)));
-    print_out(&out)
+    Ok(out)
 }

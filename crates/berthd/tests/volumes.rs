@@ -438,6 +438,9 @@ fn berth_cli_manages_volumes() {
     assert!(!o.status.success() && stderr(&o).contains("volume is in use"), "{}", stderr(&o));
     d.bok(&["rm", "c1"]);
     // Anonymous only by default; -a takes the named ones too.
+    let out = d.bok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains(&format!("Deleted Volumes:\n{anon}\n")) && !out.contains("bv\n"), "{out}");
+    let anon = d.bok(&["volume", "create"]).trim().to_owned();
     let out = d.bok(&["volume", "prune", "-f"]);
     assert!(out.contains(&anon) && !out.contains("bv\n"), "{out}");
     let out = d.bok(&["volume", "prune", "-a", "-f"]);
