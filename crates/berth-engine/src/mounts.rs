@@ -138,6 +138,10 @@ fn parse_volume_spec(raw: &str, volume_driver: &str) -> Result<Wanted> {
             point.name = source.to_owned();
             point.driver = if volume_driver.is_empty() { "local".into() } else { volume_driver.to_owned() };
             point.copy_data = !m.nocopy;
+            if point.mode.is_empty() && point.driver == "local" {
+                // Docker's setBindModeIfNull: what inspect shows for `-v`.
+                point.mode = "z".into();
+            }
         }
     }
     Ok(Wanted { point, ..Default::default() })
