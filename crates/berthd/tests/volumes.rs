@@ -309,12 +309,21 @@ fn binds_tmpfs_and_volumes_from() {
     assert_clean(&d);
 }
 
+/// The actions of the events of volume `name` so far.
+fn volume_events(d: &Daemon, name: &str) -> String {
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap()
+        + std::time::Duration::from_millis(200);
+    let until = format!("{}.{:09}", soon.as_secs(), soon.subsec_nanos());
+    let filter = format!("volume={name}");
+    d.ok(&["events", "--since", "0", "--until", &until, "--filter", &filter, "--format", "{{.Action}}"])
+}
+
 #[test]
 fn a_tmpfs_volume_of_the_local_driver_is_mounted_while_used() {
     if !can_run("tmpfs volumes") {
         return;
     }
-    let d = Daemon::start("vol-tmpfs");
+    let mut d = Daemon::start("vol-tmpfs");
     d.load_busybox();
     d.ok(&["volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=2m,mode=1777", "tv"]);
     let mp = d.ok(&["volume", "inspect", "-f", "{{.Mountpoint}} {{.Options.type}}", "tv"]);
@@ -330,14 +339,36 @@ fn a_tmpfs_volume_of_the_local_driver_is_mounted_while_used() {
     d.ok(&["exec", "one", "sh", "-c", "echo shared > /v/f"]);
     assert_eq!(d.ok(&["exec", "two", "cat", "/v/f"]).trim(), "shared");
     assert_eq!(d.ok(&["exec", "two", "sh", "-c", "df -k /v | awk 'NR>1 {print $2}'"]).trim(), "2048");
+    assert_eq!(volume_events(&d, "tv"), "create\nmount\nmount\n");
+    // A restarted daemon finds its users again: still mounted, still shared.
+    d.crash();
+    d.spawn();
+    assert!(mounted(mp));
+    assert_eq!(std::fs::read_to_string(format!("{mp}/f")).unwrap(), "shared\n");
     d.ok(&["rm", "-f", "one"]);
     assert!(mounted(mp), "unmounted while still used");
     d.ok(&["rm", "-f", "two"]);
     assert!(!mounted(mp), "still mounted with no user");
     d.ok(&["volume", "rm", "tv"]);
-    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
-    let ev = d.ok(&["events", "--since", "0", "--until", &until, "--filter", "volume=tv", "--format", "{{.Action}}"]);
-    assert_eq!(ev, "create\nmount\nmount\nunmount\nunmount\ndestroy\n");
+    // The events of before the restart went with the daemon that had them.
+    assert_eq!(volume_events(&d, "tv"), "unmount\nunmount\ndestroy\n");
+    // Its only user gone while the daemon was down: unmounted at restart.
+    d.ok(&["volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "tv2"]);
+    d.ok(&["run", "-d", "--name", "lone", "-v", "tv2:/v", "busybox", "sleep", "300"]);
+    let mp2 = d.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "tv2"]).trim().to_owned();
+    let pid: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "lone"]).trim().parse().unwrap();
+    assert!(mounted(&mp2));
+    d.crash();
+    // SAFETY: kill with a pid and a signal.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    d.spawn();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "lone"]).trim(), "exited");
+    assert!(!mounted(&mp2), "a volume no container uses is still mounted");
+    d.ok(&["rm", "-v", "lone"]);
+    d.ok(&["volume", "rm", "tv2"]);
     assert_clean(&d);
 }
 
