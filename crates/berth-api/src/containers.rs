@@ -95,7 +95,7 @@ const FILTERS: &[&str] = &[
 fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
     // Docker's `volume` filter: a mount's volume name, source or destination.
-    let bind_has = |v: &str| c.mount_points.iter().any(|p| p.name == v || p.source == v || p.destination == v);
+    let mounts_have = |v: &str| c.mount_points.iter().any(|p| p.name == v || p.source == v || p.destination == v);
     // Nothing is published or exposed to match yet, containers are never
     // swarm tasks and none has a health check.
     any("publish", &|_| false)
@@ -104,7 +104,7 @@ fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<
         && any("health", &|v| v == "none")
         && any("isolation", &|v| v == "default")
         && any("network", &|v| c.host.network_mode == v)
-        && any("volume", &bind_has)
+        && any("volume", &mounts_have)
         && any("id", &|v| c.id.starts_with(v))
         && any("name", &|v| c.name.trim_start_matches('/').contains(v.trim_start_matches('/')))
         && any("status", &|v| c.state.status.as_str() == v)
