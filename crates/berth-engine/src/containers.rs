@@ -40,7 +40,7 @@ pub(crate) fn poisoned<T>(_: T) -> Error {
     Error::Internal("container record poisoned".into())
 }
 
-fn new_entry(rec: Container) -> Arc<Entry> {
+pub(crate) fn new_entry(rec: Container) -> Arc<Entry> {
     Arc::new(Entry {
         rec: std::sync::Mutex::new(rec),
         op: tokio::sync::Mutex::new(()),
@@ -416,7 +416,7 @@ impl Engine {
     }
 
     /// Watch a running container's shim for its exit.
-    fn monitor(self: &Arc<Self>, e: Arc<Entry>, sd: ShimDir) {
+    pub(crate) fn monitor(self: &Arc<Self>, e: Arc<Entry>, sd: ShimDir) {
         let engine = self.clone();
         tokio::spawn(async move {
             let rec = match shim::wait_exit(&sd.socket()).await {
@@ -445,7 +445,7 @@ impl Engine {
     }
 
     /// Record an exit, unmount, and act on AutoRemove.
-    async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
+    pub(crate) async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
         let (c, again) = {
             let Ok(mut r) = e.rec.lock() else { return };
             let ran = crate::restart::run_time(&r, &rec.finished_at);
@@ -498,7 +498,7 @@ impl Engine {
 
     /// Unmount the root and remove the bundle of a container that stopped.
     /// The bundle goes whatever happens; the answer is the unmount's.
-    fn teardown(&self, c: &Container) -> Result<()> {
+    pub(crate) fn teardown(&self, c: &Container) -> Result<()> {
         self.dns.stop(&c.id);
         self.disconnect_blocking(&c.id, &c.net);
         self.volumes_down(c);
@@ -839,62 +839,6 @@ impl Engine {
             entry.rec.lock().map(|r| r.state.status.is_running()).unwrap_or(false)
         });
         Ok(rx)
-    }
-
-    /// Find the records of a previous run; reconnect to live shims, and
-    /// record the exits that happened while the daemon was away.
-    pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
-        let dir = self.containers_dir();
-        let rd = std::fs::read_dir(&dir).map_err(Error::io(format!("list {}", dir.display())))?;
-        for ent in rd.flatten() {
-            let path = ent.path().join("container.json");
-            let Ok(body) = std::fs::read(&path) else { continue };
-            let Ok(mut c) = serde_json::from_slice::<Container>(&body) else { continue };
-            if c.mount_points.is_empty() && !c.host.binds.is_empty() {
-                // A record from before mount points: its binds, planned now.
-                if self.plan_mounts(&mut c).is_ok() {
-                    let _ = self.save(&c);
-                }
-            }
-            let id = c.id.clone();
-            let live = c.state.status.is_live();
-            let e = new_entry(c);
-            if let Ok(mut m) = self.containers.lock() {
-                m.insert(id.clone(), e.clone());
-            }
-            if !live {
-                // A crash between recording an exit and unmounting.
-                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
-                    let _ = self.teardown(&c);
-                    if crate::restart::start_on_open(&c) {
-                        if let Ok(mut r) = e.rec.lock() {
-                            r.state.status = Status::Restarting;
-                        }
-                        self.restart_later(e.clone(), Duration::ZERO);
-                    }
-                }
-                continue;
-            }
-            let sd = ShimDir::new(&self.cfg.exec_root, &id);
-            if sd.live_pid().is_some() {
-                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
-                    self.network_restore(&c);
-                    for p in c.mount_points.iter().filter(|p| p.kind == crate::model::MountKind::Volume) {
-                        let _ = self.volumes.acquire(&p.name, &c.id);
-                    }
-                }
-                self.monitor(e, sd);
-            } else {
-                let rec = sd.read_exit().unwrap_or_else(|| ExitRecord {
-                    code: 255,
-                    finished_at: berth_core::time::now_rfc3339(),
-                    ..Default::default()
-                });
-                self.exited(&e, rec).await;
-            }
-        }
-        self.volumes.sweep();
-        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ mod mounts;
 pub mod names;
 pub mod network;
 mod restart;
+mod restore;
 pub mod seccomp;
 mod shim;
 mod snapshot;

@@ -1,0 +1,71 @@
+//! The restore of a previous run at the daemon's start: container records
+//! read back, live shims reconnected, exits that happened meanwhile
+//! recorded, and volumes taken into use again by the containers running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_shim_proto::ExitRecord;
+
+use crate::containers::new_entry;
+use crate::model::{Container, Status};
+use crate::shim::ShimDir;
+use crate::{Engine, Error, Result};
+
+impl Engine {
+    /// Find the records of a previous run; reconnect to live shims, and
+    /// record the exits that happened while the daemon was away.
+    pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        let dir = self.containers_dir();
+        let rd = std::fs::read_dir(&dir).map_err(Error::io(format!("list {}", dir.display())))?;
+        for ent in rd.flatten() {
+            let path = ent.path().join("container.json");
+            let Ok(body) = std::fs::read(&path) else { continue };
+            let Ok(mut c) = serde_json::from_slice::<Container>(&body) else { continue };
+            if c.mount_points.is_empty() && !c.host.binds.is_empty() {
+                // A record from before mount points: its binds, planned now.
+                if self.plan_mounts(&mut c).is_ok() {
+                    let _ = self.save(&c);
+                }
+            }
+            let id = c.id.clone();
+            let live = c.state.status.is_live();
+            let e = new_entry(c);
+            if let Ok(mut m) = self.containers.lock() {
+                m.insert(id.clone(), e.clone());
+            }
+            if !live {
+                // A crash between recording an exit and unmounting.
+                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
+                    let _ = self.teardown(&c);
+                    if crate::restart::start_on_open(&c) {
+                        if let Ok(mut r) = e.rec.lock() {
+                            r.state.status = Status::Restarting;
+                        }
+                        self.restart_later(e.clone(), Duration::ZERO);
+                    }
+                }
+                continue;
+            }
+            let sd = ShimDir::new(&self.cfg.exec_root, &id);
+            if sd.live_pid().is_some() {
+                if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
+                    self.network_restore(&c);
+                    for p in c.mount_points.iter().filter(|p| p.kind == crate::model::MountKind::Volume) {
+                        let _ = self.volumes.acquire(&p.name, &c.id);
+                    }
+                }
+                self.monitor(e, sd);
+            } else {
+                let rec = sd.read_exit().unwrap_or_else(|| ExitRecord {
+                    code: 255,
+                    finished_at: berth_core::time::now_rfc3339(),
+                    ..Default::default()
+                });
+                self.exited(&e, rec).await;
+            }
+        }
+        self.volumes.sweep();
+        Ok(())
+    }
+}
