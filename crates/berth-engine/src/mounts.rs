@@ -214,7 +214,7 @@ impl Engine {
         let planned = self.plan_mounts_inner(c, &mut made);
         if planned.is_err() {
             for name in made {
-                let _ = self.volumes.remove(&name);
+                let _ = self.remove_volume(&name, true);
             }
             c.mount_points.clear();
         }
@@ -247,9 +247,10 @@ impl Engine {
         for r in &c.host.mounts {
             wanted.push(from_request(r)?);
         }
+        let tmpfs: BTreeSet<String> = c.host.tmpfs.keys().map(|t| clean_path(t)).collect();
         for w in &wanted {
             let d = &w.point.destination;
-            if !explicit.insert(d.clone()) || c.host.tmpfs.keys().any(|t| clean_path(t) == *d) {
+            if !explicit.insert(d.clone()) || tmpfs.contains(d) {
                 return Err(Error::Invalid(format!("Duplicate mount point: {d}")));
             }
         }
@@ -260,7 +261,6 @@ impl Engine {
             }
             by_dest.insert(p.destination.clone(), p);
         }
-        let tmpfs: BTreeSet<String> = c.host.tmpfs.keys().map(|t| clean_path(t)).collect();
         for dest in &c.config.volumes {
             let d = check_target(MountKind::Volume, dest).map_err(Error::Invalid)?;
             if tmpfs.contains(&d) || by_dest.contains_key(&d) {
@@ -301,24 +301,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Remove the anonymous volumes of `c` that no other container uses
-    /// (`rm -v`, `--rm`, a create that failed). Named volumes stay.
+    /// Remove the anonymous volumes of `c`, which is no longer in the
+    /// container table, that no other container uses (`rm -v`, `--rm`, a
+    /// create that failed). Named volumes stay.
     pub(crate) fn drop_anonymous(&self, c: &Container) {
-        let names: BTreeSet<&str> = c
-            .mount_points
-            .iter()
-            .filter(|p| p.anonymous && p.kind == MountKind::Volume)
-            .map(|p| p.name.as_str())
-            .collect();
-        if names.is_empty() {
-            return;
-        }
-        let users = self.volume_users();
-        for n in names {
-            let others = users.get(n).is_some_and(|ids| ids.iter().any(|id| *id != c.id));
-            if !others {
-                let _ = self.volumes.remove(n);
-            }
+        for p in c.mount_points.iter().filter(|p| p.anonymous && p.kind == MountKind::Volume) {
+            // Refused while another container mounts it.
+            let _ = self.remove_volume(&p.name, true);
         }
     }
 
@@ -392,10 +381,11 @@ impl Engine {
 
     /// Take `c`'s volumes into use before it starts: mount those of a
     /// mounted kind, and fill new ones from the image at `rootfs`. Mount
-    /// points filled are no longer marked to be. On failure nothing stays
-    /// taken.
+    /// points marked to be filled are no longer marked, filled or not (a
+    /// volume with content is left as it is); true when any mark went. On
+    /// failure nothing stays taken.
     pub(crate) fn volumes_up(&self, c: &mut Container, rootfs: &Path) -> Result<bool> {
-        let mut filled = false;
+        let mut unmarked = false;
         for i in 0..c.mount_points.len() {
             let p = &c.mount_points[i];
             if p.kind != MountKind::Volume {
@@ -410,26 +400,22 @@ impl Engine {
                 ]);
                 self.volume_event(&p.name, &p.driver, "mount", attrs);
                 if !p.copy_data || !is_empty_dir(&data) {
-                    return Ok(false);
+                    return Ok(());
                 }
-                berth_image::copy::copy_dir_into(rootfs, &p.destination, &data).map_err(|e| {
+                berth_image::copy::copy_dir_into(rootfs, &p.destination, &data).map(drop).map_err(|e| {
                     Error::Internal(format!("copy the image's {} into volume {}: {e}", p.destination, p.name))
                 })
             });
-            match taken {
-                Ok(copied) => {
-                    if copied || p.copy_data {
-                        c.mount_points[i].copy_data = false;
-                        filled = true;
-                    }
-                }
-                Err(e) => {
-                    self.volumes_down(c);
-                    return Err(e);
-                }
+            if let Err(e) = taken {
+                self.volumes_down(c);
+                return Err(e);
+            }
+            if c.mount_points[i].copy_data {
+                c.mount_points[i].copy_data = false;
+                unmarked = true;
             }
         }
-        Ok(filled)
+        Ok(unmarked)
     }
 
     /// Let go of `c`'s volumes when it stopped.
