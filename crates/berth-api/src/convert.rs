@@ -154,16 +154,6 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
     }
-    let r = &h.resources;
-    if r.memory != 0 && r.memory < 6 * 1024 * 1024 {
-        return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
-    }
-    if r.memory_swap > 0 && r.memory > 0 && r.memory_swap < r.memory {
-        return Err(ApiError::bad("Minimum memoryswap limit should be larger than memory limit, see usage"));
-    }
-    if r.nano_cpus != 0 && (r.cpu_period != 0 || r.cpu_quota != 0) {
-        return Err(ApiError::bad("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
-    }
     let config = model::RunConfig {
         hostname: c.hostname,
         domainname: c.domainname,

@@ -74,6 +74,19 @@ fn key_values(flag: &str, list: &[String]) -> Result<Option<BTreeMap<String, Str
     Ok(Some(m))
 }
 
+/// `--sysctl name=value`, each checked as Docker's CLI checks it
+/// (`opts.ValidateSysctl`): only the IPC and network namespaces' sysctls
+/// pass; the daemon checks them again against the container's namespaces.
+fn sysctls(list: &[String]) -> Result<Option<BTreeMap<String, String>>, CliError> {
+    for kv in list {
+        let name = kv.split_once('=').map(|(k, _)| k);
+        if !name.is_some_and(berth_core::sysctl::namespaced) {
+            return Err(bad(format!("invalid argument {kv:?} for \"--sysctl\" flag: sysctl '{kv}' is not allowed")));
+        }
+    }
+    key_values("--sysctl", list)
+}
+
 /// `name=soft[:hard]`.
 pub fn ulimit(s: &str) -> Result<Ulimit, CliError> {
     let e = || bad(format!("invalid argument {s:?} for \"--ulimit\" flag: want name=soft[:hard]"));
@@ -308,7 +321,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         userns_mode: a.userns.clone().unwrap_or_default(),
         shm_size: bytes("--shm-size", &a.shm_size)?,
-        sysctls: key_values("--sysctl", &a.sysctl)?,
+        sysctls: sysctls(&a.sysctl)?,
         init: a.init.then_some(true),
         resources: Resources {
             oom_kill_disable: a.oom_kill_disable.then_some(true),
@@ -385,6 +398,17 @@ mod tests {
             ..RunArgs::default()
         };
         assert!(create_request(&bad, None).is_err());
+    }
+
+    #[test]
+    fn sysctls_outside_the_container_s_namespaces_are_refused() {
+        let s = |v: &[&str]| sysctls(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let e = s(&["kernel.core_pattern=|/tmp/x"]).unwrap_err().to_string();
+        assert!(e.contains("sysctl 'kernel.core_pattern=|/tmp/x' is not allowed"), "{e}");
+        assert!(s(&["net.ipv4.ip_forward"]).is_err());
+        assert!(s(&["kernel.core_uses_pid=1"]).is_err());
+        let m = s(&["net.ipv4.ip_forward=1", "kernel.shmmax=100"]).unwrap().unwrap();
+        assert_eq!(m["kernel.shmmax"], "100");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 pub mod atomic;
 pub mod error;
 pub mod id;
+pub mod perm;
 pub mod rootfs;
 pub mod sockpath;
+pub mod sysctl;
 pub mod time;
 pub mod units;
 

@@ -51,10 +51,66 @@ impl SockPath {
     }
 }
 
+/// Bind a listening socket at `path` that no one but root, and group `gid`
+/// when given, can ever reach, under any umask: it is bound inside a new
+/// directory of mode 0700, given mode 0660 and its group there, and only
+/// then renamed into place (replacing a stale socket). Nothing is chmodded
+/// or chowned through a symlink: the directory is new and root's alone.
+pub fn bind_private(path: &Path, gid: Option<u32>) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path has no directory"));
+    };
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(name);
+    hidden.push(format!(".bind{}", std::process::id()));
+    let private = dir.join(hidden);
+    let _ = std::fs::remove_file(private.join(name));
+    let _ = std::fs::remove_dir(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| {
+        let inside = private.join(name);
+        let at = SockPath::new(&inside)?;
+        let listener = std::os::unix::net::UnixListener::bind(at.path())?;
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(g) = gid {
+            std::os::unix::fs::lchown(&inside, None, Some(g))?;
+        }
+        std::fs::rename(&inside, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(private.join(name));
+    let _ = std::fs::remove_dir(&private);
+    result
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_socket_appears_with_its_final_mode_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("berth-sockpriv-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let sock = base.join("api.sock");
+        std::fs::write(&sock, b"stale").unwrap();
+        // SAFETY: umask has no preconditions; the old mask is put back.
+        let old = unsafe { libc::umask(0) };
+        let l = bind_private(&sock, Some(0));
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let l = l.unwrap();
+        let m = std::fs::symlink_metadata(&sock).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o660);
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+        let _c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let _ = l.accept().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("api.sock")]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn a_deep_socket_is_bound_and_reached_through_its_directory() {

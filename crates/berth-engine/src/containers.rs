@@ -145,6 +145,7 @@ impl Engine {
         if c.host.network_mode.is_empty() || c.host.network_mode == "default" {
             c.host.network_mode = "bridge".into();
         }
+        crate::verify::host_config(&c.host)?;
         self.plan_networks(&mut c, &req)?;
         if c.host.log_config.driver.is_empty() {
             c.host.log_config.driver = "json-file".into();
@@ -195,7 +196,7 @@ impl Engine {
             map.insert(c.id.clone(), e.clone());
             e
         };
-        let made = match self.plan_mounts(&mut c) {
+        let made = match self.plan_mounts(&mut c).and_then(|()| crate::verify::mount_destinations(&c.mount_points)) {
             Ok(()) => {
                 // Seen at once by a volume's removal, which it holds off.
                 if let Ok(mut r) = entry.rec.lock() {
@@ -227,7 +228,8 @@ impl Engine {
     /// exists, so a failure after it can remove it) and record.
     async fn make_container_files(&self, c: &mut Container, top: Option<berth_image::digest::ChainId>) -> Result<()> {
         let dir = self.container_dir(&c.id);
-        std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        berth_core::perm::ensure_dir(&dir, berth_core::perm::SHARED_DIR)
+            .map_err(Error::io(format!("create {}", dir.display())))?;
         let images = self.images.clone();
         let id = c.id.clone();
         let rw = tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
@@ -335,7 +337,12 @@ impl Engine {
         }
         let sd = ShimDir::new(&self.cfg.exec_root, &c.id);
         let _ = std::fs::remove_dir_all(&sd.dir);
-        std::fs::create_dir_all(&sd.dir).map_err(Error::io(format!("create {}", sd.dir.display())))?;
+        std::os::unix::fs::DirBuilderExt::mode(
+            std::fs::DirBuilder::new().recursive(true),
+            berth_core::perm::PRIVATE_DIR,
+        )
+        .create(&sd.dir)
+        .map_err(Error::io(format!("create {}", sd.dir.display())))?;
         let etc = spec::Etc {
             hostname: std::path::Path::new(&c.hostname_path),
             hosts: std::path::Path::new(&c.hosts_path),
@@ -349,7 +356,8 @@ impl Engine {
             spec::join_namespace(&mut s, "network", &path);
         }
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(sd.dir.join("config.json"), body).map_err(Error::io("write config.json"))?;
+        berth_core::perm::write_file(&sd.dir.join("config.json"), &body, berth_core::perm::RECORD)
+            .map_err(Error::io("write config.json"))?;
         let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {
             path: PathBuf::from(&c.log_path),
             max_size: c.host.log_config.options.get("max-size").and_then(|s| spec::parse_bytes(s)).map(|n| n as u64),
@@ -429,11 +437,7 @@ impl Engine {
                             break r;
                         }
                         if sd.live_pid().is_none() || tries > 100 {
-                            break ExitRecord {
-                                code: 255,
-                                finished_at: berth_core::time::now_rfc3339(),
-                                ..Default::default()
-                            };
+                            break engine.lost(&e).await;
                         }
                         tries += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -442,6 +446,15 @@ impl Engine {
             };
             engine.exited(&e, rec).await;
         });
+    }
+
+    /// A container whose shim died without recording an exit: what runs in
+    /// it is killed and its runtime state deleted; it exited by SIGKILL.
+    pub(crate) async fn lost(self: &Arc<Self>, e: &Arc<Entry>) -> ExitRecord {
+        let id = e.rec.lock().map(|r| r.id.clone()).unwrap_or_default();
+        let engine = self.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+        ExitRecord { code: crate::reap::LOST, finished_at: berth_core::time::now_rfc3339(), ..Default::default() }
     }
 
     /// Record an exit, unmount, and act on AutoRemove.
@@ -726,6 +739,11 @@ impl Engine {
         if let Ok(mut r) = e.rec.lock() {
             r.state.status = Status::Removing;
         }
+        // Whatever the record says, nothing of the container may outlive
+        // it: a shim or processes a crash left, runtime state, cgroups.
+        let engine = self.clone();
+        let id = c.id.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
         if let Err(err) = self.remove_files(&c).await {
             // As Docker: a container that could not be removed is dead, and
             // a later `rm` tries again.

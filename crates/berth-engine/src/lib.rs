@@ -14,6 +14,7 @@ pub mod model;
 mod mounts;
 pub mod names;
 pub mod network;
+mod reap;
 mod restart;
 mod restore;
 pub mod seccomp;
@@ -24,6 +25,7 @@ pub mod stats;
 pub mod top;
 mod update;
 pub mod user;
+mod verify;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -98,8 +100,14 @@ impl Engine {
     /// Open the stores under the data root and find the containers of a
     /// previous run.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
-        for d in [cfg.data_root.join("containers"), cfg.data_root.join("trash"), cfg.exec_root.clone()] {
-            std::fs::create_dir_all(&d).map_err(Error::io(format!("create {}", d.display())))?;
+        use berth_core::perm::{ensure_dir, PRIVATE_DIR, SHARED_DIR};
+        for (d, mode) in [
+            (cfg.data_root.clone(), SHARED_DIR),
+            (cfg.data_root.join("containers"), SHARED_DIR),
+            (cfg.data_root.join("trash"), PRIVATE_DIR),
+            (cfg.exec_root.clone(), PRIVATE_DIR),
+        ] {
+            ensure_dir(&d, mode).map_err(Error::io(format!("create {}", d.display())))?;
         }
         let root = cfg.data_root.clone();
         let images = tokio::task::spawn_blocking(move || ImageStore::open(&root))

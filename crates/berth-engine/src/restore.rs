@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_shim_proto::ExitRecord;
-
 use crate::containers::new_entry;
 use crate::model::{Container, Status};
 use crate::shim::ShimDir;
@@ -35,8 +33,15 @@ impl Engine {
                 m.insert(id.clone(), e.clone());
             }
             if !live {
-                // A crash between recording an exit and unmounting.
+                // A crash between recording an exit and unmounting, or in
+                // the middle of a start: a shim and an init waiting for a
+                // start that will never come, its cgroup and runtime state.
                 if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
+                    if self.has_remains(&c.id) {
+                        let engine = self.clone();
+                        let id = c.id.clone();
+                        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+                    }
                     let _ = self.teardown(&c);
                     if crate::restart::start_on_open(&c) {
                         if let Ok(mut r) = e.rec.lock() {
@@ -57,11 +62,14 @@ impl Engine {
                 }
                 self.monitor(e, sd);
             } else {
-                let rec = sd.read_exit().unwrap_or_else(|| ExitRecord {
-                    code: 255,
-                    finished_at: berth_core::time::now_rfc3339(),
-                    ..Default::default()
-                });
+                let rec = match sd.read_exit() {
+                    Some(r) => {
+                        let engine = self.clone();
+                        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+                        r
+                    }
+                    None => self.lost(&e).await,
+                };
                 self.exited(&e, rec).await;
             }
         }

@@ -60,8 +60,10 @@ impl ShimDir {
 /// is created.
 pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir) -> Result<(i32, i32)> {
     let body = serde_json::to_vec(cfg).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(dir.config(), body).map_err(Error::io(format!("write {}", dir.config().display())))?;
-    let log = std::fs::File::create(dir.log()).map_err(Error::io("create shim log"))?;
+    berth_core::perm::write_file(&dir.config(), &body, berth_core::perm::RECORD)
+        .map_err(Error::io(format!("write {}", dir.config().display())))?;
+    let log = berth_core::perm::create_file(&dir.log(), berth_core::perm::RECORD, true)
+        .map_err(Error::io("create shim log"))?;
     let mut child = tokio::process::Command::new(binary)
         .arg(dir.config())
         .stdin(Stdio::null())

@@ -32,6 +32,7 @@ fn effective_swap(r: &Resources) -> i64 {
 /// `r` with `u` merged in, checked as moby checks an update; and the
 /// cgroup writes that make it so on a running container.
 pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth_cgroups::Resources)> {
+    crate::verify::resources(u, true)?;
     if u.nano_cpus > 0 && r.cpu_period > 0 {
         return Err(conflict(
             id,
@@ -50,9 +51,6 @@ pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth
     let mut n = r.clone();
     let mut cg = berth_cgroups::Resources::default();
     if u.blkio_weight != 0 {
-        if !(10..=1000).contains(&u.blkio_weight) {
-            return Err(Error::Invalid("Range of blkio weight is from 10 to 1000".into()));
-        }
         n.blkio_weight = u.blkio_weight;
         cg.blkio_weight = Some(u.blkio_weight);
     }
@@ -61,12 +59,6 @@ pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth
         cg.cpu_shares = Some(u.cpu_shares.max(2) as u64);
     }
     if u.nano_cpus != 0 {
-        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-        if u.nano_cpus < 0 || u.nano_cpus > ncpu * 1_000_000_000 {
-            return Err(Error::Invalid(format!(
-                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-            )));
-        }
         n.nano_cpus = u.nano_cpus;
         cg.cpu_period = Some(100_000);
         cg.cpu_quota = Some(u.nano_cpus / 10_000);
@@ -88,9 +80,6 @@ pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth
         cg.cpuset_mems = Some(u.cpuset_mems.clone());
     }
     if u.memory != 0 {
-        if u.memory > 0 && u.memory < 6 << 20 {
-            return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
-        }
         let swap = effective_swap(r);
         if u.memory_swap == 0 && swap > 0 && u.memory > swap {
             return Err(conflict(

@@ -79,7 +79,8 @@ impl VolumeStore {
     /// or does not parse is still a volume (Docker's local driver finds
     /// volumes by their directories); it gets a record with what is known.
     pub fn open(dir: &Path) -> Result<VolumeStore> {
-        std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        berth_core::perm::ensure_dir(dir, berth_core::perm::PRIVATE_DIR)
+            .map_err(Error::io(format!("create {}", dir.display())))?;
         let mut vols = BTreeMap::new();
         let rd = std::fs::read_dir(dir).map_err(Error::io(format!("read {}", dir.display())))?;
         for e in rd.flatten() {

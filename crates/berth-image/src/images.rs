@@ -68,10 +68,14 @@ pub struct ImageStore {
 impl ImageStore {
     /// Open (creating) the store under the data root.
     pub fn open(root: &Path) -> Result<ImageStore> {
+        use berth_core::perm::{ensure_dir, PRIVATE_DIR, SHARED_DIR};
+        for (d, mode) in
+            [(root.to_owned(), SHARED_DIR), (root.join("blobs"), PRIVATE_DIR), (root.join("images"), PRIVATE_DIR)]
+        {
+            ensure_dir(&d, mode).map_err(Error::io(format!("create {}", d.display())))?;
+        }
         let content = ContentStore::open(&root.join("blobs"))?;
         let layers = LayerStore::open(root)?;
-        let images = root.join("images");
-        std::fs::create_dir_all(&images).map_err(Error::io(format!("create {}", images.display())))?;
         Ok(ImageStore { root: root.to_owned(), content, layers, names: Mutex::new(()) })
     }
 

@@ -116,8 +116,9 @@ impl LayerStore {
     /// left half-done.
     pub fn open(root: &Path) -> Result<LayerStore> {
         let s = LayerStore { layers: root.join("layers"), overlay: root.join("overlay") };
-        for d in [&s.layers, &s.overlay, &s.overlay.join("l")] {
-            fs::create_dir_all(d).map_err(Error::io(format!("create {}", d.display())))?;
+        use berth_core::perm::{ensure_dir, PRIVATE_DIR, SHARED_DIR};
+        for (d, mode) in [(&s.layers, PRIVATE_DIR), (&s.overlay, SHARED_DIR), (&s.overlay.join("l"), PRIVATE_DIR)] {
+            ensure_dir(d, mode).map_err(Error::io(format!("create {}", d.display())))?;
         }
         s.clean()?;
         Ok(s)

@@ -26,7 +26,7 @@ pub(crate) fn write<T: Serialize>(path: &Path, value: &T, what: impl Display) ->
 /// [`write`], as durable as `d` says.
 pub(crate) fn write_as<T: Serialize>(path: &Path, value: &T, what: impl Display, d: Durability) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
-    berth_core::atomic::replace(path, &json, 0o644, d).map_err(Error::io(format!("write {what}")))
+    berth_core::atomic::replace(path, &json, 0o600, d).map_err(Error::io(format!("write {what}")))
 }
 
 /// The records at `file(entry)` for each entry of `dir`; dot entries (the

@@ -187,7 +187,8 @@ impl Store {
     /// first used; the table is written by [`Store::apply`], after the
     /// caller has restored the published ports of running containers.
     pub fn open(cfg: Config) -> Result<Store> {
-        std::fs::create_dir_all(&cfg.dir).map_err(Error::io(format!("create {}", cfg.dir.display())))?;
+        berth_core::perm::ensure_dir(&cfg.dir, berth_core::perm::PRIVATE_DIR)
+            .map_err(Error::io(format!("create {}", cfg.dir.display())))?;
         let mut nets = BTreeMap::new();
         let rd = std::fs::read_dir(&cfg.dir).map_err(Error::io(format!("read {}", cfg.dir.display())))?;
         for e in rd.flatten() {

@@ -306,6 +306,47 @@ both!(sysctl_in_namespace, |rt: &Rt| {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "1"]);
 });
 
+// A sysctl the container's namespaces do not isolate is refused at create
+// and never reaches the host: kernel-wide ones always, the IPC ones in the
+// host's IPC namespace, `net.*` in the host's network namespace (also when
+// joined by path).
+both!(host_sysctls_are_refused, |rt: &Rt| {
+    let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap().trim().to_owned();
+    let core = read("kernel/core_uses_pid");
+    let flipped = if core == "0" { "1" } else { "0" };
+    let forward = read("net/ipv4/ip_forward");
+    let shmmax = read("kernel/shmmax");
+    let own_net = format!("/proc/{}/ns/net", std::process::id());
+    let cases: Vec<(&str, String, Option<&str>, Option<Value>)> = vec![
+        ("kernel.core_uses_pid", flipped.into(), None, None),
+        ("kernel/core_uses_pid", flipped.into(), None, None),
+        ("net.ipv4.ip_forward", forward.clone(), Some("network"), None),
+        ("net.ipv4.ip_forward", forward.clone(), Some("network"), Some(json!({ "type": "network", "path": own_net }))),
+        ("kernel.shmmax", shmmax.clone(), Some("ipc"), None),
+    ];
+    for (k, v, drop_ns, add_ns) in cases {
+        let mut b = Bundle::new();
+        b.config["linux"]["sysctl"] = json!({ k: v });
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        if let Some(t) = drop_ns {
+            ns.retain(|n| n["type"] != t);
+        }
+        ns.extend(add_ns);
+        b.args(&["true"]);
+        let id = unique("hostsysctl");
+        let o = rt.create(&b, &id);
+        let now = read("kernel/core_uses_pid");
+        if now != core {
+            std::fs::write("/proc/sys/kernel/core_uses_pid", &core).unwrap();
+        }
+        assert!(!o.status.success(), "{k} without {drop_ns:?} was accepted");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("sysctl"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(now, core, "the host's kernel.core_uses_pid changed");
+        assert_eq!(read("net/ipv4/ip_forward"), forward);
+        assert!(rt.state(&id).is_null(), "{k}: a refused create left state");
+    }
+});
+
 both!(exit_codes, |rt: &Rt| {
     let mut b = Bundle::new();
     b.args(&["sh", "-c", "exit 3"]);

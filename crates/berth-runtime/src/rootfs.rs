@@ -366,11 +366,9 @@ fn pivot_onto(rootfs: &Path) -> Step {
 pub(crate) fn finish(spec: &Spec, in_userns: bool) -> Step {
     let linux = spec.linux().as_ref();
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        // Each name passed `berth_core::sysctl::check` in `load_spec`.
         for (k, v) in sysctl {
-            if k.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
-                return Err(format!("invalid sysctl name {k:?}"));
-            }
-            let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+            let p = berth_core::sysctl::proc_path(k).ok_or_else(|| format!("invalid sysctl name {k:?}"))?;
             ctx(std::fs::write(&p, v), || format!("write sysctl {k}"))?;
         }
     }

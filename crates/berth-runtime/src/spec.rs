@@ -1,8 +1,9 @@
 //! Loading and checking a bundle's config.json.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
 use crate::{Error, Result};
 
@@ -33,11 +34,39 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err(bad("unable to set hostname without a private UTS namespace"));
     }
+    let iso = isolation(linux.namespaces().as_deref().unwrap_or(&[]));
+    for name in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        berth_core::sysctl::check(name, iso).map_err(|e| bad(&e))?;
+    }
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps && !has(LinuxNamespaceType::User) {
         return Err(bad("uidMappings given without a user namespace"));
     }
     Ok(spec)
+}
+
+/// Which sysctl-holding namespaces are the container's own: a new one, or
+/// one joined by a path that is not the caller's own namespace (runc's
+/// `isHostNetNS` test, applied to all three).
+fn isolation(list: &[LinuxNamespace]) -> berth_core::sysctl::Isolation {
+    let own = |t: LinuxNamespaceType| {
+        list.iter().find(|ns| ns.typ() == t).is_some_and(|ns| match ns.path() {
+            None => true,
+            Some(p) => {
+                let here = format!("/proc/self/ns/{}", crate::namespaces::proc_name(t));
+                match (std::fs::metadata(p), std::fs::metadata(here)) {
+                    (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+                    // A path that cannot be read fails the join later.
+                    _ => false,
+                }
+            }
+        })
+    };
+    berth_core::sysctl::Isolation {
+        ipc: own(LinuxNamespaceType::Ipc),
+        net: own(LinuxNamespaceType::Network),
+        uts: own(LinuxNamespaceType::Uts),
+    }
 }
 
 /// The rootfs directory: root.path, relative to the bundle when not absolute.

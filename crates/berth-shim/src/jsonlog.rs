@@ -7,7 +7,7 @@
 //! without a newline, and what is left when a stream ends is written as it
 //! is.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -93,7 +93,7 @@ fn slot(s: Stream) -> usize {
 impl JsonLog {
     /// Open (appending to) the log at `path`.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<JsonLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = berth_core::perm::create_file(path, berth_core::perm::LOG, false)?;
         let size = file.metadata()?.len();
         Ok(JsonLog { path: path.to_owned(), rotation, file, size, pending: [Vec::new(), Vec::new()] })
     }
@@ -162,7 +162,7 @@ impl JsonLog {
             }
         }
         fs::rename(&self.path, self.rotated(1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = berth_core::perm::create_file(&self.path, berth_core::perm::LOG, false)?;
         self.size = 0;
         Ok(())
     }

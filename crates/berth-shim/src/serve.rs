@@ -581,7 +581,7 @@ impl Shim {
         match serde_json::to_vec(&rec) {
             Ok(body) => {
                 if let Err(e) =
-                    berth_core::atomic::replace(&self.exit_file, &body, 0o644, berth_core::atomic::Durability::Volatile)
+                    berth_core::atomic::replace(&self.exit_file, &body, 0o600, berth_core::atomic::Durability::Volatile)
                 {
                     eprintln!("berth-shim {}: write {}: {e}", self.id, self.exit_file.display());
                 }

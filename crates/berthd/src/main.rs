@@ -2,7 +2,6 @@
 //! Docker Engine API on a unix socket. Containers outlive it: stopping the
 //! daemon leaves their shims running, and the next start finds them.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -157,6 +156,37 @@ fn socket_path(h: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(h))
 }
 
+/// Raise the soft RLIMIT_NOFILE to the hard limit; the limits as they were.
+fn raise_nofile() -> Option<(i64, i64)> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } < 0 {
+        return None;
+    }
+    let was = (i64::try_from(r.rlim_cur).ok()?, i64::try_from(r.rlim_max).ok()?);
+    let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } < 0 {
+        eprintln!("berthd: cannot raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+    }
+    Some(was)
+}
+
+/// A group by number or by name in /etc/group.
+fn group_id(g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    let groups = std::fs::read_to_string("/etc/group").context("read /etc/group")?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[0] == g).then(|| f[2].parse().ok()).flatten()
+        })
+        .with_context(|| format!("group {g} not found"))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let file: DaemonJson = match std::fs::read(&args.config_file) {
@@ -190,6 +220,13 @@ fn main() -> Result<()> {
         default_ulimits.retain(|d| d.name != u.name);
         default_ulimits.push(u);
     }
+    // Containers keep the limit berthd was started with, unless a default
+    // ulimit says otherwise; berthd itself holds a descriptor per client.
+    if let Some((soft, hard)) = raise_nofile() {
+        if !default_ulimits.iter().any(|u| u.name == "nofile") {
+            default_ulimits.push(Ulimit { name: "nofile".into(), soft, hard });
+        }
+    }
     let _level = args.log_level.clone().or(file.log_level.clone()).unwrap_or_else(|| "info".into());
     let cfg = EngineConfig {
         data_root,
@@ -206,29 +243,28 @@ fn main() -> Result<()> {
 }
 
 async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Result<()> {
+    let cfg_exec_root = cfg.exec_root.clone();
     let engine = Engine::open(cfg).await.context("open the engine")?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let _ = std::fs::remove_file(&socket);
-    let at = berth_core::sockpath::SockPath::new(&socket).with_context(|| format!("listen on {}", socket.display()))?;
-    let listener =
-        tokio::net::UnixListener::bind(at.path()).with_context(|| format!("listen on {}", socket.display()))?;
-    drop(at);
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(g) = group {
-        let gid = g.parse::<u32>().ok().or_else(|| {
-            std::fs::read_to_string("/etc/group").ok().and_then(|s| {
-                s.lines().find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() > 2 && f[0] == g).then(|| f[2].parse().ok()).flatten()
-                })
-            })
-        });
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(&socket, Some(0), Some(gid))?;
+    let gid = match &group {
+        None => None,
+        Some(g) => Some(group_id(g).with_context(|| format!("can't create unix socket {}", socket.display()))?),
+    };
+    // A socket in the exec root is reached through it: its group may pass.
+    if let (Some(gid), Some(dir)) = (gid, socket.parent()) {
+        if dir == cfg_exec_root.as_path() {
+            berth_core::perm::ensure_dir_group(dir, berth_core::perm::SHARED_DIR, gid)
+                .with_context(|| format!("give {} to group {gid}", dir.display()))?;
         }
     }
+    let listener = berth_core::sockpath::bind_private(&socket, gid)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)
+        })
+        .with_context(|| format!("listen on {}", socket.display()))?;
     eprintln!("berthd: API listening on {}", socket.display());
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -35,6 +35,8 @@ pub struct Daemon {
     pub subnet: [u8; 3],
     child: Option<Child>,
     extra: Vec<String>,
+    /// The umask berthd is started under (the harness's own when `None`).
+    pub umask: Option<libc::mode_t>,
 }
 
 impl Daemon {
@@ -55,7 +57,7 @@ impl Daemon {
         std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
         let bridge = format!("bt{:02x}{:02x}{:02x}", r[0], r[1], r[2]);
         let subnet = [10, 64 + (r[0] & 63), r[1]];
-        let mut d = Daemon { dir, cgroup, bridge, subnet, child: None, extra };
+        let mut d = Daemon { dir, cgroup, bridge, subnet, child: None, extra, umask: None };
         d.spawn();
         d
     }
@@ -67,8 +69,8 @@ impl Daemon {
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.socket());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("-H")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
+        cmd.arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
             .arg("--data-root")
             .arg(self.dir.join("data"))
@@ -84,9 +86,17 @@ impl Daemon {
             .arg(format!("{}.{}.{}.1/24", self.subnet[0], self.subnet[1], self.subnet[2]))
             .args(&self.extra)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(mask) = self.umask {
+            // SAFETY: umask is async-signal-safe and touches only the child.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    libc::umask(mask);
+                    Ok(())
+                })
+            };
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         let t = Instant::now();
         while UnixStream::connect(self.socket()).is_err() {

@@ -1,0 +1,338 @@
+//! What a container or a local user must not reach: host sysctls, values
+//! the kernel would take for the host, the daemon's files. Each test tries
+//! it the way an attacker would and checks the host afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+fn read_sysctl(k: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap().trim().to_owned()
+}
+
+#[test]
+fn host_sysctls_are_refused_at_create() {
+    if !can_run("host sysctls") {
+        return;
+    }
+    let d = Daemon::start("sysctl");
+    d.load_busybox();
+    let pattern = read_sysctl("kernel/core_pattern");
+    let uses_pid = read_sysctl("kernel/core_uses_pid");
+    let flipped = if uses_pid == "0" { "1" } else { "0" };
+
+    // The raw API: core_pattern names a program the host's kernel runs as root.
+    let body = r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Sysctls":{"kernel.core_pattern":"|/tmp/pwn %p"}}}"#;
+    let (s, b) = d.http("POST", "/containers/create", body.as_bytes());
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains(r#"sysctl \"kernel.core_pattern\" is not in a separate kernel namespace"#), "{b}");
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{"Sysctls":{{"kernel/core_uses_pid":"{flipped}"}}}}}}"#
+    );
+    let (s, b) = d.http("POST", "/containers/create", body.as_bytes());
+    assert_eq!(s, 400, "{b}");
+    // net.* is the host's in host network mode.
+    let fwd = read_sysctl("net/ipv4/ip_forward");
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{"NetworkMode":"host","Sysctls":{{"net.ipv4.ip_forward":"{fwd}"}}}}}}"#
+    );
+    let (s, b) = d.http("POST", "/containers/create", body.as_bytes());
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("not allowed in host network namespace"), "{b}");
+
+    // Both command lines refuse it before it is sent.
+    let arg = format!("kernel.core_uses_pid={flipped}");
+    for o in [
+        d.docker(&["run", "--rm", "--sysctl", &arg, "busybox", "true"]),
+        d.berth(&["run", "--rm", "--sysctl", &arg, "busybox", "true"]),
+    ] {
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        assert!(stderr(&o).contains("is not allowed"), "{}", stderr(&o));
+    }
+    assert!(stdout(&d.docker(&["ps", "-aq"])).trim().is_empty(), "a refused create left a container");
+    assert_eq!(read_sysctl("kernel/core_pattern"), pattern);
+    assert_eq!(read_sysctl("kernel/core_uses_pid"), uses_pid);
+
+    // What the container's own namespaces hold still works.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--sysctl",
+        "kernel.shmmax=123456",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/kernel/shmmax",
+    ]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1", "123456"]);
+    assert_eq!(read_sysctl("net/ipv4/ip_forward"), fwd);
+    assert_clean(&d);
+}
+
+#[test]
+fn bad_resource_values_answer_400_at_create() {
+    if !can_run("resource values") {
+        return;
+    }
+    let d = Daemon::start("resvals");
+    d.load_busybox();
+    let cases = [
+        (r#""NanoCpus":1"#, "Range of CPUs is from 0.01"),
+        (r#""NanoCpus":-1"#, "Range of CPUs is from 0.01"),
+        (r#""CpuQuota":1"#, "CPU cfs quota can not be less than 1ms"),
+        (r#""CpuPeriod":5"#, "CPU cfs period can not be less than 1ms"),
+        (r#""BlkioWeight":5000"#, "Range of blkio weight is from 10 to 1000"),
+        (r#""CpuShares":-5"#, "invalid CPU shares (-5)"),
+        (r#""ShmSize":-1"#, "SHM size can not be less than 0"),
+        (r#""OomScoreAdj":5000"#, "range for oom score adj is [-1000, 1000]"),
+        (r#""MemoryReservation":100"#, "Minimum memory reservation allowed is 6MB"),
+        (r#""CpusetCpus":"0-4095""#, "Requested CPUs are not available"),
+        (r#""Binds":["/tmp:/proc/sys"]"#, "cannot be mounted because it is inside /proc"),
+        (r#""Tmpfs":{"/proc/sysrq-trigger":""}"#, "cannot be mounted because it is inside /proc"),
+    ];
+    for (field, want) in cases {
+        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{{field}}}}}"#);
+        let (s, b) = d.http("POST", "/containers/create", body.as_bytes());
+        assert_eq!(s, 400, "{field}: {b}");
+        assert!(b.contains(want), "{field}: {b}");
+    }
+    // An anonymous volume planned before the refused mount is gone too.
+    let body =
+        r#"{"Image":"busybox","Cmd":["true"],"Volumes":{"/data":{}},"HostConfig":{"Binds":["/tmp:/proc/kcore"]}}"#;
+    let (s, b) = d.http("POST", "/containers/create", body.as_bytes());
+    assert_eq!(s, 400, "{b}");
+    assert!(stdout(&d.docker(&["ps", "-aq"])).trim().is_empty(), "a refused create left a container");
+    assert!(stdout(&d.docker(&["volume", "ls", "-q"])).trim().is_empty(), "a refused create left a volume");
+    let left: Vec<_> = std::fs::read_dir(d.dir.join("data/containers")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "container dirs left: {left:?}");
+
+    // The same values through update.
+    let id = d.ok(&["create", "busybox", "true"]);
+    let id = id.trim();
+    for field in [r#""NanoCpus":1"#, r#""BlkioWeight":5000"#, r#""CpuShares":-5"#, r#""CpuQuota":1"#] {
+        let (s, b) = d.http("POST", &format!("/containers/{id}/update"), format!("{{{field}}}").as_bytes());
+        assert_eq!(s, 400, "{field}: {b}");
+    }
+    d.ok(&["rm", id]);
+    assert_clean(&d);
+}
+
+/// Runs `script` under busybox sh as uid and gid 65534 (nobody) with no
+/// supplementary groups, `input` on its stdin; its stdout.
+fn as_nobody(script: &str, input: &str, gid: u32) -> String {
+    use std::io::Write;
+    let mut c = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", &format!("--regid={gid}"), "--clear-groups", "/bin/busybox", "sh", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&p, out);
+        }
+    }
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn other_users_reach_nothing_of_the_daemon() {
+    if !can_run("modes on disk") {
+        return;
+    }
+    let mut d = Daemon::start_with("perms", &["-G", "4242"]);
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "-e", "SECRET=hunter2", "busybox", "sh", "-c", "echo secret-log; exec sleep 1000"]);
+    let id = id.trim().to_owned();
+    let data = d.dir.join("data");
+    let run = d.dir.join("run");
+    assert_eq!(mode(&data), 0o710);
+    assert_eq!(mode(&data.join("containers")), 0o710);
+    assert_eq!(mode(&data.join("overlay")), 0o710);
+    assert_eq!(mode(&run), 0o700);
+    let cdir = data.join("containers").join(&id);
+    let log =
+        std::fs::read_dir(&cdir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with("-json.log"));
+    assert_eq!(mode(&log.unwrap().path()), 0o640);
+    for e in std::fs::read_dir(&cdir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".json") {
+            assert_eq!(mode(&e.path()), 0o600, "{n}");
+        }
+    }
+    assert_eq!(mode(&run.join(&id).join("config.json")), 0o600);
+    let sock = d.socket();
+    assert_eq!(mode(&sock), 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&sock).unwrap()), 4242);
+
+    // Every file and directory under both roots, the running root's too.
+    let mut all = vec![data.clone(), run.clone()];
+    walk(&data, &mut all);
+    walk(&run, &mut all);
+    assert!(all.iter().any(|p| p.ends_with("merged/bin/busybox")), "the walk reached the running root");
+    let list: String = all.iter().map(|p| format!("{}\n", p.display())).collect();
+    let reached = as_nobody(
+        r#"while read -r p; do
+             if [ -d "$p" ]; then ls "$p" >/dev/null 2>&1 && echo "listed $p";
+             elif [ -x "$p" ] || [ -f "$p" ]; then head -c1 "$p" >/dev/null 2>&1 && echo "read $p"; fi
+           done"#,
+        &list,
+        65534,
+    );
+    assert!(reached.is_empty(), "nobody reached:\n{reached}");
+    // No binary of a layer or of a running root can be run.
+    let bins: String =
+        all.iter().filter(|p| p.ends_with("bin/busybox")).map(|p| format!("{}\n", p.display())).collect();
+    let ran = as_nobody(r#"while read -r p; do "$p" true 2>/dev/null && echo "ran $p"; done"#, &bins, 65534);
+    assert!(ran.is_empty(), "nobody ran:\n{ran}");
+
+    // The socket: not for nobody, but for the -G group; and never exposed
+    // across restarts under umask 000, watched by a nobody that keeps trying.
+    let ping = format!("curl -s -m 2 --unix-socket {} http://b/_ping", sock.display());
+    assert_eq!(as_nobody(&ping, "", 65534), "");
+    assert_eq!(as_nobody(&ping, "", 4242), "OK");
+    let stop = d.dir.join("stop-watch");
+    let watch = format!(
+        "while [ ! -e {} ]; do curl -s -m 1 --unix-socket {} http://b/_ping && echo REACHED; done",
+        stop.display(),
+        sock.display()
+    );
+    let watcher = std::thread::spawn(move || as_nobody(&watch, "", 65534));
+    d.umask = Some(0);
+    for _ in 0..10 {
+        d.crash();
+        d.spawn();
+        assert_eq!(mode(&sock), 0o660);
+        assert_eq!(mode(&run), 0o700);
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let seen = watcher.join().unwrap();
+    assert!(!seen.contains("REACHED"), "nobody reached the socket during a restart");
+    assert!(stdout(&d.docker(&["logs", &id])).contains("secret-log"));
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
+
+fn inspect(d: &Daemon, id: &str, f: &str) -> String {
+    d.ok(&["inspect", "-f", f, id]).trim().to_owned()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// Nothing of any container is left in the runtime's state either.
+fn assert_no_runtime_state(d: &Daemon) {
+    let left: Vec<_> = std::fs::read_dir(d.dir.join("run/runtime"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).filter(|n| n != "@seccomp").collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime state left: {left:?}");
+}
+
+#[test]
+fn a_lost_shim_takes_its_container_down_with_exit_137() {
+    if !can_run("lost shim") {
+        return;
+    }
+    let d = Daemon::start("lostshim");
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    let pid: i32 = inspect(&d, &id, "{{.State.Pid}}").parse().unwrap();
+    let shim: i32 =
+        std::fs::read_to_string(d.dir.join("run").join(&id).join("shim.pid")).unwrap().trim().parse().unwrap();
+    // SAFETY: kill with a pid and a signal.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    let t = std::time::Instant::now();
+    while inspect(&d, &id, "{{.State.Status}}") != "exited" {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "still {}", inspect(&d, &id, "{{.State.Status}}"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(inspect(&d, &id, "{{.State.ExitCode}}"), "137");
+    assert!(!alive(pid), "the container's process outlived its shim");
+    assert_no_runtime_state(&d);
+    // Nothing stands in the way of the next start.
+    d.ok(&["start", &id]);
+    assert_eq!(inspect(&d, &id, "{{.State.Status}}"), "running");
+    d.ok(&["rm", "-f", &id]);
+    assert_no_runtime_state(&d);
+    assert_clean(&d);
+}
+
+#[test]
+fn a_daemon_killed_during_starts_strands_no_container() {
+    if !can_run("crash during starts") {
+        return;
+    }
+    let mut d = Daemon::start("crashstarts");
+    d.load_busybox();
+    let ids: Vec<String> = (0..20).map(|_| d.ok(&["create", "busybox", "sleep", "1000"]).trim().to_owned()).collect();
+    let sock = d.socket();
+    let starters: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (id, sock) = (id.clone(), sock.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(DOCKER)
+                    .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                    .args(["start", &id])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    // Some starts are done, some are halfway, some have not begun: the
+    // crash comes once a few bundles are being written.
+    let t = std::time::Instant::now();
+    let bundles = || std::fs::read_dir(d.dir.join("run")).map(|rd| rd.count()).unwrap_or(0);
+    while bundles() < 12 && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    d.crash();
+    for s in starters {
+        let _ = s.join();
+    }
+    d.spawn();
+    let mut running = 0;
+    for id in &ids {
+        let status = inspect(&d, id, "{{.State.Status}}");
+        if status != "running" {
+            let o = d.docker(&["start", id]);
+            assert!(o.status.success(), "{id} was {status} and cannot start: {}", stderr(&o));
+        } else {
+            running += 1;
+        }
+        assert_eq!(inspect(&d, id, "{{.State.Status}}"), "running");
+    }
+    eprintln!("{running} of 20 were running after the restart");
+    for id in &ids {
+        d.ok(&["rm", "-f", id]);
+    }
+    assert_no_runtime_state(&d);
+    let shims = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            let cmd =
+                String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).unwrap_or_default()).into_owned();
+            cmd.contains("berth-shim") && cmd.contains(d.dir.to_str().unwrap())
+        })
+        .count();
+    assert_eq!(shims, 0, "shims left");
+    assert_clean(&d);
+}
