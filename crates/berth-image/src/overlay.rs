@@ -84,6 +84,39 @@ impl OverlayMount {
 
     /// fsopen + one `lowerdir+` per layer + fsmount + move_mount.
     pub fn mount_fsconfig(&self) -> Result<()> {
+        let mnt = self.fsmount()?;
+        let target = cstr(&self.target)?;
+        // SAFETY: MOVE_MOUNT_F_EMPTY_PATH (4) moves the mount fd itself to a
+        // NUL-terminated target path.
+        let r = unsafe { libc::syscall(libc::SYS_move_mount, mnt.0, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), 4) };
+        if r < 0 {
+            return Err(last_err(&format!("move overlay to {}", self.target.display())));
+        }
+        Ok(())
+    }
+
+    /// The merged tree as a mount that is attached nowhere: it belongs to no
+    /// mount namespace, so no one else sees it, and it goes when the fd is
+    /// closed. Its root is reached through `/proc/self/fd/<fd>`. Unlike a
+    /// mount in an unshared namespace, it copies no other mount, so it keeps
+    /// no other container's root busy while it lives.
+    pub fn detached(&self) -> Result<std::os::fd::OwnedFd> {
+        let fd = if self.lowers.is_empty() {
+            open_tree(&self.upper)?
+        } else if self.read_only() && self.lowers.len() == 1 {
+            open_tree(&self.base.join(&self.lowers[0]))?
+        } else {
+            self.fsmount()?
+        };
+        let raw = fd.0;
+        std::mem::forget(fd);
+        // SAFETY: `raw` came from a descriptor owned here, released above.
+        Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+    }
+
+    /// fsopen, the options, and fsmount: a detached overlay (read-only for
+    /// a view).
+    fn fsmount(&self) -> Result<Fd> {
         let fstype = c"overlay";
         // SAFETY: a NUL-terminated name and a flag.
         let fs = unsafe {
@@ -115,20 +148,14 @@ impl OverlayMount {
         if r < 0 {
             return Err(last_err("create overlay"));
         }
-        // SAFETY: FSMOUNT_CLOEXEC (1), no attributes.
-        let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.0, 1, 0) };
+        // MOUNT_ATTR_RDONLY (1) for a view.
+        let attrs = u64::from(self.read_only());
+        // SAFETY: FSMOUNT_CLOEXEC (1) and mount attributes.
+        let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.0, 1, attrs) };
         if mnt < 0 {
             return Err(last_err("fsmount overlay"));
         }
-        let mnt = Fd(mnt as i32);
-        let target = cstr(&self.target)?;
-        // SAFETY: MOVE_MOUNT_F_EMPTY_PATH (4) moves the mount fd itself to a
-        // NUL-terminated target path.
-        let r = unsafe { libc::syscall(libc::SYS_move_mount, mnt.0, c"".as_ptr(), libc::AT_FDCWD, target.as_ptr(), 4) };
-        if r < 0 {
-            return Err(last_err(&format!("move overlay to {}", self.target.display())));
-        }
-        Ok(())
+        Ok(Fd(mnt as i32))
     }
 
     /// mount(2) with relative lowers, in a child that chdirs to `base`.
@@ -192,6 +219,17 @@ fn bind(src: &Path, target: &Path) -> Result<()> {
         return Err(last_err(&format!("bind {} on {}", src.display(), target.display())));
     }
     Ok(())
+}
+
+/// A detached bind mount of `src` (open_tree with OPEN_TREE_CLONE).
+fn open_tree(src: &Path) -> Result<Fd> {
+    let s = cstr(src)?;
+    // SAFETY: a NUL-terminated path; OPEN_TREE_CLONE (1) | OPEN_TREE_CLOEXEC.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, s.as_ptr(), 1 | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last_err(&format!("clone the tree of {}", src.display())));
+    }
+    Ok(Fd(fd as i32))
 }
 
 /// Closes on drop.

@@ -64,10 +64,15 @@ pub fn export(store: &ImageStore, rw: &RwLayer, w: impl Write + Send) -> Result<
     with_view(store, rw, false, |root| changes::export_tree(root, w).map(|_| ()))
 }
 
-/// Runs `f` on the merged root of `rw`, mounted (read-only unless
-/// `writable`) at a directory of its own in a thread with a private mount
-/// namespace, so the mount is seen by no one else and cannot outlive `f`.
+/// Runs `f` on the merged root of `rw` (read-only unless `writable`),
+/// mounted where no one else sees it and so that it cannot outlive `f`.
 /// For a container that is not running; a running one's root is mounted.
+///
+/// The mount is a detached one (the new mount API), reached through its
+/// descriptor. Where the kernel has no such overlay (before 6.8), it is
+/// mounted in a thread's private mount namespace instead; that namespace
+/// holds a copy of every mount there is while it lives, other containers'
+/// roots included, which keeps them busy for as long.
 pub fn with_view<T: Send>(
     store: &ImageStore,
     rw: &RwLayer,
@@ -75,6 +80,15 @@ pub fn with_view<T: Send>(
     f: impl FnOnce(&std::path::Path) -> Result<T> + Send,
 ) -> Result<T> {
     let m = store.layers.mount_of(rw)?;
+    let detached = if writable { m.detached() } else { m.read_only_view(&m.target).detached() };
+    match detached {
+        Ok(fd) => {
+            let root = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+            return f(&root);
+        }
+        Err(Error::Io { source, .. }) if matches!(source.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) => {}
+        Err(e) => return Err(e),
+    }
     let dir = m.target.with_file_name(format!(".view-{}-{}", std::process::id(), VIEW.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
     let view = if writable { crate::OverlayMount { target: dir.clone(), ..m } } else { m.read_only_view(&dir) };

@@ -336,3 +336,46 @@ fn a_daemon_killed_during_starts_strands_no_container() {
     assert_eq!(shims, 0, "shims left");
     assert_clean(&d);
 }
+
+/// An export holds its view of a stopped container's root for as long as
+/// its client reads; meanwhile another container stops and is removed.
+/// The view must not keep that container's root busy.
+#[test]
+fn an_export_in_progress_keeps_no_other_root_busy() {
+    use std::io::{Read, Write};
+    if !can_run("export beside rm") {
+        return;
+    }
+    let d = Daemon::start("exportrm");
+    d.load_busybox();
+    // 32 MiB in its layer: more than every buffer between berthd and here.
+    let a = d.ok(&["create", "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=32"]).trim().to_owned();
+    d.ok(&["start", "-a", &a]);
+    let b = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    write!(s, "GET /containers/{a}/export HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n").unwrap();
+    let mut first = [0u8; 512];
+    s.read_exact(&mut first).unwrap();
+    // The export now waits on a full socket, its view mounted.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = d.docker(&["rm", "-f", &b]);
+    assert!(o.status.success(), "rm of another container during an export: {}", stderr(&o));
+    let o = d.docker(&["inspect", &b]);
+    assert!(!o.status.success(), "{b} is still there: {}", stdout(&o));
+    // Its files go from the trash while the export still runs.
+    let trash = d.dir.join("data/trash");
+    let t = std::time::Instant::now();
+    while std::fs::read_dir(&trash).unwrap().count() > 0 && t.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left: Vec<_> = std::fs::read_dir(&trash).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the removed container's files are held: {left:?}");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let body = [&first[..], &rest].concat();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..text.len().min(200)]);
+    assert!(body.len() > 32 << 20, "the export came whole ({} bytes)", body.len());
+    d.ok(&["rm", &a]);
+    assert_clean(&d);
+}
