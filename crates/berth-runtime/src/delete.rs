@@ -11,7 +11,11 @@ use crate::lifecycle::wait_gone;
 use crate::{hooks, Container, Error, Result, Status};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let c = Container::load(root, id)?;
+    let c = match Container::load(root, id) {
+        // As runc: a forced delete of what is not there has nothing to do.
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
     let status = c.status();
     if !force && !status.can_delete() {
         return Err(Error::BadState { id: id.into(), action: "delete (without --force)", status: status.to_string() });
@@ -41,8 +45,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     state.status = Status::Stopped;
     std::fs::remove_dir_all(&c.dir).map_err(Error::io(format!("remove {}", c.dir.display())))?;
     if let Some(h) = poststop {
-        // Poststop failures are logged by the caller; the container is gone.
-        hooks::run(&h, &state)?;
+        // The container is gone whatever a poststop hook does: failures are
+        // logged and the rest run (runtime spec, "Poststop").
+        hooks::run_all_logged(&h, &state, "poststop");
     }
     Ok(())
 }

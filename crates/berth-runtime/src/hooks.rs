@@ -14,6 +14,24 @@ pub(crate) fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
     run_with_input(hooks, state_json(state)?.as_bytes())
 }
 
+/// Run every hook of `hooks` whatever the others do, logging each failure:
+/// the spec's rule for poststart and poststop, whose failures must not
+/// fail `start` or `delete`.
+pub(crate) fn run_all_logged(hooks: &[Hook], state: &OciState, which: &str) {
+    let input = match state_json(state) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth-runtime: warning: {which} hooks not run: {e}");
+            return;
+        }
+    };
+    for h in hooks {
+        if let Err(e) = run_one(h, input.as_bytes()) {
+            eprintln!("berth-runtime: warning: {which} {e}");
+        }
+    }
+}
+
 /// Run `hooks` in order with `input` (a serialised state) on stdin.
 pub(crate) fn run_with_input(hooks: &[Hook], input: &[u8]) -> Result<()> {
     for h in hooks {

@@ -62,11 +62,12 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
         return Err(Error::Init(String::from_utf8_lossy(&msg).into_owned()));
     }
     if let Some(h) = c.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
-        // A failing poststart hook is reported but does not stop the container (spec).
+        // A failing poststart hook is logged; the rest run and the
+        // container keeps running (runtime spec, "Poststart").
         let mut st = c.oci_state();
         st.status = Status::Running;
         st.pid = c.pid;
-        hooks::run(h, &st)?;
+        hooks::run_all_logged(h, &st, "poststart");
     }
     Ok(c)
 }
