@@ -311,7 +311,13 @@ pub fn logs(ctx: &Ctx, id: &str) -> Reply {
     let mut rx = ctx.engine.logs(id, o)?;
     let (tx, body) = body::channel();
     tokio::spawn(async move {
-        while let Some(l) = rx.recv().await {
+        loop {
+            // A client that left drops its follower at once, not at the
+            // container's next line.
+            let l = tokio::select! {
+                l = rx.recv() => match l { Some(l) => l, None => return },
+                _ = tx.closed() => return,
+            };
             let mut data = Vec::with_capacity(l.data.len() + 40);
             if timestamps {
                 data.extend_from_slice(l.time.as_bytes());

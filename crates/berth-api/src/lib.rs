@@ -285,10 +285,35 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
+/// How long a client has to send a request's headers, on a new connection
+/// or an idle kept-alive one; then the connection is closed. A local
+/// client sends them at once: the limit is for connections that send
+/// nothing (or half a request) and would hold a descriptor for ever.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest pause after a failed accept (EMFILE: every descriptor in
+/// use). The pause doubles from 5 ms at each failure in a row, so the loop
+/// waits for descriptors to come free instead of spinning on the error.
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serve the API on `listener` until the process ends.
 pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
+    let mut backoff = std::time::Duration::ZERO;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                backoff = std::time::Duration::ZERO;
+                s
+            }
+            Err(e) => {
+                if backoff.is_zero() {
+                    eprintln!("berthd: accept: {e}; waiting before the next accept");
+                }
+                backoff = (backoff * 2).clamp(std::time::Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
         let engine = engine.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
@@ -296,6 +321,8 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
                 async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades()
                 .await;

@@ -92,92 +92,136 @@ fn files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The lines already in the log (rotated files first), the open current
+/// file and the offset after its last whole line.
+fn backlog(path: &Path, o: &LogOptions) -> (Vec<LogLine>, Option<std::fs::File>, u64) {
+    let mut lines: Vec<LogLine> = vec![];
+    for f in files(path).iter().filter(|f| **f != path) {
+        if let Ok(file) = std::fs::File::open(f) {
+            lines.extend(BufReader::new(file).lines().map_while(|l| l.ok()).filter_map(|l| parse(&l)));
+        }
+    }
+    let mut file = std::fs::File::open(path).ok();
+    let mut offset = 0u64;
+    if let Some(f) = &mut file {
+        let mut r = BufReader::new(&*f);
+        let mut s = String::new();
+        while r.read_line(&mut s).unwrap_or(0) > 0 {
+            if !s.ends_with('\n') {
+                break;
+            }
+            offset += s.len() as u64;
+            lines.extend(parse(&s));
+            s.clear();
+        }
+    }
+    lines.retain(|l| wanted(l, o));
+    let skip = o.tail.map_or(0, |t| lines.len().saturating_sub(t));
+    lines.drain(..skip);
+    (lines, file, offset)
+}
+
+/// The shortest and longest wait of a follower between looks at the file:
+/// it looks again soon after a line came, and less often while the
+/// container is quiet.
+const FOLLOW_MIN: Duration = Duration::from_millis(10);
+const FOLLOW_MAX: Duration = Duration::from_millis(100);
+
 /// Send the log's lines to `tx`; with `follow`, keep sending until
-/// `running()` says the container is gone and the file has no more.
+/// `running()` says the container is gone and the file has no more, or
+/// until the receiver is dropped.
+///
+/// The backlog is read on a blocking thread; a follower then waits on the
+/// runtime's timer, not on a thread of the blocking pool, so any number of
+/// quiet followers leave the pool to the rest of the daemon. Its looks at
+/// the file are a stat and a read from the page cache.
 pub fn read(path: PathBuf, o: LogOptions, tx: mpsc::Sender<LogLine>, running: impl Fn() -> bool + Send + 'static) {
-    tokio::task::spawn_blocking(move || {
-        let mut lines: Vec<LogLine> = vec![];
-        for f in files(&path).iter().filter(|f| **f != path) {
-            if let Ok(file) = std::fs::File::open(f) {
-                lines.extend(BufReader::new(file).lines().map_while(|l| l.ok()).filter_map(|l| parse(&l)));
-            }
-        }
-        let mut file = std::fs::File::open(&path).ok();
-        let mut offset = 0u64;
-        if let Some(f) = &mut file {
-            let mut r = BufReader::new(&*f);
-            let mut s = String::new();
-            while r.read_line(&mut s).unwrap_or(0) > 0 {
-                if !s.ends_with('\n') {
-                    break;
-                }
-                offset += s.len() as u64;
-                lines.extend(parse(&s));
-                s.clear();
-            }
-        }
-        lines.retain(|l| wanted(l, &o));
-        let skip = o.tail.map_or(0, |t| lines.len().saturating_sub(t));
-        for l in lines.into_iter().skip(skip) {
-            if tx.blocking_send(l).is_err() {
+    tokio::spawn(async move {
+        let (p, oo) = (path.clone(), o.clone());
+        let Ok((lines, file, offset)) = tokio::task::spawn_blocking(move || backlog(&p, &oo)).await else { return };
+        for l in lines {
+            if tx.send(l).await.is_err() {
                 return;
             }
         }
-        if !o.follow {
-            return;
-        }
-        let mut partial = String::new();
-        loop {
-            let alive = running();
-            let f = match &mut file {
-                Some(f) => f,
-                None => match std::fs::File::open(&path) {
-                    Ok(f) => file.insert(f),
-                    Err(_) if alive => {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    Err(_) => return,
-                },
-            };
-            // A rotation replaced the file: start the new one from its top.
-            let len_now = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let same = std::fs::metadata(&path).ok().zip(f.metadata().ok()).is_some_and(|(a, b)| {
-                std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b)
-            });
-            if !same || len_now < offset {
-                file = None;
-                offset = 0;
-                partial.clear();
-                continue;
-            }
-            let mut got = false;
-            if f.seek(SeekFrom::Start(offset)).is_ok() {
-                let mut r = BufReader::new(&*f);
-                let mut s = String::new();
-                while r.read_line(&mut s).unwrap_or(0) > 0 {
-                    offset += s.len() as u64;
-                    got = true;
-                    partial.push_str(&s);
-                    s.clear();
-                    if partial.ends_with('\n') {
-                        if let Some(l) = parse(&partial).filter(|l| wanted(l, &o)) {
-                            if tx.blocking_send(l).is_err() {
-                                return;
-                            }
-                        }
-                        partial.clear();
-                    }
-                }
-            }
-            if !got {
-                if !alive || tx.is_closed() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if o.follow {
+            follow(&path, &o, &tx, running, file, offset).await;
         }
     });
+}
+
+async fn follow(
+    path: &Path,
+    o: &LogOptions,
+    tx: &mpsc::Sender<LogLine>,
+    running: impl Fn() -> bool,
+    mut file: Option<std::fs::File>,
+    mut offset: u64,
+) {
+    let mut partial = String::new();
+    let mut wait = FOLLOW_MIN;
+    loop {
+        let alive = running();
+        let mut got = Vec::new();
+        match &mut file {
+            None => match std::fs::File::open(path) {
+                Ok(f) => {
+                    file = Some(f);
+                    continue;
+                }
+                Err(_) if !alive => return,
+                Err(_) => {}
+            },
+            Some(f) => {
+                // A rotation replaced the file: start the new one from its top.
+                let now = std::fs::metadata(path).ok();
+                let same = now.as_ref().zip(f.metadata().ok()).is_some_and(|(a, b)| {
+                    std::os::unix::fs::MetadataExt::ino(a) == std::os::unix::fs::MetadataExt::ino(&b)
+                });
+                if !same || now.map_or(0, |m| m.len()) < offset {
+                    file = None;
+                    offset = 0;
+                    partial.clear();
+                    continue;
+                }
+                if f.seek(SeekFrom::Start(offset)).is_ok() {
+                    let mut r = BufReader::new(&*f);
+                    let mut s = String::new();
+                    while r.read_line(&mut s).unwrap_or(0) > 0 {
+                        offset += s.len() as u64;
+                        partial.push_str(&s);
+                        s.clear();
+                        if partial.ends_with('\n') {
+                            got.extend(parse(&partial).filter(|l| wanted(l, o)));
+                            partial.clear();
+                        }
+                        // A burst is sent in pieces, so one follower reads
+                        // no more than a bounded amount at a time.
+                        if got.len() >= 256 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if got.is_empty() {
+            if !alive && file.is_some() {
+                return;
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(FOLLOW_MAX);
+            continue;
+        }
+        wait = FOLLOW_MIN;
+        for l in got {
+            if tx.send(l).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

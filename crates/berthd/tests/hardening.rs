@@ -379,3 +379,124 @@ fn an_export_in_progress_keeps_no_other_root_busy() {
     d.ok(&["rm", &a]);
     assert_clean(&d);
 }
+
+fn daemon_pid(d: &Daemon) -> i32 {
+    // The daemon is the process whose command line names this socket.
+    let sock = d.socket().display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+                .into_owned();
+            cmd.contains("berthd") && cmd.contains(&sock)
+        })
+        .expect("berthd's pid")
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|rd| rd.count()).unwrap_or(0)
+}
+
+/// A docker CLI command, killed after 20 s; its output and how long it took.
+fn timed(d: &Daemon, args: &[&str]) -> (std::process::Output, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(DOCKER)
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+        .output()
+        .unwrap();
+    (o, t.elapsed())
+}
+
+#[test]
+fn quiet_followers_leave_the_daemon_responsive() {
+    use std::io::Write;
+    if !can_run("600 followers") {
+        return;
+    }
+    let d = Daemon::start("followers");
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    let pid = daemon_pid(&d);
+    // berthd's soft descriptor limit is raised to its hard one; containers
+    // keep the limits it was started with (this test's own).
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    assert_eq!(files[3], files[4], "{limits}");
+    let mut own = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) };
+    let got = d.ok(&["run", "--rm", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]);
+    assert_eq!(got, format!("{}\n{}\n", own.rlim_cur, own.rlim_max));
+    let before = open_fds(pid);
+    let followers: Vec<_> = (0..600)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+            write!(s, "GET /containers/{id}/logs?follow=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(open_fds(pid) >= before + 600, "the followers are being served");
+    for args in [&["images"][..], &["run", "--rm", "--network", "none", "busybox", "true"][..], &["ps"][..]] {
+        let (o, took) = timed(&d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(took < std::time::Duration::from_secs(1), "{args:?} took {took:?} beside 600 followers");
+    }
+    // Followers whose clients leave are dropped at once, with their files.
+    drop(followers);
+    let t = std::time::Instant::now();
+    while open_fds(pid) > before + 20 && t.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(open_fds(pid) <= before + 20, "{} descriptors open, {before} before the followers", open_fds(pid));
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = s.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime, fields 14 and 15 of the whole line.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idle_connections_past_the_descriptor_limit_do_not_wedge_the_daemon() {
+    use std::io::Write;
+    if !can_run("idle connections") {
+        return;
+    }
+    let mut d = Daemon::start("idleconns");
+    d.crash();
+    d.nofile = Some(1024);
+    d.spawn();
+    let pid = daemon_pid(&d);
+    // More connections than berthd has descriptors, none sending a byte,
+    // and one that sends half a request.
+    let mut idle: Vec<_> = (0..1100).map(|_| std::os::unix::net::UnixStream::connect(d.socket()).unwrap()).collect();
+    idle[0].write_all(b"GET /_ping HTTP/1.1\r\nHost: b\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(pid) - t0;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(used < hz / 2, "berthd used {used} ticks of CPU in 2 s with its descriptors gone (it spins)");
+    // The idle ones are closed after the header-read timeout, and then a
+    // ping gets its answer.
+    let t = std::time::Instant::now();
+    let (status, body) = d.http("GET", "/_ping", b"");
+    assert_eq!((status, body.as_str()), (200, "OK"), "after {:?}", t.elapsed());
+    let mut buf = [0u8; 1];
+    idle[0].set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    assert_eq!(std::io::Read::read(&mut idle[0], &mut buf).unwrap_or(0), 0, "the half-sent request was closed");
+    drop(idle);
+    assert_clean(&d);
+}

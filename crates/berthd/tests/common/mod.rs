@@ -37,6 +37,8 @@ pub struct Daemon {
     extra: Vec<String>,
     /// The umask berthd is started under (the harness's own when `None`).
     pub umask: Option<libc::mode_t>,
+    /// RLIMIT_NOFILE (soft and hard) berthd is started with.
+    pub nofile: Option<u64>,
 }
 
 impl Daemon {
@@ -57,7 +59,7 @@ impl Daemon {
         std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
         let bridge = format!("bt{:02x}{:02x}{:02x}", r[0], r[1], r[2]);
         let subnet = [10, 64 + (r[0] & 63), r[1]];
-        let mut d = Daemon { dir, cgroup, bridge, subnet, child: None, extra, umask: None };
+        let mut d = Daemon { dir, cgroup, bridge, subnet, child: None, extra, umask: None, nofile: None };
         d.spawn();
         d
     }
@@ -87,11 +89,21 @@ impl Daemon {
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some(mask) = self.umask {
-            // SAFETY: umask is async-signal-safe and touches only the child.
+        let (umask, nofile) = (self.umask, self.nofile);
+        if umask.is_some() || nofile.is_some() {
+            // SAFETY: umask and setrlimit are async-signal-safe and touch
+            // only the child.
             unsafe {
                 std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    libc::umask(mask);
+                    if let Some(m) = umask {
+                        libc::umask(m);
+                    }
+                    if let Some(n) = nofile {
+                        let r = libc::rlimit { rlim_cur: n, rlim_max: n };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &r) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                     Ok(())
                 })
             };
