@@ -44,7 +44,7 @@ struct Index {
 impl Index {
     fn build(path: &Path) -> Result<Index> {
         let f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
-        let mut a = tar::Archive::new(f);
+        let mut a = tar::Archive::new(crate::targuard::Guard::new(f));
         let mut files = HashMap::new();
         let bad = |e: io::Error| Error::Invalid(format!("invalid archive: {e}"));
         for e in a.entries_with_seek().map_err(bad)? {
@@ -215,14 +215,85 @@ fn manifest_for_host(ix: &Index, d: &Descriptor, depth: usize) -> Result<Vec<u8>
     manifest_for_host(ix, host, depth + 1)
 }
 
-/// Load every image of the archive at `path` into `store`.
+/// A compressed archive (gzip, xz or zstd, as `docker load` takes them) in
+/// plain form beside it, since the index reads the tar in place; `None`
+/// for a plain one.
+fn plain_copy(path: &Path) -> Result<Option<PathBuf>> {
+    let mut f = File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+    let mut head = [0u8; 6];
+    let n = read_head(&mut f, &mut head).map_err(Error::io(format!("read {}", path.display())))?;
+    let xz = head[..n].starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]);
+    if !xz && crate::unpack::Compression::detect(&head[..n]) == crate::unpack::Compression::None {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::Start(0)).map_err(Error::io("seek in archive"))?;
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".plain");
+    let out_path = path.with_file_name(name);
+    let done = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&out_path)
+            .map_err(Error::io(format!("create {}", out_path.display())))?;
+        let bad = |e: String| Error::Invalid(format!("invalid archive: {e}"));
+        if xz {
+            let mut r = io::BufReader::new(f);
+            lzma_rs::xz_decompress(&mut r, &mut out).map_err(|e| bad(format!("xz: {e:?}")))?;
+        } else {
+            let mut r = crate::unpack::decompress(f).map_err(|e| bad(e.to_string()))?;
+            io::copy(&mut r, &mut out).map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+                    bad(e.to_string())
+                }
+                _ => Error::Io { what: format!("write {}", out_path.display()), source: e },
+            })?;
+        }
+        Ok(())
+    })();
+    match done {
+        Ok(()) => Ok(Some(out_path)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&out_path);
+            Err(e)
+        }
+    }
+}
+
+fn read_head(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Load every image of the archive at `path` (plain or compressed) into
+/// `store`.
 pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
+    match plain_copy(path)? {
+        Some(plain) => {
+            let r = load_plain(store, &plain);
+            let _ = std::fs::remove_file(&plain);
+            r
+        }
+        None => load_plain(store, path),
+    }
+}
+
+fn load_plain(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
     let ix = Index::build(path)?;
     let plans = plans(&ix)?;
     // What each image needs: its config parsed, its chain, and the layers
     // the store does not have yet.
     let mut parsed = Vec::new();
-    let mut wanted: Vec<(String, Option<Digest>, DiffId)> = Vec::new();
+    // One entry per missing chain id: a layer used twice ([A, B, A], the
+    // empty layer repeated, or a layer two images have at other depths)
+    // is a layer of its own at each place in a chain, as in Docker.
+    let mut wanted: Vec<(ChainId, String, Option<Digest>, DiffId)> = Vec::new();
     for p in &plans {
         if let Some(d) = &p.config_digest {
             d.verify(&p.config).map_err(mismatch)?;
@@ -238,14 +309,13 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
         let chain = ChainId::chain(&cfg.rootfs.diff_ids);
         for (i, c) in chain.iter().enumerate() {
             let (file, blob) = &p.layers[i];
-            if store.layers.get(c)?.is_none() && !wanted.iter().any(|w| &w.0 == file) {
-                wanted.push((file.clone(), blob.clone(), cfg.rootfs.diff_ids[i].clone()));
+            if store.layers.get(c)?.is_none() && !wanted.iter().any(|w| &w.0 == c) {
+                wanted.push((c.clone(), file.clone(), blob.clone(), cfg.rootfs.diff_ids[i].clone()));
             }
         }
         parsed.push((cfg, chain));
     }
-    let staged = stage_all(store, &ix, &wanted)?;
-    let mut by_diff: HashMap<DiffId, Staged> = staged.into_iter().map(|s| (s.diff_id().clone(), s)).collect();
+    let mut by_chain: HashMap<ChainId, Staged> = stage_all(store, &ix, &wanted)?.into_iter().collect();
     let mut out = Vec::new();
     let recorded = (|| {
         for (p, (cfg, chain)) in plans.iter().zip(&parsed) {
@@ -254,8 +324,8 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
                     continue;
                 }
                 let diff = &cfg.rootfs.diff_ids[i];
-                let s = by_diff
-                    .remove(diff)
+                let s = by_chain
+                    .remove(c)
                     .ok_or_else(|| Error::Invalid(format!("invalid archive: layer {diff} of an image is missing")))?;
                 store.layers.register(s, if i == 0 { None } else { Some(&chain[i - 1]) })?;
             }
@@ -267,8 +337,8 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
         }
         Ok::<_, Error>(())
     })();
-    // Staged layers no image took (duplicates, or after a failure).
-    for (_, s) in by_diff {
+    // Staged layers no image took (after a failure).
+    for (_, s) in by_chain {
         store.layers.discard(s);
     }
     recorded.map(|()| out)
@@ -277,23 +347,27 @@ pub fn load(store: &ImageStore, path: &Path) -> Result<Vec<LoadedImage>> {
 /// Unpack the wanted layers on as many threads as there are cores, each
 /// checked against its diff id (and blob digest when known) and kept as a
 /// blob. On any failure every staged layer is dropped.
-fn stage_all(store: &ImageStore, ix: &Index, wanted: &[(String, Option<Digest>, DiffId)]) -> Result<Vec<Staged>> {
+fn stage_all(
+    store: &ImageStore,
+    ix: &Index,
+    wanted: &[(ChainId, String, Option<Digest>, DiffId)],
+) -> Result<Vec<(ChainId, Staged)>> {
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Staged>> = Mutex::new(Vec::new());
+    let done: Mutex<Vec<(ChainId, Staged)>> = Mutex::new(Vec::new());
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(wanted.len()).max(1);
     std::thread::scope(|sc| {
         for _ in 0..threads {
             sc.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((file, blob, diff)) = wanted.get(i) else { return };
+                let Some((chain, file, blob, diff)) = wanted.get(i) else { return };
                 if first_err.lock().map(|e| e.is_some()).unwrap_or(true) {
                     return;
                 }
                 match ix.open(file).and_then(|r| store.stage_blob(r, blob.as_ref(), Some(diff))) {
                     Ok(s) => {
                         if let Ok(mut d) = done.lock() {
-                            d.push(s);
+                            d.push((chain.clone(), s));
                         }
                     }
                     Err(e) => {
@@ -307,7 +381,7 @@ fn stage_all(store: &ImageStore, ix: &Index, wanted: &[(String, Option<Digest>, 
     });
     let staged = done.into_inner().unwrap_or_default();
     if let Some(e) = first_err.into_inner().ok().flatten() {
-        for s in staged {
+        for (_, s) in staged {
             store.layers.discard(s);
         }
         return Err(e);

@@ -17,6 +17,7 @@ pub use error::{Error, Result};
 pub mod layers;
 pub mod overlay;
 mod record;
+pub mod targuard;
 pub mod unpack;
 
 pub use layers::{Layer, LayerStore, RwLayer};

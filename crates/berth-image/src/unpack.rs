@@ -94,7 +94,8 @@ impl<R: Read> Read for HashReader<R> {
 pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
     let root: OwnedFd = std::fs::File::open(dir).map_err(Error::io(format!("open {}", dir.display())))?.into();
     let stream = decompress(input).map_err(Error::io("read layer"))?;
-    let mut archive = tar::Archive::new(HashReader { inner: stream, hasher: Algorithm::Sha256.hasher() });
+    let hashed = HashReader { inner: stream, hasher: Algorithm::Sha256.hasher() };
+    let mut archive = tar::Archive::new(crate::targuard::Guard::new(hashed));
     let mut w = Writer::new(root.as_fd(), true, false);
     let entries = archive.entries().map_err(bad_tar)?;
     for entry in entries {
@@ -102,7 +103,7 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
         w.entry(entry)?;
     }
     w.finish_dirs();
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().into_inner();
     // The end-of-archive blocks and any padding belong to the diff id too,
     // and reading to the end makes a compressed stream check its trailer.
     io::copy(&mut rest, &mut io::sink()).map_err(bad_tar)?;
@@ -114,7 +115,7 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
 /// write outside `dir`. Returns the bytes of file content written.
 pub fn extract_at(dir: BorrowedFd<'_>, input: impl Read, keep_kinds: bool) -> Result<u64> {
     let stream = decompress(input).map_err(Error::io("read archive"))?;
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(crate::targuard::Guard::new(stream));
     let mut w = Writer::new(dir, false, keep_kinds);
     for entry in archive.entries().map_err(bad_tar)? {
         w.entry(entry.map_err(bad_tar)?)?;
@@ -145,7 +146,18 @@ fn clean(raw: &[u8]) -> std::result::Result<Vec<OsString>, &'static str> {
 }
 
 fn cstr(s: &OsStr) -> Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| Error::Invalid(format!("layer entry name {s:?} has a NUL byte")))
+    CString::new(s.as_bytes())
+        .map_err(|_| Error::Invalid(format!("layer entry name {} has a NUL byte", shorten(s.as_bytes()))))
+}
+
+/// An entry name as an error message shows it: at most 256 bytes of it, so
+/// that a name of megabytes never makes a message of megabytes.
+pub(crate) fn shorten(raw: &[u8]) -> String {
+    const MAX: usize = 256;
+    if raw.len() <= MAX {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!("{}… ({} bytes)", String::from_utf8_lossy(&raw[..MAX]), raw.len())
 }
 
 /// Metadata of an entry.
@@ -191,7 +203,7 @@ impl<'a> Writer<'a> {
 
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<()> {
         let raw = e.path_bytes().into_owned();
-        let shown = || String::from_utf8_lossy(&raw).into_owned();
+        let shown = || shorten(&raw);
         let comps = clean(&raw).map_err(|why| Error::Breakout { name: shown(), why })?;
         let meta = self.meta(&mut e).map_err(bad_tar)?;
         let kind = e.header().entry_type();
@@ -213,6 +225,11 @@ impl<'a> Writer<'a> {
             // Other aufs metadata (hardlink dirs): nothing for overlayfs.
             return Ok(());
         } else if let Some(hidden) = name_b.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh.`, `.wh..` and `.wh...` would hide nothing, the directory
+            // itself, or its parent.
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(Error::Invalid(format!("invalid layer tar: whiteout {} hides no entry", shown())));
+            }
             let hidden = OsStr::from_bytes(hidden).to_owned();
             let parent = self.parent(parent_path)?;
             let c = cstr(&hidden)?;

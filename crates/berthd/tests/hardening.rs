@@ -500,3 +500,181 @@ fn idle_connections_past_the_descriptor_limit_do_not_wedge_the_daemon() {
     drop(idle);
     assert_clean(&d);
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A layer tar holding `files` (name, content).
+fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A docker-archive of `images` (tag, layers bottom first); each layer's
+/// diff id is the sha256 of its bytes unless it is given.
+fn docker_archive(images: &[(&str, Vec<(Vec<u8>, Option<String>)>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut put = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    let mut manifest = vec![];
+    for (n, (tag, layers)) in images.iter().enumerate() {
+        let mut paths = vec![];
+        let mut diff_ids = vec![];
+        for (i, (data, diff)) in layers.iter().enumerate() {
+            let p = format!("img{n}-l{i}/layer.tar");
+            put(&mut b, &p, data);
+            paths.push(p);
+            diff_ids.push(format!("sha256:{}", diff.clone().unwrap_or_else(|| sha256_hex(data))));
+        }
+        let cfg = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {"Cmd": ["true"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let cname = format!("{}.json", sha256_hex(&cfg));
+        put(&mut b, &cname, &cfg);
+        manifest.push(serde_json::json!({"Config": cname, "RepoTags": [tag], "Layers": paths}));
+    }
+    put(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    b.into_inner().unwrap()
+}
+
+fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut c = std::process::Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let out = c.wait_with_output().unwrap();
+    w.join().unwrap();
+    out.stdout
+}
+
+/// Directories under overlay/, the layers' and containers' (not `l/`).
+fn overlay_dirs(d: &Daemon) -> usize {
+    std::fs::read_dir(d.dir.join("data/overlay")).unwrap().flatten().filter(|e| e.file_name() != "l").count()
+}
+
+fn peak_rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
+
+#[test]
+fn image_archives_load_as_docker_loads_them_and_bad_ones_leave_nothing() {
+    if !can_run("image input") {
+        return;
+    }
+    let mut d = Daemon::start("imginput");
+    let load = |d: &Daemon, body: &[u8]| d.http("POST", "/images/load?quiet=1", body);
+    let a = layer(&[("a.txt", b"A")]);
+    let b = layer(&[("b.txt", b"B")]);
+    let empty = layer(&[]);
+    let archive = docker_archive(&[
+        ("aba:1", vec![(a.clone(), None), (b.clone(), None), (a.clone(), None)]),
+        ("ee:1", vec![(empty.clone(), None), (empty.clone(), None)]),
+        ("top:1", vec![(a.clone(), None)]),
+        ("deep:1", vec![(b.clone(), None), (a.clone(), None)]),
+    ]);
+    let (s, body) = load(&d, &archive);
+    assert_eq!(s, 200, "{body}");
+    for (tag, n) in [("aba:1", 3), ("ee:1", 2), ("top:1", 1), ("deep:1", 2)] {
+        let layers = d.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", tag]);
+        assert_eq!(layers.trim(), n.to_string(), "{tag}");
+    }
+    // The files of [A, B, A] are all there, through a container's root.
+    let id = d.ok(&["create", "aba:1"]).trim().to_owned();
+    let tar = std::process::Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+        .args(["export", &id])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt"]);
+    d.ok(&["rm", &id]);
+    let layer_dirs = overlay_dirs(&d);
+
+    // Compressed archives load too.
+    let c = layer(&[("c.txt", b"C")]);
+    for (n, tool) in ["gzip", "xz", "zstd"].iter().enumerate() {
+        let tag = format!("packed{n}:1");
+        let (s, body) = load(&d, &compress(tool, &docker_archive(&[(&tag, vec![(c.clone(), None)])])));
+        assert_eq!(s, 200, "{tool}: {body}");
+        d.ok(&["image", "inspect", &tag]);
+    }
+    let layer_dirs = layer_dirs + 1;
+    assert_eq!(overlay_dirs(&d), layer_dirs);
+
+    // A long name that claims 128 MiB, gzipped to almost nothing: refused
+    // with 400 before it is read, in bounded memory, with a short message.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(128 << 20);
+    h.set_path("././@LongLink").unwrap_or(());
+    h.set_cksum();
+    let mut bomb = h.as_bytes().to_vec();
+    bomb.resize(bomb.len() + (128 << 20) + 1024, b'a');
+    let bomb = compress("gzip", &bomb);
+    let pid = daemon_pid(&d);
+    let (s, body) = load(&d, &docker_archive(&[("bomb:1", vec![(bomb, None)])]));
+    assert_eq!(s, 400, "{}", &body[..body.len().min(300)]);
+    assert!(body.len() < 4096, "a message of {} bytes", body.len());
+    assert!(body.contains("over the limit"), "{body}");
+    assert!(peak_rss_kib(pid) < 100 << 10, "berthd peaked at {} KiB", peak_rss_kib(pid));
+
+    // Whiteouts that hide nothing, the directory itself or its parent.
+    for wh in [".wh.", "x/.wh..", "x/.wh..."] {
+        let bad = layer(&[("x/keep", b"k"), (wh, b"")]);
+        let (s, body) = load(&d, &docker_archive(&[("wh:1", vec![(bad, None)])]));
+        assert_eq!(s, 400, "{wh}: {body}");
+    }
+    // A layer whose content is not its diff id, and one that is no tar.
+    let (s, _) = load(&d, &docker_archive(&[("lie:1", vec![(c.clone(), Some("0".repeat(64)))])]));
+    assert_eq!(s, 400);
+    let (s, _) = load(&d, &docker_archive(&[("junk:1", vec![(b"not a tar at all".repeat(100), None)])]));
+    assert_eq!(s, 400);
+    let (s, _) = load(&d, b"\x1f\x8b junk");
+    assert_eq!(s, 400);
+    // None of them left an image, a staged layer or a spool, and what was
+    // loaded before is whole.
+    for tag in ["bomb:1", "wh:1", "lie:1", "junk:1"] {
+        assert!(!d.docker(&["image", "inspect", tag]).status.success(), "{tag} was recorded");
+    }
+    assert_eq!(overlay_dirs(&d), layer_dirs, "staging directories left");
+    assert_eq!(std::fs::read_dir(d.dir.join("data/tmp")).unwrap().count(), 0, "spools left");
+    d.ok(&["image", "inspect", "aba:1"]);
+
+    // A spool a crash left is gone at the next open.
+    std::fs::write(d.dir.join("data/tmp/upload-left.tar"), b"partial").unwrap();
+    d.crash();
+    d.spawn();
+    assert_eq!(std::fs::read_dir(d.dir.join("data/tmp")).unwrap().count(), 0);
+    assert_clean(&d);
+}
