@@ -28,6 +28,27 @@ struct InMount {
 
 fn mount_holding(c: &Container, path: &str) -> Option<InMount> {
     let clean = crate::mounts::clean_path(&format!("/{path}"));
+    // A file mounted over a path (a file bind, or the /etc files the engine
+    // writes): the file itself, in its host directory, named as inside.
+    let file_binds = c
+        .mount_points
+        .iter()
+        .filter(|m| m.kind == MountKind::Bind)
+        .map(|m| (m.destination.as_str(), m.source.as_str(), m.rw))
+        .chain([
+            ("/etc/hostname", c.hostname_path.as_str(), true),
+            ("/etc/hosts", c.hosts_path.as_str(), true),
+            ("/etc/resolv.conf", c.resolv_conf_path.as_str(), true),
+        ]);
+    for (dest, source, rw) in file_binds {
+        let src = Path::new(source);
+        if crate::mounts::clean_path(dest) != clean || !src.is_file() {
+            continue;
+        }
+        let (Some(dir), Some(file)) = (src.parent(), src.file_name()) else { continue };
+        let name = dest.rsplit('/').next().map(str::to_owned);
+        return Some(InMount { root: dir.to_owned(), path: format!("/{}", file.to_string_lossy()), name, rw });
+    }
     let m = c
         .mount_points
         .iter()

@@ -321,14 +321,14 @@ fn append<W: Write>(b: &mut tar::Builder<W>, h: &mut tar::Header, name: &Path, d
 pub fn extract(root: &Path, path: &str, input: impl io::Read, keep_kinds: bool) -> Result<u64> {
     let rootfd = open_root(root)?;
     let rel = berth_core::rootfs::relative(Path::new(path));
-    let dir = match openat_in_root(rootfd.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY) {
-        Ok(d) => d,
+    match openat_in_root(rootfd.as_fd(), &rel, libc::O_RDONLY | libc::O_DIRECTORY) {
+        Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
             return Err(Error::Invalid("extraction point is not a directory".into()));
         }
         Err(e) => return Err(not_found(path)(e)),
     };
-    crate::unpack::extract_at(dir.as_fd(), input, keep_kinds)
+    crate::unpack::extract_at(rootfd.as_fd(), &rel, input, keep_kinds)
 }
 
 /// Fill the directory `dest` on the host with the content of the
@@ -355,7 +355,7 @@ pub fn copy_dir_into(root: &Path, path: &str, dest: &Path) -> Result<bool> {
     let (r, w) = nix::unistd::pipe().map_err(nix_err("pipe".into()))?;
     std::thread::scope(|s| {
         let writer = s.spawn(move || archive(root, &from, std::fs::File::from(w)));
-        let extracted = crate::unpack::extract_at(destfd.as_fd(), std::fs::File::from(r), false);
+        let extracted = crate::unpack::extract_at(destfd.as_fd(), Path::new(""), std::fs::File::from(r), false);
         let archived = writer.join().map_err(|_| Error::Io {
             what: format!("copy {path}"),
             source: io::Error::other("the archive thread failed"),

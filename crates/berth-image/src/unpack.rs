@@ -96,7 +96,7 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
     let stream = decompress(input).map_err(Error::io("read layer"))?;
     let hashed = HashReader { inner: stream, hasher: Algorithm::Sha256.hasher() };
     let mut archive = tar::Archive::new(crate::targuard::Guard::new(hashed));
-    let mut w = Writer::new(root.as_fd(), true, false);
+    let mut w = Writer::new(root.as_fd(), PathBuf::new(), true, false);
     let entries = archive.entries().map_err(bad_tar)?;
     for entry in entries {
         let entry = entry.map_err(bad_tar)?;
@@ -110,13 +110,16 @@ pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
     Ok(Unpacked { diff_id: DiffId::from(rest.hasher.finish()), size: w.size })
 }
 
-/// Extract a plain tar (any compression) into the directory `dir`, as
-/// `docker cp` into a container does: no whiteouts, the same refusal to
-/// write outside `dir`. Returns the bytes of file content written.
-pub fn extract_at(dir: BorrowedFd<'_>, input: impl Read, keep_kinds: bool) -> Result<u64> {
+/// Extract a plain tar (any compression) into the directory `base` of the
+/// tree at `root`, as `docker cp` into a container does: no whiteouts, no
+/// entry named outside `base`, and the directories on the way resolved
+/// from `root`, so that an absolute symlink in the container leads where
+/// it leads in the container (Docker's behaviour). Returns the bytes of
+/// file content written.
+pub fn extract_at(root: BorrowedFd<'_>, base: &Path, input: impl Read, keep_kinds: bool) -> Result<u64> {
     let stream = decompress(input).map_err(Error::io("read archive"))?;
     let mut archive = tar::Archive::new(crate::targuard::Guard::new(stream));
-    let mut w = Writer::new(dir, false, keep_kinds);
+    let mut w = Writer::new(root, berth_core::rootfs::relative(base), false, keep_kinds);
     for entry in archive.entries().map_err(bad_tar)? {
         w.entry(entry.map_err(bad_tar)?)?;
     }
@@ -180,7 +183,10 @@ fn pax_time(v: &[u8]) -> Option<TimeSpec> {
 }
 
 struct Writer<'a> {
+    /// Where paths resolve: symlinks, absolute ones too, stay inside it.
     root: BorrowedFd<'a>,
+    /// The directory under `root` that the entries' names start from.
+    base: PathBuf,
     /// The parent directory of the last entry, reused while entries stay in
     /// one directory; dropped whenever anything is removed or replaced.
     parent: Option<(Vec<OsString>, OwnedFd)>,
@@ -197,8 +203,8 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(root: BorrowedFd<'a>, layer: bool, keep_kinds: bool) -> Writer<'a> {
-        Writer { root, parent: None, dirs: Vec::new(), size: 0, buf: vec![0; 256 << 10], layer, keep_kinds }
+    fn new(root: BorrowedFd<'a>, base: PathBuf, layer: bool, keep_kinds: bool) -> Writer<'a> {
+        Writer { root, base, parent: None, dirs: Vec::new(), size: 0, buf: vec![0; 256 << 10], layer, keep_kinds }
     }
 
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<()> {
@@ -208,9 +214,12 @@ impl<'a> Writer<'a> {
         let meta = self.meta(&mut e).map_err(bad_tar)?;
         let kind = e.header().entry_type();
         let Some((name, parent_path)) = comps.split_last() else {
-            // The layer's root itself.
+            // The layer's root itself, or the directory extracted into.
             if kind.is_dir() {
-                self.set_dir_meta(self.root, &meta, PathBuf::new())?;
+                let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+                let base = openat_in_root(self.root, &self.base, flags)
+                    .map_err(Error::io(format!("open {}", self.base.display())))?;
+                self.set_dir_meta(base.as_fd(), &meta, PathBuf::new())?;
             }
             return Ok(());
         };
@@ -301,13 +310,14 @@ impl<'a> Writer<'a> {
                     return Err(Error::Breakout { name: shown(), why: "it links to the layer's root" });
                 };
                 let tdir: PathBuf = tparent.iter().collect();
-                let tdir_fd = openat_in_root(self.root, &tdir, libc::O_PATH | libc::O_DIRECTORY).map_err(|_| {
-                    Error::Invalid(format!(
-                        "hardlink {} to {}: target not in the layer",
-                        shown(),
-                        String::from_utf8_lossy(&target_raw)
-                    ))
-                })?;
+                let tdir_fd = openat_in_root(self.root, &self.base.join(&tdir), libc::O_PATH | libc::O_DIRECTORY)
+                    .map_err(|_| {
+                        Error::Invalid(format!(
+                            "hardlink {} to {}: target not in the layer",
+                            shown(),
+                            String::from_utf8_lossy(&target_raw)
+                        ))
+                    })?;
                 let tc = cstr(tname)?;
                 self.replace(parent.as_fd(), &c, false)?;
                 nix::unistd::linkat(
@@ -381,7 +391,7 @@ impl<'a> Writer<'a> {
             }
         }
         let rel: PathBuf = path.iter().collect();
-        let fd = open_or_create(self.root, &rel, Create::Dir)
+        let fd = open_or_create(self.root, &self.base.join(&rel), Create::Dir)
             .and_then(|fd| {
                 // A parent that is a file (an earlier entry) is an error, not
                 // a place to create things in.
@@ -463,7 +473,7 @@ impl<'a> Writer<'a> {
         self.parent = None;
         for (rel, atime, mtime) in self.dirs.iter().rev() {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-            if let Ok(fd) = openat_in_root(self.root, rel, flags) {
+            if let Ok(fd) = openat_in_root(self.root, &self.base.join(rel), flags) {
                 let _ = nix::sys::stat::futimens(fd.as_raw_fd(), atime, mtime);
             }
         }

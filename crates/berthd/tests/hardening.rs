@@ -678,3 +678,75 @@ fn image_archives_load_as_docker_loads_them_and_bad_ones_leave_nothing() {
     assert_eq!(std::fs::read_dir(d.dir.join("data/tmp")).unwrap().count(), 0);
     assert_clean(&d);
 }
+
+#[test]
+fn docker_cp_resolves_parents_in_the_container_and_reaches_its_etc_files() {
+    if !can_run("docker cp") {
+        return;
+    }
+    let d = Daemon::start("cpparents");
+    d.load_busybox();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--add-host",
+            "db.test:10.1.2.3",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /opt/alt && ln -s /opt/alt /etc/alt && sleep 1000",
+        ])
+        .trim()
+        .to_owned();
+    let t = std::time::Instant::now();
+    while !d.docker(&["exec", &id, "test", "-L", "/etc/alt"]).status.success() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A tar whose entry `alt/file` passes through the absolute symlink
+    // /etc/alt: it lands in /opt/alt, as with Docker. A stopped container
+    // without the link gets a directory /etc/alt.
+    let tar = layer(&[("alt/file", b"through the link")]);
+    d.ok(&["create", "--name", "stopped", "busybox", "true"]);
+    for target in [id.as_str(), "stopped"] {
+        let o = d.docker_in(&["cp", "-", &format!("{target}:/etc")], Some(&tar));
+        assert!(o.status.success(), "{target}: {}", stderr(&o));
+    }
+    assert_eq!(d.ok(&["exec", &id, "cat", "/opt/alt/file"]), "through the link");
+    assert!(!d.docker(&["exec", &id, "test", "-e", "/etc/opt"]).status.success(), "written under /etc/opt");
+    let out = std::process::Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+        .args(["export", "stopped"])
+        .output()
+        .unwrap()
+        .stdout;
+    let names: Vec<String> = tar::Archive::new(&out[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "etc/alt/file"), "a stopped container without the link gets a directory");
+
+    // The engine's own files come back with their content.
+    let read = |path: &str| {
+        let o = std::process::Command::new(DOCKER)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+            .args(["cp", &format!("{id}:{path}"), "-"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{path}: {}", String::from_utf8_lossy(&o.stderr));
+        let mut a = tar::Archive::new(&o.stdout[..]);
+        let mut e = a.entries().unwrap().next().unwrap().unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        (e.path().unwrap().display().to_string(), s)
+    };
+    assert_eq!(read("/etc/hostname"), ("hostname".into(), format!("{}\n", &id[..12])));
+    let (name, hosts) = read("/etc/hosts");
+    assert_eq!(name, "hosts");
+    assert!(hosts.contains("10.1.2.3\tdb.test") || hosts.contains("10.1.2.3 db.test"), "{hosts}");
+    assert!(read("/etc/resolv.conf").1.contains("nameserver"));
+    d.ok(&["rm", "-f", &id, "stopped"]);
+    assert_clean(&d);
+}
