@@ -131,13 +131,56 @@ pub fn status_only(s: StatusCode) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// A JSON body's Content-Type as moby's `CheckForJSON` checks it: none is
+/// fine only without a body; otherwise it must be `application/json`
+/// (parameters such as a charset allowed).
+fn check_json(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let h = req.headers();
+    let ct = match h.get(hyper::header::CONTENT_TYPE) {
+        None => "",
+        Some(v) => v.to_str().map_err(|_| ApiError::bad("malformed Content-Type header: not text"))?,
+    };
+    let no_body = h.get(hyper::header::CONTENT_LENGTH).is_some_and(|l| l.as_bytes() == b"0")
+        || (!h.contains_key(hyper::header::CONTENT_LENGTH) && !h.contains_key(hyper::header::TRANSFER_ENCODING));
+    if ct.is_empty() {
+        return if no_body {
+            Ok(())
+        } else {
+            Err(ApiError::bad("malformed Content-Type header (): mime: no media type"))
+        };
+    }
+    let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let token =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b));
+    match media.split_once('/') {
+        Some((t, s)) if token(t) && token(s) => {}
+        _ => {
+            return Err(ApiError::bad(format!(
+                "malformed Content-Type header ({ct}): mime: expected slash after first token"
+            )))
+        }
+    }
+    if media != "application/json" {
+        return Err(ApiError::bad(format!("unsupported Content-Type header ({ct}): must be 'application/json'")));
+    }
+    Ok(())
+}
+
 /// Read a JSON body (empty is `null`).
 pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(req: Request<Incoming>) -> Result<T, ApiError> {
+    check_json(&req)?;
     let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON);
     let bytes: Bytes = limited
         .collect()
         .await
-        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large or cut short: {e}")))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {MAX_JSON} bytes"))
+            } else {
+                // A malformed chunk, or a body cut short.
+                ApiError::bad(format!("malformed request body: {e}"))
+            }
+        })?
         .to_bytes();
     let src: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
     serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))

@@ -224,11 +224,11 @@ pub fn inspect(c: &Client, a: InspectArgs) -> Result<()> {
         match r {
             Ok(v) => found.push(v),
             Err(e) if e.is_not_found() => {
-                eprintln!("Error: No such object: {name}");
+                say!("Error: No such object: {name}");
                 failed = true;
             }
             Err(e) => {
-                eprintln!("{}", CliError::from(e));
+                say!("{}", CliError::from(e));
                 failed = true;
             }
         }
@@ -354,7 +354,7 @@ pub fn port(c: &Client, a: PortArgs) -> Result<()> {
 }
 
 pub(crate) fn confirm(what: &str) -> Result<bool> {
-    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    say_part!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))

@@ -2,6 +2,26 @@
 //! into Engine API calls through berth-client and prints what the docker
 //! CLI prints; errors map to Docker's exit codes in one place.
 
+/// `eprintln!` that cannot panic: when stderr is a closed pipe (its reader
+/// went away) the message is lost, and the command still ends with its own
+/// exit code instead of aborting.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprint!` that cannot panic (see `say!`).
+macro_rules! say_part {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut e = std::io::stderr();
+        let _ = write!(e, $($t)*);
+        let _ = e.flush();
+    }};
+}
+
 pub mod cli;
 mod container;
 mod cp;
@@ -95,7 +115,7 @@ pub fn main(args: Vec<String>) -> i32 {
     let client = match Host::choose(cli.host.as_deref()) {
         Ok(h) => Client::new(h),
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             return 1;
         }
     };
@@ -104,7 +124,7 @@ pub fn main(args: Vec<String>) -> i32 {
         Err(e) => {
             let text = e.to_string();
             if !text.is_empty() {
-                eprintln!("{text}");
+                say!("{text}");
             }
             e.exit_code()
         }
@@ -234,7 +254,7 @@ fn each(targets: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()>
     let mut failed = false;
     for t in targets {
         if let Err(e) = f(t) {
-            eprintln!("{e}");
+            say!("{e}");
             failed = true;
         }
     }

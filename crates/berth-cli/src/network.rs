@@ -59,7 +59,7 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreateRequest> {
 pub fn create(c: &Client, a: NetworkCreateArgs) -> Result<()> {
     let r: NetworkCreateResponse = c.post("/networks/create", &Query::new(), Some(&create_request(a)?))?;
     if !r.warning.is_empty() {
-        eprintln!("WARNING: {}", r.warning);
+        say!("WARNING: {}", r.warning);
     }
     print_out(&format!("{}\n", r.id))
 }

@@ -22,12 +22,12 @@ fn create_container(c: &Client, a: &RunArgs) -> Result<(String, berth_api_types:
     match c.post::<CreateResponse>("/containers/create", &q, Some(&cfg)) {
         Ok(r) => {
             for w in r.warnings {
-                eprintln!("WARNING: {w}");
+                say!("WARNING: {w}");
             }
             Ok((r.id, cfg))
         }
         Err(e) if e.is_not_found() && e.to_string().contains("image") => {
-            eprintln!("Unable to find image '{}' locally", cfg.image);
+            say!("Unable to find image '{}' locally", cfg.image);
             Err(e.into())
         }
         Err(e) => Err(e.into()),
@@ -51,7 +51,7 @@ fn wait_request(c: &Client, id: &str, condition: &str) -> Result<Response> {
 fn wait_result(r: Response) -> Result<i32> {
     let w: WaitResponse = r.json()?;
     if let Some(e) = w.error.filter(|e| !e.message.is_empty()) {
-        eprintln!("{}", e.message);
+        say!("{}", e.message);
     }
     Ok(i32::try_from(w.status_code).unwrap_or(255))
 }

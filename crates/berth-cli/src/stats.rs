@@ -152,7 +152,7 @@ pub fn stats(c: &Client, a: StatsArgs) -> Result<()> {
         });
         let failed = results.iter().filter(|r| r.is_err()).count();
         for e in results.iter().filter_map(|r| r.as_ref().err()) {
-            eprintln!("{e}");
+            say!("{e}");
         }
         if failed < ids.len() || ids.is_empty() {
             print(&format, &rows)?;
@@ -177,7 +177,7 @@ pub fn stats(c: &Client, a: StatsArgs) -> Result<()> {
                     m.remove(&key);
                 }
                 if let Err(e) = r {
-                    eprintln!("{e}");
+                    say!("{e}");
                 }
             });
         }

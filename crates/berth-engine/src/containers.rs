@@ -146,6 +146,10 @@ impl Engine {
             c.host.network_mode = "bridge".into();
         }
         crate::verify::host_config(&c.host)?;
+        // Docker's default swap limit, recorded so inspect shows it.
+        if c.host.resources.memory > 0 && c.host.resources.memory_swap == 0 {
+            c.host.resources.memory_swap = c.host.resources.memory * 2;
+        }
         self.plan_networks(&mut c, &req)?;
         if c.host.log_config.driver.is_empty() {
             c.host.log_config.driver = "json-file".into();

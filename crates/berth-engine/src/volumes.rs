@@ -127,6 +127,14 @@ impl VolumeStore {
         } else {
             req.name.clone()
         };
+        // The directory's name, and `.removing-<name>` at its removal.
+        if name.len() > 245 {
+            return Err(Error::Invalid(format!(
+                "create {}…: a volume name of {} characters is too long (at most 245)",
+                &name[..name.char_indices().nth(32).map_or(name.len(), |(i, _)| i)],
+                name.len()
+            )));
+        }
         if !valid_name(&name) {
             return Err(Error::Invalid(format!(
                 "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"

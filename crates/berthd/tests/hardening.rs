@@ -750,3 +750,71 @@ fn docker_cp_resolves_parents_in_the_container_and_reaches_its_etc_files() {
     d.ok(&["rm", "-f", &id, "stopped"]);
     assert_clean(&d);
 }
+
+#[test]
+fn small_compatibility_items() {
+    use std::os::fd::FromRawFd;
+    if !can_run("compatibility items") {
+        return;
+    }
+    let d = Daemon::start("compat");
+    d.load_busybox();
+    // Content-Type as moby's CheckForJSON checks it.
+    let raw = |ct: &str, body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+        let ct = if ct.is_empty() { String::new() } else { format!("Content-Type: {ct}\r\n") };
+        write!(
+            s,
+            "POST /containers/create HTTP/1.1\r\nHost: b\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let body = r#"{"Image":"busybox","Cmd":["true"]}"#;
+    let r = raw("text/plain", body);
+    assert!(
+        r.starts_with("HTTP/1.1 400")
+            && r.contains("unsupported Content-Type header (text/plain): must be 'application/json'"),
+        "{r}"
+    );
+    assert!(raw("", body).starts_with("HTTP/1.1 400"));
+    assert!(raw("application/json; charset=utf-8", body).starts_with("HTTP/1.1 201"));
+    // A malformed chunk is a bad request, not a body too large.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+        s.write_all(b"POST /containers/create HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    }
+    // A volume name longer than a file name can be.
+    let long = "v".repeat(300);
+    let (s, b) = d.http("POST", "/volumes/create", format!(r#"{{"Name":"{long}"}}"#).as_bytes());
+    assert_eq!(s, 400, "{b}");
+    assert!(b.len() < 300, "the message repeats the name: {b}");
+    // MemorySwap as Docker records it: twice the memory limit by default.
+    let id = d.ok(&["create", "-m", "64m", "busybox", "true"]).trim().to_owned();
+    assert_eq!(inspect(&d, &id, "{{.HostConfig.MemorySwap}}"), (128u64 << 20).to_string());
+    d.ok(&["rm", &id]);
+    // The CLI with a closed pipe for stderr ends with its exit code.
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors, owned from here on.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: as above; the read end closes at once.
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+    // SAFETY: as above.
+    let w = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+    let st = std::process::Command::new(berth_bin())
+        .args(["-H", "unix:///nonexistent/berth.sock", "ps"])
+        .stderr(std::process::Stdio::from(w))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(1), "{st:?}");
+    assert_clean(&d);
+}
