@@ -350,7 +350,7 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
             }
             Err(e) => {
                 if backoff.is_zero() {
-                    eprintln!("berthd: accept: {e}; waiting before the next accept");
+                    berth_core::say(format_args!("berthd: accept: {e}; waiting before the next accept"));
                 }
                 backoff = (backoff * 2).clamp(std::time::Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
                 tokio::time::sleep(backoff).await;

@@ -6,10 +6,9 @@
 /// went away) the message is lost, and the command still ends with its own
 /// exit code instead of aborting.
 macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
+    ($($t:tt)*) => {
+        berth_core::say(format_args!($($t)*))
+    };
 }
 
 /// `eprint!` that cannot panic (see `say!`).

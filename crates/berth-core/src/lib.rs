@@ -12,4 +12,12 @@ pub mod time;
 pub mod units;
 
 pub use error::{ErrorKind, Kinded};
+
+/// Write one line to stderr without ever panicking, as `eprintln!` does
+/// when the write fails: a log file on a full disk, a closed pipe. A
+/// daemon, a shim or a command must not die of its own diagnostics.
+pub fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
 pub use id::{ContainerId, IdError};

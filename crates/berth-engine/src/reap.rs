@@ -60,7 +60,7 @@ impl Engine {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if let Err(e) = cg.destroy() {
-                eprintln!("berthd: container {id}: remove its cgroup: {e}");
+                berth_core::say(format_args!("berthd: container {id}: remove its cgroup: {e}"));
             }
         }
         let state = self.runtime_root().join(id);
@@ -74,12 +74,16 @@ impl Engine {
                     .output();
                 if let Some(o) = out.ok().filter(|o| !o.status.success() && state.exists()) {
                     let why = String::from_utf8_lossy(&o.stderr);
-                    eprintln!("berthd: container {id}: {} delete --force: {}", rt.display(), why.trim());
+                    berth_core::say(format_args!(
+                        "berthd: container {id}: {} delete --force: {}",
+                        rt.display(),
+                        why.trim()
+                    ));
                 }
             }
             None => match std::fs::remove_dir_all(&state) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    eprintln!("berthd: container {id}: remove {}: {e}", state.display());
+                    berth_core::say(format_args!("berthd: container {id}: remove {}: {e}", state.display()));
                 }
                 _ => {}
             },

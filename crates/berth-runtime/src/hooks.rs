@@ -21,13 +21,13 @@ pub(crate) fn run_all_logged(hooks: &[Hook], state: &OciState, which: &str) {
     let input = match state_json(state) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("berth-runtime: warning: {which} hooks not run: {e}");
+            berth_core::say(format_args!("berth-runtime: warning: {which} hooks not run: {e}"));
             return;
         }
     };
     for h in hooks {
         if let Err(e) = run_one(h, input.as_bytes()) {
-            eprintln!("berth-runtime: warning: {which} {e}");
+            berth_core::say(format_args!("berth-runtime: warning: {which} {e}"));
         }
     }
 }

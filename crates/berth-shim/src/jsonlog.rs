@@ -137,7 +137,12 @@ impl JsonLog {
                 self.rotate()?;
             }
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // A full disk took part of the line: cut it off, so the lines
+            // before stay whole and the next one starts on its own.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += line.len() as u64;
         Ok(())
     }

@@ -9,6 +9,14 @@
 //! for a signalfd; bind the socket; create the container with its stdio on
 //! our pipes; write one `Ready` line to the daemon's pipe and close it.
 
+/// `eprintln!` that cannot panic: the shim's stderr is a file, which a full
+/// disk makes fail, and the container's parent must not die of that.
+macro_rules! say {
+    ($($t:tt)*) => {
+        berth_core::say(format_args!($($t)*))
+    };
+}
+
 pub mod jsonlog;
 mod runtime;
 mod serve;
@@ -82,7 +90,7 @@ impl TryCloneFd for i32 {
 fn report(w: &mut impl Write, msg: Ready) -> i32 {
     let code = i32::from(matches!(msg, Ready::Failed { .. }));
     if let Ready::Failed { error } = &msg {
-        eprintln!("berth-shim: {error}");
+        say!("berth-shim: {error}");
     }
     let _ = proto::write_line(w, &msg);
     code

@@ -98,6 +98,8 @@ pub(crate) struct Shim {
     finished_at: Option<Instant>,
     /// Requests came since the code pages were last released.
     trim_due: bool,
+    /// Log writes that failed since the last one that did not.
+    log_lost: u64,
 }
 
 impl Shim {
@@ -129,6 +131,7 @@ impl Shim {
             clients: vec![],
             finished_at: None,
             trim_due: true,
+            log_lost: 0,
         }
     }
 
@@ -176,7 +179,7 @@ impl Shim {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                eprintln!("berth-shim {}: poll: {e}", self.id);
+                say!("berth-shim {}: poll: {e}", self.id);
                 break;
             }
             for (pfd, src) in fds.iter().zip(srcs) {
@@ -302,8 +305,20 @@ impl Shim {
         let data = &buf[..n];
         if key == MAIN {
             if let Some(log) = &mut self.log {
-                if let Err(e) = log.write(log_stream(i), data, SystemTime::now()) {
-                    eprintln!("berth-shim {}: log: {e}", self.id);
+                match log.write(log_stream(i), data, SystemTime::now()) {
+                    Ok(()) if self.log_lost > 0 => {
+                        say!("berth-shim {}: log: written again after {} failed writes", self.id, self.log_lost);
+                        self.log_lost = 0;
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        // Once, until a write succeeds: a full disk fails
+                        // every write, and this log is on the same disk.
+                        if self.log_lost == 0 {
+                            say!("berth-shim {}: log: {e}; output is lost until a write succeeds", self.id);
+                        }
+                        self.log_lost += 1;
+                    }
                 }
             }
         }
@@ -575,7 +590,7 @@ impl Shim {
             let _ = log.close_stream(Stream::Stderr, now);
         }
         if let Err(e) = self.rt.delete(&self.id) {
-            eprintln!("berth-shim {}: delete: {e}", self.id);
+            say!("berth-shim {}: delete: {e}", self.id);
         }
         self.main.exit = Some(rec.clone());
         match serde_json::to_vec(&rec) {
@@ -583,10 +598,10 @@ impl Shim {
                 if let Err(e) =
                     berth_core::atomic::replace(&self.exit_file, &body, 0o600, berth_core::atomic::Durability::Volatile)
                 {
-                    eprintln!("berth-shim {}: write {}: {e}", self.id, self.exit_file.display());
+                    say!("berth-shim {}: write {}: {e}", self.id, self.exit_file.display());
                 }
             }
-            Err(e) => eprintln!("berth-shim {}: exit record: {e}", self.id),
+            Err(e) => say!("berth-shim {}: exit record: {e}", self.id),
         }
         self.finished_at = Some(Instant::now());
         rec

@@ -167,7 +167,7 @@ fn raise_nofile() -> Option<(i64, i64)> {
     let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
     // SAFETY: setrlimit reads the struct it is given.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } < 0 {
-        eprintln!("berthd: cannot raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+        berth_core::say(format_args!("berthd: cannot raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error()));
     }
     Some(was)
 }
@@ -195,7 +195,7 @@ fn main() -> Result<()> {
         Err(e) => return Err(e).context(format!("read {}", args.config_file.display())),
     };
     if file.live_restore == Some(false) {
-        eprintln!("berthd: live-restore is always on; \"live-restore\": false is ignored");
+        berth_core::say(format_args!("berthd: live-restore is always on; \"live-restore\": false is ignored"));
     }
     let hosts = if !args.host.is_empty() { args.host.clone() } else { file.hosts.clone().unwrap_or_default() };
     let socket = socket_path(hosts.first().map(String::as_str).unwrap_or("unix:///run/berth/berth.sock"))?;
@@ -265,7 +265,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Resul
             tokio::net::UnixListener::from_std(l)
         })
         .with_context(|| format!("listen on {}", socket.display()))?;
-    eprintln!("berthd: API listening on {}", socket.display());
+    berth_core::say(format_args!("berthd: API listening on {}", socket.display()));
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

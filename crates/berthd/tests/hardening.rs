@@ -818,3 +818,71 @@ fn small_compatibility_items() {
     assert_eq!(st.code(), Some(1), "{st:?}");
     assert_clean(&d);
 }
+
+#[test]
+fn a_full_disk_under_a_log_is_reported_once_and_loses_no_line_before_it() {
+    if !can_run("full disk") {
+        return;
+    }
+    let d = Daemon::start("diskfull");
+    d.load_busybox();
+    let script = "i=0; while [ $i -lt 20000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; \
+                  touch /tmp/phase1; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-the-disk-came-back; exec sleep 1000";
+    let id = d.ok(&["create", "busybox", "sh", "-c", script]).trim().to_owned();
+    // The container's directory on a file system of 256 KiB, its files
+    // copied in first.
+    let cdir = d.dir.join("data/containers").join(&id);
+    let keep = d.dir.join("cdir-copy");
+    let cp = |from: &std::path::Path, to: &std::path::Path| {
+        assert!(std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+    };
+    cp(&cdir, &keep);
+    let mount = |opts: &str| {
+        let st =
+            std::process::Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&cdir).status().unwrap();
+        assert!(st.success());
+    };
+    mount("size=256k,mode=0710");
+    for e in std::fs::read_dir(&keep).unwrap().flatten() {
+        cp(&e.path(), &cdir);
+    }
+    d.ok(&["start", &id]);
+    let t = std::time::Instant::now();
+    while !d.docker(&["exec", &id, "test", "-e", "/tmp/phase1"]).status.success() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the writer did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let shim_log = std::fs::read_to_string(d.dir.join("run").join(&id).join("shim.log")).unwrap();
+    assert_eq!(shim_log.matches("output is lost until a write succeeds").count(), 1, "{shim_log}");
+    assert!(shim_log.len() < 1024, "shim.log holds {} bytes", shim_log.len());
+    let log_path = cdir.join(format!("{id}-json.log"));
+    let whole = |p: &std::path::Path| {
+        let text = std::fs::read_to_string(p).unwrap();
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("a torn line {l:?}: {e}"));
+        }
+        text.lines().count()
+    };
+    let before = whole(&log_path);
+    assert!(before > 100, "{before} lines kept");
+    // Room again: the next output is logged, and that is reported.
+    let st = std::process::Command::new("mount").args(["-o", "remount,size=8m"]).arg(&cdir).status().unwrap();
+    assert!(st.success());
+    d.ok(&["exec", &id, "touch", "/tmp/go"]);
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path).unwrap().contains("after-the-disk-came-back") {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "nothing logged after the disk had room");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(whole(&log_path), before + 1);
+    let shim_log = std::fs::read_to_string(d.dir.join("run").join(&id).join("shim.log")).unwrap();
+    assert!(shim_log.contains("written again after"), "{shim_log}");
+    let logs = d.ok(&["logs", "--tail", "1", &id]);
+    assert_eq!(logs, "after-the-disk-came-back\n");
+    d.ok(&["kill", &id]);
+    let c = std::ffi::CString::new(cdir.to_str().unwrap()).unwrap();
+    // SAFETY: umount2 with a valid C string.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
