@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use mounts::{Hierarchies, V1Mount};
 pub use prime::prime;
-pub use resources::{DeviceRule, Resources};
+pub use resources::{DeviceRule, Resources, Throttle, ThrottleDevice, WeightDevice};
 pub use stats::{BlkioEntry, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats};
 
 /// A cgroup error, with the file or directory that failed.
@@ -52,8 +52,13 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_owned(), source }
 }
 
+/// Write a control file. It is opened without O_CREAT: a control the
+/// kernel does not have is "No such file or directory", not the
+/// "Permission denied" that cgroupfs answers to a create.
 pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
-    std::fs::write(path, value).map_err(io_err(path))
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+    f.write_all(value.as_bytes()).map_err(io_err(path))
 }
 
 pub(crate) fn read(path: &Path) -> Result<String> {
@@ -124,10 +129,29 @@ impl Cgroup {
     pub fn apply(&self, r: &Resources) -> Result<()> {
         if self.is_pure_v2() {
             if let Some(dir) = &self.v2 {
-                return v2::apply(dir, r);
+                v2::apply(dir, r)?;
+                return self.apply_hugetlb(r);
             }
         }
-        v1::apply(|c| self.v1_dir(c), r)
+        v1::apply(|c| self.v1_dir(c), r)?;
+        self.apply_hugetlb(r)
+    }
+
+    /// hugetlb limits, wherever the controller is: a v1 hierarchy, or the
+    /// v2 one (pure v2, or beside v1 controllers on a hybrid host).
+    fn apply_hugetlb(&self, r: &Resources) -> Result<()> {
+        for (size, limit) in &r.hugetlb {
+            if size.is_empty() || !size.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(Error::Invalid { what: "linux.resources.hugepageLimits pageSize", value: size.clone() });
+            }
+            let v1 = self.v1_dir("hugetlb").map(|d| d.join(format!("hugetlb.{size}.limit_in_bytes")));
+            let v2 = self.v2.as_ref().map(|d| d.join(format!("hugetlb.{size}.max")));
+            let file = v1.into_iter().chain(v2).find(|f| f.exists()).ok_or(Error::Unsupported(
+                "linux.resources.hugepageLimits (no hugetlb controller, or no such page size)",
+            ))?;
+            write(&file, &limit.to_string())?;
+        }
+        Ok(())
     }
 
     /// Freeze (`true`) or thaw every process in the cgroup.

@@ -24,6 +24,55 @@ impl DeviceRule {
     }
 }
 
+/// Which of the four block I/O throttles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
+impl Throttle {
+    /// The v1 file.
+    pub fn v1_file(self) -> &'static str {
+        match self {
+            Throttle::ReadBps => "blkio.throttle.read_bps_device",
+            Throttle::WriteBps => "blkio.throttle.write_bps_device",
+            Throttle::ReadIops => "blkio.throttle.read_iops_device",
+            Throttle::WriteIops => "blkio.throttle.write_iops_device",
+        }
+    }
+
+    /// The key in v2's io.max.
+    pub fn v2_key(self) -> &'static str {
+        match self {
+            Throttle::ReadBps => "rbps",
+            Throttle::WriteBps => "wbps",
+            Throttle::ReadIops => "riops",
+            Throttle::WriteIops => "wiops",
+        }
+    }
+}
+
+/// A per-device block I/O weight (blockIO.weightDevice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+}
+
+/// A per-device throttle: bytes or operations per second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleDevice {
+    pub kind: Throttle,
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
+}
+
 /// Limits applied to a container's cgroup. `None` leaves the kernel default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
@@ -42,6 +91,45 @@ pub struct Resources {
     pub blkio_weight: Option<u16>,
     /// In order; later rules override earlier ones.
     pub devices: Vec<DeviceRule>,
+    pub memory_swappiness: Option<u64>,
+    /// v1 kernel memory and TCP buffer limits.
+    pub kernel_memory: Option<i64>,
+    pub kernel_tcp: Option<i64>,
+    pub memory_use_hierarchy: Option<bool>,
+    /// Refuse a memory limit below what the cgroup already uses.
+    pub memory_check_before_update: bool,
+    pub cpu_realtime_runtime: Option<i64>,
+    pub cpu_realtime_period: Option<u64>,
+    pub cpu_idle: Option<i64>,
+    pub cpu_burst: Option<u64>,
+    pub blkio_leaf_weight: Option<u16>,
+    pub blkio_weight_devices: Vec<WeightDevice>,
+    pub blkio_throttles: Vec<ThrottleDevice>,
+    /// Page size as the kernel names it (`2MB`, `1GB`) and the limit in bytes.
+    pub hugetlb: Vec<(String, u64)>,
+    pub net_cls_classid: Option<u32>,
+    /// Interface name and priority.
+    pub net_prio: Vec<(String, u32)>,
+    /// Device, HCA handles, HCA objects.
+    pub rdma: Vec<(String, Option<u32>, Option<u32>)>,
+    /// v2 control files by name, written as given.
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+/// `rdma.max` lines: `<device> hca_handle=N hca_object=M`.
+pub(crate) fn rdma_lines(r: &[(String, Option<u32>, Option<u32>)]) -> Vec<String> {
+    r.iter()
+        .map(|(dev, h, o)| {
+            let mut line = dev.clone();
+            if let Some(h) = h {
+                line.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = o {
+                line.push_str(&format!(" hca_object={o}"));
+            }
+            line
+        })
+        .collect()
 }
 
 /// v1 cpu.shares to v2 cpu.weight, as runc and crun convert

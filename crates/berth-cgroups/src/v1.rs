@@ -86,6 +86,28 @@ pub(crate) fn apply<'a>(dir_of: impl Fn(&str) -> Option<&'a Path>, r: &Resources
         let f = if f.exists() { f } else { d.join("blkio.bfq.weight") };
         write(&f, &w.to_string())?;
     }
+    memory_extras(&dir_of, r)?;
+    cpu_extras(&dir_of, r)?;
+    blkio_extras(&dir_of, r)?;
+    if let Some(id) = r.net_cls_classid {
+        let d = dir_of("net_cls").ok_or(Error::Unsupported("linux.resources.network.classID without net_cls"))?;
+        write(&d.join("net_cls.classid"), &id.to_string())?;
+    }
+    if !r.net_prio.is_empty() {
+        let d = dir_of("net_prio").ok_or(Error::Unsupported("linux.resources.network.priorities without net_prio"))?;
+        for (ifname, prio) in &r.net_prio {
+            write(&d.join("net_prio.ifpriomap"), &format!("{ifname} {prio}"))?;
+        }
+    }
+    if !r.rdma.is_empty() {
+        let d = dir_of("rdma").ok_or(Error::Unsupported("linux.resources.rdma without the rdma controller"))?;
+        for line in crate::resources::rdma_lines(&r.rdma) {
+            write(&d.join("rdma.max"), &line)?;
+        }
+    }
+    if !r.unified.is_empty() {
+        return Err(Error::Unsupported("linux.resources.unified (cgroup v2 files) on a cgroup v1 host"));
+    }
     if !r.devices.is_empty() {
         if let Some(d) = dir_of("devices") {
             for rule in &r.devices {
@@ -93,6 +115,118 @@ pub(crate) fn apply<'a>(dir_of: impl Fn(&str) -> Option<&'a Path>, r: &Resources
                 write(&d.join(file), &rule.v1_line())?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A control file that must exist for a field to be honoured; its absence
+/// names the field.
+fn control(dir: &Path, file: &str, field: &'static str) -> Result<std::path::PathBuf> {
+    let p = dir.join(file);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(Error::Unsupported(field))
+    }
+}
+
+fn memory_extras<'a>(dir_of: &impl Fn(&str) -> Option<&'a Path>, r: &Resources) -> Result<()> {
+    let any = r.memory_swappiness.is_some()
+        || r.kernel_memory.is_some()
+        || r.kernel_tcp.is_some()
+        || r.memory_use_hierarchy.is_some()
+        || r.memory_check_before_update;
+    if !any {
+        return Ok(());
+    }
+    let d = dir_of("memory").ok_or(Error::Unsupported("linux.resources.memory without the memory controller"))?;
+    if let Some(v) = r.memory_swappiness {
+        if v > 100 {
+            return Err(Error::Invalid { what: "linux.resources.memory.swappiness", value: v.to_string() });
+        }
+        write(&control(d, "memory.swappiness", "linux.resources.memory.swappiness")?, &v.to_string())?;
+    }
+    if let Some(v) = r.kernel_memory {
+        let f = control(d, "memory.kmem.limit_in_bytes", "linux.resources.memory.kernel (no kernel memory limits)")?;
+        write(&f, &v.to_string())?;
+    }
+    if let Some(v) = r.kernel_tcp {
+        let f =
+            control(d, "memory.kmem.tcp.limit_in_bytes", "linux.resources.memory.kernelTCP (no TCP memory limits)")?;
+        write(&f, &v.to_string())?;
+    }
+    if let Some(h) = r.memory_use_hierarchy {
+        write(&control(d, "memory.use_hierarchy", "linux.resources.memory.useHierarchy")?, if h { "1" } else { "0" })?;
+    }
+    if r.memory_check_before_update {
+        if let Some(limit) = r.memory_limit.filter(|l| *l > 0) {
+            let used: i64 = read(&d.join("memory.usage_in_bytes"))?.trim().parse().unwrap_or(0);
+            if limit < used {
+                return Err(Error::Invalid {
+                    what: "linux.resources.memory.limit (below current usage, checkBeforeUpdate)",
+                    value: limit.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cpu_extras<'a>(dir_of: &impl Fn(&str) -> Option<&'a Path>, r: &Resources) -> Result<()> {
+    if r.cpu_realtime_period.is_none()
+        && r.cpu_realtime_runtime.is_none()
+        && r.cpu_burst.is_none()
+        && r.cpu_idle.is_none()
+    {
+        return Ok(());
+    }
+    let d = dir_of("cpu").ok_or(Error::Unsupported("linux.resources.cpu without the cpu controller"))?;
+    if let Some(v) = r.cpu_idle {
+        write(&control(d, "cpu.idle", "linux.resources.cpu.idle (a kernel before 5.15)")?, &v.to_string())?;
+    }
+    // The period first: a runtime must fit in it.
+    if let Some(v) = r.cpu_realtime_period {
+        let f = control(d, "cpu.rt_period_us", "linux.resources.cpu.realtimePeriod (no real-time group scheduling)")?;
+        write(&f, &v.to_string())?;
+    }
+    if let Some(v) = r.cpu_realtime_runtime {
+        let f = control(d, "cpu.rt_runtime_us", "linux.resources.cpu.realtimeRuntime (no real-time group scheduling)")?;
+        write(&f, &v.to_string())?;
+    }
+    if let Some(v) = r.cpu_burst {
+        write(&control(d, "cpu.cfs_burst_us", "linux.resources.cpu.burst")?, &v.to_string())?;
+    }
+    Ok(())
+}
+
+fn blkio_extras<'a>(dir_of: &impl Fn(&str) -> Option<&'a Path>, r: &Resources) -> Result<()> {
+    if r.blkio_leaf_weight.is_none() && r.blkio_weight_devices.is_empty() && r.blkio_throttles.is_empty() {
+        return Ok(());
+    }
+    let d = dir_of("blkio").ok_or(Error::Unsupported("linux.resources.blockIO without the blkio controller"))?;
+    if let Some(w) = r.blkio_leaf_weight {
+        write(&control(d, "blkio.leaf_weight", "linux.resources.blockIO.leafWeight (no CFQ)")?, &w.to_string())?;
+    }
+    for w in &r.blkio_weight_devices {
+        if let Some(v) = w.weight {
+            // CFQ's file, else BFQ's.
+            let f = d.join("blkio.weight_device");
+            let f = if f.exists() {
+                f
+            } else {
+                control(d, "blkio.bfq.weight_device", "linux.resources.blockIO.weightDevice (no CFQ or BFQ)")?
+            };
+            write(&f, &format!("{}:{} {v}", w.major, w.minor))?;
+        }
+        if let Some(v) = w.leaf_weight {
+            let f =
+                control(d, "blkio.leaf_weight_device", "linux.resources.blockIO.weightDevice[].leafWeight (no CFQ)")?;
+            write(&f, &format!("{}:{} {v}", w.major, w.minor))?;
+        }
+    }
+    for t in &r.blkio_throttles {
+        let f = control(d, t.kind.v1_file(), "linux.resources.blockIO throttles (no blk-throttle)")?;
+        write(&f, &format!("{}:{} {}", t.major, t.minor, t.rate))?;
     }
     Ok(())
 }

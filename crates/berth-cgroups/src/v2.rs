@@ -100,8 +100,69 @@ pub(crate) fn apply(dir: &Path, r: &Resources) -> Result<()> {
             write(&dir.join("io.weight"), &format!("default {}", blkio_to_io_weight(w)))?;
         }
     }
+    extras(dir, r)?;
     if !r.devices.is_empty() {
         crate::devices::apply(dir, &r.devices)?;
+    }
+    Ok(())
+}
+
+/// The fields past the common ones: v2's file where it has one, and an
+/// error naming the field where v2 has none (swappiness, kernel memory,
+/// real-time shares, leaf weights, net_cls and net_prio), as runc refuses
+/// them.
+fn extras(dir: &Path, r: &Resources) -> Result<()> {
+    let refuse = |set: bool, field: &'static str| if set { Err(Error::Unsupported(field)) } else { Ok(()) };
+    refuse(r.memory_swappiness.is_some(), "linux.resources.memory.swappiness on cgroup v2")?;
+    refuse(r.kernel_memory.is_some(), "linux.resources.memory.kernel on cgroup v2")?;
+    refuse(r.kernel_tcp.is_some(), "linux.resources.memory.kernelTCP on cgroup v2")?;
+    // v2 is always hierarchical.
+    refuse(r.memory_use_hierarchy == Some(false), "linux.resources.memory.useHierarchy false on cgroup v2")?;
+    refuse(
+        r.cpu_realtime_period.is_some() || r.cpu_realtime_runtime.is_some(),
+        "linux.resources.cpu.realtimePeriod/realtimeRuntime on cgroup v2",
+    )?;
+    refuse(r.blkio_leaf_weight.is_some(), "linux.resources.blockIO.leafWeight on cgroup v2")?;
+    refuse(
+        r.blkio_weight_devices.iter().any(|w| w.leaf_weight.is_some()),
+        "blockIO.weightDevice[].leafWeight on cgroup v2",
+    )?;
+    refuse(r.net_cls_classid.is_some(), "linux.resources.network.classID on cgroup v2")?;
+    refuse(!r.net_prio.is_empty(), "linux.resources.network.priorities on cgroup v2")?;
+    if r.memory_check_before_update {
+        if let Some(limit) = r.memory_limit.filter(|l| *l > 0) {
+            let used: i64 = read(&dir.join("memory.current")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            if limit < used {
+                return Err(Error::Invalid {
+                    what: "linux.resources.memory.limit (below current usage, checkBeforeUpdate)",
+                    value: limit.to_string(),
+                });
+            }
+        }
+    }
+    if let Some(v) = r.cpu_idle {
+        write(&dir.join("cpu.idle"), &v.to_string())?;
+    }
+    if let Some(v) = r.cpu_burst {
+        write(&dir.join("cpu.max.burst"), &v.to_string())?;
+    }
+    for w in &r.blkio_weight_devices {
+        if let Some(v) = w.weight {
+            write(&dir.join("io.weight"), &format!("{}:{} {}", w.major, w.minor, blkio_to_io_weight(v)))?;
+        }
+    }
+    for t in &r.blkio_throttles {
+        write(&dir.join("io.max"), &format!("{}:{} {}={}", t.major, t.minor, t.kind.v2_key(), t.rate))?;
+    }
+    for line in crate::resources::rdma_lines(&r.rdma) {
+        write(&dir.join("rdma.max"), &line)?;
+    }
+    for (file, value) in &r.unified {
+        // A file of this cgroup, never a path out of it.
+        if file.is_empty() || file.contains('/') || file.starts_with('.') {
+            return Err(Error::Invalid { what: "linux.resources.unified key", value: file.clone() });
+        }
+        write(&dir.join(file), value)?;
     }
     Ok(())
 }
@@ -121,6 +182,7 @@ pub(crate) fn freeze(dir: &Path, frozen: bool) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::Cgroup;
@@ -133,8 +195,30 @@ mod tests {
         let d = std::env::temp_dir().join(format!("berth-cg2-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         let _ = fs::create_dir_all(&d);
+        // The control files a v2 cgroup has (writes never create them).
+        for f in FAKE_FILES {
+            let _ = fs::write(d.join(f), "");
+        }
         d
     }
+
+    const FAKE_FILES: &[&str] = &[
+        "memory.max",
+        "memory.low",
+        "memory.swap.max",
+        "cpu.weight",
+        "cpu.max",
+        "cpu.max.burst",
+        "cpu.idle",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "pids.max",
+        "io.weight",
+        "io.max",
+        "cgroup.freeze",
+        "hugetlb.2MB.max",
+        "rdma.max",
+    ];
 
     #[test]
     fn writes_v2_files() -> Result<()> {
@@ -196,6 +280,49 @@ mod tests {
         cg.freeze(false)?;
         assert!(!cg.is_frozen()?);
         assert_eq!(cg.oom_kill_count()?, 2);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn v2_files_for_the_rest_and_refusals_for_what_v2_lacks() -> Result<()> {
+        use crate::resources::{Throttle, ThrottleDevice, WeightDevice};
+        let dir = fake("extras");
+        let mut r = Resources {
+            cpu_idle: Some(1),
+            cpu_burst: Some(500),
+            blkio_weight_devices: vec![WeightDevice { major: 8, minor: 0, weight: Some(1000), leaf_weight: None }],
+            blkio_throttles: vec![ThrottleDevice { kind: Throttle::WriteIops, major: 8, minor: 0, rate: 300 }],
+            rdma: vec![("mlx5_1".into(), Some(3), None)],
+            ..Default::default()
+        };
+        r.unified.insert("memory.max".into(), "12345".into());
+        apply(&dir, &r)?;
+        let get = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert_eq!(get("cpu.idle"), "1");
+        assert_eq!(get("cpu.max.burst"), "500");
+        assert_eq!(get("io.weight"), "8:0 10000");
+        assert_eq!(get("io.max"), "8:0 wiops=300");
+        assert_eq!(get("rdma.max"), "mlx5_1 hca_handle=3");
+        assert_eq!(get("memory.max"), "12345");
+        let refused = [
+            Resources { memory_swappiness: Some(10), ..Default::default() },
+            Resources { kernel_memory: Some(1 << 20), ..Default::default() },
+            Resources { cpu_realtime_runtime: Some(1), ..Default::default() },
+            Resources { net_cls_classid: Some(1), ..Default::default() },
+            Resources { memory_use_hierarchy: Some(false), ..Default::default() },
+        ];
+        for r in refused {
+            assert!(matches!(apply(&dir, &r), Err(Error::Unsupported(_))), "{r:?}");
+        }
+        let mut bad = Resources::default();
+        bad.unified.insert("../../cgroup.procs".into(), "1".into());
+        assert!(apply(&dir, &bad).is_err());
+        // A file v2 does not have is named, not created.
+        let mut missing = Resources::default();
+        missing.unified.insert("memory.nosuch".into(), "1".into());
+        let e = apply(&dir, &missing).unwrap_err().to_string();
+        assert!(e.contains("memory.nosuch") && e.contains("No such file"), "{e}");
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }

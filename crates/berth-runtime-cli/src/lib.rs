@@ -165,10 +165,27 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            log.error(&format!("{e:#}"));
+            log.error(&message(&e));
             1
         }
     }
+}
+
+/// An error and its causes, each said once: the library's errors already
+/// show their source in their own text, so a cause that the text so far
+/// holds is not added again.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if out.contains(&part) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&part);
+    }
+    out
 }
 
 struct Logger {

@@ -564,6 +564,144 @@ both!(forced_delete_of_a_missing_container_succeeds, |rt: &Rt| {
     assert!(!rt.out(&["delete", &id]).status.success(), "without --force it is an error");
 });
 
+// Every field of linux.resources is applied, or `create` fails naming it;
+// none is dropped. Read back from this host's cgroup files (hybrid: v1
+// controllers, hugetlb alone on the v2 hierarchy). Debian's runc 1.1.5
+// drops hugetlb on a hybrid host and writes rt values without checks, so
+// this is berth's alone.
+#[test]
+fn linux_resources_are_applied_or_refused() {
+    if !support::can_run("linux.resources") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    // Applied: the value reads back from `file` under `controller`.
+    let applied: Vec<(Value, &str, &str, &str)> = vec![
+        (json!({ "memory": { "swappiness": 37 } }), "memory", "memory.swappiness", "37"),
+        (json!({ "cpu": { "realtimePeriod": 500000, "realtimeRuntime": 0 } }), "cpu", "cpu.rt_period_us", "500000"),
+        (json!({ "cpu": { "burst": 1000 } }), "cpu", "cpu.cfs_burst_us", "1000"),
+        (json!({ "cpu": { "idle": 1 } }), "cpu", "cpu.idle", "1"),
+        (
+            json!({ "blockIO": { "throttleReadBpsDevice": [{ "major": 254, "minor": 0, "rate": 1048576 }] } }),
+            "blkio",
+            "blkio.throttle.read_bps_device",
+            "254:0 1048576",
+        ),
+        (
+            json!({ "hugepageLimits": [{ "pageSize": "2MB", "limit": 4194304 }] }),
+            "unified",
+            "hugetlb.2MB.max",
+            "4194304",
+        ),
+    ];
+    for (res, controller, file, want) in applied {
+        let mut b = Bundle::new();
+        b.config["linux"]["resources"] = res.clone();
+        b.args(&["true"]);
+        let id = unique("res");
+        let o = rt.create(&b, &id);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        if !o.status.success() {
+            // Refused is fine only with the field named (a kernel without it).
+            assert!(err.contains("linux.resources"), "{res}: {err}");
+            eprintln!("refused here: {res}: {err}");
+            continue;
+        }
+        let got = std::fs::read_to_string(b.cgroup_dir(controller).join(file)).unwrap_or_default();
+        assert_eq!(got.trim(), want, "{res}");
+        assert!(rt.out(&["delete", "--force", &id]).status.success());
+    }
+    // Refused: what this host cannot do, each named in the error.
+    let refused: Vec<(Value, &str)> = vec![
+        (json!({ "unified": { "memory.high": "100000000" } }), "linux.resources.unified"),
+        (json!({ "blockIO": { "weightDevice": [{ "major": 254, "minor": 0, "weight": 500 }] } }), "weightDevice"),
+        (json!({ "blockIO": { "leafWeight": 500 } }), "leafWeight"),
+        (json!({ "memory": { "swappiness": 500 } }), "swappiness"),
+        (json!({ "hugepageLimits": [{ "pageSize": "3MB", "limit": 4194304 }] }), "hugepageLimits"),
+        (json!({ "hugepageLimits": [{ "pageSize": "../x", "limit": 1 }] }), "hugepageLimits"),
+        (json!({ "network": { "classID": 1048577 } }), "network.classID"),
+        (json!({ "rdma": { "mlx5_1": { "hcaHandles": 3 } } }), "rdma"),
+    ];
+    for (res, name) in refused {
+        let mut b = Bundle::new();
+        b.config["linux"]["resources"] = res.clone();
+        b.args(&["true"]);
+        let id = unique("res");
+        let o = rt.create(&b, &id);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "{res} was accepted");
+        assert!(err.contains(name), "{res}: {err}");
+        assert!(rt.state(&id).is_null(), "{res}: state left");
+        assert!(!b.cgroup_dir("memory").exists(), "{res}: cgroup left");
+    }
+    // A value the kernel refuses: its cause, said once.
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"] = json!({ "cpu": { "cpus": "0-9999" } });
+    b.args(&["true"]);
+    let o = rt.create(&b, &unique("res"));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert_eq!(err.matches("cpuset.cpus").count(), 1, "{err}");
+    assert_eq!(err.matches("Numerical result out of range").count(), 1, "{err}");
+}
+
+// Without a mount namespace the container shares the caller's: it runs
+// chrooted in its root, and nothing is mounted on the host; what would
+// need mounts is refused, naming why.
+#[test]
+fn no_mount_namespace_inherits_the_callers() {
+    if !support::can_run("no mount namespace") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    let mut b = Bundle::new();
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
+    b.config["mounts"] = json!([]);
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.config["root"]["readonly"] = json!(false);
+    b.args(&["sh", "-c", "readlink /proc/1/ns/mnt 2>/dev/null; ls /; echo ok"]);
+    let (code, out, err) = rt.run(&b, &unique("nomnt"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("probe") && out.ends_with("ok\n"), "runs in its root: {out}");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!info.contains(b.dir.to_str().unwrap()), "a mount was made on the host under the bundle");
+    // A mount would land on the host: refused.
+    b.config["mounts"] = json!([{ "destination": "/proc", "type": "proc", "source": "proc" }]);
+    let id = unique("nomnt");
+    let o = rt.create(&b, &id);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("without a private mount namespace"));
+    assert!(rt.state(&id).is_null());
+}
+
+// Labels of security modules the kernel lacks are refused, not dropped.
+#[test]
+fn security_labels_without_their_module_are_refused() {
+    if !support::can_run("security labels") {
+        return;
+    }
+    let rt = Rt::new(Kind::Berth).unwrap();
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y");
+    let mut cases = vec![
+        (("linux", "mountLabel"), json!("system_u:object_r:container_file_t:s0"), "mountLabel"),
+        (("process", "selinuxLabel"), json!("system_u:system_r:container_t:s0"), "selinuxLabel"),
+    ];
+    if !apparmor {
+        cases.push((("process", "apparmorProfile"), json!("docker-default"), "apparmorProfile"));
+    }
+    for ((obj, key), v, name) in cases {
+        let mut b = Bundle::new();
+        b.config[obj][key] = v;
+        b.args(&["true"]);
+        let id = unique("label");
+        let o = rt.create(&b, &id);
+        assert!(!o.status.success(), "{name} was accepted");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(name), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(rt.state(&id).is_null());
+    }
+}
+
 // ---- bad input: clear message, non-zero exit, nothing left behind ----
 
 fn assert_clean_failure(rt: &Rt, b: &Bundle, id: &str, needle: &str) {

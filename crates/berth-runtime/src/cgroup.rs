@@ -1,6 +1,6 @@
 //! The spec's linux.resources and cgroupsPath, turned into berth-cgroups terms.
 
-use berth_cgroups::{Cgroup, DeviceRule, Hierarchies, Resources};
+use berth_cgroups::{Cgroup, DeviceRule, Hierarchies, Resources, Throttle, ThrottleDevice, WeightDevice};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
 
 use crate::Result;
@@ -43,6 +43,11 @@ pub(crate) fn resources(r: Option<&LinuxResources>) -> Resources {
         out.memory_reservation = m.reservation();
         out.memory_swap = m.swap();
         out.disable_oom_killer = m.disable_oom_killer().unwrap_or(false);
+        out.memory_swappiness = m.swappiness();
+        out.kernel_memory = m.kernel();
+        out.kernel_tcp = m.kernel_tcp();
+        out.memory_use_hierarchy = m.use_hierarchy();
+        out.memory_check_before_update = m.check_before_update().unwrap_or(false);
     }
     if let Some(c) = r.cpu() {
         out.cpu_shares = c.shares();
@@ -50,13 +55,52 @@ pub(crate) fn resources(r: Option<&LinuxResources>) -> Resources {
         out.cpu_period = c.period();
         out.cpuset_cpus = c.cpus().clone().filter(|s| !s.is_empty());
         out.cpuset_mems = c.mems().clone().filter(|s| !s.is_empty());
+        out.cpu_realtime_runtime = c.realtime_runtime();
+        out.cpu_realtime_period = c.realtime_period();
+        out.cpu_idle = c.idle();
+        out.cpu_burst = c.burst();
     }
     if let Some(p) = r.pids() {
         out.pids_limit = Some(p.limit());
     }
     if let Some(b) = r.block_io() {
         out.blkio_weight = b.weight();
+        out.blkio_leaf_weight = b.leaf_weight();
+        for w in b.weight_device().iter().flatten() {
+            out.blkio_weight_devices.push(WeightDevice {
+                major: w.major(),
+                minor: w.minor(),
+                weight: w.weight(),
+                leaf_weight: w.leaf_weight(),
+            });
+        }
+        let throttles = [
+            (Throttle::ReadBps, b.throttle_read_bps_device()),
+            (Throttle::WriteBps, b.throttle_write_bps_device()),
+            (Throttle::ReadIops, b.throttle_read_iops_device()),
+            (Throttle::WriteIops, b.throttle_write_iops_device()),
+        ];
+        for (kind, list) in throttles {
+            for t in list.iter().flatten() {
+                out.blkio_throttles.push(ThrottleDevice { kind, major: t.major(), minor: t.minor(), rate: t.rate() });
+            }
+        }
     }
+    for h in r.hugepage_limits().iter().flatten() {
+        // A negative limit is no limit the kernel takes; refused at apply.
+        out.hugetlb.push((h.page_size().clone(), u64::try_from(h.limit()).unwrap_or(u64::MAX)));
+    }
+    if let Some(n) = r.network() {
+        out.net_cls_classid = n.class_id();
+        for p in n.priorities().iter().flatten() {
+            out.net_prio.push((p.name().clone(), p.priority()));
+        }
+    }
+    let mut rdma: Vec<_> =
+        r.rdma().iter().flatten().map(|(dev, l)| (dev.clone(), l.hca_handles(), l.hca_objects())).collect();
+    rdma.sort();
+    out.rdma = rdma;
+    out.unified = r.unified().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
     for d in r.devices().iter().flatten() {
         out.devices.push(DeviceRule {
             allow: d.allow(),

@@ -20,7 +20,7 @@ pub enum Error {
     BadState { id: String, action: &'static str, status: String },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
-    #[error("cgroup: {0}")]
+    #[error(transparent)]
     Cgroup(#[from] berth_cgroups::Error),
     #[error("unable to start container process: {0}")]
     Init(String),

@@ -119,7 +119,11 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         cgroup: a.cgroup,
         new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
     };
-    let root_prop = rootfs::prepare(&ctx)?;
+    // Without a mount namespace the container shares the caller's (the
+    // spec allows it): nothing is mounted, which would change the host's
+    // mounts, and the root is entered by chroot, as runc does.
+    let own_mounts = a.plan.has(LinuxNamespaceType::Mount);
+    let root_prop = if own_mounts { rootfs::prepare(&ctx)? } else { nix::mount::MsFlags::empty() };
     // The state the hooks get, from the runtime, which knows the id and
     // init's pid as the host sees it.
     let mut state = Vec::new();
@@ -134,7 +138,12 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
         hooks::run_with_input(h, &state).map_err(|e| e.to_string())?;
     }
-    rootfs::enter_root(a.rootfs, a.no_pivot, root_prop)?;
+    if own_mounts {
+        rootfs::enter_root(a.rootfs, a.no_pivot, root_prop)?;
+    } else {
+        process::hold_proc()?;
+        rootfs::chroot_into(a.rootfs)?;
+    }
     rootfs::finish(spec, ctx.in_userns)?;
     if proc_.terminal().unwrap_or(false) {
         let sock = a.console.ok_or("terminal requested without a console socket")?;
@@ -148,10 +157,8 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     }
     let ready = process::prepare(proc_, a.seccomp.cloned(), a.preserve_fds)?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 5
-    let fifo = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", a.fifo))
-        .map_err(|e| format!("open exec fifo: {e}"))?;
+    let fifo =
+        process::open_proc_for_write(&format!("self/fd/{}", a.fifo)).map_err(|e| format!("open exec fifo: {e}"))?;
     let fail = |mut fifo: &std::fs::File, msg: &str, code: i32| {
         let _ = fifo.write_all(msg.as_bytes());
         code

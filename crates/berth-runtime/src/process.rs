@@ -47,8 +47,43 @@ pub(crate) fn set_rlimits(limits: &[PosixRlimit]) -> Step {
     Ok(())
 }
 
+/// The caller's /proc, held by the init of a container without a mount
+/// namespace of its own: its root has no /proc mounted, and none may be.
+/// Closed at execve.
+static HOST_PROC: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Hold the caller's /proc before entering a root without one.
+pub(crate) fn hold_proc() -> Step {
+    let fd = nix::fcntl::open(
+        "/proc",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /proc: {e}"))?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let _ = HOST_PROC.set(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    Ok(())
+}
+
+/// Open `/proc/<rel>` for writing: through the held /proc when there is one.
+pub(crate) fn open_proc_for_write(rel: &str) -> std::io::Result<std::fs::File> {
+    let Some(proc_fd) = HOST_PROC.get() else {
+        return std::fs::OpenOptions::new().write(true).open(format!("/proc/{rel}"));
+    };
+    let fd = nix::fcntl::openat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(proc_fd)),
+        rel,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 pub(crate) fn set_oom_score_adj(v: i32) -> Step {
-    std::fs::write("/proc/self/oom_score_adj", v.to_string()).map_err(|e| format!("set oom_score_adj {v}: {e}"))
+    open_proc_for_write("self/oom_score_adj")
+        .and_then(|mut f| std::io::Write::write_all(&mut f, v.to_string().as_bytes()))
+        .map_err(|e| format!("set oom_score_adj {v}: {e}"))
 }
 
 fn to_caps(set: Option<&Capabilities>) -> CapsHashSet {
@@ -188,6 +223,22 @@ fn strip_os(e: &std::io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_lowercase()
 }
 
+/// Whether the kernel runs AppArmor (the LSM is loaded and enabled).
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Ask AppArmor to confine the process in `profile` from its execve on, as
+/// runc does (`exec <profile>` to the thread's exec attribute). `load_spec`
+/// has refused a profile on a kernel without AppArmor.
+fn apparmor_on_exec(profile: &str) -> Step {
+    let value = format!("exec {profile}");
+    let write = |p: &str| open_proc_for_write(p).and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+    write("thread-self/attr/apparmor/exec")
+        .or_else(|_| write("thread-self/attr/exec"))
+        .map_err(|e| format!("apply AppArmor profile {profile}: {e}"))
+}
+
 /// execve; returns only on failure.
 pub(crate) fn execve(path: &Path, args: &[String], env: &[String]) -> ExecError {
     let c = |s: &[u8]| CString::new(s).unwrap_or_default();
@@ -279,6 +330,9 @@ pub(crate) fn prepare(p: &Process, filter: Option<crate::seccomp::Program>, pres
     let env = p.env().clone().unwrap_or_default();
     let exe = lookup(args.first().ok_or("process.args is empty")?, &env).map_err(|e| e.message)?;
     let nnp = p.no_new_privileges().unwrap_or(false);
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        apparmor_on_exec(profile)?;
+    }
     if let (Some(f), false) = (&filter, nnp) {
         crate::seccomp::load(f)?;
     }

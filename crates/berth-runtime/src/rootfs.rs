@@ -350,6 +350,14 @@ pub(crate) fn enter_root(rootfs: &Path, no_pivot: bool, prop: MsFlags) -> Step {
     Ok(())
 }
 
+/// Enter `rootfs` by chroot, for a container without a mount namespace of
+/// its own.
+pub(crate) fn chroot_into(rootfs: &Path) -> Step {
+    ctx(chdir(rootfs), || format!("chdir {}", rootfs.display()))?;
+    ctx(nix::unistd::chroot("."), || "chroot".into())?;
+    ctx(chdir("/"), || "chdir /".into())
+}
+
 fn pivot_onto(rootfs: &Path) -> Step {
     let old = ctx(std::fs::File::open("/"), || "open /".into())?;
     let new = ctx(std::fs::File::open(rootfs), || format!("open {}", rootfs.display()))?;

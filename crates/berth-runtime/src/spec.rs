@@ -38,6 +38,40 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     for name in linux.sysctl().iter().flat_map(|m| m.keys()) {
         berth_core::sysctl::check(name, iso).map_err(|e| bad(&e))?;
     }
+    // Labels for security modules are applied where the kernel has them and
+    // refused where it does not, never dropped (runc refuses them alike).
+    if let Some(p) = process.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        if !crate::process::apparmor_enabled() {
+            return Err(bad(&format!("apparmorProfile {p:?} is set, but the kernel has no AppArmor enabled")));
+        }
+    }
+    if let Some(l) = process.selinux_label().as_deref().filter(|s| !s.is_empty()) {
+        return Err(bad(&format!("selinuxLabel {l:?} is set: berth-runtime does not apply SELinux labels")));
+    }
+    if let Some(l) = linux.mount_label().as_deref().filter(|s| !s.is_empty()) {
+        return Err(bad(&format!("mountLabel {l:?} is set: berth-runtime does not apply SELinux labels")));
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        // The caller's mount namespace is the container's: whatever would be
+        // mounted would be mounted on the host (runc refuses the same).
+        let without = |what: &str| bad(&format!("unable to {what} without a private mount namespace"));
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(without("make mounts"));
+        }
+        let any = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|l| !l.is_empty());
+        if any(linux.masked_paths()) || any(linux.readonly_paths()) {
+            return Err(without("restrict paths (maskedPaths, readonlyPaths)"));
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            return Err(without("make the root read-only"));
+        }
+        if linux.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(without("set rootfsPropagation"));
+        }
+        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(without("make device nodes"));
+        }
+    }
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps && !has(LinuxNamespaceType::User) {
         return Err(bad("uidMappings given without a user namespace"));
