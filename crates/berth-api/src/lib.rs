@@ -6,7 +6,7 @@
 
 mod body;
 mod containers;
-mod convert;
+pub mod convert;
 mod exec;
 mod images;
 mod networks;
