@@ -564,6 +564,8 @@ pub struct Resources {
     pub oom_kill_disable: Option<bool>,
     #[serde(default)]
     pub ulimits: Option<Vec<Ulimit>>,
+    #[serde(default)]
+    pub memory_swappiness: Option<i64>,
 }
 
 /// `POST /containers/{id}/update`: Resources and RestartPolicy.

@@ -52,6 +52,8 @@ fn resources(r: &w::Resources) -> model::Resources {
         pids_limit: r.pids_limit,
         blkio_weight: r.blkio_weight,
         oom_kill_disable: r.oom_kill_disable.unwrap_or(false),
+        // -1 is "not set", as Docker's fixMemorySwappiness reads it.
+        memory_swappiness: r.memory_swappiness.filter(|v| *v != -1),
         ulimits: r
             .ulimits
             .iter()
@@ -308,6 +310,7 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
             pids_limit: r.pids_limit,
             blkio_weight: r.blkio_weight,
             oom_kill_disable: Some(r.oom_kill_disable),
+            memory_swappiness: r.memory_swappiness,
             ulimits: Some(
                 r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
             ),

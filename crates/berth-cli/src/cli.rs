@@ -838,6 +838,9 @@ pub struct ResourceArgs {
     pub pids_limit: Option<i64>,
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+    /// Tune container memory swappiness (0 to 100) (default -1)
+    #[arg(long = "memory-swappiness", allow_hyphen_values = true)]
+    pub memory_swappiness: Option<i64>,
 }
 
 #[derive(Args, Debug)]

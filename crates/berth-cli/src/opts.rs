@@ -161,6 +161,7 @@ pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
         blkio_weight: a.blkio_weight.unwrap_or(0),
         oom_kill_disable: None,
         ulimits: None,
+        memory_swappiness: a.memory_swappiness,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct Resources {
     pub blkio_weight: u16,
     pub oom_kill_disable: bool,
     pub ulimits: Vec<Ulimit>,
+    /// 0 to 100; `None` leaves the kernel's.
+    #[serde(default)]
+    pub memory_swappiness: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

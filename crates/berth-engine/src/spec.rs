@@ -203,6 +203,9 @@ fn resources(c: &Container) -> Value {
     if r.oom_kill_disable {
         mem.insert("disableOOMKiller".into(), json!(true));
     }
+    if let Some(v) = r.memory_swappiness {
+        mem.insert("swappiness".into(), json!(v));
+    }
     let mut cpu = serde_json::Map::new();
     if r.nano_cpus > 0 {
         cpu.insert("period".into(), json!(100_000));

@@ -115,6 +115,10 @@ pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth
         n.memory_reservation = u.memory_reservation;
         cg.memory_reservation = Some(u.memory_reservation);
     }
+    if let Some(v) = u.memory_swappiness {
+        n.memory_swappiness = Some(v);
+        cg.memory_swappiness = u64::try_from(v).ok();
+    }
     if let Some(p) = u.pids_limit {
         n.pids_limit = Some(p);
         cg.pids_limit = Some(p);

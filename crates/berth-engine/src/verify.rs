@@ -66,6 +66,9 @@ pub(crate) fn resources(r: &Resources, update: bool) -> Result<()> {
     if r.memory > 0 && r.memory_reservation > 0 && r.memory < r.memory_reservation {
         return Err(bad("Minimum memory limit can not be less than memory reservation limit, see usage"));
     }
+    if let Some(v) = r.memory_swappiness.filter(|v| !(0..=100).contains(v)) {
+        return Err(bad(format!("Invalid value: {v}, valid memory swappiness range is 0-100")));
+    }
     if r.nano_cpus > 0 && r.cpu_period > 0 {
         return Err(bad("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
     }

@@ -89,6 +89,7 @@ fn bad_resource_values_answer_400_at_create() {
         (r#""ShmSize":-1"#, "SHM size can not be less than 0"),
         (r#""OomScoreAdj":5000"#, "range for oom score adj is [-1000, 1000]"),
         (r#""MemoryReservation":100"#, "Minimum memory reservation allowed is 6MB"),
+        (r#""MemorySwappiness":500"#, "valid memory swappiness range is 0-100"),
         (r#""CpusetCpus":"0-4095""#, "Requested CPUs are not available"),
         (r#""Binds":["/tmp:/proc/sys"]"#, "cannot be mounted because it is inside /proc"),
         (r#""Tmpfs":{"/proc/sysrq-trigger":""}"#, "cannot be mounted because it is inside /proc"),
@@ -109,6 +110,20 @@ fn bad_resource_values_answer_400_at_create() {
     let left: Vec<_> = std::fs::read_dir(d.dir.join("data/containers")).unwrap().flatten().collect();
     assert!(left.is_empty(), "container dirs left: {left:?}");
 
+    // A swappiness in range is applied, and shown.
+    let got = d.ok(&[
+        "run",
+        "--rm",
+        "--memory-swappiness",
+        "23",
+        "busybox",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.swappiness",
+    ]);
+    assert_eq!(got.trim(), "23");
+    let id = d.ok(&["create", "--memory-swappiness", "-1", "busybox", "true"]).trim().to_owned();
+    assert_eq!(inspect(&d, &id, "{{.HostConfig.MemorySwappiness}}"), "<nil>");
+    d.ok(&["rm", &id]);
     // The same values through update.
     let id = d.ok(&["create", "busybox", "true"]);
     let id = id.trim();
