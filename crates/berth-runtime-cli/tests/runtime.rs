@@ -531,12 +531,7 @@ both!(hooks_in_order_with_state, |rt: &Rt| {
 // A failing poststart or poststop hook is logged; the hooks after it run
 // and `start` and `delete` succeed (runtime spec). Debian's runc 1.1.5
 // fails `start` on a poststart hook instead, so this is berth's alone.
-#[test]
-fn failing_post_hooks_are_logged_and_the_rest_run() {
-    if !support::can_run("post hooks") {
-        return;
-    }
-    let rt = Rt::new(Kind::Berth).unwrap();
+berth_only!(failing_post_hooks_are_logged_and_the_rest_run, |rt: &Rt| {
     let mut b = Bundle::new();
     let out = b.dir.join("marks");
     std::fs::create_dir_all(&out).unwrap();
@@ -556,7 +551,7 @@ fn failing_post_hooks_are_logged_and_the_rest_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("poststop").exists(), "the next poststop hook ran");
     assert!(rt.state(&id).is_null());
-}
+});
 
 both!(forced_delete_of_a_missing_container_succeeds, |rt: &Rt| {
     let id = unique("missing");
@@ -569,12 +564,7 @@ both!(forced_delete_of_a_missing_container_succeeds, |rt: &Rt| {
 // controllers, hugetlb alone on the v2 hierarchy). Debian's runc 1.1.5
 // drops hugetlb on a hybrid host and writes rt values without checks, so
 // this is berth's alone.
-#[test]
-fn linux_resources_are_applied_or_refused() {
-    if !support::can_run("linux.resources") {
-        return;
-    }
-    let rt = Rt::new(Kind::Berth).unwrap();
+berth_only!(linux_resources_are_applied_or_refused, |rt: &Rt| {
     // Applied: the value reads back from `file` under `controller`.
     let applied: Vec<(Value, &str, &str, &str)> = vec![
         (json!({ "memory": { "swappiness": 37 } }), "memory", "memory.swappiness", "37"),
@@ -643,17 +633,12 @@ fn linux_resources_are_applied_or_refused() {
     assert!(!o.status.success());
     assert_eq!(err.matches("cpuset.cpus").count(), 1, "{err}");
     assert_eq!(err.matches("Numerical result out of range").count(), 1, "{err}");
-}
+});
 
 // Without a mount namespace the container shares the caller's: it runs
 // chrooted in its root, and nothing is mounted on the host; what would
 // need mounts is refused, naming why.
-#[test]
-fn no_mount_namespace_inherits_the_callers() {
-    if !support::can_run("no mount namespace") {
-        return;
-    }
-    let rt = Rt::new(Kind::Berth).unwrap();
+berth_only!(no_mount_namespace_inherits_the_callers, |rt: &Rt| {
     let mut b = Bundle::new();
     b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
     b.config["mounts"] = json!([]);
@@ -673,15 +658,10 @@ fn no_mount_namespace_inherits_the_callers() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("without a private mount namespace"));
     assert!(rt.state(&id).is_null());
-}
+});
 
 // Labels of security modules the kernel lacks are refused, not dropped.
-#[test]
-fn security_labels_without_their_module_are_refused() {
-    if !support::can_run("security labels") {
-        return;
-    }
-    let rt = Rt::new(Kind::Berth).unwrap();
+berth_only!(security_labels_without_their_module_are_refused, |rt: &Rt| {
     let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y");
     let mut cases = vec![
         (("linux", "mountLabel"), json!("system_u:object_r:container_file_t:s0"), "mountLabel"),
@@ -700,7 +680,7 @@ fn security_labels_without_their_module_are_refused() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(name), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(rt.state(&id).is_null());
     }
-}
+});
 
 // ---- bad input: clear message, non-zero exit, nothing left behind ----
 

@@ -273,6 +273,22 @@ fn base_config(cgroup: &str) -> Value {
     })
 }
 
+/// Define a test of what berth-runtime does and the runc here does not (or
+/// does otherwise); the comment above it says why.
+#[macro_export]
+macro_rules! berth_only {
+    ($name:ident, $body:expr) => {
+        #[test]
+        fn $name() {
+            if !support::can_run(stringify!($name)) {
+                return;
+            }
+            let rt = support::Rt::new(support::Kind::Berth).unwrap();
+            ($body)(&rt);
+        }
+    };
+}
+
 /// Define a test that runs once with berth-runtime and once with runc.
 #[macro_export]
 macro_rules! both {
