@@ -44,6 +44,7 @@ pub(crate) fn new_entry(rec: Container) -> Arc<Entry> {
     Arc::new(Entry {
         rec: std::sync::Mutex::new(rec),
         op: tokio::sync::Mutex::new(()),
+        exiting: tokio::sync::Mutex::new(()),
         changed: tokio::sync::watch::channel(Generation::default()).0,
         pending: std::sync::Mutex::new(vec![]),
         backoff: std::sync::Mutex::new(Default::default()),
@@ -259,6 +260,9 @@ impl Engine {
 
     pub(crate) async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
         self.prime_cgroups();
+        // An exit being torn down (its root unmounted, its bundle moved
+        // away) finishes before this start uses either.
+        let _exit_done = e.exiting.lock().await;
         let mut c = e.rec.lock().map_err(poisoned)?.clone();
         match c.state.status {
             Status::Running => return Err(Error::NotModified("container already started".into())),
@@ -463,6 +467,7 @@ impl Engine {
 
     /// Record an exit, unmount, and act on AutoRemove.
     pub(crate) async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
+        let exiting = e.exiting.lock().await;
         let (c, again) = {
             let Ok(mut r) = e.rec.lock() else { return };
             let ran = crate::restart::run_time(&r, &rec.finished_at);
@@ -485,19 +490,22 @@ impl Engine {
             (c, again)
         };
         let _ = self.teardown(&c);
+        drop(exiting);
         if rec.oom_killed {
             self.event(&c, "oom");
         }
         self.event_with(&c, "die", [("exitCode", rec.code.to_string())]);
-        if let Some(delay) = again {
-            // Still "running" for waiters, as in Docker.
-            self.restart_later(e.clone(), delay);
-            return;
-        }
+        // Waiters learn of every exit, one the policy restarts too, as
+        // moby's SetRestarting tells them; the container stays "running"
+        // for rm and stop.
         e.changed.send_modify(|g| {
             g.exits += 1;
             g.exit_code = rec.code;
         });
+        if let Some(delay) = again {
+            self.restart_later(e.clone(), delay);
+            return;
+        }
         if c.host.auto_remove {
             let engine = self.clone();
             let id = c.id.clone();
@@ -582,8 +590,16 @@ impl Engine {
                 self.save(&r)?;
             }
         }
+        let mut rx = e.changed.subscribe();
+        let before = rx.borrow_and_update().exits;
         shim::call(&sock, &Request::Signal { signal: sig, all: false }).await?;
         self.event_with(&c, "kill", [("signal", sig.to_string())]);
+        if sig == 9 {
+            // As Docker's Kill: SIGKILL returns once the exit is recorded
+            // and torn down (10 s at most), so an `rm` right after it finds
+            // the container stopped.
+            let _ = tokio::time::timeout(Duration::from_secs(10), next_exit(&mut rx, before)).await;
+        }
         Ok(())
     }
 

@@ -65,6 +65,10 @@ pub(crate) struct Entry {
     pub rec: Mutex<model::Container>,
     /// Serialises start, stop, restart and remove of this container.
     pub op: tokio::sync::Mutex<()>,
+    /// Held while an exit is recorded and torn down, so that a start right
+    /// after it waits for the teardown to finish. Operations that wait for
+    /// an exit hold `op` and wait on `changed`, so the exit cannot take `op`.
+    pub exiting: tokio::sync::Mutex<()>,
     /// Bumped at every exit and at removal, for waiters.
     pub changed: tokio::sync::watch::Sender<Generation>,
     /// Attachers waiting for the container to be created by its shim.

@@ -175,10 +175,17 @@ impl Engine {
             tag: r.reference.clone(),
             skip: MOUNTPOINTS.iter().map(std::path::PathBuf::from).collect(),
         };
-        let freeze = r.pause && c.state.status == Status::Running;
         let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
-        if freeze {
-            shim::call(&sock, &Request::Pause).await?;
+        let mut freeze = false;
+        if r.pause && c.state.status == Status::Running {
+            match shim::call(&sock, &Request::Pause).await {
+                Ok(_) => freeze = true,
+                // It exited meanwhile: nothing runs to pause, and its layer
+                // is committed as it was left.
+                Err(_) if !e.rec.lock().map(|r| r.state.status == Status::Running).unwrap_or(false) => {}
+                Err(_) if sock_gone(&sock) => {}
+                Err(err) => return Err(err),
+            }
         }
         let images = self.images.clone();
         let made = join(
@@ -192,4 +199,10 @@ impl Engine {
         self.event_with(&c, "commit", [("comment", r.comment.clone())]);
         Ok(rec.id)
     }
+}
+
+/// A shim that is gone (its socket removed or refusing): its container has
+/// exited, whatever the record says yet.
+fn sock_gone(sock: &std::path::Path) -> bool {
+    std::os::unix::net::UnixStream::connect(sock).is_err()
 }

@@ -1,0 +1,112 @@
+//! Lifecycle semantics SDKs rely on: kill that returns once the container
+//! is down, starts right after exits, waits on containers a policy
+//! restarts, commits of containers that exit meanwhile.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn kill_returns_once_the_container_is_down() {
+    if !can_run("kill then rm") {
+        return;
+    }
+    let d = Daemon::start("killrm");
+    d.load_busybox();
+    // Raw requests, as an SDK sends them: no CLI start-up between them.
+    for i in 0..15 {
+        let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+        let kill = match i % 3 {
+            0 => format!("/containers/{id}/kill"),
+            1 => format!("/containers/{id}/kill?signal=KILL"),
+            _ => format!("/containers/{id}/kill?signal=9"),
+        };
+        let (s, b) = d.http("POST", &kill, b"");
+        assert_eq!(s, 204, "{b}");
+        let (s, b) = d.http("DELETE", &format!("/containers/{id}"), b"");
+        assert_eq!(s, 204, "rm right after kill ({i}): {b}");
+    }
+    assert_clean(&d);
+}
+
+#[test]
+fn a_start_right_after_an_exit_waits_for_its_teardown() {
+    if !can_run("start after exit") {
+        return;
+    }
+    let d = Daemon::start("startexit");
+    d.load_busybox();
+    let id = d.ok(&["create", "busybox", "true"]).trim().to_owned();
+    for i in 0..30 {
+        let (s, b) = d.http("POST", &format!("/containers/{id}/start"), b"");
+        assert_eq!(s, 204, "start {i}: {b}");
+        // The next start as soon as the record says "exited": the exit's
+        // teardown may still be under way then.
+        let t = Instant::now();
+        loop {
+            let (_, b) = d.http("GET", &format!("/containers/{id}/json"), b"");
+            if b.contains(r#""Status":"exited""#) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{b}");
+        }
+    }
+    let (s, b) = d.http("POST", &format!("/containers/{id}/wait"), b"");
+    assert_eq!((s, b.contains(r#""StatusCode":0"#)), (200, true), "{b}");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]).trim(), "0");
+    d.ok(&["rm", &id]);
+    assert_clean(&d);
+}
+
+#[test]
+fn wait_returns_at_each_exit_of_a_restarting_container() {
+    if !can_run("wait with a restart policy") {
+        return;
+    }
+    let d = Daemon::start("waitrestart");
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 3"]).trim().to_owned();
+    for _ in 0..2 {
+        let t = Instant::now();
+        let (s, b) = d.http("POST", &format!("/containers/{id}/wait"), b"");
+        assert_eq!(s, 200, "{b}");
+        assert!(b.contains(r#""StatusCode":3"#), "{b}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
+
+#[test]
+fn commit_of_a_container_that_exits_meanwhile_goes_ahead() {
+    if !can_run("commit during exit") {
+        return;
+    }
+    let d = Daemon::start("commitexit");
+    d.load_busybox();
+    for i in 0..5 {
+        let id = d
+            .ok(&["run", "-d", "busybox", "sh", "-c", &format!("echo {i} > /mark; sleep 0.{}", 2 + i)])
+            .trim()
+            .to_owned();
+        let t = Instant::now();
+        let mut n = 0;
+        // Commit (with the pause) over and over until the container is gone.
+        loop {
+            let running = d.ok(&["inspect", "-f", "{{.State.Running}}", &id]).trim() == "true";
+            let (s, b) = d.http("POST", &format!("/commit?container={id}&repo=committed&tag={i}-{n}"), b"{}");
+            assert_eq!(s, 201, "commit {i}-{n}: {b}");
+            n += 1;
+            if !running || t.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        d.ok(&["rm", &id]);
+        let out = d.ok(&["run", "--rm", &format!("committed:{i}-{}", n - 1), "cat", "/mark"]);
+        assert_eq!(out, format!("{i}\n"));
+    }
+    assert_clean(&d);
+}
