@@ -98,7 +98,7 @@ pub(crate) fn summary(
     Ok(w::ImageSummary {
         containers: users.iter().filter(|u| **u == id).count() as i64,
         id,
-        parent_id: String::new(),
+        parent_id: rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
         repo_tags: tags,
         repo_digests: vec![],
         created: created_secs(cfg.created.as_deref()),
@@ -144,7 +144,7 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
             "Id": id.to_string(),
             "RepoTags": tags,
             "RepoDigests": [],
-            "Parent": "",
+            "Parent": rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
             "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
             "Created": cfg.created,
             "DockerVersion": "",
@@ -345,8 +345,21 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Reply {
     let (name, force, prune) = (name.to_owned(), ctx.flag("force"), !ctx.flag("noprune"));
     let done = tokio::task::spawn_blocking(move || -> Result<Vec<berth_image::Deleted>, ApiError> {
         // delete already drops the layers no image uses any more.
-        let d = store.delete(&name, force, |id| user_of(&users, id))?;
-        if prune {
+        let mut parent = store.resolve(&name).ok().and_then(|id| store.get(&id).ok().flatten()).and_then(|r| r.parent);
+        let mut d = store.delete(&name, force, |id| user_of(&users, id))?;
+        let gone = d.iter().any(|x| matches!(x, berth_image::Deleted::Deleted(_)));
+        if prune && gone {
+            // Docker's default: the parents left without a name, a child
+            // or a container go with their last child.
+            while let Some(p) = parent.take() {
+                let Some(rec) = store.get(&p)? else { break };
+                let orphan = store.names_of(&p)?.is_empty() && store.children(&p)?.is_empty();
+                if !orphan || user_of(&users, &p).is_some() {
+                    break;
+                }
+                d.extend(store.delete(&p.to_string(), false, |id| user_of(&users, id))?);
+                parent = rec.parent;
+            }
             store.prune_blobs()?;
         }
         Ok(d)
@@ -375,12 +388,21 @@ pub async fn prune(ctx: &Ctx) -> Reply {
             let before: u64 = store.layers.list()?.iter().map(|l| l.size).sum();
             let names = store.names()?;
             let mut out = vec![];
-            for rec in store.list()? {
-                let named = names.iter().any(|(_, id)| *id == rec.id);
-                if (named && !all) || user_of(&users, &rec.id).is_some() {
-                    continue;
+            // Leaves first: an image others were made from goes once they
+            // have gone (Docker prunes parents with their last child).
+            loop {
+                let mut removed = false;
+                for rec in store.list()? {
+                    let named = names.iter().any(|(_, id)| *id == rec.id);
+                    if (named && !all) || user_of(&users, &rec.id).is_some() || !store.children(&rec.id)?.is_empty() {
+                        continue;
+                    }
+                    out.extend(store.delete(&rec.id.to_string(), true, |id| user_of(&users, id))?);
+                    removed = true;
                 }
-                out.extend(store.delete(&rec.id.to_string(), true, |id| user_of(&users, id))?);
+                if !removed {
+                    break;
+                }
             }
             store.prune_blobs()?;
             let after: u64 = store.layers.list()?.iter().map(|l| l.size).sum();

@@ -88,7 +88,7 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
         None => config["history"] = json!([h]),
     }
     let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
-    let rec = store.add(&bytes)?;
+    let rec = store.add_child(&bytes, base)?;
     if let Some(t) = &opts.tag {
         store.tag(t, &rec.id)?;
     }

@@ -29,6 +29,10 @@ pub struct ImageRecord {
     pub top_layer: Option<ChainId>,
     /// When it was added (RFC 3339).
     pub added: String,
+    /// The image it was made from (`docker commit`, a build step), as
+    /// Docker records `Parent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ImageId>,
 }
 
 /// A container that uses an image, as `delete` needs to know it.
@@ -98,6 +102,12 @@ impl ImageStore {
     /// Record an image whose config is `config` (bytes as they will be
     /// hashed) and whose layers are already unpacked.
     pub fn add(&self, config: &[u8]) -> Result<ImageRecord> {
+        self.add_child(config, None)
+    }
+
+    /// `add`, recording `parent` as the image this one was made from. An
+    /// image that is there already keeps its record.
+    pub fn add_child(&self, config: &[u8], parent: Option<&ImageId>) -> Result<ImageRecord> {
         let parsed = ImageConfig::parse(config)?;
         let chain = ChainId::chain(&parsed.rootfs.diff_ids);
         let top_layer = chain.last().cloned();
@@ -111,9 +121,14 @@ impl ImageStore {
         if let Some(existing) = self.get(&id)? {
             return Ok(existing);
         }
-        let rec = ImageRecord { id, top_layer, added: berth_core::time::now_rfc3339() };
+        let rec = ImageRecord { id, top_layer, added: berth_core::time::now_rfc3339(), parent: parent.cloned() };
         record::write(&self.record_path(&rec.id), &rec, format_args!("image record {}", rec.id))?;
         Ok(rec)
+    }
+
+    /// The images made from `id`.
+    pub fn children(&self, id: &ImageId) -> Result<Vec<ImageId>> {
+        Ok(self.list()?.into_iter().filter(|r| r.parent.as_ref() == Some(id)).map(|r| r.id).collect())
     }
 
     pub fn get(&self, id: &ImageId) -> Result<Option<ImageRecord>> {
@@ -265,7 +280,16 @@ impl ImageStore {
             self.write_repos(&repos)?;
             return Ok(out);
         }
-        // The image itself (Docker's imageDeleteHelper).
+        // The image itself (Docker's imageDeleteHelper). One that others
+        // were made from stays; by id that is a conflict no force lifts.
+        let has_children = !self.children(&id)?.is_empty();
+        if has_children {
+            if by_name {
+                self.write_repos(&repos)?;
+                return Ok(out);
+            }
+            return Err(conflict(true, "image has dependent child images".into()));
+        }
         let blocked = match &used {
             Some(u) if u.running => {
                 Some(conflict(true, format!("image is being used by running container {}", short(&u.id))))

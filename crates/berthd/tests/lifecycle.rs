@@ -110,3 +110,37 @@ fn commit_of_a_container_that_exits_meanwhile_goes_ahead() {
     }
     assert_clean(&d);
 }
+
+#[test]
+fn committed_images_record_their_parent() {
+    if !can_run("commit parent") {
+        return;
+    }
+    let d = Daemon::start("commitparent");
+    d.load_busybox();
+    let base = d.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]).trim().to_owned();
+    let id = d.ok(&["create", "busybox", "true"]).trim().to_owned();
+    let child = d.ok(&["commit", &id, "child:1"]).trim().to_owned();
+    d.ok(&["rm", &id]);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Parent}}", "child:1"]).trim(), base);
+    let (_, list) = d.http("GET", "/images/json", b"");
+    assert!(list.contains(&format!(r#""ParentId":"{base}""#)), "{list}");
+    // The parent stays while a child was made from it: by id a conflict
+    // no force lifts; by name it is only untagged.
+    let o = d.docker(&["rmi", "-f", &base]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("image has dependent child images"), "{}", stderr(&o));
+    let o = d.docker(&["rmi", "busybox"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Untagged: busybox:latest"));
+    d.ok(&["image", "inspect", &base]);
+    // A prune takes neither while the child is named; then both go.
+    let o = d.ok(&["image", "prune", "-f"]);
+    assert!(!o.contains("Deleted"), "{o}");
+    // Removing the child takes the parent it leaves without a name too, as
+    // Docker's rmi does unless --no-prune.
+    let out = d.ok(&["rmi", &child]);
+    assert!(out.contains(&format!("Deleted: {base}")), "{out}");
+    assert!(!d.docker(&["image", "inspect", &base]).status.success(), "the untagged parent was left");
+    assert_clean(&d);
+}
