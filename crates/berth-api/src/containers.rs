@@ -127,7 +127,33 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
     let mut out = convert::inspect(&c);
     let execs = ctx.engine.exec_ids(&c.id);
     out.exec_ids = (!execs.is_empty()).then_some(execs);
+    if let Some(m) = c.rw_layer.as_ref().and_then(|rw| ctx.engine.images.layers.mount_of(rw).ok()) {
+        out.graph_driver.data = graph_data(&m);
+    }
     json_response(StatusCode::OK, &out)
+}
+
+/// Docker's overlay2 GraphDriver.Data: the layers' diff directories (the
+/// short links resolved), the upper, work and merged directories.
+fn graph_data(m: &berth_image::OverlayMount) -> std::collections::BTreeMap<String, String> {
+    let lower: Vec<String> = m
+        .lowers
+        .iter()
+        .map(|l| {
+            let link = m.base.join(l);
+            let real = std::fs::read_link(&link).map(|t| link.parent().map(|p| p.join(&t)).unwrap_or(t));
+            let p = real.ok().and_then(|p| std::fs::canonicalize(p).ok()).unwrap_or(link);
+            p.display().to_string()
+        })
+        .collect();
+    let mut d = std::collections::BTreeMap::new();
+    if !lower.is_empty() {
+        d.insert("LowerDir".into(), lower.join(":"));
+    }
+    d.insert("UpperDir".into(), m.upper.display().to_string());
+    d.insert("WorkDir".into(), m.work.display().to_string());
+    d.insert("MergedDir".into(), m.target.display().to_string());
+    d
 }
 
 /// A 304 from the engine is a success without a body.

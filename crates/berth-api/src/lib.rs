@@ -232,6 +232,9 @@ fn error_response(e: ApiError) -> Response<Body> {
     r
 }
 
+/// The endpoints of swarm mode, which answer 503 here.
+const SWARM: &[&str] = &["swarm", "services", "nodes", "secrets", "configs", "tasks"];
+
 async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let mut parts: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
@@ -313,6 +316,12 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("GET", ["images", name @ .., "history"]) if !name.is_empty() => images::history(&ctx, &name.join("/")).await,
         ("POST", ["images", name @ .., "tag"]) if !name.is_empty() => images::tag(&ctx, &name.join("/")).await,
         ("DELETE", ["images", name @ ..]) if !name.is_empty() => images::delete(&ctx, &name.join("/")).await,
+        // Swarm mode is not there, as on a dockerd that never joined one.
+        (_, [first, ..]) if SWARM.contains(first) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".to_string()))
+        }
+        // No plugin system: the list is empty, as on a dockerd with none.
+        ("GET", ["plugins"]) => json_response(StatusCode::OK, &serde_json::json!([])),
         _ => Err(ApiError::not_found("page not found".to_string())),
     };
     let mut resp = match r {

@@ -101,6 +101,11 @@ pub fn info(ctx: &Ctx) -> Reply {
             "Runtimes": {"berth": {"path": "berth-shim"}, "runc": {"path": "runc"}},
             "DefaultRuntime": if e.cfg.runtime.is_some() { "runc" } else { "berth" },
             "LiveRestoreEnabled": true,
+            // As a dockerd that never joined a swarm.
+            "Swarm": {
+                "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                "ControlAvailable": false, "Error": "", "RemoteManagers": null,
+            },
             "Isolation": "",
             "InitBinary": "",
             "SecurityOptions": ["name=seccomp,profile=builtin"],

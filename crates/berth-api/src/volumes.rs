@@ -73,8 +73,10 @@ pub async fn list(ctx: &Ctx) -> Reply {
                 && any("driver", &|x| v.driver == x)
                 && f.get("label").is_none_or(|ls| ls.iter().all(|l| label_ok(&v, l)))
                 && dangling.is_none_or(|d| d != users.contains_key(&v.name));
+            // Without UsageData, as Docker lists volumes: only
+            // /system/df walks them for their sizes.
             if keep {
-                rows.push(wire(e, &v, Some(&users)));
+                rows.push(wire(e, &v, None));
             }
         }
         Ok(rows)

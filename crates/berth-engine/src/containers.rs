@@ -255,6 +255,11 @@ impl Engine {
         if let Ok(mut b) = e.backoff.lock() {
             b.reset();
         }
+        // A start by the user begins the policy's count again, as Docker's
+        // ResetRestartManager does.
+        if let Ok(mut r) = e.rec.lock() {
+            r.restart_count = 0;
+        }
         self.start_locked(&e).await
     }
 
@@ -634,6 +639,8 @@ impl Engine {
             let _ = shim::call(&sock, &Request::Resume).await;
         }
         let _ = shim::call(&sock, &Request::Signal { signal: sig, all: false }).await;
+        // As Docker: each signal of a stop is a kill event, before the die.
+        self.event_with(&c, "kill", [("signal", sig.to_string())]);
         let exited = next_exit(&mut rx, before);
         let in_time = if t < 0 {
             exited.await;
@@ -643,6 +650,7 @@ impl Engine {
         };
         if !in_time {
             let _ = shim::call(&sock, &Request::Signal { signal: 9, all: true }).await;
+            self.event_with(&c, "kill", [("signal", "9".to_string())]);
             next_exit(&mut rx, before).await;
         }
         self.event(&c, "stop");

@@ -61,6 +61,17 @@ fn mount_holding(c: &Container, path: &str) -> Option<InMount> {
     Some(InMount { root: PathBuf::from(&m.source), path: format!("/{rest}{suffix}"), name, rw: m.rw })
 }
 
+/// Docker's "Could not find the file X in container Y": the image layer's
+/// copy knows the path, the engine the container.
+fn name_container(e: Error, key: &str) -> Error {
+    match e {
+        Error::Image(berth_image::Error::NotFound(m)) if m.ends_with(" in container") => {
+            Error::NotFound(format!("{m} {key}"))
+        }
+        other => other,
+    }
+}
+
 impl Engine {
     /// Runs `f` on the container's merged root, in a blocking thread.
     async fn with_root<T: Send + 'static>(
@@ -97,6 +108,10 @@ impl Engine {
 
     /// `HEAD /containers/{id}/archive`.
     pub async fn archive_stat(&self, key: &str, path: &str) -> Result<PathStat> {
+        self.archive_stat_in(key, path).await.map_err(|e| name_container(e, key))
+    }
+
+    async fn archive_stat_in(&self, key: &str, path: &str) -> Result<PathStat> {
         let c = self.inspect(key)?;
         if let Some(m) = mount_holding(&c, path) {
             return Self::in_mount(m, |root, p, name| {
@@ -114,6 +129,10 @@ impl Engine {
 
     /// `GET /containers/{id}/archive`: `path` as a tar into `w`.
     pub async fn archive_get(&self, key: &str, path: &str, w: impl Write + Send + 'static) -> Result<PathStat> {
+        self.archive_get_in(key, path, w).await.map_err(|e| name_container(e, key))
+    }
+
+    async fn archive_get_in(&self, key: &str, path: &str, w: impl Write + Send + 'static) -> Result<PathStat> {
         let c = self.inspect(key)?;
         if let Some(m) = mount_holding(&c, path) {
             return Self::in_mount(m, |root, p, name| berth_image::copy::archive_as(root, p, name, w)).await;
@@ -125,6 +144,16 @@ impl Engine {
     /// `PUT /containers/{id}/archive`: the tar in `r` extracted into the
     /// directory `path`.
     pub async fn archive_put(
+        &self,
+        key: &str,
+        path: &str,
+        r: impl Read + Send + 'static,
+        keep_kinds: bool,
+    ) -> Result<()> {
+        self.archive_put_in(key, path, r, keep_kinds).await.map_err(|e| name_container(e, key))
+    }
+
+    async fn archive_put_in(
         &self,
         key: &str,
         path: &str,

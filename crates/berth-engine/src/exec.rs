@@ -266,6 +266,10 @@ fn exec_process(sd: &ShimDir, x: &ExecInfo, group_add: &[String]) -> Result<Valu
     }
     let mut env: Vec<String> = p.get("env").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     crate::model::merge_env(&mut env, &cfg.env);
+    // As Docker's CreateDaemonEnvironment: a terminal gets TERM.
+    if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     p["env"] = serde_json::json!(env);
     if !cfg.working_dir.is_empty() {
         p["cwd"] = Value::String(cfg.working_dir.clone());
