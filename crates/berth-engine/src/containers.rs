@@ -489,6 +489,11 @@ impl Engine {
             r.state.oom_killed = rec.oom_killed;
             r.state.finished_at = rec.finished_at.clone();
             let net = std::mem::take(&mut r.net);
+            for a in net.attachments.values() {
+                if let Some(ip) = a.ip {
+                    r.last_ips.insert(a.network_id.clone(), ip);
+                }
+            }
             let _ = self.save_state(&r);
             let mut c = r.clone();
             c.net = net;

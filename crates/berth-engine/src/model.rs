@@ -351,6 +351,10 @@ pub struct Container {
     pub networks: BTreeMap<String, EndpointConfig>,
     #[serde(default)]
     pub net: NetState,
+    /// The address it had on each network (by id) when it last ran: asked
+    /// for again at the next start.
+    #[serde(default)]
+    pub last_ips: BTreeMap<String, std::net::Ipv4Addr>,
     /// Its binds, volumes and `--mount` tmpfs mounts.
     #[serde(default)]
     pub mount_points: Vec<MountPoint>,

@@ -255,7 +255,10 @@ impl Engine {
                 .find(&cfg.network_id)
                 .map_err(|_| Error::NotFound(format!("network {name} not found")))?;
             let bridge = self.networks.bridge_index(&net)?;
-            let lease = self.networks.allocate(&net.id, cfg.ipv4_address)?;
+            let lease = match (cfg.ipv4_address, c.last_ips.get(&net.id)) {
+                (None, Some(prev)) => self.networks.allocate_preferring(&net.id, *prev, &c.id)?,
+                (ip, _) => self.networks.allocate(&net.id, ip)?,
+            };
             let veth = link::veth_name();
             let ifname = format!("eth{i}");
             state.attachments.insert(
@@ -308,14 +311,22 @@ impl Engine {
         // (about 20 ms here): done off the exit's path, and each address
         // is given back only once its pair is gone.
         let atts: Vec<Attachment> = net.attachments.values().cloned().collect();
+        // Held for this container until its pair is gone: no one else gets
+        // the address meanwhile, and a restart of this one takes it back.
+        for a in &atts {
+            if let Some(ip) = a.ip {
+                self.networks.hold(&a.network_id, ip, id);
+            }
+        }
         let store = self.networks.clone();
+        let owner = id.to_owned();
         std::thread::spawn(move || {
             for a in atts {
                 if !a.veth.is_empty() {
                     let _ = store.delete_link(&a.veth);
                 }
                 if let Some(ip) = a.ip {
-                    store.release(&a.network_id, ip);
+                    store.release_held(&a.network_id, ip, &owner);
                 }
             }
         });

@@ -133,6 +133,9 @@ pub struct Pool {
     gateway: Ipv4Addr,
     used: BTreeSet<u32>,
     last: u32,
+    /// Addresses of stopped containers whose veth is still being deleted:
+    /// taken, for no one but their owner.
+    held: std::collections::BTreeMap<u32, String>,
 }
 
 impl Pool {
@@ -144,7 +147,14 @@ impl Pool {
         if !subnet.contains(gateway) {
             return Err(Error::Invalid(format!("gateway {gateway} is not in subnet {subnet}")));
         }
-        Ok(Pool { subnet, range, gateway, used: BTreeSet::new(), last: range.first().saturating_sub(1) })
+        Ok(Pool {
+            subnet,
+            range,
+            gateway,
+            used: BTreeSet::new(),
+            last: range.first().saturating_sub(1),
+            held: Default::default(),
+        })
     }
 
     pub fn subnet(&self) -> Subnet {
@@ -191,6 +201,41 @@ impl Pool {
 
     pub fn release(&mut self, ip: Ipv4Addr) {
         self.used.remove(&u32::from(ip));
+        self.held.remove(&u32::from(ip));
+    }
+
+    /// Keep `ip` taken for `owner` alone until [`Pool::release_held`].
+    pub fn hold(&mut self, ip: Ipv4Addr, owner: &str) {
+        let n = u32::from(ip);
+        if self.used.contains(&n) {
+            self.held.insert(n, owner.to_owned());
+        }
+    }
+
+    /// The end of a hold: the address is free again, unless its owner took
+    /// it back meanwhile.
+    pub fn release_held(&mut self, ip: Ipv4Addr, owner: &str) {
+        let n = u32::from(ip);
+        if self.held.get(&n).is_some_and(|o| o == owner) {
+            self.held.remove(&n);
+            self.used.remove(&n);
+        }
+    }
+
+    /// `owner`'s previous address when it is free or held for `owner`, as
+    /// Docker gives a restarted container its address back in practice;
+    /// else the next free one.
+    pub fn allocate_preferring(&mut self, prev: Ipv4Addr, owner: &str) -> Result<Ipv4Addr> {
+        let n = u32::from(prev);
+        if self.held.get(&n).is_some_and(|o| o == owner) {
+            self.held.remove(&n);
+            return Ok(prev);
+        }
+        if self.range.contains(prev) && self.usable(n) {
+            self.used.insert(n);
+            return Ok(prev);
+        }
+        self.allocate()
     }
 
     pub fn in_use(&self) -> usize {
@@ -205,6 +250,28 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_previous_address_comes_back_to_its_owner_only() {
+        let mut p = Pool::new("10.9.0.0/24".parse().unwrap(), None, ip("10.9.0.1")).unwrap();
+        let a = p.allocate().unwrap();
+        p.hold(a, "one");
+        // Held: not for others, nor for the round robin.
+        assert_ne!(p.allocate_preferring(a, "two").unwrap(), a);
+        assert_eq!(p.allocate_preferring(a, "one").unwrap(), a);
+        // Taken back: the late end of the hold leaves it taken.
+        p.release_held(a, "one");
+        assert!(p.reserve(a).is_err());
+        p.release(a);
+        // Free: the owner gets it back, even past the round robin.
+        let b = p.allocate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(p.allocate_preferring(a, "one").unwrap(), a);
+        // Taken by another: the next free one.
+        p.release(a);
+        p.reserve(a).unwrap();
+        assert_ne!(p.allocate_preferring(a, "one").unwrap(), a);
     }
 
     #[test]

@@ -505,6 +505,31 @@ impl Store {
         Ok(Lease { ip, prefix: pool.subnet().prefix(), gateway: pool.gateway() })
     }
 
+    /// An address, `prev` (the owner's address before) when it can be had.
+    pub fn allocate_preferring(&self, net: &str, prev: Ipv4Addr, owner: &str) -> Result<Lease> {
+        let mut g = self.lock()?;
+        let pool = g.pools.get_mut(net).ok_or_else(|| Error::NotFound(format!("network {net} not found")))?;
+        let ip = pool.allocate_preferring(prev, owner)?;
+        Ok(Lease { ip, prefix: pool.subnet().prefix(), gateway: pool.gateway() })
+    }
+
+    /// Hold `ip` for `owner` while its veth goes (see `Pool::hold`).
+    pub fn hold(&self, net: &str, ip: Ipv4Addr, owner: &str) {
+        if let Ok(mut g) = self.lock() {
+            if let Some(p) = g.pools.get_mut(net) {
+                p.hold(ip, owner);
+            }
+        }
+    }
+
+    pub fn release_held(&self, net: &str, ip: Ipv4Addr, owner: &str) {
+        if let Ok(mut g) = self.lock() {
+            if let Some(p) = g.pools.get_mut(net) {
+                p.release_held(ip, owner);
+            }
+        }
+    }
+
     pub fn release(&self, net: &str, ip: Ipv4Addr) {
         if let Ok(mut g) = self.lock() {
             if let Some(p) = g.pools.get_mut(net) {

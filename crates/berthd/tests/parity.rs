@@ -90,3 +90,39 @@ fn exec_terminals_restart_counts_stop_events_and_inspect() {
     d.ok(&["rm", "-f", &id, &r]);
     assert_clean(&d);
 }
+
+#[test]
+fn a_restarted_container_gets_its_address_back() {
+    if !can_run("addresses across restarts") {
+        return;
+    }
+    let d = Daemon::start("sameip");
+    d.load_busybox();
+    let net = format!("n{}", std::process::id());
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{}.{}.{}.0/24", d.subnet[0], d.subnet[1] ^ 0x80, d.subnet[2]),
+        &net,
+    ]);
+    let ip = |name: &str| {
+        d.ok(&["inspect", "-f", &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"), name])
+            .trim()
+            .to_owned()
+    };
+    d.ok(&["run", "-d", "--name", "app", "--network", &net, "busybox", "sleep", "1000"]);
+    let first = ip("app");
+    assert!(!first.is_empty());
+    // Right away (its old veth may still be going) and after others came.
+    d.ok(&["restart", "-t", "0", "app"]);
+    assert_eq!(ip("app"), first, "after restart");
+    d.ok(&["stop", "-t", "0", "app"]);
+    d.ok(&["run", "-d", "--name", "other", "--network", &net, "busybox", "sleep", "1000"]);
+    assert_ne!(ip("other"), first, "another container took the stopped one's address");
+    d.ok(&["start", "app"]);
+    assert_eq!(ip("app"), first, "after stop, another start, and start");
+    d.ok(&["rm", "-f", "app", "other"]);
+    d.ok(&["network", "rm", &net]);
+    assert_clean(&d);
+}
