@@ -171,6 +171,14 @@ pub struct HostConfig {
     pub volumes_from: Option<Vec<String>>,
     #[serde(default)]
     pub volume_driver: String,
+    #[serde(default)]
+    pub pid_mode: String,
+    #[serde(default)]
+    pub ipc_mode: String,
+    #[serde(default, rename = "UTSMode")]
+    pub uts_mode: String,
+    #[serde(default)]
+    pub cgroupns_mode: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -231,6 +231,10 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         mounts,
         volumes_from: h.volumes_from.unwrap_or_default(),
         volume_driver: h.volume_driver,
+        pid_mode: h.pid_mode,
+        ipc_mode: h.ipc_mode,
+        uts_mode: h.uts_mode,
+        cgroupns_mode: h.cgroupns_mode,
     };
     Ok(CreateRequest {
         name,
@@ -319,6 +323,10 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
         mounts: (!h.mounts.is_empty()).then(|| h.mounts.iter().map(wire_mount).collect()),
         volumes_from: opt_vec(&h.volumes_from),
         volume_driver: h.volume_driver.clone(),
+        pid_mode: h.pid_mode.clone(),
+        ipc_mode: h.ipc_mode.clone(),
+        uts_mode: h.uts_mode.clone(),
+        cgroupns_mode: h.cgroupns_mode.clone(),
     }
 }
 

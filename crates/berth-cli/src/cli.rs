@@ -460,6 +460,18 @@ pub struct RunArgs {
     pub group_add: Vec<String>,
     #[arg(long)]
     pub userns: Option<String>,
+    /// PID namespace to use (host, container:<name|id>)
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// IPC mode to use (none, private, shareable, host)
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// UTS namespace to use (host)
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Cgroup namespace to use (host, private)
+    #[arg(long)]
+    pub cgroupns: Option<String>,
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
     #[arg(long = "log-opt")]

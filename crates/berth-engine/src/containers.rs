@@ -146,6 +146,7 @@ impl Engine {
         if c.host.network_mode.is_empty() || c.host.network_mode == "default" {
             c.host.network_mode = "bridge".into();
         }
+        self.plan_namespaces(&mut c, !req.config.hostname.is_empty())?;
         crate::verify::host_config(&c.host)?;
         // Docker's default swap limit, recorded so inspect shows it.
         if c.host.resources.memory > 0 && c.host.resources.memory_swap == 0 {
@@ -367,6 +368,9 @@ impl Engine {
         let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
         if let Some(path) = self.joined_netns(c)? {
             spec::join_namespace(&mut s, "network", &path);
+        }
+        if let Some(path) = self.joined_ns(&c.host.pid_mode, "pid", "PID")? {
+            spec::join_namespace(&mut s, "pid", &path);
         }
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         berth_core::perm::write_file(&sd.dir.join("config.json"), &body, berth_core::perm::RECORD)

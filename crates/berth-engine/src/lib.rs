@@ -14,6 +14,7 @@ pub mod model;
 mod mounts;
 pub mod names;
 pub mod network;
+mod nsmodes;
 mod reap;
 mod restart;
 mod restore;

@@ -121,6 +121,18 @@ pub struct HostConfig {
     /// `--volume-driver`: the driver of volumes `-v` names and makes.
     #[serde(default)]
     pub volume_driver: String,
+    /// `host`, `container:<id>`, or empty (a private namespace).
+    #[serde(default)]
+    pub pid_mode: String,
+    /// `none`, `private`, `shareable`, `host` or `container:<id>`.
+    #[serde(default)]
+    pub ipc_mode: String,
+    /// `host`, or empty (private).
+    #[serde(default)]
+    pub uts_mode: String,
+    /// `host` or `private`.
+    #[serde(default)]
+    pub cgroupns_mode: String,
 }
 
 /// What a mount is made of.

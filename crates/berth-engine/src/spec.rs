@@ -355,7 +355,13 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     ];
     let shm = if c.host.shm_size > 0 { c.host.shm_size } else { 64 << 20 };
     let shm_size = format!("size={shm}");
-    mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_size]));
+    // `--ipc none`: a private IPC namespace and no /dev/shm, as Docker; the
+    // host's IPC shares the host's /dev/shm.
+    match c.host.ipc_mode.as_str() {
+        "none" => {}
+        "host" => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate"])),
+        _ => mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_size])),
+    }
     for (dest, path) in [("/etc/resolv.conf", etc.resolv), ("/etc/hostname", etc.hostname), ("/etc/hosts", etc.hosts)] {
         let mut m = mount(dest, "bind", &path.display().to_string(), &["rbind", "rprivate"]);
         if c.host.readonly_rootfs {
@@ -417,11 +423,19 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if c.host.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(c.host.oom_score_adj);
     }
-    let mut namespaces =
-        vec![json!({"type": "mount"}), json!({"type": "uts"}), json!({"type": "pid"}), json!({"type": "ipc"})];
-    match c.host.network_mode.as_str() {
-        "host" => {}
-        _ => namespaces.push(json!({"type": "network"})),
+    // A namespace in host mode is left out: the container shares the
+    // caller's. A container's to join gets its path at launch.
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (kind, mode) in [("uts", &c.host.uts_mode), ("pid", &c.host.pid_mode), ("ipc", &c.host.ipc_mode)] {
+        if mode != "host" {
+            namespaces.push(json!({"type": kind}));
+        }
+    }
+    if c.host.network_mode != "host" {
+        namespaces.push(json!({"type": "network"}));
+    }
+    if c.host.cgroupns_mode == "private" {
+        namespaces.push(json!({"type": "cgroup"}));
     }
     let mut linux = json!({
         "namespaces": namespaces,
@@ -448,10 +462,13 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         "ociVersion": "1.2.0",
         "process": process,
         "root": {"path": rootfs.display().to_string(), "readonly": c.host.readonly_rootfs},
-        "hostname": c.config.hostname,
         "mounts": mounts,
         "linux": linux,
     });
+    // The host's UTS namespace keeps the host's name.
+    if c.host.uts_mode != "host" {
+        spec["hostname"] = json!(c.config.hostname);
+    }
     if !c.config.domainname.is_empty() {
         spec["domainname"] = json!(c.config.domainname);
     }

@@ -32,10 +32,14 @@ pub(crate) fn host_config(h: &HostConfig) -> Result<()> {
     sysctls(h)
 }
 
-/// The sysctls against the namespaces the container will have: IPC and UTS
-/// are always its own here; the network is the host's only in host mode.
+/// The sysctls against the namespaces the container will have: each is the
+/// host's only in host mode (a joined container's is not the host's).
 fn sysctls(h: &HostConfig) -> Result<()> {
-    let iso = berth_core::sysctl::Isolation { ipc: true, uts: true, net: !matches!(mode(&h.network_mode), Mode::Host) };
+    let iso = berth_core::sysctl::Isolation {
+        ipc: h.ipc_mode != "host",
+        uts: h.uts_mode != "host",
+        net: !matches!(mode(&h.network_mode), Mode::Host),
+    };
     for name in h.sysctls.keys() {
         berth_core::sysctl::check(name, iso).map_err(Error::Invalid)?;
     }

@@ -126,3 +126,80 @@ fn a_restarted_container_gets_its_address_back() {
     d.ok(&["network", "rm", &net]);
     assert_clean(&d);
 }
+
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap().display().to_string()
+}
+
+#[test]
+fn namespace_modes_are_honoured_and_shown() {
+    if !can_run("namespace modes") {
+        return;
+    }
+    let d = Daemon::start("nsmodes");
+    d.load_busybox();
+    let ns = |args: &[&str], kind: &str| {
+        let path = format!("/proc/self/ns/{kind}");
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "readlink", &path]);
+        d.ok(&a).trim().to_owned()
+    };
+    // Host modes share the caller's namespace; the defaults do not.
+    for (flag, kind) in [("--pid", "pid"), ("--ipc", "ipc"), ("--uts", "uts"), ("--cgroupns", "cgroup")] {
+        assert_eq!(ns(&[flag, "host"], kind), host_ns(kind), "{flag} host");
+    }
+    for kind in ["pid", "ipc", "uts"] {
+        assert_ne!(ns(&[], kind), host_ns(kind), "default {kind}");
+    }
+    assert_ne!(ns(&["--cgroupns", "private"], "cgroup"), host_ns("cgroup"));
+    // With the host's PID namespace, pid 1 is the host's init.
+    let comm = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert_eq!(d.ok(&["run", "--rm", "--pid", "host", "busybox", "cat", "/proc/1/comm"]), comm);
+    let host_name = nix_hostname();
+    assert_eq!(d.ok(&["run", "--rm", "--uts", "host", "busybox", "hostname"]).trim(), host_name);
+    // --ipc none has no /dev/shm.
+    let mounts = d.ok(&["run", "--rm", "--ipc", "none", "busybox", "cat", "/proc/mounts"]);
+    assert!(!mounts.contains(" /dev/shm "), "{mounts}");
+    // Another container's PID namespace, named by name, recorded by id.
+    let a = d.ok(&["run", "-d", "--name", "pidsrc", "busybox", "sleep", "1000"]).trim().to_owned();
+    let b = d.ok(&["run", "-d", "--pid", "container:pidsrc", "busybox", "sleep", "1000"]).trim().to_owned();
+    let of = |id: &str| d.ok(&["exec", id, "readlink", "/proc/self/ns/pid"]).trim().to_owned();
+    assert_eq!(of(&a), of(&b));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.PidMode}}", &b]).trim(), format!("container:{a}"));
+    let shown =
+        d.ok(&["inspect", "-f", "{{.HostConfig.IpcMode}} {{.HostConfig.UTSMode}} {{.HostConfig.CgroupnsMode}}", &a]);
+    assert_eq!(shown.trim(), "private  host");
+    // Refused, each with its reason.
+    let refused: [(&str, &str); 5] = [
+        (r#""PidMode":"bogus""#, "invalid PID mode: bogus"),
+        (r#""IpcMode":"weird""#, "invalid IPC mode: weird"),
+        (r#""IpcMode":"container:pidsrc""#, "IpcMode container:pidsrc is not supported"),
+        (r#""UTSMode":"x""#, "invalid UTS mode: x"),
+        (r#""PidMode":"container:nosuch""#, "No such container: nosuch"),
+    ];
+    for (field, want) in refused {
+        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{{field}}}}}"#);
+        let (s, msg) = d.http("POST", "/containers/create", body.as_bytes());
+        assert_eq!(s, 400, "{field}: {msg}");
+        assert!(msg.contains(want), "{field}: {msg}");
+    }
+    let (s, msg) = d.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image":"busybox","Hostname":"h","Cmd":["true"],"HostConfig":{"UTSMode":"host"}}"#,
+    );
+    assert_eq!(s, 400, "{msg}");
+    let (s, msg) = d.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"IpcMode":"host","Sysctls":{"kernel.shmmax":"1"}}}"#,
+    );
+    assert_eq!(s, 400, "an IPC sysctl in the host's IPC namespace: {msg}");
+    d.ok(&["rm", "-f", &a, &b]);
+    assert_clean(&d);
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
