@@ -179,6 +179,10 @@ pub struct HostConfig {
     pub uts_mode: String,
     #[serde(default)]
     pub cgroupns_mode: String,
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(default)]
+    pub isolation: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

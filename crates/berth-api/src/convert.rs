@@ -235,6 +235,8 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         ipc_mode: h.ipc_mode,
         uts_mode: h.uts_mode,
         cgroupns_mode: h.cgroupns_mode,
+        runtime: h.runtime,
+        isolation: h.isolation,
     };
     Ok(CreateRequest {
         name,
@@ -327,6 +329,8 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
         ipc_mode: h.ipc_mode.clone(),
         uts_mode: h.uts_mode.clone(),
         cgroupns_mode: h.cgroupns_mode.clone(),
+        runtime: h.runtime.clone(),
+        isolation: if h.isolation.is_empty() { "default".into() } else { h.isolation.clone() },
     }
 }
 

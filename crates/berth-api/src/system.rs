@@ -47,6 +47,17 @@ pub fn version(_ctx: &Ctx) -> Reply {
     )
 }
 
+/// The runtimes a container may name, with their binaries.
+fn runtimes(e: &berth_engine::Engine) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("berth".into(), json!({"path": "berth-shim"}));
+    m.insert("runc".into(), json!({"path": "runc"}));
+    for (name, path) in &e.cfg.runtimes {
+        m.insert(name.clone(), json!({"path": path.display().to_string()}));
+    }
+    serde_json::Value::Object(m)
+}
+
 pub fn info(ctx: &Ctx) -> Reply {
     let e = &ctx.engine;
     let list = e.list();
@@ -98,8 +109,8 @@ pub fn info(ctx: &Ctx) -> Reply {
             "Labels": [],
             "ExperimentalBuild": false,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
-            "Runtimes": {"berth": {"path": "berth-shim"}, "runc": {"path": "runc"}},
-            "DefaultRuntime": if e.cfg.runtime.is_some() { "runc" } else { "berth" },
+            "Runtimes": runtimes(e),
+            "DefaultRuntime": e.cfg.runtime_name,
             "LiveRestoreEnabled": true,
             // As a dockerd that never joined a swarm.
             "Swarm": {

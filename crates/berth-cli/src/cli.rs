@@ -472,6 +472,12 @@ pub struct RunArgs {
     /// Cgroup namespace to use (host, private)
     #[arg(long)]
     pub cgroupns: Option<String>,
+    /// Runtime to use for this container
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Container isolation technology (default)
+    #[arg(long)]
+    pub isolation: Option<String>,
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
     #[arg(long = "log-opt")]

@@ -325,6 +325,8 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         ipc_mode: a.ipc.clone().unwrap_or_default(),
         uts_mode: a.uts.clone().unwrap_or_default(),
         cgroupns_mode: a.cgroupns.clone().unwrap_or_default(),
+        runtime: a.runtime.clone().unwrap_or_default(),
+        isolation: a.isolation.clone().unwrap_or_default(),
         shm_size: bytes("--shm-size", &a.shm_size)?,
         sysctls: sysctls(&a.sysctl)?,
         init: a.init.then_some(true),

@@ -147,6 +147,16 @@ impl Engine {
             c.host.network_mode = "bridge".into();
         }
         self.plan_namespaces(&mut c, !req.config.hostname.is_empty())?;
+        if c.host.runtime.is_empty() {
+            c.host.runtime = self.cfg.runtime_name.clone();
+        }
+        if !self.knows_runtime(&c.host.runtime) {
+            return Err(Error::Invalid(format!("unknown or invalid runtime name: {}", c.host.runtime)));
+        }
+        match c.host.isolation.as_str() {
+            "" | "default" => {}
+            i => return Err(Error::Invalid(format!("Invalid isolation: \"{i}\" - linux only supports 'default'"))),
+        }
         crate::verify::host_config(&c.host)?;
         // Docker's default swap limit, recorded so inspect shows it.
         if c.host.resources.memory > 0 && c.host.resources.memory_swap == 0 {
@@ -385,7 +395,7 @@ impl Engine {
             id: c.id.clone(),
             bundle: sd.dir.clone(),
             runtime_root: self.runtime_root(),
-            runtime: self.cfg.runtime.clone(),
+            runtime: self.runtime_path(&c.host.runtime),
             socket: sd.socket(),
             exit_file: sd.exit_file(),
             pid_file: sd.pid_file(),

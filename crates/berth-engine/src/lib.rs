@@ -55,6 +55,11 @@ pub struct EngineConfig {
     pub shim: PathBuf,
     /// An external runc-compatible runtime; `None` is the built-in one.
     pub runtime: Option<PathBuf>,
+    /// The default runtime's name (`berth`, `runc`, or one of `runtimes`).
+    pub runtime_name: String,
+    /// Runtimes a container may name (`HostConfig.Runtime`), from
+    /// daemon.json's `runtimes`, besides `berth` (built in) and `runc`.
+    pub runtimes: std::collections::BTreeMap<String, PathBuf>,
     pub cgroup_parent: String,
     pub default_ulimits: Vec<model::Ulimit>,
     pub network: berth_network::store::Config,
@@ -220,6 +225,20 @@ impl Engine {
             return Ok(());
         }
         berth_core::atomic::write_atomic(&path, INIT, 0o755).map_err(Error::io(format!("write {}", path.display())))
+    }
+
+    /// The binary of the runtime a container named: `None` for berth's own.
+    pub(crate) fn runtime_path(&self, name: &str) -> Option<PathBuf> {
+        match name {
+            "" => self.cfg.runtime.clone(),
+            "berth" => None,
+            n => Some(self.cfg.runtimes.get(n).cloned().unwrap_or_else(|| PathBuf::from(n))),
+        }
+    }
+
+    /// Whether a container may name runtime `name`.
+    pub(crate) fn knows_runtime(&self, name: &str) -> bool {
+        matches!(name, "berth" | "runc") || self.cfg.runtimes.contains_key(name) || name == self.cfg.runtime_name
     }
 
     fn runtime_root(&self) -> PathBuf {

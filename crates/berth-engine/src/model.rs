@@ -133,6 +133,13 @@ pub struct HostConfig {
     /// `host` or `private`.
     #[serde(default)]
     pub cgroupns_mode: String,
+    /// The runtime's name; empty in records from before it was kept (the
+    /// daemon's default then).
+    #[serde(default)]
+    pub runtime: String,
+    /// `default` (or empty): the only isolation on Linux.
+    #[serde(default)]
+    pub isolation: String,
 }
 
 /// What a mount is made of.

@@ -64,7 +64,8 @@ impl Engine {
             }
         }
         let state = self.runtime_root().join(id);
-        match &self.cfg.runtime {
+        let named = self.find(id).ok().and_then(|e| e.rec.lock().ok().map(|r| r.host.runtime.clone()));
+        match &self.runtime_path(named.as_deref().unwrap_or_default()) {
             Some(rt) => {
                 let out = std::process::Command::new(rt)
                     .arg("--root")

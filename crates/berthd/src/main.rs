@@ -233,6 +233,12 @@ fn main() -> Result<()> {
         exec_root,
         shim: Engine::sibling_binary("berth-shim"),
         runtime,
+        runtime_name: if runtime_name.is_empty() { "berth".into() } else { runtime_name.clone() },
+        runtimes: file
+            .runtimes
+            .as_ref()
+            .map(|r| r.iter().map(|(k, v)| (k.clone(), PathBuf::from(&v.path))).collect())
+            .unwrap_or_default(),
         cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent.clone()).unwrap_or_else(|| "/berth".into()),
         default_ulimits,
         network,

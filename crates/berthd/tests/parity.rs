@@ -203,3 +203,42 @@ fn namespace_modes_are_honoured_and_shown() {
 fn nix_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
 }
+
+#[test]
+fn a_container_runs_under_the_runtime_it_names() {
+    if !can_run("runtimes") {
+        return;
+    }
+    let mut d = Daemon::start("runtimes");
+    std::fs::write(d.dir.join("daemon.json"), br#"{"runtimes": {"myrunc": {"path": "/usr/sbin/runc"}}}"#).unwrap();
+    d.crash();
+    d.spawn();
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "--runtime", "myrunc", "busybox", "sleep", "1000"]).trim().to_owned();
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Runtime}} {{.HostConfig.Isolation}}", &id]).trim(),
+        "myrunc default"
+    );
+    // runc itself knows it: its state, in runc's format, under berth's root.
+    let root = d.dir.join("run/runtime");
+    let o =
+        std::process::Command::new("/usr/sbin/runc").arg("--root").arg(&root).args(["state", &id]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(r#""status": "running""#));
+    assert_eq!(d.ok(&["exec", &id, "echo", "hi"]), "hi\n");
+    let def = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", &def]).trim(), "berth");
+    let info = d.ok(&["info", "-f", "{{.DefaultRuntime}} {{len .Runtimes}}"]);
+    assert_eq!(info.trim(), "berth 3");
+    for (field, want) in [
+        (r#""Runtime":"nosuch""#, "unknown or invalid runtime name: nosuch"),
+        (r#""Isolation":"hyperv""#, "linux only supports 'default'"),
+    ] {
+        let body = format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{{field}}}}}"#);
+        let (s, msg) = d.http("POST", "/containers/create", body.as_bytes());
+        assert_eq!(s, 400, "{field}: {msg}");
+        assert!(msg.contains(want), "{msg}");
+    }
+    d.ok(&["rm", "-f", &id, &def]);
+    assert_clean(&d);
+}
