@@ -605,6 +605,13 @@ impl Engine {
             }
         }
         let (sock, c) = self.shim_socket(&e)?;
+        if c.state.status == Status::Paused {
+            // A frozen process takes no signal until thawed (Docker's rule).
+            return Err(Error::Conflict(format!(
+                "cannot kill container: {0}: Container {0} is paused. Unpause the container before stopping or killing",
+                c.id
+            )));
+        }
         // As Docker: a fatal signal (SIGKILL or the stop signal) turns the
         // restart policy off until the next start; others leave it on.
         let stop_sig = signal_number(c.config.stop_signal.as_deref().unwrap_or("SIGTERM")).unwrap_or(15);

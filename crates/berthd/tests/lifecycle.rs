@@ -29,6 +29,13 @@ fn kill_returns_once_the_container_is_down() {
         let (s, b) = d.http("DELETE", &format!("/containers/{id}"), b"");
         assert_eq!(s, 204, "rm right after kill ({i}): {b}");
     }
+    // A paused container takes no signal: Docker's 409, at once.
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    d.ok(&["pause", &id]);
+    let (s, b) = d.http("POST", &format!("/containers/{id}/kill"), b"");
+    assert_eq!(s, 409, "{b}");
+    assert!(b.contains("is paused. Unpause the container before stopping or killing"), "{b}");
+    d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }
 
