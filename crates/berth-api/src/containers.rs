@@ -204,15 +204,19 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
 
 pub async fn prune(ctx: &Ctx) -> Reply {
     let mut deleted = vec![];
+    let mut reclaimed: u64 = 0;
     for c in ctx.engine.list() {
         if c.state.status.is_running() {
             continue;
         }
+        // What its writable layer held, as Docker counts a prune.
+        let rw = ctx.engine.sizes(&c).await.map(|(rw, _)| rw).unwrap_or(0);
         if ctx.engine.remove(&c.id, false, false).await.is_ok() {
             deleted.push(c.id);
+            reclaimed += rw;
         }
     }
-    json_response(StatusCode::OK, &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}))
+    json_response(StatusCode::OK, &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}))
 }
 
 pub async fn wait(ctx: &Ctx, id: &str) -> Reply {

@@ -242,3 +242,19 @@ fn a_container_runs_under_the_runtime_it_names() {
     d.ok(&["rm", "-f", &id, &def]);
     assert_clean(&d);
 }
+
+#[test]
+fn container_prune_counts_the_space_it_frees() {
+    if !can_run("container prune") {
+        return;
+    }
+    let d = Daemon::start("prunespace");
+    d.load_busybox();
+    d.ok(&["run", "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=2"]);
+    let (s, b) = d.http("POST", "/containers/prune", b"");
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["ContainersDeleted"].as_array().map(Vec::len), Some(1), "{b}");
+    assert!(v["SpaceReclaimed"].as_u64().unwrap() >= 2 << 20, "{b}");
+    assert_clean(&d);
+}
