@@ -65,8 +65,10 @@ pub fn bind_private(path: &Path, gid: Option<u32>) -> std::io::Result<std::os::u
     hidden.push(name);
     hidden.push(format!(".bind{}", std::process::id()));
     let private = dir.join(hidden);
-    let _ = std::fs::remove_file(private.join(name));
-    let _ = std::fs::remove_dir(&private);
+    // A leftover of an earlier start goes; remove_dir_all removes a symlink
+    // there, never what it points to. mkdir then refuses anything that came
+    // back in between.
+    let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let result = (|| {
         let inside = private.join(name);
@@ -79,8 +81,7 @@ pub fn bind_private(path: &Path, gid: Option<u32>) -> std::io::Result<std::os::u
         std::fs::rename(&inside, path)?;
         Ok(listener)
     })();
-    let _ = std::fs::remove_file(private.join(name));
-    let _ = std::fs::remove_dir(&private);
+    let _ = std::fs::remove_dir_all(&private);
     result
 }
 

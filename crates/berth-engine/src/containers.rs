@@ -479,8 +479,7 @@ impl Engine {
     /// it is killed and its runtime state deleted; it exited by SIGKILL.
     pub(crate) async fn lost(self: &Arc<Self>, e: &Arc<Entry>) -> ExitRecord {
         let id = e.rec.lock().map(|r| r.id.clone()).unwrap_or_default();
-        let engine = self.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+        self.reap_off(&id).await;
         ExitRecord { code: crate::reap::LOST, finished_at: berth_core::time::now_rfc3339(), ..Default::default() }
     }
 
@@ -795,9 +794,7 @@ impl Engine {
         }
         // Whatever the record says, nothing of the container may outlive
         // it: a shim or processes a crash left, runtime state, cgroups.
-        let engine = self.clone();
-        let id = c.id.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+        self.reap_off(&c.id).await;
         if let Err(err) = self.remove_files(&c).await {
             // As Docker: a container that could not be removed is dead, and
             // a later `rm` tries again.

@@ -53,9 +53,8 @@ pub struct EngineConfig {
     pub exec_root: PathBuf,
     /// The berth-shim binary.
     pub shim: PathBuf,
-    /// An external runc-compatible runtime; `None` is the built-in one.
-    pub runtime: Option<PathBuf>,
-    /// The default runtime's name (`berth`, `runc`, or one of `runtimes`).
+    /// The default runtime: `berth` (built in), `runc`, one of `runtimes`,
+    /// or the path of a runc-compatible binary.
     pub runtime_name: String,
     /// Runtimes a container may name (`HostConfig.Runtime`), from
     /// daemon.json's `runtimes`, besides `berth` (built in) and `runc`.
@@ -229,9 +228,10 @@ impl Engine {
 
     /// The binary of the runtime a container named: `None` for berth's own.
     pub(crate) fn runtime_path(&self, name: &str) -> Option<PathBuf> {
+        // A record from before runtimes were kept names none: the default.
+        let name = if name.is_empty() { self.cfg.runtime_name.as_str() } else { name };
         match name {
-            "" => self.cfg.runtime.clone(),
-            "berth" => None,
+            "" | "berth" => None,
             n => Some(self.cfg.runtimes.get(n).cloned().unwrap_or_else(|| PathBuf::from(n))),
         }
     }

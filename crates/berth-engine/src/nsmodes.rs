@@ -51,7 +51,7 @@ impl Engine {
     }
 
     fn pure_v2(&self) -> bool {
-        std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        self.hierarchies.as_ref().is_some_and(|h| h.v1.is_empty() && h.v2.is_some())
     }
 
     /// The id of the container a mode names; 400 when there is none (a 404

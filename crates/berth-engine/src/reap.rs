@@ -35,6 +35,12 @@ impl Engine {
             || self.runtime_root().join(id).exists()
     }
 
+    /// [`Engine::reap`] on a blocking thread.
+    pub(crate) async fn reap_off(self: &std::sync::Arc<Self>, id: &str) {
+        let (engine, id) = (self.clone(), id.to_owned());
+        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+    }
+
     /// Kill the shim and everything in the container's cgroup, remove the
     /// cgroup, and delete the runtime's state by force. Blocking; safe to
     /// call when nothing is left.

@@ -38,9 +38,7 @@ impl Engine {
                 // start that will never come, its cgroup and runtime state.
                 if let Ok(c) = e.rec.lock().map(|r| r.clone()) {
                     if self.has_remains(&c.id) {
-                        let engine = self.clone();
-                        let id = c.id.clone();
-                        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+                        self.reap_off(&c.id).await;
                     }
                     let _ = self.teardown(&c);
                     if crate::restart::start_on_open(&c) {
@@ -64,8 +62,7 @@ impl Engine {
             } else {
                 let rec = match sd.read_exit() {
                     Some(r) => {
-                        let engine = self.clone();
-                        let _ = tokio::task::spawn_blocking(move || engine.reap(&id)).await;
+                        self.reap_off(&id).await;
                         r
                     }
                     None => self.lost(&e).await,

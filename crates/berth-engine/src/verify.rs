@@ -52,9 +52,6 @@ pub(crate) fn resources(r: &Resources, update: bool) -> Result<()> {
     if r.memory != 0 && r.memory < MIN_MEMORY {
         return Err(bad("Minimum memory limit allowed is 6MB"));
     }
-    if r.memory < 0 {
-        return Err(bad("Minimum memory limit allowed is 6MB"));
-    }
     if r.memory > 0 && r.memory_swap > 0 && r.memory_swap < r.memory {
         return Err(bad("Minimum memoryswap limit should be larger than memory limit, see usage"));
     }

@@ -84,6 +84,9 @@ struct AddressPoolJson {
 #[derive(Deserialize, Default, Debug)]
 struct RuntimeJson {
     path: String,
+    /// Refused when given: the shim runs a runtime by its path alone.
+    #[serde(default, rename = "runtimeArgs")]
+    runtime_args: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -202,12 +205,9 @@ fn main() -> Result<()> {
     let data_root = args.data_root.clone().or(file.data_root.clone()).unwrap_or_else(|| "/var/lib/berth".into());
     let exec_root = args.exec_root.clone().or(file.exec_root.clone()).unwrap_or_else(|| "/run/berth".into());
     let runtime_name = args.default_runtime.clone().or(file.default_runtime.clone()).unwrap_or_else(|| "berth".into());
-    let runtime = match runtime_name.as_str() {
-        "berth" | "" => None,
-        name => Some(PathBuf::from(
-            file.runtimes.as_ref().and_then(|r| r.get(name)).map(|r| r.path.clone()).unwrap_or_else(|| name.to_owned()),
-        )),
-    };
+    if let Some((name, _)) = file.runtimes.iter().flatten().find(|(_, r)| !r.runtime_args.is_empty()) {
+        bail!("runtimes.{name}.runtimeArgs is not supported: give a wrapper script as its path");
+    }
     let network = network_config(&args, &file, &data_root)?;
     let mut default_ulimits: Vec<Ulimit> = file
         .default_ulimits
@@ -232,7 +232,6 @@ fn main() -> Result<()> {
         data_root,
         exec_root,
         shim: Engine::sibling_binary("berth-shim"),
-        runtime,
         runtime_name: if runtime_name.is_empty() { "berth".into() } else { runtime_name.clone() },
         runtimes: file
             .runtimes
