@@ -38,6 +38,11 @@ pub async fn list(ctx: &Ctx) -> Reply {
     if let Some(k) = f.keys().find(|k| !FILTERS.contains(&k.as_str())) {
         return Err(ApiError::bad(format!("invalid filter '{k}'")));
     }
+    for v in f.get("health").into_iter().flatten() {
+        if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+            return Err(ApiError::bad(format!("Unrecognised filter value for health: {v}")));
+        }
+    }
     // `before` and `since` name a container; the list is cut at its
     // creation time.
     let created_of = |k: &str| -> Result<Vec<String>, ApiError> {
@@ -96,12 +101,13 @@ fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
     // Docker's `volume` filter: a mount's volume name, source or destination.
     let mounts_have = |v: &str| c.mount_points.iter().any(|p| p.name == v || p.source == v || p.destination == v);
-    // Nothing is published or exposed to match yet, containers are never
-    // swarm tasks and none has a health check.
+    // Nothing is published or exposed to match yet, and containers are
+    // never swarm tasks.
+    let health = c.state.health.as_ref().map_or("none", |h| h.status.as_str());
     any("publish", &|_| false)
         && any("expose", &|_| false)
         && any("is-task", &|v| v == "false" || v == "0")
-        && any("health", &|v| v == "none")
+        && any("health", &|v| v == health)
         && any("isolation", &|v| v == "default")
         && any("network", &|v| c.host.network_mode == v)
         && any("volume", &mounts_have)

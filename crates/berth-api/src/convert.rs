@@ -176,6 +176,21 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         image: c.image,
         exposed_ports: c.exposed_ports.clone().unwrap_or_default().into_keys().collect(),
         volumes: c.volumes.clone().unwrap_or_default().into_keys().collect(),
+        healthcheck: c.healthcheck.map(|h| model::HealthConfig {
+            test: h.test.unwrap_or_default(),
+            interval: h.interval,
+            timeout: h.timeout,
+            start_period: h.start_period,
+            start_interval: h.start_interval,
+            retries: h.retries,
+        }),
+        shell: c.shell.unwrap_or_default(),
+        health_on_failure: c
+            .healthcheck_on_failure_action
+            .as_deref()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e: String| ApiError::bad(format!("HealthcheckOnFailureAction: {e}")))?,
     };
     let mut mounts = vec![];
     for m in h.mounts.as_deref().unwrap_or_default() {
@@ -455,6 +470,17 @@ pub fn container_config(c: &Container) -> w::ContainerConfig {
         labels: Some(k.labels.clone()),
         stop_signal: k.stop_signal.clone(),
         stop_timeout: k.stop_timeout,
+        healthcheck: k.healthcheck.as_ref().map(|h| w::HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval,
+            timeout: h.timeout,
+            start_period: h.start_period,
+            start_interval: h.start_interval,
+            retries: h.retries,
+        }),
+        shell: opt_vec(&k.shell),
+        healthcheck_on_failure_action: (k.health_on_failure != model::OnFailure::None)
+            .then(|| k.health_on_failure.as_str().to_owned()),
         host_config: None,
         networking_config: None,
     }
@@ -559,6 +585,20 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
             error: s.error.clone(),
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),
+            health: s.health.as_ref().map(|h| w::Health {
+                status: h.status.as_str().into(),
+                failing_streak: h.failing_streak,
+                log: h
+                    .log
+                    .iter()
+                    .map(|r| w::HealthcheckResult {
+                        start: r.start.clone(),
+                        end: r.end.clone(),
+                        exit_code: r.exit_code,
+                        output: r.output.clone(),
+                    })
+                    .collect(),
+            }),
         },
         image: c.image_id.clone(),
         resolv_conf_path: c.resolv_conf_path.clone(),
@@ -581,7 +621,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
     }
 }
 
-/// Docker's "Up 3 seconds" / "Exited (0) 2 minutes ago".
+/// Docker's "Up 3 seconds (healthy)" / "Exited (0) 2 minutes ago".
 pub fn status_text(c: &Container, now_nanos: i64) -> String {
     let ago = |t: &str| {
         let then = berth_engine::logs::rfc3339_nanos(t).unwrap_or(now_nanos);
@@ -589,7 +629,14 @@ pub fn status_text(c: &Container, now_nanos: i64) -> String {
     };
     match c.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(&c.state.started_at)),
+        Status::Running => match &c.state.health {
+            // As Docker's State.String.
+            Some(h) if h.status == model::HealthStatus::Starting => {
+                format!("Up {} (health: starting)", ago(&c.state.started_at))
+            }
+            Some(h) => format!("Up {} ({})", ago(&c.state.started_at), h.status.as_str()),
+            None => format!("Up {}", ago(&c.state.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
         Status::Restarting => format!("Restarting ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at)),
         Status::Removing => "Removal In Progress".into(),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_api_types::{
-    ContainerConfig, EndpointIpamConfig, EndpointSettings, HostConfig, LogConfig, NetworkingConfig, PortBinding,
-    Resources, RestartPolicy, StrOrVec, Ulimit,
+    ContainerConfig, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, LogConfig, NetworkingConfig,
+    PortBinding, Resources, RestartPolicy, StrOrVec, Ulimit,
 };
 use berth_core::units::ram_in_bytes;
 
@@ -15,6 +15,45 @@ use crate::CliError;
 
 fn bad(m: impl Into<String>) -> CliError {
     CliError::Usage(m.into())
+}
+
+/// A duration flag as Docker's CLI parses it (Go's `time.ParseDuration`),
+/// in nanoseconds; negative ones are refused.
+fn duration(flag: &str, v: &Option<String>) -> Result<i64, CliError> {
+    let Some(s) = v.as_deref() else { return Ok(0) };
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let n = berth_core::units::parse_go_duration(body)
+        .ok_or_else(|| bad(format!("invalid argument {s:?} for \"{flag}\" flag: time: invalid duration {s:?}")))?;
+    if negative && n != 0 {
+        return Err(bad(format!("{flag} cannot be negative")));
+    }
+    Ok(n)
+}
+
+/// The `--health-*` flags as Docker's CLI turns them into a HealthConfig.
+fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>, CliError> {
+    let h = HealthConfig {
+        test: a.health_cmd.clone().filter(|c| !c.is_empty()).map(|c| vec!["CMD-SHELL".to_owned(), c]),
+        interval: duration("--health-interval", &a.health_interval)?,
+        timeout: duration("--health-timeout", &a.health_timeout)?,
+        start_period: duration("--health-start-period", &a.health_start_period)?,
+        start_interval: duration("--health-start-interval", &a.health_start_interval)?,
+        retries: a.health_retries.unwrap_or(0),
+    };
+    if h.retries < 0 {
+        return Err(bad("--health-retries cannot be negative"));
+    }
+    let given = h != HealthConfig::default();
+    if a.no_healthcheck {
+        if given {
+            return Err(bad("--no-healthcheck conflicts with --health-* options"));
+        }
+        return Ok(Some(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..Default::default() }));
+    }
+    Ok(given.then_some(h))
 }
 
 fn bytes(flag: &str, v: &Option<String>) -> Result<i64, CliError> {
@@ -362,6 +401,9 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         labels: key_values("--label", &a.label)?,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        healthcheck: healthcheck(a)?,
+        shell: None,
+        healthcheck_on_failure_action: a.health_on_failure.clone(),
         host_config: Some(host),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         volumes: (!volumes.is_empty()).then_some(volumes),

@@ -76,8 +76,107 @@ pub fn ram_in_bytes(s: &str) -> Option<i64> {
     (v.is_finite() && v >= 0.0 && v < i64::MAX as f64).then_some(v as i64)
 }
 
+/// Go's `time.ParseDuration` for what Docker's flags take: a sequence of
+/// decimal numbers with units (`30s`, `1m30s`, `1.5h`, `500ms`), in
+/// nanoseconds. `None` for anything else, a negative value included.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    (total < i64::MAX as f64).then_some(total as i64)
+}
+
+/// Go's `time.Duration.String`: `1m30s`, `1.5s`, `500ms`, `0s`, as Docker
+/// prints a duration in messages.
+pub fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let d = nanos.unsigned_abs();
+    // A whole part and a fraction of `digits` decimals, zeros trimmed.
+    let fixed = |whole: u64, frac: u64, digits: usize| {
+        let f = format!("{frac:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{f}")
+        }
+    };
+    if d < 1_000_000_000 {
+        let (unit, scale, digits) = match d {
+            d if d < 1_000 => ("ns", 1, 0),
+            d if d < 1_000_000 => ("\u{b5}s", 1_000, 3),
+            _ => ("ms", 1_000_000, 6),
+        };
+        return format!("{sign}{}{unit}", fixed(d / scale, d % scale, digits));
+    }
+    let secs = d / 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let s = fixed(s, d % 1_000_000_000, 9);
+    match (h, m) {
+        (0, 0) => format!("{sign}{s}s"),
+        (0, m) => format!("{sign}{m}m{s}s"),
+        (h, m) => format!("{sign}{h}h{m}m{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn go_durations_parse_and_print_as_go_does() {
+        for (text, n) in [
+            ("30s", 30_000_000_000),
+            ("1m30s", 90_000_000_000),
+            ("1.5s", 1_500_000_000),
+            ("500ms", 500_000_000),
+            ("2h", 7_200_000_000_000),
+            ("0", 0),
+            ("10us", 10_000),
+        ] {
+            assert_eq!(parse_go_duration(text), Some(n), "{text}");
+        }
+        for bad in ["", "10", "1d", "-1s", "s", "1.2.3s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+        for (n, text) in [
+            (0, "0s"),
+            (30_000_000_000, "30s"),
+            (90_000_000_000, "1m30s"),
+            (1_500_000_000, "1.5s"),
+            (500_000_000, "500ms"),
+            (3_600_000_000_000, "1h0m0s"),
+            (1_500, "1.5\u{b5}s"),
+            (7, "7ns"),
+            (-2_000_000_000, "-2s"),
+        ] {
+            assert_eq!(go_duration(n), text, "{n}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -48,6 +48,7 @@ pub(crate) fn new_entry(rec: Container) -> Arc<Entry> {
         changed: tokio::sync::watch::channel(Generation::default()).0,
         pending: std::sync::Mutex::new(vec![]),
         backoff: std::sync::Mutex::new(Default::default()),
+        health: std::sync::Mutex::new(None),
     })
 }
 
@@ -122,6 +123,13 @@ impl Engine {
         }
         if let Some(s) = &c.config.stop_signal {
             signal_number(s)?;
+        }
+        c.config.healthcheck = crate::health::merge(req.config.healthcheck.clone(), run.healthcheck.as_ref())?;
+        if let Some(h) = &c.config.healthcheck {
+            crate::health::verify(h)?;
+        }
+        if c.config.shell.is_empty() {
+            c.config.shell = run.shell.clone().unwrap_or_default();
         }
         let mut labels = run.labels.clone().unwrap_or_default();
         labels.extend(req.config.labels.clone());
@@ -293,6 +301,7 @@ impl Engine {
         let result = self.launch(&mut c, e).await;
         match result {
             Ok(()) => {
+                self.health_start(e, true);
                 self.event(&c, "start");
                 Ok(())
             }
@@ -485,6 +494,7 @@ impl Engine {
 
     /// Record an exit, unmount, and act on AutoRemove.
     pub(crate) async fn exited(self: &Arc<Self>, e: &Arc<Entry>, rec: ExitRecord) {
+        self.health_stop(e);
         let exiting = e.exiting.lock().await;
         let (c, again) = {
             let Ok(mut r) = e.rec.lock() else { return };
@@ -713,6 +723,13 @@ impl Engine {
         if let Ok(mut r) = e.rec.lock() {
             r.state.status = if pause { Status::Paused } else { Status::Running };
             let _ = self.save_state(&r);
+        }
+        // A frozen container is not checked; its status stays as it was
+        // until it runs again (moby's updateHealthMonitor).
+        if pause {
+            self.health_stop(&e);
+        } else {
+            self.health_start(&e, false);
         }
         self.event(&c, if pause { "pause" } else { "unpause" });
         Ok(())

@@ -9,6 +9,7 @@ mod dns;
 mod error;
 pub mod events;
 mod exec;
+mod health;
 pub mod logs;
 pub mod model;
 mod mounts;
@@ -80,6 +81,8 @@ pub(crate) struct Entry {
     pub pending: Mutex<Vec<containers::PendingAttach>>,
     /// The restart policy's count and delay since the user's last start.
     pub backoff: Mutex<restart::Backoff>,
+    /// Held by the running health checks; dropped to stop them.
+    pub health: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

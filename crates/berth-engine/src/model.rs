@@ -28,6 +28,103 @@ pub struct RunConfig {
     pub image: String,
     pub exposed_ports: Vec<String>,
     pub volumes: Vec<String>,
+    /// The health check, the request's merged over the image's.
+    #[serde(default)]
+    pub healthcheck: Option<HealthConfig>,
+    /// The shell of shell-form commands (`CMD-SHELL` checks); empty: `/bin/sh -c`.
+    #[serde(default)]
+    pub shell: Vec<String>,
+    /// What berth does when the check turns unhealthy (podman's
+    /// `--health-on-failure`).
+    #[serde(default)]
+    pub health_on_failure: OnFailure,
+}
+
+/// Docker's `HealthConfig`; durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `[]` (inherit), `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub start_interval: i64,
+    pub retries: i64,
+}
+
+/// What is done to a container whose check turns unhealthy.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    None,
+    /// SIGKILL, as an exit of its own: the restart policy applies.
+    Kill,
+    /// A restart, whatever the policy.
+    Restart,
+    /// A stop, as the user's: the policy does not restart it.
+    Stop,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::None => "none",
+            OnFailure::Kill => "kill",
+            OnFailure::Restart => "restart",
+            OnFailure::Stop => "stop",
+        }
+    }
+}
+
+impl std::str::FromStr for OnFailure {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "" | "none" => Ok(OnFailure::None),
+            "kill" => Ok(OnFailure::Kill),
+            "restart" => Ok(OnFailure::Restart),
+            "stop" => Ok(OnFailure::Stop),
+            other => Err(format!("invalid health on failure action: {other:?} (none, kill, restart or stop)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    #[default]
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One run of the check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// `State.Health`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub failing_streak: i64,
+    /// The last few results, oldest first.
+    pub log: Vec<HealthResult>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -338,6 +435,9 @@ pub struct State {
     pub shim_pid: i32,
     /// Stopped by the user (`unless-stopped` and `always` do not restart it).
     pub stopped_by_user: bool,
+    /// Set once a container with a health check has started.
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

@@ -58,6 +58,9 @@ impl Engine {
                         let _ = self.volumes.acquire(&p.name, &c.id);
                     }
                 }
+                if e.rec.lock().is_ok_and(|r| r.state.status == Status::Running) {
+                    self.health_start(&e, false);
+                }
                 self.monitor(e, sd);
             } else {
                 let rec = match sd.read_exit() {

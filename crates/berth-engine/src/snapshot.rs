@@ -56,6 +56,8 @@ fn image_run_config(c: &Container, r: &CommitRequest) -> berth_image::RunConfig 
         volumes: set(&c.config.volumes),
         labels: r.labels.clone().or_else(|| (!c.config.labels.is_empty()).then(|| c.config.labels.clone())),
         stop_signal: c.config.stop_signal.clone(),
+        healthcheck: c.config.healthcheck.as_ref().map(crate::health::to_image),
+        shell: some_vec(&c.config.shell),
         ..Default::default()
     }
 }

@@ -133,33 +133,6 @@ fn ports(rest: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds.
-fn duration(s: &str) -> Option<i64> {
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Some(total as i64)
-}
-
 /// `NONE`, or `[--interval=D] [--timeout=D] [--start-period=D]
 /// [--start-interval=D] [--retries=N] CMD command`.
 fn healthcheck(rest: &str) -> Result<Value> {
@@ -185,7 +158,8 @@ fn healthcheck(rest: &str) -> Result<Value> {
         let v = if key == "Retries" {
             value.parse::<i64>().ok().filter(|&n| n >= 1).ok_or_else(|| invalid("--retries must be at least 1"))?
         } else {
-            duration(value).ok_or_else(|| invalid(format!("time: invalid duration \"{value}\"")))?
+            berth_core::units::parse_go_duration(value)
+                .ok_or_else(|| invalid(format!("time: invalid duration \"{value}\"")))?
         };
         h.insert(key.to_owned(), json!(v));
         tail = flag[end..].trim_start();

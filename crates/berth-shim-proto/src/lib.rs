@@ -118,6 +118,11 @@ pub enum Request {
         width: u16,
         height: u16,
     },
+    /// Signal an exec's process, if it has not exited.
+    ExecSignal {
+        exec_id: String,
+        signal: i32,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

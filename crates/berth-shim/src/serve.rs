@@ -479,8 +479,19 @@ impl Shim {
             Request::Exec(e) => self.exec(e),
             Request::ExecWait { exec_id } => match self.execs.get(&exec_id) {
                 None => ok(Err(format!("no such exec: {exec_id}"))),
-                Some(p) if p.done => (Reply::Exited(p.exit.clone().unwrap_or_default()), Role::Closing),
+                Some(p) if p.done => {
+                    // Its exit is told once; the daemon keeps it from here.
+                    let rec = p.exit.clone().unwrap_or_default();
+                    self.execs.remove(&exec_id);
+                    (Reply::Exited(rec), Role::Closing)
+                }
                 Some(_) => (Reply::Ok, Role::ExecWait(exec_id)),
+            },
+            Request::ExecSignal { exec_id, signal } => match self.execs.get(&exec_id) {
+                None => ok(Err(format!("no such exec: {exec_id}"))),
+                // Not reaped yet, so the pid is still this process's.
+                Some(p) if p.exit.is_none() => ok(signal_pid(p.pid, signal)),
+                Some(_) => ok(Ok(())),
             },
             Request::ExecResize { exec_id, width, height } => match self.execs.get(&exec_id) {
                 None => ok(Err(format!("no such exec: {exec_id}"))),
@@ -551,6 +562,7 @@ impl Shim {
             finished.push((key, rec));
         }
         for (key, mut rec) in finished {
+            let mut told = false;
             if key == MAIN {
                 rec = self.finish_main(rec);
             }
@@ -569,8 +581,15 @@ impl Shim {
                         line.push(b'\n');
                         c.out.extend_from_slice(&line);
                     }
+                    told = true;
                 }
                 c.role = Role::Closing;
+            }
+            // An exec whose exit a waiter has is forgotten, so that a
+            // container probed by its health check for months does not
+            // grow its shim; one nobody waited for yet stays to be asked.
+            if told && key != MAIN {
+                self.execs.remove(&key);
             }
         }
         // Requests still being read when the container is gone are answered
@@ -606,6 +625,11 @@ impl Shim {
         self.finished_at = Some(Instant::now());
         rec
     }
+}
+
+fn signal_pid(pid: i32, signal: i32) -> Result<(), String> {
+    let sig = nix::sys::signal::Signal::try_from(signal).map_err(|e| format!("signal {signal}: {e}"))?;
+    nix::sys::signal::kill(Pid::from_raw(pid), sig).map_err(|e| format!("signal {signal} to {pid}: {e}"))
 }
 
 fn log_stream(i: usize) -> Stream {
