@@ -628,6 +628,58 @@ pub struct Resources {
     pub ulimits: Option<Vec<Ulimit>>,
     #[serde(default)]
     pub memory_swappiness: Option<i64>,
+    #[serde(default)]
+    pub cgroup_parent: String,
+    #[serde(default)]
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    #[serde(default)]
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(default)]
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(default, rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(default, rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(default)]
+    pub cpu_realtime_period: i64,
+    #[serde(default)]
+    pub cpu_realtime_runtime: i64,
+    #[serde(default)]
+    pub devices: Option<Vec<DeviceMapping>>,
+    #[serde(default)]
+    pub device_cgroup_rules: Option<Vec<String>>,
+    /// GPUs and other devices of a driver; berth has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_requests: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct WeightDevice {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub weight: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ThrottleDevice {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub rate: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    #[serde(default)]
+    pub path_on_host: String,
+    #[serde(default)]
+    pub path_in_container: String,
+    #[serde(default)]
+    pub cgroup_permissions: String,
 }
 
 /// `POST /containers/{id}/update`: Resources and RestartPolicy.

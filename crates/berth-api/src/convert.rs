@@ -34,7 +34,40 @@ pub fn update(u: w::UpdateConfig) -> Result<berth_engine::Update, ApiError> {
         Some(p) if !p.name.is_empty() => Some(restart_policy(p)?),
         _ => None,
     };
-    Ok(berth_engine::Update { resources: resources(&u.resources), restart_policy })
+    // moby's update leaves these alone without a word; berth says so.
+    let r = &u.resources;
+    for (name, given) in [
+        ("CgroupParent", !r.cgroup_parent.is_empty()),
+        ("Devices", r.devices.as_ref().is_some_and(|v| !v.is_empty())),
+        ("DeviceCgroupRules", r.device_cgroup_rules.as_ref().is_some_and(|v| !v.is_empty())),
+        ("DeviceRequests", r.device_requests.as_ref().is_some_and(|v| !v.is_empty())),
+        ("BlkioWeightDevice", r.blkio_weight_device.as_ref().is_some_and(|v| !v.is_empty())),
+        ("BlkioDeviceReadBps", r.blkio_device_read_bps.as_ref().is_some_and(|v| !v.is_empty())),
+        ("BlkioDeviceWriteBps", r.blkio_device_write_bps.as_ref().is_some_and(|v| !v.is_empty())),
+        ("BlkioDeviceReadIOps", r.blkio_device_read_iops.as_ref().is_some_and(|v| !v.is_empty())),
+        ("BlkioDeviceWriteIOps", r.blkio_device_write_iops.as_ref().is_some_and(|v| !v.is_empty())),
+    ] {
+        if given {
+            return Err(ApiError::bad(format!("{name} cannot be changed by an update")));
+        }
+    }
+    Ok(berth_engine::Update { resources: resources(r), restart_policy })
+}
+
+fn weight_devices(v: &Option<Vec<w::WeightDevice>>) -> Vec<model::WeightDevice> {
+    v.iter().flatten().map(|d| model::WeightDevice { path: d.path.clone(), weight: d.weight }).collect()
+}
+
+fn throttle_devices(v: &Option<Vec<w::ThrottleDevice>>) -> Vec<model::ThrottleDevice> {
+    v.iter().flatten().map(|d| model::ThrottleDevice { path: d.path.clone(), rate: d.rate }).collect()
+}
+
+fn wire_weights(v: &[model::WeightDevice]) -> Option<Vec<w::WeightDevice>> {
+    Some(v.iter().map(|d| w::WeightDevice { path: d.path.clone(), weight: d.weight }).collect())
+}
+
+fn wire_throttles(v: &[model::ThrottleDevice]) -> Option<Vec<w::ThrottleDevice>> {
+    Some(v.iter().map(|d| w::ThrottleDevice { path: d.path.clone(), rate: d.rate }).collect())
 }
 
 /// The API's Resources as the engine keeps them.
@@ -60,6 +93,13 @@ fn resources(r: &w::Resources) -> model::Resources {
             .flatten()
             .map(|u| model::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard })
             .collect(),
+        blkio_weight_device: weight_devices(&r.blkio_weight_device),
+        blkio_device_read_bps: throttle_devices(&r.blkio_device_read_bps),
+        blkio_device_write_bps: throttle_devices(&r.blkio_device_write_bps),
+        blkio_device_read_iops: throttle_devices(&r.blkio_device_read_iops),
+        blkio_device_write_iops: throttle_devices(&r.blkio_device_write_iops),
+        cpu_realtime_period: r.cpu_realtime_period,
+        cpu_realtime_runtime: r.cpu_realtime_runtime,
     }
 }
 
@@ -152,6 +192,14 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     // default) and "host" both run in the host's user namespace.
     if !matches!(h.userns_mode.as_str(), "" | "host" | "private") {
         return Err(ApiError::bad(format!("invalid USER mode: {}", h.userns_mode)));
+    }
+    if let Some(req) = h.resources.device_requests.as_ref().and_then(|v| v.first()) {
+        // As moby with no device driver registered (GPUs need one).
+        let driver = req.get("Driver").and_then(Value::as_str).unwrap_or("");
+        let caps = req.get("Capabilities").cloned().unwrap_or(Value::Null);
+        return Err(ApiError::bad(format!(
+            "DeviceRequests: could not select device driver {driver:?} with capabilities: {caps}"
+        )));
     }
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
@@ -252,6 +300,19 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         cgroupns_mode: h.cgroupns_mode,
         runtime: h.runtime,
         isolation: h.isolation,
+        devices: h
+            .resources
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| model::DeviceMapping {
+                path_on_host: d.path_on_host.clone(),
+                path_in_container: d.path_in_container.clone(),
+                cgroup_permissions: d.cgroup_permissions.clone(),
+            })
+            .collect(),
+        device_cgroup_rules: h.resources.device_cgroup_rules.clone().unwrap_or_default(),
+        cgroup_parent: h.resources.cgroup_parent.clone(),
     };
     Ok(CreateRequest {
         name,
@@ -335,6 +396,26 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
             ulimits: Some(
                 r.ulimits.iter().map(|u| w::Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
             ),
+            cgroup_parent: h.cgroup_parent.clone(),
+            blkio_weight_device: wire_weights(&r.blkio_weight_device),
+            blkio_device_read_bps: wire_throttles(&r.blkio_device_read_bps),
+            blkio_device_write_bps: wire_throttles(&r.blkio_device_write_bps),
+            blkio_device_read_iops: wire_throttles(&r.blkio_device_read_iops),
+            blkio_device_write_iops: wire_throttles(&r.blkio_device_write_iops),
+            cpu_realtime_period: r.cpu_realtime_period,
+            cpu_realtime_runtime: r.cpu_realtime_runtime,
+            devices: Some(
+                h.devices
+                    .iter()
+                    .map(|d| w::DeviceMapping {
+                        path_on_host: d.path_on_host.clone(),
+                        path_in_container: d.path_in_container.clone(),
+                        cgroup_permissions: d.cgroup_permissions.clone(),
+                    })
+                    .collect(),
+            ),
+            device_cgroup_rules: opt_vec(&h.device_cgroup_rules),
+            device_requests: None,
         },
         console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
         mounts: (!h.mounts.is_empty()).then(|| h.mounts.iter().map(wire_mount).collect()),

@@ -65,6 +65,38 @@ pub(crate) fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(io_err(path))
 }
 
+/// The directory of the v1 `cpu` hierarchy with real-time group
+/// scheduling (`cpu.rt_runtime_us`), if the host has one.
+pub fn realtime_cpu(h: &Hierarchies) -> Option<&V1Mount> {
+    h.v1.iter().find(|m| m.controllers.iter().any(|c| c == "cpu") && m.mountpoint.join("cpu.rt_runtime_us").exists())
+}
+
+/// Give the cgroup `parent` (and each cgroup above it) a real-time budget
+/// of `runtime` µs in each `period` µs, so that containers under it may
+/// ask for some: on v1 a cgroup's budget comes out of its parent's, which
+/// is 0 for a new cgroup (moby's `initCPURtController`). A level that
+/// already has as much is left as it is; 0 leaves that value alone.
+pub fn grant_realtime(h: &Hierarchies, parent: &str, period: u64, runtime: i64) -> Result<()> {
+    let m = realtime_cpu(h).ok_or(Error::Unsupported("real-time group scheduling"))?;
+    let base = if parent.starts_with('/') { "/" } else { m.own_path.as_str() };
+    let full = Path::new(base).join(parent);
+    let mut dir = m.mountpoint.clone();
+    for part in full.components().filter(|c| matches!(c, std::path::Component::Normal(_))) {
+        dir.push(part);
+        if !dir.exists() {
+            std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+        }
+        let have = |f: &str| read(&dir.join(f)).ok().and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+        if period > 0 && have("cpu.rt_period_us") != period as i64 {
+            write(&dir.join("cpu.rt_period_us"), &period.to_string())?;
+        }
+        if runtime > 0 && have("cpu.rt_runtime_us") < runtime {
+            write(&dir.join("cpu.rt_runtime_us"), &runtime.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// One container's cgroup, in every hierarchy of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_api_types::{
-    ContainerConfig, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, LogConfig, NetworkingConfig,
-    PortBinding, Resources, RestartPolicy, StrOrVec, Ulimit,
+    ContainerConfig, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, LogConfig,
+    NetworkingConfig, PortBinding, Resources, RestartPolicy, StrOrVec, ThrottleDevice, Ulimit, WeightDevice,
 };
 use berth_core::units::ram_in_bytes;
 
@@ -201,7 +201,67 @@ pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
         oom_kill_disable: None,
         ulimits: None,
         memory_swappiness: a.memory_swappiness,
+        cpu_realtime_period: a.cpu_rt_period.unwrap_or(0),
+        cpu_realtime_runtime: a.cpu_rt_runtime.unwrap_or(0),
+        ..Default::default()
     })
+}
+
+/// `--device host[:container][:perms]`, as Docker's CLI parses it.
+fn device(spec: &str) -> Result<DeviceMapping, CliError> {
+    let mode = |m: &str| !m.is_empty() && m.len() <= 3 && m.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, inside, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, m] if mode(m) => (*h, *h, *m),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, m] => (*h, *c, *m),
+        _ => return Err(bad(format!("invalid device specification: {spec}"))),
+    };
+    if host.is_empty() || !mode(perms) {
+        return Err(bad(format!("invalid device specification: {spec}")));
+    }
+    Ok(DeviceMapping {
+        path_on_host: host.to_owned(),
+        path_in_container: inside.to_owned(),
+        cgroup_permissions: perms.to_owned(),
+    })
+}
+
+/// `/dev/x:N`: a device path and what follows the colon.
+fn device_value(spec: &str) -> Result<(&str, &str), CliError> {
+    match spec.split_once(':') {
+        Some((p, v)) if p.starts_with("/dev/") && !v.contains(':') => Ok((p, v)),
+        _ => Err(bad(format!("bad format for path: {spec}"))),
+    }
+}
+
+fn weight_device(spec: &str) -> Result<WeightDevice, CliError> {
+    let (path, w) = device_value(spec)?;
+    let weight = w
+        .parse::<u16>()
+        .ok()
+        .filter(|w| *w == 0 || (10..=1000).contains(w))
+        .ok_or_else(|| bad(format!("invalid weight for device: {spec}")))?;
+    Ok(WeightDevice { path: path.to_owned(), weight })
+}
+
+/// A bps limit takes a size (`1mb`), an iops limit a number.
+fn throttle(spec: &str, bytes: bool) -> Result<ThrottleDevice, CliError> {
+    let (path, v) = device_value(spec)?;
+    let rate = if bytes { ram_in_bytes(v).and_then(|n| u64::try_from(n).ok()) } else { v.parse::<u64>().ok() };
+    let rate = rate.ok_or_else(|| {
+        bad(format!(
+            "invalid rate for device: {spec}. The correct format is <device-path>:<number>{}. Number must be a positive integer.{}",
+            if bytes { "[<unit>]" } else { "" },
+            if bytes { " Unit is optional and can be kb, mb, or gb" } else { "" }
+        ))
+    })?;
+    Ok(ThrottleDevice { path: path.to_owned(), rate })
+}
+
+fn all<T>(v: &[String], f: impl Fn(&str) -> Result<T, CliError>) -> Result<Option<Vec<T>>, CliError> {
+    Ok(some(v.iter().map(|s| f(s)).collect::<Result<Vec<T>, CliError>>()?))
 }
 
 /// `lo-hi` or `n` as an inclusive range of ports.
@@ -372,6 +432,14 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         resources: Resources {
             oom_kill_disable: a.oom_kill_disable.then_some(true),
             ulimits: some(ulimits),
+            devices: all(&a.device, device)?,
+            device_cgroup_rules: some(a.device_cgroup_rule.clone()),
+            cgroup_parent: a.cgroup_parent.clone().unwrap_or_default(),
+            blkio_weight_device: all(&a.blkio_weight_device, weight_device)?,
+            blkio_device_read_bps: all(&a.device_read_bps, |s| throttle(s, true))?,
+            blkio_device_write_bps: all(&a.device_write_bps, |s| throttle(s, true))?,
+            blkio_device_read_iops: all(&a.device_read_iops, |s| throttle(s, false))?,
+            blkio_device_write_iops: all(&a.device_write_iops, |s| throttle(s, false))?,
             ..resources(&a.res)?
         },
         console_size: console.map(|(h, w)| vec![u32::from(h), u32::from(w)]),

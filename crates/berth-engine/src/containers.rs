@@ -166,6 +166,8 @@ impl Engine {
             i => return Err(Error::Invalid(format!("Invalid isolation: \"{i}\" - linux only supports 'default'"))),
         }
         crate::verify::host_config(&c.host)?;
+        crate::devices::verify(&c)?;
+        self.verify_realtime(&c)?;
         // Docker's default swap limit, recorded so inspect shows it.
         if c.host.resources.memory > 0 && c.host.resources.memory_swap == 0 {
             c.host.resources.memory_swap = c.host.resources.memory * 2;
@@ -385,6 +387,7 @@ impl Engine {
         let defaults =
             spec::Defaults { cgroup_parent: &self.cfg.cgroup_parent, ulimits: &self.cfg.default_ulimits, init: &init };
         let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
+        self.grant_realtime(c).await?;
         if let Some(path) = self.joined_netns(c)? {
             spec::join_namespace(&mut s, "network", &path);
         }
@@ -809,6 +812,8 @@ impl Engine {
         if let Ok(mut r) = e.rec.lock() {
             r.state.status = Status::Removing;
         }
+        // Its checks hold the entry; they end with it.
+        self.health_stop(&e);
         // Whatever the record says, nothing of the container may outlive
         // it: a shim or processes a crash left, runtime state, cgroups.
         self.reap_off(&c.id).await;

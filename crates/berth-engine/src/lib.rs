@@ -5,6 +5,7 @@
 
 mod containers;
 mod copy;
+mod devices;
 mod dns;
 mod error;
 pub mod events;
@@ -16,6 +17,7 @@ mod mounts;
 pub mod names;
 pub mod network;
 mod nsmodes;
+mod realtime;
 mod reap;
 mod restart;
 mod restore;
@@ -61,6 +63,10 @@ pub struct EngineConfig {
     /// daemon.json's `runtimes`, besides `berth` (built in) and `runc`.
     pub runtimes: std::collections::BTreeMap<String, PathBuf>,
     pub cgroup_parent: String,
+    /// The real-time CPU budget (µs per period) granted to the cgroup
+    /// parent for containers to share; 0: none (berthd `--cpu-rt-*`).
+    pub cpu_rt_period: u64,
+    pub cpu_rt_runtime: i64,
     pub default_ulimits: Vec<model::Ulimit>,
     pub network: berth_network::store::Config,
 }

@@ -152,6 +152,48 @@ pub struct Resources {
     /// 0 to 100; `None` leaves the kernel's.
     #[serde(default)]
     pub memory_swappiness: Option<i64>,
+    /// `--blkio-weight-device`.
+    #[serde(default)]
+    pub blkio_weight_device: Vec<WeightDevice>,
+    /// `--device-read-bps`, `--device-write-bps`, `--device-read-iops`,
+    /// `--device-write-iops`.
+    #[serde(default)]
+    pub blkio_device_read_bps: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub blkio_device_write_bps: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub blkio_device_read_iops: Vec<ThrottleDevice>,
+    #[serde(default)]
+    pub blkio_device_write_iops: Vec<ThrottleDevice>,
+    /// Microseconds; 0 leaves the kernel's.
+    #[serde(default)]
+    pub cpu_realtime_period: i64,
+    #[serde(default)]
+    pub cpu_realtime_runtime: i64,
+}
+
+/// A block device's weight, by the path of its node on the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// A block device's limit (bytes or operations a second), by the path of
+/// its node on the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
+}
+
+/// `--device`: a host device node made in the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of `rwm`.
+    pub cgroup_permissions: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -237,6 +279,14 @@ pub struct HostConfig {
     /// `default` (or empty): the only isolation on Linux.
     #[serde(default)]
     pub isolation: String,
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+    /// `type major:minor access` rules the device cgroup allows.
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
+    /// The cgroup its own is made under; empty: the daemon's.
+    #[serde(default)]
+    pub cgroup_parent: String,
 }
 
 /// What a mount is made of.

@@ -185,7 +185,7 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
     (n >= 0.0).then_some((n * mult as f64) as i64)
 }
 
-fn resources(c: &Container) -> Value {
+fn resources(c: &Container, nodes: &[(crate::devices::Node, String)]) -> Result<Value> {
     let r = &c.host.resources;
     let mut mem = serde_json::Map::new();
     if r.memory > 0 {
@@ -226,6 +226,12 @@ fn resources(c: &Container) -> Value {
     if !r.cpuset_mems.is_empty() {
         cpu.insert("mems".into(), json!(r.cpuset_mems));
     }
+    if r.cpu_realtime_period > 0 {
+        cpu.insert("realtimePeriod".into(), json!(r.cpu_realtime_period));
+    }
+    if r.cpu_realtime_runtime != 0 {
+        cpu.insert("realtimeRuntime".into(), json!(r.cpu_realtime_runtime));
+    }
     let mut out = json!({
         "devices": if c.host.privileged {
             json!([{"allow": true, "access": "rwm"}])
@@ -246,6 +252,15 @@ fn resources(c: &Container) -> Value {
             ])
         },
     });
+    // `--device` nodes, then `--device-cgroup-rule`s, after the defaults.
+    if let Some(list) = out["devices"].as_array_mut() {
+        for (n, access) in nodes {
+            list.push(json!({"allow": true, "type": n.typ, "major": n.major, "minor": n.minor, "access": access}));
+        }
+        for rule in &c.host.device_cgroup_rules {
+            list.push(crate::devices::cgroup_rule(rule)?);
+        }
+    }
     if !mem.is_empty() {
         out["memory"] = Value::Object(mem);
     }
@@ -255,10 +270,14 @@ fn resources(c: &Container) -> Value {
     if let Some(p) = r.pids_limit.filter(|p| *p != 0) {
         out["pids"] = json!({"limit": if p < 0 { -1 } else { p }});
     }
+    let mut blkio = crate::devices::block_io(r)?;
     if r.blkio_weight > 0 {
-        out["blockIO"] = json!({"weight": r.blkio_weight});
+        blkio.insert("weight".into(), json!(r.blkio_weight));
     }
-    out
+    if !blkio.is_empty() {
+        out["blockIO"] = Value::Object(blkio);
+    }
+    Ok(out)
 }
 
 /// The rlimit name of a Docker ulimit name (`nofile` → `RLIMIT_NOFILE`).
@@ -437,10 +456,12 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if c.host.cgroupns_mode == "private" {
         namespaces.push(json!({"type": "cgroup"}));
     }
+    let nodes = crate::devices::nodes(c)?;
+    let parent = if c.host.cgroup_parent.is_empty() { d.cgroup_parent } else { c.host.cgroup_parent.as_str() };
     let mut linux = json!({
         "namespaces": namespaces,
-        "resources": resources(c),
-        "cgroupsPath": format!("{}/{}", d.cgroup_parent.trim_end_matches('/'), c.id),
+        "resources": resources(c, &nodes)?,
+        "cgroupsPath": cgroup_path(parent, &c.id),
     });
     if !c.host.privileged {
         linux["maskedPaths"] = json!(MASKED);
@@ -452,8 +473,12 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if let Some(p) = root_prop {
         linux["rootfsPropagation"] = json!(p);
     }
-    if c.host.privileged {
-        linux["devices"] = json!(host_devices());
+    // Privileged, every host node; the user's own go over them by path.
+    let mut devices = if c.host.privileged { host_devices() } else { vec![] };
+    devices.retain(|h| !nodes.iter().any(|(n, _)| h["path"] == n.path.as_str()));
+    devices.extend(nodes.iter().map(|(n, _)| n.spec()));
+    if !devices.is_empty() {
+        linux["devices"] = json!(devices);
     }
     if let Some(filter) = crate::seccomp::for_container(&c.host.security_opt, c.host.privileged, &caps)? {
         linux["seccomp"] = filter;
@@ -473,6 +498,12 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         spec["domainname"] = json!(c.config.domainname);
     }
     Ok(spec)
+}
+
+/// A container's cgroup, `<parent>/<id>` (a parent without a leading
+/// slash is under the daemon's own cgroup, as runc reads it).
+pub(crate) fn cgroup_path(parent: &str, id: &str) -> String {
+    format!("{}/{id}", parent.trim_end_matches('/'))
 }
 
 /// Make the runtime join an existing namespace of `kind` at `path`.

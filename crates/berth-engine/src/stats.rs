@@ -96,11 +96,13 @@ fn host_memory() -> u64 {
 
 impl Engine {
     /// The cgroup a container's runtime made: `<cgroup-parent>/<id>`, as
-    /// the spec names it.
+    /// the spec names it (`id` is a full id).
     pub(crate) fn cgroup_of(&self, id: &str) -> Result<berth_cgroups::Cgroup> {
         let h = self.hierarchies.as_ref().ok_or_else(|| Error::Internal("no cgroup file system is mounted".into()))?;
-        let path = format!("{}/{}", self.cfg.cgroup_parent.trim_end_matches('/'), id);
-        Ok(berth_cgroups::Cgroup::locate(h, &path))
+        // A container's own parent, else the daemon's.
+        let own = self.find(id).ok().and_then(|e| e.rec.lock().ok().map(|r| r.host.cgroup_parent.clone()));
+        let parent = own.filter(|p| !p.is_empty()).unwrap_or_else(|| self.cfg.cgroup_parent.clone());
+        Ok(berth_cgroups::Cgroup::locate(h, &crate::spec::cgroup_path(&parent, id)))
     }
 
     /// `GET /containers/{id}/stats`: one sample. A container without a

@@ -123,6 +123,17 @@ pub fn merge(id: &str, r: &Resources, u: &Resources) -> Result<(Resources, berth
         n.pids_limit = Some(p);
         cg.pids_limit = Some(p);
     }
+    if u.cpu_realtime_period != 0 {
+        n.cpu_realtime_period = u.cpu_realtime_period;
+        cg.cpu_realtime_period = u64::try_from(u.cpu_realtime_period).ok();
+    }
+    if u.cpu_realtime_runtime != 0 {
+        n.cpu_realtime_runtime = u.cpu_realtime_runtime;
+        cg.cpu_realtime_runtime = Some(u.cpu_realtime_runtime);
+    }
+    if n.cpu_realtime_period != 0 && n.cpu_realtime_runtime > n.cpu_realtime_period {
+        return Err(conflict(id, "cpu-rt-runtime cannot be higher than cpu-rt-period"));
+    }
     Ok((n, cg))
 }
 
@@ -141,7 +152,11 @@ impl Engine {
                 ));
             }
         }
+        let mut after = c.clone();
+        after.host.resources = resources.clone();
+        self.verify_realtime(&after)?;
         if c.state.status.is_live() && cg != berth_cgroups::Resources::default() {
+            self.grant_realtime(&after).await?;
             let group = self.cgroup_of(&c.id)?;
             tokio::task::spawn_blocking(move || group.apply(&cg))
                 .await

@@ -25,6 +25,10 @@ pub(crate) fn host_config(h: &HostConfig) -> Result<()> {
     if !(-1000..=1000).contains(&h.oom_score_adj) {
         return Err(bad(format!("Invalid value {}, range for oom score adj is [-1000, 1000]", h.oom_score_adj)));
     }
+    // The parent names a place in each cgroup hierarchy: it may not climb out.
+    if h.cgroup_parent.split('/').any(|p| p == "..") {
+        return Err(bad(format!("invalid CgroupParent {:?}: it may not name a parent directory", h.cgroup_parent)));
+    }
     // `--tmpfs` mounts are not mount points; `--mount type=tmpfs` ones are.
     for dest in h.tmpfs.keys() {
         outside_proc(dest, false)?;
@@ -96,6 +100,12 @@ pub(crate) fn resources(r: &Resources, update: bool) -> Result<()> {
     cpuset("mems", &r.cpuset_mems, "/sys/devices/system/node/online")?;
     if r.blkio_weight != 0 && !(10..=1000).contains(&r.blkio_weight) {
         return Err(bad("Range of blkio weight is from 10 to 1000"));
+    }
+    if r.cpu_realtime_period < 0 || r.cpu_realtime_runtime < -1 {
+        return Err(bad("CPU real-time period and runtime cannot be negative (a runtime of -1 is no limit)"));
+    }
+    if r.cpu_realtime_period != 0 && r.cpu_realtime_runtime > r.cpu_realtime_period {
+        return Err(bad("cpu-rt-runtime cannot be higher than cpu-rt-period"));
     }
     for u in &r.ulimits {
         if u.soft > u.hard {

@@ -37,6 +37,12 @@ struct Args {
     default_ulimits: Vec<String>,
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Real-time period (µs) of the containers' cgroup parent.
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    /// Real-time runtime (µs a period) containers may share.
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
     /// The default bridge's link name (made if missing).
     #[arg(short = 'b', long)]
     bridge: Option<String>,
@@ -65,6 +71,8 @@ struct DaemonJson {
     log_level: Option<String>,
     default_ulimits: Option<std::collections::BTreeMap<String, UlimitJson>>,
     cgroup_parent: Option<String>,
+    cpu_rt_period: Option<u64>,
+    cpu_rt_runtime: Option<i64>,
     group: Option<String>,
     live_restore: Option<bool>,
     bridge: Option<String>,
@@ -239,6 +247,8 @@ fn main() -> Result<()> {
             .map(|r| r.iter().map(|(k, v)| (k.clone(), PathBuf::from(&v.path))).collect())
             .unwrap_or_default(),
         cgroup_parent: args.cgroup_parent.clone().or(file.cgroup_parent.clone()).unwrap_or_else(|| "/berth".into()),
+        cpu_rt_period: args.cpu_rt_period.or(file.cpu_rt_period).unwrap_or(0),
+        cpu_rt_runtime: args.cpu_rt_runtime.or(file.cpu_rt_runtime).unwrap_or(0),
         default_ulimits,
         network,
     };

@@ -538,9 +538,13 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A docker-archive of `images` (tag, layers bottom first); each layer's
 /// diff id is the sha256 of its bytes unless it is given.
-fn docker_archive(images: &[(&str, Vec<(Vec<u8>, Option<String>)>)]) -> Vec<u8> {
+/// An image of a docker-load archive: its tag and its layers, each a tar
+/// with the diff id its config claims (its own digest when `None`).
+type ArchiveImage<'a> = (&'a str, Vec<(Vec<u8>, Option<String>)>);
+
+fn docker_archive(images: &[ArchiveImage<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut put = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+    let put = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
