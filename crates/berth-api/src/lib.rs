@@ -225,6 +225,13 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 fn error_response(e: ApiError) -> Response<Body> {
+    // As dockerd: a failure of the daemon's is an error, the client's own
+    // mistakes are for debugging.
+    if e.status.is_server_error() {
+        tracing::error!(status = e.status.as_u16(), "handler returned error: {}", e.message);
+    } else {
+        tracing::debug!(status = e.status.as_u16(), "handler returned error: {}", e.message);
+    }
     let body = serde_json::to_vec(&berth_api_types::ErrorResponse { message: e.message }).unwrap_or_default();
     let mut r = Response::new(body::full(body));
     *r.status_mut() = e.status;
@@ -359,7 +366,7 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
             }
             Err(e) => {
                 if backoff.is_zero() {
-                    berth_core::say(format_args!("berthd: accept: {e}; waiting before the next accept"));
+                    tracing::warn!("accept: {e}; waiting before the next accept");
                 }
                 backoff = (backoff * 2).clamp(std::time::Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
                 tokio::time::sleep(backoff).await;
@@ -370,7 +377,11 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let engine = engine.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
+                async move {
+                    // dockerd's "Calling GET /v1.41/containers/json".
+                    tracing::debug!("Calling {} {}", req.method(), req.uri());
+                    Ok::<_, std::convert::Infallible>(route(engine, req).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -246,6 +246,7 @@ impl Engine {
         if let Ok(mut r) = entry.rec.lock() {
             r.rw_layer = c.rw_layer.clone();
         }
+        tracing::debug!(container = %c.id, name = %c.name, image = %c.config.image, "container created");
         self.event(&c, "create");
         Ok(c)
     }
@@ -303,12 +304,14 @@ impl Engine {
         let result = self.launch(&mut c, e).await;
         match result {
             Ok(()) => {
+                tracing::debug!(container = %c.id, pid = c.state.pid, "container started");
                 self.health_start(e, true);
                 self.event(&c, "start");
                 Ok(())
             }
             Err(err) => {
                 let msg = err.to_string();
+                tracing::debug!(container = %c.id, "start failed: {msg}");
                 let code = start_exit_code(&msg);
                 let _ = self.teardown(&c);
                 let mut was_restarting = false;
@@ -527,6 +530,7 @@ impl Engine {
         };
         let _ = self.teardown(&c);
         drop(exiting);
+        tracing::debug!(container = %c.id, code = rec.code, restart = again.is_some(), "container exited");
         if rec.oom_killed {
             self.event(&c, "oom");
         }

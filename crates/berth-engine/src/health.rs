@@ -400,7 +400,7 @@ impl Engine {
             };
             if let Err(err) = done {
                 let action = c.config.health_on_failure.as_str();
-                berth_core::say(format_args!("berthd: container {id} turned unhealthy; {action}: {err}"));
+                tracing::warn!(container = id, "turned unhealthy; {action}: {err}");
             }
         });
     }

@@ -66,7 +66,7 @@ impl Engine {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if let Err(e) = cg.destroy() {
-                berth_core::say(format_args!("berthd: container {id}: remove its cgroup: {e}"));
+                tracing::warn!(container = id, "remove its cgroup: {e}");
             }
         }
         let state = self.runtime_root().join(id);
@@ -81,16 +81,12 @@ impl Engine {
                     .output();
                 if let Some(o) = out.ok().filter(|o| !o.status.success() && state.exists()) {
                     let why = String::from_utf8_lossy(&o.stderr);
-                    berth_core::say(format_args!(
-                        "berthd: container {id}: {} delete --force: {}",
-                        rt.display(),
-                        why.trim()
-                    ));
+                    tracing::warn!(container = id, "{} delete --force: {}", rt.display(), why.trim());
                 }
             }
             None => match std::fs::remove_dir_all(&state) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    berth_core::say(format_args!("berthd: container {id}: remove {}: {e}", state.display()));
+                    tracing::warn!(container = id, "remove {}: {e}", state.display());
                 }
                 _ => {}
             },

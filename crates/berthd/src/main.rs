@@ -178,7 +178,7 @@ fn raise_nofile() -> Option<(i64, i64)> {
     let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
     // SAFETY: setrlimit reads the struct it is given.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } < 0 {
-        berth_core::say(format_args!("berthd: cannot raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error()));
+        tracing::warn!("cannot raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
     }
     Some(was)
 }
@@ -198,6 +198,21 @@ fn group_id(g: &str) -> Result<u32> {
         .with_context(|| format!("group {g} not found"))
 }
 
+/// Diagnostics at `level` and above, to stderr, as dockerd's `--log-level`.
+fn init_logging(level: &str) -> Result<()> {
+    use tracing::Level;
+    let max = match level {
+        "trace" => Level::TRACE,
+        "debug" => Level::DEBUG,
+        "info" => Level::INFO,
+        "warn" | "warning" => Level::WARN,
+        "error" | "fatal" | "panic" => Level::ERROR,
+        other => bail!("unable to parse logging level: {other}"),
+    };
+    tracing_subscriber::fmt().with_max_level(max).with_writer(std::io::stderr).with_target(false).init();
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let file: DaemonJson = match std::fs::read(&args.config_file) {
@@ -205,8 +220,9 @@ fn main() -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::default(),
         Err(e) => return Err(e).context(format!("read {}", args.config_file.display())),
     };
+    init_logging(args.log_level.as_deref().or(file.log_level.as_deref()).unwrap_or("info"))?;
     if file.live_restore == Some(false) {
-        berth_core::say(format_args!("berthd: live-restore is always on; \"live-restore\": false is ignored"));
+        tracing::warn!("live-restore is always on; \"live-restore\": false is ignored");
     }
     let hosts = if !args.host.is_empty() { args.host.clone() } else { file.hosts.clone().unwrap_or_default() };
     let socket = socket_path(hosts.first().map(String::as_str).unwrap_or("unix:///run/berth/berth.sock"))?;
@@ -235,7 +251,6 @@ fn main() -> Result<()> {
             default_ulimits.push(Ulimit { name: "nofile".into(), soft, hard });
         }
     }
-    let _level = args.log_level.clone().or(file.log_level.clone()).unwrap_or_else(|| "info".into());
     let cfg = EngineConfig {
         data_root,
         exec_root,
@@ -280,7 +295,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Resul
             tokio::net::UnixListener::from_std(l)
         })
         .with_context(|| format!("listen on {}", socket.display()))?;
-    berth_core::say(format_args!("berthd: API listening on {}", socket.display()));
+    tracing::info!("API listen on {}", socket.display());
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -258,3 +258,32 @@ fn container_prune_counts_the_space_it_frees() {
     assert!(v["SpaceReclaimed"].as_u64().unwrap() >= 2 << 20, "{b}");
     assert_clean(&d);
 }
+
+#[test]
+fn log_levels_follow_dockerd_s() {
+    if !can_run("log levels") {
+        return;
+    }
+    let d = Daemon::start_with("loglevel", &["--log-level", "debug"]);
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "100"]).trim().to_owned();
+    d.ok(&["rm", "-f", &id]);
+    let log = std::fs::read_to_string(d.dir.join("daemon.log")).unwrap();
+    assert!(log.contains("API listen on"), "{log}");
+    assert!(log.contains("Calling POST /v") && log.contains("/containers/create"), "no request lines: {log}");
+    let started = log.lines().find(|l| l.contains("container started")).unwrap_or_else(|| panic!("{log}"));
+    assert!(started.contains(&id) && started.contains("DEBUG"), "{started}");
+    assert!(log.lines().any(|l| l.contains("container exited") && l.contains(&id)), "{log}");
+    assert_clean(&d);
+    // At the default level, only what is worth a user's eye.
+    let quiet = Daemon::start("loginfo");
+    quiet.ok(&["ps"]);
+    let log = std::fs::read_to_string(quiet.dir.join("daemon.log")).unwrap();
+    assert!(log.contains("API listen on") && !log.contains("Calling"), "{log}");
+    // An unknown level stops berthd before it serves.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["--log-level", "chatty", "--config-file", "/nonexistent/daemon.json"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("unable to parse logging level: chatty"), "{}", stderr(&o));
+}
