@@ -9,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::{body, convert, json_response, no_content, read_json, status_only, ApiError, Ctx, Reply};
+use crate::{body, convert, json_response, no_content, read_json, status_only, stream, ApiError, Ctx, Reply};
 
 pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
@@ -249,28 +249,30 @@ pub async fn wait(ctx: &Ctx, id: &str) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-pub(crate) fn stream_type(tty: bool) -> &'static str {
-    if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    }
-}
-
 /// `POST /containers/{id}/attach`: answers 101 at once (the client starts
-/// the container only after it), then joins the connection to the shim's.
+/// the container only after it), replays the log first with `logs`, then,
+/// with `stream`, joins the connection to the shim's.
 pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
     let c = ctx.engine.inspect(id)?;
-    if !ctx.flag("stream") && !ctx.flag("logs") {
+    let (logs, stream) = (ctx.flag("logs"), ctx.flag("stream"));
+    if !stream && !logs {
         return Err(ApiError::bad("at least one of stream or logs must be true"));
     }
+    let keys = stream::detach_keys(ctx.q("detachKeys").unwrap_or(""))?;
     let (stdin, stdout, stderr) = (ctx.flag("stdin"), ctx.flag("stdout"), ctx.flag("stderr"));
     let engine = ctx.engine.clone();
-    let id = c.id.clone();
+    let (id, tty) = (c.id.clone(), c.config.tty);
     let upgrade = req.headers().get(hyper::header::UPGRADE).is_some();
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let mut client = TokioIo::new(upgraded);
+        if logs && (stdout || stderr) {
+            replay(&engine, &id, tty, stdout, stderr, &mut client).await;
+        }
+        if !stream {
+            let _ = client.shutdown().await;
+            return;
+        }
         let shim = match engine.attach(&id, stdin, stdout, stderr).await {
             Ok(a) => a.stream,
             Err(e) => {
@@ -279,44 +281,89 @@ pub async fn attach(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
                 return;
             }
         };
-        proxy(client, shim, async {}).await;
+        // As moby: detach keys on a terminal's stdin only.
+        let s = stream::Streams { detach: (tty && stdin).then_some(keys), reframe: stream::Reframe::Keep };
+        stream::proxy(client, shim, s, async {}).await;
     });
-    hijacked(c.config.tty, upgrade)
+    stream::hijacked(tty, upgrade)
 }
 
-/// The answer that hands the connection over to a stream: 101 when the
-/// client asked to upgrade, else 200 (older clients), with the stream's type.
-pub(crate) fn hijacked(tty: bool, upgrade: bool) -> Reply {
-    let mut b = Response::builder().header("Content-Type", stream_type(tty));
-    b = if upgrade {
-        b.status(StatusCode::SWITCHING_PROTOCOLS).header("Connection", "Upgrade").header("Upgrade", "tcp")
-    } else {
-        b.status(StatusCode::OK)
-    };
-    b.body(body::empty()).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+/// `GET /containers/{id}/attach/ws`: the attach over a websocket, as
+/// moby's (binary messages, never multiplexed; stdin, stdout and stderr as
+/// the query asks, API 1.42).
+pub async fn attach_ws(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
+    let c = ctx.engine.inspect(id)?;
+    let keys = stream::detach_keys(ctx.q("detachKeys").unwrap_or(""))?;
+    let (logs, live) = (ctx.flag("logs"), ctx.flag("stream"));
+    let (stdin, stdout, stderr) = (ctx.flag("stdin"), ctx.flag("stdout"), ctx.flag("stderr"));
+    let answer = stream::websocket_accept(&req)?;
+    let engine = ctx.engine.clone();
+    let (id, tty) = (c.id.clone(), c.config.tty);
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+        let role = tokio_tungstenite::tungstenite::protocol::Role::Server;
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), role, None).await;
+        let mut replayed = vec![];
+        if logs && (stdout || stderr) {
+            if let Some(mut rx) = log_so_far(&engine, &id, stdout, stderr) {
+                while let Some(l) = rx.recv().await {
+                    replayed.push(log_chunk(&l, false));
+                }
+            }
+        }
+        let shim = if live { engine.attach(&id, stdin, stdout, stderr).await.ok().map(|a| a.stream) } else { None };
+        let Some(shim) = shim else {
+            // Nothing live to join: the replay, then the close.
+            use futures_util::SinkExt;
+            let mut ws = ws;
+            for chunk in replayed {
+                let _ = ws.send(tokio_tungstenite::tungstenite::Message::binary(chunk)).await;
+            }
+            let _ = ws.close(None).await;
+            return;
+        };
+        let s =
+            stream::Streams { detach: (tty && stdin).then_some(keys), reframe: stream::Reframe::between(tty, true) };
+        stream::ws_proxy(ws, shim, s, replayed).await;
+    });
+    Ok(answer)
 }
 
-/// Join a hijacked client connection to a shim connection: output to the
-/// client until the shim ends it, stdin to the shim until the client
-/// half-closes (which the shim sees as the end of stdin). `before_close`
-/// runs between the end of the output and the close.
-pub(crate) async fn proxy<C>(
-    client: C,
-    shim: tokio::net::UnixStream,
-    before_close: impl std::future::Future<Output = ()>,
-) where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = shim.into_split();
-    let input = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
-    });
-    let _ = tokio::io::copy(&mut sr, &mut cw).await;
-    before_close.await;
-    let _ = cw.shutdown().await;
-    input.abort();
+/// The log so far, as attach's `logs=1` gives it before the live output.
+async fn replay<W: tokio::io::AsyncWrite + Unpin>(
+    engine: &std::sync::Arc<berth_engine::Engine>,
+    id: &str,
+    tty: bool,
+    stdout: bool,
+    stderr: bool,
+    to: &mut W,
+) {
+    let Some(mut rx) = log_so_far(engine, id, stdout, stderr) else { return };
+    while let Some(l) = rx.recv().await {
+        if to.write_all(&log_chunk(&l, !tty)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The log of `id` as it is now; `None` when its driver cannot be read.
+pub(crate) fn log_so_far(
+    engine: &std::sync::Arc<berth_engine::Engine>,
+    id: &str,
+    stdout: bool,
+    stderr: bool,
+) -> Option<tokio::sync::mpsc::Receiver<berth_engine::logs::LogLine>> {
+    engine.logs(id, LogOptions { stdout, stderr, ..Default::default() }).ok()
+}
+
+/// One log line as attach sends it: framed when `mux`, else raw.
+pub(crate) fn log_chunk(l: &berth_engine::logs::LogLine, mux: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(l.data.len() + 8);
+    if mux {
+        out.extend_from_slice(&berth_engine::logs::frame_header(l.stream, l.data.len()));
+    }
+    out.extend_from_slice(&l.data);
+    out
 }
 
 pub fn logs(ctx: &Ctx, id: &str) -> Reply {
@@ -372,7 +419,7 @@ pub fn logs(ctx: &Ctx, id: &str) -> Reply {
     });
     Response::builder()
         .status(StatusCode::OK)
-        .header("Content-Type", stream_type(tty))
+        .header("Content-Type", stream::stream_type(tty))
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

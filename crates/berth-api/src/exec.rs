@@ -9,7 +9,8 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::containers::{hijacked, int_arg, proxy};
+use crate::containers::int_arg;
+use crate::stream::{self, Reframe, Streams};
 use crate::{convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
 
 /// How long the end of an attached exec's output may run ahead of its exit
@@ -32,6 +33,7 @@ pub async fn create(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
         detach_keys: b.detach_keys,
         console_size: convert::console_size(b.console_size.as_deref()),
     };
+    stream::detach_keys(&cfg.detach_keys)?;
     if !cfg.working_dir.is_empty() && !cfg.working_dir.starts_with('/') {
         return Err(ApiError::bad(format!(
             "the working directory '{}' is invalid, it needs to be an absolute path",
@@ -45,7 +47,9 @@ pub async fn create(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
 /// `POST /exec/{id}/start`: detached, it answers once the process runs;
 /// attached, it answers 101 and streams the process's stdio until it ends,
 /// with its exit status recorded before the connection closes (the docker
-/// CLI reads it right after).
+/// CLI reads it right after). The request's Tty decides the framing, raw
+/// or multiplexed, whatever the exec was made with (moby's
+/// `postContainerExecStart`).
 pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
     let upgrade = req.headers().get(hyper::header::UPGRADE).is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -59,7 +63,13 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
     let x = ctx.engine.exec_ready(id)?;
     let engine = ctx.engine.clone();
     let exec_id = x.id.clone();
-    let tty = x.config.tty;
+    let raw = b.tty;
+    let streams = Streams {
+        detach: (x.config.tty && x.config.attach_stdin)
+            .then(|| stream::detach_keys(&x.config.detach_keys))
+            .transpose()?,
+        reframe: Reframe::between(x.config.tty, raw),
+    };
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let mut client = TokioIo::new(upgraded);
@@ -67,7 +77,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
             Ok(Some(stream)) => {
                 let engine = engine.clone();
                 let exec_id = exec_id.clone();
-                proxy(client, stream, async move {
+                stream::proxy(client, stream, streams, async move {
                     engine.exec_exit(&exec_id, EXIT_GRACE).await;
                 })
                 .await;
@@ -79,7 +89,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
             Err(e) => {
                 // As Docker: the error goes to the client's stdout.
                 let text = format!("{e}\r\n").into_bytes();
-                if !tty {
+                if !raw {
                     let _ = client.write_all(&berth_engine::logs::frame_header(1, text.len())).await;
                 }
                 let _ = client.write_all(&text).await;
@@ -87,7 +97,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
             }
         }
     });
-    hijacked(x.config.tty, upgrade)
+    stream::hijacked(raw, upgrade)
 }
 
 pub async fn resize(ctx: &Ctx, id: &str) -> Reply {

@@ -10,6 +10,7 @@ pub mod convert;
 mod exec;
 mod images;
 mod networks;
+mod stream;
 mod system;
 mod volumes;
 
@@ -283,6 +284,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["containers", id, "pause"]) => containers::pause(&ctx, id, true).await,
         ("POST", ["containers", id, "unpause"]) => containers::pause(&ctx, id, false).await,
         ("POST", ["containers", id, "wait"]) => containers::wait(&ctx, id).await,
+        ("GET", ["containers", id, "attach", "ws"]) => containers::attach_ws(&ctx, id, req).await,
         ("POST", ["containers", id, "attach"]) => containers::attach(&ctx, id, req).await,
         ("POST", ["containers", id, "resize"]) => containers::resize(&ctx, id).await,
         ("POST", ["containers", id, "rename"]) => containers::rename(&ctx, id),

@@ -165,33 +165,19 @@ fn command(c: &Container) -> Option<Vec<String>> {
 /// the stream frames the shim sends.
 #[derive(Default)]
 struct Output {
-    head: Vec<u8>,
-    /// Bytes left of the frame being read.
-    left: usize,
+    frames: berth_shim_proto::Deframer,
     kept: Vec<u8>,
     cut: bool,
 }
 
 impl Output {
-    fn push(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.left == 0 {
-                let n = (8 - self.head.len()).min(data.len());
-                self.head.extend_from_slice(&data[..n]);
-                data = &data[n..];
-                if self.head.len() == 8 {
-                    self.left = u32::from_be_bytes([self.head[4], self.head[5], self.head[6], self.head[7]]) as usize;
-                    self.head.clear();
-                }
-                continue;
-            }
-            let n = self.left.min(data.len());
-            let room = MAX_OUTPUT - self.kept.len();
-            self.kept.extend_from_slice(&data[..n.min(room)]);
-            self.cut |= n > room;
-            self.left -= n;
-            data = &data[n..];
-        }
+    fn push(&mut self, data: &[u8]) {
+        let (kept, cut) = (&mut self.kept, &mut self.cut);
+        self.frames.push(data, |_, p| {
+            let room = MAX_OUTPUT - kept.len();
+            kept.extend_from_slice(&p[..p.len().min(room)]);
+            *cut |= p.len() > room;
+        });
     }
 
     fn text(&self) -> String {

@@ -208,10 +208,67 @@ pub fn frame_header(stream: u8, len: usize) -> [u8; 8] {
     [stream, 0, 0, 0, n[0], n[1], n[2], n[3]]
 }
 
+/// Takes the payloads out of a stream of attach frames, however the
+/// stream is cut into reads.
+#[derive(Debug, Default)]
+pub struct Deframer {
+    head: Vec<u8>,
+    /// Bytes left of the frame being read.
+    left: usize,
+}
+
+impl Deframer {
+    /// Feed `data`; each piece of payload in it goes to `payload`, with the
+    /// stream number of its frame.
+    pub fn push(&mut self, mut data: &[u8], mut payload: impl FnMut(u8, &[u8])) {
+        while !data.is_empty() {
+            if self.left == 0 {
+                let n = (8 - self.head.len()).min(data.len());
+                self.head.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if self.head.len() == 8 {
+                    self.left = u32::from_be_bytes([self.head[4], self.head[5], self.head[6], self.head[7]]) as usize;
+                    if self.left == 0 {
+                        self.head.clear();
+                    }
+                }
+                continue;
+            }
+            let n = self.left.min(data.len());
+            payload(self.head[0], &data[..n]);
+            self.left -= n;
+            if self.left == 0 {
+                self.head.clear();
+            }
+            data = &data[n..];
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_taken_apart_however_they_are_cut() {
+        let mut wire = frame_header(STDOUT, 3).to_vec();
+        wire.extend_from_slice(b"out");
+        wire.extend_from_slice(&frame_header(STDERR, 0));
+        wire.extend_from_slice(&frame_header(STDERR, 4));
+        wire.extend_from_slice(b"err!");
+        for cut in 1..wire.len() {
+            let mut d = Deframer::default();
+            let mut got: Vec<(u8, Vec<u8>)> = vec![];
+            for chunk in wire.chunks(cut) {
+                d.push(chunk, |s, p| match got.last_mut() {
+                    Some((last, bytes)) if *last == s => bytes.extend_from_slice(p),
+                    _ => got.push((s, p.to_vec())),
+                });
+            }
+            assert_eq!(got, vec![(STDOUT, b"out".to_vec()), (STDERR, b"err!".to_vec())], "cut {cut}");
+        }
+    }
 
     #[test]
     fn requests_round_trip_as_lines() {
