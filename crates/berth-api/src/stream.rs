@@ -119,10 +119,22 @@ impl Escape {
     }
 }
 
+/// How long a client that still sends after its output ended is read from
+/// (and not heard) before its connection is dropped.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Client stdin to the shim until the client half-closes (the shim sees
 /// the end of stdin) or sends the detach keys (`true`; nothing more is
-/// sent, and the caller lets the connections go).
-async fn pump_in<R, W>(mut from: R, mut to: W, detach: Option<Vec<u8>>) -> bool
+/// sent, and the caller lets the connections go). Told to `stop`, it reads
+/// what the client still sends, for a little while, so that the close the
+/// client sees is an end and not a reset (unread input makes the kernel
+/// answer with RST).
+async fn pump_in<R, W>(
+    mut from: R,
+    mut to: W,
+    detach: Option<Vec<u8>>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -130,7 +142,15 @@ where
     let mut escape = detach.filter(|k| !k.is_empty()).map(|keys| Escape { keys, matched: 0 });
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            _ = &mut stop => {
+                let drain = async { while let Ok(1..) = from.read(&mut buf).await {} };
+                let _ = tokio::time::timeout(DRAIN, drain).await;
+                return false;
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -206,13 +226,16 @@ pub(crate) async fn proxy<C>(
 {
     let (cr, cw) = tokio::io::split(client);
     let (sr, sw) = shim.into_split();
-    let mut input = tokio::spawn(pump_in(cr, sw, s.detach));
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let mut input = tokio::spawn(pump_in(cr, sw, s.detach, stopped));
     let output = pump_out(sr, cw, s.reframe);
     tokio::pin!(output);
     let detached = tokio::select! {
         mut cw = &mut output => {
             before_close.await;
             let _ = cw.shutdown().await;
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(DRAIN * 2, &mut input).await;
             input.abort();
             return;
         }
