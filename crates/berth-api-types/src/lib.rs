@@ -62,6 +62,17 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    /// The main network's MAC address (deprecated in API 1.44 for the
+    /// endpoint's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_disabled: Option<bool>,
+    /// Windows only; refused when true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +242,23 @@ pub struct HostConfig {
     pub runtime: String,
     #[serde(default)]
     pub isolation: String,
+    /// `--link name:alias`, shown as `/name:/container/alias`.
+    #[serde(default)]
+    pub links: Option<Vec<String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub storage_opt: Option<BTreeMap<String, String>>,
+    /// Paths masked and made read-only in place of the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+    /// The cgroup to use (a container's); berth has no such sharing.
+    #[serde(default)]
+    pub cgroup: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -651,6 +679,18 @@ pub struct Resources {
     /// GPUs and other devices of a driver; berth has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_requests: Option<Vec<Value>>,
+    /// Refused when set: no longer in Linux kernels (KernelMemoryTCP), or
+    /// Windows only (the rest).
+    #[serde(default, rename = "KernelMemoryTCP", skip_serializing_if = "Option::is_none")]
+    pub kernel_memory_tcp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<i64>,
+    #[serde(default, rename = "IOMaximumIOps", skip_serializing_if = "Option::is_none")]
+    pub io_maximum_iops: Option<u64>,
+    #[serde(default, rename = "IOMaximumBandwidth", skip_serializing_if = "Option::is_none")]
+    pub io_maximum_bandwidth: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -22,6 +22,8 @@ pub struct EndpointIpamConfig {
     pub ipv4_address: String,
     #[serde(rename = "IPv6Address", default, skip_serializing_if = "String::is_empty")]
     pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", default, skip_serializing_if = "Option::is_none")]
+    pub link_local_ips: Option<Vec<String>>,
 }
 
 /// A container's endpoint on a network: asked for at create and connect,

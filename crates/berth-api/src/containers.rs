@@ -204,7 +204,12 @@ pub async fn resize(ctx: &Ctx, id: &str) -> Reply {
     done(ctx.engine.resize(id, wd, h).await)
 }
 
+/// `DELETE /containers/{id}`; with `link`, `id` is a link's name
+/// (`parent/alias`) and only the link goes.
 pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
+    if ctx.flag("link") {
+        return done(ctx.engine.remove_link(id));
+    }
     done(ctx.engine.remove(id, ctx.flag("force"), ctx.flag("v")).await)
 }
 

@@ -28,6 +28,23 @@ pub fn restart_policy(p: &w::RestartPolicy) -> Result<model::RestartPolicy, ApiE
     Ok(model::RestartPolicy { name, maximum_retry_count: p.maximum_retry_count })
 }
 
+/// Fields that only Windows containers have, refused by name when set.
+fn windows_only(c: &w::ContainerConfig, h: &w::HostConfig) -> Result<(), ApiError> {
+    let r = &h.resources;
+    for (name, set) in [
+        ("ArgsEscaped", c.args_escaped == Some(true)),
+        ("CpuCount", r.cpu_count.is_some_and(|v| v != 0)),
+        ("CpuPercent", r.cpu_percent.is_some_and(|v| v != 0)),
+        ("IOMaximumIOps", r.io_maximum_iops.is_some_and(|v| v != 0)),
+        ("IOMaximumBandwidth", r.io_maximum_bandwidth.is_some_and(|v| v != 0)),
+    ] {
+        if set {
+            return Err(ApiError::bad(format!("{name} is for Windows containers only")));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /containers/{id}/update`'s body as the engine's update.
 pub fn update(u: w::UpdateConfig) -> Result<berth_engine::Update, ApiError> {
     let restart_policy = match &u.restart_policy {
@@ -46,6 +63,7 @@ pub fn update(u: w::UpdateConfig) -> Result<berth_engine::Update, ApiError> {
         ("BlkioDeviceWriteBps", r.blkio_device_write_bps.as_ref().is_some_and(|v| !v.is_empty())),
         ("BlkioDeviceReadIOps", r.blkio_device_read_iops.as_ref().is_some_and(|v| !v.is_empty())),
         ("BlkioDeviceWriteIOps", r.blkio_device_write_iops.as_ref().is_some_and(|v| !v.is_empty())),
+        ("KernelMemoryTCP", r.kernel_memory_tcp.is_some_and(|v| v != 0)),
     ] {
         if given {
             return Err(ApiError::bad(format!("{name} cannot be changed by an update")));
@@ -100,6 +118,7 @@ fn resources(r: &w::Resources) -> model::Resources {
         blkio_device_write_iops: throttle_devices(&r.blkio_device_write_iops),
         cpu_realtime_period: r.cpu_realtime_period,
         cpu_realtime_runtime: r.cpu_realtime_runtime,
+        kernel_memory_tcp: r.kernel_memory_tcp.unwrap_or(0),
     }
 }
 
@@ -204,6 +223,21 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     if h.auto_remove && restart != model::RestartName::No {
         return Err(ApiError::bad("conflicting options: cannot specify both --restart and --rm"));
     }
+    windows_only(&c, &h)?;
+    if !h.cgroup.is_empty() {
+        return Err(ApiError::bad(format!(
+            "Cgroup {:?}: berth does not run a container in another's cgroup",
+            h.cgroup
+        )));
+    }
+    let mut network_mode = h.network_mode.clone();
+    if c.network_disabled == Some(true) {
+        // As moby: a container without networking has only loopback.
+        if !matches!(network_mode.as_str(), "" | "default" | "none") {
+            return Err(ApiError::bad(format!("conflicting options: NetworkDisabled and network mode {network_mode}")));
+        }
+        network_mode = "none".into();
+    }
     let config = model::RunConfig {
         hostname: c.hostname,
         domainname: c.domainname,
@@ -233,6 +267,8 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
             retries: h.retries,
         }),
         shell: c.shell.unwrap_or_default(),
+        mac_address: c.mac_address.clone().unwrap_or_default(),
+        on_build: c.on_build.unwrap_or_default(),
         health_on_failure: c
             .healthcheck_on_failure_action
             .as_deref()
@@ -262,6 +298,26 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
     for (name, ep) in c.networking_config.and_then(|n| n.endpoints_config).unwrap_or_default() {
         endpoints.insert(name, endpoint_config(&ep)?);
     }
+    // The container-wide MAC address is the main network's (moby's
+    // handleMACAddressBC).
+    if let Some(mac) = c.mac_address.filter(|m| !m.is_empty()) {
+        let main = match network_mode.as_str() {
+            "" | "default" => "bridge",
+            m if m == "none" || m == "host" || m.starts_with("container:") => {
+                return Err(ApiError::bad("conflicting options: mac-address and the network mode"))
+            }
+            m => m,
+        };
+        let ep: &mut model::EndpointConfig = endpoints.entry(main.to_owned()).or_default();
+        match &ep.mac_address {
+            Some(m) if !m.eq_ignore_ascii_case(&mac) => {
+                return Err(ApiError::bad(
+                    "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+                ))
+            }
+            _ => ep.mac_address = Some(mac),
+        }
+    }
     let host = model::HostConfig {
         binds: h.binds.unwrap_or_default(),
         resources: resources(&h.resources),
@@ -286,7 +342,7 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
         sysctls: h.sysctls.unwrap_or_default(),
         group_add: h.group_add.unwrap_or_default(),
         userns_mode: h.userns_mode,
-        network_mode: h.network_mode,
+        network_mode,
         port_bindings,
         publish_all_ports: h.publish_all_ports,
         log_config: model::LogConfig { driver: h.log_config.typ, options: h.log_config.config },
@@ -313,6 +369,11 @@ pub fn create_request(name: Option<String>, c: w::ContainerConfig) -> Result<Cre
             .collect(),
         device_cgroup_rules: h.resources.device_cgroup_rules.clone().unwrap_or_default(),
         cgroup_parent: h.resources.cgroup_parent.clone(),
+        links: h.links.clone().unwrap_or_default(),
+        annotations: h.annotations.clone().unwrap_or_default(),
+        masked_paths: h.masked_paths.clone(),
+        readonly_paths: h.readonly_paths.clone(),
+        storage_opt: h.storage_opt.clone().unwrap_or_default(),
     };
     Ok(CreateRequest {
         name,
@@ -339,7 +400,19 @@ fn opt_vec(v: &[String]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
-pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
+/// A legacy link as inspect shows it: `/name:/container/alias`.
+fn shown_link(l: &str, container: &str) -> String {
+    let (name, alias) = l.split_once(':').unwrap_or((l, l));
+    format!(
+        "/{}:/{}/{}",
+        name.trim_start_matches('/'),
+        container.trim_start_matches('/'),
+        alias.trim_start_matches('/')
+    )
+}
+
+/// A container's HostConfig as inspect shows it; `name` is the container's.
+pub fn host_config(h: &model::HostConfig, name: &str) -> w::HostConfig {
     let r = &h.resources;
     w::HostConfig {
         binds: opt_vec(&h.binds),
@@ -416,7 +489,16 @@ pub fn host_config(h: &model::HostConfig) -> w::HostConfig {
             ),
             device_cgroup_rules: opt_vec(&h.device_cgroup_rules),
             device_requests: None,
+            kernel_memory_tcp: Some(r.kernel_memory_tcp),
+            ..Default::default()
         },
+        links: (!h.links.is_empty()).then(|| h.links.iter().map(|l| shown_link(l, name)).collect()),
+        annotations: (!h.annotations.is_empty()).then(|| h.annotations.clone()),
+        storage_opt: (!h.storage_opt.is_empty()).then(|| h.storage_opt.clone()),
+        masked_paths: h.masked_paths.clone(),
+        readonly_paths: h.readonly_paths.clone(),
+        cgroup: String::new(),
+        container_id_file: None,
         console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
         mounts: (!h.mounts.is_empty()).then(|| h.mounts.iter().map(wire_mount).collect()),
         volumes_from: opt_vec(&h.volumes_from),
@@ -560,6 +642,10 @@ pub fn container_config(c: &Container) -> w::ContainerConfig {
             retries: h.retries,
         }),
         shell: opt_vec(&k.shell),
+        mac_address: (!k.mac_address.is_empty()).then(|| k.mac_address.clone()),
+        network_disabled: None,
+        args_escaped: None,
+        on_build: opt_vec(&k.on_build),
         healthcheck_on_failure_action: (k.health_on_failure != model::OnFailure::None)
             .then(|| k.health_on_failure.as_str().to_owned()),
         host_config: None,
@@ -574,10 +660,28 @@ pub fn endpoint_config(ep: &w::EndpointSettings) -> Result<model::EndpointConfig
         Some(ip) => Some(ip.parse().map_err(|_| ApiError::bad(format!("invalid IPv4 address: {ip}")))?),
         None => None,
     };
+    let ipam = ep.ipam_config.clone().unwrap_or_default();
+    if !ipam.ipv6_address.is_empty() || !ep.global_ipv6_address.is_empty() {
+        return Err(ApiError::bad("IPv6Address: berth's networks have no IPv6"));
+    }
+    let mut link_local_ips = vec![];
+    for ip in ipam.link_local_ips.iter().flatten() {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) if !v4.is_unspecified() => link_local_ips.push(v4),
+            Ok(std::net::IpAddr::V6(_)) => {
+                return Err(ApiError::bad(format!("LinkLocalIPs {ip}: berth's networks have no IPv6")))
+            }
+            _ => return Err(ApiError::bad(format!("invalid link-local IP address: {ip}"))),
+        }
+    }
     Ok(model::EndpointConfig {
         network_id: ep.network_id.clone(),
         aliases: ep.aliases.clone().unwrap_or_default(),
         ipv4_address,
+        mac_address: Some(ep.mac_address.clone()).filter(|m| !m.is_empty()),
+        link_local_ips,
+        links: ep.links.clone().unwrap_or_default(),
+        driver_opts: ep.driver_opts.clone().unwrap_or_default(),
     })
 }
 
@@ -588,12 +692,16 @@ fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> 
     dns_names.extend(cfg.aliases.iter().cloned());
     let predefined = name == "bridge";
     w::EndpointSettings {
-        ipam_config: cfg
-            .ipv4_address
-            .map(|ip| w::EndpointIpamConfig { ipv4_address: ip.to_string(), ipv6_address: String::new() }),
-        links: None,
+        ipam_config: (cfg.ipv4_address.is_some() || !cfg.link_local_ips.is_empty()).then(|| w::EndpointIpamConfig {
+            ipv4_address: cfg.ipv4_address.map(|ip| ip.to_string()).unwrap_or_default(),
+            ipv6_address: String::new(),
+            link_local_ips: (!cfg.link_local_ips.is_empty())
+                .then(|| cfg.link_local_ips.iter().map(|ip| ip.to_string()).collect()),
+        }),
+        links: (!cfg.links.is_empty()).then(|| cfg.links.clone()),
+        driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
         aliases: (!cfg.aliases.is_empty()).then(|| cfg.aliases.clone()),
-        mac_address: a.map(|a| a.mac.clone()).unwrap_or_default(),
+        mac_address: a.map(|a| a.mac.clone()).or_else(|| cfg.mac_address.clone()).unwrap_or_default(),
         network_id: cfg.network_id.clone(),
         endpoint_id: a.map(|a| a.endpoint_id.clone()).unwrap_or_default(),
         gateway: a.and_then(|a| a.gateway).map(|g| g.to_string()).unwrap_or_default(),
@@ -694,7 +802,7 @@ pub fn inspect(c: &Container) -> w::ContainerInspect {
         process_label: String::new(),
         app_armor_profile: String::new(),
         exec_ids: None,
-        host_config: host_config(&c.host),
+        host_config: host_config(&c.host, &c.name),
         graph_driver: w::GraphDriver { name: "overlay2".into(), data: BTreeMap::new() },
         mounts: mount_points(c),
         config: container_config(c),

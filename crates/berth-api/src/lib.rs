@@ -303,6 +303,10 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("PUT", ["containers", id, "archive"]) => containers::archive_put(&ctx, id, req).await,
         ("POST", ["commit"]) => containers::commit(&ctx, req).await,
         ("DELETE", ["containers", id]) => containers::remove(&ctx, id).await,
+        // `docker rm --link /parent/alias`.
+        ("DELETE", ["containers", parent, alias]) if ctx.flag("link") => {
+            containers::remove(&ctx, &format!("{parent}/{alias}")).await
+        }
         ("GET", ["networks"]) => networks::list(&ctx).await,
         ("POST", ["networks", "create"]) => networks::create(&ctx, req).await,
         ("POST", ["networks", "prune"]) => networks::prune(&ctx).await,

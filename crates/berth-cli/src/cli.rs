@@ -478,6 +478,21 @@ pub struct RunArgs {
     /// Container isolation technology (default)
     #[arg(long)]
     pub isolation: Option<String>,
+    /// Add link to another container (name[:alias])
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Container IPv4 link-local addresses
+    #[arg(long = "link-local-ip")]
+    pub link_local_ip: Vec<String>,
+    /// Add an annotation to the container (key=value)
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// Storage driver options for the container
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
     /// Add a host device to the container (host[:container][:rwm])
     #[arg(long)]
     pub device: Vec<String>,

@@ -378,19 +378,32 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         }
     }
     let network = a.network.clone().unwrap_or_default();
-    let networking_config = if a.ip.is_some() || !a.network_alias.is_empty() {
-        if network.is_empty() || matches!(network.as_str(), "bridge" | "default" | "host" | "none") {
-            return Err(bad("--ip and --network-alias need a user-defined --network"));
-        }
-        let ep = EndpointSettings {
-            ipam_config: a.ip.clone().map(|ip| EndpointIpamConfig { ipv4_address: ip, ipv6_address: String::new() }),
-            aliases: some(a.network_alias.clone()),
-            ..Default::default()
+    let user_defined = !(network.is_empty()
+        || matches!(network.as_str(), "bridge" | "default" | "host" | "none")
+        || network.starts_with("container:"));
+    if (a.ip.is_some() || !a.network_alias.is_empty()) && !user_defined {
+        return Err(bad("--ip and --network-alias need a user-defined --network"));
+    }
+    // As Docker's CLI: on a user network, --link is the endpoint's.
+    let ep_links = if user_defined { a.link.clone() } else { vec![] };
+    let networking_config =
+        if a.ip.is_some() || !a.network_alias.is_empty() || !a.link_local_ip.is_empty() || !ep_links.is_empty() {
+            let ipam = (a.ip.is_some() || !a.link_local_ip.is_empty()).then(|| EndpointIpamConfig {
+                ipv4_address: a.ip.clone().unwrap_or_default(),
+                ipv6_address: String::new(),
+                link_local_ips: some(a.link_local_ip.clone()),
+            });
+            let ep = EndpointSettings {
+                ipam_config: ipam,
+                aliases: some(a.network_alias.clone()),
+                links: some(ep_links),
+                ..Default::default()
+            };
+            let key = if network.is_empty() { "bridge".to_owned() } else { network.clone() };
+            Some(NetworkingConfig { endpoints_config: Some(BTreeMap::from([(key, ep)])) })
+        } else {
+            None
         };
-        Some(NetworkingConfig { endpoints_config: Some(BTreeMap::from([(network.clone(), ep)])) })
-    } else {
-        None
-    };
     let (binds, volumes) = crate::mounts::split_volumes(&a.volume);
     let mut mounts = vec![];
     for m in &a.mount {
@@ -443,6 +456,10 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
             ..resources(&a.res)?
         },
         console_size: console.map(|(h, w)| vec![u32::from(h), u32::from(w)]),
+        links: (!user_defined).then(|| some(a.link.clone())).flatten(),
+        annotations: key_values("--annotation", &a.annotation)?,
+        storage_opt: key_values("--storage-opt", &a.storage_opt)?,
+        ..Default::default()
     };
     if a.rm && !host.restart_policy.name.is_empty() && host.restart_policy.name != "no" {
         return Err(bad("conflicting options: cannot specify both --restart and --rm"));
@@ -469,6 +486,10 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         labels: key_values("--label", &a.label)?,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        mac_address: a.mac_address.clone(),
+        network_disabled: None,
+        args_escaped: None,
+        on_build: None,
         healthcheck: healthcheck(a)?,
         shell: None,
         healthcheck_on_failure_action: a.health_on_failure.clone(),

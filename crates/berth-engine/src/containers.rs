@@ -173,6 +173,12 @@ impl Engine {
             c.host.resources.memory_swap = c.host.resources.memory * 2;
         }
         self.plan_networks(&mut c, &req)?;
+        self.plan_links(&mut c)?;
+        if !c.host.storage_opt.is_empty() {
+            return Err(Error::Invalid(
+                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option".into(),
+            ));
+        }
         if c.host.log_config.driver.is_empty() {
             c.host.log_config.driver = "json-file".into();
         }
@@ -389,7 +395,17 @@ impl Engine {
         let init = self.init_binary();
         let defaults =
             spec::Defaults { cgroup_parent: &self.cfg.cgroup_parent, ulimits: &self.cfg.default_ulimits, init: &init };
+        let linked = self.resolve_links(c)?;
         let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
+        if !linked.env.is_empty() {
+            // The links' variables first; the container's own win (moby's
+            // CreateDaemonEnvironment).
+            let own: Vec<String> = serde_json::from_value(s["process"]["env"].take()).unwrap_or_default();
+            let mut env = linked.env;
+            crate::model::merge_env(&mut env, &own);
+            s["process"]["env"] = serde_json::json!(env);
+        }
+        c.net.link_hosts = linked.hosts;
         self.grant_realtime(c).await?;
         if let Some(path) = self.joined_netns(c)? {
             spec::join_namespace(&mut s, "network", &path);

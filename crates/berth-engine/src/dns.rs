@@ -147,6 +147,23 @@ impl Engine {
             let short = q.name.strip_suffix(&format!(".{}", net.to_ascii_lowercase()));
             let wanted = |s: &str| s.eq_ignore_ascii_case(&q.name) || short.is_some_and(|n| s.eq_ignore_ascii_case(n));
             let mut ips: Vec<Ipv4Addr> = Vec::new();
+            // The asker's links on this network: an alias of its own for
+            // another container (moby's endpoint Links).
+            for l in me.networks.values().filter(|e| &e.network_id == id).flat_map(|e| e.links.iter()) {
+                let Ok((target, alias)) = crate::endpoint::link_parts(l) else { continue };
+                if !wanted(alias) {
+                    continue;
+                }
+                let Ok(t) = self.find(target) else { continue };
+                let ip = t
+                    .rec
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.net.attachments.values().find(|a| &a.network_id == id).and_then(|a| a.ip));
+                if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {
+                    ips.push(ip);
+                }
+            }
             for c in others() {
                 let Some(ip) = c.net.attachments.values().find(|a| &a.network_id == id).and_then(|a| a.ip) else {
                     continue;

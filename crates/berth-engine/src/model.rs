@@ -38,6 +38,12 @@ pub struct RunConfig {
     /// `--health-on-failure`).
     #[serde(default)]
     pub health_on_failure: OnFailure,
+    /// The container-wide MAC address as given (API < 1.44), shown back.
+    #[serde(default)]
+    pub mac_address: String,
+    /// Instructions a build from an image of this container runs.
+    #[serde(default)]
+    pub on_build: Vec<String>,
 }
 
 /// Docker's `HealthConfig`; durations in nanoseconds, 0 for the default.
@@ -170,6 +176,9 @@ pub struct Resources {
     pub cpu_realtime_period: i64,
     #[serde(default)]
     pub cpu_realtime_runtime: i64,
+    /// Bytes; cgroup v1 only.
+    #[serde(default)]
+    pub kernel_memory_tcp: i64,
 }
 
 /// A block device's weight, by the path of its node on the host.
@@ -287,6 +296,20 @@ pub struct HostConfig {
     /// The cgroup its own is made under; empty: the daemon's.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// `--link name[:alias]` on the default bridge (Docker's legacy links).
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// OCI annotations of its bundle.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Paths masked and made read-only in place of Docker's defaults.
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
+    /// `--storage-opt`: refused, as overlay2 here has no quota.
+    #[serde(default)]
+    pub storage_opt: BTreeMap<String, String>,
 }
 
 /// What a mount is made of.
@@ -386,6 +409,19 @@ pub struct EndpointConfig {
     pub aliases: Vec<String>,
     /// `--ip`: the address to have on it.
     pub ipv4_address: Option<std::net::Ipv4Addr>,
+    /// `--mac-address`, as `aa:bb:cc:dd:ee:ff`; else one made of the address.
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    /// `--link-local-ip`: more addresses of the interface.
+    #[serde(default)]
+    pub link_local_ips: Vec<std::net::Ipv4Addr>,
+    /// `--link name[:alias]` on a user network: `alias` resolves to `name`
+    /// for this container alone.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// `com.docker.network.endpoint.ifname` and `…sysctls`.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// The container's interface on one network while it runs.
@@ -412,6 +448,9 @@ pub struct NetState {
     /// By network name.
     pub attachments: BTreeMap<String, Attachment>,
     pub ports: Vec<berth_network::store::Published>,
+    /// The addresses of its legacy links, with their names, for /etc/hosts.
+    #[serde(default)]
+    pub link_hosts: Vec<(std::net::Ipv4Addr, String)>,
 }
 
 /// A request to create a container.

@@ -12,14 +12,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use berth_network::dns;
-use berth_network::link::{self, Endpoint};
+use berth_network::link;
 use berth_network::netns;
 use berth_network::ports::{parse_range, Port};
 use berth_network::store::{Network, PublishRequest};
 
 use crate::containers::poisoned;
 use crate::model::{Attachment, Container, CreateRequest, EndpointConfig, NetState};
-use crate::{names, Engine, Error, Result};
+use crate::{Engine, Error, Result};
 
 /// What `--network` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,9 @@ impl Engine {
         let (net, resolver) = tokio::task::spawn_blocking(move || engine.connect_blocking(&c2, pid))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+        let link_hosts = std::mem::take(&mut c.net.link_hosts);
         c.net = net;
+        c.net.link_hosts = link_hosts;
         let embedded = resolver.is_some();
         let served = match resolver {
             Some(s) => self.dns_serve(c, s),
@@ -222,7 +224,7 @@ impl Engine {
 
     /// The networks in order: the one `--network` named first (its
     /// interface is eth0 and has the default route), then by name.
-    fn ordered(&self, c: &Container) -> Vec<(String, EndpointConfig)> {
+    pub(crate) fn ordered(&self, c: &Container) -> Vec<(String, EndpointConfig)> {
         let primary = match mode(&c.host.network_mode) {
             Mode::Bridge(name) => self.networks.for_mode(name).ok().map(|n| n.name),
             _ => None,
@@ -259,23 +261,17 @@ impl Engine {
                 (None, Some(prev)) => self.networks.allocate_preferring(&net.id, *prev, &c.id)?,
                 (ip, _) => self.networks.allocate(&net.id, ip)?,
             };
-            let veth = link::veth_name();
-            let ifname = format!("eth{i}");
-            state.attachments.insert(
-                name.clone(),
-                Attachment {
-                    network_id: net.id.clone(),
-                    endpoint_id: names::new_id(),
-                    ip: Some(lease.ip),
-                    prefix: lease.prefix,
-                    gateway: Some(lease.gateway),
-                    mac: link::mac_string(&link::mac_of(lease.ip)),
-                    veth: veth.clone(),
-                    ifname: ifname.clone(),
-                },
-            );
             let gateway = (primary.is_none() && !net.internal).then_some(lease.gateway);
-            eps.push(Endpoint { veth, ifname, bridge, ip: lease.ip, prefix: lease.prefix, gateway, mtu: net.mtu });
+            let made = crate::endpoint::interface(&cfg, &net, &lease, bridge, format!("eth{i}"), gateway);
+            let (attachment, endpoint) = match made {
+                Ok(x) => x,
+                Err(e) => {
+                    self.networks.release(&net.id, lease.ip);
+                    return Err(e);
+                }
+            };
+            state.attachments.insert(name.clone(), attachment);
+            eps.push(endpoint);
             if primary.is_none() {
                 primary = Some((net, lease.ip));
             }
@@ -384,6 +380,7 @@ pub(crate) fn endpoint_config(n: &Network, given: Option<&EndpointConfig>) -> Re
             )));
         }
     }
+    crate::endpoint::verify(n, &ep)?;
     Ok(ep)
 }
 
@@ -414,6 +411,9 @@ pub(crate) fn hosts_file(c: &Container) -> String {
     } else {
         format!("{}.{} {}", c.config.hostname, c.config.domainname, c.config.hostname)
     };
+    for (ip, names) in &c.net.link_hosts {
+        s.push_str(&format!("{ip}\t{names}\n"));
+    }
     for a in c.net.attachments.values() {
         if let Some(ip) = a.ip {
             s.push_str(&format!("{ip}\t{names}\n"));
@@ -549,24 +549,12 @@ impl Engine {
         let ns = netns::of_pid(c.state.pid).map_err(Error::io("open the container's network namespace"))?;
         let bridge = self.networks.bridge_index(n)?;
         let lease = self.networks.allocate(&n.id, ep.ipv4_address)?;
-        let a = Attachment {
-            network_id: n.id.clone(),
-            endpoint_id: names::new_id(),
-            ip: Some(lease.ip),
-            prefix: lease.prefix,
-            gateway: Some(lease.gateway),
-            mac: link::mac_string(&link::mac_of(lease.ip)),
-            veth: link::veth_name(),
-            ifname: next_ifname(&c.net),
-        };
-        let endpoint = Endpoint {
-            veth: a.veth.clone(),
-            ifname: a.ifname.clone(),
-            bridge,
-            ip: lease.ip,
-            prefix: lease.prefix,
-            gateway: None,
-            mtu: n.mtu,
+        let (a, endpoint) = match crate::endpoint::interface(ep, n, &lease, bridge, next_ifname(&c.net), None) {
+            Ok(x) => x,
+            Err(e) => {
+                self.networks.release(&n.id, lease.ip);
+                return Err(e);
+            }
         };
         let want_dns = !n.predefined && !self.dns.is_serving(&c.id);
         let inside = || if want_dns { dns::bind().map(Some) } else { Ok(None) };

@@ -206,6 +206,9 @@ fn resources(c: &Container, nodes: &[(crate::devices::Node, String)]) -> Result<
     if let Some(v) = r.memory_swappiness {
         mem.insert("swappiness".into(), json!(v));
     }
+    if r.kernel_memory_tcp != 0 {
+        mem.insert("kernelTCP".into(), json!(r.kernel_memory_tcp));
+    }
     let mut cpu = serde_json::Map::new();
     if r.nano_cpus > 0 {
         cpu.insert("period".into(), json!(100_000));
@@ -463,9 +466,17 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         "resources": resources(c, &nodes)?,
         "cgroupsPath": cgroup_path(parent, &c.id),
     });
-    if !c.host.privileged {
-        linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
+    // The paths asked for replace the defaults, privileged or not, as in
+    // moby's WithMaskedPaths.
+    match (&c.host.masked_paths, c.host.privileged) {
+        (Some(p), _) => linux["maskedPaths"] = json!(p),
+        (None, false) => linux["maskedPaths"] = json!(MASKED),
+        (None, true) => {}
+    }
+    match (&c.host.readonly_paths, c.host.privileged) {
+        (Some(p), _) => linux["readonlyPaths"] = json!(p),
+        (None, false) => linux["readonlyPaths"] = json!(READONLY),
+        (None, true) => {}
     }
     if !c.host.sysctls.is_empty() {
         linux["sysctl"] = json!(c.host.sysctls);
@@ -490,6 +501,9 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         "mounts": mounts,
         "linux": linux,
     });
+    if !c.host.annotations.is_empty() {
+        spec["annotations"] = json!(c.host.annotations);
+    }
     // The host's UTS namespace keeps the host's name.
     if c.host.uts_mode != "host" {
         spec["hostname"] = json!(c.config.hostname);

@@ -36,6 +36,24 @@ pub fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
+/// A MAC address as Go's `net.ParseMAC` takes a 48-bit one: six pairs of
+/// hex digits joined by `:` or `-`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let sep = if s.contains('-') { '-' } else { ':' };
+    let parts: Vec<&str> = s.split(sep).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        m[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(m)
+}
+
 pub fn mac_string(m: &[u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -113,6 +131,12 @@ pub struct Endpoint {
     /// The default route's gateway; `None` for no default route.
     pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
+    pub mac: [u8; 6],
+    /// Addresses besides `ip` (link-local ones), with their prefixes.
+    pub extra: Vec<(Ipv4Addr, u8)>,
+    /// Sysctls of the interface, written inside: a path under /proc/sys
+    /// (`net/ipv4/conf/eth0/forwarding`) and its value.
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// A random host-side interface name, `veth` and 7 hex digits as Docker's.
@@ -137,7 +161,7 @@ pub fn plug<T: Send>(
     let mut made: Vec<&str> = Vec::new();
     let r = (|| {
         for ep in eps {
-            let peer = Peer { name: &ep.ifname, netns: Netns::Fd(ns.as_raw_fd()), mac: Some(mac_of(ep.ip)) };
+            let peer = Peer { name: &ep.ifname, netns: Netns::Fd(ns.as_raw_fd()), mac: Some(ep.mac) };
             nl.add_veth(&ep.veth, ep.mtu, Some(ep.bridge), &peer)
                 .map_err(|e| io::Error::new(e.kind(), format!("create veth pair {}: {e}", ep.veth)))?;
             made.push(&ep.veth);
@@ -171,6 +195,14 @@ fn configure(nl: &mut Netlink, eps: &[Endpoint]) -> io::Result<()> {
     for ep in eps {
         let l = nl.link(&ep.ifname)?.ok_or_else(|| io::Error::other(format!("{} did not arrive", ep.ifname)))?;
         nl.add_addr(Addr { index: l.index, ip: ep.ip, prefix: ep.prefix })?;
+        for (ip, prefix) in &ep.extra {
+            nl.add_addr(Addr { index: l.index, ip: *ip, prefix: *prefix })?;
+        }
+        // The namespace's own /proc/sys/net, as this thread is in it.
+        for (path, value) in &ep.sysctls {
+            sysctl(&format!("/proc/sys/{path}"), value)
+                .map_err(|e| io::Error::new(e.kind(), format!("sysctl {path}={value}: {e}")))?;
+        }
         nl.set_up(l.index)?;
         if let Some(gw) = ep.gateway {
             nl.add_default_route(gw, l.index)?;
