@@ -208,7 +208,7 @@ mod tests {
     fn link_variables_are_moby_s() {
         let ip = Ipv4Addr::new(172, 17, 0, 2);
         let exposed: Vec<String> = ["6379/tcp", "80/tcp", "81/tcp", "82/tcp", "53/udp"].map(String::from).to_vec();
-        let env = env("/web/db-1", "db-1", ip, &exposed, &["PATH=/bin".into(), "PASSWORD=x=y".into()]);
+        let vars = env("/web/db-1", "db-1", ip, &exposed, &["PATH=/bin".into(), "PASSWORD=x=y".into()]);
         for want in [
             "DB_1_PORT=udp://172.17.0.2:53",
             "DB_1_PORT_80_TCP_START=tcp://172.17.0.2:80",
@@ -223,9 +223,9 @@ mod tests {
             "DB_1_NAME=/web/db-1",
             "DB_1_ENV_PASSWORD=x=y",
         ] {
-            assert!(env.iter().any(|e| e == want), "no {want} in {env:#?}");
+            assert!(vars.iter().any(|e| e == want), "no {want} in {vars:#?}");
         }
-        assert!(!env.iter().any(|e| e.starts_with("DB_1_ENV_PATH")), "{env:?}");
+        assert!(!vars.iter().any(|e| e.starts_with("DB_1_ENV_PATH")), "{vars:?}");
         assert_eq!(env("/a/b", "b", ip, &[], &[]), ["B_NAME=/a/b"]);
     }
 }

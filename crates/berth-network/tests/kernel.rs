@@ -132,6 +132,9 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
         prefix: lease.prefix,
         gateway: Some(lease.gateway),
         mtu: 1500,
+        mac: link::mac_of(lease.ip),
+        extra: vec![],
+        sysctls: vec![],
     };
     let inside = store
         .with_netlink(|nl| {
