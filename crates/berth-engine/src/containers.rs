@@ -387,10 +387,12 @@ impl Engine {
         )
         .create(&sd.dir)
         .map_err(Error::io(format!("create {}", sd.dir.display())))?;
+        let shm = self.shm_source(c)?;
         let etc = spec::Etc {
             hostname: std::path::Path::new(&c.hostname_path),
             hosts: std::path::Path::new(&c.hosts_path),
             resolv: std::path::Path::new(&c.resolv_conf_path),
+            shm: shm.as_deref(),
         };
         let init = self.init_binary();
         let defaults =
@@ -412,6 +414,9 @@ impl Engine {
         }
         if let Some(path) = self.joined_ns(&c.host.pid_mode, "pid", "PID")? {
             spec::join_namespace(&mut s, "pid", &path);
+        }
+        if let Some(path) = self.joined_ns(&c.host.ipc_mode, "ipc", "IPC")? {
+            spec::join_namespace(&mut s, "ipc", &path);
         }
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         berth_core::perm::write_file(&sd.dir.join("config.json"), &body, berth_core::perm::RECORD)
@@ -581,6 +586,7 @@ impl Engine {
     /// The bundle goes whatever happens; the answer is the unmount's.
     pub(crate) fn teardown(&self, c: &Container) -> Result<()> {
         self.dns.stop(&c.id);
+        self.shm_down(&c.id);
         self.disconnect_blocking(&c.id, &c.net);
         self.volumes_down(c);
         let unmounted = match self.root_mount(c) {

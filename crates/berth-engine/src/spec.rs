@@ -294,6 +294,8 @@ pub struct Etc<'a> {
     pub hostname: &'a Path,
     pub hosts: &'a Path,
     pub resolv: &'a Path,
+    /// A /dev/shm on the host to bind (a shareable one, or a donor's).
+    pub shm: Option<&'a Path>,
 }
 
 /// What the daemon adds to every container.
@@ -379,9 +381,12 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     let shm_size = format!("size={shm}");
     // `--ipc none`: a private IPC namespace and no /dev/shm, as Docker; the
     // host's IPC shares the host's /dev/shm.
-    match c.host.ipc_mode.as_str() {
-        "none" => {}
-        "host" => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate"])),
+    match (c.host.ipc_mode.as_str(), etc.shm) {
+        ("none", _) => {}
+        ("host", _) => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate"])),
+        (_, Some(shared)) => {
+            mounts.push(mount("/dev/shm", "bind", &shared.display().to_string(), &["rbind", "rprivate"]))
+        }
         _ => mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_size])),
     }
     for (dest, path) in [("/etc/resolv.conf", etc.resolv), ("/etc/hostname", etc.hostname), ("/etc/hosts", etc.hosts)] {

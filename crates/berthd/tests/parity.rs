@@ -174,7 +174,7 @@ fn namespace_modes_are_honoured_and_shown() {
     let refused: [(&str, &str); 5] = [
         (r#""PidMode":"bogus""#, "invalid PID mode: bogus"),
         (r#""IpcMode":"weird""#, "invalid IPC mode: weird"),
-        (r#""IpcMode":"container:pidsrc""#, "IpcMode container:pidsrc is not supported"),
+        (r#""IpcMode":"container:nosuch""#, "No such container: nosuch"),
         (r#""UTSMode":"x""#, "invalid UTS mode: x"),
         (r#""PidMode":"container:nosuch""#, "No such container: nosuch"),
     ];
@@ -196,7 +196,36 @@ fn namespace_modes_are_honoured_and_shown() {
         br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"IpcMode":"host","Sysctls":{"kernel.shmmax":"1"}}}"#,
     );
     assert_eq!(s, 400, "an IPC sysctl in the host's IPC namespace: {msg}");
-    d.ok(&["rm", "-f", &a, &b]);
+    // Another container's IPC: its namespace and its /dev/shm, when it
+    // made them shareable; a private one is not lent.
+    let donor = d
+        .ok(&["run", "-d", "--ipc", "shareable", "busybox", "sh", "-c", "echo shared > /dev/shm/x; exec sleep 1000"])
+        .trim()
+        .to_owned();
+    let t = std::time::Instant::now();
+    while !d.docker(&["exec", &donor, "test", "-e", "/dev/shm/x"]).status.success() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let joiner = d
+        .ok(&["run", "-d", "--ipc", &format!("container:{}", &donor[..12]), "busybox", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    assert_eq!(d.ok(&["exec", &joiner, "cat", "/dev/shm/x"]), "shared\n");
+    let ipc = |id: &str| d.ok(&["exec", id, "readlink", "/proc/self/ns/ipc"]).trim().to_owned();
+    assert_eq!(ipc(&donor), ipc(&joiner));
+    assert_ne!(ipc(&donor), host_ns("ipc"));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.IpcMode}}", &joiner]).trim(), format!("container:{donor}"));
+    let o = d.docker(&["run", "--rm", "--ipc", &format!("container:{a}"), "busybox", "true"]);
+    assert!(stderr(&o).contains("non-shareable IPC"), "{}", stderr(&o));
+    // The shareable /dev/shm goes with its container's run.
+    let shm = d.dir.join("data/containers").join(&donor).join("shm");
+    let mounted = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {} ", shm.display()));
+    assert!(mounted(), "no shareable /dev/shm at {}", shm.display());
+    d.ok(&["rm", "-f", &joiner]);
+    d.ok(&["stop", "-t", "0", &donor]);
+    assert!(!mounted(), "the shareable /dev/shm outlived its container's run");
+    d.ok(&["rm", "-f", &a, &b, &donor]);
     assert_clean(&d);
 }
 
