@@ -533,9 +533,6 @@ fn mount_request(m: &w::Mount) -> Result<model::MountRequest, ApiError> {
         model::MountKind::Bind | model::MountKind::Volume if t.is_some() => return Err(extra("TmpfsOptions")),
         _ => {}
     }
-    if v.as_ref().is_some_and(|v| !v.subpath.is_empty()) {
-        return Err(ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, "volume subpaths are not supported"));
-    }
     if b.as_ref().is_some_and(|b| b.non_recursive) {
         return Err(ApiError::new(hyper::StatusCode::NOT_IMPLEMENTED, "non-recursive bind mounts are not supported"));
     }
@@ -553,6 +550,7 @@ fn mount_request(m: &w::Mount) -> Result<model::MountRequest, ApiError> {
         driver_options: driver.options.unwrap_or_default(),
         tmpfs_size: t.as_ref().map_or(0, |t| t.size_bytes),
         tmpfs_mode: t.as_ref().and_then(|t| t.mode),
+        subpath: v.as_ref().map(|v| v.subpath.clone()).unwrap_or_default(),
     })
 }
 
@@ -580,7 +578,7 @@ fn wire_mount(m: &model::MountRequest) -> w::Mount {
                     name: m.driver.clone(),
                     options: (!m.driver_options.is_empty()).then(|| m.driver_options.clone()),
                 }),
-                subpath: String::new(),
+                subpath: m.subpath.clone(),
             })
         }
         model::MountKind::Tmpfs => {

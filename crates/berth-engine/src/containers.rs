@@ -388,11 +388,13 @@ impl Engine {
         .create(&sd.dir)
         .map_err(Error::io(format!("create {}", sd.dir.display())))?;
         let shm = self.shm_source(c)?;
+        let subpaths = self.stage_subpaths(c)?;
         let etc = spec::Etc {
             hostname: std::path::Path::new(&c.hostname_path),
             hosts: std::path::Path::new(&c.hosts_path),
             resolv: std::path::Path::new(&c.resolv_conf_path),
             shm: shm.as_deref(),
+            subpaths: &subpaths,
         };
         let init = self.init_binary();
         let defaults =
@@ -587,6 +589,7 @@ impl Engine {
     pub(crate) fn teardown(&self, c: &Container) -> Result<()> {
         self.dns.stop(&c.id);
         self.shm_down(&c.id);
+        self.unstage_subpaths(&c.id);
         self.disconnect_blocking(&c.id, &c.net);
         self.volumes_down(c);
         let unmounted = match self.root_mount(c) {

@@ -354,6 +354,8 @@ pub struct MountRequest {
     /// Tmpfs: its size in bytes (0: the kernel's default) and mode.
     pub tmpfs_size: i64,
     pub tmpfs_mode: Option<u32>,
+    /// Volumes: the directory or file inside the volume to mount (API 1.45).
+    pub subpath: String,
 }
 
 /// A mount the container has besides its root, fixed at create (Docker's
@@ -391,6 +393,9 @@ pub struct MountPoint {
     /// A tmpfs's mount options (`size=…`, `mode=…`).
     #[serde(default)]
     pub options: Vec<String>,
+    /// A volume's: what of it is mounted, relative to its root.
+    #[serde(default)]
+    pub subpath: String,
 }
 
 /// One host binding of a container port, as the API gives it.

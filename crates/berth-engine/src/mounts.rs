@@ -176,6 +176,17 @@ fn from_request(r: &MountRequest) -> Result<Wanted> {
             point.name = r.source.clone();
             point.driver = if r.driver.is_empty() { "local".into() } else { r.driver.clone() };
             point.copy_data = !r.no_copy;
+            if !r.subpath.is_empty() {
+                // As moby: a path that stays inside the volume (Go's
+                // filepath.IsLocal); symlinks are resolved inside it at start.
+                let sub = clean_path(&r.subpath);
+                if r.subpath.starts_with('/') || sub == ".." || sub.starts_with("../") {
+                    return Err(bad("subpath must be a relative path within the volume".into()));
+                }
+                point.subpath = sub;
+                // Filling it from the image would fill the volume's root.
+                point.copy_data = false;
+            }
         }
         MountKind::Tmpfs => {
             if !r.source.is_empty() {
@@ -429,6 +440,78 @@ impl Engine {
     }
 }
 
+impl Engine {
+    fn subpaths_dir(&self, id: &str) -> std::path::PathBuf {
+        self.cfg.exec_root.join("subpaths").join(id)
+    }
+
+    /// Bind each volume subpath of starting `c` onto a place of its own
+    /// under the exec root, resolved inside its volume through a file
+    /// descriptor, so that a symlink another container swaps in cannot send
+    /// the mount outside the volume (moby's safepath). The runtime mounts
+    /// from there; the places by destination.
+    pub(crate) fn stage_subpaths(&self, c: &Container) -> Result<BTreeMap<String, std::path::PathBuf>> {
+        use std::os::fd::AsFd;
+        let mut staged = BTreeMap::new();
+        let subs: Vec<&MountPoint> =
+            c.mount_points.iter().filter(|p| p.kind == MountKind::Volume && !p.subpath.is_empty()).collect();
+        if subs.is_empty() {
+            return Ok(staged);
+        }
+        // What a start cut short may have left.
+        self.unstage_subpaths(&c.id);
+        let dir = self.subpaths_dir(&c.id);
+        if let Some(parent) = dir.parent() {
+            berth_core::perm::ensure_dir(parent, berth_core::perm::PRIVATE_DIR)
+                .map_err(Error::io(format!("create {}", parent.display())))?;
+        }
+        berth_core::perm::ensure_dir(&dir, berth_core::perm::PRIVATE_DIR)
+            .map_err(Error::io(format!("create {}", dir.display())))?;
+        for (n, p) in subs.into_iter().enumerate() {
+            let what = || format!("volume {}: subpath {}", p.name, p.subpath);
+            let root = std::fs::File::open(&p.source).map_err(Error::io(what()))?;
+            let fd = berth_core::rootfs::openat_in_root(root.as_fd(), Path::new(&p.subpath), libc::O_PATH)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", what())))?;
+            let is_dir = std::fs::metadata(berth_core::rootfs::fd_path(fd.as_fd())).is_ok_and(|m| m.is_dir());
+            let target = dir.join(n.to_string());
+            let made = if is_dir {
+                std::fs::create_dir(&target)
+            } else {
+                std::fs::OpenOptions::new().write(true).create_new(true).open(&target).map(drop)
+            };
+            made.map_err(Error::io(format!("create {}", target.display())))?;
+            let src = berth_core::rootfs::fd_path(fd.as_fd());
+            nix::mount::mount(
+                Some(&src),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::Io { what: format!("bind {}", what()), source: e.into() })?;
+            staged.insert(p.destination.clone(), target);
+        }
+        Ok(staged)
+    }
+
+    /// Undo [`Engine::stage_subpaths`]: unmount and remove each place (never
+    /// a recursive removal: a place still mounted holds the volume's files).
+    pub(crate) fn unstage_subpaths(&self, id: &str) {
+        let dir = self.subpaths_dir(id);
+        let Ok(rd) = std::fs::read_dir(&dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+        let _ = std::fs::remove_dir(&dir);
+        // The parent too, once no container has subpaths staged.
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
@@ -436,7 +519,10 @@ fn is_empty_dir(p: &Path) -> bool {
 /// The spec's mounts for `c`'s mount points and `--tmpfs`, parents before
 /// what is mounted inside them (Docker sorts by the depth of the
 /// destination), and the root propagation a shared or slave bind needs.
-pub(crate) fn spec_mounts(c: &Container) -> Result<(Vec<Value>, Option<&'static str>)> {
+pub(crate) fn spec_mounts(
+    c: &Container,
+    staged: &BTreeMap<String, std::path::PathBuf>,
+) -> Result<(Vec<Value>, Option<&'static str>)> {
     let mut out: Vec<(String, Value)> = vec![];
     let mut root_prop = None;
     for (dest, opts) in &c.host.tmpfs {
@@ -475,7 +561,9 @@ pub(crate) fn spec_mounts(c: &Container) -> Result<(Vec<Value>, Option<&'static 
                 if !p.rw {
                     o.push("ro");
                 }
-                json!({"destination": p.destination, "type": "bind", "source": p.source, "options": o})
+                // A volume's subpath, from where it was bound at start.
+                let source = staged.get(&p.destination).map_or(p.source.clone(), |s| s.display().to_string());
+                json!({"destination": p.destination, "type": "bind", "source": source, "options": o})
             }
         };
         out.push((p.destination.clone(), m));
@@ -585,7 +673,7 @@ mod tests {
             ..Default::default()
         };
         c.host.tmpfs.insert("/a/b".into(), "size=1m".into());
-        let (m, prop) = spec_mounts(&c).unwrap();
+        let (m, prop) = spec_mounts(&c, &BTreeMap::new()).unwrap();
         let dests: Vec<&str> = m.iter().map(|m| m["destination"].as_str().unwrap()).collect();
         assert_eq!(dests, ["/a", "/s", "/a/b", "/a/b/c"]);
         assert_eq!(m[0]["options"], json!(["rbind", "rprivate", "ro"]));

@@ -296,6 +296,8 @@ pub struct Etc<'a> {
     pub resolv: &'a Path,
     /// A /dev/shm on the host to bind (a shareable one, or a donor's).
     pub shm: Option<&'a Path>,
+    /// Volume subpaths bound for this start, by destination.
+    pub subpaths: &'a std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// What the daemon adds to every container.
@@ -398,7 +400,7 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     }
     // A mount of the user's in place of a default one replaces it (a
     // bind on /dev/shm, a volume on /etc/hosts).
-    let (user_mounts, root_prop) = crate::mounts::spec_mounts(c)?;
+    let (user_mounts, root_prop) = crate::mounts::spec_mounts(c, etc.subpaths)?;
     let taken: Vec<String> =
         user_mounts.iter().filter_map(|m| m["destination"].as_str()).map(crate::mounts::clean_path).collect();
     mounts.retain(|m| m["destination"].as_str().is_none_or(|d| !taken.iter().any(|t| t == d)));

@@ -480,3 +480,48 @@ fn berth_cli_manages_volumes() {
     assert!(d.bok(&["volume", "ls", "-q"]).is_empty());
     assert_clean(&d);
 }
+
+#[test]
+fn volume_subpaths_mount_what_is_inside_the_volume_only() {
+    if !can_run("volume subpaths") {
+        return;
+    }
+    let d = Daemon::start("subpath");
+    d.load_busybox();
+    d.ok(&["volume", "create", "sv"]);
+    let fill = "mkdir -p /data/sub/dir && echo in-sub > /data/sub/dir/f && ln -s / /data/escape && ln -s ../../.. /data/sub/root";
+    d.ok(&["run", "--rm", "--network", "none", "-v", "sv:/data", "busybox", "sh", "-c", fill]);
+    let run = |sub: &str, dst: &str, cmd: &[&str]| {
+        let m = format!("type=volume,src=sv,dst={dst},volume-subpath={sub}");
+        let mut a = vec!["run", "--rm", "--network", "none", "--mount", &m, "busybox"];
+        a.extend_from_slice(cmd);
+        d.docker(&a)
+    };
+    let o = run("sub/dir", "/m", &["cat", "/m/f"]);
+    assert_eq!(stdout(&o), "in-sub\n", "{}", stderr(&o));
+    // A file alone.
+    let o = run("sub/dir/f", "/one", &["cat", "/one"]);
+    assert_eq!(stdout(&o), "in-sub\n", "{}", stderr(&o));
+    // Symlinks resolve inside the volume: `/` is its root, not the host's.
+    for sub in ["escape", "sub/root"] {
+        let o = run(sub, "/m", &["ls", "/m"]);
+        let out = stdout(&o);
+        let listed: Vec<&str> = out.split_whitespace().map(|s| s.trim_end_matches('/')).collect();
+        assert!(listed.contains(&"sub") && !listed.contains(&"proc"), "{sub}: {listed:?} {}", stderr(&o));
+    }
+    // What is not in the volume, or climbs out of it, is refused.
+    let o = run("nothing/here", "/m", &["true"]);
+    assert!(!o.status.success() && stderr(&o).contains("subpath nothing/here"), "{}", stderr(&o));
+    let body = br#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"volume","Source":"sv","Target":"/m","VolumeOptions":{"Subpath":"../x"}}]}}"#;
+    let (s, b) = d.http("POST", "/containers/create", body);
+    assert!(s == 400 && b.contains("subpath must be a relative path within the volume"), "{s} {b}");
+    // Nothing of the staging is left, and the volume keeps its files.
+    assert!(!d.dir.join("run/subpaths").exists(), "staged subpaths left");
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "none", "-v", "sv:/v", "busybox", "cat", "/v/sub/dir/f"]),
+        "in-sub\n"
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    d.ok(&["volume", "rm", "sv"]);
+    assert_clean(&d);
+}
