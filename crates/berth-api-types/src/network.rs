@@ -71,13 +71,14 @@ pub struct NetworkingConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct IpamPool {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub subnet: String,
-    #[serde(rename = "IPRange", default, skip_serializing_if = "String::is_empty")]
-    pub ip_range: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub gateway: String,
+    /// Each may be `null` or missing, as Docker's SDKs send them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(rename = "AuxiliaryAddresses", default, skip_serializing_if = "Option::is_none")]
     pub aux_addresses: Option<BTreeMap<String, String>>,
 }
 
@@ -113,6 +114,8 @@ pub struct NetworkCreateRequest {
     pub ipam: Option<Ipam>,
     #[serde(rename = "EnableIPv6", default)]
     pub enable_ipv6: Option<bool>,
+    #[serde(rename = "EnableIPv4", default)]
+    pub enable_ipv4: Option<bool>,
     #[serde(default)]
     pub options: Option<BTreeMap<String, String>>,
     #[serde(default)]

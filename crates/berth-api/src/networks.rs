@@ -28,10 +28,11 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
     }
     let config = n.subnet.map(|s| {
         vec![w::IpamPool {
-            subnet: s.to_string(),
-            ip_range: n.ip_range.map(|r| r.to_string()).unwrap_or_default(),
-            gateway: n.gateway.map(|g| g.to_string()).unwrap_or_default(),
-            aux_addresses: None,
+            subnet: Some(s.to_string()),
+            ip_range: n.ip_range.map(|r| r.to_string()),
+            gateway: n.gateway.map(|g| g.to_string()),
+            aux_addresses: (!n.aux_addresses.is_empty())
+                .then(|| n.aux_addresses.iter().map(|(k, ip)| (k.clone(), ip.to_string())).collect()),
         }]
     });
     w::Network {
@@ -42,11 +43,7 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
         driver: n.driver.clone(),
         enable_ipv4: true,
         enable_ipv6: false,
-        ipam: w::Ipam {
-            driver: "default".into(),
-            config: Some(config.unwrap_or_default()),
-            options: Some(BTreeMap::new()),
-        },
+        ipam: w::Ipam { driver: "default".into(), config: Some(config.unwrap_or_default()), options: None },
         internal: n.internal,
         attachable: n.attachable,
         ingress: false,
@@ -102,20 +99,47 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     if b.name.is_empty() {
         return Err(ApiError::bad("network name cannot be empty"));
     }
+    // IPv6 and swarm's kinds of network are refused by name, never dropped.
     if b.enable_ipv6 == Some(true) {
-        return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "IPv6 networks are not supported"));
+        return Err(ApiError::bad("EnableIPv6: berth's networks have no IPv6"));
     }
-    let pools = b.ipam.as_ref().and_then(|i| i.config.clone()).unwrap_or_default();
-    let pools: Vec<w::IpamPool> = pools.into_iter().filter(|p| !p.subnet.contains(':')).collect();
+    if b.enable_ipv4 == Some(false) {
+        return Err(ApiError::bad("EnableIPv4 false: berth's networks are IPv4 networks"));
+    }
+    if b.ingress {
+        return Err(ApiError::bad(
+            "Ingress: an ingress network needs swarm mode, and this node is not part of a swarm",
+        ));
+    }
+    if b.config_only || b.config_from.as_ref().is_some_and(|c| !c.is_null()) {
+        return Err(ApiError::bad("ConfigOnly/ConfigFrom: berth has no configuration-only networks"));
+    }
+    if !matches!(b.scope.as_str(), "" | "local") {
+        return Err(ApiError::bad(format!("Scope {:?}: berth's networks are local", b.scope)));
+    }
+    let ipam = b.ipam.clone().unwrap_or_default();
+    if !matches!(ipam.driver.as_str(), "" | "default") {
+        return Err(ApiError::bad(format!("IPAM driver {:?}: berth has only the default", ipam.driver)));
+    }
+    if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(ApiError::bad("IPAM Options: the default IPAM driver takes none"));
+    }
+    let pools = ipam.config.unwrap_or_default();
+    if let Some(p) = pools.iter().find(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':'))) {
+        return Err(ApiError::bad(format!(
+            "IPv6 subnet {}: berth's networks have no IPv6",
+            p.subnet.as_deref().unwrap_or_default()
+        )));
+    }
     if pools.len() > 1 {
         return Err(ApiError::bad("only one IPv4 subnet per network is supported"));
     }
-    let pool = pools.into_iter().next();
-    let nonempty = |s: &String| (!s.is_empty()).then(|| s.clone());
-    if let Some(p) = &pool {
-        if p.subnet.is_empty() && (!p.gateway.is_empty() || !p.ip_range.is_empty()) {
-            return Err(ApiError::bad("a gateway or ip range needs a subnet"));
-        }
+    let pool = pools.into_iter().next().unwrap_or_default();
+    let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let (subnet, gateway, ip_range) = (given(&pool.subnet), given(&pool.gateway), given(&pool.ip_range));
+    let aux = pool.aux_addresses.unwrap_or_default();
+    if subnet.is_none() && (gateway.is_some() || ip_range.is_some() || !aux.is_empty()) {
+        return Err(ApiError::bad("a gateway, ip range or auxiliary address needs a subnet"));
     }
     let r = CreateNetwork {
         name: b.name,
@@ -124,9 +148,10 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         attachable: b.attachable,
         labels: b.labels.unwrap_or_default(),
         options: b.options.unwrap_or_default(),
-        subnet: pool.as_ref().and_then(|p| nonempty(&p.subnet)),
-        gateway: pool.as_ref().and_then(|p| nonempty(&p.gateway)),
-        ip_range: pool.as_ref().and_then(|p| nonempty(&p.ip_range)),
+        subnet,
+        gateway,
+        ip_range,
+        aux_addresses: aux,
     };
     let n = ctx.engine.network_create(r).await?;
     json_response(StatusCode::CREATED, &w::NetworkCreateResponse { id: n.id, warning: String::new() })

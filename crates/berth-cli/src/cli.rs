@@ -200,6 +200,9 @@ pub struct NetworkCreateArgs {
     /// Allocate container addresses from a sub-range
     #[arg(long = "ip-range")]
     pub ip_range: Vec<String>,
+    /// Auxiliary IPv4 addresses used by the network driver (name=ip)
+    #[arg(long = "aux-address")]
+    pub aux_address: Vec<String>,
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,

@@ -37,12 +37,16 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreateRequest> {
         .iter()
         .enumerate()
         .map(|(i, s)| IpamPool {
-            subnet: s.clone(),
-            gateway: a.gateway.get(i).cloned().unwrap_or_default(),
-            ip_range: a.ip_range.get(i).cloned().unwrap_or_default(),
-            aux_addresses: None,
+            subnet: Some(s.clone()),
+            gateway: a.gateway.get(i).cloned(),
+            ip_range: a.ip_range.get(i).cloned(),
+            // berth's networks have one subnet: the first pool has them.
+            aux_addresses: (i == 0 && !a.aux_address.is_empty()).then(|| key_values(&a.aux_address)),
         })
         .collect();
+    if pools.is_empty() && !a.aux_address.is_empty() {
+        return Err(CliError::Usage("no matching subnet for aux-address".into()));
+    }
     Ok(NetworkCreateRequest {
         name: a.name,
         driver: a.driver,

@@ -49,6 +49,10 @@ pub struct Network {
     /// `com.docker.network.bridge.name`): used, never deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign_bridge: bool,
+    /// Addresses of the subnet kept from containers (IPAM
+    /// AuxiliaryAddresses), by the name given to each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Network {
@@ -69,6 +73,7 @@ pub struct CreateNetwork {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 /// The default bridge as the daemon is configured (`--bridge`, `--bip`,
@@ -173,12 +178,10 @@ fn new_id() -> String {
     berth_core::id::hex(&crate::random_bytes::<32>())
 }
 
-/// Docker's rule for network names.
+/// Docker's rule for network names: anything but blank (moby's
+/// `IsValidName`, which allows spaces), without control characters.
 fn valid_name(n: &str) -> bool {
-    let mut c = n.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
-        && c.all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
-        && n.len() <= 255
+    !n.trim().is_empty() && !n.chars().any(char::is_control)
 }
 
 impl Store {
@@ -262,6 +265,7 @@ impl Store {
                 masquerade: false,
                 predefined: true,
                 foreign_bridge: false,
+                aux_addresses: BTreeMap::new(),
             });
             if driver == "bridge" {
                 n.subnet = Some(subnet);
@@ -307,7 +311,7 @@ impl Store {
     pub fn create(&self, req: CreateNetwork) -> Result<Network> {
         if !valid_name(&req.name) {
             return Err(Error::Invalid(format!(
-                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                "invalid network name {:?}: a name must not be blank or hold control characters",
                 req.name
             )));
         }
@@ -379,6 +383,15 @@ impl Store {
             Some(r) => Some(r.parse::<Subnet>()?),
             None => None,
         };
+        let mut aux_addresses = BTreeMap::new();
+        for (name, a) in &req.aux_addresses {
+            let ip: Ipv4Addr =
+                a.parse().map_err(|_| Error::Invalid(format!("invalid auxiliary address {name}={a}")))?;
+            if !subnet.contains(ip) {
+                return Err(Error::Invalid(format!("no matching subnet for aux-address {a}")));
+            }
+            aux_addresses.insert(name.clone(), ip);
+        }
         let n = Network {
             id: id.clone(),
             name: req.name.clone(),
@@ -396,6 +409,7 @@ impl Store {
             masquerade,
             predefined: false,
             foreign_bridge,
+            aux_addresses,
         };
         let pool = pool_of(&n)?;
         let made = self.bridge_locked(&mut g, &n).and_then(|_| {
@@ -643,7 +657,14 @@ fn pool_of(n: &Network) -> Result<Pool> {
     let (Some(s), Some(gw)) = (n.subnet, n.gateway) else {
         return Err(Error::Invalid(format!("network {} has no subnet", n.name)));
     };
-    Pool::new(s, n.ip_range, gw)
+    let mut pool = Pool::new(s, n.ip_range, gw)?;
+    // Kept from containers, as moby's IPAM keeps them.
+    for ip in n.aux_addresses.values() {
+        if *ip != gw {
+            pool.reserve(*ip)?;
+        }
+    }
+    Ok(pool)
 }
 
 /// Bind a host port for a published port: the first free one of `range`,
@@ -681,9 +702,11 @@ mod tests {
 
     #[test]
     fn names_as_docker_allows() {
-        assert!(valid_name("my-net_1.x"));
-        for bad in ["", "-a", "a/b", "a b", ".x"] {
-            assert!(!valid_name(bad), "{bad}");
+        for good in ["my-net_1.x", "a b", "-a", ".x", "a/b", " padded "] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "   ", "a\nb", "\t"] {
+            assert!(!valid_name(bad), "{bad:?}");
         }
     }
 

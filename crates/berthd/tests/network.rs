@@ -549,3 +549,66 @@ fn berth_cli_manages_networks() {
     assert_eq!(pruned, "Deleted Networks:\nspare\n");
     assert_clean(&d);
 }
+
+#[test]
+fn ipam_pools_take_nulls_and_auxiliary_addresses_and_names_take_spaces() {
+    if !can_run("ipam details") {
+        return;
+    }
+    let d = Daemon::start("ipamaux");
+    d.load_busybox();
+    let base = format!("{}.{}.{}", d.subnet[0], d.subnet[1] ^ 0x20, d.subnet[2]);
+    let body = format!(
+        r#"{{"Name":"aux net","IPAM":{{"Driver":"default","Config":[{{"Subnet":"{base}.0/24","IPRange":null,"Gateway":null,"AuxiliaryAddresses":{{"router":"{base}.2"}}}}],"Options":null}}}}"#
+    );
+    let (s, b) = d.http("POST", "/networks/create", body.as_bytes());
+    assert_eq!(s, 201, "{b}");
+    let ipam = d.ok(&["network", "inspect", "-f", "{{json .IPAM}}", "aux net"]);
+    let ipam: serde_json::Value = serde_json::from_str(&ipam).unwrap();
+    assert_eq!(ipam["Options"], serde_json::Value::Null, "{ipam}");
+    assert_eq!(ipam["Config"][0]["AuxiliaryAddresses"]["router"], format!("{base}.2"), "{ipam}");
+    assert_eq!(ipam["Config"][0]["Gateway"], format!("{base}.1"), "{ipam}");
+    // Containers never get the auxiliary address.
+    let mut ips = vec![];
+    for i in 0..2 {
+        let name = format!("c{i}");
+        d.ok(&["run", "-d", "--name", &name, "--network", "aux net", "busybox", "sleep", "1000"]);
+        ips.push(
+            d.ok(&["inspect", "-f", "{{(index .NetworkSettings.Networks \"aux net\").IPAddress}}", &name])
+                .trim()
+                .to_owned(),
+        );
+    }
+    assert!(!ips.contains(&format!("{base}.2")), "{ips:?}");
+    let o = d.docker(&["run", "--rm", "--network", "aux net", "--ip", &format!("{base}.2"), "busybox", "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("Address already in use"), "{}", stderr(&o));
+    // The CLI's --aux-address too.
+    let base2 = format!("{}.{}.{}", d.subnet[0], d.subnet[1] ^ 0x10, d.subnet[2]);
+    d.bok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{base2}.0/24"),
+        "--aux-address",
+        &format!("dns={base2}.3"),
+        "cli-aux",
+    ]);
+    let aux = d.ok(&["network", "inspect", "-f", "{{json (index .IPAM.Config 0).AuxiliaryAddresses}}", "cli-aux"]);
+    assert_eq!(aux.trim(), format!(r#"{{"dns":"{base2}.3"}}"#));
+    // Refused by name: IPv6 (for now), other IPAM drivers, swarm's kinds.
+    for (body, msg) in [
+        (r#"{"Name":"v6","EnableIPv6":true}"#, "EnableIPv6"),
+        (r#"{"Name":"v6s","IPAM":{"Config":[{"Subnet":"fd00:1::/64"}]}}"#, "IPv6 subnet fd00:1::/64"),
+        (r#"{"Name":"ip","IPAM":{"Driver":"infoblox"}}"#, "IPAM driver \"infoblox\""),
+        (r#"{"Name":"ing","Ingress":true}"#, "Ingress"),
+        (r#"{"Name":"   "}"#, "invalid network name"),
+    ] {
+        let (s, b) = d.http("POST", "/networks/create", body.as_bytes());
+        assert_eq!(s, 400, "{body}: {b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert!(v["message"].as_str().unwrap().contains(msg), "{body}: {b}");
+    }
+    d.ok(&["rm", "-f", "c0", "c1"]);
+    d.ok(&["network", "rm", "aux net", "cli-aux"]);
+    assert_clean(&d);
+}
