@@ -178,10 +178,15 @@ fn new_id() -> String {
     berth_core::id::hex(&crate::random_bytes::<32>())
 }
 
-/// Docker's rule for network names: anything but blank (moby's
-/// `IsValidName`, which allows spaces), without control characters.
+/// libnetwork's rule for network names since it allowed spaces
+/// (moby/libnetwork#1560): a letter or digit first, then letters, digits,
+/// `_`, `.`, `-` and spaces, not ending in a space.
 fn valid_name(n: &str) -> bool {
-    !n.trim().is_empty() && !n.chars().any(char::is_control)
+    let mut c = n.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.all(|ch| ch.is_ascii_alphanumeric() || "_.- ".contains(ch))
+        && !n.ends_with(' ')
+        && n.len() <= 255
 }
 
 impl Store {
@@ -311,7 +316,7 @@ impl Store {
     pub fn create(&self, req: CreateNetwork) -> Result<Network> {
         if !valid_name(&req.name) {
             return Err(Error::Invalid(format!(
-                "invalid network name {:?}: a name must not be blank or hold control characters",
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_. -] are allowed",
                 req.name
             )));
         }
@@ -702,10 +707,10 @@ mod tests {
 
     #[test]
     fn names_as_docker_allows() {
-        for good in ["my-net_1.x", "a b", "-a", ".x", "a/b", " padded "] {
+        for good in ["my-net_1.x", "a b", "my network 2", "x"] {
             assert!(valid_name(good), "{good}");
         }
-        for bad in ["", "   ", "a\nb", "\t"] {
+        for bad in ["", "   ", "a\nb", "-a", ".x", "a/b", " padded", "trailing "] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }
