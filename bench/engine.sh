@@ -59,6 +59,7 @@ cleanup() {
         grep -qx "table ip $t" <<<"$tables_before" || nft delete table ip "$t" 2>/dev/null
     done
     nft delete table ip berth-berthbench0 2>/dev/null
+    nft delete table ip6 berth-berthbench0 2>/dev/null
     unmount_and_remove "$work" "${cg#/}" "${made_cgroups[@]}"
 }
 trap cleanup EXIT

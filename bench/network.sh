@@ -56,6 +56,7 @@ cleanup() {
     ip link delete berthnet0 2>/dev/null
     ip link delete berthdk0 2>/dev/null
     nft delete table ip berth-berthnet0 2>/dev/null
+    nft delete table ip6 berth-berthnet0 2>/dev/null
     docker_iptables_cleanup
     unmount_and_remove "$work" "${cg#/}" "${made_cgroups[@]}"
 }

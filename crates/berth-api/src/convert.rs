@@ -659,15 +659,16 @@ pub fn endpoint_config(ep: &w::EndpointSettings) -> Result<model::EndpointConfig
         None => None,
     };
     let ipam = ep.ipam_config.clone().unwrap_or_default();
-    if !ipam.ipv6_address.is_empty() || !ep.global_ipv6_address.is_empty() {
-        return Err(ApiError::bad("IPv6Address: berth's networks have no IPv6"));
-    }
+    let ipv6_address = match ipam.ipv6_address.as_str() {
+        "" => None,
+        ip => Some(ip.parse().map_err(|_| ApiError::bad(format!("invalid IPv6 address: {ip}")))?),
+    };
     let mut link_local_ips = vec![];
     for ip in ipam.link_local_ips.iter().flatten() {
         match ip.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(v4)) if !v4.is_unspecified() => link_local_ips.push(v4),
             Ok(std::net::IpAddr::V6(_)) => {
-                return Err(ApiError::bad(format!("LinkLocalIPs {ip}: berth's networks have no IPv6")))
+                return Err(ApiError::bad(format!("LinkLocalIPs {ip}: IPv6 link-local addresses are not supported")))
             }
             _ => return Err(ApiError::bad(format!("invalid link-local IP address: {ip}"))),
         }
@@ -676,6 +677,7 @@ pub fn endpoint_config(ep: &w::EndpointSettings) -> Result<model::EndpointConfig
         network_id: ep.network_id.clone(),
         aliases: ep.aliases.clone().unwrap_or_default(),
         ipv4_address,
+        ipv6_address,
         mac_address: Some(ep.mac_address.clone()).filter(|m| !m.is_empty()),
         link_local_ips,
         links: ep.links.clone().unwrap_or_default(),
@@ -690,12 +692,14 @@ fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> 
     dns_names.extend(cfg.aliases.iter().cloned());
     let predefined = name == "bridge";
     w::EndpointSettings {
-        ipam_config: (cfg.ipv4_address.is_some() || !cfg.link_local_ips.is_empty()).then(|| w::EndpointIpamConfig {
-            ipv4_address: cfg.ipv4_address.map(|ip| ip.to_string()).unwrap_or_default(),
-            ipv6_address: String::new(),
-            link_local_ips: (!cfg.link_local_ips.is_empty())
-                .then(|| cfg.link_local_ips.iter().map(|ip| ip.to_string()).collect()),
-        }),
+        ipam_config: (cfg.ipv4_address.is_some() || cfg.ipv6_address.is_some() || !cfg.link_local_ips.is_empty()).then(
+            || w::EndpointIpamConfig {
+                ipv4_address: cfg.ipv4_address.map(|ip| ip.to_string()).unwrap_or_default(),
+                ipv6_address: cfg.ipv6_address.map(|ip| ip.to_string()).unwrap_or_default(),
+                link_local_ips: (!cfg.link_local_ips.is_empty())
+                    .then(|| cfg.link_local_ips.iter().map(|ip| ip.to_string()).collect()),
+            },
+        ),
         links: (!cfg.links.is_empty()).then(|| cfg.links.clone()),
         driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
         aliases: (!cfg.aliases.is_empty()).then(|| cfg.aliases.clone()),
@@ -705,6 +709,9 @@ fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> 
         gateway: a.and_then(|a| a.gateway).map(|g| g.to_string()).unwrap_or_default(),
         ip_address: a.and_then(|a| a.ip).map(|g| g.to_string()).unwrap_or_default(),
         ip_prefix_len: a.map_or(0, |a| a.prefix),
+        global_ipv6_address: a.and_then(|a| a.ip6).map(|ip| ip.to_string()).unwrap_or_default(),
+        global_ipv6_prefix_len: a.map_or(0, |a| a.prefix6),
+        ipv6_gateway: a.and_then(|a| a.gateway6).map(|g| g.to_string()).unwrap_or_default(),
         dns_names: (!predefined && a.is_some()).then_some(dns_names),
         ..Default::default()
     }
@@ -746,6 +753,11 @@ pub fn network_settings(c: &Container) -> Value {
         v["IPAddress"] = json!(a.ip.map(|g| g.to_string()).unwrap_or_default());
         v["IPPrefixLen"] = json!(a.prefix);
         v["MacAddress"] = json!(a.mac);
+        if let Some(ip6) = a.ip6 {
+            v["GlobalIPv6Address"] = json!(ip6.to_string());
+            v["GlobalIPv6PrefixLen"] = json!(a.prefix6);
+            v["IPv6Gateway"] = json!(a.gateway6.map(|g| g.to_string()).unwrap_or_default());
+        }
     }
     if matches!(c.host.network_mode.as_str(), "none" | "host") {
         v["Networks"] = json!({ c.host.network_mode.clone(): {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""} });

@@ -21,20 +21,29 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
                     endpoint_id: a.endpoint_id.clone(),
                     mac_address: a.mac.clone(),
                     ipv4_address: a.ip.map(|ip| format!("{ip}/{}", a.prefix)).unwrap_or_default(),
-                    ipv6_address: String::new(),
+                    ipv6_address: a.ip6.map(|ip| format!("{ip}/{}", a.prefix6)).unwrap_or_default(),
                 },
             );
         }
     }
-    let config = n.subnet.map(|s| {
-        vec![w::IpamPool {
+    let mut config: Vec<w::IpamPool> = n
+        .subnet
+        .map(|s| w::IpamPool {
             subnet: Some(s.to_string()),
             ip_range: n.ip_range.map(|r| r.to_string()),
             gateway: n.gateway.map(|g| g.to_string()),
             aux_addresses: (!n.aux_addresses.is_empty())
                 .then(|| n.aux_addresses.iter().map(|(k, ip)| (k.clone(), ip.to_string())).collect()),
-        }]
-    });
+        })
+        .into_iter()
+        .collect();
+    if let Some(v6) = n.ipv6 {
+        config.push(w::IpamPool {
+            subnet: Some(v6.subnet.to_string()),
+            gateway: Some(v6.gateway.to_string()),
+            ..Default::default()
+        });
+    }
     w::Network {
         name: n.name.clone(),
         id: n.id.clone(),
@@ -42,8 +51,8 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
         scope: "local".into(),
         driver: n.driver.clone(),
         enable_ipv4: true,
-        enable_ipv6: false,
-        ipam: w::Ipam { driver: "default".into(), config: Some(config.unwrap_or_default()), options: None },
+        enable_ipv6: n.ipv6.is_some(),
+        ipam: w::Ipam { driver: "default".into(), config: Some(config), options: None },
         internal: n.internal,
         attachable: n.attachable,
         ingress: false,
@@ -99,10 +108,7 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     if b.name.is_empty() {
         return Err(ApiError::bad("network name cannot be empty"));
     }
-    // IPv6 and swarm's kinds of network are refused by name, never dropped.
-    if b.enable_ipv6 == Some(true) {
-        return Err(ApiError::bad("EnableIPv6: berth's networks have no IPv6"));
-    }
+    // Swarm's kinds of network, and IPv6-only ones, are refused by name.
     if b.enable_ipv4 == Some(false) {
         return Err(ApiError::bad("EnableIPv4 false: berth's networks are IPv4 networks"));
     }
@@ -124,15 +130,24 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::bad("IPAM Options: the default IPAM driver takes none"));
     }
-    let pools = ipam.config.unwrap_or_default();
-    if let Some(p) = pools.iter().find(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':'))) {
-        return Err(ApiError::bad(format!(
-            "IPv6 subnet {}: berth's networks have no IPv6",
-            p.subnet.as_deref().unwrap_or_default()
-        )));
+    let (pools6, pools): (Vec<w::IpamPool>, Vec<w::IpamPool>) =
+        ipam.config.unwrap_or_default().into_iter().partition(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':')));
+    if pools.len() > 1 || pools6.len() > 1 {
+        return Err(ApiError::bad("only one IPv4 and one IPv6 subnet per network are supported"));
     }
-    if pools.len() > 1 {
-        return Err(ApiError::bad("only one IPv4 subnet per network is supported"));
+    let enable_ipv6 = b.enable_ipv6 == Some(true);
+    let pool6 = pools6.into_iter().next();
+    if let Some(p) = &pool6 {
+        if !enable_ipv6 {
+            return Err(ApiError::bad(format!(
+                "IPv6 subnet {} given, but EnableIPv6 is not",
+                p.subnet.as_deref().unwrap_or_default()
+            )));
+        }
+        if p.ip_range.as_ref().is_some_and(|r| !r.is_empty()) || p.aux_addresses.as_ref().is_some_and(|a| !a.is_empty())
+        {
+            return Err(ApiError::bad("IPRange and AuxiliaryAddresses of an IPv6 pool are not supported"));
+        }
     }
     let pool = pools.into_iter().next().unwrap_or_default();
     let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
@@ -152,6 +167,9 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         gateway,
         ip_range,
         aux_addresses: aux,
+        enable_ipv6,
+        subnet6: pool6.as_ref().and_then(|p| given(&p.subnet)),
+        gateway6: pool6.as_ref().and_then(|p| given(&p.gateway)),
     };
     let n = ctx.engine.network_create(r).await?;
     json_response(StatusCode::CREATED, &w::NetworkCreateResponse { id: n.id, warning: String::new() })

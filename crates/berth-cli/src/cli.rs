@@ -441,6 +441,9 @@ pub struct RunArgs {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

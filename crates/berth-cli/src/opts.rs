@@ -381,16 +381,16 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     let user_defined = !(network.is_empty()
         || matches!(network.as_str(), "bridge" | "default" | "host" | "none")
         || network.starts_with("container:"));
-    if (a.ip.is_some() || !a.network_alias.is_empty()) && !user_defined {
-        return Err(bad("--ip and --network-alias need a user-defined --network"));
+    if (a.ip.is_some() || a.ip6.is_some() || !a.network_alias.is_empty()) && !user_defined {
+        return Err(bad("--ip, --ip6 and --network-alias need a user-defined --network"));
     }
     // As Docker's CLI: on a user network, --link is the endpoint's.
     let ep_links = if user_defined { a.link.clone() } else { vec![] };
     let networking_config =
         if a.ip.is_some() || !a.network_alias.is_empty() || !a.link_local_ip.is_empty() || !ep_links.is_empty() {
-            let ipam = (a.ip.is_some() || !a.link_local_ip.is_empty()).then(|| EndpointIpamConfig {
+            let ipam = (a.ip.is_some() || a.ip6.is_some() || !a.link_local_ip.is_empty()).then(|| EndpointIpamConfig {
                 ipv4_address: a.ip.clone().unwrap_or_default(),
-                ipv6_address: String::new(),
+                ipv6_address: a.ip6.clone().unwrap_or_default(),
                 link_local_ips: some(a.link_local_ip.clone()),
             });
             let ep = EndpointSettings {

@@ -146,7 +146,13 @@ impl Engine {
             // `name` or `name.<network>`.
             let short = q.name.strip_suffix(&format!(".{}", net.to_ascii_lowercase()));
             let wanted = |s: &str| s.eq_ignore_ascii_case(&q.name) || short.is_some_and(|n| s.eq_ignore_ascii_case(n));
-            let mut ips: Vec<Ipv4Addr> = Vec::new();
+            // The attachments of the containers the name stands for here.
+            let mut hits: Vec<crate::model::Attachment> = Vec::new();
+            let mut add = |a: Option<&crate::model::Attachment>| {
+                if let Some(a) = a.filter(|a| a.ip.is_some() && !hits.iter().any(|h| h.ip == a.ip)) {
+                    hits.push(a.clone());
+                }
+            };
             // The asker's links on this network: an alias of its own for
             // another container (moby's endpoint Links).
             for l in me.networks.values().filter(|e| &e.network_id == id).flat_map(|e| e.links.iter()) {
@@ -155,29 +161,28 @@ impl Engine {
                     continue;
                 }
                 let Ok(t) = self.find(target) else { continue };
-                let ip = t
-                    .rec
-                    .lock()
-                    .ok()
-                    .and_then(|t| t.net.attachments.values().find(|a| &a.network_id == id).and_then(|a| a.ip));
-                if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {
-                    ips.push(ip);
-                }
+                let t =
+                    t.rec.lock().ok().and_then(|t| t.net.attachments.values().find(|a| &a.network_id == id).cloned());
+                add(t.as_ref());
             }
             for c in others() {
-                let Some(ip) = c.net.attachments.values().find(|a| &a.network_id == id).and_then(|a| a.ip) else {
-                    continue;
-                };
+                let Some(a) = c.net.attachments.values().find(|a| &a.network_id == id) else { continue };
                 let aliases = c.networks.values().filter(|e| &e.network_id == id).flat_map(|e| e.aliases.iter());
                 let hit = wanted(c.name.trim_start_matches('/'))
                     || c.id.get(..12).is_some_and(wanted)
                     || aliases.into_iter().any(|a| wanted(a));
-                if hit && !ips.contains(&ip) {
-                    ips.push(ip);
+                if hit {
+                    add(Some(a));
                 }
             }
-            if !ips.is_empty() {
-                return Some(if q.qtype == dns::TYPE_A { Answer::A(ips) } else { Answer::NoData });
+            if !hits.is_empty() {
+                let v4: Vec<Ipv4Addr> = hits.iter().filter_map(|a| a.ip).collect();
+                let v6: Vec<std::net::Ipv6Addr> = hits.iter().filter_map(|a| a.ip6).collect();
+                return Some(match q.qtype {
+                    dns::TYPE_A => Answer::A(v4),
+                    dns::TYPE_AAAA if !v6.is_empty() => Answer::Aaaa(v6),
+                    _ => Answer::NoData,
+                });
             }
         }
         // Nothing from outside for a container only on internal networks.

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use berth_network::link::{self, Endpoint};
-use berth_network::store::{Lease, Network};
+use berth_network::store::{Lease, Lease6, Network};
 
 use crate::model::{Attachment, EndpointConfig};
 use crate::{names, Error, Result};
@@ -88,7 +88,7 @@ fn sysctls(spec: &str, ifname: &str) -> Result<Vec<(String, String)>> {
 pub(crate) fn interface(
     ep: &EndpointConfig,
     n: &Network,
-    lease: &Lease,
+    (lease, lease6): (&Lease, Option<&Lease6>),
     bridge: u32,
     default_ifname: String,
     gateway: Option<Ipv4Addr>,
@@ -114,9 +114,25 @@ pub(crate) fn interface(
         mac: link::mac_string(&mac),
         veth: veth.clone(),
         ifname: ifname.clone(),
+        ip6: lease6.map(|l| l.ip),
+        prefix6: lease6.map_or(0, |l| l.prefix),
+        gateway6: lease6.map(|l| l.gateway),
     };
-    let e =
-        Endpoint { veth, ifname, bridge, ip: lease.ip, prefix: lease.prefix, gateway, mtu: n.mtu, mac, extra, sysctls };
+    let e = Endpoint {
+        veth,
+        ifname,
+        bridge,
+        ip: lease.ip,
+        prefix: lease.prefix,
+        gateway,
+        mtu: n.mtu,
+        mac,
+        extra,
+        sysctls,
+        ip6: lease6.map(|l| (l.ip, l.prefix)),
+        // The default route's interface has the IPv6 one too.
+        gateway6: lease6.filter(|_| gateway.is_some()).map(|l| l.gateway),
+    };
     Ok((a, e))
 }
 

@@ -414,6 +414,9 @@ pub struct EndpointConfig {
     pub aliases: Vec<String>,
     /// `--ip`: the address to have on it.
     pub ipv4_address: Option<std::net::Ipv4Addr>,
+    /// `--ip6`, on an IPv6 network.
+    #[serde(default)]
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
     /// `--mac-address`, as `aa:bb:cc:dd:ee:ff`; else one made of the address.
     #[serde(default)]
     pub mac_address: Option<String>,
@@ -443,6 +446,13 @@ pub struct Attachment {
     /// Its name inside (`eth0`, …).
     #[serde(default)]
     pub ifname: String,
+    /// Its IPv6 address, prefix and gateway on an IPv6 network.
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// The container's networking while it runs: cleared when it stops.

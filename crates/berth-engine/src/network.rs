@@ -250,7 +250,7 @@ impl Engine {
     fn connect_steps(&self, c: &Container, pid: i32, state: &mut NetState) -> Result<Option<dns::Sockets>> {
         let ns = netns::of_pid(pid).map_err(Error::io(format!("open the network namespace of {pid}")))?;
         let mut eps = Vec::new();
-        let mut primary: Option<(Network, Ipv4Addr)> = None;
+        let mut primary: Option<(Network, Ipv4Addr, Option<std::net::Ipv6Addr>)> = None;
         for (i, (name, cfg)) in self.ordered(c).into_iter().enumerate() {
             let net = self
                 .networks
@@ -262,18 +262,29 @@ impl Engine {
                 (ip, _) => self.networks.allocate(&net.id, ip)?,
             };
             let gateway = (primary.is_none() && !net.internal).then_some(lease.gateway);
-            let made = crate::endpoint::interface(&cfg, &net, &lease, bridge, format!("eth{i}"), gateway);
-            let (attachment, endpoint) = match made {
-                Ok(x) => x,
+            let lease6 = match self.networks.allocate6(&net.id, cfg.ipv6_address) {
+                Ok(l) => l,
                 Err(e) => {
                     self.networks.release(&net.id, lease.ip);
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
+            let leases = (&lease, lease6.as_ref());
+            let (attachment, endpoint) =
+                match crate::endpoint::interface(&cfg, &net, leases, bridge, format!("eth{i}"), gateway) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.networks.release(&net.id, lease.ip);
+                        if let Some(l6) = lease6 {
+                            self.networks.release6(&net.id, l6.ip);
+                        }
+                        return Err(e);
+                    }
+                };
             state.attachments.insert(name.clone(), attachment);
             eps.push(endpoint);
             if primary.is_none() {
-                primary = Some((net, lease.ip));
+                primary = Some((net, lease.ip, lease6.map(|l| l.ip)));
             }
         }
         let want_dns = self.wants_dns(c);
@@ -291,8 +302,8 @@ impl Engine {
             }
         };
         let reqs = publish_requests(c)?;
-        if let Some((_, ip)) = primary.filter(|(n, _)| !n.internal && !reqs.is_empty()) {
-            state.ports = self.networks.publish(&c.id, ip, &reqs)?;
+        if let Some((_, ip, ip6)) = primary.filter(|(n, _, _)| !n.internal && !reqs.is_empty()) {
+            state.ports = self.networks.publish(&c.id, ip, ip6, &reqs)?;
         }
         Ok(resolver)
     }
@@ -324,6 +335,9 @@ impl Engine {
                 if let Some(ip) = a.ip {
                     store.release_held(&a.network_id, ip, &owner);
                 }
+                if let Some(ip6) = a.ip6 {
+                    store.release6(&a.network_id, ip6);
+                }
             }
         });
     }
@@ -335,6 +349,9 @@ impl Engine {
             if let Some(ip) = a.ip {
                 let _ = self.networks.allocate(&a.network_id, Some(ip));
             }
+            if let Some(ip6) = a.ip6 {
+                let _ = self.networks.allocate6(&a.network_id, Some(ip6));
+            }
         }
         if self.wants_dns(c) && c.state.pid > 0 {
             let _ = self.dns_reopen(c);
@@ -342,8 +359,8 @@ impl Engine {
         if c.net.ports.is_empty() {
             return;
         }
-        let ip = self.ordered(c).first().and_then(|(k, _)| c.net.attachments.get(k)).and_then(|a| a.ip);
-        let Some(ip) = ip else { return };
+        let main = self.ordered(c).first().and_then(|(k, _)| c.net.attachments.get(k)).cloned();
+        let Some((ip, ip6)) = main.and_then(|a| Some((a.ip?, a.ip6))) else { return };
         let reqs: Vec<PublishRequest> = c
             .net
             .ports
@@ -355,7 +372,7 @@ impl Engine {
                 host_ports: Some((p.host_port, p.host_port)),
             })
             .collect();
-        let _ = self.networks.publish(&c.id, ip, &reqs);
+        let _ = self.networks.publish(&c.id, ip, ip6, &reqs);
     }
 }
 
@@ -364,7 +381,7 @@ pub(crate) fn endpoint_config(n: &Network, given: Option<&EndpointConfig>) -> Re
     let mut ep = given.cloned().unwrap_or_default();
     ep.network_id = n.id.clone();
     if n.predefined {
-        if ep.ipv4_address.is_some() {
+        if ep.ipv4_address.is_some() || ep.ipv6_address.is_some() {
             return Err(Error::Invalid("user specified IP address is supported on user defined networks only".into()));
         }
         if !ep.aliases.is_empty() {
@@ -378,6 +395,17 @@ pub(crate) fn endpoint_config(n: &Network, given: Option<&EndpointConfig>) -> Re
             return Err(Error::Invalid(format!(
                 "invalid address {ip}: it does not belong to any of this network's subnets"
             )));
+        }
+    }
+    if let Some(ip6) = ep.ipv6_address {
+        match n.ipv6 {
+            None => return Err(Error::Invalid(format!("invalid address {ip6}: network {} has no IPv6", n.name))),
+            Some(v6) if !v6.subnet.contains(ip6) => {
+                return Err(Error::Invalid(format!(
+                    "invalid address {ip6}: it does not belong to any of this network's subnets"
+                )))
+            }
+            Some(_) => {}
         }
     }
     crate::endpoint::verify(n, &ep)?;
@@ -417,6 +445,9 @@ pub(crate) fn hosts_file(c: &Container) -> String {
     for a in c.net.attachments.values() {
         if let Some(ip) = a.ip {
             s.push_str(&format!("{ip}\t{names}\n"));
+        }
+        if let Some(ip6) = a.ip6 {
+            s.push_str(&format!("{ip6}\t{names}\n"));
         }
     }
     s
@@ -549,10 +580,24 @@ impl Engine {
         let ns = netns::of_pid(c.state.pid).map_err(Error::io("open the container's network namespace"))?;
         let bridge = self.networks.bridge_index(n)?;
         let lease = self.networks.allocate(&n.id, ep.ipv4_address)?;
-        let (a, endpoint) = match crate::endpoint::interface(ep, n, &lease, bridge, next_ifname(&c.net), None) {
-            Ok(x) => x,
+        let lease6 = match self.networks.allocate6(&n.id, ep.ipv6_address) {
+            Ok(l) => l,
             Err(e) => {
                 self.networks.release(&n.id, lease.ip);
+                return Err(e.into());
+            }
+        };
+        let release = |s: &berth_network::store::Store| {
+            s.release(&n.id, lease.ip);
+            if let Some(l6) = lease6 {
+                s.release6(&n.id, l6.ip);
+            }
+        };
+        let made = crate::endpoint::interface(ep, n, (&lease, lease6.as_ref()), bridge, next_ifname(&c.net), None);
+        let (a, endpoint) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                release(&self.networks);
                 return Err(e);
             }
         };
@@ -562,11 +607,11 @@ impl Engine {
         match plugged {
             Ok(Ok(r)) => Ok((a, r)),
             Ok(Err(e)) => {
-                self.networks.release(&n.id, lease.ip);
+                release(&self.networks);
                 Err(Error::Io { what: format!("connect to network {}", n.name), source: e })
             }
             Err(e) => {
-                self.networks.release(&n.id, lease.ip);
+                release(&self.networks);
                 Err(e.into())
             }
         }

@@ -72,6 +72,8 @@ pub struct Query {
 pub enum Answer {
     /// Addresses of the name.
     A(Vec<Ipv4Addr>),
+    /// IPv6 addresses of the name.
+    Aaaa(Vec<std::net::Ipv6Addr>),
     /// The name of an address (`in-addr.arpa`).
     Ptr(String),
     /// The name exists but has no record of the asked type.
@@ -169,6 +171,7 @@ pub fn reply(q: &Query, a: &Answer) -> Vec<u8> {
     let mut rcode = 0;
     match a {
         Answer::A(ips) => records.extend(ips.iter().map(|ip| (TYPE_A, ip.octets().to_vec()))),
+        Answer::Aaaa(ips) => records.extend(ips.iter().map(|ip| (TYPE_AAAA, ip.octets().to_vec()))),
         Answer::Ptr(name) => match encode_name(name) {
             Some(n) => records.push((TYPE_PTR, n)),
             None => rcode = SERVFAIL,

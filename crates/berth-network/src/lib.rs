@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod ipam;
+pub mod ipam6;
 pub mod link;
 pub mod netlink;
 pub mod netns;

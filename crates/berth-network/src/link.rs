@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use crate::netlink::{Addr, Netlink, Netns, Peer};
@@ -15,6 +15,8 @@ pub struct Bridge<'a> {
     pub gateway: Ipv4Addr,
     pub prefix: u8,
     pub mtu: u32,
+    /// The IPv6 gateway and prefix of an IPv6 network.
+    pub gateway6: Option<(Ipv6Addr, u8)>,
 }
 
 /// A random locally administered unicast MAC address. A bridge is given
@@ -98,6 +100,13 @@ pub fn ensure_bridge(nl: &mut Netlink, b: &Bridge) -> io::Result<u32> {
             r => r?,
         }
     }
+    if let Some((gw6, prefix6)) = b.gateway6 {
+        sysctl(&format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", b.name), "0")?;
+        match nl.add_addr6(link.index, gw6, prefix6) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            r => r?,
+        }
+    }
     if b.mtu > 0 && link.mtu != b.mtu {
         nl.set_mtu(link.index, b.mtu)?;
     }
@@ -116,6 +125,17 @@ pub fn enable_forwarding() -> io::Result<()> {
         return Ok(());
     }
     sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+}
+
+/// Let the host route IPv6 between its links, for IPv6 networks (as
+/// Docker does; the host then stops taking router advertisements on links
+/// whose accept_ra is 1).
+pub fn enable_forwarding6() -> io::Result<()> {
+    let path = "/proc/sys/net/ipv6/conf/all/forwarding";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    sysctl(path, "1")
 }
 
 /// One interface of a container on a bridge.
@@ -137,6 +157,10 @@ pub struct Endpoint {
     /// Sysctls of the interface, written inside: a path under /proc/sys
     /// (`net/ipv4/conf/eth0/forwarding`) and its value.
     pub sysctls: Vec<(String, String)>,
+    /// Its IPv6 address and prefix on an IPv6 network.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// A random host-side interface name, `veth` and 7 hex digits as Docker's.
@@ -198,6 +222,10 @@ fn configure(nl: &mut Netlink, eps: &[Endpoint]) -> io::Result<()> {
         for (ip, prefix) in &ep.extra {
             nl.add_addr(Addr { index: l.index, ip: *ip, prefix: *prefix })?;
         }
+        if let Some((ip6, prefix6)) = ep.ip6 {
+            sysctl(&format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.ifname), "0")?;
+            nl.add_addr6(l.index, ip6, prefix6)?;
+        }
         // The namespace's own /proc/sys/net, as this thread is in it.
         for (path, value) in &ep.sysctls {
             sysctl(&format!("/proc/sys/{path}"), value)
@@ -206,6 +234,9 @@ fn configure(nl: &mut Netlink, eps: &[Endpoint]) -> io::Result<()> {
         nl.set_up(l.index)?;
         if let Some(gw) = ep.gateway {
             nl.add_default_route(gw, l.index)?;
+        }
+        if let Some(gw6) = ep.gateway6 {
+            nl.add_default_route6(gw6, l.index)?;
         }
     }
     Ok(())

@@ -39,6 +39,9 @@ const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+/// No duplicate address detection: the address is usable at once.
+const IFA_F_NODAD: u32 = 0x02;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -50,6 +53,7 @@ const RTN_UNICAST: u8 = 1;
 
 const IFF_UP: u32 = 0x1;
 const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 
 /// The header of every message.
 const HDR: usize = 16;
@@ -396,6 +400,28 @@ impl Netlink {
             let host = u32::MAX.checked_shr(u32::from(a.prefix)).unwrap_or(0);
             m.attr(IFA_BROADCAST, &Ipv4Addr::from(u32::from(a.ip) | host).octets());
         }
+        self.ack(m)
+    }
+
+    /// Add an IPv6 address, usable at once (no duplicate address
+    /// detection, as Docker adds its own).
+    pub fn add_addr6(&mut self, index: u32, ip: std::net::Ipv6Addr, prefix: u8) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        m.raw(&[AF_INET6, prefix, 0, 0]);
+        m.raw(&index.to_ne_bytes());
+        m.attr(IFA_LOCAL, &ip.octets());
+        m.attr(IFA_ADDRESS, &ip.octets());
+        m.u32(IFA_FLAGS, IFA_F_NODAD);
+        self.ack(m)
+    }
+
+    /// An IPv6 default route through `gateway`, out of link `oif`.
+    pub fn add_default_route6(&mut self, gateway: std::net::Ipv6Addr, oif: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        m.raw(&[AF_INET6, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST]);
+        m.raw(&0u32.to_ne_bytes());
+        m.attr(RTA_GATEWAY, &gateway.octets());
+        m.u32(RTA_OIF, oif);
         self.ack(m)
     }
 

@@ -18,10 +18,11 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use crate::ipam::Subnet;
+use crate::ipam6::Subnet6;
 use crate::ports::Proto;
 
 /// A bridge network, as the table sees it.
@@ -44,11 +45,32 @@ pub struct Forward {
     pub port: u16,
 }
 
-/// The whole table.
+/// The IPv6 side of a bridge network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net6 {
+    pub bridge: String,
+    pub subnet: Subnet6,
+    pub internal: bool,
+    pub masquerade: bool,
+}
+
+/// A published port forwarded to a container's IPv6 address, for every
+/// local IPv6 address of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward6 {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub ip: Ipv6Addr,
+    pub port: u16,
+}
+
+/// The whole table, and its IPv6 twin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
     pub nets: Vec<Net>,
     pub forwards: Vec<Forward>,
+    pub nets6: Vec<Net6>,
+    pub forwards6: Vec<Forward6>,
 }
 
 /// A name nft accepts as a quoted string.
@@ -115,7 +137,49 @@ pub fn render(table: &str, r: &Ruleset) -> String {
         let _ = writeln!(s, "    iifname {b} oifname != {b} oifname @bridges drop");
     }
     s.push_str("  }\n}\n");
+    render6(&t, r, &mut s);
     s
+}
+
+/// Table `ip6 <t>`: the same for IPv6 networks, but for loopback (an IPv6
+/// packet from ::1 cannot leave the host).
+fn render6(t: &str, r: &Ruleset, s: &mut String) {
+    let _ = writeln!(s, "table ip6 {t}\ndelete table ip6 {t}\ntable ip6 {t} {{");
+    if !r.nets.is_empty() {
+        let names: Vec<String> = r.nets.iter().map(|n| quoted(&n.bridge)).collect();
+        let _ = writeln!(s, "  set bridges {{ type ifname; elements = {{ {} }} }}", names.join(", "));
+    }
+    s.push_str("  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n");
+    s.push_str("    fib daddr type local jump publish\n  }\n");
+    s.push_str("  chain output { type nat hook output priority -100; policy accept;\n");
+    s.push_str("    fib daddr type local jump publish\n  }\n");
+    s.push_str("  chain publish {\n");
+    for f in &r.forwards6 {
+        let _ = writeln!(s, "    {} dport {} dnat to [{}]:{}", f.proto.as_str(), f.host_port, f.ip, f.port);
+    }
+    s.push_str("  }\n");
+    s.push_str("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n");
+    for n in &r.nets6 {
+        let b = quoted(&n.bridge);
+        if n.masquerade && !n.internal {
+            let _ = writeln!(s, "    ip6 saddr {} oifname != {b} masquerade", n.subnet);
+        }
+        let _ = writeln!(s, "    oifname {b} ip6 saddr {} ct status dnat masquerade", n.subnet);
+    }
+    s.push_str("  }\n");
+    s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
+    for n in r.nets.iter().filter(|n| n.internal) {
+        let b = quoted(&n.bridge);
+        let _ = writeln!(s, "    iifname {b} oifname != {b} drop\n    oifname {b} iifname != {b} drop");
+    }
+    if !r.nets.is_empty() {
+        s.push_str("    ct status dnat accept\n");
+    }
+    for n in &r.nets {
+        let b = quoted(&n.bridge);
+        let _ = writeln!(s, "    iifname {b} oifname != {b} oifname @bridges drop");
+    }
+    s.push_str("  }\n}\n");
 }
 
 fn nft(script: &str) -> io::Result<()> {
@@ -142,10 +206,10 @@ pub fn apply(table: &str, r: &Ruleset) -> io::Result<()> {
     nft(&render(table, r))
 }
 
-/// Remove table `ip <table>`, if it is there.
+/// Remove tables `ip <table>` and `ip6 <table>`, if they are there.
 pub fn delete(table: &str) -> io::Result<()> {
     let t = ident(table);
-    nft(&format!("table ip {t}\ndelete table ip {t}\n"))
+    nft(&format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"))
 }
 
 #[cfg(test)]
@@ -167,6 +231,18 @@ mod tests {
                 ip: "10.9.0.2".parse().unwrap(),
                 port: 80,
             }],
+            nets6: vec![Net6 {
+                bridge: "b0".into(),
+                subnet: "fd00:9::/64".parse().unwrap(),
+                internal: false,
+                masquerade: true,
+            }],
+            forwards6: vec![Forward6 {
+                proto: Proto::Udp,
+                host_port: 53,
+                ip: "fd00:9::2".parse().unwrap(),
+                port: 5353,
+            }],
         };
         let s = render("t\"; flush ruleset", &r);
         assert!(s.starts_with("table ip tflushruleset\ndelete table ip tflushruleset\n"), "{s}");
@@ -176,5 +252,9 @@ mod tests {
         assert!(s.contains("iifname \"b1\" oifname != \"b1\" drop"), "{s}");
         let internal = s.find("oifname \"b1\" iifname != \"b1\" drop").unwrap();
         assert!(internal < s.find("ct status dnat accept").unwrap(), "{s}");
+        let v6 = &s[s.find("table ip6 tflushruleset {").unwrap()..];
+        assert!(v6.contains("udp dport 53 dnat to [fd00:9::2]:5353"), "{v6}");
+        assert!(v6.contains("ip6 saddr fd00:9::/64 oifname != \"b0\" masquerade"), "{v6}");
+        assert!(v6.contains("iifname \"b0\" oifname != \"b0\" oifname @bridges drop"), "{v6}");
     }
 }

@@ -7,16 +7,17 @@
 //! networks use the bridge driver.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use crate::ipam::{Pool, Subnet};
+use crate::ipam6::{Pool6, Subnet6};
 use crate::link::{self, Bridge};
 use crate::netlink::Netlink;
-use crate::nft::{self, Forward, Net, Ruleset};
+use crate::nft::{self, Forward, Forward6, Net, Net6, Ruleset};
 use crate::ports::{self, Proto, Reservation};
 use crate::{Error, Result};
 
@@ -53,6 +54,16 @@ pub struct Network {
     /// AuxiliaryAddresses), by the name given to each.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// The IPv6 side of an IPv6 network (`EnableIPv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<V6>,
+}
+
+/// An IPv6 subnet of a network and its gateway (the bridge's address).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct V6 {
+    pub subnet: Subnet6,
+    pub gateway: Ipv6Addr,
 }
 
 impl Network {
@@ -74,6 +85,19 @@ pub struct CreateNetwork {
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
     pub aux_addresses: BTreeMap<String, String>,
+    /// `EnableIPv6`, with the IPv6 subnet and gateway asked for (a random
+    /// unique local /64 and its first address when not).
+    pub enable_ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+}
+
+/// An address of a container on an IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease6 {
+    pub ip: Ipv6Addr,
+    pub prefix: u8,
+    pub gateway: Ipv6Addr,
 }
 
 /// The default bridge as the daemon is configured (`--bridge`, `--bip`,
@@ -85,11 +109,22 @@ pub struct DefaultBridge {
     pub bip: (Ipv4Addr, u8),
     pub fixed_cidr: Option<Subnet>,
     pub mtu: u32,
+    /// `--ipv6`, with `--fixed-cidr-v6` or, without it, the subnet it had
+    /// before (else a new unique local /64).
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<Subnet6>,
 }
 
 impl Default for DefaultBridge {
     fn default() -> Self {
-        DefaultBridge { name: "berth0".into(), bip: (Ipv4Addr::new(172, 17, 0, 1), 16), fixed_cidr: None, mtu: 1500 }
+        DefaultBridge {
+            name: "berth0".into(),
+            bip: (Ipv4Addr::new(172, 17, 0, 1), 16),
+            fixed_cidr: None,
+            mtu: 1500,
+            ipv6: false,
+            fixed_cidr_v6: None,
+        }
     }
 }
 
@@ -154,6 +189,9 @@ pub struct Lease {
 #[derive(Debug)]
 struct Held {
     fwd: Forward,
+    /// The same port to the container's IPv6 address, on every local IPv6
+    /// address (a port published on all addresses, on an IPv6 network).
+    fwd6: Option<Forward6>,
     _res: Reservation,
 }
 
@@ -161,6 +199,7 @@ struct Held {
 struct Inner {
     nets: BTreeMap<String, Network>,
     pools: HashMap<String, Pool>,
+    pools6: HashMap<String, Pool6>,
     /// Published ports by the container that published them.
     published: BTreeMap<String, Vec<Held>>,
     /// Bridges known to exist, by name: their link index.
@@ -218,6 +257,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 nets,
                 pools: HashMap::new(),
+                pools6: HashMap::new(),
                 published: BTreeMap::new(),
                 bridges: HashMap::new(),
                 nl: None,
@@ -229,6 +269,9 @@ impl Store {
         for id in ids {
             if let Some(n) = g.nets.get(&id).filter(|n| n.is_bridge()).cloned() {
                 let pool = pool_of(&n)?;
+                if let Some(v6) = n.ipv6 {
+                    g.pools6.insert(id.clone(), Pool6::new(v6.subnet, v6.gateway)?);
+                }
                 g.pools.insert(id, pool);
             }
         }
@@ -271,8 +314,18 @@ impl Store {
                 predefined: true,
                 foreign_bridge: false,
                 aux_addresses: BTreeMap::new(),
+                ipv6: None,
             });
             if driver == "bridge" {
+                n.ipv6 = match (d.ipv6, d.fixed_cidr_v6, n.ipv6) {
+                    (false, _, _) => None,
+                    (true, Some(s), _) => Some(V6 { subnet: s, gateway: s.first_host() }),
+                    (true, None, Some(kept)) => Some(kept),
+                    (true, None, None) => {
+                        let s = Subnet6::random_ula();
+                        Some(V6 { subnet: s, gateway: s.first_host() })
+                    }
+                };
                 n.subnet = Some(subnet);
                 n.gateway = Some(d.bip.0);
                 n.ip_range = d.fixed_cidr;
@@ -388,6 +441,37 @@ impl Store {
             Some(r) => Some(r.parse::<Subnet>()?),
             None => None,
         };
+        let ipv6 = match (&req.subnet6, &req.gateway6) {
+            (None, Some(_)) => return Err(Error::Invalid("an IPv6 gateway needs an IPv6 subnet".into())),
+            _ if !req.enable_ipv6 && req.subnet6.is_some() => {
+                return Err(Error::Invalid("an IPv6 subnet needs EnableIPv6".into()))
+            }
+            _ if !req.enable_ipv6 => None,
+            (s, gw) => {
+                let subnet: Subnet6 = match s {
+                    Some(s) => s.parse()?,
+                    None => Subnet6::random_ula(),
+                };
+                if let Some(o) = g.nets.values().find(|n| n.ipv6.is_some_and(|o| o.subnet.overlaps(&subnet))) {
+                    return Err(Error::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({subnet} and network {}'s)",
+                        o.name
+                    )));
+                }
+                let gateway = match gw {
+                    Some(gw) => {
+                        let ip: Ipv6Addr =
+                            gw.parse().map_err(|_| Error::Invalid(format!("invalid gateway address: {gw}")))?;
+                        if !subnet.contains(ip) {
+                            return Err(Error::Invalid(format!("no matching subnet for gateway {gw}")));
+                        }
+                        ip
+                    }
+                    None => subnet.first_host(),
+                };
+                Some(V6 { subnet, gateway })
+            }
+        };
         let mut aux_addresses = BTreeMap::new();
         for (name, a) in &req.aux_addresses {
             let ip: Ipv4Addr =
@@ -415,8 +499,13 @@ impl Store {
             predefined: false,
             foreign_bridge,
             aux_addresses,
+            ipv6,
         };
         let pool = pool_of(&n)?;
+        let pool6 = match n.ipv6 {
+            Some(v6) => Some(Pool6::new(v6.subnet, v6.gateway)?),
+            None => None,
+        };
         let made = self.bridge_locked(&mut g, &n).and_then(|_| {
             g.nets.insert(id.clone(), n.clone());
             self.apply_locked(&g)
@@ -430,6 +519,9 @@ impl Store {
             let _ = self.apply_locked(&g);
             let _ = std::fs::remove_file(self.cfg.dir.join(format!("{id}.json")));
             return Err(e);
+        }
+        if let Some(p6) = pool6 {
+            g.pools6.insert(id.clone(), p6);
         }
         g.pools.insert(id, pool);
         Ok(n)
@@ -475,6 +567,7 @@ impl Store {
         std::fs::remove_file(&p).map_err(Error::io(format!("remove {}", p.display())))?;
         g.nets.remove(&n.id);
         g.pools.remove(&n.id);
+        g.pools6.remove(&n.id);
         let _ = self.apply_locked(&g);
         Ok(n)
     }
@@ -500,10 +593,14 @@ impl Store {
         let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) else {
             return Err(Error::Invalid(format!("network {} has no subnet", n.name)));
         };
-        let b = Bridge { name: &n.bridge, gateway, prefix: subnet.prefix(), mtu: n.mtu };
+        let gateway6 = n.ipv6.map(|v| (v.gateway, v.subnet.prefix()));
+        let b = Bridge { name: &n.bridge, gateway, prefix: subnet.prefix(), mtu: n.mtu, gateway6 };
         let idx = link::ensure_bridge(netlink(g)?, &b).map_err(Error::io(format!("set up bridge {}", n.bridge)))?;
         if !n.internal {
             link::enable_forwarding().map_err(Error::io("enable IPv4 forwarding"))?;
+            if n.ipv6.is_some() {
+                link::enable_forwarding6().map_err(Error::io("enable IPv6 forwarding"))?;
+            }
         }
         g.bridges.insert(n.bridge.clone(), idx);
         Ok(idx)
@@ -522,6 +619,34 @@ impl Store {
             None => pool.allocate()?,
         };
         Ok(Lease { ip, prefix: pool.subnet().prefix(), gateway: pool.gateway() })
+    }
+
+    /// An IPv6 address on an IPv6 network: `ip` if given and free, else
+    /// the next free one; `None` for a network without IPv6.
+    pub fn allocate6(&self, net: &str, ip: Option<Ipv6Addr>) -> Result<Option<Lease6>> {
+        let mut g = self.lock()?;
+        let Some(pool) = g.pools6.get_mut(net) else {
+            return match ip {
+                Some(ip) => Err(Error::Invalid(format!("invalid address {ip}: the network has no IPv6"))),
+                None => Ok(None),
+            };
+        };
+        let ip = match ip {
+            Some(ip) => {
+                pool.reserve(ip)?;
+                ip
+            }
+            None => pool.allocate()?,
+        };
+        Ok(Some(Lease6 { ip, prefix: pool.subnet().prefix(), gateway: pool.gateway() }))
+    }
+
+    pub fn release6(&self, net: &str, ip: Ipv6Addr) {
+        if let Ok(mut g) = self.lock() {
+            if let Some(p) = g.pools6.get_mut(net) {
+                p.release(ip);
+            }
+        }
     }
 
     /// An address, `prev` (the owner's address before) when it can be had.
@@ -560,7 +685,13 @@ impl Store {
     /// Hold the host ports of `reqs` for container `owner` (address `ip`)
     /// and forward them to it. All or nothing: on any failure nothing is
     /// held or forwarded.
-    pub fn publish(&self, owner: &str, ip: Ipv4Addr, reqs: &[PublishRequest]) -> Result<Vec<Published>> {
+    pub fn publish(
+        &self,
+        owner: &str,
+        ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+        reqs: &[PublishRequest],
+    ) -> Result<Vec<Published>> {
         let mut g = self.lock()?;
         let mut held = Vec::new();
         let mut out = Vec::new();
@@ -569,7 +700,13 @@ impl Store {
             let (res, port) = take_port(r.proto, host_ip, r.host_ports, r.port)?;
             out.push(Published { port: r.port, proto: r.proto, host_ip, host_port: port });
             let fwd = Forward { proto: r.proto, host_ip: r.host_ip, host_port: port, ip, port: r.port };
-            held.push(Held { fwd, _res: res });
+            let fwd6 = ip6.filter(|_| r.host_ip.is_none()).map(|ip| Forward6 {
+                proto: r.proto,
+                host_port: port,
+                ip,
+                port: r.port,
+            });
+            held.push(Held { fwd, fwd6, _res: res });
         }
         if held.is_empty() {
             return Ok(out);
@@ -603,8 +740,17 @@ impl Store {
             if let Some(subnet) = n.subnet {
                 r.nets.push(Net { bridge: n.bridge.clone(), subnet, internal: n.internal, masquerade: n.masquerade });
             }
+            if let Some(v6) = n.ipv6 {
+                r.nets6.push(Net6 {
+                    bridge: n.bridge.clone(),
+                    subnet: v6.subnet,
+                    internal: n.internal,
+                    masquerade: n.masquerade,
+                });
+            }
         }
         r.forwards = g.published.values().flatten().map(|h| h.fwd.clone()).collect();
+        r.forwards6 = g.published.values().flatten().filter_map(|h| h.fwd6.clone()).collect();
         nft::apply(&self.cfg.table, &r).map_err(Error::io("write the nftables table"))
     }
 

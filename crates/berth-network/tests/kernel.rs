@@ -100,7 +100,13 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
     let store = Store::open(Config {
         dir: dir.join("network"),
         table: cleanup.table.clone(),
-        default_bridge: DefaultBridge { name: cleanup.bridge.clone(), bip: (gw, 24), fixed_cidr: None, mtu: 1500 },
+        default_bridge: DefaultBridge {
+            name: cleanup.bridge.clone(),
+            bip: (gw, 24),
+            fixed_cidr: None,
+            mtu: 1500,
+            ..Default::default()
+        },
         address_pools: default_address_pools(),
     })
     .unwrap();
@@ -135,6 +141,8 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
         mac: link::mac_of(lease.ip),
         extra: vec![],
         sysctls: vec![],
+        ip6: None,
+        gateway6: None,
     };
     let inside = store
         .with_netlink(|nl| {
@@ -157,7 +165,7 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
 
     // Published on an ephemeral port: on 127.0.0.1 and the bridge address.
     let req = PublishRequest { port: 80, proto: Proto::Tcp, host_ip: None, host_ports: None };
-    let published = store.publish("c1", lease.ip, std::slice::from_ref(&req)).unwrap();
+    let published = store.publish("c1", lease.ip, None, std::slice::from_ref(&req)).unwrap();
     let hp = published[0].host_port;
     assert!(hp > 0);
     assert!(get_soon((Ipv4Addr::LOCALHOST, hp)).contains("hello from the namespace"));
@@ -165,7 +173,7 @@ fn a_namespace_on_a_bridge_serves_through_a_published_port() {
 
     // The same host port again: refused, and the first still answers.
     let again = PublishRequest { host_ports: Some((hp, hp)), ..req };
-    match store.publish("c2", lease.ip, &[again]) {
+    match store.publish("c2", lease.ip, None, &[again]) {
         Err(Error::Conflict(m)) => assert!(m.contains("address already in use"), "{m}"),
         other => panic!("{other:?}"),
     }

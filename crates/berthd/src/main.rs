@@ -52,6 +52,12 @@ struct Args {
     /// Where the default bridge gives containers addresses from (a subnet of --bip's).
     #[arg(long)]
     fixed_cidr: Option<String>,
+    /// IPv6 on the default bridge.
+    #[arg(long)]
+    ipv6: bool,
+    /// The default bridge's IPv6 subnet (a new unique local /64 when not given).
+    #[arg(long = "fixed-cidr-v6")]
+    fixed_cidr_v6: Option<String>,
     /// The default bridge's MTU.
     #[arg(long)]
     mtu: Option<u32>,
@@ -78,6 +84,8 @@ struct DaemonJson {
     bridge: Option<String>,
     bip: Option<String>,
     fixed_cidr: Option<String>,
+    ipv6: Option<bool>,
+    fixed_cidr_v6: Option<String>,
     mtu: Option<u32>,
     default_address_pools: Option<Vec<AddressPoolJson>>,
 }
@@ -133,6 +141,13 @@ fn network_config(args: &Args, file: &DaemonJson, data_root: &std::path::Path) -
             bail!("--fixed-cidr {f} is not within the bridge's subnet");
         }
         d.fixed_cidr = Some(s);
+    }
+    d.ipv6 = args.ipv6 || file.ipv6 == Some(true);
+    if let Some(f) = args.fixed_cidr_v6.clone().or(file.fixed_cidr_v6.clone()) {
+        if !d.ipv6 {
+            bail!("--fixed-cidr-v6 needs --ipv6");
+        }
+        d.fixed_cidr_v6 = Some(f.parse().with_context(|| format!("--fixed-cidr-v6 {f}"))?);
     }
     if let Some(m) = args.mtu.or(file.mtu) {
         if !(68..=65535).contains(&m) {

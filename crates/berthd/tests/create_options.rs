@@ -72,7 +72,7 @@ fn endpoints_have_the_mac_addresses_and_options_asked_for() {
         "is not allowed",
     );
     refused(&d, &ep_body(r#"{"IPAMConfig":{"LinkLocalIPs":["nonsense"]}}"#), "invalid link-local IP address");
-    refused(&d, &ep_body(r#"{"IPAMConfig":{"IPv6Address":"fd00::5"}}"#), "IPv6Address");
+    refused(&d, &ep_body(r#"{"IPAMConfig":{"IPv6Address":"fd00::5"}}"#), "has no IPv6");
     refused(
         &d,
         r#"{"Image":"busybox","MacAddress":"02:00:00:00:00:01","HostConfig":{"NetworkMode":"host"}}"#,

@@ -595,10 +595,11 @@ fn ipam_pools_take_nulls_and_auxiliary_addresses_and_names_take_spaces() {
     ]);
     let aux = d.ok(&["network", "inspect", "-f", "{{json (index .IPAM.Config 0).AuxiliaryAddresses}}", "cli-aux"]);
     assert_eq!(aux.trim(), format!(r#"{{"dns":"{base2}.3"}}"#));
-    // Refused by name: IPv6 (for now), other IPAM drivers, swarm's kinds.
+    // Refused by name: an IPv6 subnet without EnableIPv6, IPv6-only
+    // networks, other IPAM drivers, swarm's kinds.
     for (body, msg) in [
-        (r#"{"Name":"v6","EnableIPv6":true}"#, "EnableIPv6"),
-        (r#"{"Name":"v6s","IPAM":{"Config":[{"Subnet":"fd00:1::/64"}]}}"#, "IPv6 subnet fd00:1::/64"),
+        (r#"{"Name":"v6s","IPAM":{"Config":[{"Subnet":"fd00:1::/64"}]}}"#, "given, but EnableIPv6 is not"),
+        (r#"{"Name":"v6o","EnableIPv4":false}"#, "EnableIPv4 false"),
         (r#"{"Name":"ip","IPAM":{"Driver":"infoblox"}}"#, "IPAM driver \"infoblox\""),
         (r#"{"Name":"ing","Ingress":true}"#, "Ingress"),
         (r#"{"Name":"   "}"#, "invalid network name"),
@@ -610,5 +611,136 @@ fn ipam_pools_take_nulls_and_auxiliary_addresses_and_names_take_spaces() {
     }
     d.ok(&["rm", "-f", "c0", "c1"]);
     d.ok(&["network", "rm", "aux net", "cli-aux"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn ipv6_networks_carry_containers_names_and_published_ports_over_v6() {
+    if !can_run("ipv6 networks") {
+        return;
+    }
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "ipv6 networks: the kernel has no IPv6");
+        return;
+    }
+    let d = Daemon::start("ipv6");
+    d.load_busybox();
+    let sub4 = format!("{}.{}.{}.0/24", d.subnet[0], d.subnet[1] ^ 0x08, d.subnet[2]);
+    let prefix = format!("fd{:02x}:{:02x}{:02x}:6", d.subnet[1], d.subnet[2], d.subnet[1] ^ d.subnet[2]);
+    let sub6 = format!("{prefix}::/64");
+    d.ok(&["network", "create", "--ipv6", "--subnet", &sub4, "--subnet", &sub6, "net6"]);
+    let shown = d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}} {{json .IPAM.Config}}", "net6"]);
+    assert!(
+        shown.starts_with("true ") && shown.contains(&format!(r#""Subnet":"{sub6}","Gateway":"{prefix}::1""#)),
+        "{shown}"
+    );
+    for n in ["aa", "bb"] {
+        d.ok(&["run", "-d", "--name", n, "--network", "net6", "busybox", "sleep", "1000"]);
+    }
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fixed",
+        "--network",
+        "net6",
+        "--ip6",
+        &format!("{prefix}::99"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let v6 = |n: &str| {
+        d.ok(&["inspect", "-f", "{{(index .NetworkSettings.Networks \"net6\").GlobalIPv6Address}}", n])
+            .trim()
+            .to_owned()
+    };
+    let (a6, fixed6) = (v6("aa"), v6("fixed"));
+    assert!(a6.starts_with(&format!("{prefix}::")), "{a6}");
+    assert_eq!(fixed6, format!("{prefix}::99"));
+    let gw = d.ok(&["inspect", "-f", "{{(index .NetworkSettings.Networks \"net6\").IPv6Gateway}}", "aa"]);
+    assert_eq!(gw.trim(), format!("{prefix}::1"));
+    // Over IPv6, by address and by name.
+    let ping = d.ok(&["exec", "bb", "ping", "-6", "-c", "1", "-W", "3", &a6]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let aaaa = d.ok(&["exec", "bb", "nslookup", "-type=AAAA", "fixed"]);
+    assert!(aaaa.contains(&fixed6), "{aaaa}");
+    let route = d.ok(&["exec", "aa", "ip", "-6", "route", "show", "default"]);
+    assert!(route.contains(&format!("via {prefix}::1")), "{route}");
+    assert!(d.ok(&["exec", "aa", "cat", "/etc/hosts"]).contains(&a6));
+    let members = d.ok(&["network", "inspect", "-f", "{{range .Containers}}{{.IPv6Address}} {{end}}", "net6"]);
+    assert!(members.contains(&format!("{fixed6}/64")), "{members}");
+    // A port published on all addresses answers on the host's IPv6 ones.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "net6",
+        "-p",
+        "80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let port = d.ok(&["port", "web", "80/tcp"]);
+    let host_port = port.lines().next().and_then(|l| l.rsplit(':').next()).unwrap().trim().to_owned();
+    let url = format!("http://[{prefix}::1]:{host_port}/hostname");
+    let t = std::time::Instant::now();
+    loop {
+        let o = std::process::Command::new("curl").args(["-s", "-g", "--max-time", "3", &url]).output().unwrap();
+        if o.status.success() && !o.stdout.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{url}: {o:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Outbound IPv6 is masqueraded, as IPv4 is.
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip6", &format!("berth-{}", d.bridge)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(&format!("ip6 saddr {sub6}")), "{table}");
+    // An address outside the subnet, or on a network without IPv6, is refused.
+    let o = d.docker(&["run", "--rm", "--network", "net6", "--ip6", "fd99::5", "busybox", "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("does not belong"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", "aa", "bb", "fixed", "web"]);
+    d.ok(&["network", "rm", "net6"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn the_default_bridge_has_ipv6_with_the_daemon_s_ipv6_flags() {
+    if !can_run("ipv6 default bridge") {
+        return;
+    }
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "ipv6 default bridge: the kernel has no IPv6");
+        return;
+    }
+    let n = std::process::id();
+    let cidr = format!("fd42:{:x}:{:x}:1::/64", (n & 0xffff) | 1, ((n >> 16) & 0xffff) | 1);
+    let d = Daemon::start_with("ipv6def", &["--ipv6", "--fixed-cidr-v6", &cidr]);
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    let ip6 = d.ok(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).trim().to_owned();
+    let prefix = cidr.trim_end_matches("::/64");
+    assert!(ip6.starts_with(&format!("{prefix}::")), "{ip6} not in {cidr}");
+    let addrs = d.ok(&["exec", &id, "ip", "-6", "addr", "show", "eth0"]);
+    assert!(addrs.contains(&format!("{ip6}/64")), "{addrs}");
+    let ping = d.ok(&["exec", &id, "ping", "-6", "-c", "1", "-W", "3", &format!("{prefix}::1")]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["--fixed-cidr-v6", "fd00::/64", "--config-file", "/nonexistent/daemon.json"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("--fixed-cidr-v6 needs --ipv6"), "{}", stderr(&o));
+    d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }

@@ -312,10 +312,12 @@ impl Drop for Daemon {
         for b in self.bridges() {
             let _ = Command::new("ip").args(["link", "delete", &b]).stderr(Stdio::null()).status();
         }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &format!("berth-{}", self.bridge)])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &format!("berth-{}", self.bridge)])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
