@@ -713,7 +713,6 @@ fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> 
         global_ipv6_prefix_len: a.map_or(0, |a| a.prefix6),
         ipv6_gateway: a.and_then(|a| a.gateway6).map(|g| g.to_string()).unwrap_or_default(),
         dns_names: (!predefined && a.is_some()).then_some(dns_names),
-        ..Default::default()
     }
 }
 
