@@ -39,8 +39,18 @@ pub fn create(c: &Client, a: RunArgs) -> Result<()> {
     print_out(&format!("{id}\n"))
 }
 
-fn attach_stream(c: &Client, id: &str, stdin: bool, stdout: bool, stderr: bool) -> Result<Hijacked> {
-    let q = Query::new().add("stream", "1").flag("stdin", stdin).flag("stdout", stdout).flag("stderr", stderr);
+/// The detach keys to tell the daemon, which acts on them too: the
+/// flag's, else the config file's (Docker's CLI sends them the same way).
+fn keys_for_daemon(given: Option<&str>) -> Option<String> {
+    given.filter(|k| !k.is_empty()).map(str::to_owned).or_else(stream::configured_detach_keys)
+}
+
+fn attach_stream(c: &Client, id: &str, streams: [bool; 3], keys: Option<&str>) -> Result<Hijacked> {
+    let [stdin, stdout, stderr] = streams;
+    let mut q = Query::new().add("stream", "1").flag("stdin", stdin).flag("stdout", stdout).flag("stderr", stderr);
+    if let Some(k) = keys_for_daemon(keys) {
+        q = q.add("detachKeys", &k);
+    }
     Ok(c.hijack(&format!("/containers/{id}/attach"), &q, None::<&()>)?)
 }
 
@@ -104,7 +114,8 @@ pub fn run(c: &Client, a: RunArgs) -> Result<()> {
     stream::block_signals();
     let attach = cfg.attach_stdin || cfg.attach_stdout || cfg.attach_stderr;
     let h = if attach {
-        Some(attach_stream(c, &id, cfg.attach_stdin, cfg.attach_stdout, cfg.attach_stderr).map_err(CliError::run)?)
+        let streams = [cfg.attach_stdin, cfg.attach_stdout, cfg.attach_stderr];
+        Some(attach_stream(c, &id, streams, a.detach_keys.as_deref()).map_err(CliError::run)?)
     } else {
         None
     };
@@ -136,7 +147,7 @@ pub fn start(c: &Client, a: StartArgs) -> Result<()> {
     let stdin = a.interactive && info.config.open_stdin;
     check_tty(info.config.tty, stdin)?;
     stream::block_signals();
-    let h = attach_stream(c, &info.id, stdin, true, true)?;
+    let h = attach_stream(c, &info.id, [stdin, true, true], a.detach_keys.as_deref())?;
     let waiter = wait_request(c, &info.id, "next-exit")?;
     c.post_empty(&format!("/containers/{}/start", info.id), &Query::new()).map_err(|e| CliError::run(e.into()))?;
     let ended =
@@ -158,7 +169,7 @@ pub fn attach(c: &Client, a: AttachArgs) -> Result<()> {
     let stdin = !a.no_stdin && info.config.open_stdin;
     check_tty(info.config.tty, stdin)?;
     stream::block_signals();
-    let h = attach_stream(c, &info.id, stdin, true, true)?;
+    let h = attach_stream(c, &info.id, [stdin, true, true], a.detach_keys.as_deref())?;
     let waiter = wait_request(c, &info.id, "not-running")?;
     let tty = info.config.tty;
     let ended = session(c, h, Target::Container(info.id.clone()), tty, stdin, a.sig_proxy, a.detach_keys.as_deref())?;
@@ -177,7 +188,7 @@ pub fn exec(c: &Client, a: ExecArgs) -> Result<()> {
         attach_stdout: !a.detach,
         attach_stderr: !a.detach,
         console_size: if a.tty { stream::terminal_size().map(|(h, w)| vec![u32::from(h), u32::from(w)]) } else { None },
-        detach_keys: a.detach_keys.clone().unwrap_or_default(),
+        detach_keys: keys_for_daemon(a.detach_keys.as_deref()).unwrap_or_default(),
         tty: a.tty,
         env: Some(opts::env(&a.env, &a.env_file)?).filter(|e| !e.is_empty()),
         cmd: Some(cmd.to_vec()),

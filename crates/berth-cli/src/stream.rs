@@ -127,10 +127,23 @@ pub fn resize(client: &Client, target: &Target) {
     let _ = client.post_empty(&path, &q);
 }
 
+/// The `detachKeys` of the CLI's config file (`$DOCKER_CONFIG/config.json`,
+/// else `~/.docker/config.json`), which Docker's CLI takes when no
+/// `--detach-keys` is given.
+pub fn configured_detach_keys() -> Option<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let body = std::fs::read(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v.get("detachKeys").and_then(|k| k.as_str()).filter(|k| !k.is_empty()).map(str::to_owned)
+}
+
 /// Docker's `--detach-keys`: `ctrl-<a-z@[\\]^_>` or single characters,
-/// comma-separated; `ctrl-p,ctrl-q` by default.
+/// comma-separated; the config file's, else `ctrl-p,ctrl-q`, by default.
 pub fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, String> {
-    let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
+    let configured = configured_detach_keys();
+    let spec = spec.filter(|s| !s.is_empty()).or(configured.as_deref()).unwrap_or("ctrl-p,ctrl-q");
     let mut out = Vec::new();
     for k in spec.split(',') {
         let b = match k.strip_prefix("ctrl-") {

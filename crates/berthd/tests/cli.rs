@@ -262,6 +262,29 @@ fn terminals_attach_and_detach() {
     assert!(out.contains("marker-42") && out.contains("attach-exit=0"), "{out}");
     assert_eq!(d.bok(&["inspect", "-f", "{{.State.Running}}", "shell"]), "true\n");
     assert!(d.bok(&["logs", "shell"]).contains("marker-42"));
+    // The CLI config's detachKeys, when no flag is given; the daemon is
+    // told them too, so ctrl-p ctrl-q is plain input then.
+    let conf = d.dir.join("cli-config");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("config.json"), r#"{"detachKeys":"ctrl-e,e"}"#).unwrap();
+    let cmd = format!("DOCKER_CONFIG={} {env} {berth} attach shell; echo attach-exit=$?", conf.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    input.write_all(b"\x10\x11echo configured-$((6*8))\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    input.write_all(b"\x05e").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("configured-48") && out.contains("attach-exit=0"), "{out}");
+    assert_eq!(d.bok(&["inspect", "-f", "{{.State.Running}}", "shell"]), "true\n");
     // attach to a stopped container is refused.
     d.bok(&["create", "--name", "later", "-i", "busybox", "sh", "-c", "read x; echo got $x; exit 3"]);
     assert_eq!(d.berth(&["attach", "later"]).status.code(), Some(1));
