@@ -16,9 +16,15 @@ fn kill_returns_once_the_container_is_down() {
     }
     let d = Daemon::start("killrm");
     d.load_busybox();
-    // Raw requests, as an SDK sends them: no CLI start-up between them.
-    for i in 0..15 {
-        let id = d.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_owned();
+    // Raw requests, as an SDK sends them: no CLI start-up between them;
+    // a hundred pairs, as the SDK's suite runs them.
+    let body = br#"{"Image":"busybox","Cmd":["sleep","1000"],"HostConfig":{"NetworkMode":"none"}}"#;
+    for i in 0..100 {
+        let (s, b) = d.http("POST", "/containers/create", body);
+        assert_eq!(s, 201, "{b}");
+        let id = serde_json::from_str::<serde_json::Value>(&b).unwrap()["Id"].as_str().unwrap().to_owned();
+        let (s, b) = d.http("POST", &format!("/containers/{id}/start"), b"");
+        assert_eq!(s, 204, "{b}");
         let kill = match i % 3 {
             0 => format!("/containers/{id}/kill"),
             1 => format!("/containers/{id}/kill?signal=KILL"),
