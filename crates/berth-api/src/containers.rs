@@ -28,7 +28,8 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body = body.ok_or_else(|| ApiError::bad("config cannot be empty in order to create a container"))?;
     let r = convert::create_request(name, body)?;
     let c = ctx.engine.create(r).await?;
-    json_response(StatusCode::CREATED, &w::CreateResponse { id: c.id, warnings: vec![] })
+    let warnings = ctx.engine.create_warnings(&c);
+    json_response(StatusCode::CREATED, &w::CreateResponse { id: c.id, warnings })
 }
 
 pub async fn list(ctx: &Ctx) -> Reply {

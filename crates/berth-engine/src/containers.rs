@@ -397,8 +397,12 @@ impl Engine {
             subpaths: &subpaths,
         };
         let init = self.init_binary();
-        let defaults =
-            spec::Defaults { cgroup_parent: &self.cfg.cgroup_parent, ulimits: &self.cfg.default_ulimits, init: &init };
+        let defaults = spec::Defaults {
+            cgroup_parent: &self.cfg.cgroup_parent,
+            ulimits: &self.cfg.default_ulimits,
+            init: &init,
+            oom_floor: self.oom_floor,
+        };
         let linked = self.resolve_links(c)?;
         let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
         if !linked.env.is_empty() {

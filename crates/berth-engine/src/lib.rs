@@ -114,6 +114,22 @@ pub struct Engine {
     hierarchies: Option<berth_cgroups::Hierarchies>,
     /// Set while a [`berth_cgroups::prime`] runs.
     priming: Arc<AtomicBool>,
+    /// berthd's own OOM score when it may not go below it (it has no
+    /// CAP_SYS_RESOURCE): containers' scores are raised to it, as
+    /// containerd's `restrict_oom_score_adj` does.
+    oom_floor: Option<i32>,
+}
+
+/// The OOM score floor of this process: its own score, when it lacks
+/// CAP_SYS_RESOURCE (bit 24 of CapEff) and so may not lower a score.
+fn oom_floor() -> Option<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let caps = u64::from_str_radix(eff.trim(), 16).ok()?;
+    if caps & (1 << 24) != 0 {
+        return None;
+    }
+    std::fs::read_to_string("/proc/self/oom_score_adj").ok()?.trim().parse().ok()
 }
 
 impl Engine {
@@ -158,6 +174,7 @@ impl Engine {
             execs: exec::Execs::default(),
             hierarchies: berth_cgroups::Hierarchies::detect().ok(),
             priming: Arc::new(AtomicBool::new(false)),
+            oom_floor: oom_floor(),
         });
         engine.install_init()?;
         // What an earlier daemon left in the trash when it stopped.
@@ -336,6 +353,18 @@ impl Engine {
             attrs.insert(k.clone(), v.clone());
         }
         self.events.publish("container", action, &rec.id, attrs);
+    }
+
+    /// What a create did otherwise than asked, for its answer's Warnings.
+    pub fn create_warnings(&self, c: &model::Container) -> Vec<String> {
+        let mut out = vec![];
+        if let Some(floor) = self.oom_floor.filter(|f| c.host.oom_score_adj < *f) {
+            out.push(format!(
+                "OomScoreAdj {} is raised to {floor}: berthd has no CAP_SYS_RESOURCE and may not set a score below its own (as containerd's restrict_oom_score_adj)",
+                c.host.oom_score_adj
+            ));
+        }
+        out
     }
 
     /// Where a binary shipped beside the daemon lives.

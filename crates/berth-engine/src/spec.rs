@@ -307,6 +307,8 @@ pub struct Defaults<'a> {
     pub ulimits: &'a [crate::model::Ulimit],
     /// The static init mounted for `--init`.
     pub init: &'a Path,
+    /// The lowest OOM score the daemon may give (see `Engine::oom_floor`).
+    pub oom_floor: Option<i32>,
 }
 
 /// Where `--init` puts the init, as Docker does.
@@ -449,8 +451,9 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if !ulimits.is_empty() {
         process["rlimits"] = json!(ulimits);
     }
-    if c.host.oom_score_adj != 0 {
-        process["oomScoreAdj"] = json!(c.host.oom_score_adj);
+    let oom = d.oom_floor.map_or(c.host.oom_score_adj, |f| c.host.oom_score_adj.max(f));
+    if oom != 0 {
+        process["oomScoreAdj"] = json!(oom);
     }
     // A namespace in host mode is left out: the container shares the
     // caller's. A container's to join gets its path at launch.

@@ -316,3 +316,34 @@ fn log_levels_follow_dockerd_s() {
         .unwrap();
     assert!(!o.status.success() && stderr(&o).contains("unable to parse logging level: chatty"), "{}", stderr(&o));
 }
+
+#[test]
+fn negative_oom_scores_are_kept_or_raised_with_a_warning() {
+    if !can_run("oom score adj") {
+        return;
+    }
+    let d = Daemon::start("oomadj");
+    d.load_busybox();
+    // berthd has this test's capabilities and score.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap();
+    let can_lower = u64::from_str_radix(eff.trim(), 16).unwrap() & (1 << 24) != 0;
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
+    let body = br#"{"Image":"busybox","Cmd":["sleep","1000"],"HostConfig":{"NetworkMode":"none","OomScoreAdj":-500}}"#;
+    let (s, b) = d.http("POST", "/containers/create", body);
+    assert_eq!(s, 201, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let id = v["Id"].as_str().unwrap().to_owned();
+    d.ok(&["start", &id]);
+    let got: i32 = d.ok(&["exec", &id, "cat", "/proc/1/oom_score_adj"]).trim().parse().unwrap();
+    let warnings = v["Warnings"].as_array().unwrap();
+    if can_lower || own <= -500 {
+        assert_eq!((got, warnings.len()), (-500, 0), "{b}");
+    } else {
+        assert_eq!(got, own, "raised to berthd's own score");
+        assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("OomScoreAdj -500 is raised to")), "{b}");
+    }
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.OomScoreAdj}}", &id]).trim(), "-500");
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
