@@ -197,7 +197,23 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = path.clone();
     let r = tokio::task::spawn_blocking(move || berth_image::archive::load(&store, &p)).await.map_err(blocking_err);
     let _ = std::fs::remove_file(&path);
-    let loaded = r??;
+    // As moby's postImagesLoad: the answer is a stream, so a load that
+    // fails is a 200 whose stream ends in the error.
+    let loaded = match r? {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::debug!("load: {msg}");
+            let mut out =
+                serde_json::to_vec(&json!({"errorDetail": {"message": msg}, "error": msg})).unwrap_or_default();
+            out.push(b'\n');
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/json")
+                .body(body::full(Bytes::from(out)))
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+        }
+    };
     let mut out = Vec::new();
     for img in loaded {
         let lines: Vec<String> = if img.names.is_empty() {
