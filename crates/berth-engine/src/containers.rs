@@ -592,6 +592,7 @@ impl Engine {
     /// The bundle goes whatever happens; the answer is the unmount's.
     pub(crate) fn teardown(&self, c: &Container) -> Result<()> {
         self.dns.stop(&c.id);
+        self.proxy_down(&c.id);
         self.shm_down(&c.id);
         self.unstage_subpaths(&c.id);
         self.disconnect_blocking(&c.id, &c.net);

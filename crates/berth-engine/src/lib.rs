@@ -19,6 +19,7 @@ mod mounts;
 pub mod names;
 pub mod network;
 mod nsmodes;
+mod proxy;
 mod realtime;
 mod reap;
 mod restart;
@@ -110,6 +111,7 @@ pub struct Engine {
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     dns: dns::Resolvers,
     execs: exec::Execs,
+    proxies: proxy::Proxies,
     /// The host's cgroup hierarchies as berthd found them at start.
     hierarchies: Option<berth_cgroups::Hierarchies>,
     /// Set while a [`berth_cgroups::prime`] runs.
@@ -172,6 +174,7 @@ impl Engine {
             containers: Mutex::new(HashMap::new()),
             dns: dns::Resolvers::default(),
             execs: exec::Execs::default(),
+            proxies: proxy::Proxies::default(),
             hierarchies: berth_cgroups::Hierarchies::detect().ok(),
             priming: Arc::new(AtomicBool::new(false)),
             oom_floor: oom_floor(),

@@ -208,12 +208,14 @@ impl Engine {
             None => Ok(()),
         };
         let written = served
+            .and_then(|()| self.proxy_up(c))
             .and_then(|()| std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts")))
             .and_then(|()| {
                 let conf = resolv_conf(c, embedded);
                 std::fs::write(&c.resolv_conf_path, conf).map_err(Error::io("write resolv.conf"))
             });
         if let Err(e) = written {
+            self.proxy_down(&c.id);
             self.dns.stop(&c.id);
             self.disconnect_blocking(&c.id, &c.net);
             c.net = NetState::default();
@@ -373,6 +375,7 @@ impl Engine {
             })
             .collect();
         let _ = self.networks.publish(&c.id, ip, ip6, &reqs);
+        let _ = self.proxy_up(c);
     }
 }
 

@@ -155,7 +155,15 @@ fn render6(t: &str, r: &Ruleset, s: &mut String) {
     s.push_str("    fib daddr type local jump publish\n  }\n");
     s.push_str("  chain publish {\n");
     for f in &r.forwards6 {
-        let _ = writeln!(s, "    {} dport {} dnat to [{}]:{}", f.proto.as_str(), f.host_port, f.ip, f.port);
+        // Not ::1: berthd's proxy takes loopback.
+        let _ = writeln!(
+            s,
+            "    ip6 daddr != ::1 {} dport {} dnat to [{}]:{}",
+            f.proto.as_str(),
+            f.host_port,
+            f.ip,
+            f.port
+        );
     }
     s.push_str("  }\n");
     s.push_str("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n");
@@ -253,7 +261,7 @@ mod tests {
         let internal = s.find("oifname \"b1\" iifname != \"b1\" drop").unwrap();
         assert!(internal < s.find("ct status dnat accept").unwrap(), "{s}");
         let v6 = &s[s.find("table ip6 tflushruleset {").unwrap()..];
-        assert!(v6.contains("udp dport 53 dnat to [fd00:9::2]:5353"), "{v6}");
+        assert!(v6.contains("ip6 daddr != ::1 udp dport 53 dnat to [fd00:9::2]:5353"), "{v6}");
         assert!(v6.contains("ip6 saddr fd00:9::/64 oifname != \"b0\" masquerade"), "{v6}");
         assert!(v6.contains("iifname \"b0\" oifname != \"b0\" oifname @bridges drop"), "{v6}");
     }

@@ -145,6 +145,54 @@ pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> io::Result<(Reservation
     Ok((Reservation { _fd: Some(fd) }, u16::from_be(got.sin_port)))
 }
 
+/// A socket on `[::]:port` for IPv6 alone (IPV6_V6ONLY, so the IPv4
+/// reservation of the same port stands), listening when it is TCP: where a
+/// published port's proxy takes what comes over IPv6.
+pub fn bind_v6_only(proto: Proto, port: u16) -> io::Result<OwnedFd> {
+    let ty = match proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Sctp => return Err(io::Error::new(io::ErrorKind::Unsupported, "SCTP is not proxied")),
+    };
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET6, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for (level, opt) in [(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), (libc::SOL_SOCKET, libc::SO_REUSEADDR)] {
+        // SAFETY: an int option of its size on a socket we own.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                opt,
+                std::ptr::addr_of!(one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: zeroed is a valid sockaddr_in6 (the unspecified address).
+    let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    addr.sin6_port = port.to_be();
+    let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    // SAFETY: addr is a valid sockaddr_in6 of len bytes for the call.
+    if unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen(2) on a bound stream socket we own.
+    if proto == Proto::Tcp && unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -744,3 +744,36 @@ fn the_default_bridge_has_ipv6_with_the_daemon_s_ipv6_flags() {
     d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }
+
+#[test]
+fn published_ports_answer_on_the_ipv6_loopback() {
+    if !can_run("[::1] published ports") {
+        return;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "[::1] published ports: no IPv6 loopback");
+        return;
+    }
+    let d = Daemon::start("v6lo");
+    d.load_busybox();
+    d.ok(&["run", "-d", "--name", "web", "-p", "80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let port = |spec: &str| {
+        let p = d.ok(&["port", "web", spec]);
+        p.lines().next().and_then(|l| l.rsplit(':').next()).unwrap().trim().parse::<u16>().unwrap()
+    };
+    let tcp = port("80/tcp");
+    let url = format!("http://[::1]:{tcp}/hostname");
+    let t = std::time::Instant::now();
+    loop {
+        let o = std::process::Command::new("curl").args(["-s", "-g", "--max-time", "3", &url]).output().unwrap();
+        if o.status.success() && !o.stdout.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{url}: {o:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Gone with the container.
+    d.ok(&["rm", "-f", "web"]);
+    assert!(std::net::TcpStream::connect(("::1", tcp)).is_err(), "[::1]:{tcp} still answers");
+    assert_clean(&d);
+}
