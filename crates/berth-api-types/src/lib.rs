@@ -91,21 +91,27 @@ fn is_zero(v: &i64) -> bool {
     *v == 0
 }
 
+/// A value that may come as `null`, read as its default (docker-py sends
+/// every field of a health check, unset ones as null).
+fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// `HealthConfig`; durations in nanoseconds, 0 for the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
     pub interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
     pub timeout: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
     pub start_period: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
     pub start_interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
     pub retries: i64,
 }
 
@@ -407,6 +413,10 @@ pub struct EventActor {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ExecCreateRequest {
+    /// Sent by Docker's CLI for `exec -d`; the start request decides, as
+    /// in moby (which reads it only there).
+    #[serde(default)]
+    pub detach: bool,
     #[serde(default)]
     pub attach_stdin: bool,
     #[serde(default)]

@@ -168,7 +168,9 @@ fn check_json(req: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 /// Read a JSON body (empty is `null`).
-pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub async fn read_json<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
     check_json(&req)?;
     let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON);
     let bytes: Bytes = limited
@@ -184,7 +186,94 @@ pub async fn read_json<T: for<'de> serde::Deserialize<'de>>(req: Request<Incomin
         })?
         .to_bytes();
     let src: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
-    serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+    let given: serde_json::Value =
+        serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+    let typed: T = serde_json::from_value(given.clone()).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+    // Honour or refuse: a field the request type does not have is not
+    // carried out, so one that asks for something is refused by name.
+    let kept = serde_json::to_value(&typed).unwrap_or(serde_json::Value::Null);
+    let mut unknown = vec![];
+    unknown_fields(&given, &kept, "", &mut unknown);
+    if let Some(f) = unknown.first() {
+        return Err(ApiError::bad(format!(
+            "{f}: berth does not support this field, so it refuses the request rather than ignore it"
+        )));
+    }
+    Ok(typed)
+}
+
+/// Whether a value asks for nothing: null, false, zero, or empty.
+fn is_empty_value(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.iter().all(is_empty_value),
+        Value::Object(o) => o.values().all(is_empty_value),
+    }
+}
+
+/// The fields of `given` (a request as sent) that `kept` (the request as
+/// berth's type read it, written back) lacks and that ask for something,
+/// as dotted paths.
+fn unknown_fields(given: &serde_json::Value, kept: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (given, kept) {
+        (Value::Object(g), Value::Object(k)) => {
+            for (name, v) in g {
+                let p = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                match k.get(name) {
+                    Some(kv) => unknown_fields(v, kv, &p, out),
+                    None if is_empty_value(v) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(k)) if g.len() == k.len() => {
+            for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
+                unknown_fields(gv, kv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod unknown_field_tests {
+    use super::*;
+
+    #[test]
+    fn fields_the_type_drops_are_found_unless_they_ask_for_nothing() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Req {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            labels: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            inner: Option<Inner>,
+        }
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Inner {
+            #[serde(default)]
+            on: bool,
+        }
+        let given = serde_json::json!({
+            "Name": "x", "Labels": {"any.key": "v"}, "Novel": null, "Zero": 0, "Empty": [],
+            "Inner": {"On": true, "Gateway": "", "Priority": 5}, "New": {"A": 1}
+        });
+        let typed: Req = serde_json::from_value(given.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let kept = serde_json::to_value(&typed).unwrap_or_default();
+        let mut out = vec![];
+        unknown_fields(&given, &kept, "", &mut out);
+        out.sort();
+        assert_eq!(out, ["Inner.Priority", "New"]);
+    }
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {

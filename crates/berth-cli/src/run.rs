@@ -184,6 +184,7 @@ pub fn exec(c: &Client, a: ExecArgs) -> Result<()> {
         a.args.split_first().ok_or_else(|| CliError::Usage("exec needs a container and a command".into()))?;
     check_tty(a.tty, a.interactive && !a.detach)?;
     let req = ExecCreateRequest {
+        detach: a.detach,
         attach_stdin: a.interactive && !a.detach,
         attach_stdout: !a.detach,
         attach_stderr: !a.detach,

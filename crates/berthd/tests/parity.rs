@@ -347,3 +347,40 @@ fn negative_oom_scores_are_kept_or_raised_with_a_warning() {
     d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }
+
+#[test]
+fn request_fields_berth_does_not_know_are_refused_by_name() {
+    if !can_run("unknown fields") {
+        return;
+    }
+    let d = Daemon::start("unknown");
+    d.load_busybox();
+    for (path, body, field) in [
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","HostConfig":{"FancyNewThing":{"x":1}}}"#,
+            "HostConfig.FancyNewThing",
+        ),
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"bridge":{"GwPriority":5}}}}"#,
+            "NetworkingConfig.EndpointsConfig.bridge.GwPriority",
+        ),
+        ("/networks/create", r#"{"Name":"nn","Frobnicate":true}"#, "Frobnicate"),
+        ("/volumes/create", r#"{"Name":"vv","ClusterVolumeSpec":{"Group":"g"}}"#, "ClusterVolumeSpec"),
+    ] {
+        let (s, b) = d.http("POST", path, body.as_bytes());
+        assert_eq!(s, 400, "{body}: {b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert!(v["message"].as_str().unwrap().starts_with(&format!("{field}: ")), "{body}: {b}");
+    }
+    // The same fields with values that ask for nothing are no request.
+    let body = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"FancyNewThing":null},"NetworkingConfig":{"EndpointsConfig":{"bridge":{"GwPriority":0}}}}"#;
+    let (s, b) = d.http("POST", "/containers/create", body);
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(d.ok(&["network", "ls", "-q", "--filter", "name=nn"]).trim(), "");
+    assert!(!d.docker(&["volume", "inspect", "vv"]).status.success());
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    d.ok(&["rm", v["Id"].as_str().unwrap()]);
+    assert_clean(&d);
+}
