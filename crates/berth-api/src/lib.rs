@@ -240,42 +240,6 @@ fn unknown_fields(given: &serde_json::Value, kept: &serde_json::Value, path: &st
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::panic)]
-mod unknown_field_tests {
-    use super::*;
-
-    #[test]
-    fn fields_the_type_drops_are_found_unless_they_ask_for_nothing() {
-        #[derive(serde::Deserialize, serde::Serialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Req {
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            labels: std::collections::BTreeMap<String, String>,
-            #[serde(default)]
-            inner: Option<Inner>,
-        }
-        #[derive(serde::Deserialize, serde::Serialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Inner {
-            #[serde(default)]
-            on: bool,
-        }
-        let given = serde_json::json!({
-            "Name": "x", "Labels": {"any.key": "v"}, "Novel": null, "Zero": 0, "Empty": [],
-            "Inner": {"On": true, "Gateway": "", "Priority": 5}, "New": {"A": 1}
-        });
-        let typed: Req = serde_json::from_value(given.clone()).unwrap_or_else(|e| panic!("{e}"));
-        let kept = serde_json::to_value(&typed).unwrap_or_default();
-        let mut out = vec![];
-        unknown_fields(&given, &kept, "", &mut out);
-        out.sort();
-        assert_eq!(out, ["Inner.Priority", "New"]);
-    }
-}
-
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     let mut out = vec![];
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -485,5 +449,41 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener) {
                 .with_upgrades()
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod unknown_field_tests {
+    use super::*;
+
+    #[test]
+    fn fields_the_type_drops_are_found_unless_they_ask_for_nothing() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Req {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            labels: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            inner: Option<Inner>,
+        }
+        #[derive(serde::Deserialize, serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Inner {
+            #[serde(default)]
+            on: bool,
+        }
+        let given = serde_json::json!({
+            "Name": "x", "Labels": {"any.key": "v"}, "Novel": null, "Zero": 0, "Empty": [],
+            "Inner": {"On": true, "Gateway": "", "Priority": 5}, "New": {"A": 1}
+        });
+        let typed: Req = serde_json::from_value(given.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let kept = serde_json::to_value(&typed).unwrap_or_default();
+        let mut out = vec![];
+        unknown_fields(&given, &kept, "", &mut out);
+        out.sort();
+        assert_eq!(out, ["Inner.Priority", "New"]);
     }
 }
