@@ -90,12 +90,56 @@ fn ident(s: &str) -> String {
     }
 }
 
-/// The nft script that replaces table `ip <table>` with `r`.
+/// The nft script that replaces tables `ip <table>` and `ip6 <table>`
+/// with `r`.
 pub fn render(table: &str, r: &Ruleset) -> String {
     let t = ident(table);
     let mut s = String::new();
+    let publish: Vec<String> = r
+        .forwards
+        .iter()
+        .map(|f| {
+            let only = f.host_ip.map(|ip| format!("ip daddr {ip} ")).unwrap_or_default();
+            format!("{only}{} dport {} dnat to {}:{}", f.proto.as_str(), f.host_port, f.ip, f.port)
+        })
+        .collect();
+    let mut post = vec![];
+    for n in &r.nets {
+        let b = quoted(&n.bridge);
+        if n.masquerade && !n.internal {
+            post.push(format!("ip saddr {} oifname != {b} masquerade", n.subnet));
+        }
+        post.push(format!("oifname {b} ip saddr 127.0.0.0/8 masquerade"));
+        // Hairpin: matched on the source subnet, since a packet bridged
+        // back by br_netfilter reaches postrouting with no input link.
+        post.push(format!("oifname {b} ip saddr {} ct status dnat masquerade", n.subnet));
+    }
+    table_of(&mut s, "ip", &t, r, &publish, &post);
+    // IPv6: the same, but for loopback (a packet from ::1 cannot leave the
+    // host: berthd's proxy takes ::1).
+    let publish6: Vec<String> = r
+        .forwards6
+        .iter()
+        .map(|f| format!("ip6 daddr != ::1 {} dport {} dnat to [{}]:{}", f.proto.as_str(), f.host_port, f.ip, f.port))
+        .collect();
+    let mut post6 = vec![];
+    for n in &r.nets6 {
+        let b = quoted(&n.bridge);
+        if n.masquerade && !n.internal {
+            post6.push(format!("ip6 saddr {} oifname != {b} masquerade", n.subnet));
+        }
+        post6.push(format!("oifname {b} ip6 saddr {} ct status dnat masquerade", n.subnet));
+    }
+    table_of(&mut s, "ip6", &t, r, &publish6, &post6);
+    s
+}
+
+/// One table of family `family`: DNAT of `publish` for local addresses,
+/// the `postrouting` rules, and the isolation of bridges, which is the same
+/// in both families.
+fn table_of(s: &mut String, family: &str, t: &str, r: &Ruleset, publish: &[String], postrouting: &[String]) {
     // Declaring the table first makes the delete valid when it is absent.
-    let _ = writeln!(s, "table ip {t}\ndelete table ip {t}\ntable ip {t} {{");
+    let _ = writeln!(s, "table {family} {t}\ndelete table {family} {t}\ntable {family} {t} {{");
     if !r.nets.is_empty() {
         let names: Vec<String> = r.nets.iter().map(|n| quoted(&n.bridge)).collect();
         let _ = writeln!(s, "  set bridges {{ type ifname; elements = {{ {} }} }}", names.join(", "));
@@ -105,22 +149,13 @@ pub fn render(table: &str, r: &Ruleset) -> String {
     s.push_str("  chain output { type nat hook output priority -100; policy accept;\n");
     s.push_str("    fib daddr type local jump publish\n  }\n");
     s.push_str("  chain publish {\n");
-    for f in &r.forwards {
-        let p = f.proto.as_str();
-        let only = f.host_ip.map(|ip| format!("ip daddr {ip} ")).unwrap_or_default();
-        let _ = writeln!(s, "    {only}{p} dport {} dnat to {}:{}", f.host_port, f.ip, f.port);
+    for rule in publish {
+        let _ = writeln!(s, "    {rule}");
     }
     s.push_str("  }\n");
     s.push_str("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n");
-    for n in &r.nets {
-        let b = quoted(&n.bridge);
-        if n.masquerade && !n.internal {
-            let _ = writeln!(s, "    ip saddr {} oifname != {b} masquerade", n.subnet);
-        }
-        let _ = writeln!(s, "    oifname {b} ip saddr 127.0.0.0/8 masquerade");
-        // Hairpin: matched on the source subnet, since a packet bridged
-        // back by br_netfilter reaches postrouting with no input link.
-        let _ = writeln!(s, "    oifname {b} ip saddr {} ct status dnat masquerade", n.subnet);
+    for rule in postrouting {
+        let _ = writeln!(s, "    {rule}");
     }
     s.push_str("  }\n");
     s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
@@ -130,57 +165,6 @@ pub fn render(table: &str, r: &Ruleset) -> String {
     }
     if !r.nets.is_empty() {
         // Published ports answer whoever reaches the host's address.
-        s.push_str("    ct status dnat accept\n");
-    }
-    for n in &r.nets {
-        let b = quoted(&n.bridge);
-        let _ = writeln!(s, "    iifname {b} oifname != {b} oifname @bridges drop");
-    }
-    s.push_str("  }\n}\n");
-    render6(&t, r, &mut s);
-    s
-}
-
-/// Table `ip6 <t>`: the same for IPv6 networks, but for loopback (an IPv6
-/// packet from ::1 cannot leave the host).
-fn render6(t: &str, r: &Ruleset, s: &mut String) {
-    let _ = writeln!(s, "table ip6 {t}\ndelete table ip6 {t}\ntable ip6 {t} {{");
-    if !r.nets.is_empty() {
-        let names: Vec<String> = r.nets.iter().map(|n| quoted(&n.bridge)).collect();
-        let _ = writeln!(s, "  set bridges {{ type ifname; elements = {{ {} }} }}", names.join(", "));
-    }
-    s.push_str("  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n");
-    s.push_str("    fib daddr type local jump publish\n  }\n");
-    s.push_str("  chain output { type nat hook output priority -100; policy accept;\n");
-    s.push_str("    fib daddr type local jump publish\n  }\n");
-    s.push_str("  chain publish {\n");
-    for f in &r.forwards6 {
-        // Not ::1: berthd's proxy takes loopback.
-        let _ = writeln!(
-            s,
-            "    ip6 daddr != ::1 {} dport {} dnat to [{}]:{}",
-            f.proto.as_str(),
-            f.host_port,
-            f.ip,
-            f.port
-        );
-    }
-    s.push_str("  }\n");
-    s.push_str("  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n");
-    for n in &r.nets6 {
-        let b = quoted(&n.bridge);
-        if n.masquerade && !n.internal {
-            let _ = writeln!(s, "    ip6 saddr {} oifname != {b} masquerade", n.subnet);
-        }
-        let _ = writeln!(s, "    oifname {b} ip6 saddr {} ct status dnat masquerade", n.subnet);
-    }
-    s.push_str("  }\n");
-    s.push_str("  chain forward { type filter hook forward priority filter; policy accept;\n");
-    for n in r.nets.iter().filter(|n| n.internal) {
-        let b = quoted(&n.bridge);
-        let _ = writeln!(s, "    iifname {b} oifname != {b} drop\n    oifname {b} iifname != {b} drop");
-    }
-    if !r.nets.is_empty() {
         s.push_str("    ct status dnat accept\n");
     }
     for n in &r.nets {
@@ -209,7 +193,7 @@ fn nft(script: &str) -> io::Result<()> {
     Err(io::Error::other(format!("nft: {}", err.trim())))
 }
 
-/// Replace table `ip <table>` with `r`.
+/// Replace tables `ip <table>` and `ip6 <table>` with `r`.
 pub fn apply(table: &str, r: &Ruleset) -> io::Result<()> {
     nft(&render(table, r))
 }

@@ -9,19 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Poll `args` until `done` holds for its output, for at most 20 s.
-fn until(d: &Daemon, args: &[&str], done: impl Fn(&str) -> bool) -> String {
-    let t = Instant::now();
-    loop {
-        let out = stdout(&d.docker(args));
-        if done(&out) {
-            return out;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "docker {args:?} still says {out:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn health(d: &Daemon, name: &str) -> serde_json::Value {
     serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .State.Health}}", name])).unwrap()
 }

@@ -691,15 +691,7 @@ fn ipv6_networks_carry_containers_names_and_published_ports_over_v6() {
     let port = d.ok(&["port", "web", "80/tcp"]);
     let host_port = port.lines().next().and_then(|l| l.rsplit(':').next()).unwrap().trim().to_owned();
     let url = format!("http://[{prefix}::1]:{host_port}/hostname");
-    let t = std::time::Instant::now();
-    loop {
-        let o = std::process::Command::new("curl").args(["-s", "-g", "--max-time", "3", &url]).output().unwrap();
-        if o.status.success() && !o.stdout.is_empty() {
-            break;
-        }
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{url}: {o:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    curl_until(&url);
     // Outbound IPv6 is masqueraded, as IPv4 is.
     let table = std::process::Command::new("nft")
         .args(["list", "table", "ip6", &format!("berth-{}", d.bridge)])
@@ -763,15 +755,7 @@ fn published_ports_answer_on_the_ipv6_loopback() {
     };
     let tcp = port("80/tcp");
     let url = format!("http://[::1]:{tcp}/hostname");
-    let t = std::time::Instant::now();
-    loop {
-        let o = std::process::Command::new("curl").args(["-s", "-g", "--max-time", "3", &url]).output().unwrap();
-        if o.status.success() && !o.stdout.is_empty() {
-            break;
-        }
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{url}: {o:?}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    curl_until(&url);
     // Gone with the container.
     d.ok(&["rm", "-f", "web"]);
     assert!(std::net::TcpStream::connect(("::1", tcp)).is_err(), "[::1]:{tcp} still answers");

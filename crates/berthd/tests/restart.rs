@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Poll `what` until `done` holds for its output, for at most 20 s.
-fn until(d: &Daemon, args: &[&str], done: impl Fn(&str) -> bool) -> String {
-    let t = Instant::now();
-    loop {
-        let out = stdout(&d.docker(args));
-        if done(&out) {
-            return out;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "docker {args:?} still says {out:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn restart_policies_restart_with_back_off_until_stopped() {
     if !can_run("restart") {

@@ -232,6 +232,32 @@ fn run_with(mut c: Command, args: &[&str], input: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Poll `docker args` until `done` holds for its output, for at most 20 s.
+pub fn until(d: &Daemon, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let t = Instant::now();
+    loop {
+        let out = stdout(&d.docker(args));
+        if done(&out) {
+            return out;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "docker {args:?} still says {out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `curl` of `url` until it answers with a body, for at most 10 s.
+pub fn curl_until(url: &str) -> Vec<u8> {
+    let t = Instant::now();
+    loop {
+        let o = Command::new("curl").args(["-s", "-g", "--max-time", "3", url]).output().unwrap();
+        if o.status.success() && !o.stdout.is_empty() {
+            return o.stdout;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{url}: {o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The berth CLI binary, built beside berthd.
 pub fn berth_bin() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth")
