@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_clean, can_run, stderr, Daemon};
+use common::{assert_clean, can_run, curl_until, stderr, Daemon};
 
 /// An httpd in the container serving "hello from <name>" on port 80.
 const WEB: &str = "mkdir -p /w && echo hello from $HOSTNAME > /w/index.html && exec httpd -f -p 80 -h /w";
