@@ -39,7 +39,12 @@ impl Engine {
         let mut tasks = vec![];
         for p in c.net.ports.iter().filter(|p| p.host_ip.is_unspecified() && p.proto != Proto::Sctp) {
             let target = SocketAddr::from((ip, p.port));
-            let bound = ports::bind_v6_only(p.proto, p.host_port).map_err(|e| Error::Io {
+            let bound = ports::bind_v6_only(p.proto, p.host_port);
+            // A host without IPv6 has nothing to answer over it.
+            if bound.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAFNOSUPPORT)) {
+                continue;
+            }
+            let bound = bound.map_err(|e| Error::Io {
                 what: format!("listen on [::]:{}/{} for the published port", p.host_port, p.proto.as_str()),
                 source: e,
             });

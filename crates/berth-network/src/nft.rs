@@ -71,6 +71,13 @@ pub struct Ruleset {
     pub forwards: Vec<Forward>,
     pub nets6: Vec<Net6>,
     pub forwards6: Vec<Forward6>,
+    /// The host has IPv6 (a kernel without it has no `ip6` family either).
+    pub ipv6: bool,
+}
+
+/// Whether this host has IPv6 at all.
+pub fn host_has_ipv6() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
 }
 
 /// A name nft accepts as a quoted string.
@@ -130,7 +137,9 @@ pub fn render(table: &str, r: &Ruleset) -> String {
         }
         post6.push(format!("oifname {b} ip6 saddr {} ct status dnat masquerade", n.subnet));
     }
-    table_of(&mut s, "ip6", &t, r, &publish6, &post6);
+    if r.ipv6 {
+        table_of(&mut s, "ip6", &t, r, &publish6, &post6);
+    }
     s
 }
 
@@ -201,7 +210,11 @@ pub fn apply(table: &str, r: &Ruleset) -> io::Result<()> {
 /// Remove tables `ip <table>` and `ip6 <table>`, if they are there.
 pub fn delete(table: &str) -> io::Result<()> {
     let t = ident(table);
-    nft(&format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n"))
+    let mut script = format!("table ip {t}\ndelete table ip {t}\n");
+    if host_has_ipv6() {
+        script.push_str(&format!("table ip6 {t}\ndelete table ip6 {t}\n"));
+    }
+    nft(&script)
 }
 
 #[cfg(test)]
@@ -235,6 +248,7 @@ mod tests {
                 ip: "fd00:9::2".parse().unwrap(),
                 port: 5353,
             }],
+            ipv6: true,
         };
         let s = render("t\"; flush ruleset", &r);
         assert!(s.starts_with("table ip tflushruleset\ndelete table ip tflushruleset\n"), "{s}");
@@ -248,5 +262,7 @@ mod tests {
         assert!(v6.contains("ip6 daddr != ::1 udp dport 53 dnat to [fd00:9::2]:5353"), "{v6}");
         assert!(v6.contains("ip6 saddr fd00:9::/64 oifname != \"b0\" masquerade"), "{v6}");
         assert!(v6.contains("iifname \"b0\" oifname != \"b0\" oifname @bridges drop"), "{v6}");
+        let without = render("t", &Ruleset { ipv6: false, ..r });
+        assert!(!without.contains("ip6"), "a host without IPv6 has no ip6 family: {without}");
     }
 }

@@ -735,7 +735,7 @@ impl Store {
     }
 
     fn apply_locked(&self, g: &Inner) -> Result<()> {
-        let mut r = Ruleset::default();
+        let mut r = Ruleset { ipv6: nft::host_has_ipv6(), ..Default::default() };
         for n in g.nets.values().filter(|n| n.is_bridge()) {
             if let Some(subnet) = n.subnet {
                 r.nets.push(Net { bridge: n.bridge.clone(), subnet, internal: n.internal, masquerade: n.masquerade });

@@ -236,8 +236,10 @@ fn main() -> Result<()> {
         Err(e) => return Err(e).context(format!("read {}", args.config_file.display())),
     };
     init_logging(args.log_level.as_deref().or(file.log_level.as_deref()).unwrap_or("info"))?;
+    // Honour or refuse: berth's containers always outlive the daemon (each
+    // has its own shim), so a daemon.json that asks otherwise is refused.
     if file.live_restore == Some(false) {
-        tracing::warn!("live-restore is always on; \"live-restore\": false is ignored");
+        bail!("\"live-restore\": false is not supported: berth's containers always outlive the daemon");
     }
     let hosts = if !args.host.is_empty() { args.host.clone() } else { file.hosts.clone().unwrap_or_default() };
     let socket = socket_path(hosts.first().map(String::as_str).unwrap_or("unix:///run/berth/berth.sock"))?;

@@ -626,7 +626,9 @@ fn ipv6_networks_carry_containers_names_and_published_ports_over_v6() {
     let d = Daemon::start("ipv6");
     d.load_busybox();
     let sub4 = format!("{}.{}.{}.0/24", d.subnet[0], d.subnet[1] ^ 0x08, d.subnet[2]);
-    let prefix = format!("fd{:02x}:{:02x}{:02x}:6", d.subnet[1], d.subnet[2], d.subnet[1] ^ d.subnet[2]);
+    // Written as the daemon writes it back: no leading zeros in a group.
+    let group = (u16::from(d.subnet[2]) << 8) | u16::from(d.subnet[1] ^ d.subnet[2]);
+    let prefix = format!("fd{:02x}:{group:x}:6", d.subnet[1]);
     let sub6 = format!("{prefix}::/64");
     d.ok(&["network", "create", "--ipv6", "--subnet", &sub4, "--subnet", &sub6, "net6"]);
     let shown = d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}} {{json .IPAM.Config}}", "net6"]);

@@ -315,6 +315,11 @@ fn log_levels_follow_dockerd_s() {
         .output()
         .unwrap();
     assert!(!o.status.success() && stderr(&o).contains("unable to parse logging level: chatty"), "{}", stderr(&o));
+    // A daemon.json asking for what berth cannot do stops it too.
+    let conf = quiet.dir.join("no-live-restore.json");
+    std::fs::write(&conf, br#"{"live-restore": false}"#).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berthd")).arg("--config-file").arg(&conf).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("\"live-restore\": false is not supported"), "{}", stderr(&o));
 }
 
 #[test]
