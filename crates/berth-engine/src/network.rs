@@ -8,7 +8,7 @@
 //! the process starts with its interfaces, as Docker's prestart hook does.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use berth_network::dns;
@@ -52,9 +52,9 @@ pub(crate) fn publish_requests(c: &Container) -> Result<Vec<PublishRequest>> {
         let default = [crate::model::PortBinding::default()];
         let binds = if binds.is_empty() { &default[..] } else { &binds[..] };
         for b in binds {
-            let host_ip = match b.host_ip.as_str() {
+            let host_ip = match b.host_ip.trim_start_matches('[').trim_end_matches(']') {
                 "" | "0.0.0.0" => None,
-                ip => Some(ip.parse::<Ipv4Addr>().map_err(|_| Error::Invalid(format!("invalid host IP: {ip}")))?),
+                ip => Some(ip.parse::<IpAddr>().map_err(|_| Error::Invalid(format!("invalid host IP: {ip}")))?),
             };
             out.push(PublishRequest { port: p.port, proto: p.proto, host_ip, host_ports: parse_range(&b.host_port)? });
         }
@@ -208,7 +208,7 @@ impl Engine {
             None => Ok(()),
         };
         let written = served
-            .and_then(|()| self.proxy_up(c))
+            .and_then(|()| self.proxy_up(c).map(|ports| c.net.ports = ports))
             .and_then(|()| std::fs::write(&c.hosts_path, hosts_file(c)).map_err(Error::io("write hosts")))
             .and_then(|()| {
                 let conf = resolv_conf(c, embedded);
@@ -370,7 +370,10 @@ impl Engine {
             .map(|p| PublishRequest {
                 port: p.port,
                 proto: p.proto,
-                host_ip: (!p.host_ip.is_unspecified()).then_some(p.host_ip),
+                host_ip: match p.host_ip {
+                    IpAddr::V4(a) if a.is_unspecified() => None,
+                    ip => Some(ip),
+                },
                 host_ports: Some((p.host_port, p.host_port)),
             })
             .collect();

@@ -1,18 +1,20 @@
 //! Ports published on all addresses answer over IPv6 too, `[::1]`
 //! included, as docker-proxy makes them: berthd listens on `[::]:<port>`
 //! (IPv6 alone) and relays each TCP connection, or each UDP peer's
-//! datagrams, to the container's IPv4 address. On an IPv6 network the
+//! datagrams, to the container's IPv4 address. A port published on an
+//! IPv6 address (`-p [::1]:8080:80`) is relayed from that address alone. On an IPv6 network the
 //! nftables table forwards the host's other IPv6 addresses straight to the
 //! container's; loopback cannot be forwarded (a packet from ::1 may not
 //! leave the host), so it always comes here.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_network::ports::{self, Proto};
+use berth_network::store::Published;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::AbortHandle;
 
@@ -29,26 +31,34 @@ pub(crate) struct Proxies {
 }
 
 impl Engine {
-    /// Relay `c`'s ports published on all addresses from IPv6. All or
-    /// nothing: a port that cannot be had over IPv6 fails the start, as a
-    /// docker-proxy that cannot bind does.
-    pub(crate) fn proxy_up(&self, c: &Container) -> Result<()> {
+    /// Relay `c`'s ports over IPv6: those published on all addresses from
+    /// `[::]`, those published on an IPv6 address from it. All or nothing:
+    /// a port that cannot be had fails the start, as a docker-proxy that
+    /// cannot bind does. The ports, with those the relay chose filled in.
+    pub(crate) fn proxy_up(&self, c: &Container) -> Result<Vec<Published>> {
+        let mut out = c.net.ports.clone();
         let Some(ip) = self.ordered(c).first().and_then(|(k, _)| c.net.attachments.get(k)).and_then(|a| a.ip) else {
-            return Ok(());
+            return Ok(out);
         };
         let mut tasks = vec![];
-        for p in c.net.ports.iter().filter(|p| p.host_ip.is_unspecified() && p.proto != Proto::Sctp) {
+        for p in out.iter_mut().filter(|p| p.proto != Proto::Sctp) {
+            let (on, all) = match p.host_ip {
+                IpAddr::V4(a) if a.is_unspecified() => (Ipv6Addr::UNSPECIFIED, true),
+                IpAddr::V4(_) => continue,
+                IpAddr::V6(a) => (a, false),
+            };
             let target = SocketAddr::from((ip, p.port));
-            let bound = ports::bind_v6_only(p.proto, p.host_port);
+            let bound = ports::bind_v6_only(p.proto, on, p.host_port);
             // A host without IPv6 has nothing to answer over it.
-            if bound.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAFNOSUPPORT)) {
+            if all && bound.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EAFNOSUPPORT)) {
                 continue;
             }
             let bound = bound.map_err(|e| Error::Io {
-                what: format!("listen on [::]:{}/{} for the published port", p.host_port, p.proto.as_str()),
+                what: format!("listen on [{on}]:{}/{} for the published port", p.host_port, p.proto.as_str()),
                 source: e,
             });
-            let task = bound.and_then(|fd| {
+            let task = bound.and_then(|(fd, port)| {
+                p.host_port = port;
                 let fd = fd.into_raw_fd();
                 match p.proto {
                     Proto::Tcp => {
@@ -84,7 +94,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Stop relaying `id`'s ports; their sockets close with their tasks.

@@ -145,10 +145,11 @@ pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> io::Result<(Reservation
     Ok((Reservation { _fd: Some(fd) }, u16::from_be(got.sin_port)))
 }
 
-/// A socket on `[::]:port` for IPv6 alone (IPV6_V6ONLY, so the IPv4
+/// A socket on `[addr]:port` for IPv6 alone (IPV6_V6ONLY, so the IPv4
 /// reservation of the same port stands), listening when it is TCP: where a
-/// published port's proxy takes what comes over IPv6.
-pub fn bind_v6_only(proto: Proto, port: u16) -> io::Result<OwnedFd> {
+/// published port's proxy takes what comes over IPv6. Port 0 takes a free
+/// one; the port bound is answered.
+pub fn bind_v6_only(proto: Proto, ip: std::net::Ipv6Addr, port: u16) -> io::Result<(OwnedFd, u16)> {
     let ty = match proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
@@ -181,6 +182,7 @@ pub fn bind_v6_only(proto: Proto, port: u16) -> io::Result<OwnedFd> {
     let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     addr.sin6_port = port.to_be();
+    addr.sin6_addr.s6_addr = ip.octets();
     let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
     // SAFETY: addr is a valid sockaddr_in6 of len bytes for the call.
     if unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) } != 0 {
@@ -190,7 +192,13 @@ pub fn bind_v6_only(proto: Proto, port: u16) -> io::Result<OwnedFd> {
     if proto == Proto::Tcp && unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    let mut got = addr;
+    let mut glen = len;
+    // SAFETY: got is a writable sockaddr_in6 of glen bytes.
+    if unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::addr_of_mut!(got).cast(), &mut glen) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, u16::from_be(got.sin6_port)))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! networks use the bridge driver.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -163,8 +163,8 @@ pub struct Config {
 pub struct PublishRequest {
     pub port: u16,
     pub proto: Proto,
-    /// Empty: every address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// Empty: every address. An IPv6 one is relayed by berthd alone.
+    pub host_ip: Option<IpAddr>,
     /// A range to take the first free port of; `None`: any free port.
     pub host_ports: Option<(u16, u16)>,
 }
@@ -174,7 +174,7 @@ pub struct PublishRequest {
 pub struct Published {
     pub port: u16,
     pub proto: Proto,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
@@ -696,10 +696,29 @@ impl Store {
         let mut held = Vec::new();
         let mut out = Vec::new();
         for r in reqs {
-            let host_ip = r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let v4 = match r.host_ip {
+                Some(IpAddr::V6(a)) => {
+                    // berthd's relay binds it (see the engine's proxy):
+                    // nothing is held or forwarded here.
+                    let host_port = match r.host_ports {
+                        None | Some((0, 0)) => 0,
+                        Some((lo, hi)) if lo == hi => lo,
+                        Some(_) => {
+                            return Err(Error::Invalid(format!(
+                                "a range of host ports on the IPv6 address {a} is not supported"
+                            )))
+                        }
+                    };
+                    out.push(Published { port: r.port, proto: r.proto, host_ip: IpAddr::V6(a), host_port });
+                    continue;
+                }
+                Some(IpAddr::V4(a)) => Some(a),
+                None => None,
+            };
+            let host_ip = v4.unwrap_or(Ipv4Addr::UNSPECIFIED);
             let (res, port) = take_port(r.proto, host_ip, r.host_ports, r.port)?;
-            out.push(Published { port: r.port, proto: r.proto, host_ip, host_port: port });
-            let fwd = Forward { proto: r.proto, host_ip: r.host_ip, host_port: port, ip, port: r.port };
+            out.push(Published { port: r.port, proto: r.proto, host_ip: IpAddr::V4(host_ip), host_port: port });
+            let fwd = Forward { proto: r.proto, host_ip: v4, host_port: port, ip, port: r.port };
             let fwd6 = ip6.filter(|_| r.host_ip.is_none()).map(|ip| Forward6 {
                 proto: r.proto,
                 host_port: port,

@@ -758,8 +758,19 @@ fn published_ports_answer_on_the_ipv6_loopback() {
     let tcp = port("80/tcp");
     let url = format!("http://[::1]:{tcp}/hostname");
     curl_until(&url);
+    // A port published on an IPv6 address answers there alone; one with
+    // no host port gets a free one.
+    d.ok(&["run", "-d", "--name", "v6only", "-p", "[::1]::80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let shown = d.ok(&["port", "v6only", "80/tcp"]);
+    let v6port: u16 = shown.trim().strip_prefix("[::1]:").unwrap_or_else(|| panic!("{shown}")).parse().unwrap();
+    assert!(v6port > 0);
+    curl_until(&format!("http://[::1]:{v6port}/hostname"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", v6port)).is_err(), "an IPv6 port answered on IPv4");
+    let o = d.docker(&["run", "--rm", "-p", "[::1]:40000-40010:80", "busybox", "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("range of host ports"), "{}", stderr(&o));
     // Gone with the container.
-    d.ok(&["rm", "-f", "web"]);
+    d.ok(&["rm", "-f", "web", "v6only"]);
     assert!(std::net::TcpStream::connect(("::1", tcp)).is_err(), "[::1]:{tcp} still answers");
+    assert!(std::net::TcpStream::connect(("::1", v6port)).is_err(), "[::1]:{v6port} still answers");
     assert_clean(&d);
 }
