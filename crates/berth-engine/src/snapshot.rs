@@ -58,6 +58,7 @@ fn image_run_config(c: &Container, r: &CommitRequest) -> berth_image::RunConfig 
         stop_signal: c.config.stop_signal.clone(),
         healthcheck: c.config.healthcheck.as_ref().map(crate::health::to_image),
         shell: some_vec(&c.config.shell),
+        on_build: some_vec(&c.config.on_build),
         ..Default::default()
     }
 }

@@ -184,6 +184,13 @@ fn annotations_paths_kernel_tcp_and_refusals() {
     assert!(stderr(&o).contains("Read-only file system"), "{o:?}");
     let shown = d.ok(&["inspect", "-f", "{{json .HostConfig.Annotations}} {{json .HostConfig.MaskedPaths}}", &id]);
     assert_eq!(shown.trim(), r#"{"org.example.team":"blue"} ["/proc/cpuinfo"]"#);
+    // OnBuild is kept with the container and goes into a commit's image.
+    let ob = created(&d, r#"{"Image":"busybox","Cmd":["true"],"OnBuild":["RUN echo later"]}"#);
+    d.ok(&["commit", &ob, "onbuild:1"]);
+    let kept = d.ok(&["image", "inspect", "-f", "{{json .Config.OnBuild}}", "onbuild:1"]);
+    assert_eq!(kept.trim(), r#"["RUN echo later"]"#);
+    d.ok(&["rm", &ob]);
+    d.ok(&["rmi", "onbuild:1"]);
     // The defaults otherwise.
     let plain = d.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "1000"]).trim().to_owned();
     assert!(!d.ok(&["exec", &plain, "cat", "/proc/cpuinfo"]).is_empty());
