@@ -71,7 +71,7 @@ pub struct ContainerConfig {
     /// Windows only; refused when true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub on_build: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
@@ -256,14 +256,15 @@ pub struct HostConfig {
     #[serde(default)]
     pub storage_opt: Option<BTreeMap<String, String>>,
     /// Paths masked and made read-only in place of the defaults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub masked_paths: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub readonly_paths: Option<Vec<String>>,
     /// The cgroup to use (a container's); berth has no such sharing.
     #[serde(default)]
     pub cgroup: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The CLI's `--cidfile`, which the CLI writes itself.
+    #[serde(default, rename = "ContainerIDFile")]
     pub container_id_file: Option<String>,
 }
 
@@ -687,19 +688,19 @@ pub struct Resources {
     #[serde(default)]
     pub device_cgroup_rules: Option<Vec<String>>,
     /// GPUs and other devices of a driver; berth has none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub device_requests: Option<Vec<Value>>,
     /// Refused when set: no longer in Linux kernels (KernelMemoryTCP), or
     /// Windows only (the rest).
     #[serde(default, rename = "KernelMemoryTCP", skip_serializing_if = "Option::is_none")]
     pub kernel_memory_tcp: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cpu_count: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cpu_percent: Option<i64>,
-    #[serde(default, rename = "IOMaximumIOps", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "IOMaximumIOps")]
     pub io_maximum_iops: Option<u64>,
-    #[serde(default, rename = "IOMaximumBandwidth", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "IOMaximumBandwidth")]
     pub io_maximum_bandwidth: Option<u64>,
 }
 

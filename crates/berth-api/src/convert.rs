@@ -490,15 +490,26 @@ pub fn host_config(h: &model::HostConfig, name: &str) -> w::HostConfig {
             device_cgroup_rules: opt_vec(&h.device_cgroup_rules),
             device_requests: None,
             kernel_memory_tcp: Some(r.kernel_memory_tcp),
-            ..Default::default()
+            cpu_count: Some(0),
+            cpu_percent: Some(0),
+            io_maximum_iops: Some(0),
+            io_maximum_bandwidth: Some(0),
         },
         links: (!h.links.is_empty()).then(|| h.links.iter().map(|l| shown_link(l, name)).collect()),
         annotations: (!h.annotations.is_empty()).then(|| h.annotations.clone()),
         storage_opt: (!h.storage_opt.is_empty()).then(|| h.storage_opt.clone()),
-        masked_paths: h.masked_paths.clone(),
-        readonly_paths: h.readonly_paths.clone(),
+        // The paths in force: the defaults unless asked otherwise (none
+        // when privileged), as Docker shows them.
+        masked_paths: h
+            .masked_paths
+            .clone()
+            .or_else(|| (!h.privileged).then(|| berth_engine::spec::MASKED.iter().map(|p| p.to_string()).collect())),
+        readonly_paths: h
+            .readonly_paths
+            .clone()
+            .or_else(|| (!h.privileged).then(|| berth_engine::spec::READONLY.iter().map(|p| p.to_string()).collect())),
         cgroup: String::new(),
-        container_id_file: None,
+        container_id_file: Some(String::new()),
         console_size: Some(h.console_size.map_or(vec![0, 0], |(a, b)| vec![u32::from(a), u32::from(b)])),
         mounts: (!h.mounts.is_empty()).then(|| h.mounts.iter().map(wire_mount).collect()),
         volumes_from: opt_vec(&h.volumes_from),
@@ -743,11 +754,13 @@ pub fn network_settings(c: &Container) -> Value {
     let mut v = json!({
         "Bridge": "", "SandboxID": "", "SandboxKey": c.net.sandbox_key, "HairpinMode": false,
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "",
         "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
         "Networks": networks
     });
     if let Some(a) = c.net.attachments.get("bridge") {
+        v["EndpointID"] = json!(a.endpoint_id);
         v["Gateway"] = json!(a.gateway.map(|g| g.to_string()).unwrap_or_default());
         v["IPAddress"] = json!(a.ip.map(|g| g.to_string()).unwrap_or_default());
         v["IPPrefixLen"] = json!(a.prefix);
@@ -759,7 +772,9 @@ pub fn network_settings(c: &Container) -> Value {
         }
     }
     if matches!(c.host.network_mode.as_str(), "none" | "host") {
-        v["Networks"] = json!({ c.host.network_mode.clone(): {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""} });
+        // Every field of an endpoint, as Docker shows one, though it is empty.
+        let empty = serde_json::to_value(w::EndpointSettings::default()).unwrap_or_default();
+        v["Networks"] = json!({ c.host.network_mode.clone(): empty });
     }
     v
 }

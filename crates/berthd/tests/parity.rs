@@ -389,3 +389,40 @@ fn request_fields_berth_does_not_know_are_refused_by_name() {
     d.ok(&["rm", v["Id"].as_str().unwrap()]);
     assert_clean(&d);
 }
+
+#[test]
+fn inspect_sends_the_fields_docker_always_sends() {
+    if !can_run("inspect fields") {
+        return;
+    }
+    let d = Daemon::start("fields");
+    d.load_busybox();
+    let id = d.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "1000"]).trim().to_owned();
+    let (s, b) = d.http("GET", &format!("/v1.41/containers/{id}/json"), b"");
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    // Read off Docker 20.10's inspect of the same container.
+    for path in [
+        "/Config/OnBuild",
+        "/HostConfig/ContainerIDFile",
+        "/HostConfig/CpuCount",
+        "/HostConfig/CpuPercent",
+        "/HostConfig/DeviceRequests",
+        "/HostConfig/IOMaximumBandwidth",
+        "/HostConfig/IOMaximumIOps",
+        "/HostConfig/MaskedPaths",
+        "/HostConfig/ReadonlyPaths",
+        "/NetworkSettings/EndpointID",
+        "/NetworkSettings/SecondaryIPAddresses",
+        "/NetworkSettings/SecondaryIPv6Addresses",
+        "/NetworkSettings/Networks/none/IPAMConfig",
+        "/NetworkSettings/Networks/none/Aliases",
+        "/NetworkSettings/Networks/none/GlobalIPv6Address",
+        "/NetworkSettings/Networks/none/DriverOpts",
+    ] {
+        assert!(v.pointer(path).is_some(), "inspect lacks {path}: {b}");
+    }
+    assert_eq!(v.pointer("/HostConfig/MaskedPaths/0").and_then(|p| p.as_str()), Some("/proc/asound"));
+    d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
