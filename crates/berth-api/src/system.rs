@@ -1,5 +1,7 @@
 //! `/_ping`, `/version`, `/info`, `/events`.
 
+use std::path::Path;
+
 use berth_api_types as w;
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
@@ -121,8 +123,44 @@ pub fn info(ctx: &Ctx) -> Reply {
             "InitBinary": "",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Warnings": [],
+            "NEventsListener": e.events.listeners(),
+            "KernelMemory": Path::new("/sys/fs/cgroup/memory/memory.kmem.limit_in_bytes").exists(),
+            "KernelMemoryTCP": Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists(),
+            "BridgeNfIptables": sysctl_on("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": sysctl_on("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+            "HttpProxy": proxy_env("HTTP_PROXY"),
+            "HttpsProxy": proxy_env("HTTPS_PROXY"),
+            "NoProxy": proxy_env("NO_PROXY"),
+            "GenericResources": null,
+            // No registry client yet (issue 21); Docker's CLI prints none.
+            "RegistryConfig": null,
+            // berth has no containerd, and its runtime and init are its own.
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "", "Expected": ""},
         }),
     )
+}
+
+/// Whether a boolean sysctl is on.
+fn sysctl_on(path: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1")
+}
+
+/// A proxy setting of berthd's environment (upper or lower case), with a
+/// password in it masked as Docker masks it.
+fn proxy_env(name: &str) -> String {
+    let v = std::env::var(name).or_else(|_| std::env::var(name.to_ascii_lowercase())).unwrap_or_default();
+    mask_password(&v)
+}
+
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:xxxxx@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 /// Seconds (with an optional fraction) or an RFC 3339 time, as nanoseconds.
@@ -305,4 +343,17 @@ pub async fn df(ctx: &Ctx) -> Reply {
         out.build_cache = Some(vec![]);
     }
     json_response(StatusCode::OK, &out)
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn proxy_passwords_are_masked() {
+        assert_eq!(mask_password("http://u:secret@proxy:3128"), "http://u:xxxxx@proxy:3128");
+        assert_eq!(mask_password("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(mask_password("http://u@proxy"), "http://u@proxy");
+        assert_eq!(mask_password(""), "");
+    }
 }

@@ -83,6 +83,11 @@ impl Events {
         let _ = self.tx.send(e);
     }
 
+    /// Clients following events now (`/info`'s NEventsListener).
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Past events from `since_nano` on, and a receiver for what follows
     /// (taken together so nothing falls between them).
     pub fn subscribe(&self, since_nano: Option<i64>) -> (Vec<Event>, broadcast::Receiver<Event>) {

@@ -423,6 +423,21 @@ fn inspect_sends_the_fields_docker_always_sends() {
         assert!(v.pointer(path).is_some(), "inspect lacks {path}: {b}");
     }
     assert_eq!(v.pointer("/HostConfig/MaskedPaths/0").and_then(|p| p.as_str()), Some("/proc/asound"));
+    let (s, b) = d.http("GET", "/v1.41/info", b"");
+    assert_eq!(s, 200, "{b}");
+    let info: serde_json::Value = serde_json::from_str(&b).unwrap();
+    for key in [
+        "NEventsListener",
+        "KernelMemoryTCP",
+        "BridgeNfIptables",
+        "HttpProxy",
+        "NoProxy",
+        "RegistryConfig",
+        "RuncCommit",
+    ] {
+        assert!(info.get(key).is_some(), "info lacks {key}: {b}");
+    }
+    assert!(d.ok(&["info"]).contains("Cgroup Driver: cgroupfs"));
     d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }
