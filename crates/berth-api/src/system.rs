@@ -35,7 +35,7 @@ pub fn version(_ctx: &Ctx) -> Reply {
         StatusCode::OK,
         &json!({
             "Platform": {"Name": "berth"},
-            "Components": [{"Name": "Engine", "Version": v, "Details": {"ApiVersion": w::API_VERSION, "MinAPIVersion": w::MIN_API_VERSION, "Os": "linux", "Arch": berth_image::config::host_architecture(), "KernelVersion": kernel()}}],
+            "Components": [{"Name": "Engine", "Version": v, "Details": {"ApiVersion": w::API_VERSION, "MinAPIVersion": w::MIN_API_VERSION, "Os": "linux", "Arch": berth_image::config::host_architecture(), "KernelVersion": kernel(), "GitCommit": "", "GoVersion": "", "BuildTime": "", "Experimental": "false"}}],
             "Version": v,
             "ApiVersion": w::API_VERSION,
             "MinAPIVersion": w::MIN_API_VERSION,
