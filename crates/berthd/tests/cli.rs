@@ -220,6 +220,26 @@ fn lifecycle_ps_inspect_exec() {
     assert_clean(&d);
 }
 
+/// Run `cmd` on a terminal (script), type `line` into it, then `keys`; its
+/// output.
+fn typed_into(cmd: &str, line: &[u8], keys: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    input.write_all(line).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    input.write_all(keys).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(input);
+    stdout(&child.wait_with_output().unwrap())
+}
+
 #[test]
 fn terminals_attach_and_detach() {
     if !can_run("berth terminals") || !script_available("berth terminals") {
@@ -243,22 +263,7 @@ fn terminals_attach_and_detach() {
     assert_eq!(o.status.code(), Some(2));
     // attach, type a command, detach with custom keys: the container runs on.
     let cmd = format!("{env} {berth} attach --detach-keys ctrl-x,x shell; echo attach-exit=$?");
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    use std::io::Write;
-    input.write_all(b"echo marker-$((6*7))\n").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    input.write_all(b"\x18x").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    drop(input);
-    let o = child.wait_with_output().unwrap();
-    let out = stdout(&o);
+    let out = typed_into(&cmd, b"echo marker-$((6*7))\n", b"\x18x");
     assert!(out.contains("marker-42") && out.contains("attach-exit=0"), "{out}");
     assert_eq!(d.bok(&["inspect", "-f", "{{.State.Running}}", "shell"]), "true\n");
     assert!(d.bok(&["logs", "shell"]).contains("marker-42"));
@@ -268,21 +273,7 @@ fn terminals_attach_and_detach() {
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("config.json"), r#"{"detachKeys":"ctrl-e,e"}"#).unwrap();
     let cmd = format!("DOCKER_CONFIG={} {env} {berth} attach shell; echo attach-exit=$?", conf.display());
-    let mut child = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    input.write_all(b"\x10\x11echo configured-$((6*8))\n").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    input.write_all(b"\x05e").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    drop(input);
-    let o = child.wait_with_output().unwrap();
-    let out = stdout(&o);
+    let out = typed_into(&cmd, b"\x10\x11echo configured-$((6*8))\n", b"\x05e");
     assert!(out.contains("configured-48") && out.contains("attach-exit=0"), "{out}");
     assert_eq!(d.bok(&["inspect", "-f", "{{.State.Running}}", "shell"]), "true\n");
     // attach to a stopped container is refused.
