@@ -135,10 +135,27 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
         let cfg = store.config(&id)?;
         let rec = store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
         let tags: Vec<String> = store.names_of(&id)?.iter().map(|r| r.familiar()).collect();
-        let size: u64 = match &rec.top_layer {
-            Some(top) => store.layers.chain(top)?.iter().map(|l| l.size).sum(),
-            None => 0,
+        let chain = match &rec.top_layer {
+            Some(top) => store.layers.chain(top)?,
+            None => vec![],
         };
+        let size: u64 = chain.iter().map(|l| l.size).sum();
+        // overlay2's directories, as Docker shows an image's: the top
+        // layer's, and the diffs of those below it.
+        let graph = chain.first().map(|top| {
+            let dir = store.layers.overlay_dir().join(&top.cache_id);
+            let path = |p: std::path::PathBuf| p.display().to_string();
+            let mut data = json!({
+                "MergedDir": path(dir.join("merged")),
+                "UpperDir": path(dir.join("diff")),
+                "WorkDir": path(dir.join("work")),
+            });
+            if chain.len() > 1 {
+                let lowers: Vec<String> = chain[1..].iter().map(|l| path(store.layers.diff_dir(l))).collect();
+                data["LowerDir"] = json!(lowers.join(":"));
+            }
+            data
+        });
         let diff_ids: Vec<String> = cfg.rootfs.diff_ids.iter().map(ToString::to_string).collect();
         Ok(json!({
             "Id": id.to_string(),
@@ -154,7 +171,7 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
             "Variant": cfg.variant,
             "Os": cfg.os,
             "Size": size,
-            "GraphDriver": {"Name": "overlay2", "Data": null},
+            "GraphDriver": {"Name": "overlay2", "Data": graph},
             "RootFS": {"Type": cfg.rootfs.typ, "Layers": diff_ids},
             "Metadata": {"LastTagTime": rec.added},
         }))

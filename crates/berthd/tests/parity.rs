@@ -438,6 +438,9 @@ fn inspect_sends_the_fields_docker_always_sends() {
         assert!(info.get(key).is_some(), "info lacks {key}: {b}");
     }
     assert!(d.ok(&["info"]).contains("Cgroup Driver: cgroupfs"));
+    // An image's overlay2 directories, its top layer's diff among them.
+    let upper = d.ok(&["image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "busybox"]);
+    assert!(std::path::Path::new(upper.trim()).is_dir(), "{upper}");
     d.ok(&["rm", "-f", &id]);
     assert_clean(&d);
 }
