@@ -727,6 +727,18 @@ fn endpoint_settings(c: &Container, name: &str, cfg: &model::EndpointConfig) -> 
     }
 }
 
+/// Each host address a published port answers on: a port published on
+/// all addresses answers on `::` too where the host has IPv6 (berthd's
+/// relay), which Docker lists as a binding of its own.
+fn bindings(c: &Container) -> impl Iterator<Item = (String, &berth_network::store::Published)> {
+    let v6 = berth_network::nft::host_has_ipv6();
+    c.net.ports.iter().flat_map(move |p| {
+        let all = p.host_ip == std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let also = (all && v6 && p.proto != berth_network::ports::Proto::Sctp).then(|| ("::".to_owned(), p));
+        std::iter::once((p.host_ip.to_string(), p)).chain(also)
+    })
+}
+
 /// `NetworkSettings`: the ports (published, or exposed only) and the
 /// endpoints; the top-level address fields are the default bridge's.
 pub fn network_settings(c: &Container) -> Value {
@@ -735,14 +747,14 @@ pub fn network_settings(c: &Container) -> Value {
         for p in &c.config.exposed_ports {
             ports.insert(p.clone(), Value::Null);
         }
-        for p in &c.net.ports {
+        for (ip, p) in bindings(c) {
             let key = format!("{}/{}", p.port, p.proto.as_str());
             let entry = ports.entry(key).or_insert_with(|| json!([]));
             if !entry.is_array() {
                 *entry = json!([]);
             }
             if let Some(list) = entry.as_array_mut() {
-                list.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+                list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
             }
         }
     }
@@ -869,13 +881,10 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         image_id: c.image_id.clone(),
         command: cmd.join(" "),
         created: berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000,
-        ports: c
-            .net
-            .ports
-            .iter()
-            .map(|p| {
-                json!({"IP": p.host_ip.to_string(), "PrivatePort": p.port, "PublicPort": p.host_port, "Type": p.proto.as_str()})
-            })
+        ports: bindings(c)
+            .map(
+                |(ip, p)| json!({"IP": ip, "PrivatePort": p.port, "PublicPort": p.host_port, "Type": p.proto.as_str()}),
+            )
             .collect(),
         size_rw: None,
         size_root_fs: None,

@@ -756,6 +756,11 @@ fn published_ports_answer_on_the_ipv6_loopback() {
         p.lines().next().and_then(|l| l.rsplit(':').next()).unwrap().trim().parse::<u16>().unwrap()
     };
     let tcp = port("80/tcp");
+    // Docker lists a port published on all addresses once per family.
+    let both = d.ok(&["port", "web", "80/tcp"]);
+    assert!(both.contains(&format!("0.0.0.0:{tcp}")) && both.contains(&format!("[::]:{tcp}")), "{both}");
+    let listed = d.ok(&["ps", "--filter", "name=web", "--format", "{{.Ports}}"]);
+    assert!(listed.contains(&format!("[::]:{tcp}->80/tcp")), "{listed}");
     let url = format!("http://[::1]:{tcp}/hostname");
     curl_until(&url);
     // A port published on an IPv6 address answers there alone; one with
