@@ -7,6 +7,11 @@ pub mod volume;
 pub use network::*;
 pub use volume::*;
 
+/// Every model of moby's `api/swagger.yaml`, as `bollard-stubs` generates
+/// them. berth takes its wire types from here; the hand-kept ones below
+/// are those still to move, and those the server needs in another shape.
+pub use bollard_stubs::models as spec;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

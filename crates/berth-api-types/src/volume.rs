@@ -5,61 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// How much a volume holds and how many containers mount it; filled by
-/// `GET /system/df` and `GET /volumes`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct UsageData {
-    pub size: i64,
-    pub ref_count: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Volume {
-    pub name: String,
-    pub driver: String,
-    pub mountpoint: String,
-    #[serde(default)]
-    pub created_at: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    pub scope: String,
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage_data: Option<UsageData>,
-}
-
-/// `POST /volumes/create`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeCreateRequest {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub driver: String,
-    #[serde(default)]
-    pub driver_opts: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-}
-
-/// `GET /volumes`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeListResponse {
-    pub volumes: Vec<Volume>,
-    pub warnings: Vec<String>,
-}
-
-/// `POST /volumes/prune`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumePruneResponse {
-    pub volumes_deleted: Vec<String>,
-    pub space_reclaimed: u64,
-}
+/// `/volumes` on the wire: the spec's models. `VolumeUsageData` is filled
+/// by `GET /system/df` only.
+pub use bollard_stubs::models::{
+    Volume, VolumeCreateRequest, VolumeListResponse, VolumePruneResponse, VolumeScopeEnum, VolumeUsageData as UsageData,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -13,19 +13,25 @@ use crate::{json_response, read_json, status_only, ApiError, Ctx, Reply};
 /// A volume on the wire; with its size and how many containers mount it
 /// when `users` is given.
 pub fn wire(engine: &Engine, v: &Volume, users: Option<&std::collections::BTreeMap<String, Vec<String>>>) -> w::Volume {
-    w::Volume {
-        name: v.name.clone(),
-        driver: v.driver.clone(),
-        mountpoint: v.mountpoint.display().to_string(),
-        created_at: v.created_at.clone(),
-        labels: v.labels.clone(),
-        scope: "local".into(),
-        options: v.options.clone(),
-        usage_data: users.map(|u| w::UsageData {
-            size: engine.volumes.size(&v.name).map_or(-1, |s| s as i64),
-            ref_count: u.get(&v.name).map_or(0, |ids| ids.len() as i64),
-        }),
-    }
+    let w::Volume { name, driver, mountpoint, created_at, status, labels, scope, cluster_volume, options, usage_data } =
+        w::Volume {
+            name: v.name.clone(),
+            driver: v.driver.clone(),
+            mountpoint: v.mountpoint.display().to_string(),
+            created_at: Some(v.created_at.clone()),
+            status: None,
+            labels: v.labels.clone().into_iter().collect(),
+            scope: Some(w::VolumeScopeEnum::LOCAL),
+            cluster_volume: None,
+            options: v.options.clone().into_iter().collect(),
+            usage_data: users.map(|u| w::UsageData {
+                size: engine.volumes.size(&v.name).map_or(-1, |s| s as i64),
+                ref_count: u.get(&v.name).map_or(0, |ids| ids.len() as i64),
+            }),
+        };
+    // Spelled out so that a field the spec grows is a build error here
+    // until it is filled.
+    w::Volume { name, driver, mountpoint, created_at, status, labels, scope, cluster_volume, options, usage_data }
 }
 
 /// Run blocking volume work (directory walks, removals) off the runtime.
@@ -82,17 +88,22 @@ pub async fn list(ctx: &Ctx) -> Reply {
         Ok(rows)
     })
     .await?;
-    json_response(StatusCode::OK, &w::VolumeListResponse { volumes: rows, warnings: vec![] })
+    json_response(StatusCode::OK, &w::VolumeListResponse { volumes: Some(rows), warnings: Some(vec![]) })
 }
 
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body: Option<w::VolumeCreateRequest> = read_json(req).await?;
-    let b = body.unwrap_or_default();
+    let w::VolumeCreateRequest { name, driver, driver_opts, labels, cluster_volume_spec } = body.unwrap_or_default();
+    if cluster_volume_spec.is_some() {
+        return Err(ApiError::bad(
+            "ClusterVolumeSpec: cluster volumes belong to a swarm, and this node is not part of a swarm",
+        ));
+    }
     let r = CreateVolume {
-        name: b.name,
-        driver: b.driver,
-        labels: b.labels.unwrap_or_default(),
-        options: b.driver_opts.unwrap_or_default(),
+        name: name.unwrap_or_default(),
+        driver: driver.unwrap_or_default(),
+        labels: labels.unwrap_or_default().into_iter().collect(),
+        options: driver_opts.unwrap_or_default().into_iter().collect(),
     };
     let v = blocking(&ctx.engine, move |e| {
         let v = e.create_volume(r)?;
@@ -130,5 +141,8 @@ pub async fn prune(ctx: &Ctx) -> Reply {
         e.prune_volumes(all, keep).map_err(ApiError::from)
     })
     .await?;
-    json_response(StatusCode::OK, &w::VolumePruneResponse { volumes_deleted: deleted, space_reclaimed: freed })
+    json_response(
+        StatusCode::OK,
+        &w::VolumePruneResponse { volumes_deleted: Some(deleted), space_reclaimed: Some(freed as i64) },
+    )
 }

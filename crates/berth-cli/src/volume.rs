@@ -14,10 +14,11 @@ use crate::{each, Result};
 
 pub fn create(c: &Client, a: VolumeCreateArgs) -> Result<()> {
     let body = VolumeCreateRequest {
-        name: a.name.unwrap_or_default(),
-        driver: a.driver,
-        driver_opts: Some(key_values(&a.opt)),
-        labels: Some(key_values(&a.label)),
+        name: a.name,
+        driver: Some(a.driver),
+        driver_opts: Some(key_values(&a.opt).into_iter().collect()),
+        labels: Some(key_values(&a.label).into_iter().collect()),
+        cluster_volume_spec: None,
     };
     let v: Volume = c.post("/volumes/create", &Query::new(), Some(&body))?;
     print_out(&format!("{}\n", v.name))
@@ -25,7 +26,8 @@ pub fn create(c: &Client, a: VolumeCreateArgs) -> Result<()> {
 
 /// One row of `volume ls`, with the field names Docker's templates use.
 fn ls_row(v: &Volume) -> Value {
-    let labels: Vec<String> = v.labels.iter().map(|(k, val)| format!("{k}={val}")).collect();
+    let mut labels: Vec<String> = v.labels.iter().map(|(k, val)| format!("{k}={val}")).collect();
+    labels.sort();
     let (size, links) = match &v.usage_data {
         Some(u) => (human_size(u.size.max(0) as f64), u.ref_count.to_string()),
         None => ("N/A".into(), "N/A".into()),
@@ -33,7 +35,7 @@ fn ls_row(v: &Volume) -> Value {
     json!({
         "Name": v.name,
         "Driver": v.driver,
-        "Scope": v.scope,
+        "Scope": v.scope.map(|s| s.to_string()).unwrap_or_default(),
         "Mountpoint": v.mountpoint,
         "Labels": labels.join(","),
         "Size": size,
@@ -44,9 +46,10 @@ fn ls_row(v: &Volume) -> Value {
 pub fn ls(c: &Client, a: VolumeLsArgs) -> Result<()> {
     let f = filters(&a.filter)?;
     let r: VolumeListResponse = c.get("/volumes", &Query::new().filters(&f))?;
-    let rows: Vec<Value> = r.volumes.iter().map(ls_row).collect();
+    let volumes = r.volumes.unwrap_or_default();
+    let rows: Vec<Value> = volumes.iter().map(ls_row).collect();
     if a.quiet {
-        return print_out(&r.volumes.iter().map(|v| format!("{}\n", v.name)).collect::<String>());
+        return print_out(&volumes.iter().map(|v| format!("{}\n", v.name)).collect::<String>());
     }
     let header = json!({
         "Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
@@ -83,11 +86,12 @@ pub fn prune_volumes(c: &Client, all: bool, filter: &[String]) -> Result<String>
     }
     let r: VolumePruneResponse = c.post("/volumes/prune", &Query::new().filters(&f), None::<&()>)?;
     let mut out = String::new();
-    if !r.volumes_deleted.is_empty() {
+    let deleted = r.volumes_deleted.unwrap_or_default();
+    if !deleted.is_empty() {
         out.push_str("Deleted Volumes:\n");
-        out.extend(r.volumes_deleted.iter().map(|v| format!("{v}\n")));
+        out.extend(deleted.iter().map(|v| format!("{v}\n")));
         out.push('\n');
     }
-    out.push_str(&format!("Total reclaimed space: {}\n", human_size(r.space_reclaimed as f64)));
+    out.push_str(&format!("Total reclaimed space: {}\n", human_size(r.space_reclaimed.unwrap_or(0) as f64)));
     Ok(out)
 }

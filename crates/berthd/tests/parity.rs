@@ -438,6 +438,23 @@ fn inspect_sends_the_fields_docker_always_sends() {
         assert!(info.get(key).is_some(), "info lacks {key}: {b}");
     }
     assert!(d.ok(&["info"]).contains("Cgroup Driver: cgroupfs"));
+    // Volumes, their list and their prune, with every key Docker sends.
+    let (s, b) = d.http("POST", "/v1.41/volumes/create", br#"{"Name":"keys"}"#);
+    assert_eq!(s, 201, "{b}");
+    let vol: serde_json::Value = serde_json::from_str(&b).unwrap();
+    for key in ["CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"] {
+        assert!(vol.get(key).is_some(), "volume lacks {key}: {b}");
+    }
+    assert_eq!(vol["Scope"], "local");
+    let (_, b) = d.http("GET", "/v1.41/volumes", b"");
+    let list: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert!(list.get("Warnings").is_some() && list["Volumes"][0]["Name"] == "keys", "{b}");
+    let (_, b) = d.http("POST", "/v1.41/volumes/prune", b"");
+    let pruned: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert!(
+        pruned["VolumesDeleted"].as_array().is_some_and(|v| v.len() == 1) && pruned["SpaceReclaimed"].is_u64(),
+        "{b}"
+    );
     // An image's overlay2 directories, its top layer's diff among them.
     let upper = d.ok(&["image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "busybox"]);
     assert!(std::path::Path::new(upper.trim()).is_dir(), "{upper}");
