@@ -68,86 +68,40 @@ pub struct NetworkingConfig {
     pub endpoints_config: Option<BTreeMap<String, EndpointSettings>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct IpamPool {
-    /// Each may be `null` or missing, as Docker's SDKs send them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnet: Option<String>,
-    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
-    pub ip_range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
-    #[serde(rename = "AuxiliaryAddresses", default, skip_serializing_if = "Option::is_none")]
-    pub aux_addresses: Option<BTreeMap<String, String>>,
-}
+pub use bollard_stubs::models::{
+    ConfigReference, EndpointResource, IpamConfig, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkPruneResponse,
+};
 
+/// IPAM as berth serves and reads it. The spec's model leaves `Options`
+/// out when unset; dockerd sends it as `null`, and so does berth.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ipam {
     #[serde(default)]
     pub driver: String,
+    /// Each pool's fields may be `null` or missing, as Docker's SDKs send
+    /// them.
     #[serde(default)]
-    pub config: Option<Vec<IpamPool>>,
+    pub config: Option<Vec<IpamConfig>>,
     #[serde(default)]
     pub options: Option<BTreeMap<String, String>>,
 }
 
-/// `POST /networks/create`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// `POST /networks/create`: the spec's request, and `CheckDuplicate`,
+/// which API 1.44 dropped and older clients (docker 20.10, compose 1.29)
+/// still send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkCreateRequest {
-    pub name: String,
-    #[serde(default)]
+    #[serde(flatten)]
+    pub spec: bollard_stubs::models::NetworkCreateRequest,
+    #[serde(rename = "CheckDuplicate", default, skip_serializing_if = "Option::is_none")]
     pub check_duplicate: Option<bool>,
-    #[serde(default)]
-    pub driver: String,
-    #[serde(default)]
-    pub scope: String,
-    #[serde(default)]
-    pub internal: bool,
-    #[serde(default)]
-    pub attachable: bool,
-    #[serde(default)]
-    pub ingress: bool,
-    #[serde(rename = "IPAM", default)]
-    pub ipam: Option<Ipam>,
-    #[serde(rename = "EnableIPv6", default)]
-    pub enable_ipv6: Option<bool>,
-    #[serde(rename = "EnableIPv4", default)]
-    pub enable_ipv4: Option<bool>,
-    #[serde(default)]
-    pub options: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub config_only: bool,
-    #[serde(default)]
-    pub config_from: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkCreateResponse {
-    pub id: String,
-    pub warning: String,
-}
-
-/// A container as a network's inspect lists it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkContainer {
-    pub name: String,
-    #[serde(rename = "EndpointID")]
-    pub endpoint_id: String,
-    pub mac_address: String,
-    #[serde(rename = "IPv4Address")]
-    pub ipv4_address: String,
-    #[serde(rename = "IPv6Address")]
-    pub ipv6_address: String,
-}
-
-/// `GET /networks/{id}` and the entries of `GET /networks`.
+/// `GET /networks/{id}` and the entries of `GET /networks`: the spec's
+/// `NetworkInspect` with every field dockerd always sends, `IPAM` in
+/// berth's shape above.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Network {
@@ -165,9 +119,9 @@ pub struct Network {
     pub internal: bool,
     pub attachable: bool,
     pub ingress: bool,
-    pub config_from: BTreeMap<String, String>,
+    pub config_from: ConfigReference,
     pub config_only: bool,
-    pub containers: BTreeMap<String, NetworkContainer>,
+    pub containers: BTreeMap<String, EndpointResource>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -179,19 +133,4 @@ pub struct NetworkConnectRequest {
     pub container: String,
     #[serde(default)]
     pub endpoint_config: Option<EndpointSettings>,
-}
-
-/// `POST /networks/{id}/disconnect`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkDisconnectRequest {
-    pub container: String,
-    #[serde(default)]
-    pub force: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkPruneResponse {
-    pub networks_deleted: Vec<String>,
 }

@@ -16,29 +16,29 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
         if let Some(a) = c.net.attachments.values().find(|a| a.network_id == n.id) {
             containers.insert(
                 c.id.clone(),
-                w::NetworkContainer {
-                    name: c.name.trim_start_matches('/').to_owned(),
-                    endpoint_id: a.endpoint_id.clone(),
-                    mac_address: a.mac.clone(),
-                    ipv4_address: a.ip.map(|ip| format!("{ip}/{}", a.prefix)).unwrap_or_default(),
-                    ipv6_address: a.ip6.map(|ip| format!("{ip}/{}", a.prefix6)).unwrap_or_default(),
+                w::EndpointResource {
+                    name: Some(c.name.trim_start_matches('/').to_owned()),
+                    endpoint_id: Some(a.endpoint_id.clone()),
+                    mac_address: Some(a.mac.clone()),
+                    ipv4_address: Some(a.ip.map(|ip| format!("{ip}/{}", a.prefix)).unwrap_or_default()),
+                    ipv6_address: Some(a.ip6.map(|ip| format!("{ip}/{}", a.prefix6)).unwrap_or_default()),
                 },
             );
         }
     }
-    let mut config: Vec<w::IpamPool> = n
+    let mut config: Vec<w::IpamConfig> = n
         .subnet
-        .map(|s| w::IpamPool {
+        .map(|s| w::IpamConfig {
             subnet: Some(s.to_string()),
             ip_range: n.ip_range.map(|r| r.to_string()),
             gateway: n.gateway.map(|g| g.to_string()),
-            aux_addresses: (!n.aux_addresses.is_empty())
+            auxiliary_addresses: (!n.aux_addresses.is_empty())
                 .then(|| n.aux_addresses.iter().map(|(k, ip)| (k.clone(), ip.to_string())).collect()),
         })
         .into_iter()
         .collect();
     if let Some(v6) = n.ipv6 {
-        config.push(w::IpamPool {
+        config.push(w::IpamConfig {
             subnet: Some(v6.subnet.to_string()),
             gateway: Some(v6.gateway.to_string()),
             ..Default::default()
@@ -56,7 +56,7 @@ fn wire(ctx: &Ctx, n: &Network) -> w::Network {
         internal: n.internal,
         attachable: n.attachable,
         ingress: false,
-        config_from: BTreeMap::from([("Network".to_owned(), String::new())]),
+        config_from: w::ConfigReference { network: Some(String::new()) },
         config_only: false,
         containers,
         options: n.options.clone(),
@@ -104,38 +104,59 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
 
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body: Option<w::NetworkCreateRequest> = read_json(req).await?;
-    let b = body.ok_or_else(|| ApiError::bad("network create needs a body"))?;
-    if b.name.is_empty() {
+    let w::NetworkCreateRequest { spec: b, check_duplicate: _ } =
+        body.ok_or_else(|| ApiError::bad("network create needs a body"))?;
+    // Every field of the spec's request, so that one it grows is a build
+    // error here until it is honoured or refused. `CheckDuplicate` asks
+    // for what berth always does: a name is never taken twice.
+    let w::spec::NetworkCreateRequest {
+        name,
+        driver,
+        scope,
+        internal,
+        attachable,
+        ingress,
+        config_only,
+        config_from,
+        ipam,
+        enable_ipv4,
+        enable_ipv6,
+        options,
+        labels,
+    } = b;
+    if name.is_empty() {
         return Err(ApiError::bad("network name cannot be empty"));
     }
     // Swarm's kinds of network, and IPv6-only ones, are refused by name.
-    if b.enable_ipv4 == Some(false) {
+    if enable_ipv4 == Some(false) {
         return Err(ApiError::bad("EnableIPv4 false: berth's networks are IPv4 networks"));
     }
-    if b.ingress {
+    if ingress == Some(true) {
         return Err(ApiError::bad(
             "Ingress: an ingress network needs swarm mode, and this node is not part of a swarm",
         ));
     }
-    if b.config_only || b.config_from.as_ref().is_some_and(|c| !c.is_null()) {
+    if config_only == Some(true) || config_from.is_some_and(|c| c.network.is_some_and(|n| !n.is_empty())) {
         return Err(ApiError::bad("ConfigOnly/ConfigFrom: berth has no configuration-only networks"));
     }
-    if !matches!(b.scope.as_str(), "" | "local") {
-        return Err(ApiError::bad(format!("Scope {:?}: berth's networks are local", b.scope)));
+    let scope = scope.unwrap_or_default();
+    if !matches!(scope.as_str(), "" | "local") {
+        return Err(ApiError::bad(format!("Scope {scope:?}: berth's networks are local")));
     }
-    let ipam = b.ipam.clone().unwrap_or_default();
-    if !matches!(ipam.driver.as_str(), "" | "default") {
-        return Err(ApiError::bad(format!("IPAM driver {:?}: berth has only the default", ipam.driver)));
+    let ipam = ipam.unwrap_or_default();
+    let ipam_driver = ipam.driver.unwrap_or_default();
+    if !matches!(ipam_driver.as_str(), "" | "default") {
+        return Err(ApiError::bad(format!("IPAM driver {ipam_driver:?}: berth has only the default")));
     }
     if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::bad("IPAM Options: the default IPAM driver takes none"));
     }
-    let (pools6, pools): (Vec<w::IpamPool>, Vec<w::IpamPool>) =
+    let (pools6, pools): (Vec<w::IpamConfig>, Vec<w::IpamConfig>) =
         ipam.config.unwrap_or_default().into_iter().partition(|p| p.subnet.as_deref().is_some_and(|s| s.contains(':')));
     if pools.len() > 1 || pools6.len() > 1 {
         return Err(ApiError::bad("only one IPv4 and one IPv6 subnet per network are supported"));
     }
-    let enable_ipv6 = b.enable_ipv6 == Some(true);
+    let enable_ipv6 = enable_ipv6 == Some(true);
     let pool6 = pools6.into_iter().next();
     if let Some(p) = &pool6 {
         if !enable_ipv6 {
@@ -144,7 +165,8 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
                 p.subnet.as_deref().unwrap_or_default()
             )));
         }
-        if p.ip_range.as_ref().is_some_and(|r| !r.is_empty()) || p.aux_addresses.as_ref().is_some_and(|a| !a.is_empty())
+        if p.ip_range.as_ref().is_some_and(|r| !r.is_empty())
+            || p.auxiliary_addresses.as_ref().is_some_and(|a| !a.is_empty())
         {
             return Err(ApiError::bad("IPRange and AuxiliaryAddresses of an IPv6 pool are not supported"));
         }
@@ -152,17 +174,17 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let pool = pools.into_iter().next().unwrap_or_default();
     let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     let (subnet, gateway, ip_range) = (given(&pool.subnet), given(&pool.gateway), given(&pool.ip_range));
-    let aux = pool.aux_addresses.unwrap_or_default();
+    let aux: BTreeMap<String, String> = pool.auxiliary_addresses.unwrap_or_default().into_iter().collect();
     if subnet.is_none() && (gateway.is_some() || ip_range.is_some() || !aux.is_empty()) {
         return Err(ApiError::bad("a gateway, ip range or auxiliary address needs a subnet"));
     }
     let r = CreateNetwork {
-        name: b.name,
-        driver: b.driver,
-        internal: b.internal,
-        attachable: b.attachable,
-        labels: b.labels.unwrap_or_default(),
-        options: b.options.unwrap_or_default(),
+        name,
+        driver: driver.unwrap_or_default(),
+        internal: internal.unwrap_or(false),
+        attachable: attachable.unwrap_or(false),
+        labels: labels.unwrap_or_default().into_iter().collect(),
+        options: options.unwrap_or_default().into_iter().collect(),
         subnet,
         gateway,
         ip_range,
@@ -191,11 +213,11 @@ pub async fn connect(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
 pub async fn disconnect(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
     let body: Option<w::NetworkDisconnectRequest> = read_json(req).await?;
     let b = body.ok_or_else(|| ApiError::bad("disconnect needs a body"))?;
-    ctx.engine.network_disconnect(id, &b.container, b.force).await?;
+    ctx.engine.network_disconnect(id, &b.container, b.force.unwrap_or(false)).await?;
     status_only(StatusCode::OK)
 }
 
 pub async fn prune(ctx: &Ctx) -> Reply {
     let removed = ctx.engine.network_prune().await?;
-    json_response(StatusCode::OK, &w::NetworkPruneResponse { networks_deleted: removed })
+    json_response(StatusCode::OK, &w::NetworkPruneResponse { networks_deleted: Some(removed) })
 }

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use berth_api_types::network::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamPool, Network, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkCreateResponse, NetworkDisconnectRequest, NetworkPruneResponse,
+    EndpointIpamConfig, EndpointSettings, IpamConfig, Network, NetworkConnectRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkPruneResponse,
 };
+use berth_api_types::spec::{Ipam, NetworkCreateRequest};
 use berth_client::{Body, Client, Query};
 use serde_json::{json, Value};
 
@@ -32,16 +33,17 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreateRequest> {
     if a.gateway.len() > a.subnet.len() || a.ip_range.len() > a.subnet.len() {
         return Err(CliError::Usage("every ip-range or gateway must have a corresponding subnet".into()));
     }
-    let pools: Vec<IpamPool> = a
+    let pools: Vec<IpamConfig> = a
         .subnet
         .iter()
         .enumerate()
-        .map(|(i, s)| IpamPool {
+        .map(|(i, s)| IpamConfig {
             subnet: Some(s.clone()),
             gateway: a.gateway.get(i).cloned(),
             ip_range: a.ip_range.get(i).cloned(),
             // berth's networks have one subnet: the first pool has them.
-            aux_addresses: (i == 0 && !a.aux_address.is_empty()).then(|| key_values(&a.aux_address)),
+            auxiliary_addresses: (i == 0 && !a.aux_address.is_empty())
+                .then(|| key_values(&a.aux_address).into_iter().collect()),
         })
         .collect();
     if pools.is_empty() && !a.aux_address.is_empty() {
@@ -49,13 +51,13 @@ fn create_request(a: NetworkCreateArgs) -> Result<NetworkCreateRequest> {
     }
     Ok(NetworkCreateRequest {
         name: a.name,
-        driver: a.driver,
-        internal: a.internal,
-        attachable: a.attachable,
+        driver: Some(a.driver),
+        internal: Some(a.internal),
+        attachable: Some(a.attachable),
         enable_ipv6: a.ipv6.then_some(true),
-        ipam: Some(Ipam { driver: "default".into(), config: Some(pools), options: None }),
-        options: Some(key_values(&a.opt)),
-        labels: Some(key_values(&a.label)),
+        ipam: Some(Ipam { driver: Some("default".into()), config: Some(pools), options: None }),
+        options: Some(key_values(&a.opt).into_iter().collect()),
+        labels: Some(key_values(&a.label).into_iter().collect()),
         ..Default::default()
     })
 }
@@ -112,10 +114,11 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
     }
     let f = filters(&a.filter)?;
     let r: NetworkPruneResponse = c.post("/networks/prune", &Query::new().filters(&f), None::<&()>)?;
-    if r.networks_deleted.is_empty() {
+    let deleted = r.networks_deleted.unwrap_or_default();
+    if deleted.is_empty() {
         return Ok(());
     }
-    let names: String = r.networks_deleted.iter().map(|n| format!("{n}\n")).collect();
+    let names: String = deleted.iter().map(|n| format!("{n}\n")).collect();
     print_out(&format!("Deleted Networks:\n{names}"))
 }
 
@@ -128,7 +131,7 @@ pub fn connect(c: &Client, a: NetworkConnectArgs) -> Result<()> {
 }
 
 pub fn disconnect(c: &Client, a: NetworkDisconnectArgs) -> Result<()> {
-    let body = NetworkDisconnectRequest { container: a.container, force: a.force };
+    let body = NetworkDisconnectRequest { container: a.container, force: Some(a.force) };
     post_quiet(c, &format!("/networks/{}/disconnect", a.network), &body)
 }
 
