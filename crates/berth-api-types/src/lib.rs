@@ -21,9 +21,17 @@ use serde_json::Value;
 pub const API_VERSION: &str = "1.50";
 pub const MIN_API_VERSION: &str = "1.40";
 
+pub use bollard_stubs::models::{
+    ContainerCreateResponse as CreateResponse, ContainerWaitExitError as WaitError,
+    ContainerWaitResponse as WaitResponse, ErrorResponse, ExecStartConfig as ExecStartRequest,
+};
+
+/// The answer to a create that makes an object with an id, `{"Id": …}`.
+/// The spec's `IdResponse` writes the key as `id`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    pub message: String,
+#[serde(rename_all = "PascalCase")]
+pub struct IdResponse {
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -275,27 +283,6 @@ pub struct HostConfig {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct CreateResponse {
-    pub id: String,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct WaitError {
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct WaitResponse {
-    pub status_code: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<WaitError>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ContainerState {
     pub status: String,
     pub running: bool,
@@ -415,56 +402,15 @@ pub struct EventActor {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// `POST /containers/{id}/exec`.
+/// `POST /containers/{id}/exec`: the spec's request, and `Detach`, which
+/// Docker's CLI still sends for `exec -d`; the start request decides, as
+/// in moby (which reads it only there).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ExecCreateRequest {
-    /// Sent by Docker's CLI for `exec -d`; the start request decides, as
-    /// in moby (which reads it only there).
-    #[serde(default)]
-    pub detach: bool,
-    #[serde(default)]
-    pub attach_stdin: bool,
-    #[serde(default)]
-    pub attach_stdout: bool,
-    #[serde(default)]
-    pub attach_stderr: bool,
-    /// [height, width].
-    #[serde(default)]
-    pub console_size: Option<Vec<u32>>,
-    #[serde(default)]
-    pub detach_keys: String,
-    #[serde(default)]
-    pub tty: bool,
-    #[serde(default)]
-    pub env: Option<Vec<String>>,
-    #[serde(default)]
-    pub cmd: Option<Vec<String>>,
-    #[serde(default)]
-    pub privileged: bool,
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub working_dir: String,
-}
-
-/// The answer to a create that makes an object with an id.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct IdResponse {
-    pub id: String,
-}
-
-/// `POST /exec/{id}/start`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ExecStartRequest {
-    #[serde(default)]
-    pub detach: bool,
-    #[serde(default)]
-    pub tty: bool,
-    #[serde(default)]
-    pub console_size: Option<Vec<u32>>,
+    #[serde(flatten)]
+    pub spec: bollard_stubs::models::ExecConfig,
+    #[serde(rename = "Detach", default, skip_serializing_if = "Option::is_none")]
+    pub detach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

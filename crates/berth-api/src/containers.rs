@@ -244,7 +244,7 @@ pub async fn wait(ctx: &Ctx, id: &str) -> Reply {
         let (code, error) = fut.await;
         let r = w::WaitResponse {
             status_code: i64::from(code),
-            error: (!error.is_empty()).then_some(w::WaitError { message: error }),
+            error: (!error.is_empty()).then_some(w::WaitError { message: Some(error) }),
         };
         let _ = tx.send(Bytes::from(serde_json::to_vec(&r).unwrap_or_default())).await;
     });

@@ -898,9 +898,10 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
 }
 
 /// A [height, width] pair from the wire; zeros mean "not given".
-pub fn console_size(v: Option<&[u32]>) -> Option<(u16, u16)> {
+pub fn console_size<T: Copy + TryInto<u64>>(v: Option<&[T]>) -> Option<(u16, u16)> {
+    let side = |x: T| x.try_into().ok().filter(|x: &u64| *x > 0).map(|x| x.min(65535) as u16);
     match v {
-        Some([h, w]) if *h > 0 && *w > 0 => Some(((*h).min(65535) as u16, (*w).min(65535) as u16)),
+        Some([h, w]) => side(*h).zip(side(*w)),
         _ => None,
     }
 }

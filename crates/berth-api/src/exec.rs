@@ -19,19 +19,35 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn create(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
     let body: Option<w::ExecCreateRequest> = read_json(req).await?;
-    let b = body.ok_or_else(|| ApiError::bad("exec configuration cannot be empty"))?;
+    let w::ExecCreateRequest { spec, detach: _ } =
+        body.ok_or_else(|| ApiError::bad("exec configuration cannot be empty"))?;
+    // Every field of the spec's request, so that one it grows is a build
+    // error here until it is honoured or refused.
+    let w::spec::ExecConfig {
+        attach_stdin,
+        attach_stdout,
+        attach_stderr,
+        console_size,
+        detach_keys,
+        tty,
+        env,
+        cmd,
+        privileged,
+        user,
+        working_dir,
+    } = spec;
     let cfg = ExecConfig {
-        cmd: b.cmd.unwrap_or_default(),
-        env: b.env.unwrap_or_default(),
-        user: b.user,
-        working_dir: b.working_dir,
-        tty: b.tty,
-        attach_stdin: b.attach_stdin,
-        attach_stdout: b.attach_stdout,
-        attach_stderr: b.attach_stderr,
-        privileged: b.privileged,
-        detach_keys: b.detach_keys,
-        console_size: convert::console_size(b.console_size.as_deref()),
+        cmd: cmd.unwrap_or_default(),
+        env: env.unwrap_or_default(),
+        user: user.unwrap_or_default(),
+        working_dir: working_dir.unwrap_or_default(),
+        tty: tty.unwrap_or(false),
+        attach_stdin: attach_stdin.unwrap_or(false),
+        attach_stdout: attach_stdout.unwrap_or(false),
+        attach_stderr: attach_stderr.unwrap_or(false),
+        privileged: privileged.unwrap_or(false),
+        detach_keys: detach_keys.unwrap_or_default(),
+        console_size: convert::console_size(console_size.as_deref()),
     };
     stream::detach_keys(&cfg.detach_keys)?;
     if !cfg.working_dir.is_empty() && !cfg.working_dir.starts_with('/') {
@@ -56,14 +72,14 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
     let body: Option<w::ExecStartRequest> = read_json(req).await?;
     let b = body.unwrap_or_default();
     let size = convert::console_size(b.console_size.as_deref());
-    if b.detach {
+    if b.detach == Some(true) {
         ctx.engine.exec_start(id, true, size).await?;
         return status_only(StatusCode::OK);
     }
     let x = ctx.engine.exec_ready(id)?;
     let engine = ctx.engine.clone();
     let exec_id = x.id.clone();
-    let raw = b.tty;
+    let raw = b.tty == Some(true);
     let streams = Streams {
         detach: (x.config.tty && x.config.attach_stdin)
             .then(|| stream::detach_keys(&x.config.detach_keys))

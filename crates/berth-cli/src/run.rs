@@ -3,9 +3,8 @@
 //! wait request are open before the container starts, so neither its
 //! first output nor its exit is missed.
 
-use berth_api_types::{
-    ContainerInspect, CreateResponse, ExecCreateRequest, ExecInspect, ExecStartRequest, IdResponse, WaitResponse,
-};
+use berth_api_types::spec::ExecConfig;
+use berth_api_types::{ContainerInspect, CreateResponse, ExecInspect, ExecStartRequest, IdResponse, WaitResponse};
 use berth_client::{Body, Client, Hijacked, Query, Response};
 
 use crate::cli::{AttachArgs, ExecArgs, RunArgs, StartArgs};
@@ -60,8 +59,8 @@ fn wait_request(c: &Client, id: &str, condition: &str) -> Result<Response> {
 
 fn wait_result(r: Response) -> Result<i32> {
     let w: WaitResponse = r.json()?;
-    if let Some(e) = w.error.filter(|e| !e.message.is_empty()) {
-        say!("{}", e.message);
+    if let Some(message) = w.error.and_then(|e| e.message).filter(|m| !m.is_empty()) {
+        say!("{message}");
     }
     Ok(i32::try_from(w.status_code).unwrap_or(255))
 }
@@ -183,23 +182,26 @@ pub fn exec(c: &Client, a: ExecArgs) -> Result<()> {
     let (container, cmd) =
         a.args.split_first().ok_or_else(|| CliError::Usage("exec needs a container and a command".into()))?;
     check_tty(a.tty, a.interactive && !a.detach)?;
-    let req = ExecCreateRequest {
-        detach: a.detach,
-        attach_stdin: a.interactive && !a.detach,
-        attach_stdout: !a.detach,
-        attach_stderr: !a.detach,
-        console_size: if a.tty { stream::terminal_size().map(|(h, w)| vec![u32::from(h), u32::from(w)]) } else { None },
-        detach_keys: keys_for_daemon(a.detach_keys.as_deref()).unwrap_or_default(),
-        tty: a.tty,
+    let req = ExecConfig {
+        attach_stdin: Some(a.interactive && !a.detach),
+        attach_stdout: Some(!a.detach),
+        attach_stderr: Some(!a.detach),
+        console_size: if a.tty {
+            stream::terminal_size().map(|(h, w)| vec![usize::from(h), usize::from(w)])
+        } else {
+            None
+        },
+        detach_keys: keys_for_daemon(a.detach_keys.as_deref()),
+        tty: Some(a.tty),
         env: Some(opts::env(&a.env, &a.env_file)?).filter(|e| !e.is_empty()),
         cmd: Some(cmd.to_vec()),
-        privileged: a.privileged,
-        user: a.user.clone().unwrap_or_default(),
-        working_dir: a.workdir.clone().unwrap_or_default(),
+        privileged: Some(a.privileged),
+        user: a.user.clone(),
+        working_dir: a.workdir.clone(),
     };
     let created: IdResponse = c.post(&format!("/containers/{container}/exec"), &Query::new(), Some(&req))?;
     let id = created.id;
-    let start = ExecStartRequest { detach: a.detach, tty: a.tty, console_size: req.console_size.clone() };
+    let start = ExecStartRequest { detach: Some(a.detach), tty: Some(a.tty), console_size: req.console_size.clone() };
     if a.detach {
         let r = c.call("POST", &format!("/exec/{id}/start"), &Query::new(), Body::Json(serde_json::to_vec(&start)?))?;
         std::io::copy(&mut { r }, &mut std::io::sink())?;
@@ -207,7 +209,15 @@ pub fn exec(c: &Client, a: ExecArgs) -> Result<()> {
     }
     stream::block_signals();
     let h = c.hijack(&format!("/exec/{id}/start"), &Query::new(), Some(&start))?;
-    let ended = session(c, h, Target::Exec(id.clone()), a.tty, req.attach_stdin, false, a.detach_keys.as_deref())?;
+    let ended = session(
+        c,
+        h,
+        Target::Exec(id.clone()),
+        a.tty,
+        req.attach_stdin == Some(true),
+        false,
+        a.detach_keys.as_deref(),
+    )?;
     if ended == Ended::Detached {
         return Ok(());
     }
