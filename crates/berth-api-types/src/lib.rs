@@ -359,19 +359,8 @@ pub struct ContainerSummary {
     pub mounts: Vec<MountPoint>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageSummary {
-    pub id: String,
-    pub parent_id: String,
-    pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
-    pub created: i64,
-    pub size: i64,
-    pub shared_size: i64,
-    pub labels: BTreeMap<String, String>,
-    pub containers: i64,
-}
+/// An entry of `GET /images/json` and of `/system/df`: the spec's model.
+pub use bollard_stubs::models::ImageSummary;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Event {

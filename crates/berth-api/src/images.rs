@@ -104,7 +104,12 @@ pub(crate) fn summary(
         created: created_secs(cfg.created.as_deref()),
         size: size as i64,
         shared_size: shared,
-        labels: cfg.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default(),
+        labels: cfg.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default().into_iter().collect(),
+        // A multi-platform index's manifests and the image's own
+        // descriptor: berth stores single-platform images by config id,
+        // with no manifest kept to describe.
+        manifests: None,
+        descriptor: None,
     })
 }
 

@@ -438,6 +438,11 @@ fn inspect_sends_the_fields_docker_always_sends() {
         assert!(info.get(key).is_some(), "info lacks {key}: {b}");
     }
     assert!(d.ok(&["info"]).contains("Cgroup Driver: cgroupfs"));
+    let (_, b) = d.http("GET", "/v1.41/images/json", b"");
+    let images: serde_json::Value = serde_json::from_str(&b).unwrap();
+    for key in ["Containers", "Created", "Id", "Labels", "ParentId", "RepoDigests", "RepoTags", "SharedSize", "Size"] {
+        assert!(images[0].get(key).is_some(), "image list lacks {key}: {b}");
+    }
     // Volumes, their list and their prune, with every key Docker sends.
     let (s, b) = d.http("POST", "/v1.41/volumes/create", br#"{"Name":"keys"}"#);
     assert_eq!(s, 201, "{b}");
