@@ -336,28 +336,12 @@ pub struct ContainerInspect {
     pub network_settings: Value,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerSummary {
-    pub id: String,
-    pub names: Vec<String>,
-    pub image: String,
-    #[serde(rename = "ImageID")]
-    pub image_id: String,
-    pub command: String,
-    pub created: i64,
-    pub ports: Vec<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_rw: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_root_fs: Option<i64>,
-    pub labels: BTreeMap<String, String>,
-    pub state: String,
-    pub status: String,
-    pub host_config: BTreeMap<String, String>,
-    pub network_settings: Value,
-    pub mounts: Vec<MountPoint>,
-}
+/// An entry of `GET /containers/json` and of `/system/df`: the spec's
+/// models.
+pub use bollard_stubs::models::{
+    ContainerSummary, ContainerSummaryHostConfig, ContainerSummaryNetworkSettings, ContainerSummaryStateEnum,
+    PortSummary, PortSummaryTypeEnum,
+};
 
 /// An entry of `GET /images/json` and of `/system/df`: the spec's model.
 pub use bollard_stubs::models::ImageSummary;

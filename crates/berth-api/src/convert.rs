@@ -872,28 +872,100 @@ pub fn status_text(c: &Container, now_nanos: i64) -> String {
 
 pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
     let cmd: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
-    let mut hc = BTreeMap::new();
-    hc.insert("NetworkMode".to_owned(), c.host.network_mode.clone());
-    w::ContainerSummary {
-        id: c.id.clone(),
-        names: vec![c.name.clone()],
-        image: c.config.image.clone(),
-        image_id: c.image_id.clone(),
-        command: cmd.join(" "),
-        created: berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000,
-        ports: bindings(c)
-            .map(
-                |(ip, p)| json!({"IP": ip, "PrivatePort": p.port, "PublicPort": p.host_port, "Type": p.proto.as_str()}),
-            )
-            .collect(),
+    // The endpoints as inspect shows them, read back as the spec's
+    // EndpointSettings; the network tests hold the two shapes together.
+    let networks = serde_json::from_value(network_settings(c)["Networks"].take()).unwrap_or_else(|e| {
+        tracing::error!(container = %c.id, "endpoints do not fit the spec's EndpointSettings: {e}");
+        Default::default()
+    });
+    let mounts = c
+        .mount_points
+        .iter()
+        .map(|p| w::spec::MountPoint {
+            typ: Some(p.kind.as_str().into()),
+            name: (!p.name.is_empty()).then(|| p.name.clone()),
+            source: Some(p.source.clone()),
+            destination: Some(p.destination.clone()),
+            driver: (!p.driver.is_empty()).then(|| p.driver.clone()),
+            mode: Some(p.mode.clone()),
+            rw: Some(p.rw),
+            propagation: Some(p.propagation.clone()),
+        })
+        .collect();
+    let w::ContainerSummary {
+        id,
+        names,
+        image,
+        image_id,
+        image_manifest_descriptor,
+        command,
+        created,
+        ports,
+        size_rw,
+        size_root_fs,
+        labels,
+        state,
+        status,
+        host_config,
+        network_settings,
+        mounts,
+        health,
+    } = w::ContainerSummary {
+        id: Some(c.id.clone()),
+        names: Some(vec![c.name.clone()]),
+        image: Some(c.config.image.clone()),
+        image_id: Some(c.image_id.clone()),
+        // Sent by an engine that keeps image manifests (containerd's
+        // store); berth keeps images by config id, as Docker's graph
+        // drivers do, which send none.
+        image_manifest_descriptor: None,
+        command: Some(cmd.join(" ")),
+        created: Some(berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000),
+        ports: Some(
+            bindings(c)
+                .map(|(ip, p)| w::PortSummary {
+                    ip: Some(ip),
+                    private_port: p.port,
+                    public_port: Some(p.host_port),
+                    typ: p.proto.as_str().parse().ok(),
+                })
+                .collect(),
+        ),
         size_rw: None,
         size_root_fs: None,
-        labels: c.config.labels.clone(),
-        state: c.state.status.as_str().into(),
-        status: status_text(c, now_nanos),
-        host_config: hc,
-        network_settings: json!({"Networks": network_settings(c)["Networks"].clone()}),
-        mounts: mount_points(c),
+        labels: Some(c.config.labels.clone().into_iter().collect()),
+        state: c.state.status.as_str().parse().ok(),
+        status: Some(status_text(c, now_nanos)),
+        host_config: Some(w::ContainerSummaryHostConfig {
+            network_mode: Some(c.host.network_mode.clone()),
+            annotations: (!c.host.annotations.is_empty()).then(|| c.host.annotations.clone().into_iter().collect()),
+        }),
+        network_settings: Some(w::ContainerSummaryNetworkSettings { networks: Some(networks) }),
+        mounts: Some(mounts),
+        // The health summary of API versions after the 1.50 berth
+        // serves; at 1.50 the `health=` filter selects by it.
+        health: None,
+    };
+    // Spelled out so that a field the spec grows is a build error here
+    // until it is filled.
+    w::ContainerSummary {
+        id,
+        names,
+        image,
+        image_id,
+        image_manifest_descriptor,
+        command,
+        created,
+        ports,
+        size_rw,
+        size_root_fs,
+        labels,
+        state,
+        status,
+        host_config,
+        network_settings,
+        mounts,
+        health,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use berth_api_types::{ContainerSummary, IdResponse, WaitResponse};
+use berth_api_types::{ContainerSummary, IdResponse, PortSummary, WaitResponse};
 use berth_client::{Body, Client, Query};
 use berth_core::units::human_size;
 use serde_json::{json, Value};
@@ -78,32 +78,75 @@ pub fn filters(list: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// A container's ports as `ps` shows them: `ip:public->private/proto`
+/// for a published one (an IPv6 address in brackets), `private/proto`
+/// for one only exposed.
+fn ports_text(ports: &[PortSummary]) -> String {
+    let one = |p: &PortSummary| {
+        let proto = p.typ.map(|t| t.to_string()).unwrap_or_default();
+        match (p.ip.as_deref(), p.public_port) {
+            (Some(ip), Some(public)) => {
+                let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() };
+                format!("{ip}:{public}->{}/{proto}", p.private_port)
+            }
+            _ => format!("{}/{proto}", p.private_port),
+        }
+    };
+    ports.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
 /// One row of `ps`, with the field names Docker's templates use.
 pub(crate) fn ps_row(s: &ContainerSummary, trunc: bool) -> Value {
-    let id = if trunc { short_id(&s.id) } else { s.id.clone() };
-    let image = if trunc && s.image.starts_with("sha256:") { short_id(&s.image) } else { s.image.clone() };
-    let cmd = if trunc { ellipsis(&s.command, 20) } else { s.command.clone() };
-    let names: Vec<&str> = s.names.iter().map(|n| n.trim_start_matches('/')).collect();
-    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let (full_id, full_image) = (s.id.clone().unwrap_or_default(), s.image.clone().unwrap_or_default());
+    let command = s.command.clone().unwrap_or_default();
+    let created = s.created.unwrap_or(0);
+    let id = if trunc { short_id(&full_id) } else { full_id };
+    let image = if trunc && full_image.starts_with("sha256:") { short_id(&full_image) } else { full_image };
+    let cmd = if trunc { ellipsis(&command, 20) } else { command };
+    let names: Vec<&str> = s.names.iter().flatten().map(|n| n.trim_start_matches('/')).collect();
+    let mut labels: Vec<String> = s.labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
     let size = match (s.size_rw, s.size_root_fs) {
         (Some(rw), Some(root)) => format!("{} (virtual {})", human_size(rw as f64), human_size(root as f64)),
         (Some(rw), None) => human_size(rw as f64),
         _ => String::new(),
     };
+    // A volume by its name, anything else by its source, as Docker's
+    // formatter shows them.
+    let mounts: Vec<String> = s
+        .mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            let n = m.name.clone().filter(|n| !n.is_empty()).or_else(|| m.source.clone()).unwrap_or_default();
+            if trunc {
+                ellipsis(&n, 15)
+            } else {
+                n
+            }
+        })
+        .collect();
+    let mut networks: Vec<&str> = s
+        .network_settings
+        .iter()
+        .filter_map(|n| n.networks.as_ref())
+        .flat_map(|n| n.keys().map(String::as_str))
+        .collect();
+    networks.sort_unstable();
     json!({
         "ID": id,
         "Image": image,
         "Command": format!("\"{cmd}\""),
-        "CreatedAt": unix_time(s.created),
-        "RunningFor": ago(s.created),
-        "Ports": "",
-        "State": s.state,
-        "Status": s.status,
+        "CreatedAt": unix_time(created),
+        "RunningFor": ago(created),
+        "Ports": ports_text(s.ports.as_deref().unwrap_or_default()),
+        "State": s.state.map(|x| x.to_string()).unwrap_or_default(),
+        "Status": s.status.clone().unwrap_or_default(),
         "Size": size,
         "Names": names.join(","),
         "Labels": labels.join(","),
-        "Mounts": "",
-        "Networks": s.host_config.get("NetworkMode").cloned().unwrap_or_default(),
+        "Mounts": mounts.join(","),
+        "Networks": networks.join(","),
     })
 }
 
@@ -118,8 +161,11 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<()> {
     }
     let list: Vec<ContainerSummary> = c.get("/containers/json", &q)?;
     if a.quiet {
-        let ids: String =
-            list.iter().map(|s| format!("{}\n", if a.no_trunc { s.id.clone() } else { short_id(&s.id) })).collect();
+        let ids: String = list
+            .iter()
+            .flat_map(|s| s.id.as_deref())
+            .map(|id| format!("{}\n", if a.no_trunc { id.to_owned() } else { short_id(id) }))
+            .collect();
         return print_out(&ids);
     }
     let rows: Vec<Value> = list.iter().map(|s| ps_row(s, !a.no_trunc)).collect();

@@ -130,7 +130,7 @@ fn follow(c: &Client, key: (usize, String), stream: bool, no_trunc: bool, rows: 
 
 fn running(c: &Client, all: bool) -> Result<Vec<String>> {
     let list: Vec<ContainerSummary> = c.get("/containers/json", &Query::new().flag("all", all))?;
-    Ok(list.into_iter().map(|s| s.id).collect())
+    Ok(list.into_iter().filter_map(|s| s.id).collect())
 }
 
 pub fn stats(c: &Client, a: StatsArgs) -> Result<()> {

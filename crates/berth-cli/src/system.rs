@@ -1,6 +1,6 @@
 //! info, version, events and system prune.
 
-use berth_api_types::{ContainerSummary, DiskUsage, ImageSummary, UsageData, Volume};
+use berth_api_types::{ContainerSummary, ContainerSummaryStateEnum, DiskUsage, ImageSummary, UsageData, Volume};
 use berth_client::{Body, Client, Query};
 use berth_core::units::human_size;
 use serde_json::{json, Value};
@@ -169,7 +169,9 @@ pub fn df(c: &Client, a: DfArgs) -> Result<()> {
         .filter(|i| i.containers > 0 && i.size >= 0 && i.shared_size >= 0)
         .map(|i| i.size - i.shared_size)
         .sum();
-    let active = |c: &&ContainerSummary| matches!(c.state.as_str(), "running" | "paused");
+    let active = |c: &&ContainerSummary| {
+        matches!(c.state, Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::PAUSED))
+    };
     let rw: i64 = containers.iter().filter_map(|c| c.size_rw).sum();
     let idle_rw: i64 = containers.iter().filter(|c| !active(c)).filter_map(|c| c.size_rw).sum();
     let rows = vec![
@@ -227,7 +229,7 @@ fn df_verbose(images: &[ImageSummary], containers: &[ContainerSummary], volumes:
             cell("ID"),
             cell("Image"),
             cell("Command"),
-            "0".to_owned(),
+            c.mounts.iter().flatten().filter(|m| m.typ.as_deref() == Some("volume")).count().to_string(),
             human_size(c.size_rw.unwrap_or(0) as f64),
             cell("RunningFor"),
             cell("Status"),

@@ -155,6 +155,7 @@ fn lifecycle_ps_inspect_exec() {
     assert_eq!(table, "NAMES     LABELS\ntwo       tier=db\none       tier=web\n");
     let json: serde_json::Value = serde_json::from_str(d.bok(&["ps", "--format", "json"]).trim()).unwrap();
     assert_eq!(json["Names"], "one");
+    assert_eq!(d.bok(&["ps", "--format", "{{.Networks}}|{{.Mounts}}", "--filter", "name=one"]), "bridge|\n");
     // inspect with Go templates.
     let pid: i32 = d.bok(&["inspect", "-f", "{{.State.Pid}}", "one"]).trim().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());

@@ -761,6 +761,8 @@ fn published_ports_answer_on_the_ipv6_loopback() {
     assert!(both.contains(&format!("0.0.0.0:{tcp}")) && both.contains(&format!("[::]:{tcp}")), "{both}");
     let listed = d.ok(&["ps", "--filter", "name=web", "--format", "{{.Ports}}"]);
     assert!(listed.contains(&format!("[::]:{tcp}->80/tcp")), "{listed}");
+    let ours = d.bok(&["ps", "--filter", "name=web", "--format", "{{.Ports}}"]);
+    assert_eq!(ours.trim(), format!("0.0.0.0:{tcp}->80/tcp, [::]:{tcp}->80/tcp"));
     let url = format!("http://[::1]:{tcp}/hostname");
     curl_until(&url);
     // A port published on an IPv6 address answers there alone; one with

@@ -62,6 +62,9 @@ fn named_volumes_outlive_containers_and_are_shared() {
     // Two running containers share one volume.
     d.ok(&["run", "-d", "--name", "va", "-v", "data1:/d", "busybox", "sleep", "300"]);
     d.ok(&["run", "-d", "--name", "vb", "-v", "data1:/shared", "busybox", "sleep", "300"]);
+    // The container list names the volume, in berth's ps as in Docker's.
+    assert_eq!(d.bok(&["ps", "--filter", "name=vb", "--format", "{{.Mounts}}"]).trim(), "data1");
+    assert_eq!(d.ok(&["ps", "--filter", "name=vb", "--format", "{{.Mounts}}"]).trim(), "data1");
     d.ok(&["exec", "va", "sh", "-c", "echo from-a > /d/g"]);
     assert_eq!(d.ok(&["exec", "vb", "cat", "/shared/g"]).trim(), "from-a");
     let mounts = d.ok(&[
