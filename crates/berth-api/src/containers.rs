@@ -39,6 +39,11 @@ pub async fn list(ctx: &Ctx) -> Reply {
     if let Some(k) = f.keys().find(|k| !FILTERS.contains(&k.as_str())) {
         return Err(ApiError::bad(format!("invalid filter '{k}'")));
     }
+    for (k, v) in ["publish", "expose"].iter().flat_map(|k| f.get(*k).into_iter().flatten().map(move |v| (k, v))) {
+        if port_filter(v).is_none() {
+            return Err(ApiError::bad(format!("invalid filter '{k}={v}'")));
+        }
+    }
     for v in f.get("health").into_iter().flatten() {
         if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
             return Err(ApiError::bad(format!("Unrecognised filter value for health: {v}")));
@@ -98,19 +103,47 @@ const FILTERS: &[&str] = &[
     "volume",
 ];
 
+/// A `publish` or `expose` filter's value, `80`, `80/udp` or
+/// `8000-8080/tcp`: the container ports it takes and their protocol.
+fn port_filter(v: &str) -> Option<(std::ops::RangeInclusive<u16>, String)> {
+    let (range, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    let proto = proto.to_ascii_lowercase();
+    (lo <= hi && matches!(proto.as_str(), "tcp" | "udp" | "sctp")).then_some((lo..=hi, proto))
+}
+
+/// Whether a container port, `80/tcp`, falls in a port filter's value.
+fn port_in(filter: &str, port: u16, proto: &str) -> bool {
+    port_filter(filter).is_some_and(|(r, p)| r.contains(&port) && p == proto)
+}
+
 fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
     let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|vs| vs.iter().any(|v| pred(v)));
     // Docker's `volume` filter: a mount's volume name, source or destination.
     let mounts_have = |v: &str| c.mount_points.iter().any(|p| p.name == v || p.source == v || p.destination == v);
-    // Nothing is published or exposed to match yet, and containers are
-    // never swarm tasks.
+    // `publish` matches the container ports published now, `expose`
+    // those the container exposes or asks to publish, as in Docker.
+    let published = |v: &str| c.net.ports.iter().any(|p| port_in(v, p.port, p.proto.as_str()));
+    let exposed = |v: &str| {
+        c.config.exposed_ports.iter().chain(c.host.port_bindings.keys()).any(|k| {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            port.parse().is_ok_and(|port| port_in(v, port, proto))
+        })
+    };
+    // Any network the container is on, by name or id.
+    let on_network = |v: &str| {
+        c.host.network_mode == v
+            || c.networks.iter().any(|(name, e)| name == v || (!v.is_empty() && e.network_id.starts_with(v)))
+    };
+    // Containers are never swarm tasks.
     let health = c.state.health.as_ref().map_or("none", |h| h.status.as_str());
-    any("publish", &|_| false)
-        && any("expose", &|_| false)
+    any("publish", &published)
+        && any("expose", &exposed)
         && any("is-task", &|v| v == "false" || v == "0")
         && any("health", &|v| v == health)
         && any("isolation", &|v| v == "default")
-        && any("network", &|v| c.host.network_mode == v)
+        && any("network", &on_network)
         && any("volume", &mounts_have)
         && any("id", &|v| c.id.starts_with(v))
         && any("name", &|v| c.name.trim_start_matches('/').contains(v.trim_start_matches('/')))

@@ -69,6 +69,20 @@ fn published_ports_answer_on_loopback_the_bridge_and_from_containers() {
     assert!(ports.contains(&format!("0.0.0.0:{p2}->80/tcp")), "{ports}");
     let inspect = d.ok(&["inspect", "all", "--format", "{{json .NetworkSettings.Ports}}"]);
     assert!(inspect.contains(&format!("\"HostPort\":\"{p2}\"")), "{inspect}");
+    // The list's publish and expose filters go by container port.
+    let names = |f: &str| {
+        let mut n: Vec<String> =
+            d.ok(&["ps", "--filter", f, "--format", "{{.Names}}"]).lines().map(str::to_owned).collect();
+        n.sort();
+        n.join(",")
+    };
+    assert_eq!(names("publish=80"), "all,web");
+    assert_eq!(names("publish=70-90/tcp"), "all,web");
+    assert_eq!(names("publish=80/udp"), "");
+    assert_eq!(names("expose=80"), "all,web");
+    assert_eq!(names("network=bridge"), "all,web");
+    let o = d.docker(&["ps", "--filter", "publish=http"]);
+    assert!(!o.status.success() && stderr(&o).contains("invalid filter 'publish=http'"), "{}", stderr(&o));
 
     // Hairpin: a container reaches a published port through the host's
     // address on its own bridge, its own included.
