@@ -870,6 +870,31 @@ pub fn status_text(c: &Container, now_nanos: i64) -> String {
     }
 }
 
+/// The list's `Ports`, as inspect's `NetworkSettings.Ports` has them: each
+/// binding of a published port, and each port only exposed with none.
+fn port_summaries(c: &Container) -> Vec<w::PortSummary> {
+    if !c.state.status.is_live() {
+        return vec![];
+    }
+    let mut out: Vec<w::PortSummary> = bindings(c)
+        .map(|(ip, p)| w::PortSummary {
+            ip: Some(ip),
+            private_port: p.port,
+            public_port: Some(p.host_port),
+            typ: p.proto.as_str().parse().ok(),
+        })
+        .collect();
+    for key in &c.config.exposed_ports {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let Ok(port) = port.parse::<u16>() else { continue };
+        let published = c.net.ports.iter().any(|p| p.port == port && p.proto.as_str() == proto);
+        if !published {
+            out.push(w::PortSummary { ip: None, private_port: port, public_port: None, typ: proto.parse().ok() });
+        }
+    }
+    out
+}
+
 pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
     let cmd: Vec<String> = c.config.entrypoint.iter().chain(&c.config.cmd).cloned().collect();
     // The endpoints as inspect shows them, read back as the spec's
@@ -921,16 +946,7 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         image_manifest_descriptor: None,
         command: Some(cmd.join(" ")),
         created: Some(berth_engine::logs::rfc3339_nanos(&c.created).unwrap_or(0) / 1_000_000_000),
-        ports: Some(
-            bindings(c)
-                .map(|(ip, p)| w::PortSummary {
-                    ip: Some(ip),
-                    private_port: p.port,
-                    public_port: Some(p.host_port),
-                    typ: p.proto.as_str().parse().ok(),
-                })
-                .collect(),
-        ),
+        ports: Some(port_summaries(c)),
         size_rw: None,
         size_root_fs: None,
         labels: Some(c.config.labels.clone().into_iter().collect()),

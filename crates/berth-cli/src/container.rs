@@ -78,21 +78,48 @@ pub fn filters(list: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// A container's ports as `ps` shows them: `ip:public->private/proto`
-/// for a published one (an IPv6 address in brackets), `private/proto`
-/// for one only exposed.
+/// A container's ports as Docker's `ps` shows them
+/// (`DisplayablePorts` of the docker CLI): a published port whose host
+/// port differs as `ip:public->private/proto` (an IPv6 address in
+/// brackets), and runs of consecutive ports, exposed only or published on
+/// the same numbers, merged into ranges.
 fn ports_text(ports: &[PortSummary]) -> String {
-    let one = |p: &PortSummary| {
-        let proto = p.typ.map(|t| t.to_string()).unwrap_or_default();
-        match (p.ip.as_deref(), p.public_port) {
-            (Some(ip), Some(public)) => {
-                let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() };
-                format!("{ip}:{public}->{}/{proto}", p.private_port)
-            }
-            _ => format!("{}/{proto}", p.private_port),
+    let host = |ip: &str, port: &str| if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+    let mut sorted: Vec<&PortSummary> = ports.iter().collect();
+    let proto = |p: &PortSummary| p.typ.map(|t| t.to_string()).unwrap_or_default();
+    sorted.sort_by_key(|p| (p.private_port, p.ip.clone().unwrap_or_default(), p.public_port, proto(p)));
+    let group = |(ip, proto): &(String, String), (first, last): (u16, u16)| {
+        let span = if first == last { first.to_string() } else { format!("{first}-{last}") };
+        if ip.is_empty() {
+            format!("{span}/{proto}")
+        } else {
+            format!("{}->{span}/{proto}", host(ip, &span))
         }
     };
-    ports.iter().map(one).collect::<Vec<_>>().join(", ")
+    // (ip, proto) → the run being built, in the order first seen; a run
+    // that breaks is written out at once, as Docker's formatter does.
+    let mut groups: Vec<((String, String), (u16, u16))> = vec![];
+    let (mut out, mut mapped) = (vec![], vec![]);
+    for p in sorted {
+        let ip = p.ip.clone().unwrap_or_default();
+        if !ip.is_empty() && p.public_port != Some(p.private_port) {
+            let public = p.public_port.unwrap_or(0).to_string();
+            mapped.push(format!("{}->{}/{}", host(&ip, &public), p.private_port, proto(p)));
+            continue;
+        }
+        let (key, port) = ((ip, proto(p)), p.private_port);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((k, run)) if run.1.checked_add(1) == Some(port) => run.1 = port,
+            Some((k, run)) => {
+                out.push(group(k, *run));
+                *run = (port, port);
+            }
+            None => groups.push((key, (port, port))),
+        }
+    }
+    out.extend(groups.iter().map(|(k, run)| group(k, *run)));
+    out.extend(mapped);
+    out.join(", ")
 }
 
 /// One row of `ps`, with the field names Docker's templates use.
@@ -428,4 +455,28 @@ pub fn prune_containers(c: &Client, f: &[String]) -> Result<String> {
     }
     out.push_str(&format!("Total reclaimed space: {}\n", human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api_types::PortSummaryTypeEnum as T;
+
+    fn port(ip: Option<&str>, private: u16, public: Option<u16>, typ: T) -> PortSummary {
+        PortSummary { ip: ip.map(str::to_owned), private_port: private, public_port: public, typ: Some(typ) }
+    }
+
+    #[test]
+    fn ports_show_as_docker_s_ps_shows_them() {
+        let both = [port(Some("::"), 80, Some(55115), T::TCP), port(Some("0.0.0.0"), 80, Some(55115), T::TCP)];
+        assert_eq!(ports_text(&both), "0.0.0.0:55115->80/tcp, [::]:55115->80/tcp");
+        let exposed = [port(None, 82, None, T::TCP), port(None, 53, None, T::UDP), port(None, 80, None, T::TCP)];
+        // A broken run is written when it breaks, the open ones at the end.
+        assert_eq!(ports_text(&exposed), "80/tcp, 53/udp, 82/tcp");
+        let run = [port(None, 81, None, T::TCP), port(None, 80, None, T::TCP), port(None, 83, None, T::TCP)];
+        assert_eq!(ports_text(&run), "80-81/tcp, 83/tcp");
+        let same = [port(Some("0.0.0.0"), 8001, Some(8001), T::TCP), port(Some("0.0.0.0"), 8000, Some(8000), T::TCP)];
+        assert_eq!(ports_text(&same), "0.0.0.0:8000-8001->8000-8001/tcp");
+        assert_eq!(ports_text(&[]), "");
+    }
 }

@@ -81,6 +81,27 @@ fn published_ports_answer_on_loopback_the_bridge_and_from_containers() {
     assert_eq!(names("publish=80/udp"), "");
     assert_eq!(names("expose=80"), "all,web");
     assert_eq!(names("network=bridge"), "all,web");
+    // Exposed-only ports are listed too, and both CLIs print the list the
+    // same way, runs merged into ranges.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--expose",
+        "7000-7002",
+        "--expose",
+        "53/udp",
+        "-p",
+        "9000-9001:9000-9001",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let theirs = d.ok(&["ps", "--filter", "name=ex", "--format", "{{.Ports}}"]);
+    assert!(theirs.contains("7000-7002/tcp") && theirs.contains("53/udp"), "{theirs}");
+    assert_eq!(d.bok(&["ps", "--filter", "name=ex", "--format", "{{.Ports}}"]), theirs);
+    d.ok(&["rm", "-f", "ex"]);
     let o = d.docker(&["ps", "--filter", "publish=http"]);
     assert!(!o.status.success() && stderr(&o).contains("invalid filter 'publish=http'"), "{}", stderr(&o));
 
