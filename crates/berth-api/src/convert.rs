@@ -917,25 +917,9 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
             propagation: Some(p.propagation.clone()),
         })
         .collect();
-    let w::ContainerSummary {
-        id,
-        names,
-        image,
-        image_id,
-        image_manifest_descriptor,
-        command,
-        created,
-        ports,
-        size_rw,
-        size_root_fs,
-        labels,
-        state,
-        status,
-        host_config,
-        network_settings,
-        mounts,
-        health,
-    } = w::ContainerSummary {
+    // Every field named, no `..`: a field the spec grows is a build
+    // error here until it is filled.
+    w::ContainerSummary {
         id: Some(c.id.clone()),
         names: Some(vec![c.name.clone()]),
         image: Some(c.config.image.clone()),
@@ -961,27 +945,6 @@ pub fn summary(c: &Container, now_nanos: i64) -> w::ContainerSummary {
         // The health summary of API versions after the 1.50 berth
         // serves; at 1.50 the `health=` filter selects by it.
         health: None,
-    };
-    // Spelled out so that a field the spec grows is a build error here
-    // until it is filled.
-    w::ContainerSummary {
-        id,
-        names,
-        image,
-        image_id,
-        image_manifest_descriptor,
-        command,
-        created,
-        ports,
-        size_rw,
-        size_root_fs,
-        labels,
-        state,
-        status,
-        host_config,
-        network_settings,
-        mounts,
-        health,
     }
 }
 

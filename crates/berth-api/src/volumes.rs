@@ -13,25 +13,23 @@ use crate::{json_response, read_json, status_only, ApiError, Ctx, Reply};
 /// A volume on the wire; with its size and how many containers mount it
 /// when `users` is given.
 pub fn wire(engine: &Engine, v: &Volume, users: Option<&std::collections::BTreeMap<String, Vec<String>>>) -> w::Volume {
-    let w::Volume { name, driver, mountpoint, created_at, status, labels, scope, cluster_volume, options, usage_data } =
-        w::Volume {
-            name: v.name.clone(),
-            driver: v.driver.clone(),
-            mountpoint: v.mountpoint.display().to_string(),
-            created_at: Some(v.created_at.clone()),
-            status: None,
-            labels: v.labels.clone().into_iter().collect(),
-            scope: Some(w::VolumeScopeEnum::LOCAL),
-            cluster_volume: None,
-            options: v.options.clone().into_iter().collect(),
-            usage_data: users.map(|u| w::UsageData {
-                size: engine.volumes.size(&v.name).map_or(-1, |s| s as i64),
-                ref_count: u.get(&v.name).map_or(0, |ids| ids.len() as i64),
-            }),
-        };
-    // Spelled out so that a field the spec grows is a build error here
-    // until it is filled.
-    w::Volume { name, driver, mountpoint, created_at, status, labels, scope, cluster_volume, options, usage_data }
+    // Every field named, no `..`: a field the spec grows is a build error
+    // here until it is filled.
+    w::Volume {
+        name: v.name.clone(),
+        driver: v.driver.clone(),
+        mountpoint: v.mountpoint.display().to_string(),
+        created_at: Some(v.created_at.clone()),
+        status: None,
+        labels: v.labels.clone().into_iter().collect(),
+        scope: Some(w::VolumeScopeEnum::LOCAL),
+        cluster_volume: None,
+        options: v.options.clone().into_iter().collect(),
+        usage_data: users.map(|u| w::UsageData {
+            size: engine.volumes.size(&v.name).map_or(-1, |s| s as i64),
+            ref_count: u.get(&v.name).map_or(0, |ids| ids.len() as i64),
+        }),
+    }
 }
 
 /// Run blocking volume work (directory walks, removals) off the runtime.
