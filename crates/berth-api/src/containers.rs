@@ -11,9 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{body, convert, json_response, no_content, read_json, status_only, stream, ApiError, Ctx, Reply};
 
-pub(crate) fn now_nanos() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
+pub(crate) use berth_core::time::now_nanos;
 
 pub(crate) fn int_arg(ctx: &Ctx, k: &str) -> Result<Option<i64>, ApiError> {
     ctx.q(k)

@@ -36,6 +36,11 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
 }
 
 /// The current time in RFC 3339.
+/// Nanoseconds since the Unix epoch now (0 before it).
+pub fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
 pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
@@ -72,7 +71,7 @@ impl Default for Events {
 impl Events {
     pub fn publish(&self, typ: &str, action: &str, actor_id: &str, attributes: BTreeMap<String, String>) {
         let attributes = bounded(attributes, &["name", "image", "exitCode", "container", "type", "driver"]);
-        let time_nano = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let time_nano = berth_core::time::now_nanos();
         let e = Event { typ: typ.into(), action: action.into(), actor_id: actor_id.into(), attributes, time_nano };
         if let Ok(mut h) = self.history.lock() {
             if h.len() == HISTORY {

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Container, Health, HealthConfig, HealthResult, HealthStatus, OnFailure, Status};
 use crate::{shim, Engine, Entry, Error, ExecConfig, Result};
+use berth_core::time::now_nanos;
 
 /// moby's defaults (`daemon/health.go`), in nanoseconds.
 const DEFAULT_INTERVAL: i64 = 30_000_000_000;
@@ -37,11 +38,6 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 
 fn or_default(v: i64, default: i64) -> Duration {
     Duration::from_nanos(if v <= 0 { default } else { v } as u64)
-}
-
-fn now_nanos() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// The request's check over the image's, as moby's `merge` does: no check
