@@ -389,12 +389,14 @@ impl Engine {
         .map_err(Error::io(format!("create {}", sd.dir.display())))?;
         let shm = self.shm_source(c)?;
         let subpaths = self.stage_subpaths(c)?;
+        let linked = self.resolve_links(c)?;
         let etc = spec::Etc {
             hostname: std::path::Path::new(&c.hostname_path),
             hosts: std::path::Path::new(&c.hosts_path),
             resolv: std::path::Path::new(&c.resolv_conf_path),
             shm: shm.as_deref(),
             subpaths: &subpaths,
+            link_env: &linked.env,
         };
         let init = self.init_binary();
         let defaults = spec::Defaults {
@@ -403,16 +405,7 @@ impl Engine {
             init: &init,
             oom_floor: self.oom_floor,
         };
-        let linked = self.resolve_links(c)?;
         let mut s = spec::build(c, &merged, &u, &etc, &defaults)?;
-        if !linked.env.is_empty() {
-            // The links' variables first; the container's own win (moby's
-            // CreateDaemonEnvironment).
-            let own: Vec<String> = serde_json::from_value(s["process"]["env"].take()).unwrap_or_default();
-            let mut env = linked.env;
-            crate::model::merge_env(&mut env, &own);
-            s["process"]["env"] = serde_json::json!(env);
-        }
         c.net.link_hosts = linked.hosts;
         self.grant_realtime(c).await?;
         if let Some(path) = self.joined_netns(c)? {

@@ -298,6 +298,9 @@ pub struct Etc<'a> {
     pub shm: Option<&'a Path>,
     /// Volume subpaths bound for this start, by destination.
     pub subpaths: &'a std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// The variables of legacy links (`<ALIAS>_PORT…`), under the
+    /// container's own.
+    pub link_env: &'a [String],
 }
 
 /// What the daemon adds to every container.
@@ -410,7 +413,10 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if c.host.init {
         mounts.push(mount(INIT_PATH, "bind", &d.init.display().to_string(), &["bind", "ro", "nosuid", "nodev"]));
     }
-    let mut env = c.config.env.clone();
+    // The links' variables first; the container's own win (moby's
+    // CreateDaemonEnvironment).
+    let mut env = etc.link_env.to_vec();
+    crate::model::merge_env(&mut env, &c.config.env);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
