@@ -17,6 +17,20 @@ pub struct Subnet {
     prefix: u8,
 }
 
+/// The address after `last` in `lo..=hi`, going round, that `usable`
+/// takes, looking at `tries` of them at the most: the round-robin both
+/// address families allocate by.
+pub(crate) fn next_free(lo: u128, hi: u128, last: u128, tries: u128, usable: impl Fn(u128) -> bool) -> Option<u128> {
+    let mut n = last;
+    for _ in 0..tries {
+        n = if n >= hi || n < lo { lo } else { n + 1 };
+        if usable(n) {
+            return Some(n);
+        }
+    }
+    None
+}
+
 fn mask(prefix: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
 }
@@ -174,15 +188,12 @@ impl Pool {
     /// The next free address of the range.
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
         let (lo, hi) = (self.range.first(), self.range.last());
-        let size = u64::from(hi - lo) + 1;
-        let mut n = self.last;
-        for _ in 0..size {
-            n = if n >= hi || n < lo { lo } else { n + 1 };
-            if self.usable(n) {
-                self.used.insert(n);
-                self.last = n;
-                return Ok(Ipv4Addr::from(n));
-            }
+        let tries = u128::from(hi - lo) + 1;
+        let free = next_free(lo.into(), hi.into(), self.last.into(), tries, |n| self.usable(n as u32));
+        if let Some(n) = free.map(|n| n as u32) {
+            self.used.insert(n);
+            self.last = n;
+            return Ok(Ipv4Addr::from(n));
         }
         Err(Error::Conflict(format!("no available IPv4 addresses on this network's address pools: {}", self.subnet)))
     }

@@ -148,15 +148,11 @@ impl Pool6 {
     /// more than a host runs containers, so the search is bounded.
     pub fn allocate(&mut self) -> Result<Ipv6Addr> {
         let (lo, hi) = (self.subnet.first(), self.subnet.last());
-        let size = (hi - lo).saturating_add(1).min(1 << 20);
-        let mut n = self.last;
-        for _ in 0..size {
-            n = if n >= hi || n < lo { lo } else { n + 1 };
-            if self.usable(n) {
-                self.used.insert(n);
-                self.last = n;
-                return Ok(Ipv6Addr::from(n));
-            }
+        let tries = (hi - lo).saturating_add(1).min(1 << 20);
+        if let Some(n) = crate::ipam::next_free(lo, hi, self.last, tries, |n| self.usable(n)) {
+            self.used.insert(n);
+            self.last = n;
+            return Ok(Ipv6Addr::from(n));
         }
         Err(Error::Conflict(format!("no available IPv6 addresses on this network's address pools: {}", self.subnet)))
     }
