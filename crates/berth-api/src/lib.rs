@@ -188,7 +188,7 @@ pub async fn read_json<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(
     let src: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
     let given: serde_json::Value =
         serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
-    let typed: T = serde_json::from_value(given.clone()).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
+    let typed = T::deserialize(&given).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
     // Honour or refuse: a field the request type does not have is not
     // carried out, so one that asks for something is refused by name.
     let kept = serde_json::to_value(&typed).unwrap_or(serde_json::Value::Null);
