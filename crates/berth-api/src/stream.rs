@@ -38,28 +38,7 @@ pub(crate) fn detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
     if spec.is_empty() {
         return Ok(DEFAULT_DETACH.to_vec());
     }
-    let invalid = || ApiError::bad(format!("Invalid detach keys ({spec}) provided"));
-    let mut out = vec![];
-    for key in spec.split(',') {
-        let b = key.as_bytes();
-        if b.len() == 1 {
-            out.push(b[0]);
-            continue;
-        }
-        let lower = key.to_ascii_lowercase();
-        let code = match lower.strip_prefix("ctrl-").map(str::as_bytes) {
-            Some([c @ b'a'..=b'z']) => c - b'a' + 1,
-            Some([b'@']) => 0,
-            Some([b'[']) => 27,
-            Some([b'\\']) => 28,
-            Some([b']']) => 29,
-            Some([b'^']) => 30,
-            Some([b'_']) => 31,
-            _ => return Err(invalid()),
-        };
-        out.push(code);
-    }
-    Ok(out)
+    berth_core::term::detach_keys(spec).ok_or_else(|| ApiError::bad(format!("Invalid detach keys ({spec}) provided")))
 }
 
 /// How the shim's output is passed on.

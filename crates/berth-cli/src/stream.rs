@@ -144,21 +144,7 @@ pub fn configured_detach_keys() -> Option<String> {
 pub fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, String> {
     let configured = configured_detach_keys();
     let spec = spec.filter(|s| !s.is_empty()).or(configured.as_deref()).unwrap_or("ctrl-p,ctrl-q");
-    let mut out = Vec::new();
-    for k in spec.split(',') {
-        let b = match k.strip_prefix("ctrl-") {
-            Some(c) if c.len() == 1 => match c.as_bytes()[0].to_ascii_lowercase() {
-                x @ b'a'..=b'z' => x - b'a' + 1,
-                b'@' => 0,
-                x @ (b'[' | b'\\' | b']' | b'^' | b'_') => x - b'@',
-                _ => return Err(format!("Invalid escape keys ({spec}) provided")),
-            },
-            None if k.len() == 1 => k.as_bytes()[0],
-            _ => return Err(format!("Invalid escape keys ({spec}) provided")),
-        };
-        out.push(b);
-    }
-    Ok(out)
+    berth_core::term::detach_keys(spec).ok_or_else(|| format!("Invalid escape keys ({spec}) provided"))
 }
 
 /// How a session ended.

@@ -8,6 +8,7 @@ pub mod perm;
 pub mod rootfs;
 pub mod sockpath;
 pub mod sysctl;
+pub mod term;
 pub mod time;
 pub mod units;
 
