@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,20 +58,13 @@ impl Engine {
             });
             let task = bound.and_then(|(fd, port)| {
                 p.host_port = port;
-                let fd = fd.into_raw_fd();
                 match p.proto {
                     Proto::Tcp => {
-                        // SAFETY: the descriptor was just made, listens, and
-                        // is owned by nothing else.
-                        let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-                        let l = TcpListener::from_std(l).map_err(Error::io("serve a published port"))?;
+                        let l = TcpListener::from_std(fd.into()).map_err(Error::io("serve a published port"))?;
                         Ok(tokio::spawn(relay_tcp(l, target)).abort_handle())
                     }
                     _ => {
-                        // SAFETY: the descriptor was just made, is a bound UDP
-                        // socket, and is owned by nothing else.
-                        let s = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
-                        let s = UdpSocket::from_std(s).map_err(Error::io("serve a published port"))?;
+                        let s = UdpSocket::from_std(fd.into()).map_err(Error::io("serve a published port"))?;
                         Ok(tokio::spawn(relay_udp(Arc::new(s), target)).abort_handle())
                     }
                 }

@@ -110,60 +110,44 @@ pub struct Reservation {
     _fd: Option<OwnedFd>,
 }
 
-/// Bind `proto` on `ip:port` (port 0: a free port the kernel picks) and
-/// answer the port bound. SCTP ports are not held.
-pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> io::Result<(Reservation, u16)> {
-    let ty = match proto {
-        Proto::Tcp => libc::SOCK_STREAM,
-        Proto::Udp => libc::SOCK_DGRAM,
-        Proto::Sctp => return Ok((Reservation { _fd: None }, port)),
-    };
-    // SAFETY: plain socket(2); the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by socket(2) and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: addr is a valid sockaddr_in of len bytes for the call.
-    if unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut got: libc::sockaddr_in = addr;
-    let mut glen = len;
-    // SAFETY: got is a writable sockaddr_in of glen bytes.
-    if unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::addr_of_mut!(got).cast(), &mut glen) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((Reservation { _fd: Some(fd) }, u16::from_be(got.sin_port)))
+/// The socket address types [`bind`] takes.
+trait SockAddr: Copy {
+    const FAMILY: libc::c_int;
+    fn port(&self) -> u16;
 }
 
-/// A socket on `[addr]:port` for IPv6 alone (IPV6_V6ONLY, so the IPv4
-/// reservation of the same port stands), listening when it is TCP: where a
-/// published port's proxy takes what comes over IPv6. Port 0 takes a free
-/// one; the port bound is answered.
-pub fn bind_v6_only(proto: Proto, ip: std::net::Ipv6Addr, port: u16) -> io::Result<(OwnedFd, u16)> {
-    let ty = match proto {
-        Proto::Tcp => libc::SOCK_STREAM,
-        Proto::Udp => libc::SOCK_DGRAM,
-        Proto::Sctp => return Err(io::Error::new(io::ErrorKind::Unsupported, "SCTP is not proxied")),
-    };
+impl SockAddr for libc::sockaddr_in {
+    const FAMILY: libc::c_int = libc::AF_INET;
+    fn port(&self) -> u16 {
+        u16::from_be(self.sin_port)
+    }
+}
+
+impl SockAddr for libc::sockaddr_in6 {
+    const FAMILY: libc::c_int = libc::AF_INET6;
+    fn port(&self) -> u16 {
+        u16::from_be(self.sin6_port)
+    }
+}
+
+/// A close-on-exec socket of `A`'s family and `ty`, given `opts` (int
+/// options set to 1), bound to `addr`, listening when `listen`; with the
+/// port bound (the kernel's pick for port 0).
+fn bind<A: SockAddr>(
+    ty: libc::c_int,
+    addr: A,
+    opts: &[(libc::c_int, libc::c_int)],
+    listen: bool,
+) -> io::Result<(OwnedFd, u16)> {
     // SAFETY: plain socket(2); the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET6, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    let fd = unsafe { libc::socket(A::FAMILY, ty | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just returned by socket(2) and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    for (level, opt) in [(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), (libc::SOL_SOCKET, libc::SO_REUSEADDR)] {
+    for &(level, opt) in opts {
         // SAFETY: an int option of its size on a socket we own.
         let r = unsafe {
             libc::setsockopt(
@@ -178,27 +162,60 @@ pub fn bind_v6_only(proto: Proto, ip: std::net::Ipv6Addr, port: u16) -> io::Resu
             return Err(io::Error::last_os_error());
         }
     }
+    let len = std::mem::size_of::<A>() as libc::socklen_t;
+    // SAFETY: addr is a sockaddr of A's family (the trait's two types), of
+    // len bytes.
+    if unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen(2) on a bound socket we own.
+    if listen && unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut got = addr;
+    let mut glen = len;
+    // SAFETY: got is a writable sockaddr of A's family, of glen bytes.
+    if unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::addr_of_mut!(got).cast(), &mut glen) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, got.port()))
+}
+
+/// Bind `proto` on `ip:port` (port 0: a free port the kernel picks) and
+/// answer the port bound. SCTP ports are not held.
+pub fn reserve(proto: Proto, ip: Ipv4Addr, port: u16) -> io::Result<(Reservation, u16)> {
+    let ty = match proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Sctp => return Ok((Reservation { _fd: None }, port)),
+    };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let (fd, port) = bind(ty, addr, &[], false)?;
+    Ok((Reservation { _fd: Some(fd) }, port))
+}
+
+/// A socket on `[addr]:port` for IPv6 alone (IPV6_V6ONLY, so the IPv4
+/// reservation of the same port stands), non-blocking, listening when it
+/// is TCP: where a published port's proxy takes what comes over IPv6.
+/// Port 0 takes a free one; the port bound is answered.
+pub fn bind_v6_only(proto: Proto, ip: std::net::Ipv6Addr, port: u16) -> io::Result<(OwnedFd, u16)> {
+    let ty = match proto {
+        Proto::Tcp => libc::SOCK_STREAM,
+        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Sctp => return Err(io::Error::new(io::ErrorKind::Unsupported, "SCTP is not proxied")),
+    };
     // SAFETY: zeroed is a valid sockaddr_in6 (the unspecified address).
     let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     addr.sin6_port = port.to_be();
     addr.sin6_addr.s6_addr = ip.octets();
-    let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-    // SAFETY: addr is a valid sockaddr_in6 of len bytes for the call.
-    if unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: listen(2) on a bound stream socket we own.
-    if proto == Proto::Tcp && unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut got = addr;
-    let mut glen = len;
-    // SAFETY: got is a writable sockaddr_in6 of glen bytes.
-    if unsafe { libc::getsockname(fd.as_raw_fd(), std::ptr::addr_of_mut!(got).cast(), &mut glen) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((fd, u16::from_be(got.sin6_port)))
+    let opts = [(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), (libc::SOL_SOCKET, libc::SO_REUSEADDR)];
+    bind(ty | libc::SOCK_NONBLOCK, addr, &opts, proto == Proto::Tcp)
 }
 
 #[cfg(test)]
