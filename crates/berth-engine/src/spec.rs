@@ -416,7 +416,11 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     // The links' variables first; the container's own win (moby's
     // CreateDaemonEnvironment).
     let mut env = etc.link_env.to_vec();
-    crate::model::merge_env(&mut env, &c.config.env);
+    if env.is_empty() {
+        env.clone_from(&c.config.env);
+    } else {
+        crate::model::merge_env(&mut env, &c.config.env);
+    }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
