@@ -5,68 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One host binding of a container port.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortBinding {
-    #[serde(default)]
-    pub host_ip: String,
-    #[serde(default)]
-    pub host_port: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EndpointIpamConfig {
-    #[serde(rename = "IPv4Address", default, skip_serializing_if = "String::is_empty")]
-    pub ipv4_address: String,
-    #[serde(rename = "IPv6Address", default, skip_serializing_if = "String::is_empty")]
-    pub ipv6_address: String,
-    #[serde(rename = "LinkLocalIPs", default, skip_serializing_if = "Option::is_none")]
-    pub link_local_ips: Option<Vec<String>>,
-}
-
-/// A container's endpoint on a network: asked for at create and connect,
-/// reported by inspect.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EndpointSettings {
-    #[serde(rename = "IPAMConfig", default)]
-    pub ipam_config: Option<EndpointIpamConfig>,
-    #[serde(default)]
-    pub links: Option<Vec<String>>,
-    #[serde(default)]
-    pub aliases: Option<Vec<String>>,
-    #[serde(default)]
-    pub mac_address: String,
-    #[serde(rename = "NetworkID", default)]
-    pub network_id: String,
-    #[serde(rename = "EndpointID", default)]
-    pub endpoint_id: String,
-    #[serde(default)]
-    pub gateway: String,
-    #[serde(rename = "IPAddress", default)]
-    pub ip_address: String,
-    #[serde(rename = "IPPrefixLen", default)]
-    pub ip_prefix_len: u8,
-    #[serde(rename = "IPv6Gateway", default)]
-    pub ipv6_gateway: String,
-    #[serde(rename = "GlobalIPv6Address", default)]
-    pub global_ipv6_address: String,
-    #[serde(rename = "GlobalIPv6PrefixLen", default)]
-    pub global_ipv6_prefix_len: u8,
-    #[serde(rename = "DNSNames", default)]
-    pub dns_names: Option<Vec<String>>,
-    #[serde(default)]
-    pub driver_opts: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkingConfig {
-    #[serde(default)]
-    pub endpoints_config: Option<BTreeMap<String, EndpointSettings>>,
-}
+/// Port bindings and endpoints, asked for at create and connect and
+/// shown by inspect: the spec's models.
+pub use bollard_stubs::models::{EndpointIpamConfig, EndpointSettings, NetworkingConfig, PortBinding, PortMap};
 
 pub use bollard_stubs::models::{
     ConfigReference, EndpointResource, IpamConfig, NetworkCreateResponse, NetworkDisconnectRequest,

@@ -9,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::{body, convert, json_response, no_content, read_json, status_only, stream, ApiError, Ctx, Reply};
+use crate::{body, convert, create, json_response, no_content, status_only, stream, ApiError, Ctx, Reply};
 
 pub(crate) use berth_core::time::now_nanos;
 
@@ -22,9 +22,8 @@ pub(crate) fn int_arg(ctx: &Ctx, k: &str) -> Result<Option<i64>, ApiError> {
 
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let name = ctx.q("name").map(str::to_owned);
-    let body: Option<w::ContainerConfig> = read_json(req).await?;
-    let body = body.ok_or_else(|| ApiError::bad("config cannot be empty in order to create a container"))?;
-    let r = convert::create_request(name, body)?;
+    let body = create::read_create(crate::read_json_value(req).await?)?;
+    let r = create::create_request(name, body)?;
     let c = ctx.engine.create(r).await?;
     let warnings = ctx.engine.create_warnings(&c);
     json_response(StatusCode::CREATED, &w::CreateResponse { id: c.id, warnings })
@@ -160,20 +159,33 @@ fn filter_ok(c: &berth_engine::model::Container, f: &std::collections::BTreeMap<
         })
 }
 
-pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
+pub async fn inspect(ctx: &Ctx, id: &str) -> Reply {
     let c = ctx.engine.inspect(id)?;
-    let mut out = convert::inspect(&c);
     let execs = ctx.engine.exec_ids(&c.id);
-    out.exec_ids = (!execs.is_empty()).then_some(execs);
-    if let Some(m) = c.rw_layer.as_ref().and_then(|rw| ctx.engine.images.layers.mount_of(rw).ok()) {
-        out.graph_driver.data = graph_data(&m);
+    let graph = match c.rw_layer.as_ref().and_then(|rw| ctx.engine.images.layers.mount_of(rw).ok()) {
+        Some(m) => graph_data(&m),
+        None => Default::default(),
+    };
+    let mut out = crate::inspect::inspect(&c, execs, graph);
+    if ctx.flag("size") {
+        let (rw, root) = ctx.engine.sizes(&c).await?;
+        out.spec.size_rw = Some(i64::try_from(rw).unwrap_or(i64::MAX));
+        out.spec.size_root_fs = Some(i64::try_from(root).unwrap_or(i64::MAX));
     }
-    json_response(StatusCode::OK, &out)
+    let mut v = crate::inspect::to_json(&out);
+    if crate::version_cmp(&ctx.version, "1.42").is_lt() {
+        // Kernel memory limits left the API at 1.42; before, Docker sent
+        // the field, and berth has never set one.
+        if let Some(h) = v.get_mut("HostConfig").and_then(serde_json::Value::as_object_mut) {
+            h.insert("KernelMemory".into(), 0.into());
+        }
+    }
+    json_response(StatusCode::OK, &v)
 }
 
 /// Docker's overlay2 GraphDriver.Data: the layers' diff directories (the
 /// short links resolved), the upper, work and merged directories.
-fn graph_data(m: &berth_image::OverlayMount) -> std::collections::BTreeMap<String, String> {
+fn graph_data(m: &berth_image::OverlayMount) -> std::collections::HashMap<String, String> {
     let lower: Vec<String> = m
         .lowers
         .iter()
@@ -184,7 +196,7 @@ fn graph_data(m: &berth_image::OverlayMount) -> std::collections::BTreeMap<Strin
             p.display().to_string()
         })
         .collect();
-    let mut d = std::collections::BTreeMap::new();
+    let mut d = std::collections::HashMap::new();
     if !lower.is_empty() {
         d.insert("LowerDir".into(), lower.join(":"));
     }
@@ -489,7 +501,7 @@ pub async fn export(ctx: &Ctx, id: &str) -> Reply {
 /// `POST /commit`.
 pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let key = ctx.q("container").unwrap_or("").to_owned();
-    let body: Option<w::ContainerConfig> = read_json(req).await?;
+    let body = create::read_commit_config(crate::read_json_value(req).await?)?;
     let mut r = berth_engine::CommitRequest {
         reference: ctx.repo_tag()?,
         comment: ctx.q("comment").unwrap_or("").to_owned(),
@@ -499,12 +511,7 @@ pub async fn commit(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         ..Default::default()
     };
     if let Some(b) = body {
-        r.cmd = b.cmd.map(|c| c.into_vec());
-        r.entrypoint = b.entrypoint.map(|e| e.into_vec());
-        r.env = b.env;
-        r.working_dir = Some(b.working_dir).filter(|s| !s.is_empty());
-        r.user = Some(b.user).filter(|s| !s.is_empty());
-        r.labels = b.labels;
+        create::commit_config(b, &mut r)?;
     }
     let id = ctx.engine.commit(&key, r).await?;
     json_response(StatusCode::CREATED, &w::IdResponse { id: id.to_string() })
@@ -565,8 +572,10 @@ pub async fn stats(ctx: &Ctx, id: &str) -> Reply {
 
 /// `POST /containers/{id}/update`.
 pub async fn update(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
-    let body: Option<w::UpdateConfig> = read_json(req).await?;
-    let u = convert::update(body.unwrap_or_default())?;
+    let given = crate::read_json_value(req).await?;
+    create::check_restart_name(&given)?;
+    let body: Option<w::UpdateConfig> = crate::decode(given)?;
+    let u = create::update(body.unwrap_or_default())?;
     let warnings = ctx.engine.update(id, u).await?;
     json_response(StatusCode::OK, &serde_json::json!({ "Warnings": warnings }))
 }

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::containers::int_arg;
 use crate::stream::{self, Reframe, Streams};
-use crate::{convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
+use crate::{json_response, read_json, status_only, ApiError, Ctx, Reply};
 
 /// How long the end of an attached exec's output may run ahead of its exit
 /// status.
@@ -47,7 +47,7 @@ pub async fn create(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
         attach_stderr: attach_stderr.unwrap_or(false),
         privileged: privileged.unwrap_or(false),
         detach_keys: detach_keys.unwrap_or_default(),
-        console_size: convert::console_size(console_size.as_deref()),
+        console_size: crate::create::console_size(console_size.as_deref()),
     };
     stream::detach_keys(&cfg.detach_keys)?;
     if !cfg.working_dir.is_empty() && !cfg.working_dir.starts_with('/') {
@@ -71,7 +71,7 @@ pub async fn start(ctx: &Ctx, id: &str, mut req: Request<Incoming>) -> Reply {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body: Option<w::ExecStartRequest> = read_json(req).await?;
     let b = body.unwrap_or_default();
-    let size = convert::console_size(b.console_size.as_deref());
+    let size = crate::create::console_size(b.console_size.as_deref());
     if b.detach == Some(true) {
         ctx.engine.exec_start(id, true, size).await?;
         return status_only(StatusCode::OK);

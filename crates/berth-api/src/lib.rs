@@ -7,8 +7,10 @@
 mod body;
 mod containers;
 pub mod convert;
+pub mod create;
 mod exec;
 mod images;
+pub mod inspect;
 mod networks;
 mod stream;
 mod system;
@@ -167,10 +169,15 @@ fn check_json(req: &Request<Incoming>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Read a JSON body (empty is `null`).
+/// Read a JSON body (empty is `null`) into a request type.
 pub async fn read_json<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
+    decode(read_json_value(req).await?)
+}
+
+/// Read a JSON body (empty is `null`) as it was sent.
+pub async fn read_json_value(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
     check_json(&req)?;
     let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON);
     let bytes: Bytes = limited
@@ -186,14 +193,33 @@ pub async fn read_json<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(
         })?
         .to_bytes();
     let src: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
-    let given: serde_json::Value =
-        serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
-    let typed = T::deserialize(&given).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))?;
-    // Honour or refuse: a field the request type does not have is not
-    // carried out, so one that asks for something is refused by name.
+    serde_json::from_slice(src).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+}
+
+/// A request as its type reads it. A field of the wrong type is named
+/// in the error; a field the type does not have, and that asks for
+/// something, is refused by name rather than dropped.
+pub fn decode<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(given: serde_json::Value) -> Result<T, ApiError> {
+    decode_at(given, "")
+}
+
+/// [`decode`] of a part of a request, `at` its path there (`HostConfig.`).
+pub fn decode_at<T: for<'de> serde::Deserialize<'de> + serde::Serialize>(
+    given: serde_json::Value,
+    at: &str,
+) -> Result<T, ApiError> {
+    let typed: T = serde_path_to_error::deserialize(&given).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match (at, path.as_str()) {
+            ("", ".") => ApiError::bad(format!("invalid JSON: {inner}")),
+            (at, ".") => ApiError::bad(format!("invalid JSON: {}: {inner}", at.trim_end_matches('.'))),
+            (at, path) => ApiError::bad(format!("invalid JSON: {at}{path}: {inner}")),
+        }
+    })?;
     let kept = serde_json::to_value(&typed).unwrap_or(serde_json::Value::Null);
     let mut unknown = vec![];
-    unknown_fields(&given, &kept, "", &mut unknown);
+    unknown_fields(&given, &kept, at.trim_end_matches('.'), &mut unknown);
     if let Some(f) = unknown.first() {
         return Err(ApiError::bad(format!(
             "{f}: berth does not support this field, so it refuses the request rather than ignore it"
@@ -273,7 +299,7 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let p = |s: &str| -> Vec<u32> { s.split('.').map(|x| x.parse().unwrap_or(0)).collect() };
     p(a).cmp(&p(b))
 }
@@ -329,7 +355,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["containers", "create"]) => containers::create(&ctx, req).await,
         ("GET", ["containers", "json"]) => containers::list(&ctx).await,
         ("POST", ["containers", "prune"]) => containers::prune(&ctx).await,
-        ("GET", ["containers", id, "json"]) => containers::inspect(&ctx, id),
+        ("GET", ["containers", id, "json"]) => containers::inspect(&ctx, id).await,
         ("POST", ["containers", id, "start"]) => containers::start(&ctx, id).await,
         ("POST", ["containers", id, "stop"]) => containers::stop(&ctx, id).await,
         ("POST", ["containers", id, "restart"]) => containers::restart(&ctx, id).await,

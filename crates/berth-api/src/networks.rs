@@ -7,7 +7,7 @@ use berth_network::store::{CreateNetwork, Network};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use crate::{convert, json_response, read_json, status_only, ApiError, Ctx, Reply};
+use crate::{json_response, read_json, status_only, ApiError, Ctx, Reply};
 
 /// A network on the wire, with the containers on it now.
 fn wire(ctx: &Ctx, n: &Network) -> w::Network {
@@ -205,7 +205,7 @@ pub async fn remove(ctx: &Ctx, id: &str) -> Reply {
 pub async fn connect(ctx: &Ctx, id: &str, req: Request<Incoming>) -> Reply {
     let body: Option<w::NetworkConnectRequest> = read_json(req).await?;
     let b = body.ok_or_else(|| ApiError::bad("connect needs a body"))?;
-    let cfg = convert::endpoint_config(&b.endpoint_config.unwrap_or_default())?;
+    let cfg = crate::create::endpoint_config(b.endpoint_config.unwrap_or_default(), "EndpointConfig.")?;
     ctx.engine.network_connect(id, &b.container, cfg).await?;
     status_only(StatusCode::OK)
 }

@@ -210,8 +210,8 @@ pub fn ps(c: &Client, a: PsArgs) -> Result<()> {
 
 pub fn update(c: &Client, a: UpdateArgs) -> Result<()> {
     let body = berth_api_types::UpdateConfig {
-        resources: crate::opts::resources(&a.res)?,
         restart_policy: a.restart.as_deref().map(crate::opts::restart).transpose()?,
+        ..crate::opts::resources(&a.res)?
     };
     let empty = berth_api_types::UpdateConfig::default();
     if serde_json::to_value(&body)? == serde_json::to_value(&empty)? {

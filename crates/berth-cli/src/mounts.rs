@@ -4,9 +4,9 @@
 //! with a `./`-relative host path made absolute; `--mount` is parsed from
 //! its comma-separated `key=value` fields into HostConfig.Mounts.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use berth_api_types::{BindOptions, DriverConfig, Mount, TmpfsOptions, VolumeOptions};
+use berth_api_types::{BindOptions, DriverConfig, Mount, MountType, TmpfsOptions, VolumeOptions};
 
 use crate::CliError;
 
@@ -15,13 +15,15 @@ fn bad(m: impl Into<String>) -> CliError {
 }
 
 /// `-v` values into (Binds, Config.Volumes).
-pub fn split_volumes(vs: &[String]) -> (Vec<String>, BTreeMap<String, serde_json::Value>) {
+pub fn split_volumes(vs: &[String]) -> (Vec<String>, Vec<String>) {
     let mut binds = vec![];
-    let mut volumes = BTreeMap::new();
+    let mut volumes = vec![];
     for v in vs {
         match v.split_once(':') {
             None => {
-                volumes.insert(v.clone(), serde_json::json!({}));
+                if !volumes.contains(v) {
+                    volumes.push(v.clone());
+                }
             }
             Some((host, rest)) => {
                 let rel = host == "." || host.starts_with("./") || host == ".." || host.starts_with("../");
@@ -45,14 +47,15 @@ fn boolean(key: &str, v: Option<&str>) -> Result<bool, CliError> {
 }
 
 /// `k=v` (or a bare `k`) into a map that may not be there yet.
-fn put(map: &mut Option<BTreeMap<String, String>>, kv: &str) {
+fn put(map: &mut Option<HashMap<String, String>>, kv: &str) {
     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-    map.get_or_insert_with(BTreeMap::new).insert(k.to_owned(), v.to_owned());
+    map.get_or_insert_with(HashMap::new).insert(k.to_owned(), v.to_owned());
 }
 
-/// One `--mount type=…,source=…,target=…,…`.
+/// One `--mount type=…,source=…,target=…,…`. A type or propagation the
+/// API does not name is refused here with the daemon's message.
 pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
-    let mut m = Mount { typ: "volume".into(), ..Default::default() };
+    let mut m = Mount { typ: Some(MountType::VOLUME), ..Default::default() };
     let (mut bind, mut vol, mut tmpfs) = (BindOptions::default(), VolumeOptions::default(), TmpfsOptions::default());
     let (mut has_bind, mut has_vol, mut has_tmpfs) = (false, false, false);
     let mut driver = DriverConfig::default();
@@ -63,30 +66,36 @@ pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
         };
         let need = || value.ok_or_else(|| bad(format!("invalid field '{field}' must be a key=value pair")));
         match key.as_str() {
-            "type" => m.typ = need()?.to_owned(),
-            "source" | "src" => m.source = need()?.to_owned(),
-            "target" | "dst" | "destination" => m.target = need()?.to_owned(),
-            "readonly" | "ro" => m.read_only = boolean(&key, value)?,
-            "consistency" => m.consistency = need()?.to_owned(),
+            "type" => {
+                let t = need()?.to_ascii_lowercase();
+                m.typ = Some(
+                    t.parse().map_err(|_| bad(format!("invalid mount config for type \"{t}\": mount type unknown")))?,
+                );
+            }
+            "source" | "src" => m.source = Some(need()?.to_owned()),
+            "target" | "dst" | "destination" => m.target = Some(need()?.to_owned()),
+            "readonly" | "ro" => m.read_only = Some(boolean(&key, value)?),
+            "consistency" => m.consistency = Some(need()?.to_owned()),
             "bind-propagation" => {
                 has_bind = true;
-                bind.propagation = need()?.to_owned();
+                let p = need()?;
+                bind.propagation = Some(p.parse().map_err(|_| bad(format!("invalid propagation mode: {p}")))?);
             }
             "bind-nonrecursive" => {
                 has_bind = true;
-                bind.non_recursive = boolean(&key, value)?;
+                bind.non_recursive = Some(boolean(&key, value)?);
             }
             "bind-create-src" => {
                 has_bind = true;
-                bind.create_mountpoint = boolean(&key, value)?;
+                bind.create_mountpoint = Some(boolean(&key, value)?);
             }
             "volume-nocopy" => {
                 has_vol = true;
-                vol.no_copy = boolean(&key, value)?;
+                vol.no_copy = Some(boolean(&key, value)?);
             }
             "volume-subpath" => {
                 has_vol = true;
-                vol.subpath = need()?.to_owned();
+                vol.subpath = Some(need()?.to_owned());
             }
             "volume-label" => {
                 has_vol = true;
@@ -94,7 +103,7 @@ pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
             }
             "volume-driver" => {
                 has_vol = true;
-                driver.name = need()?.to_owned();
+                driver.name = Some(need()?.to_owned());
             }
             "volume-opt" => {
                 has_vol = true;
@@ -103,21 +112,22 @@ pub fn parse_mount(spec: &str) -> Result<Mount, CliError> {
             "tmpfs-size" => {
                 has_tmpfs = true;
                 let v = need()?;
-                tmpfs.size_bytes =
-                    berth_core::units::ram_in_bytes(v).ok_or_else(|| bad(format!("invalid value for {key}: {v}")))?;
+                tmpfs.size_bytes = Some(
+                    berth_core::units::ram_in_bytes(v).ok_or_else(|| bad(format!("invalid value for {key}: {v}")))?,
+                );
             }
             "tmpfs-mode" => {
                 has_tmpfs = true;
                 let v = need()?;
-                tmpfs.mode = Some(u32::from_str_radix(v, 8).map_err(|_| bad(format!("invalid value for {key}: {v}")))?);
+                tmpfs.mode = Some(i64::from_str_radix(v, 8).map_err(|_| bad(format!("invalid value for {key}: {v}")))?);
             }
             _ => return Err(bad(format!("unexpected key '{key}' in '{field}'"))),
         }
     }
-    if m.target.is_empty() {
+    if m.target.as_deref().unwrap_or("").is_empty() {
         return Err(bad("target is required"));
     }
-    if !driver.name.is_empty() || driver.options.is_some() {
+    if driver.name.is_some() || driver.options.is_some() {
         vol.driver_config = Some(driver);
     }
     m.bind_options = has_bind.then_some(bind);
@@ -134,25 +144,30 @@ mod tests {
     #[test]
     fn mounts_parse_as_the_docker_cli_does() {
         let m = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rslave").unwrap();
-        assert_eq!((m.typ.as_str(), m.source.as_str(), m.target.as_str(), m.read_only), ("bind", "/a", "/b", true));
-        assert_eq!(m.bind_options.unwrap().propagation, "rslave");
+        assert_eq!(m.typ, Some(MountType::BIND));
+        assert_eq!((m.source.as_deref(), m.target.as_deref(), m.read_only), (Some("/a"), Some("/b"), Some(true)));
+        assert_eq!(m.bind_options.unwrap().propagation.unwrap().to_string(), "rslave");
         let m = parse_mount("target=/v,volume-nocopy,volume-label=a=b,volume-driver=local").unwrap();
-        assert_eq!(m.typ, "volume");
+        assert_eq!(m.typ, Some(MountType::VOLUME));
         let v = m.volume_options.unwrap();
-        assert!(v.no_copy);
-        assert_eq!(v.driver_config.unwrap().name, "local");
+        assert_eq!(v.no_copy, Some(true));
+        assert_eq!(v.driver_config.unwrap().name.as_deref(), Some("local"));
         let m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
         let t = m.tmpfs_options.unwrap();
-        assert_eq!((t.size_bytes, t.mode), (1 << 20, Some(0o1770)));
+        assert_eq!((t.size_bytes, t.mode), (Some(1 << 20), Some(0o1770)));
         assert!(parse_mount("type=bind,src=/a").is_err());
         assert!(parse_mount("type=bind,bogus=1,target=/x").is_err());
         assert!(parse_mount("readonly=maybe,target=/x").is_err());
+        let e = parse_mount("type=weird,target=/x").unwrap_err().to_string();
+        assert!(e.contains("invalid mount config for type \"weird\""), "{e}");
+        let e = parse_mount("type=bind,src=/a,dst=/b,bind-propagation=sideways").unwrap_err().to_string();
+        assert!(e.contains("invalid propagation mode: sideways"), "{e}");
     }
 
     #[test]
     fn a_destination_alone_is_an_anonymous_volume() {
         let (binds, vols) = split_volumes(&["/data".into(), "name:/x:ro".into(), "/h:/y".into()]);
         assert_eq!(binds, ["name:/x:ro", "/h:/y"]);
-        assert_eq!(vols.keys().collect::<Vec<_>>(), ["/data"]);
+        assert_eq!(vols, ["/data"]);
     }
 }

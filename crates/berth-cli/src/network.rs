@@ -123,7 +123,7 @@ pub fn prune(c: &Client, a: PruneArgs) -> Result<()> {
 }
 
 pub fn connect(c: &Client, a: NetworkConnectArgs) -> Result<()> {
-    let ipam = a.ip.map(|ip| EndpointIpamConfig { ipv4_address: ip, ..Default::default() });
+    let ipam = a.ip.map(|ip| EndpointIpamConfig { ipv4_address: Some(ip), ..Default::default() });
     let ep =
         EndpointSettings { ipam_config: ipam, aliases: (!a.alias.is_empty()).then_some(a.alias), ..Default::default() };
     let body = NetworkConnectRequest { container: a.container, endpoint_config: Some(ep) };

@@ -2,11 +2,15 @@
 //! builds it (cli/command/container/opts.go): units, env files, binds,
 //! tmpfs, ulimits, the restart policy, and which streams to attach.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
+use berth_api_types::spec::{
+    self, ContainerUpdateBody as Resources, DeviceMapping, HealthConfig, HostConfigLogConfig as LogConfig,
+    ResourcesBlkioWeightDevice as WeightDevice, ResourcesUlimits as Ulimit, RestartPolicy, ThrottleDevice,
+};
 use berth_api_types::{
-    ContainerConfig, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, LogConfig,
-    NetworkingConfig, PortBinding, Resources, RestartPolicy, StrOrVec, ThrottleDevice, Ulimit, WeightDevice,
+    ContainerConfig, ContainerCreateRequest, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding,
 };
 use berth_core::units::ram_in_bytes;
 
@@ -35,15 +39,16 @@ fn duration(flag: &str, v: &Option<String>) -> Result<i64, CliError> {
 
 /// The `--health-*` flags as Docker's CLI turns them into a HealthConfig.
 fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>, CliError> {
+    let nonzero = |v: i64| (v != 0).then_some(v);
     let h = HealthConfig {
         test: a.health_cmd.clone().filter(|c| !c.is_empty()).map(|c| vec!["CMD-SHELL".to_owned(), c]),
-        interval: duration("--health-interval", &a.health_interval)?,
-        timeout: duration("--health-timeout", &a.health_timeout)?,
-        start_period: duration("--health-start-period", &a.health_start_period)?,
-        start_interval: duration("--health-start-interval", &a.health_start_interval)?,
-        retries: a.health_retries.unwrap_or(0),
+        interval: nonzero(duration("--health-interval", &a.health_interval)?),
+        timeout: nonzero(duration("--health-timeout", &a.health_timeout)?),
+        start_period: nonzero(duration("--health-start-period", &a.health_start_period)?),
+        start_interval: nonzero(duration("--health-start-interval", &a.health_start_interval)?),
+        retries: a.health_retries.filter(|r| *r != 0),
     };
-    if h.retries < 0 {
+    if h.retries.is_some_and(|r| r < 0) {
         return Err(bad("--health-retries cannot be negative"));
     }
     let given = h != HealthConfig::default();
@@ -98,11 +103,11 @@ fn push_env(out: &mut Vec<String>, e: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn key_values(flag: &str, list: &[String]) -> Result<Option<BTreeMap<String, String>>, CliError> {
+fn key_values(flag: &str, list: &[String]) -> Result<Option<HashMap<String, String>>, CliError> {
     if list.is_empty() {
         return Ok(None);
     }
-    let mut m = BTreeMap::new();
+    let mut m = HashMap::new();
     for kv in list {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         if k.is_empty() {
@@ -116,7 +121,7 @@ fn key_values(flag: &str, list: &[String]) -> Result<Option<BTreeMap<String, Str
 /// `--sysctl name=value`, each checked as Docker's CLI checks it
 /// (`opts.ValidateSysctl`): only the IPC and network namespaces' sysctls
 /// pass; the daemon checks them again against the container's namespaces.
-fn sysctls(list: &[String]) -> Result<Option<BTreeMap<String, String>>, CliError> {
+fn sysctls(list: &[String]) -> Result<Option<HashMap<String, String>>, CliError> {
     for kv in list {
         let name = kv.split_once('=').map(|(k, _)| k);
         if !name.is_some_and(berth_core::sysctl::namespaced) {
@@ -131,7 +136,11 @@ pub fn ulimit(s: &str) -> Result<Ulimit, CliError> {
     let e = || bad(format!("invalid argument {s:?} for \"--ulimit\" flag: want name=soft[:hard]"));
     let (name, vals) = s.split_once('=').ok_or_else(e)?;
     let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-    Ok(Ulimit { name: name.to_owned(), soft: soft.parse().map_err(|_| e())?, hard: hard.parse().map_err(|_| e())? })
+    Ok(Ulimit {
+        name: Some(name.to_owned()),
+        soft: Some(soft.parse().map_err(|_| e())?),
+        hard: Some(hard.parse().map_err(|_| e())?),
+    })
 }
 
 /// `no`, `always`, `unless-stopped`, `on-failure[:N]`.
@@ -148,10 +157,12 @@ pub fn restart(s: &str) -> Result<RestartPolicy, CliError> {
             )))
         }
     };
-    if !matches!(name, "no" | "always" | "unless-stopped" | "on-failure") {
-        return Err(bad(format!("invalid restart policy format: {s}")));
-    }
-    Ok(RestartPolicy { name: name.to_owned(), maximum_retry_count })
+    let name: spec::RestartPolicyNameEnum = name
+        .parse()
+        .ok()
+        .filter(|_| !name.is_empty())
+        .ok_or_else(|| bad(format!("invalid restart policy format: {s}")))?;
+    Ok(RestartPolicy { name: Some(name), maximum_retry_count: Some(maximum_retry_count) })
 }
 
 /// `--security-opt seccomp=<file>` sends the file's content, as the docker
@@ -177,34 +188,106 @@ fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-/// The resource flags as the API's Resources.
+/// The resource flags as the API's Resources (an update's body).
 pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
     let nano_cpus = match a.cpus {
         Some(c) if !(0.0..=1e6).contains(&c) => {
             return Err(bad(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
         }
-        Some(c) => (c * 1e9).round() as i64,
-        None => 0,
+        Some(c) => Some((c * 1e9).round() as i64),
+        None => None,
+    };
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, CliError> {
+        Ok(if v.is_some() { Some(bytes(flag, v)?) } else { None })
     };
     Ok(Resources {
-        memory: bytes("--memory", &a.memory)?,
-        memory_swap: bytes("--memory-swap", &a.memory_swap)?,
-        memory_reservation: bytes("--memory-reservation", &a.memory_reservation)?,
+        memory: size("--memory", &a.memory)?,
+        memory_swap: size("--memory-swap", &a.memory_swap)?,
+        memory_reservation: size("--memory-reservation", &a.memory_reservation)?,
         nano_cpus,
-        cpu_shares: a.cpu_shares.unwrap_or(0),
-        cpu_period: a.cpu_period.unwrap_or(0),
-        cpu_quota: a.cpu_quota.unwrap_or(0),
-        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
-        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
+        cpu_shares: a.cpu_shares,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
         pids_limit: a.pids_limit,
-        blkio_weight: a.blkio_weight.unwrap_or(0),
-        oom_kill_disable: None,
-        ulimits: None,
+        blkio_weight: a.blkio_weight,
         memory_swappiness: a.memory_swappiness,
-        cpu_realtime_period: a.cpu_rt_period.unwrap_or(0),
-        cpu_realtime_runtime: a.cpu_rt_runtime.unwrap_or(0),
+        cpu_realtime_period: a.cpu_rt_period,
+        cpu_realtime_runtime: a.cpu_rt_runtime,
         ..Default::default()
     })
+}
+
+/// A create's HostConfig with the limits of `r` in its Resources fields.
+fn with_resources(h: spec::HostConfig, r: Resources) -> spec::HostConfig {
+    let Resources {
+        cpu_shares,
+        memory,
+        cgroup_parent,
+        blkio_weight,
+        blkio_weight_device,
+        blkio_device_read_bps,
+        blkio_device_write_bps,
+        blkio_device_read_iops,
+        blkio_device_write_iops,
+        cpu_period,
+        cpu_quota,
+        cpu_realtime_period,
+        cpu_realtime_runtime,
+        cpuset_cpus,
+        cpuset_mems,
+        devices,
+        device_cgroup_rules,
+        device_requests,
+        memory_reservation,
+        memory_swap,
+        memory_swappiness,
+        nano_cpus,
+        oom_kill_disable,
+        init,
+        pids_limit,
+        ulimits,
+        cpu_count,
+        cpu_percent,
+        io_maximum_iops,
+        io_maximum_bandwidth,
+        restart_policy,
+    } = r;
+    spec::HostConfig {
+        cpu_shares,
+        memory,
+        cgroup_parent,
+        blkio_weight,
+        blkio_weight_device,
+        blkio_device_read_bps,
+        blkio_device_write_bps,
+        blkio_device_read_iops,
+        blkio_device_write_iops,
+        cpu_period,
+        cpu_quota,
+        cpu_realtime_period,
+        cpu_realtime_runtime,
+        cpuset_cpus,
+        cpuset_mems,
+        devices,
+        device_cgroup_rules,
+        device_requests,
+        memory_reservation,
+        memory_swap,
+        memory_swappiness,
+        nano_cpus,
+        oom_kill_disable,
+        init,
+        pids_limit,
+        ulimits,
+        cpu_count,
+        cpu_percent,
+        io_maximum_iops,
+        io_maximum_bandwidth,
+        restart_policy,
+        ..h
+    }
 }
 
 /// `--device host[:container][:perms]`, as Docker's CLI parses it.
@@ -222,9 +305,9 @@ fn device(spec: &str) -> Result<DeviceMapping, CliError> {
         return Err(bad(format!("invalid device specification: {spec}")));
     }
     Ok(DeviceMapping {
-        path_on_host: host.to_owned(),
-        path_in_container: inside.to_owned(),
-        cgroup_permissions: perms.to_owned(),
+        path_on_host: Some(host.to_owned()),
+        path_in_container: Some(inside.to_owned()),
+        cgroup_permissions: Some(perms.to_owned()),
     })
 }
 
@@ -243,13 +326,13 @@ fn weight_device(spec: &str) -> Result<WeightDevice, CliError> {
         .ok()
         .filter(|w| *w == 0 || (10..=1000).contains(w))
         .ok_or_else(|| bad(format!("invalid weight for device: {spec}")))?;
-    Ok(WeightDevice { path: path.to_owned(), weight })
+    Ok(WeightDevice { path: Some(path.to_owned()), weight: Some(usize::from(weight)) })
 }
 
 /// A bps limit takes a size (`1mb`), an iops limit a number.
 fn throttle(spec: &str, bytes: bool) -> Result<ThrottleDevice, CliError> {
     let (path, v) = device_value(spec)?;
-    let rate = if bytes { ram_in_bytes(v).and_then(|n| u64::try_from(n).ok()) } else { v.parse::<u64>().ok() };
+    let rate = if bytes { ram_in_bytes(v).filter(|n| *n >= 0) } else { v.parse::<i64>().ok().filter(|n| *n >= 0) };
     let rate = rate.ok_or_else(|| {
         bad(format!(
             "invalid rate for device: {spec}. The correct format is <device-path>:<number>{}. Number must be a positive integer.{}",
@@ -257,7 +340,7 @@ fn throttle(spec: &str, bytes: bool) -> Result<ThrottleDevice, CliError> {
             if bytes { " Unit is optional and can be kb, mb, or gb" } else { "" }
         ))
     })?;
-    Ok(ThrottleDevice { path: path.to_owned(), rate })
+    Ok(ThrottleDevice { path: Some(path.to_owned()), rate: Some(rate) })
 }
 
 fn all<T>(v: &[String], f: impl Fn(&str) -> Result<T, CliError>) -> Result<Option<Vec<T>>, CliError> {
@@ -321,13 +404,13 @@ pub fn publish(spec: &str) -> Result<Vec<(String, PortBinding)>, CliError> {
                 (hlo + i as u16).to_string()
             }
         };
-        out.push((format!("{p}/{proto}"), PortBinding { host_ip: ip.to_owned(), host_port }));
+        out.push((format!("{p}/{proto}"), PortBinding { host_ip: Some(ip.to_owned()), host_port: Some(host_port) }));
     }
     Ok(out)
 }
 
 /// The create request for `run`/`create`, and the name.
-pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<ContainerConfig, CliError> {
+pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<ContainerCreateRequest, CliError> {
     let (image, cmd) = a.args.split_first().ok_or_else(|| bad("\"run\" requires at least 1 argument"))?;
     let attach: Vec<String> = a.attach.iter().map(|s| s.to_ascii_lowercase()).collect();
     for s in &attach {
@@ -351,7 +434,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
             attach.iter().any(|s| s == "stderr"),
         )
     };
-    let mut tmpfs = BTreeMap::new();
+    let mut tmpfs = HashMap::new();
     for t in &a.tmpfs {
         let (path, opts) = t.split_once(':').unwrap_or((t, ""));
         tmpfs.insert(path.to_owned(), opts.to_owned());
@@ -360,13 +443,18 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     for u in &a.ulimit {
         ulimits.push(ulimit(u)?);
     }
-    let mut log_config = LogConfig { typ: a.log_driver.clone().unwrap_or_default(), config: BTreeMap::new() };
-    log_config.config = key_values("--log-opt", &a.log_opt)?.unwrap_or_default();
-    let mut port_bindings: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
-    let mut exposed: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let log_config =
+        LogConfig { typ: Some(a.log_driver.clone().unwrap_or_default()), config: key_values("--log-opt", &a.log_opt)? };
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed: Vec<String> = vec![];
+    let mut expose = |key: String| {
+        if !exposed.contains(&key) {
+            exposed.push(key);
+        }
+    };
     for p in &a.publish {
         for (key, b) in publish(p)? {
-            exposed.insert(key.clone(), serde_json::json!({}));
+            expose(key.clone());
             port_bindings.entry(key).or_insert_with(|| Some(vec![])).get_or_insert_with(Vec::new).push(b);
         }
     }
@@ -374,7 +462,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         let (r, proto) = e.split_once('/').unwrap_or((e, "tcp"));
         let (lo, hi) = port_range(r, e)?;
         for p in lo..=hi {
-            exposed.insert(format!("{p}/{proto}"), serde_json::json!({}));
+            expose(format!("{p}/{proto}"));
         }
     }
     let network = a.network.clone().unwrap_or_default();
@@ -389,8 +477,8 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     let networking_config =
         if a.ip.is_some() || !a.network_alias.is_empty() || !a.link_local_ip.is_empty() || !ep_links.is_empty() {
             let ipam = (a.ip.is_some() || a.ip6.is_some() || !a.link_local_ip.is_empty()).then(|| EndpointIpamConfig {
-                ipv4_address: a.ip.clone().unwrap_or_default(),
-                ipv6_address: a.ip6.clone().unwrap_or_default(),
+                ipv4_address: a.ip.clone(),
+                ipv6_address: a.ip6.clone(),
                 link_local_ips: some(a.link_local_ip.clone()),
             });
             let ep = EndpointSettings {
@@ -400,7 +488,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
                 ..Default::default()
             };
             let key = if network.is_empty() { "bridge".to_owned() } else { network.clone() };
-            Some(NetworkingConfig { endpoints_config: Some(BTreeMap::from([(key, ep)])) })
+            Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(key, ep)])) })
         } else {
             None
         };
@@ -409,17 +497,37 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
     for m in &a.mount {
         mounts.push(crate::mounts::parse_mount(m)?);
     }
-    let host = HostConfig {
+    let restart_policy = a.restart.as_deref().map(restart).transpose()?;
+    let restarts = restart_policy.as_ref().and_then(|p| p.name).is_some_and(|n| n != spec::RestartPolicyNameEnum::NO);
+    if a.rm && restarts {
+        return Err(bad("conflicting options: cannot specify both --restart and --rm"));
+    }
+    let res = Resources {
+        oom_kill_disable: a.oom_kill_disable.then_some(true),
+        ulimits: some(ulimits),
+        devices: all(&a.device, device)?,
+        device_cgroup_rules: some(a.device_cgroup_rule.clone()),
+        cgroup_parent: a.cgroup_parent.clone(),
+        blkio_weight_device: all(&a.blkio_weight_device, weight_device)?,
+        blkio_device_read_bps: all(&a.device_read_bps, |s| throttle(s, true))?,
+        blkio_device_write_bps: all(&a.device_write_bps, |s| throttle(s, true))?,
+        blkio_device_read_iops: all(&a.device_read_iops, |s| throttle(s, false))?,
+        blkio_device_write_iops: all(&a.device_write_iops, |s| throttle(s, false))?,
+        init: a.init.then_some(true),
+        restart_policy,
+        ..resources(&a.res)?
+    };
+    let shm_size = if a.shm_size.is_some() { Some(bytes("--shm-size", &a.shm_size)?) } else { None };
+    let host = spec::HostConfig {
         mounts: some(mounts),
         volumes_from: some(a.volumes_from.clone()),
-        volume_driver: a.volume_driver.clone().unwrap_or_default(),
+        volume_driver: a.volume_driver.clone(),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-        publish_all_ports: a.publish_all,
+        publish_all_ports: a.publish_all.then_some(true),
         binds: some(binds),
-        log_config,
-        network_mode: network,
-        restart_policy: a.restart.as_deref().map(restart).transpose()?.unwrap_or_default(),
-        auto_remove: a.rm,
+        log_config: Some(log_config),
+        network_mode: Some(network),
+        auto_remove: a.rm.then_some(true),
         cap_add: some(a.cap_add.clone()),
         cap_drop: some(a.cap_drop.clone()),
         dns: some(a.dns.clone()),
@@ -427,75 +535,71 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         dns_search: some(a.dns_search.clone()),
         extra_hosts: some(a.add_host.clone()),
         group_add: some(a.group_add.clone()),
-        oom_score_adj: a.oom_score_adj.unwrap_or(0),
-        privileged: a.privileged,
-        readonly_rootfs: a.read_only,
+        oom_score_adj: a.oom_score_adj.map(i64::from),
+        privileged: a.privileged.then_some(true),
+        readonly_rootfs: a.read_only.then_some(true),
         security_opt: some(security_opts(&a.security_opt)?),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-        userns_mode: a.userns.clone().unwrap_or_default(),
-        pid_mode: a.pid.clone().unwrap_or_default(),
-        ipc_mode: a.ipc.clone().unwrap_or_default(),
-        uts_mode: a.uts.clone().unwrap_or_default(),
-        cgroupns_mode: a.cgroupns.clone().unwrap_or_default(),
-        runtime: a.runtime.clone().unwrap_or_default(),
-        isolation: a.isolation.clone().unwrap_or_default(),
-        shm_size: bytes("--shm-size", &a.shm_size)?,
-        sysctls: sysctls(&a.sysctl)?,
-        init: a.init.then_some(true),
-        resources: Resources {
-            oom_kill_disable: a.oom_kill_disable.then_some(true),
-            ulimits: some(ulimits),
-            devices: all(&a.device, device)?,
-            device_cgroup_rules: some(a.device_cgroup_rule.clone()),
-            cgroup_parent: a.cgroup_parent.clone().unwrap_or_default(),
-            blkio_weight_device: all(&a.blkio_weight_device, weight_device)?,
-            blkio_device_read_bps: all(&a.device_read_bps, |s| throttle(s, true))?,
-            blkio_device_write_bps: all(&a.device_write_bps, |s| throttle(s, true))?,
-            blkio_device_read_iops: all(&a.device_read_iops, |s| throttle(s, false))?,
-            blkio_device_write_iops: all(&a.device_write_iops, |s| throttle(s, false))?,
-            ..resources(&a.res)?
+        userns_mode: a.userns.clone(),
+        pid_mode: a.pid.clone(),
+        ipc_mode: a.ipc.clone(),
+        uts_mode: a.uts.clone(),
+        cgroupns_mode: match &a.cgroupns {
+            Some(m) => Some(m.parse().map_err(|_| bad(format!("invalid cgroup namespace mode: {m}")))?),
+            None => None,
         },
-        console_size: console.map(|(h, w)| vec![u32::from(h), u32::from(w)]),
+        runtime: a.runtime.clone(),
+        isolation: match &a.isolation {
+            Some(i) => Some(i.parse().map_err(|_| bad(format!("invalid isolation: {i}")))?),
+            None => None,
+        },
+        shm_size,
+        sysctls: sysctls(&a.sysctl)?,
+        console_size: console.map(|(h, w)| vec![usize::from(h), usize::from(w)]),
         links: (!user_defined).then(|| some(a.link.clone())).flatten(),
         annotations: key_values("--annotation", &a.annotation)?,
         storage_opt: key_values("--storage-opt", &a.storage_opt)?,
         ..Default::default()
     };
-    if a.rm && !host.restart_policy.name.is_empty() && host.restart_policy.name != "no" {
-        return Err(bad("conflicting options: cannot specify both --restart and --rm"));
-    }
+    let host = HostConfig { spec: with_resources(host, res), kernel_memory_tcp: None };
     let entrypoint = a.entrypoint.as_ref().map(|e| {
         // `--entrypoint ""` clears the image's entrypoint.
-        StrOrVec::Vec(if e.is_empty() { vec![] } else { vec![e.clone()] })
+        if e.is_empty() {
+            vec![]
+        } else {
+            vec![e.clone()]
+        }
     });
-    Ok(ContainerConfig {
-        hostname: a.hostname.clone().unwrap_or_default(),
-        domainname: a.domainname.clone().unwrap_or_default(),
-        user: a.user.clone().unwrap_or_default(),
-        attach_stdin: stdin,
-        attach_stdout: stdout,
-        attach_stderr: stderr,
-        tty: a.tty,
-        open_stdin: a.interactive,
-        stdin_once: a.interactive && stdin,
+    let spec = spec::ContainerConfig {
+        hostname: a.hostname.clone(),
+        domainname: a.domainname.clone(),
+        user: a.user.clone(),
+        attach_stdin: Some(stdin),
+        attach_stdout: Some(stdout),
+        attach_stderr: Some(stderr),
+        tty: Some(a.tty),
+        open_stdin: Some(a.interactive),
+        stdin_once: Some(a.interactive && stdin),
         env: some(env(&a.env, &a.env_file)?),
-        cmd: (!cmd.is_empty()).then(|| StrOrVec::Vec(cmd.to_vec())),
-        image: image.clone(),
-        working_dir: a.workdir.clone().unwrap_or_default(),
+        cmd: (!cmd.is_empty()).then(|| cmd.to_vec()),
+        image: Some(image.clone()),
+        working_dir: a.workdir.clone(),
         entrypoint,
         labels: key_values("--label", &a.label)?,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
-        mac_address: a.mac_address.clone(),
-        network_disabled: None,
-        args_escaped: None,
-        on_build: None,
         healthcheck: healthcheck(a)?,
-        shell: None,
-        healthcheck_on_failure_action: a.health_on_failure.clone(),
-        host_config: Some(host),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         volumes: (!volumes.is_empty()).then_some(volumes),
+        ..Default::default()
+    };
+    Ok(ContainerCreateRequest {
+        config: ContainerConfig {
+            spec,
+            mac_address: a.mac_address.clone(),
+            healthcheck_on_failure_action: a.health_on_failure.clone(),
+        },
+        host_config: Some(host),
         networking_config,
     })
 }
@@ -507,12 +611,12 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        assert_eq!(restart("on-failure:3").unwrap().maximum_retry_count, 3);
+        assert_eq!(restart("on-failure:3").unwrap().maximum_retry_count, Some(3));
         assert!(restart("always:3").is_err());
         assert!(restart("sometimes").is_err());
         let u = ulimit("nofile=1024:2048").unwrap();
-        assert_eq!((u.soft, u.hard), (1024, 2048));
-        assert_eq!(ulimit("nproc=10").unwrap().hard, 10);
+        assert_eq!((u.soft, u.hard), (Some(1024), Some(2048)));
+        assert_eq!(ulimit("nproc=10").unwrap().hard, Some(10));
         assert!(ulimit("nofile").is_err());
         let a = RunArgs {
             args: vec!["busybox".into(), "echo".into(), "-n".into()],
@@ -523,12 +627,13 @@ mod tests {
             ..RunArgs::default()
         };
         let c = create_request(&a, None).unwrap();
-        let h = c.host_config.unwrap();
-        assert_eq!(h.resources.memory, 64 << 20);
-        assert_eq!(h.resources.nano_cpus, 500_000_000);
-        assert!(c.attach_stdin && c.stdin_once && c.open_stdin);
-        assert_eq!(c.cmd, Some(StrOrVec::Vec(vec!["echo".into(), "-n".into()])));
-        assert_eq!(c.entrypoint, Some(StrOrVec::Vec(vec![])));
+        let h = c.host_config.unwrap().spec;
+        assert_eq!(h.memory, Some(64 << 20));
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        let c = c.config.spec;
+        assert_eq!((c.attach_stdin, c.stdin_once, c.open_stdin), (Some(true), Some(true), Some(true)));
+        assert_eq!(c.cmd, Some(vec!["echo".into(), "-n".into()]));
+        assert_eq!(c.entrypoint, Some(vec![]));
         assert_eq!(c.env, Some(vec!["A=1".into()]));
         let bad = RunArgs {
             args: vec!["x".into()],
@@ -552,15 +657,16 @@ mod tests {
     #[test]
     fn publish_specs_expand_as_dockers() {
         let one = |s: &str| publish(s).unwrap();
-        assert_eq!(one("80"), [("80/tcp".into(), PortBinding::default())]);
+        let pb = |ip: &str, port: &str| PortBinding { host_ip: Some(ip.into()), host_port: Some(port.into()) };
+        assert_eq!(one("80"), [("80/tcp".into(), pb("", ""))]);
         let b = one("127.0.0.1:8080:80/udp");
         assert_eq!(b[0].0, "80/udp");
-        assert_eq!(b[0].1, PortBinding { host_ip: "127.0.0.1".into(), host_port: "8080".into() });
+        assert_eq!(b[0].1, pb("127.0.0.1", "8080"));
         let r = one("8000-8001:80-81");
         assert_eq!(r.len(), 2);
-        assert_eq!((r[1].0.as_str(), r[1].1.host_port.as_str()), ("81/tcp", "8001"));
-        assert_eq!(one("8000-8010:80")[0].1.host_port, "8000-8010");
-        assert_eq!(one("127.0.0.1::80")[0].1.host_port, "");
+        assert_eq!((r[1].0.as_str(), r[1].1.host_port.as_deref()), ("81/tcp", Some("8001")));
+        assert_eq!(one("8000-8010:80")[0].1.host_port.as_deref(), Some("8000-8010"));
+        assert_eq!(one("127.0.0.1::80")[0].1.host_port.as_deref(), Some(""));
         for bad in ["", "x", "1:2:3:4", "80/icmp", "0", "8000-8002:80-81", "nothere:80:80", "90-80"] {
             assert!(publish(bad).is_err(), "{bad}");
         }

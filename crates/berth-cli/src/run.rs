@@ -14,7 +14,7 @@ use crate::{each, opts, CliError, Result};
 
 /// Creates the container; its id and whether it has a TTY, stdin and
 /// which streams to attach.
-fn create_container(c: &Client, a: &RunArgs) -> Result<(String, berth_api_types::ContainerConfig)> {
+fn create_container(c: &Client, a: &RunArgs) -> Result<(String, berth_api_types::spec::ContainerConfig)> {
     let console = if a.tty { stream::terminal_size() } else { None };
     let cfg = opts::create_request(a, console)?;
     let q = Query::new().opt("name", a.name.as_deref());
@@ -23,10 +23,10 @@ fn create_container(c: &Client, a: &RunArgs) -> Result<(String, berth_api_types:
             for w in r.warnings {
                 say!("WARNING: {w}");
             }
-            Ok((r.id, cfg))
+            Ok((r.id, cfg.config.spec))
         }
         Err(e) if e.is_not_found() && e.to_string().contains("image") => {
-            say!("Unable to find image '{}' locally", cfg.image);
+            say!("Unable to find image '{}' locally", cfg.config.spec.image.unwrap_or_default());
             Err(e.into())
         }
         Err(e) => Err(e.into()),
@@ -111,9 +111,10 @@ pub fn run(c: &Client, a: RunArgs) -> Result<()> {
         return print_out(&format!("{id}\n"));
     }
     stream::block_signals();
-    let attach = cfg.attach_stdin || cfg.attach_stdout || cfg.attach_stderr;
+    let on = |v: Option<bool>| v.unwrap_or(false);
+    let attach = on(cfg.attach_stdin) || on(cfg.attach_stdout) || on(cfg.attach_stderr);
     let h = if attach {
-        let streams = [cfg.attach_stdin, cfg.attach_stdout, cfg.attach_stderr];
+        let streams = [on(cfg.attach_stdin), on(cfg.attach_stdout), on(cfg.attach_stderr)];
         Some(attach_stream(c, &id, streams, a.detach_keys.as_deref()).map_err(CliError::run)?)
     } else {
         None
@@ -122,7 +123,7 @@ pub fn run(c: &Client, a: RunArgs) -> Result<()> {
     start()?;
     if let Some(h) = h {
         let keys = a.detach_keys.as_deref();
-        let ended = session(c, h, Target::Container(id.clone()), a.tty, cfg.attach_stdin, a.sig_proxy, keys)?;
+        let ended = session(c, h, Target::Container(id.clone()), a.tty, on(cfg.attach_stdin), a.sig_proxy, keys)?;
         if ended == Ended::Detached {
             return Ok(());
         }
@@ -143,35 +144,42 @@ pub fn start(c: &Client, a: StartArgs) -> Result<()> {
         return Err(CliError::Usage("you cannot start and attach multiple containers at once".into()));
     };
     let info: ContainerInspect = c.get(&format!("/containers/{name}/json"), &Query::new())?;
-    let stdin = a.interactive && info.config.open_stdin;
-    check_tty(info.config.tty, stdin)?;
+    let (id, tty, open_stdin) = container_io(&info);
+    let stdin = a.interactive && open_stdin;
+    check_tty(tty, stdin)?;
     stream::block_signals();
-    let h = attach_stream(c, &info.id, [stdin, true, true], a.detach_keys.as_deref())?;
-    let waiter = wait_request(c, &info.id, "next-exit")?;
-    c.post_empty(&format!("/containers/{}/start", info.id), &Query::new()).map_err(|e| CliError::run(e.into()))?;
-    let ended =
-        session(c, h, Target::Container(info.id.clone()), info.config.tty, stdin, true, a.detach_keys.as_deref())?;
+    let h = attach_stream(c, &id, [stdin, true, true], a.detach_keys.as_deref())?;
+    let waiter = wait_request(c, &id, "next-exit")?;
+    c.post_empty(&format!("/containers/{id}/start"), &Query::new()).map_err(|e| CliError::run(e.into()))?;
+    let ended = session(c, h, Target::Container(id.clone()), tty, stdin, true, a.detach_keys.as_deref())?;
     if ended == Ended::Detached {
         return Ok(());
     }
     status(wait_result(waiter)?)
 }
 
+/// A container's id, and whether it has a TTY and an open stdin.
+fn container_io(info: &ContainerInspect) -> (String, bool, bool) {
+    let c = &info.config.spec;
+    (info.spec.id.clone().unwrap_or_default(), c.tty.unwrap_or(false), c.open_stdin.unwrap_or(false))
+}
+
 pub fn attach(c: &Client, a: AttachArgs) -> Result<()> {
     let info: ContainerInspect = c.get(&format!("/containers/{}/json", a.container), &Query::new())?;
-    if !info.state.running {
+    let state = info.spec.state.clone().unwrap_or_default();
+    if state.running != Some(true) {
         return Err(CliError::Usage("You cannot attach to a stopped container, start it first".into()));
     }
-    if info.state.paused {
+    if state.paused == Some(true) {
         return Err(CliError::Usage("You cannot attach to a paused container, unpause it first".into()));
     }
-    let stdin = !a.no_stdin && info.config.open_stdin;
-    check_tty(info.config.tty, stdin)?;
+    let (id, tty, open_stdin) = container_io(&info);
+    let stdin = !a.no_stdin && open_stdin;
+    check_tty(tty, stdin)?;
     stream::block_signals();
-    let h = attach_stream(c, &info.id, [stdin, true, true], a.detach_keys.as_deref())?;
-    let waiter = wait_request(c, &info.id, "not-running")?;
-    let tty = info.config.tty;
-    let ended = session(c, h, Target::Container(info.id.clone()), tty, stdin, a.sig_proxy, a.detach_keys.as_deref())?;
+    let h = attach_stream(c, &id, [stdin, true, true], a.detach_keys.as_deref())?;
+    let waiter = wait_request(c, &id, "not-running")?;
+    let ended = session(c, h, Target::Container(id.clone()), tty, stdin, a.sig_proxy, a.detach_keys.as_deref())?;
     if ended == Ended::Detached {
         return Ok(());
     }

@@ -106,9 +106,7 @@ impl Engine {
         if c.config.entrypoint.is_empty() && c.config.cmd.is_empty() {
             return Err(Error::Invalid("No command specified".into()));
         }
-        let mut env = run.env.clone().unwrap_or_default();
-        crate::model::merge_env(&mut env, &req.config.env);
-        c.config.env = env;
+        c.config.env = crate::model::env_over(&req.config.env, run.env.as_deref().unwrap_or_default());
         c.config.working_dir =
             req.working_dir.clone().filter(|w| !w.is_empty()).or(run.working_dir.clone()).unwrap_or_default();
         if !c.config.working_dir.is_empty() && !c.config.working_dir.starts_with('/') {

@@ -310,6 +310,9 @@ pub struct HostConfig {
     /// `--storage-opt`: refused, as overlay2 here has no quota.
     #[serde(default)]
     pub storage_opt: BTreeMap<String, String>,
+    /// The CLI's `--cidfile`, which the CLI writes; kept to be shown.
+    #[serde(default)]
+    pub container_id_file: String,
 }
 
 /// What a mount is made of.
@@ -596,10 +599,26 @@ pub fn merge_env(env: &mut Vec<String>, extra: &[String]) {
     }
 }
 
+/// A container's or a commit's env over an image's, as moby's merge at
+/// create and commit: the entries given, in order, then the image's whose
+/// names were not given.
+pub fn env_over(given: &[String], image: &[String]) -> Vec<String> {
+    let name = |e: &String| e.split_once('=').map_or(e.clone(), |(k, _)| k.to_owned());
+    let names: std::collections::HashSet<String> = given.iter().map(name).collect();
+    given.iter().chain(image.iter().filter(|e| !names.contains(&name(e)))).cloned().collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_s_env_goes_before_the_image_s() {
+        let image = ["PATH=/bin".to_owned(), "A=1".to_owned()];
+        assert_eq!(env_over(&["A=2".into(), "B".into()], &image), ["A=2", "B", "PATH=/bin"]);
+        assert_eq!(env_over(&[], &image), image);
+    }
 
     #[test]
     fn env_entries_are_replaced_by_key() {

@@ -22,13 +22,22 @@ pub struct CommitRequest {
     pub changes: Vec<String>,
     /// Freeze a running container while its layer is read (Docker's default).
     pub pause: bool,
-    /// Overrides of the container's config (fields given replace its own).
+    /// The config given with the commit, merged over the container's as
+    /// moby's commit merges them: Env by name, Labels by key, ExposedPorts
+    /// and Volumes as sets, Healthcheck field by field; the rest replace
+    /// the container's when given.
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+    pub healthcheck: Option<crate::model::HealthConfig>,
+    pub stop_signal: Option<String>,
+    pub shell: Option<Vec<String>>,
+    pub on_build: Option<Vec<String>>,
 }
 
 /// What the engine and runtime create in a container's layer to mount
@@ -39,28 +48,47 @@ fn join<T: Send + 'static>(r: std::result::Result<Result<T>, tokio::task::JoinEr
     r.map_err(|e| Error::Internal(e.to_string()))?
 }
 
-/// The image config's run settings from a container's.
-fn image_run_config(c: &Container, r: &CommitRequest) -> berth_image::RunConfig {
-    let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+/// The image config's run settings from a container's and the commit's.
+fn image_run_config(c: &Container, r: &CommitRequest) -> Result<berth_image::RunConfig> {
+    let some_vec = |v: Vec<String>| (!v.is_empty()).then_some(v);
     let some_str = |s: &String| (!s.is_empty()).then(|| s.clone());
-    let set = |v: &Vec<String>| -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
-        (!v.is_empty()).then(|| v.iter().map(|k| (k.clone(), serde_json::json!({}))).collect())
+    let set = |given: &[String], own: &[String]| -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+        let all: std::collections::BTreeMap<String, serde_json::Value> =
+            given.iter().chain(own).map(|k| (k.clone(), serde_json::json!({}))).collect();
+        (!all.is_empty()).then_some(all)
     };
-    berth_image::RunConfig {
-        user: r.user.clone().or_else(|| some_str(&c.config.user)),
-        env: r.env.clone().or_else(|| some_vec(&c.config.env)),
-        cmd: r.cmd.clone().or_else(|| some_vec(&c.config.cmd)),
-        entrypoint: r.entrypoint.clone().or_else(|| some_vec(&c.config.entrypoint)),
-        working_dir: r.working_dir.clone().or_else(|| some_str(&c.config.working_dir)),
-        exposed_ports: set(&c.config.exposed_ports),
-        volumes: set(&c.config.volumes),
-        labels: r.labels.clone().or_else(|| (!c.config.labels.is_empty()).then(|| c.config.labels.clone())),
-        stop_signal: c.config.stop_signal.clone(),
-        healthcheck: c.config.healthcheck.as_ref().map(crate::health::to_image),
-        shell: some_vec(&c.config.shell),
-        on_build: some_vec(&c.config.on_build),
+    let k = &c.config;
+    let env = match &r.env {
+        Some(given) => crate::model::env_over(given, &k.env),
+        None => k.env.clone(),
+    };
+    let mut labels = k.labels.clone();
+    labels.extend(r.labels.clone().unwrap_or_default());
+    // moby: an entrypoint given takes the command given with it, or none.
+    let (entrypoint, cmd) = match &r.entrypoint {
+        Some(e) if !e.is_empty() => (Some(e.clone()), r.cmd.clone()),
+        _ => (
+            r.entrypoint.clone().or_else(|| some_vec(k.entrypoint.clone())),
+            r.cmd.clone().or_else(|| some_vec(k.cmd.clone())),
+        ),
+    };
+    let own_check = k.healthcheck.as_ref().map(crate::health::to_image);
+    let healthcheck = crate::health::merge(r.healthcheck.clone(), own_check.as_ref())?;
+    Ok(berth_image::RunConfig {
+        user: r.user.clone().or_else(|| some_str(&k.user)),
+        env: some_vec(env),
+        cmd,
+        entrypoint: entrypoint.filter(|e| !e.is_empty()),
+        working_dir: r.working_dir.clone().or_else(|| some_str(&k.working_dir)),
+        exposed_ports: set(&r.exposed_ports, &k.exposed_ports),
+        volumes: set(&r.volumes, &k.volumes),
+        labels: (!labels.is_empty()).then_some(labels),
+        stop_signal: r.stop_signal.clone().or_else(|| k.stop_signal.clone()),
+        healthcheck: healthcheck.as_ref().map(crate::health::to_image),
+        shell: r.shell.clone().or_else(|| some_vec(k.shell.clone())),
+        on_build: r.on_build.clone().or_else(|| some_vec(k.on_build.clone())),
         ..Default::default()
-    }
+    })
 }
 
 /// The changes less the mount points made for the container, and less
@@ -170,7 +198,7 @@ impl Engine {
         let rw = self.layer_of(&c)?;
         let base = if c.image_id.is_empty() { None } else { Some(self.images.resolve(&c.image_id)?) };
         let opts = CommitOptions {
-            run: image_run_config(&c, &r),
+            run: image_run_config(&c, &r)?,
             changes: r.changes.clone(),
             comment: r.comment.clone(),
             author: r.author.clone(),

@@ -243,7 +243,10 @@ fn a_container_runs_under_the_runtime_it_names() {
     d.crash();
     d.spawn();
     d.load_busybox();
-    let id = d.ok(&["run", "-d", "--runtime", "myrunc", "busybox", "sleep", "1000"]).trim().to_owned();
+    let id = d
+        .ok(&["run", "-d", "--runtime", "myrunc", "--isolation", "default", "busybox", "sleep", "1000"])
+        .trim()
+        .to_owned();
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.HostConfig.Runtime}} {{.HostConfig.Isolation}}", &id]).trim(),
         "myrunc default"
@@ -390,6 +393,88 @@ fn request_fields_berth_does_not_know_are_refused_by_name() {
     assert_clean(&d);
 }
 
+/// Every key of a JSON answer by path, with the kind of its value (`null`
+/// told apart from an empty list or map); the names of networks, which
+/// are the test's own, stand as `*`.
+fn shape(v: &serde_json::Value) -> std::collections::BTreeMap<String, &'static str> {
+    fn walk(v: &serde_json::Value, path: String, out: &mut std::collections::BTreeMap<String, &'static str>) {
+        use serde_json::Value;
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "list",
+            Value::Object(_) => "map",
+        };
+        out.insert(path.clone(), kind);
+        if let Value::Object(m) = v {
+            for (k, x) in m {
+                let k = if path == "/NetworkSettings/Networks" { "*" } else { k.as_str() };
+                walk(x, format!("{path}/{k}"), out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(v, String::new(), &mut out);
+    out
+}
+
+#[test]
+fn inspect_has_the_shape_of_dockerd_s() {
+    if !can_run("inspect shape") {
+        return;
+    }
+    let d = Daemon::start("shape");
+    d.load_busybox();
+    d.ok(&["network", "create", "rich"]);
+    // The fixtures are dockerd 20.10's answers to `GET /v1.41/containers/
+    // {id}/json` after these same commands, given by its own CLI.
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("none", vec!["run", "-d", "--network", "none", "busybox", "sleep", "1000"]),
+        ("created", vec!["create", "--name", "plain", "busybox", "true"]),
+        (
+            "rich",
+            "create --name rich --network rich --network-alias web -e A=1 -l k=v -p 8080:80 --expose 90 \
+             --restart on-failure:3 --health-cmd true --health-interval 5s -v /data --tmpfs /t \
+             --sysctl net.core.somaxconn=1000 --ulimit nofile=100:200 --cap-add NET_ADMIN --dns 1.1.1.1 \
+             --add-host h:1.2.3.4 --mount type=volume,dst=/m --memory 64m --pids-limit 50 --init -w /tmp -u 1:1 \
+             --entrypoint sh --stop-signal SIGINT --stop-timeout 3 -t -i busybox -c true"
+                .split_whitespace()
+                .collect(),
+        ),
+    ];
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerd-20.10");
+    let mut ids = vec![];
+    for (name, args) in cases {
+        let id = d.ok(&args).trim().to_owned();
+        ids.push(id.clone());
+        let (s, b) = d.http("GET", &format!("/v1.41/containers/{id}/json"), b"");
+        assert_eq!(s, 200, "{b}");
+        let ours: serde_json::Value = serde_json::from_str(&b).unwrap();
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures.join(format!("inspect-{name}.json"))).unwrap()).unwrap();
+        let (ours, theirs) = (shape(&ours), shape(&theirs));
+        let differ: Vec<String> = theirs
+            .iter()
+            .filter(|(k, v)| ours.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: dockerd {v}, berth {:?}", ours.get(k)))
+            .chain(ours.keys().filter(|k| !theirs.contains_key(*k)).map(|k| format!("{k}: berth only")))
+            .collect();
+        assert!(differ.is_empty(), "{name}: {differ:#?}\n{b}");
+        let env = d.ok(&["inspect", "-f", "{{json .Config.Env}}", &id]);
+        if name == "rich" {
+            assert!(env.starts_with(r#"["A=1","PATH="#), "the container's env goes first, as Docker's: {env}");
+        }
+    }
+    for id in &ids {
+        d.ok(&["rm", "-f", "-v", id]);
+    }
+    d.ok(&["network", "rm", "rich"]);
+    d.ok(&["volume", "prune", "-f"]);
+    assert_clean(&d);
+}
+
 #[test]
 fn inspect_sends_the_fields_docker_always_sends() {
     if !can_run("inspect fields") {
@@ -464,5 +549,137 @@ fn inspect_sends_the_fields_docker_always_sends() {
     let upper = d.ok(&["image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "busybox"]);
     assert!(std::path::Path::new(upper.trim()).is_dir(), "{upper}");
     d.ok(&["rm", "-f", &id]);
+    assert_clean(&d);
+}
+
+#[test]
+fn a_commit_s_config_merges_over_the_container_s_as_docker_s() {
+    if !can_run("commit config") {
+        return;
+    }
+    let d = Daemon::start("commitcfg");
+    d.load_busybox();
+    d.ok(&[
+        "create",
+        "--name",
+        "src",
+        "-e",
+        "A=1",
+        "-l",
+        "k=v",
+        "--expose",
+        "90",
+        "-v",
+        "/data",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5s",
+        "-u",
+        "1:1",
+        "-w",
+        "/tmp",
+        "--stop-signal",
+        "SIGINT",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "true",
+    ]);
+    let body = br#"{"Env":["B=2","A=5"],"ExposedPorts":{"70/tcp":{}},"Labels":{"x":"y"},"Volumes":{"/v2":{}},
+        "Cmd":"echo","Healthcheck":{"Retries":7}}"#;
+    let (s, b) = d.http("POST", "/v1.41/commit?container=src&repo=merged", body);
+    assert_eq!(s, 201, "{b}");
+    // dockerd 20.10's image config for the same container and body.
+    let want = serde_json::json!({
+        "User": "1:1", "ExposedPorts": {"70/tcp": {}, "90/tcp": {}},
+        "Env": ["B=2", "A=5", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Entrypoint": ["sh"], "Cmd": ["echo"], "Volumes": {"/data": {}, "/v2": {}}, "WorkingDir": "/tmp",
+        "Labels": {"k": "v", "x": "y"}, "StopSignal": "SIGINT",
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000u64, "Retries": 7}
+    });
+    let got: serde_json::Value =
+        serde_json::from_str(&d.ok(&["image", "inspect", "-f", "{{json .Config}}", "merged"])).unwrap();
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&got[k], v, "{k}: {got}");
+    }
+    // What describes a running container and not an image is refused.
+    for field in [r#""Hostname":"h""#, r#""Tty":true"#, r#""StopTimeout":9"#] {
+        let (s, b) = d.http("POST", "/v1.41/commit?container=src&repo=no", format!("{{{field}}}").as_bytes());
+        assert_eq!(s, 400, "{field}: {b}");
+        let name = field.split('"').nth(1).unwrap();
+        assert!(b.contains(&format!("{name}: ")), "{b}");
+    }
+    d.ok(&["rm", "-v", "src"]);
+    d.ok(&["rmi", "merged"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn create_fields_are_read_into_the_spec_s_types_or_refused() {
+    if !can_run("typed create") {
+        return;
+    }
+    let d = Daemon::start("typed");
+    d.load_busybox();
+    let hc = |h: &str| format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{{{h}}}}}"#);
+    for (body, want) in [
+        // A value of the wrong type is named by its path.
+        (hc(r#""Memory":"lots""#), "HostConfig.Memory: invalid type"),
+        (hc(r#""Mounts":[{"Type":"bind","Target":"/x","ReadOnly":"yes"}]"#), "HostConfig.Mounts[0].ReadOnly"),
+        // Values outside the spec's enums get moby's messages.
+        (hc(r#""RestartPolicy":{"Name":"sometimes"}"#), "invalid restart policy 'sometimes'"),
+        (hc(r#""CgroupnsMode":"shared""#), "invalid cgroup namespace mode: shared"),
+        (
+            hc(r#""Mounts":[{"Type":"weird","Target":"/x"}]"#),
+            "invalid mount config for type \"weird\": mount type unknown",
+        ),
+        (
+            hc(r#""Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","BindOptions":{"Propagation":"sideways"}}]"#),
+            "invalid propagation mode: sideways",
+        ),
+        // The spec's fields berth does not carry out are refused by name.
+        (
+            hc(r#""Mounts":[{"Type":"image","Source":"busybox","Target":"/x"}]"#),
+            "berth does not support this mount type",
+        ),
+        (
+            hc(
+                r#""Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","BindOptions":{"ReadOnlyNonRecursive":true}}]"#,
+            ),
+            "BindOptions.ReadOnlyNonRecursive",
+        ),
+        (
+            hc(r#""Mounts":[{"Type":"tmpfs","Target":"/x","TmpfsOptions":{"Options":[["exec"]]}}]"#),
+            "TmpfsOptions.Options",
+        ),
+        (hc(r#""CpuCount":2"#), "CpuCount is for Windows containers only"),
+        (hc(r#""Cgroup":"other""#), "Cgroup \"other\""),
+    ] {
+        let (s, b) = d.http("POST", "/v1.41/containers/create", body.as_bytes());
+        assert!(s == 400 || s == 501, "{body}: {s} {b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert!(v["message"].as_str().unwrap().contains(want), "{body}: {b}");
+    }
+    // Init cannot change by an update, and is refused rather than dropped.
+    let id = d.ok(&["create", "busybox", "true"]).trim().to_owned();
+    let (s, b) = d.http("POST", &format!("/v1.41/containers/{id}/update"), br#"{"Init":true}"#);
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("Init cannot be changed by an update"), "{b}");
+    // ContainerIDFile is kept and shown; sizes come with size=1.
+    let body = br#"{"Image":"busybox","Cmd":"true","HostConfig":{"ContainerIDFile":"/tmp/cid"}}"#;
+    let (s, b) = d.http("POST", "/v1.41/containers/create", body);
+    assert_eq!(s, 201, "{b}");
+    let made: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let made = made["Id"].as_str().unwrap();
+    let (_, b) = d.http("GET", &format!("/v1.41/containers/{made}/json?size=1"), b"");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["HostConfig"]["ContainerIDFile"], "/tmp/cid", "{b}");
+    assert_eq!(v["Config"]["Cmd"], serde_json::json!(["true"]), "a string Cmd is a list of one: {b}");
+    assert!(v["SizeRw"].is_number() && v["SizeRootFs"].as_i64().unwrap() > 0, "{b}");
+    let (_, b) = d.http("GET", &format!("/v1.41/containers/{made}/json"), b"");
+    assert!(!b.contains("SizeRw"), "{b}");
+    d.ok(&["rm", &id, made]);
     assert_clean(&d);
 }
