@@ -543,7 +543,7 @@ pub async fn stats(ctx: &Ctx, id: &str) -> Reply {
             let cur = ctx.engine.stats(&id).await?;
             (Some(first), cur)
         };
-        return json_response(StatusCode::OK, &convert::stats(&cur, pre.as_ref()));
+        return json_response(StatusCode::OK, &convert::stats_json(&convert::stats(&cur, pre.as_ref())));
     }
     let (tx, body) = body::channel();
     let engine = ctx.engine.clone();
@@ -551,7 +551,8 @@ pub async fn stats(ctx: &Ctx, id: &str) -> Reply {
         let mut pre: Option<berth_engine::stats::Sample> = None;
         let mut cur = first;
         loop {
-            let mut line = serde_json::to_vec(&convert::stats(&cur, pre.as_ref())).unwrap_or_default();
+            let mut line =
+                serde_json::to_vec(&convert::stats_json(&convert::stats(&cur, pre.as_ref()))).unwrap_or_default();
             line.push(b'\n');
             if tx.send(Bytes::from(line)).await.is_err() {
                 return;

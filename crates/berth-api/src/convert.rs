@@ -4,84 +4,151 @@ use berth_api_types as w;
 use berth_engine::model::{self, Container, Status};
 
 /// One stats reading on the wire; `pre` is the reading before it, whose
-/// CPU counters make `precpu_stats`.
+/// CPU counters make `precpu_stats`. Every field is named, with the value
+/// dockerd sends when it has none (see [`stats_json`] for its nulls).
 pub fn stats(s: &berth_engine::stats::Sample, pre: Option<&berth_engine::stats::Sample>) -> w::StatsResponse {
-    let mut out = w::StatsResponse {
-        name: s.name.clone(),
-        id: s.id.clone(),
-        read: s.read.clone(),
-        preread: pre.map_or_else(|| model::ZERO_TIME.to_owned(), |p| p.read.clone()),
-        storage_stats: serde_json::json!({}),
-        ..Default::default()
+    let zero_cpu = w::spec::ContainerCpuStats {
+        cpu_usage: Some(w::spec::ContainerCpuUsage {
+            total_usage: Some(0),
+            percpu_usage: None,
+            usage_in_kernelmode: Some(0),
+            usage_in_usermode: Some(0),
+        }),
+        system_cpu_usage: None,
+        online_cpus: None,
+        throttling_data: Some(w::spec::ContainerThrottlingData {
+            periods: Some(0),
+            throttled_periods: Some(0),
+            throttled_time: Some(0),
+        }),
     };
-    if let Some(p) = pre.filter(|p| p.live) {
-        out.precpu_stats = cpu_stats(p);
-    }
-    if !s.live {
-        return out;
-    }
-    out.cpu_stats = cpu_stats(s);
+    let live = s.live;
     let c = &s.cgroup;
-    out.pids_stats = w::PidsStats { current: Some(c.pids.current), limit: c.pids.limit };
     let entries = |v: &[berth_cgroups::BlkioEntry]| {
-        Some(
+        live.then(|| {
             v.iter()
-                .map(|e| w::BlkioStatEntry { major: e.major, minor: e.minor, op: e.op.clone(), value: e.value })
-                .collect(),
-        )
+                .map(|e| w::spec::ContainerBlkioStatEntry {
+                    major: Some(e.major),
+                    minor: Some(e.minor),
+                    op: Some(e.op.clone()),
+                    value: Some(e.value),
+                })
+                .collect()
+        })
     };
-    out.blkio_stats.io_service_bytes_recursive = entries(&c.blkio.service_bytes);
-    out.blkio_stats.io_serviced_recursive = entries(&c.blkio.serviced);
+    // berth reads bytes and operations; the other lists are there, empty,
+    // as dockerd sends them on cgroup v1.
+    let none_kept = || live.then(Vec::new);
     // As Docker: no limit, or one above the host's memory, shows the host's.
     let limit = c.memory.limit.filter(|l| s.host_memory == 0 || *l <= s.host_memory).unwrap_or(s.host_memory);
-    out.memory_stats = w::MemoryStats {
-        usage: Some(c.memory.usage),
-        max_usage: (c.memory.max_usage > 0).then_some(c.memory.max_usage),
-        stats: Some(c.memory.stat.clone()),
-        failcnt: Some(c.memory.failcnt),
-        limit: Some(limit),
-    };
-    if !s.networks.is_empty() {
-        out.networks = Some(
-            s.networks
-                .iter()
-                .map(|(n, d)| {
-                    (
-                        n.clone(),
-                        w::NetworkStats {
-                            rx_bytes: d.rx_bytes,
-                            rx_packets: d.rx_packets,
-                            rx_errors: d.rx_errors,
-                            rx_dropped: d.rx_dropped,
-                            tx_bytes: d.tx_bytes,
-                            tx_packets: d.tx_packets,
-                            tx_errors: d.tx_errors,
-                            tx_dropped: d.tx_dropped,
-                        },
-                    )
-                })
-                .collect(),
-        );
+    let networks = (live && !s.networks.is_empty()).then(|| {
+        s.networks
+            .iter()
+            .map(|(n, d)| {
+                let st = w::spec::ContainerNetworkStats {
+                    rx_bytes: Some(d.rx_bytes),
+                    rx_packets: Some(d.rx_packets),
+                    rx_errors: Some(d.rx_errors),
+                    rx_dropped: Some(d.rx_dropped),
+                    tx_bytes: Some(d.tx_bytes),
+                    tx_packets: Some(d.tx_packets),
+                    tx_errors: Some(d.tx_errors),
+                    tx_dropped: Some(d.tx_dropped),
+                    // Windows' fields.
+                    endpoint_id: None,
+                    instance_id: None,
+                };
+                (n.clone(), st)
+            })
+            .collect()
+    });
+    w::StatsResponse {
+        id: Some(s.id.clone()),
+        name: Some(s.name.clone()),
+        // Sent by API 1.46 and later only; berth serves the versions before.
+        os_type: None,
+        read: Some(s.read.clone()),
+        cpu_stats: Some(if live { cpu_stats(s) } else { zero_cpu.clone() }),
+        memory_stats: Some(if live {
+            w::spec::ContainerMemoryStats {
+                usage: Some(c.memory.usage),
+                max_usage: (c.memory.max_usage > 0).then_some(c.memory.max_usage),
+                stats: Some(c.memory.stat.clone().into_iter().collect()),
+                failcnt: (c.memory.failcnt > 0).then_some(c.memory.failcnt),
+                limit: Some(limit),
+                // Windows' fields.
+                commitbytes: None,
+                commitpeakbytes: None,
+                privateworkingset: None,
+            }
+        } else {
+            w::spec::ContainerMemoryStats::default()
+        }),
+        networks,
+        pids_stats: Some(if live {
+            w::spec::ContainerPidsStats { current: Some(c.pids.current), limit: c.pids.limit }
+        } else {
+            w::spec::ContainerPidsStats::default()
+        }),
+        blkio_stats: Some(w::spec::ContainerBlkioStats {
+            io_service_bytes_recursive: entries(&c.blkio.service_bytes),
+            io_serviced_recursive: entries(&c.blkio.serviced),
+            io_queue_recursive: none_kept(),
+            io_service_time_recursive: none_kept(),
+            io_wait_time_recursive: none_kept(),
+            io_merged_recursive: none_kept(),
+            io_time_recursive: none_kept(),
+            sectors_recursive: none_kept(),
+        }),
+        num_procs: Some(0),
+        // Windows' counters; dockerd sends an empty map on Linux.
+        storage_stats: Some(w::spec::ContainerStorageStats::default()),
+        preread: Some(pre.map_or_else(|| model::ZERO_TIME.to_owned(), |p| p.read.clone())),
+        precpu_stats: Some(match pre.filter(|p| p.live) {
+            Some(p) => cpu_stats(p),
+            None => zero_cpu,
+        }),
     }
-    out
 }
 
-fn cpu_stats(s: &berth_engine::stats::Sample) -> w::CpuStats {
+/// A stats reading's JSON, with the nulls dockerd sends for the block
+/// I/O lists of a container that does not run.
+pub fn stats_json(s: &w::StatsResponse) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(b) = v.get_mut("blkio_stats") {
+        w::fill_nulls(
+            b,
+            &[
+                "io_service_bytes_recursive",
+                "io_serviced_recursive",
+                "io_queue_recursive",
+                "io_service_time_recursive",
+                "io_wait_time_recursive",
+                "io_merged_recursive",
+                "io_time_recursive",
+                "sectors_recursive",
+            ],
+        );
+    }
+    v
+}
+
+fn cpu_stats(s: &berth_engine::stats::Sample) -> w::spec::ContainerCpuStats {
     let c = &s.cgroup.cpu;
-    w::CpuStats {
-        cpu_usage: w::CpuUsage {
-            total_usage: c.total_ns,
+    w::spec::ContainerCpuStats {
+        cpu_usage: Some(w::spec::ContainerCpuUsage {
+            total_usage: Some(c.total_ns),
             percpu_usage: (!c.per_cpu_ns.is_empty()).then(|| c.per_cpu_ns.clone()),
-            usage_in_kernelmode: c.system_ns,
-            usage_in_usermode: c.user_ns,
-        },
+            usage_in_kernelmode: Some(c.system_ns),
+            usage_in_usermode: Some(c.user_ns),
+        }),
         system_cpu_usage: Some(s.system_ns),
         online_cpus: Some(s.online_cpus),
-        throttling_data: w::ThrottlingData {
-            periods: c.periods,
-            throttled_periods: c.throttled_periods,
-            throttled_time: c.throttled_ns,
-        },
+        throttling_data: Some(w::spec::ContainerThrottlingData {
+            periods: Some(c.periods),
+            throttled_periods: Some(c.throttled_periods),
+            throttled_time: Some(c.throttled_ns),
+        }),
     }
 }
 

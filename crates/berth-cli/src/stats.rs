@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_api_types::spec::ContainerCpuStats;
 use berth_api_types::{ContainerSummary, StatsResponse};
 use berth_client::{Body, Client, Query};
 use berth_core::units::{bytes_size, human_size_with_precision};
@@ -32,16 +33,19 @@ pub struct Usage {
 
 /// The docker CLI's arithmetic over one reading.
 pub fn usage(s: &StatsResponse) -> Usage {
-    let cpu = &s.cpu_stats;
-    let pre = &s.precpu_stats;
-    let cpu_delta = cpu.cpu_usage.total_usage as f64 - pre.cpu_usage.total_usage as f64;
-    let system_delta = cpu.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
+    let total = |c: &Option<ContainerCpuStats>| {
+        c.as_ref().and_then(|c| c.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0) as f64
+    };
+    let system = |c: &Option<ContainerCpuStats>| c.as_ref().and_then(|c| c.system_cpu_usage).unwrap_or(0) as f64;
+    let cpu_delta = total(&s.cpu_stats) - total(&s.precpu_stats);
+    let system_delta = system(&s.cpu_stats) - system(&s.precpu_stats);
+    let cpu = s.cpu_stats.clone().unwrap_or_default();
     let cpus = match cpu.online_cpus {
         Some(n) if n > 0 => f64::from(n),
-        _ => cpu.cpu_usage.percpu_usage.as_ref().map_or(0, Vec::len) as f64,
+        _ => cpu.cpu_usage.and_then(|u| u.percpu_usage).map_or(0, |p| p.len()) as f64,
     };
     let cpu_percent = if system_delta > 0.0 && cpu_delta > 0.0 { cpu_delta / system_delta * cpus * 100.0 } else { 0.0 };
-    let m = &s.memory_stats;
+    let m = s.memory_stats.clone().unwrap_or_default();
     let stat = |k: &str| m.stats.as_ref().and_then(|st| st.get(k)).copied();
     let usage = m.usage.unwrap_or(0);
     // Page cache that can be dropped is not counted: v1's
@@ -56,14 +60,15 @@ pub fn usage(s: &StatsResponse) -> Usage {
     let memory_percent = if memory_limit > 0.0 { memory / memory_limit * 100.0 } else { 0.0 };
     let (mut net_rx, mut net_tx) = (0.0, 0.0);
     for n in s.networks.iter().flat_map(|n| n.values()) {
-        net_rx += n.rx_bytes as f64;
-        net_tx += n.tx_bytes as f64;
+        net_rx += n.rx_bytes.unwrap_or(0) as f64;
+        net_tx += n.tx_bytes.unwrap_or(0) as f64;
     }
     let (mut block_read, mut block_write) = (0.0, 0.0);
-    for e in s.blkio_stats.io_service_bytes_recursive.iter().flatten() {
-        match e.op.to_ascii_lowercase().as_str() {
-            "read" => block_read += e.value as f64,
-            "write" => block_write += e.value as f64,
+    let io = s.blkio_stats.as_ref().and_then(|b| b.io_service_bytes_recursive.as_ref());
+    for e in io.into_iter().flatten() {
+        match e.op.as_deref().unwrap_or("").to_ascii_lowercase().as_str() {
+            "read" => block_read += e.value.unwrap_or(0) as f64,
+            "write" => block_write += e.value.unwrap_or(0) as f64,
             _ => {}
         }
     }
@@ -76,17 +81,18 @@ pub fn usage(s: &StatsResponse) -> Usage {
         net_tx,
         block_read,
         block_write,
-        pids: s.pids_stats.current.unwrap_or(0),
+        pids: s.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0),
     }
 }
 
 /// A row as the `--format` fields name it.
 fn row(container: &str, s: &StatsResponse, u: &Usage, no_trunc: bool) -> Value {
-    let id = if no_trunc { s.id.clone() } else { short_id(&s.id) };
+    let full = s.id.clone().unwrap_or_default();
+    let id = if no_trunc { full } else { short_id(&full) };
     json!({
         "Container": container,
         "ID": id,
-        "Name": s.name.trim_start_matches('/'),
+        "Name": s.name.as_deref().unwrap_or("").trim_start_matches('/'),
         "CPUPerc": format!("{:.2}%", u.cpu_percent),
         "MemUsage": format!("{} / {}", bytes_size(u.memory), bytes_size(u.memory_limit)),
         "MemPerc": format!("{:.2}%", u.memory_percent),

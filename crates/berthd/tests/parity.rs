@@ -395,7 +395,7 @@ fn request_fields_berth_does_not_know_are_refused_by_name() {
 
 /// Every key of a JSON answer by path, with the kind of its value (`null`
 /// told apart from an empty list or map); the names of networks, which
-/// are the test's own, stand as `*`.
+/// are the test's own, and of the kernel's memory counters stand as `*`.
 fn shape(v: &serde_json::Value) -> std::collections::BTreeMap<String, &'static str> {
     fn walk(v: &serde_json::Value, path: String, out: &mut std::collections::BTreeMap<String, &'static str>) {
         use serde_json::Value;
@@ -410,7 +410,8 @@ fn shape(v: &serde_json::Value) -> std::collections::BTreeMap<String, &'static s
         out.insert(path.clone(), kind);
         if let Value::Object(m) = v {
             for (k, x) in m {
-                let k = if path == "/NetworkSettings/Networks" { "*" } else { k.as_str() };
+                let dynamic = path == "/NetworkSettings/Networks" || path == "/memory_stats/stats";
+                let k = if dynamic { "*" } else { k.as_str() };
                 walk(x, format!("{path}/{k}"), out);
             }
         }
@@ -421,7 +422,7 @@ fn shape(v: &serde_json::Value) -> std::collections::BTreeMap<String, &'static s
 }
 
 #[test]
-fn inspect_has_the_shape_of_dockerd_s() {
+fn inspect_and_stats_have_the_shape_of_dockerd_s() {
     if !can_run("inspect shape") {
         return;
     }
@@ -429,7 +430,8 @@ fn inspect_has_the_shape_of_dockerd_s() {
     d.load_busybox();
     d.ok(&["network", "create", "rich"]);
     // The fixtures are dockerd 20.10's answers to `GET /v1.41/containers/
-    // {id}/json` after these same commands, given by its own CLI.
+    // {id}/json` (and `/stats?stream=0`) after these same commands, given
+    // by its own CLI.
     let cases: [(&str, Vec<&str>); 3] = [
         ("none", vec!["run", "-d", "--network", "none", "busybox", "sleep", "1000"]),
         ("created", vec!["create", "--name", "plain", "busybox", "true"]),
@@ -449,19 +451,26 @@ fn inspect_has_the_shape_of_dockerd_s() {
     for (name, args) in cases {
         let id = d.ok(&args).trim().to_owned();
         ids.push(id.clone());
-        let (s, b) = d.http("GET", &format!("/v1.41/containers/{id}/json"), b"");
-        assert_eq!(s, 200, "{b}");
-        let ours: serde_json::Value = serde_json::from_str(&b).unwrap();
-        let theirs: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(fixtures.join(format!("inspect-{name}.json"))).unwrap()).unwrap();
-        let (ours, theirs) = (shape(&ours), shape(&theirs));
-        let differ: Vec<String> = theirs
-            .iter()
-            .filter(|(k, v)| ours.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: dockerd {v}, berth {:?}", ours.get(k)))
-            .chain(ours.keys().filter(|k| !theirs.contains_key(*k)).map(|k| format!("{k}: berth only")))
-            .collect();
-        assert!(differ.is_empty(), "{name}: {differ:#?}\n{b}");
+        // Inspect of each, and the stats of a running and a created one.
+        let mut answers = vec![("inspect", format!("/v1.41/containers/{id}/json"))];
+        if name != "rich" {
+            answers.push(("stats", format!("/v1.41/containers/{id}/stats?stream=0")));
+        }
+        for (what, path) in answers {
+            let (s, b) = d.http("GET", &path, b"");
+            assert_eq!(s, 200, "{b}");
+            let ours: serde_json::Value = serde_json::from_str(&b).unwrap();
+            let file = fixtures.join(format!("{what}-{name}.json"));
+            let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            let (ours, theirs) = (shape(&ours), shape(&theirs));
+            let differ: Vec<String> = theirs
+                .iter()
+                .filter(|(k, v)| ours.get(*k) != Some(v))
+                .map(|(k, v)| format!("{k}: dockerd {v}, berth {:?}", ours.get(k)))
+                .chain(ours.keys().filter(|k| !theirs.contains_key(*k)).map(|k| format!("{k}: berth only")))
+                .collect();
+            assert!(differ.is_empty(), "{what} {name}: {differ:#?}\n{b}");
+        }
         let env = d.ok(&["inspect", "-f", "{{json .Config.Env}}", &id]);
         if name == "rich" {
             assert!(env.starts_with(r#"["A=1","PATH="#), "the container's env goes first, as Docker's: {env}");
