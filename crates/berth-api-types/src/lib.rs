@@ -14,8 +14,6 @@ pub use volume::*;
 /// are those still to move, and those the server needs in another shape.
 pub use bollard_stubs::models as spec;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -46,33 +44,19 @@ pub use bollard_stubs::models::{
 /// An entry of `GET /images/json` and of `/system/df`: the spec's model.
 pub use bollard_stubs::models::ImageSummary;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One of `GET /events`: the spec's `EventMessage`, and the fields of the
+/// old API (`status`, `id`, `from`) that dockerd still sends for
+/// containers and images and that the docker CLI 20.10 reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    #[serde(rename = "Type")]
-    pub typ: String,
-    #[serde(rename = "Action")]
-    pub action: String,
-    #[serde(rename = "Actor")]
-    pub actor: EventActor,
-    pub scope: String,
-    pub time: i64,
-    #[serde(rename = "timeNano")]
-    pub time_nano: i64,
-    // Fields of the old API, which the docker CLI still reads.
+    #[serde(flatten)]
+    pub spec: bollard_stubs::models::EventMessage,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub from: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EventActor {
-    #[serde(rename = "ID")]
-    pub id: String,
-    pub attributes: BTreeMap<String, String>,
 }
 
 /// `POST /containers/{id}/exec`: the spec's request, and `Detach`, which
@@ -86,34 +70,9 @@ pub struct ExecCreateRequest {
     pub detach: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecProcessConfig {
-    pub arguments: Vec<String>,
-    pub entrypoint: String,
-    pub privileged: bool,
-    pub tty: bool,
-    pub user: String,
-}
-
-/// `GET /exec/{id}/json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ExecInspect {
-    pub can_remove: bool,
-    #[serde(rename = "ContainerID")]
-    pub container_id: String,
-    pub detach_keys: String,
-    pub exit_code: Option<i64>,
-    #[serde(rename = "ID")]
-    pub id: String,
-    pub open_stderr: bool,
-    pub open_stdin: bool,
-    pub open_stdout: bool,
-    pub process_config: ExecProcessConfig,
-    pub running: bool,
-    pub pid: i64,
-}
+/// `GET /exec/{id}/json`: the spec's model. dockerd sends `ExitCode` as
+/// `null` while the exec runs, which the model leaves out.
+pub use bollard_stubs::models::{ExecInspectResponse as ExecInspect, ProcessConfig as ExecProcessConfig};
 
 /// `X-Docker-Container-Path-Stat` of the archive endpoints (base64 JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -138,7 +97,8 @@ pub use bollard_stubs::models::ContainerStatsResponse as StatsResponse;
 /// `POST /containers/{id}/update`: the spec's model.
 pub use bollard_stubs::models::ContainerUpdateBody as UpdateConfig;
 
-/// `GET /system/df`.
+/// `GET /system/df` of the API versions berth serves (up to 1.50): the
+/// spec's 1.53 model is the later shape, a summary per kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DiskUsage {

@@ -127,26 +127,26 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Reply {
     let x = ctx.engine.exec_inspect(id)?;
     let mut args = x.config.cmd.clone();
     let entrypoint = if args.is_empty() { String::new() } else { args.remove(0) };
-    json_response(
-        StatusCode::OK,
-        &w::ExecInspect {
-            can_remove: false,
-            container_id: x.container_id,
-            detach_keys: x.config.detach_keys.clone(),
-            exit_code: x.exit_code.map(i64::from),
-            id: x.id,
-            open_stderr: x.config.attach_stderr,
-            open_stdin: x.config.attach_stdin,
-            open_stdout: x.config.attach_stdout,
-            process_config: w::ExecProcessConfig {
-                arguments: args,
-                entrypoint,
-                privileged: x.config.privileged,
-                tty: x.config.tty,
-                user: x.config.user,
-            },
-            running: x.running,
-            pid: i64::from(x.pid),
-        },
-    )
+    let out = w::ExecInspect {
+        can_remove: Some(false),
+        detach_keys: Some(x.config.detach_keys.clone()),
+        id: Some(x.id),
+        running: Some(x.running),
+        exit_code: x.exit_code.map(i64::from),
+        process_config: Some(w::ExecProcessConfig {
+            privileged: Some(x.config.privileged),
+            user: Some(x.config.user).filter(|u| !u.is_empty()),
+            tty: Some(x.config.tty),
+            entrypoint: Some(entrypoint),
+            arguments: Some(args),
+        }),
+        open_stdin: Some(x.config.attach_stdin),
+        open_stderr: Some(x.config.attach_stderr),
+        open_stdout: Some(x.config.attach_stdout),
+        container_id: Some(x.container_id),
+        pid: Some(i64::from(x.pid)),
+    };
+    let mut v = serde_json::to_value(&out).unwrap_or_default();
+    w::fill_nulls(&mut v, &["ExitCode"]);
+    json_response(StatusCode::OK, &v)
 }

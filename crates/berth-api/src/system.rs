@@ -224,12 +224,17 @@ pub fn events(ctx: &Ctx) -> Reply {
     };
     let wire = |e: &berth_engine::events::Event| -> Bytes {
         let w = w::Event {
-            typ: e.typ.clone(),
-            action: e.action.clone(),
-            actor: w::EventActor { id: e.actor_id.clone(), attributes: e.attributes.clone() },
-            scope: "local".into(),
-            time: e.time_nano / 1_000_000_000,
-            time_nano: e.time_nano,
+            spec: w::spec::EventMessage {
+                typ: e.typ.parse().ok(),
+                action: Some(e.action.clone()),
+                actor: Some(w::spec::EventActor {
+                    id: Some(e.actor_id.clone()),
+                    attributes: Some(e.attributes.clone().into_iter().collect()),
+                }),
+                scope: Some(w::spec::EventMessageScopeEnum::LOCAL),
+                time: Some(e.time_nano / 1_000_000_000),
+                time_nano: Some(e.time_nano),
+            },
             status: if e.typ == "container" || e.typ == "image" { e.action.clone() } else { String::new() },
             id: if e.typ == "container" || e.typ == "image" { e.actor_id.clone() } else { String::new() },
             from: e.attributes.get("image").cloned().unwrap_or_default(),

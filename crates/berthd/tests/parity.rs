@@ -430,8 +430,8 @@ fn inspect_and_stats_have_the_shape_of_dockerd_s() {
     d.load_busybox();
     d.ok(&["network", "create", "rich"]);
     // The fixtures are dockerd 20.10's answers to `GET /v1.41/containers/
-    // {id}/json` (and `/stats?stream=0`) after these same commands, given
-    // by its own CLI.
+    // {id}/json` (and `/stats?stream=0`, and an exec's inspect before it
+    // starts) after these same commands, given by its own CLI.
     let cases: [(&str, Vec<&str>); 3] = [
         ("none", vec!["run", "-d", "--network", "none", "busybox", "sleep", "1000"]),
         ("created", vec!["create", "--name", "plain", "busybox", "true"]),
@@ -452,11 +452,24 @@ fn inspect_and_stats_have_the_shape_of_dockerd_s() {
         let id = d.ok(&args).trim().to_owned();
         ids.push(id.clone());
         // Inspect of each, and the stats of a running and a created one.
-        let mut answers = vec![("inspect", format!("/v1.41/containers/{id}/json"))];
+        let mut answers = vec![("inspect", name)];
         if name != "rich" {
-            answers.push(("stats", format!("/v1.41/containers/{id}/stats?stream=0")));
+            answers.push(("stats", name));
         }
-        for (what, path) in answers {
+        if name == "none" {
+            answers.push(("exec", "created"));
+        }
+        for (what, name) in answers {
+            let path = match what {
+                "inspect" => format!("/v1.41/containers/{id}/json"),
+                "stats" => format!("/v1.41/containers/{id}/stats?stream=0"),
+                _ => {
+                    let (s, b) = d.http("POST", &format!("/v1.41/containers/{id}/exec"), br#"{"Cmd":["true"]}"#);
+                    assert_eq!(s, 201, "{b}");
+                    let exec: serde_json::Value = serde_json::from_str(&b).unwrap();
+                    format!("/v1.41/exec/{}/json", exec["Id"].as_str().unwrap())
+                }
+            };
             let (s, b) = d.http("GET", &path, b"");
             assert_eq!(s, 200, "{b}");
             let ours: serde_json::Value = serde_json::from_str(&b).unwrap();
