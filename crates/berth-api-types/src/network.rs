@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 pub use bollard_stubs::models::{EndpointIpamConfig, EndpointSettings, NetworkingConfig, PortBinding, PortMap};
 
 pub use bollard_stubs::models::{
-    ConfigReference, EndpointResource, IpamConfig, NetworkCreateResponse, NetworkDisconnectRequest,
-    NetworkPruneResponse,
+    ConfigReference, EndpointResource, IpamConfig, NetworkConnectRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkPruneResponse,
 };
 
 /// IPAM as berth serves and reads it. The spec's model leaves `Options`
@@ -65,13 +65,4 @@ pub struct Network {
     pub containers: BTreeMap<String, EndpointResource>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
-}
-
-/// `POST /networks/{id}/connect`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkConnectRequest {
-    pub container: String,
-    #[serde(default)]
-    pub endpoint_config: Option<EndpointSettings>,
 }
