@@ -219,75 +219,15 @@ pub fn resources(a: &ResourceArgs) -> Result<Resources, CliError> {
     })
 }
 
-/// A create's HostConfig with the limits of `r` in its Resources fields.
-fn with_resources(h: spec::HostConfig, r: Resources) -> spec::HostConfig {
-    let Resources {
-        cpu_shares,
-        memory,
-        cgroup_parent,
-        blkio_weight,
-        blkio_weight_device,
-        blkio_device_read_bps,
-        blkio_device_write_bps,
-        blkio_device_read_iops,
-        blkio_device_write_iops,
-        cpu_period,
-        cpu_quota,
-        cpu_realtime_period,
-        cpu_realtime_runtime,
-        cpuset_cpus,
-        cpuset_mems,
-        devices,
-        device_cgroup_rules,
-        device_requests,
-        memory_reservation,
-        memory_swap,
-        memory_swappiness,
-        nano_cpus,
-        oom_kill_disable,
-        init,
-        pids_limit,
-        ulimits,
-        cpu_count,
-        cpu_percent,
-        io_maximum_iops,
-        io_maximum_bandwidth,
-        restart_policy,
-    } = r;
-    spec::HostConfig {
-        cpu_shares,
-        memory,
-        cgroup_parent,
-        blkio_weight,
-        blkio_weight_device,
-        blkio_device_read_bps,
-        blkio_device_write_bps,
-        blkio_device_read_iops,
-        blkio_device_write_iops,
-        cpu_period,
-        cpu_quota,
-        cpu_realtime_period,
-        cpu_realtime_runtime,
-        cpuset_cpus,
-        cpuset_mems,
-        devices,
-        device_cgroup_rules,
-        device_requests,
-        memory_reservation,
-        memory_swap,
-        memory_swappiness,
-        nano_cpus,
-        oom_kill_disable,
-        init,
-        pids_limit,
-        ulimits,
-        cpu_count,
-        cpu_percent,
-        io_maximum_iops,
-        io_maximum_bandwidth,
-        restart_policy,
-        ..h
+/// A create's HostConfig with the limits of `r` in its Resources fields,
+/// which have the same names and types in both (the spec composes
+/// HostConfig from Resources).
+fn with_resources(h: spec::HostConfig, r: Resources) -> Result<spec::HostConfig, CliError> {
+    let mut v = serde_json::to_value(h)?;
+    if let (Some(m), serde_json::Value::Object(given)) = (v.as_object_mut(), serde_json::to_value(r)?) {
+        m.extend(given);
     }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// `--device host[:container][:perms]`, as Docker's CLI parses it.
@@ -561,7 +501,7 @@ pub fn create_request(a: &RunArgs, console: Option<(u16, u16)>) -> Result<Contai
         storage_opt: key_values("--storage-opt", &a.storage_opt)?,
         ..Default::default()
     };
-    let host = HostConfig { spec: with_resources(host, res), kernel_memory_tcp: None };
+    let host = HostConfig { spec: with_resources(host, res)?, kernel_memory_tcp: None };
     let entrypoint = a.entrypoint.as_ref().map(|e| {
         // `--entrypoint ""` clears the image's entrypoint.
         if e.is_empty() {
