@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NotModified,
     /// The kernel or the file system refused.
     PermissionDenied,
+    /// Credentials were missing or refused (by a registry).
+    Unauthorized,
     /// The feature is not supported on this host or in this configuration.
     Unsupported,
     /// Anything else: an unexpected failure of the system.

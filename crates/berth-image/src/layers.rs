@@ -65,6 +65,11 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Bytes of its files.
+    pub fn size(&self) -> u64 {
+        self.unpacked.size
+    }
+
     pub fn diff_id(&self) -> &DiffId {
         &self.unpacked.diff_id
     }

@@ -1,0 +1,336 @@
+//! HTTP to registries: one client per registry host (its CAs and client
+//! certificate from `certs.d`, plain HTTP or unverified TLS where the host
+//! is insecure), the auth challenge answered once per host and scope, and
+//! requests retried with back-off on 5xx and broken connections.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RANGE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+
+use crate::auth::{parse_challenge, Challenge, Credentials, TokenResponse};
+use crate::config::RegistryConfig;
+use crate::{Error, Result};
+
+/// Where docker.io's API is served.
+const DOCKER_IO_API: &str = "registry-1.docker.io";
+
+/// Attempts of one request when the registry fails (5xx) or the
+/// connection breaks.
+const ATTEMPTS: u32 = 5;
+
+/// A registry host as berth reaches it.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    http: reqwest::Client,
+    /// `https://host:port` or `http://host:port`.
+    base: String,
+    /// What its `/v2/` answered without credentials.
+    challenge: Option<Challenge>,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    until: Instant,
+}
+
+/// The registries berth talks to, with what it learnt of each.
+#[derive(Debug)]
+pub struct Registries {
+    pub config: RegistryConfig,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+}
+
+/// One repository on one registry, with the credentials and the actions
+/// (`pull`, `pull,push`) a request needs.
+#[derive(Debug)]
+pub struct Repo<'a> {
+    reg: &'a Registries,
+    host: String,
+    pub name: String,
+    creds: Option<Credentials>,
+    actions: &'static str,
+    ep: Endpoint,
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    Error::Transport(msg)
+}
+
+impl Registries {
+    pub fn new(config: RegistryConfig) -> Registries {
+        Registries { config, endpoints: Mutex::new(HashMap::new()), tokens: Mutex::new(HashMap::new()) }
+    }
+
+    /// The hosts to try for a reference's registry, in order: docker.io's
+    /// mirrors, then the registry itself.
+    pub fn hosts_for(&self, domain: &str) -> Vec<String> {
+        if domain == berth_image::reference::DEFAULT_DOMAIN {
+            let mut out: Vec<String> = self.config.mirrors.clone();
+            out.push(DOCKER_IO_API.to_owned());
+            return out;
+        }
+        vec![domain.to_owned()]
+    }
+
+    /// The HTTP client of `host`, with its certificates from `certs.d`.
+    fn http_for(&self, host: &str, insecure: bool) -> Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(insecure);
+        let dir = self.config.certs_dir.join(host);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            let mut names: Vec<std::path::PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for p in &names {
+                let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", p.display()));
+                match p.extension().and_then(|e| e.to_str()) {
+                    Some("crt") => {
+                        let pem = std::fs::read(p).map_err(|e| bad(&e))?;
+                        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| bad(&e))?);
+                    }
+                    Some("cert") => {
+                        let key = p.with_extension("key");
+                        let mut pem = std::fs::read(p).map_err(|e| bad(&e))?;
+                        pem.extend(std::fs::read(&key).map_err(|e| {
+                            Error::Invalid(format!("{}: missing key {}: {e}", p.display(), key.display()))
+                        })?);
+                        b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad(&e))?);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        b.build().map_err(transport)
+    }
+
+    /// How `host` is reached, found out once: HTTPS, or for an insecure
+    /// host HTTPS without verification and then plain HTTP.
+    async fn endpoint(&self, host: &str) -> Result<Endpoint> {
+        if let Some(ep) = self.endpoints.lock().ok().and_then(|m| m.get(host).cloned()) {
+            return Ok(ep);
+        }
+        let insecure = self.config.is_insecure(host);
+        let http = self.http_for(host, insecure)?;
+        let schemes: &[&str] = if insecure { &["https", "http"] } else { &["https"] };
+        let mut last = None;
+        for scheme in schemes {
+            let base = format!("{scheme}://{host}");
+            match http.get(format!("{base}/v2/")).send().await {
+                Ok(resp) => {
+                    let challenge = (resp.status() == StatusCode::UNAUTHORIZED)
+                        .then(|| resp.headers().get_all(WWW_AUTHENTICATE).iter().find_map(|v| parse_challenge(v.to_str().ok()?)))
+                        .flatten();
+                    let ep = Endpoint { http: http.clone(), base, challenge };
+                    if let Ok(mut m) = self.endpoints.lock() {
+                        m.insert(host.to_owned(), ep.clone());
+                    }
+                    return Ok(ep);
+                }
+                Err(e) => last = Some(transport(e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Transport(format!("{host}: unreachable"))))
+    }
+
+    /// A repository on `host`; the host is asked for its challenge once.
+    pub async fn repo(
+        &self,
+        host: &str,
+        name: &str,
+        creds: Option<Credentials>,
+        actions: &'static str,
+    ) -> Result<Repo<'_>> {
+        let ep = self.endpoint(host).await?;
+        Ok(Repo { reg: self, host: host.to_owned(), name: name.to_owned(), creds, actions, ep })
+    }
+
+    fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
+        let m = self.tokens.lock().ok()?;
+        m.get(&(host.to_owned(), scope.to_owned())).filter(|t| t.until > Instant::now()).map(|t| t.value.clone())
+    }
+
+    fn keep_token(&self, host: &str, scope: &str, value: String, secs: u64) {
+        // Renewed a little before it runs out.
+        let until = Instant::now() + Duration::from_secs(secs.max(60).saturating_sub(10));
+        if let Ok(mut m) = self.tokens.lock() {
+            m.insert((host.to_owned(), scope.to_owned()), Token { value, until });
+        }
+    }
+}
+
+impl Repo<'_> {
+    /// The `Authorization` this repository's requests carry.
+    async fn authorization(&self) -> Result<Option<String>> {
+        use base64::Engine as _;
+        let c = self.creds.clone().unwrap_or_default();
+        let basic = || {
+            let pair = format!("{}:{}", c.username, c.password);
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        };
+        match &self.ep.challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) if c.username.is_empty() => {
+                Err(Error::Unauthorized(format!("{}: the registry asks for credentials", self.host)))
+            }
+            Some(Challenge::Basic) => Ok(Some(basic())),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if !c.registry_token.is_empty() {
+                    return Ok(Some(format!("Bearer {}", c.registry_token)));
+                }
+                let scope = format!("repository:{}:{}", self.name, self.actions);
+                if let Some(t) = self.reg.cached_token(&self.host, &scope) {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let req = if !c.identity_token.is_empty() {
+                    let form = [
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", c.identity_token.as_str()),
+                        ("service", service.as_str()),
+                        ("scope", scope.as_str()),
+                        ("client_id", "berth"),
+                    ];
+                    self.ep.http.post(realm).form(&form)
+                } else {
+                    let mut q = vec![("scope", scope.as_str())];
+                    if !service.is_empty() {
+                        q.push(("service", service.as_str()));
+                    }
+                    let r = self.ep.http.get(realm).query(&q);
+                    if c.username.is_empty() {
+                        r
+                    } else {
+                        r.header(AUTHORIZATION, basic())
+                    }
+                };
+                let resp = req.send().await.map_err(transport)?;
+                let status = resp.status();
+                if !status.is_success() {
+                    let body = resp.text().await.unwrap_or_default();
+                    let why = registry_message(&body).unwrap_or_else(|| status.to_string());
+                    return Err(match status {
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized(format!("{realm}: {why}")),
+                        _ => Error::Registry(format!("token from {realm}: {why}")),
+                    });
+                }
+                let body = resp.bytes().await.map_err(transport)?;
+                let t: TokenResponse =
+                    serde_json::from_slice(&body).map_err(|e| Error::Registry(format!("token from {realm}: {e}")))?;
+                let value = if t.token.is_empty() { t.access_token } else { t.token };
+                if value.is_empty() {
+                    return Err(Error::Registry(format!("{realm} gave no token")));
+                }
+                self.reg.keep_token(&self.host, &scope, value.clone(), t.expires_in);
+                Ok(Some(format!("Bearer {value}")))
+            }
+        }
+    }
+
+    /// `method` on `/v2/<name>/<path>`, retried on 5xx and broken
+    /// connections with back-off; a 401 or 403 is an error naming the
+    /// registry's reason, a 404 is `NotFound`.
+    pub async fn send(&self, method: Method, path: &str, headers: HeaderMap) -> Result<reqwest::Response> {
+        let url = format!("{}/v2/{}/{}", self.ep.base, self.name, path);
+        let auth = self.authorization().await?;
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=ATTEMPTS {
+            let mut req = self.ep.http.request(method.clone(), &url).headers(headers.clone());
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => {
+                    tracing::debug!(%url, status = %resp.status(), attempt, "registry failed; retrying");
+                }
+                Ok(resp) => return self.checked(resp).await,
+                Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    tracing::debug!(%url, attempt, "registry unreachable ({e}); retrying");
+                }
+                Err(e) => return Err(transport(e)),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        Err(Error::Transport(format!("{url}: no answer after {ATTEMPTS} attempts")))
+    }
+
+    async fn checked(&self, resp: reqwest::Response) -> Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::PARTIAL_CONTENT {
+            return Ok(resp);
+        }
+        let url = resp.url().to_string();
+        let body = resp.text().await.unwrap_or_default();
+        let why = registry_message(&body).unwrap_or_else(|| status.to_string());
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized(why),
+            StatusCode::NOT_FOUND => Error::NotFound(why),
+            _ => Error::Registry(format!("{url}: {why}")),
+        })
+    }
+
+    /// Layers a pull of this repository downloads at once.
+    pub fn concurrency(&self) -> usize {
+        self.reg.config.max_concurrent_downloads.max(1)
+    }
+
+    /// `GET /v2/<name>/<path>` with an `Accept` list.
+    pub async fn get(&self, path: &str, accept: &[&str]) -> Result<reqwest::Response> {
+        let mut h = HeaderMap::new();
+        if !accept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+                h.insert(ACCEPT, v);
+            }
+        }
+        self.send(Method::GET, path, h).await
+    }
+
+    /// `GET` of a blob from byte `from` on (a Range request past 0).
+    pub async fn get_blob(&self, digest: &str, from: u64) -> Result<reqwest::Response> {
+        let mut h = HeaderMap::new();
+        if from > 0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                h.insert(RANGE, v);
+            }
+        }
+        self.send(Method::GET, &format!("blobs/{digest}"), h).await
+    }
+}
+
+/// The first `message` of a registry's error body
+/// (`{"errors":[{"code":…,"message":…}]}`), with its code.
+pub fn registry_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v.get("errors")?.get(0)?;
+    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+    Some(match (code, msg) {
+        ("", m) => m.to_owned(),
+        (c, "") => c.to_lowercase(),
+        (c, m) => format!("{}: {m}", c.to_lowercase().replace('_', " ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_errors_read_as_docker_shows_them() {
+        let b = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(registry_message(b).as_deref(), Some("manifest unknown: manifest unknown"));
+        assert_eq!(registry_message("<html>").as_deref(), None);
+    }
+}
