@@ -34,8 +34,7 @@ pub async fn list(ctx: &Ctx) -> Reply {
         let mut out = vec![];
         for rec in store.list()? {
             let cfg = store.config(&rec.id)?;
-            let mut tags: Vec<String> =
-                names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.familiar()).collect();
+            let (mut tags, digests) = tags_and_digests(names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r));
             if dangling.is_some_and(|d| d != tags.is_empty()) {
                 continue;
             }
@@ -53,7 +52,7 @@ pub async fn list(ctx: &Ctx) -> Reply {
             }) {
                 continue;
             }
-            out.push(summary(&store, &rec, &cfg, tags, &users, None)?);
+            out.push(summary(&store, &rec, &cfg, (tags, digests), &users, None)?);
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.created));
         Ok(out)
@@ -61,6 +60,16 @@ pub async fn list(ctx: &Ctx) -> Reply {
     .await
     .map_err(blocking_err)??;
     json_response(StatusCode::OK, &out)
+}
+
+/// An image's names as Docker lists them: its tags, and its repo digests
+/// (`name@sha256:…`, recorded by a pull or a push).
+pub(crate) fn tags_and_digests<'a>(
+    names: impl Iterator<Item = &'a berth_image::Reference>,
+) -> (Vec<String>, Vec<String>) {
+    let (digests, tags): (Vec<&berth_image::Reference>, Vec<&berth_image::Reference>) =
+        names.partition(|r| r.digest().is_some());
+    (tags.iter().map(|r| r.familiar()).collect(), digests.iter().map(|r| r.familiar()).collect())
 }
 
 /// How many images use each layer, for `SharedSize`.
@@ -82,7 +91,7 @@ pub(crate) fn summary(
     store: &ImageStore,
     rec: &ImageRecord,
     cfg: &ImageConfig,
-    tags: Vec<String>,
+    (tags, digests): (Vec<String>, Vec<String>),
     users: &[String],
     layer_users: Option<&HashMap<ChainId, usize>>,
 ) -> Result<w::ImageSummary, ApiError> {
@@ -100,7 +109,7 @@ pub(crate) fn summary(
         id,
         parent_id: rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
         repo_tags: tags,
-        repo_digests: vec![],
+        repo_digests: digests,
         created: created_secs(cfg.created.as_deref()),
         size: size as i64,
         shared_size: shared,
@@ -139,7 +148,7 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
         let id = store.resolve(&name)?;
         let cfg = store.config(&id)?;
         let rec = store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("No such image: {name}")))?;
-        let tags: Vec<String> = store.names_of(&id)?.iter().map(|r| r.familiar()).collect();
+        let (tags, digests) = tags_and_digests(store.names_of(&id)?.iter());
         let chain = match &rec.top_layer {
             Some(top) => store.layers.chain(top)?,
             None => vec![],
@@ -165,7 +174,7 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> Reply {
         Ok(json!({
             "Id": id.to_string(),
             "RepoTags": tags,
-            "RepoDigests": [],
+            "RepoDigests": digests,
             "Parent": rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
             "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
             "Created": cfg.created,
@@ -256,15 +265,11 @@ pub async fn load(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-/// `POST /images/create`: `fromSrc` imports a root file system tar;
-/// pulling (`fromImage`) needs the registry client, which berth does not
-/// have yet.
+/// `POST /images/create`: `fromImage` pulls from a registry, `fromSrc`
+/// imports a root file system tar.
 pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    if let Some(img) = ctx.q("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("pulling {img} needs a registry client, which this berth does not have yet; load the image with `docker load` instead"),
-        ));
+    if ctx.q("fromImage").is_some_and(|s| !s.is_empty()) {
+        return crate::registry::pull(ctx, req).await;
     }
     let src = ctx.q("fromSrc").unwrap_or("");
     if src != "-" {
@@ -330,7 +335,7 @@ pub async fn history(ctx: &Ctx, name: &str) -> Reply {
         };
         sizes.reverse();
         let mut sizes = sizes.into_iter();
-        let tags: Vec<String> = store.names_of(&id)?.iter().map(|r| r.familiar()).collect();
+        let (tags, _) = tags_and_digests(store.names_of(&id)?.iter());
         let mut out: Vec<serde_json::Value> = cfg
             .history
             .iter()
@@ -431,7 +436,8 @@ pub async fn prune(ctx: &Ctx) -> Reply {
             loop {
                 let mut removed = false;
                 for rec in store.list()? {
-                    let named = names.iter().any(|(_, id)| *id == rec.id);
+                    // A repo digest alone leaves an image dangling, as in Docker.
+                    let named = names.iter().any(|(r, id)| *id == rec.id && r.digest().is_none());
                     if (named && !all) || user_of(&users, &rec.id).is_some() || !store.children(&rec.id)?.is_empty() {
                         continue;
                     }

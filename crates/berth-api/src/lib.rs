@@ -12,6 +12,7 @@ mod exec;
 mod images;
 pub mod inspect;
 mod networks;
+mod registry;
 mod stream;
 mod system;
 mod volumes;
@@ -402,6 +403,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("GET", ["images", "json"]) => images::list(&ctx).await,
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
+        ("POST", ["auth"]) => registry::auth(&ctx, req).await,
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(&ctx, &name.join("/")).await,
         ("GET", ["images", "get"]) => images::get(&ctx, ctx.all("names")).await,
         ("POST", ["images", "prune"]) => images::prune(&ctx).await,

@@ -321,8 +321,9 @@ pub async fn df(ctx: &Ctx) -> Reply {
             let mut rows = vec![];
             for rec in store.list()? {
                 let cfg = store.config(&rec.id)?;
-                let tags = names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.familiar()).collect();
-                rows.push(crate::images::summary(&store, &rec, &cfg, tags, &users, Some(&shared))?);
+                let names =
+                    crate::images::tags_and_digests(names.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r));
+                rows.push(crate::images::summary(&store, &rec, &cfg, names, &users, Some(&shared))?);
             }
             rows.sort_by_key(|i| std::cmp::Reverse(i.created));
             let layers: u64 = store.layers.list()?.iter().map(|l| l.size).sum();

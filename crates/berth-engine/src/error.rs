@@ -20,6 +20,8 @@ pub enum Error {
     Image(#[from] berth_image::Error),
     #[error(transparent)]
     Network(#[from] berth_network::Error),
+    #[error(transparent)]
+    Registry(#[from] berth_registry::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -54,6 +56,7 @@ impl Kinded for Error {
             Error::NotModified(_) => ErrorKind::NotModified,
             Error::Image(e) => e.kind(),
             Error::Network(e) => e.kind(),
+            Error::Registry(e) => e.kind(),
             Error::Io { source, .. } => source.raw_os_error().map_or(ErrorKind::Internal, ErrorKind::from_errno),
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -20,6 +20,7 @@ pub mod names;
 pub mod network;
 mod nsmodes;
 mod proxy;
+mod pull;
 mod realtime;
 mod reap;
 mod restart;
@@ -72,6 +73,8 @@ pub struct EngineConfig {
     pub cpu_rt_runtime: i64,
     pub default_ulimits: Vec<model::Ulimit>,
     pub network: berth_network::store::Config,
+    /// Mirrors, insecure registries, certificates, download concurrency.
+    pub registry: berth_registry::RegistryConfig,
 }
 
 /// One container as the engine holds it.
@@ -108,6 +111,7 @@ pub struct Engine {
     pub events: events::Events,
     pub networks: Arc<berth_network::store::Store>,
     pub volumes: Arc<volumes::VolumeStore>,
+    pub registries: Arc<berth_registry::Registries>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     dns: dns::Resolvers,
     execs: exec::Execs,
@@ -165,8 +169,10 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         let vols = volumes::VolumeStore::open(&cfg.data_root.join("volumes"))?;
+        let registries = Arc::new(berth_registry::Registries::new(cfg.registry.clone()));
         let engine = Arc::new(Engine {
             cfg,
+            registries,
             images: Arc::new(images),
             events: events::Events::default(),
             networks: Arc::new(networks),

@@ -65,7 +65,11 @@ impl Credentials {
 pub enum Challenge {
     Basic,
     /// The token endpoint and its service; the scope the registry named.
-    Bearer { realm: String, service: String, scope: String },
+    Bearer {
+        realm: String,
+        service: String,
+        scope: String,
+    },
 }
 
 /// The first challenge berth can answer among a response's headers.

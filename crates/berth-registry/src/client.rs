@@ -131,7 +131,12 @@ impl Registries {
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(resp) => {
                     let challenge = (resp.status() == StatusCode::UNAUTHORIZED)
-                        .then(|| resp.headers().get_all(WWW_AUTHENTICATE).iter().find_map(|v| parse_challenge(v.to_str().ok()?)))
+                        .then(|| {
+                            resp.headers()
+                                .get_all(WWW_AUTHENTICATE)
+                                .iter()
+                                .find_map(|v| parse_challenge(v.to_str().ok()?))
+                        })
                         .flatten();
                     let ep = Endpoint { http: http.clone(), base, challenge };
                     if let Ok(mut m) = self.endpoints.lock() {
@@ -155,6 +160,32 @@ impl Registries {
     ) -> Result<Repo<'_>> {
         let ep = self.endpoint(host).await?;
         Ok(Repo { reg: self, host: host.to_owned(), name: name.to_owned(), creds, actions, ep })
+    }
+
+    /// `docker login`: check `creds` against the registry they name (its
+    /// `serveraddress`; docker.io's when empty).
+    pub async fn login(&self, creds: &Credentials) -> Result<()> {
+        let host = login_host(&creds.server_address);
+        let repo = Repo {
+            reg: self,
+            host: host.clone(),
+            name: String::new(),
+            creds: Some(creds.clone()),
+            actions: "",
+            ep: self.endpoint(&host).await?,
+        };
+        let Some(auth) = repo.authorization().await? else { return Ok(()) };
+        let resp = repo.ep.http.get(format!("{}/v2/", repo.ep.base)).header(AUTHORIZATION, auth).send().await;
+        let resp = resp.map_err(transport)?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let body = resp.text().await.unwrap_or_default();
+                let why = registry_message(&body).unwrap_or_else(|| "incorrect username or password".into());
+                Err(Error::Unauthorized(format!("login to {host}: {why}")))
+            }
+            s => Err(Error::Registry(format!("login to {host}: {s}"))),
+        }
     }
 
     fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
@@ -190,7 +221,12 @@ impl Repo<'_> {
                 if !c.registry_token.is_empty() {
                     return Ok(Some(format!("Bearer {}", c.registry_token)));
                 }
-                let scope = format!("repository:{}:{}", self.name, self.actions);
+                // A login asks for a token of no scope.
+                let scope = if self.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("repository:{}:{}", self.name, self.actions)
+                };
                 if let Some(t) = self.reg.cached_token(&self.host, &scope) {
                     return Ok(Some(format!("Bearer {t}")));
                 }
@@ -204,7 +240,10 @@ impl Repo<'_> {
                     ];
                     self.ep.http.post(realm).form(&form)
                 } else {
-                    let mut q = vec![("scope", scope.as_str())];
+                    let mut q = vec![];
+                    if !scope.is_empty() {
+                        q.push(("scope", scope.as_str()));
+                    }
                     if !service.is_empty() {
                         q.push(("service", service.as_str()));
                     }
@@ -221,7 +260,9 @@ impl Repo<'_> {
                     let body = resp.text().await.unwrap_or_default();
                     let why = registry_message(&body).unwrap_or_else(|| status.to_string());
                     return Err(match status {
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized(format!("{realm}: {why}")),
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            Error::Unauthorized(format!("{realm}: {why}"))
+                        }
                         _ => Error::Registry(format!("token from {realm}: {why}")),
                     });
                 }
@@ -306,6 +347,18 @@ impl Repo<'_> {
             }
         }
         self.send(Method::GET, &format!("blobs/{digest}"), h).await
+    }
+}
+
+/// The registry host a login's server address names: `host[:port]`
+/// without scheme or path; docker.io's for its old index address.
+pub fn login_host(server: &str) -> String {
+    let s = server.trim();
+    let s = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).unwrap_or(s);
+    let host = s.split('/').next().unwrap_or("");
+    match host {
+        "" | "docker.io" | "index.docker.io" | "registry-1.docker.io" => DOCKER_IO_API.to_owned(),
+        h => h.to_owned(),
     }
 }
 

@@ -123,7 +123,8 @@ mod tests {
             insecure: vec!["10.1.0.0/16".parse().unwrap(), "reg.example:5000".parse().unwrap()],
             ..Default::default()
         };
-        for host in ["127.0.0.1:5000", "127.9.9.9", "localhost:5000", "[::1]:5000", "10.1.2.3:443", "reg.example:5000"] {
+        for host in ["127.0.0.1:5000", "127.9.9.9", "localhost:5000", "[::1]:5000", "10.1.2.3:443", "reg.example:5000"]
+        {
             assert!(c.is_insecure(host), "{host}");
         }
         for host in ["10.2.0.1:5000", "192.0.2.1", "reg.example:5001"] {

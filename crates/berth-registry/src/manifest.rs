@@ -163,7 +163,12 @@ mod tests {
 
     #[test]
     fn a_platform_is_chosen_as_containerd_chooses_it() {
-        let i = index(&[("linux", "arm", Some("v6")), ("linux", "arm", Some("v7")), ("linux", "amd64", None), ("linux", "arm64", Some("v8"))]);
+        let i = index(&[
+            ("linux", "arm", Some("v6")),
+            ("linux", "arm", Some("v7")),
+            ("linux", "amd64", None),
+            ("linux", "arm64", Some("v8")),
+        ]);
         let pick = |s: &str| choose(&i, &Platform::parse(s).unwrap()).map(|d| d.digest().to_string());
         assert!(pick("linux/amd64").unwrap().contains("2222"));
         assert!(pick("linux/arm/v7").unwrap().contains("1111"));

@@ -61,9 +61,15 @@ fn check(d: &Digest, body: &[u8], what: &str) -> Result<()> {
 
 /// The manifest (a platform's, through an index) and the digest the
 /// reference resolved to.
-async fn resolve(repo: &Repo<'_>, reference: &str, by_digest: Option<&Digest>, platform: &Platform) -> Result<(oci_spec::image::ImageManifest, Digest)> {
+async fn resolve(
+    repo: &Repo<'_>,
+    reference: &str,
+    by_digest: Option<&Digest>,
+    platform: &Platform,
+) -> Result<(oci_spec::image::ImageManifest, Digest)> {
     let resp = repo.get(&format!("manifests/{reference}"), manifest::ACCEPT).await?;
-    let ctype = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ctype =
+        resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = read_limited(resp, "manifest").await?;
     let top = Digest::sha256(&body);
     if let Some(d) = by_digest {
@@ -75,8 +81,12 @@ async fn resolve(repo: &Repo<'_>, reference: &str, by_digest: Option<&Digest>, p
             let d = manifest::choose(&i, platform)?;
             let want = digest_of(d)?;
             let resp = repo.get(&format!("manifests/{want}"), manifest::ACCEPT).await?;
-            let ctype =
-                resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let ctype = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
             let body = read_limited(resp, "manifest").await?;
             check(&want, &body, "manifest")?;
             match manifest::parse(&ctype, &body)? {
@@ -110,7 +120,13 @@ impl Read for Chunks {
 
 /// Fetch a blob into `tx`, resuming with a Range request where the
 /// connection breaks; refuses more bytes than the descriptor gives.
-async fn download(repo: &Repo<'_>, blob: &Digest, size: u64, tx: tokio::sync::mpsc::Sender<Bytes>, report: &Reporter) -> Result<()> {
+async fn download(
+    repo: &Repo<'_>,
+    blob: &Digest,
+    size: u64,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    report: &Reporter,
+) -> Result<()> {
     let id = short(blob);
     let mut got: u64 = 0;
     let mut reported = 0;
@@ -241,14 +257,27 @@ pub async fn pull(
                 continue;
             }
         };
-        report.status(Some(&reference), format!("Pulling from {}", r.path()));
         match resolve(&repo, &reference, r.digest(), platform).await {
-            Ok((m, top)) => return fetch(&repo, store, &r, m, top, report).await,
+            Ok((m, top)) => {
+                report.status(Some(&reference), format!("Pulling from {}", r.path()));
+                return fetch(&repo, store, &r, m, top, report).await;
+            }
             // A mirror without the image leaves it to the next host.
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::NotFound(format!("manifest for {} not found", r.familiar()))))
+    // In Docker's words, which the CLI shows as they are.
+    Err(match last {
+        Some(Error::NotFound(why)) => Error::NotFound(format!("manifest for {} not found: {why}", r.familiar())),
+        // A 404, as moby answers it: a 401 would have the docker CLI ask
+        // for a password on its terminal.
+        Some(Error::Unauthorized(why)) => Error::NotFound(format!(
+            "pull access denied for {}, repository does not exist or may require 'docker login': {why}",
+            r.familiar_name()
+        )),
+        Some(e) => e,
+        None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
+    })
 }
 
 async fn fetch(
@@ -288,6 +317,7 @@ async fn fetch(
             todo.push((blob, desc.size(), diff.clone(), chain.clone()));
         }
     }
+    let downloaded = !todo.is_empty();
     let permits = Arc::new(tokio::sync::Semaphore::new(repo.concurrency()));
     let mut tasks = vec![];
     for (blob, size, diff, chain) in todo {
@@ -354,8 +384,7 @@ async fn fetch(
         store.tag(r, &rec.id)?;
     }
     store.tag(&r.with_digest(top.clone()), &rec.id)?;
-    let updated = r.digest().is_none() && before.as_ref() != Some(&rec.id);
+    // As moby: newer when a layer came down, or the tag moved.
+    let updated = downloaded || (r.digest().is_none() && before.as_ref() != Some(&rec.id));
     Ok(Pulled { id: rec.id, digest: top, updated })
 }
-
-

@@ -88,6 +88,9 @@ struct DaemonJson {
     fixed_cidr_v6: Option<String>,
     mtu: Option<u32>,
     default_address_pools: Option<Vec<AddressPoolJson>>,
+    registry_mirrors: Option<Vec<String>>,
+    insecure_registries: Option<Vec<String>>,
+    max_concurrent_downloads: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -228,6 +231,40 @@ fn init_logging(level: &str) -> Result<()> {
     Ok(())
 }
 
+/// daemon.json's registry settings; the certificates are under
+/// `certs.d` beside the daemon.json (`/etc/berth/certs.d`), as Docker
+/// keeps them under `/etc/docker/certs.d`.
+fn registry_config(file: &DaemonJson, config_file: &std::path::Path) -> Result<berth_registry::RegistryConfig> {
+    let mut mirrors = vec![];
+    for m in file.registry_mirrors.iter().flatten() {
+        let m = m.trim_end_matches('/');
+        if !(m.starts_with("https://") || m.starts_with("http://")) || m.matches('/').count() > 2 {
+            bail!("invalid mirror: {m:?} is not a URL of the form scheme://host[:port]");
+        }
+        mirrors.push(m.split_once("://").map_or(m, |(_, h)| h).to_owned());
+    }
+    let mut insecure = vec![];
+    for i in file.insecure_registries.iter().flatten() {
+        insecure.push(i.parse::<berth_registry::config::Insecure>().map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    // A mirror given as http:// is reached over HTTP.
+    for m in file.registry_mirrors.iter().flatten().filter(|m| m.starts_with("http://")) {
+        let host = m.trim_start_matches("http://").trim_end_matches('/');
+        insecure.push(berth_registry::config::Insecure::Host(host.to_owned()));
+    }
+    let max = file.max_concurrent_downloads.unwrap_or(berth_registry::config::DEFAULT_CONCURRENT_DOWNLOADS);
+    if max == 0 {
+        bail!("max-concurrent-downloads must be at least 1");
+    }
+    let dir = config_file.parent().unwrap_or(std::path::Path::new("/etc/berth"));
+    Ok(berth_registry::RegistryConfig {
+        mirrors,
+        insecure,
+        certs_dir: dir.join("certs.d"),
+        max_concurrent_downloads: max,
+    })
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let file: DaemonJson = match std::fs::read(&args.config_file) {
@@ -250,6 +287,7 @@ fn main() -> Result<()> {
         bail!("runtimes.{name}.runtimeArgs is not supported: give a wrapper script as its path");
     }
     let network = network_config(&args, &file, &data_root)?;
+    let registry = registry_config(&file, &args.config_file)?;
     let mut default_ulimits: Vec<Ulimit> = file
         .default_ulimits
         .unwrap_or_default()
@@ -283,6 +321,7 @@ fn main() -> Result<()> {
         cpu_rt_runtime: args.cpu_rt_runtime.or(file.cpu_rt_runtime).unwrap_or(0),
         default_ulimits,
         network,
+        registry,
     };
     let group = args.group.clone().or(file.group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

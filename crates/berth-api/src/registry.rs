@@ -1,0 +1,152 @@
+//! Pulls as the Engine API serves them: `POST /images/create?fromImage=`,
+//! whose answer is Docker's stream of JSON progress messages.
+
+use berth_registry::progress::{Progress, Reporter};
+use berth_registry::Credentials;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{body, ApiError, Ctx, Reply};
+
+/// The credentials of `X-Registry-Auth`, if any.
+pub fn credentials(req: &Request<Incoming>) -> Result<Option<Credentials>, ApiError> {
+    match req.headers().get("X-Registry-Auth").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(h)) => Credentials::from_header(h).map_err(|e| ApiError::bad(e.to_string())),
+        Some(Err(_)) => Err(ApiError::bad("X-Registry-Auth is not text")),
+    }
+}
+
+/// Docker's text bar for a `progress` field: `[==>   ]  1.2MB/3.4MB`.
+fn bar(current: u64, total: u64) -> String {
+    const WIDTH: u64 = 50;
+    let size = |b: u64| berth_core::units::human_size_with_precision(b as f64, 3);
+    if total == 0 {
+        return format!("{:>8}", size(current));
+    }
+    let done = (current.min(total) * WIDTH / total).min(WIDTH);
+    let arrow = if done < WIDTH { ">" } else { "" };
+    let pad = WIDTH.saturating_sub(done + arrow.len() as u64);
+    format!("[{}{}{}] {:>8}/{}", "=".repeat(done as usize), arrow, " ".repeat(pad as usize), size(current), size(total))
+}
+
+/// A progress step as one of Docker's JSON messages.
+pub fn message(p: &Progress) -> Value {
+    match p {
+        Progress::Status { id: Some(id), status } => json!({"status": status, "id": id}),
+        Progress::Status { id: None, status } => json!({"status": status}),
+        Progress::Layer { id, status, detail: Some((current, total)) } => json!({
+            "status": status, "progressDetail": {"current": current, "total": total},
+            "progress": bar(*current, *total), "id": id
+        }),
+        Progress::Layer { id, status, detail: None } => json!({"status": status, "progressDetail": {}, "id": id}),
+    }
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+/// The reference `fromImage` and `tag` name together: the tag may be a
+/// tag or a digest, and `fromImage` may carry either itself.
+fn pull_reference(ctx: &Ctx) -> Result<String, ApiError> {
+    let image = ctx.q("fromImage").unwrap_or("");
+    let tag = ctx.q("tag").unwrap_or("");
+    let r = match tag {
+        "" => image.to_owned(),
+        t if t.contains(':') => format!("{image}@{t}"),
+        t => format!("{image}:{t}"),
+    };
+    berth_image::Reference::parse(&r).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(r)
+}
+
+/// `POST /images/create?fromImage=&tag=&platform=`. Errors before the
+/// first message are the answer's status (a missing image is a 404, as
+/// the CLI's pull-then-create expects); later ones end the stream.
+pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let reference = pull_reference(ctx)?;
+    let creds = credentials(&req)?;
+    let platform = ctx.q("platform").unwrap_or("").to_owned();
+    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = ctx.engine.clone();
+    let r = reference.clone();
+    let mut job = tokio::spawn(async move { engine.pull(&r, &platform, creds, Reporter(Some(ptx))).await });
+    // The first message, or the end of a pull that sent none.
+    let first = tokio::select! {
+        Some(p) = prx.recv() => Some(p),
+        done = &mut job => {
+            let done = done.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let (r, pulled) = done?;
+            // Finished without a message; the job's result is kept for the end.
+            job = tokio::spawn(async move { Ok((r, pulled)) });
+            prx.recv().await
+        }
+    };
+    let (tx, out) = body::channel();
+    tokio::spawn(async move {
+        let mut pending = first;
+        while let Some(p) = pending.take() {
+            if tx.send(line(&message(&p))).await.is_err() {
+                // The client went away; the pull goes on for the next one.
+                let _ = job.await;
+                return;
+            }
+            pending = prx.recv().await;
+        }
+        let end = match job.await {
+            Ok(Ok((r, pulled))) => {
+                let name = if r.digest().is_some() { r.familiar() } else { r.clone().with_default_tag().familiar() };
+                let status = if pulled.updated {
+                    format!("Status: Downloaded newer image for {name}")
+                } else {
+                    format!("Status: Image is up to date for {name}")
+                };
+                vec![json!({"status": format!("Digest: {}", pulled.digest)}), json!({"status": status})]
+            }
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                vec![json!({"errorDetail": {"message": msg}, "error": msg})]
+            }
+            Err(e) => vec![json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})],
+        };
+        for v in end {
+            if tx.send(line(&v)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(out)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `POST /auth`: the credentials checked against their registry.
+pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let body: Option<Credentials> = crate::read_json(req).await?;
+    let creds = body.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad("no credentials given"))?;
+    ctx.engine.registries.login(&creds).await.map_err(berth_engine::Error::from)?;
+    crate::json_response(StatusCode::OK, &json!({"Status": "Login Succeeded", "IdentityToken": ""}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_docker_writes_it() {
+        let p = Progress::Layer { id: "abc".into(), status: "Downloading", detail: Some((500, 1000)) };
+        let v = message(&p);
+        assert_eq!(v["progressDetail"], json!({"current": 500, "total": 1000}));
+        assert!(v["progress"].as_str().unwrap_or("").starts_with("[=========================>"), "{v}");
+        let v = message(&Progress::Layer { id: "abc".into(), status: "Pull complete", detail: None });
+        assert_eq!(v, json!({"status": "Pull complete", "progressDetail": {}, "id": "abc"}));
+        assert_eq!(message(&Progress::Status { id: None, status: "x".into() }), json!({"status": "x"}));
+    }
+}

@@ -1,0 +1,176 @@
+//! A registry for a test: Debian's docker-registry (distribution 2.8) on a
+//! port of 127.0.0.1 of its own, with its own storage, stopped and removed
+//! with the test; and plain HTTP/1.1 to it for what a test builds by hand.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
+pub const SKOPEO: &str = "/usr/bin/skopeo";
+
+/// Whether the registry tools are here; under CI their absence fails.
+pub fn have_registry_tools(what: &str) -> bool {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let have = std::path::Path::new(DOCKER_REGISTRY).exists() && std::path::Path::new(SKOPEO).exists();
+    if !have {
+        assert!(!ci, "{what}: needs {DOCKER_REGISTRY} and {SKOPEO} under CI");
+        eprintln!("skipping {what}: needs {DOCKER_REGISTRY} and {SKOPEO}");
+    }
+    have
+}
+
+pub struct Registry {
+    pub dir: PathBuf,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    /// The user and password of its htpasswd, if it has one.
+    pub user: Option<(String, String)>,
+    child: Child,
+}
+
+/// A port of 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Registry {
+    /// A registry, with Basic auth of one user when `user` is given.
+    pub fn start(tag: &str, user: Option<(&str, &str)>) -> Registry {
+        let dir = std::env::temp_dir().join(format!("berth-registry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut auth = String::new();
+        if let Some((u, p)) = user {
+            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().unwrap();
+            assert!(out.status.success(), "htpasswd: {}", String::from_utf8_lossy(&out.stderr));
+            std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", dir.join("htpasswd").display());
+        }
+        for _ in 0..5 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let config = format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+                dir.join("data").display()
+            );
+            std::fs::write(dir.join("config.yml"), config).unwrap();
+            let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+            let mut child = Command::new(DOCKER_REGISTRY)
+                .arg("serve")
+                .arg(dir.join("config.yml"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(&addr).is_ok() {
+                    let user = user.map(|(u, p)| (u.to_owned(), p.to_owned()));
+                    return Registry { dir, addr, user, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+        );
+    }
+
+    /// Copy a `docker save` tar into `repo` (`name:tag`) with skopeo.
+    pub fn push_archive(&self, tar: &std::path::Path, repo: &str) {
+        let mut c = Command::new(SKOPEO);
+        c.args(["copy", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.user {
+            c.arg("--dest-creds").arg(format!("{u}:{p}"));
+        }
+        let out = c
+            .arg(format!("docker-archive:{}", tar.display()))
+            .arg(format!("docker://{}/{repo}", self.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// One request to the registry: (status, headers, body).
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        if let Some((u, p)) = &self.user {
+            use base64::Engine as _;
+            let pair = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            head.push_str(&format!("Authorization: Basic {pair}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut out = vec![];
+        s.read_to_end(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&out[..split]).into_owned();
+        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut body = out[split + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = unchunk(&body);
+        }
+        (status, head, body)
+    }
+
+    /// Upload a blob (a POST for the session, then its PUT) and its digest.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> String {
+        use sha2::Digest as _;
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(data));
+        let (s, head, _) = self.http("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+        assert_eq!(s, 202, "{head}");
+        let loc = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let path = loc.split_once(&self.addr).map_or(loc.as_str(), |(_, p)| p);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (s, head, _) = self.http(
+            "PUT",
+            &format!("{path}{sep}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(s, 201, "{head}");
+        digest
+    }
+}
+
+fn unchunk(b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    let mut rest = b;
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[i + 2..i + 2 + n]);
+        rest = &rest[i + 2 + n + 2..];
+    }
+    out
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,192 @@
+//! Pulls and logins against a registry the test starts on 127.0.0.1:
+//! Debian's docker-registry (distribution 2.8), filled by skopeo, and
+//! driven through berthd by the stock docker CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::registry::{have_registry_tools, Registry};
+use common::*;
+
+fn ready(what: &str) -> bool {
+    can_run(what) && have_registry_tools(what)
+}
+
+#[test]
+fn pull_by_tag_and_digest_and_run_an_image_that_is_not_here_yet() {
+    if !ready("pull") {
+        return;
+    }
+    let reg = Registry::start("pull", None);
+    let d = Daemon::start("pull");
+    reg.push_archive(&d.fixture(), "tools/busybox:1");
+    let name = format!("{}/tools/busybox:1", reg.addr);
+    // `run` of an image that is not here: the CLI's create gets a 404,
+    // pulls, and creates again.
+    let o = d.docker(&["run", "--rm", &name, "echo", "pulled and ran"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "pulled and ran\n");
+    assert!(stderr(&o).contains(&format!("Unable to find image '{name}' locally")), "{}", stderr(&o));
+    // The progress is Docker's, and the image is recorded with its digest.
+    let (_, manifest_head, manifest) = reg.http(
+        "GET",
+        "/v2/tools/busybox/manifests/1",
+        &[("Accept", "application/vnd.docker.distribution.manifest.v2+json")],
+        b"",
+    );
+    let digest = manifest_head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("docker-content-digest"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap();
+    assert!(!manifest.is_empty());
+    let again = d.ok(&["pull", &name]);
+    assert!(again.contains("Already exists"), "{again}");
+    assert!(again.contains(&format!("Digest: {digest}")), "{again}");
+    assert!(again.contains(&format!("Status: Image is up to date for {name}")), "{again}");
+    let digests = d.ok(&["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"]);
+    assert!(digests.contains(&format!("{}/tools/busybox 1 {digest}", reg.addr)), "{digests}");
+    let repo_digests = d.ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &name]);
+    assert!(repo_digests.contains(&format!("{}/tools/busybox@{digest}", reg.addr)), "{repo_digests}");
+    // By digest, after the image has gone: its layers come down again.
+    d.ok(&["rmi", &name]);
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "");
+    let by_digest = format!("{}/tools/busybox@{digest}", reg.addr);
+    let out = d.ok(&["pull", &by_digest]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains(&format!("Status: Downloaded newer image for {by_digest}")), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &by_digest, "echo", "ok"]), "ok\n");
+    // What is not there is a 404 with Docker's words.
+    let o = d.docker(&["pull", &format!("{}/tools/busybox:2", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&format!("manifest for {}/tools/busybox:2 not found", reg.addr)), "{}", stderr(&o));
+    let (s, b) = d.http("POST", &format!("/images/create?fromImage={}/nothere&tag=latest", reg.addr), b"");
+    assert_eq!(s, 404, "{b}");
+    // A bad reference is a 400, before anything is asked of a registry.
+    let (s, b) = d.http("POST", "/images/create?fromImage=Bad/Name&tag=latest", b"");
+    assert_eq!(s, 400, "{b}");
+    // A pull event, with the image's name.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.ID}}",
+    ]);
+    assert!(events.contains(&format!("image pull {name}")), "{events}");
+    d.ok(&["rmi", &by_digest]);
+    assert_clean(&d);
+}
+
+#[test]
+fn login_then_pull_from_a_registry_with_basic_auth() {
+    if !ready("basic auth") {
+        return;
+    }
+    let reg = Registry::start("basic", Some(("tester", "s3cret")));
+    let d = Daemon::start("basic");
+    reg.push_archive(&d.fixture(), "private/busybox:latest");
+    let name = format!("{}/private/busybox", reg.addr);
+    // Without credentials the registry's refusal comes through.
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("credentials") || stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+    // A wrong password is refused by /auth with a 401.
+    let o = d.docker_in(&["login", "-u", "tester", "--password-stdin", &reg.addr], Some(b"wrong\n"));
+    assert!(!o.status.success());
+    let body = format!(r#"{{"username":"tester","password":"wrong","serveraddress":"{}"}}"#, reg.addr);
+    let (s, b) = d.http("POST", "/auth", body.as_bytes());
+    assert_eq!(s, 401, "{b}");
+    let o = d.docker_in(&["login", "-u", "tester", "--password-stdin", &reg.addr], Some(b"s3cret\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Login Succeeded"), "{}", stdout(&o));
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "in"]), "in\n");
+    d.ok(&["logout", &reg.addr]);
+    d.ok(&["rmi", &name]);
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success(), "logged out, the pull is refused again");
+    assert_clean(&d);
+}
+
+#[test]
+fn an_index_resolves_to_the_host_s_platform_or_the_one_asked_for() {
+    if !ready("index") {
+        return;
+    }
+    let reg = Registry::start("index", None);
+    let d = Daemon::start("index");
+    reg.push_archive(&d.fixture(), "multi:amd64");
+    let v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    let (s, _, body) = reg.http("GET", "/v2/multi/manifests/amd64", &[("Accept", v2)], b"");
+    assert_eq!(s, 200);
+    let amd: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let amd_digest = {
+        use sha2::Digest as _;
+        format!("sha256:{:x}", sha2::Sha256::digest(&body))
+    };
+    let (_, _, cfg) =
+        reg.http("GET", &format!("/v2/multi/blobs/{}", amd["config"]["digest"].as_str().unwrap()), &[], b"");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    // An arm64 image of the same layer, told apart by its config.
+    cfg["architecture"] = "arm64".into();
+    cfg["variant"] = "v8".into();
+    cfg["config"]["Labels"] = serde_json::json!({"made-for": "arm64"});
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let cfg_digest = reg.put_blob("multi", &cfg);
+    let mut arm = amd.clone();
+    arm["config"]["digest"] = cfg_digest.clone().into();
+    arm["config"]["size"] = cfg.len().into();
+    let arm = serde_json::to_vec(&arm).unwrap();
+    let (s, head, _) = reg.http("PUT", "/v2/multi/manifests/arm64", &[("Content-Type", v2)], &arm);
+    assert_eq!(s, 201, "{head}");
+    let arm_digest = {
+        use sha2::Digest as _;
+        format!("sha256:{:x}", sha2::Sha256::digest(&arm))
+    };
+    let entry = |digest: &str, size: usize, arch: &str, variant: Option<&str>| {
+        let mut p = serde_json::json!({"os": "linux", "architecture": arch});
+        if let Some(v) = variant {
+            p["variant"] = v.into();
+        }
+        serde_json::json!({"mediaType": v2, "digest": digest, "size": size, "platform": p})
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": [entry(&arm_digest, arm.len(), "arm64", Some("v8")), entry(&amd_digest, body.len(), "amd64", None)]
+    });
+    let (s, head, _) = reg.http(
+        "PUT",
+        "/v2/multi/manifests/latest",
+        &[("Content-Type", "application/vnd.docker.distribution.manifest.list.v2+json")],
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    assert_eq!(s, 201, "{head}");
+    let name = format!("{}/multi", reg.addr);
+    d.ok(&["pull", &name]);
+    let host_arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Architecture}}", &name]).trim(), host_arch);
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Architecture}} {{.Config.Labels}}", &name]).trim(),
+        "arm64 map[made-for:arm64]"
+    );
+    let o = d.docker(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(stderr(&o).contains("no matching manifest for linux/s390x"), "{}", stderr(&o));
+    d.ok(&["rmi", &name]);
+    assert_clean(&d);
+}
