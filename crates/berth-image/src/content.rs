@@ -172,6 +172,11 @@ impl Write for Ingest {
 }
 
 impl Ingest {
+    /// The digest of what was written, the blob itself dropped.
+    pub fn discard(mut self) -> Option<Digest> {
+        self.hasher.take().map(Hasher::finish)
+    }
+
     /// Check the digest, fsync, and move the blob into place.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {

@@ -326,7 +326,24 @@ impl ImageStore {
     pub fn stage_blob(&self, r: impl Read, blob: Option<&Digest>, diff: Option<&DiffId>) -> Result<Staged> {
         let alg = blob.map_or(Algorithm::Sha256, Digest::algorithm);
         let mut tee = Tee::new(r, self.content.writer(alg)?);
-        let staged = self.layers.stage(&mut tee, None)?;
+        let staged = match self.layers.stage(&mut tee, None) {
+            Ok(s) => s,
+            Err(e) => {
+                // A blob that is not the one asked for says so, rather
+                // than the broken tar its wrong bytes make.
+                if let Some(want) = blob {
+                    if io::copy(&mut tee, &mut io::sink()).is_ok() {
+                        match tee.ingest.discard() {
+                            Some(actual) if actual != *want => {
+                                return Err(Error::DigestMismatch { expected: want.clone(), actual })
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
         // The stage read the tar to its end; the blob's own tail (a
         // compressed trailer, padding) still counts for its digest.
         let mut stored = io::copy(&mut tee, &mut io::sink()).map(|_| ()).map_err(Error::io("read layer"));

@@ -190,3 +190,109 @@ fn an_index_resolves_to_the_host_s_platform_or_the_one_asked_for() {
     d.ok(&["rmi", &name]);
     assert_clean(&d);
 }
+
+/// Blobs kept in a daemon's content store.
+fn blobs(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.dir.join("data/blobs/sha256"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Unpacked layer directories of a daemon, records or not.
+fn overlay_dirs(d: &Daemon) -> usize {
+    std::fs::read_dir(d.dir.join("data/overlay"))
+        .map(|rd| rd.flatten().filter(|e| e.file_name() != "l").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_cut_download_resumes_and_a_failing_registry_is_asked_again() {
+    if !ready("pull faults") {
+        return;
+    }
+    let reg = Registry::start("resume", None);
+    let d = Daemon::start("resume");
+    reg.push_archive(&d.fixture(), "bb:1");
+    for fault in [common::registry::Fault::CutOnce(300_000), common::registry::Fault::FailOnce] {
+        let proxy = common::registry::FaultProxy::start(&reg.addr, fault);
+        let name = format!("{}/bb:1", proxy.addr);
+        let out = d.ok(&["pull", &name]);
+        assert!(out.contains("Pull complete"), "{fault:?}: {out}");
+        assert_eq!(d.ok(&["run", "--rm", &name, "echo", "whole"]), "whole\n", "{fault:?}");
+        let heads = proxy.requests.lock().unwrap().clone();
+        let blob_gets: Vec<&String> = heads
+            .iter()
+            .filter(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:") && h.lines().count() > 1)
+            .collect();
+        match fault {
+            common::registry::Fault::CutOnce(n) => assert!(
+                heads.iter().any(|h| h.to_ascii_lowercase().contains(&format!("range: bytes={n}-"))),
+                "no Range request after the cut: {heads:#?}"
+            ),
+            _ => assert!(blob_gets.len() >= 3, "the failed blob is asked for again: {heads:#?}"),
+        }
+        d.ok(&["rmi", &name]);
+    }
+    assert_clean(&d);
+}
+
+#[test]
+fn a_blob_with_wrong_bytes_is_refused_and_nothing_is_kept() {
+    if !ready("corrupt blob") {
+        return;
+    }
+    let reg = Registry::start("corrupt", None);
+    let d = Daemon::start("corrupt");
+    reg.push_archive(&d.fixture(), "bb:1");
+    let proxy = common::registry::FaultProxy::start(&reg.addr, common::registry::Fault::Corrupt);
+    let o = d.docker(&["pull", &format!("{}/bb:1", proxy.addr)]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success() || all.contains("digest"), "{all}");
+    assert!(all.contains("digest"), "{all}");
+    assert_eq!(d.ok(&["images", "-qa"]).trim(), "", "no image is recorded");
+    assert!(blobs(&d).is_empty(), "no blob is kept: {:?}", blobs(&d));
+    assert_eq!(overlay_dirs(&d), 0, "no layer is left unpacked");
+    // The same image, whole, from the registry itself.
+    d.ok(&["pull", &format!("{}/bb:1", reg.addr)]);
+    d.ok(&["rmi", &format!("{}/bb:1", reg.addr)]);
+    assert_clean(&d);
+}
+
+#[test]
+fn a_daemon_killed_mid_pull_leaves_no_torn_record_and_the_next_pull_completes() {
+    if !ready("killed pull") {
+        return;
+    }
+    let reg = Registry::start("killed", None);
+    let mut d = Daemon::start("killed");
+    reg.push_archive(&d.fixture(), "bb:1");
+    let proxy = common::registry::FaultProxy::start(&reg.addr, common::registry::Fault::Slow(200_000));
+    let name = format!("{}/bb:1", proxy.addr);
+    let mut pull = std::process::Command::new(DOCKER)
+        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .args(["pull", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while proxy.passed.load(std::sync::atomic::Ordering::Relaxed) < 100_000 {
+        if let Ok(Some(_)) = pull.try_wait() {
+            let o = pull.wait_with_output().unwrap();
+            panic!("the pull ended before the kill: {}{}", stdout(&o), stderr(&o));
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the pull did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    d.crash();
+    let _ = pull.wait();
+    d.spawn();
+    assert_eq!(d.ok(&["images", "-qa"]).trim(), "", "no image is recorded");
+    assert_eq!(overlay_dirs(&d), 0, "no layer is left half unpacked");
+    let out = d.ok(&["pull", &format!("{}/bb:1", reg.addr)]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &format!("{}/bb:1", reg.addr), "echo", "whole"]), "whole\n");
+    d.ok(&["rmi", &format!("{}/bb:1", reg.addr)]);
+    assert_clean(&d);
+}

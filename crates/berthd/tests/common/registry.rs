@@ -174,3 +174,149 @@ impl Drop for Registry {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What a [`FaultProxy`] does to the blobs it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Close each blob's first answer after this many bytes of its body.
+    CutOnce(usize),
+    /// Answer each blob's first request with a 500.
+    FailOnce,
+    /// Flip a byte of every blob's body.
+    Corrupt,
+    /// Pass bodies at about this many bytes a second.
+    Slow(usize),
+}
+
+/// A proxy on 127.0.0.1 in front of a registry that misbehaves with blobs,
+/// one request per connection; it keeps each request's head.
+pub struct FaultProxy {
+    pub addr: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Blob body bytes passed so far.
+    pub passed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn head_of(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = vec![];
+    let mut b = [0u8; 4096];
+    loop {
+        let n = s.read(&mut b).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            return Some((String::from_utf8_lossy(&buf).into_owned(), rest));
+        }
+    }
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(vec![]));
+        let passed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+        let (up, reqs, pass, st) = (upstream.to_owned(), requests.clone(), passed.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (up, reqs, pass, seen) = (up.clone(), reqs.clone(), pass.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let _ = c.set_nonblocking(false);
+                    // A TLS hello gets what a plain HTTP server gives it.
+                    let mut first_byte = [0u8; 1];
+                    if c.peek(&mut first_byte).is_ok() && first_byte[0] == 0x16 {
+                        let _ = c.write_all(
+                            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                        );
+                        return;
+                    }
+                    let Some((head, _)) = head_of(&mut c) else { return };
+                    reqs.lock().unwrap().push(head.clone());
+                    let first_line = head.lines().next().unwrap_or("").to_owned();
+                    let blob = first_line.starts_with("GET ") && first_line.contains("/blobs/sha256:");
+                    let path = first_line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let first = blob && seen.lock().unwrap().insert(path);
+                    if first && fault == Fault::FailOnce {
+                        let _ = c.write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let mut fwd: String = head
+                        .lines()
+                        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    fwd.push_str("Connection: close\r\n\r\n");
+                    let Ok(mut u) = TcpStream::connect(&up) else { return };
+                    if u.write_all(fwd.as_bytes()).is_err() {
+                        return;
+                    }
+                    let Some((rhead, mut body)) = head_of(&mut u) else { return };
+                    if c.write_all(rhead.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut sent = 0usize;
+                    let mut b = vec![0u8; 16 << 10];
+                    loop {
+                        if body.is_empty() {
+                            match u.read(&mut b) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => body.extend_from_slice(&b[..n]),
+                            }
+                        }
+                        let mut chunk = std::mem::take(&mut body);
+                        if blob {
+                            match fault {
+                                Fault::CutOnce(n) if first && sent + chunk.len() >= n => {
+                                    let _ = c.write_all(&chunk[..n - sent]);
+                                    pass.fetch_add(n - sent, Ordering::Relaxed);
+                                    let _ = c.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                Fault::Corrupt if sent <= 1000 && sent + chunk.len() > 1000 => {
+                                    chunk[1000 - sent] ^= 0xff
+                                }
+                                Fault::Slow(rate) => {
+                                    // A twentieth of the rate each 50 ms; the rest waits.
+                                    body = chunk.split_off(chunk.len().min(rate / 20 + 1));
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                                _ => {}
+                            }
+                            pass.fetch_add(chunk.len(), Ordering::Relaxed);
+                        }
+                        sent += chunk.len();
+                        if c.write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, requests, passed, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
