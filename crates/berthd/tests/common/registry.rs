@@ -32,14 +32,25 @@ pub struct Registry {
 }
 
 /// A port of 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+fn free_port_on(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
     l.local_addr().unwrap().port()
 }
 
 impl Registry {
-    /// A registry, with Basic auth of one user when `user` is given.
+    /// A registry on 127.0.0.1, with Basic auth of one user when `user`
+    /// is given.
     pub fn start(tag: &str, user: Option<(&str, &str)>) -> Registry {
+        Registry::start_on(tag, user, "127.0.0.1", None)
+    }
+
+    /// A registry on `ip`, serving TLS with `(cert, key)` when given.
+    pub fn start_on(
+        tag: &str,
+        user: Option<(&str, &str)>,
+        ip: &str,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Registry {
         let dir = std::env::temp_dir().join(format!("berth-registry-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -50,10 +61,14 @@ impl Registry {
             std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
             auth = format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", dir.join("htpasswd").display());
         }
+        let http_tls = match tls {
+            Some((cert, key)) => format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()),
+            None => String::new(),
+        };
         for _ in 0..5 {
-            let addr = format!("127.0.0.1:{}", free_port());
+            let addr = format!("{ip}:{}", free_port_on(ip));
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_tls}{auth}",
                 dir.join("data").display()
             );
             std::fs::write(dir.join("config.yml"), config).unwrap();
