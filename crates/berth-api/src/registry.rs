@@ -65,25 +65,20 @@ fn pull_reference(ctx: &Ctx) -> Result<String, ApiError> {
     Ok(r)
 }
 
-/// `POST /images/create?fromImage=&tag=&platform=`. Errors before the
-/// first message are the answer's status (a missing image is a 404, as
-/// the CLI's pull-then-create expects); later ones end the stream.
-pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let reference = pull_reference(ctx)?;
-    let creds = credentials(&req)?;
-    let platform = ctx.q("platform").unwrap_or("").to_owned();
-    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
-    let engine = ctx.engine.clone();
-    let r = reference.clone();
-    let mut job = tokio::spawn(async move { engine.pull(&r, &platform, creds, Reporter(Some(ptx))).await });
-    // The first message, or the end of a pull that sent none.
+/// A pull or push as Docker streams it: its progress messages, then what
+/// `end` makes of its result. An error before the first message is the
+/// answer's status; a later one ends the stream.
+async fn progress_stream<T: Send + 'static>(
+    mut job: tokio::task::JoinHandle<Result<T, berth_engine::Error>>,
+    mut prx: tokio::sync::mpsc::UnboundedReceiver<Progress>,
+    end: fn(T) -> Vec<Value>,
+) -> Reply {
+    let mut done: Option<T> = None;
     let first = tokio::select! {
         Some(p) = prx.recv() => Some(p),
-        done = &mut job => {
-            let done = done.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            let (r, pulled) = done?;
-            // Finished without a message; the job's result is kept for the end.
-            job = tokio::spawn(async move { Ok((r, pulled)) });
+        r = &mut job => {
+            let r = r.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            done = Some(r?);
             prx.recv().await
         }
     };
@@ -92,29 +87,26 @@ pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         let mut pending = first;
         while let Some(p) = pending.take() {
             if tx.send(line(&message(&p))).await.is_err() {
-                // The client went away; the pull goes on for the next one.
-                let _ = job.await;
+                // The client went away; the job goes on to its end.
+                if done.is_none() {
+                    let _ = job.await;
+                }
                 return;
             }
             pending = prx.recv().await;
         }
-        let end = match job.await {
-            Ok(Ok((r, pulled))) => {
-                let name = if r.digest().is_some() { r.familiar() } else { r.clone().with_default_tag().familiar() };
-                let status = if pulled.updated {
-                    format!("Status: Downloaded newer image for {name}")
-                } else {
-                    format!("Status: Image is up to date for {name}")
-                };
-                vec![json!({"status": format!("Digest: {}", pulled.digest)}), json!({"status": status})]
-            }
-            Ok(Err(e)) => {
-                let msg = e.to_string();
-                vec![json!({"errorDetail": {"message": msg}, "error": msg})]
-            }
-            Err(e) => vec![json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})],
+        let result = match done {
+            Some(v) => Ok(v),
+            None => match job.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
         };
-        for v in end {
+        let lines = match result {
+            Ok(v) => end(v),
+            Err(msg) => vec![json!({"errorDetail": {"message": msg}, "error": msg})],
+        };
+        for v in lines {
             if tx.send(line(&v)).await.is_err() {
                 return;
             }
@@ -125,6 +117,51 @@ pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         .header("Content-Type", "application/json")
         .body(out)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `POST /images/create?fromImage=&tag=&platform=`; a missing image is a
+/// 404, as the CLI's pull-then-create expects.
+pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let reference = pull_reference(ctx)?;
+    let creds = credentials(&req)?;
+    let platform = ctx.q("platform").unwrap_or("").to_owned();
+    let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = ctx.engine.clone();
+    let job = tokio::spawn(async move { engine.pull(&reference, &platform, creds, Reporter(Some(ptx))).await });
+    progress_stream(job, prx, |(r, pulled)| {
+        let name = r.familiar();
+        let status = if pulled.updated {
+            format!("Status: Downloaded newer image for {name}")
+        } else {
+            format!("Status: Image is up to date for {name}")
+        };
+        vec![json!({"status": format!("Digest: {}", pulled.digest)}), json!({"status": status})]
+    })
+    .await
+}
+
+/// `POST /images/{name}/push?tag=`: the tag, or every tag of the
+/// repository when none is given.
+pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Reply {
+    let creds = credentials(&req)?;
+    let tag = ctx.q("tag").unwrap_or("").to_owned();
+    berth_image::Reference::parse(name).map_err(|e| ApiError::bad(e.to_string()))?;
+    let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = ctx.engine.clone();
+    let name = name.to_owned();
+    let job = tokio::spawn(async move { engine.push(&name, &tag, creds, Reporter(Some(ptx))).await });
+    progress_stream(job, prx, |pushed| {
+        let mut out = vec![];
+        for (r, p) in pushed {
+            let tag = r.tag().unwrap_or("latest").to_owned();
+            out.push(json!({"status": format!("{tag}: digest: {} size: {}", p.digest, p.size)}));
+            out.push(
+                json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": p.digest.to_string(), "Size": p.size}}),
+            );
+        }
+        out
+    })
+    .await
 }
 
 /// `POST /auth`: the credentials checked against their registry.
@@ -141,11 +178,11 @@ mod tests {
 
     #[test]
     fn progress_reads_as_docker_writes_it() {
-        let p = Progress::Layer { id: "abc".into(), status: "Downloading", detail: Some((500, 1000)) };
+        let p = Progress::Layer { id: "abc".into(), status: "Downloading".into(), detail: Some((500, 1000)) };
         let v = message(&p);
         assert_eq!(v["progressDetail"], json!({"current": 500, "total": 1000}));
         assert!(v["progress"].as_str().unwrap_or("").starts_with("[=========================>"), "{v}");
-        let v = message(&Progress::Layer { id: "abc".into(), status: "Pull complete", detail: None });
+        let v = message(&Progress::Layer { id: "abc".into(), status: "Pull complete".into(), detail: None });
         assert_eq!(v, json!({"status": "Pull complete", "progressDetail": {}, "id": "abc"}));
         assert_eq!(message(&Progress::Status { id: None, status: "x".into() }), json!({"status": "x"}));
     }

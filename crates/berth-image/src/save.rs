@@ -69,7 +69,7 @@ fn select(store: &ImageStore, names: &[&str]) -> Result<Vec<(ImageId, Vec<Refere
 
 /// The blob of a layer, exported from its files and kept when there is
 /// none.
-fn layer_blob(store: &ImageStore, l: &Layer) -> Result<Digest> {
+pub fn layer_blob(store: &ImageStore, l: &Layer) -> Result<Digest> {
     if let Some(b) = l.blob.as_ref().filter(|b| store.content.contains(b)) {
         return Ok(b.clone());
     }
@@ -87,7 +87,7 @@ fn layer_blob(store: &ImageStore, l: &Layer) -> Result<Digest> {
 }
 
 /// The OCI media type of a layer blob, from its first bytes.
-fn layer_media_type(store: &ImageStore, d: &Digest) -> Result<&'static str> {
+pub fn layer_media_type(store: &ImageStore, d: &Digest) -> Result<&'static str> {
     let mut magic = [0u8; 4];
     let mut f = store.content.open_blob(d)?;
     let n = f.read(&mut magic).map_err(Error::io(format!("read blob {d}")))?;

@@ -279,11 +279,25 @@ impl Repo<'_> {
         }
     }
 
+    /// The URL of `/v2/<name>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{}", self.ep.base, self.name, path)
+    }
+
+    /// An upload location as a registry gives it (a path or a URL), as a URL.
+    pub fn absolute(&self, loc: &str) -> String {
+        if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc.to_owned()
+        } else {
+            format!("{}{}", self.ep.base, loc)
+        }
+    }
+
     /// `method` on `/v2/<name>/<path>`, retried on 5xx and broken
     /// connections with back-off; a 401 or 403 is an error naming the
     /// registry's reason, a 404 is `NotFound`.
     pub async fn send(&self, method: Method, path: &str, headers: HeaderMap) -> Result<reqwest::Response> {
-        let url = format!("{}/v2/{}/{}", self.ep.base, self.name, path);
+        let url = self.url(path);
         let auth = self.authorization().await?;
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
@@ -305,6 +319,25 @@ impl Repo<'_> {
             delay *= 2;
         }
         Err(Error::Transport(format!("{url}: no answer after {ATTEMPTS} attempts")))
+    }
+
+    /// `method` on a URL of this registry with a body, once (a streamed
+    /// body cannot be sent again).
+    pub async fn send_url(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self.ep.http.request(method, url).headers(headers);
+        if let Some(a) = self.authorization().await? {
+            req = req.header(AUTHORIZATION, a);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        self.checked(req.send().await.map_err(transport)?).await
     }
 
     async fn checked(&self, resp: reqwest::Response) -> Result<reqwest::Response> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod manifest;
 pub mod progress;
 pub mod pull;
+pub mod push;
 
 pub use auth::Credentials;
 pub use client::Registries;
@@ -20,6 +21,7 @@ pub use config::RegistryConfig;
 pub use manifest::Platform;
 pub use progress::Progress;
 pub use pull::{pull, Pulled};
+pub use push::{push, Pushed};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -410,3 +410,51 @@ fn a_registry_s_tls_is_trusted_through_certs_d_and_refused_without() {
     drop(bridge);
     assert_clean(&d);
 }
+
+#[test]
+fn a_push_then_a_pull_round_trips_and_a_second_push_sends_nothing() {
+    if !ready("push") {
+        return;
+    }
+    let reg = Registry::start("push", Some(("pusher", "pw")));
+    let d = Daemon::start("push");
+    d.load_busybox();
+    let name = format!("{}/team/app:1", reg.addr);
+    d.ok(&["tag", "busybox", &name]);
+    d.ok(&["tag", "busybox", &format!("{}/team/app:2", reg.addr)]);
+    // Refused without credentials, in the registry's words.
+    let o = d.docker(&["push", &name]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    d.docker_in(&["login", "-u", "pusher", "--password-stdin", &reg.addr], Some(b"pw\n"));
+    let out = d.ok(&["push", &name]);
+    assert!(out.contains(&format!("The push refers to repository [{}/team/app]", reg.addr)), "{out}");
+    assert!(out.contains("Pushed"), "{out}");
+    let digest = out.lines().find_map(|l| l.strip_prefix("1: digest: ")).unwrap().split(' ').next().unwrap().to_owned();
+    let digests = d.ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &name]);
+    assert!(digests.contains(&format!("{}/team/app@{digest}", reg.addr)), "{digests}");
+    // skopeo, a client no one here wrote, reads what berth pushed.
+    let o = std::process::Command::new(common::registry::SKOPEO)
+        .args(["inspect", "--tls-verify=false", "--creds", "pusher:pw", &format!("docker://{name}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["Digest"], digest.as_str());
+    // The second push finds everything there and compresses nothing.
+    let again = d.ok(&["push", &name]);
+    assert!(again.contains("Layer already exists") && !again.contains("Pushed"), "{again}");
+    assert!(again.contains(&format!("1: digest: {digest}")), "{again}");
+    // Every tag of the repository.
+    let all = d.ok(&["push", "--all-tags", &format!("{}/team/app", reg.addr)]);
+    assert!(all.contains("1: digest:") && all.contains("2: digest:"), "{all}");
+    // Another daemon pulls the same image, byte for byte: the same id.
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", &name]);
+    let d2 = Daemon::start("push2");
+    d2.docker_in(&["login", "-u", "pusher", "--password-stdin", &reg.addr], Some(b"pw\n"));
+    d2.ok(&["pull", &name]);
+    assert_eq!(d2.ok(&["image", "inspect", "-f", "{{.Id}}", &name]), id);
+    assert_eq!(d2.ok(&["run", "--rm", &name, "echo", "round trip"]), "round trip\n");
+    d2.ok(&["rmi", &name]);
+    assert_clean(&d2);
+    assert_clean(&d);
+}

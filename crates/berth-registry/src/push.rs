@@ -1,0 +1,212 @@
+//! A push: each layer's compressed blob (compressed once, then kept and
+//! remembered on the layer, so the next push compresses nothing), sent
+//! only where the registry lacks it (a HEAD first, then a mount from a
+//! repository of the same registry the image is known in), then the
+//! config and a Docker schema 2 manifest under the tag.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use berth_image::digest::{Algorithm, Digest, ImageId};
+use berth_image::images::ImageStore;
+use berth_image::layers::Layer;
+use berth_image::reference::Reference;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+
+use crate::auth::Credentials;
+use crate::client::{Registries, Repo};
+use crate::manifest::DOCKER_MANIFEST;
+use crate::progress::Reporter;
+use crate::{Error, Result};
+
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// What a push made on the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub digest: Digest,
+    /// Bytes of the manifest.
+    pub size: u64,
+}
+
+/// The 12 hex digits Docker names a layer by when it pushes (its diff id's).
+fn short(l: &Layer) -> String {
+    l.diff_id.digest().hex().chars().take(12).collect()
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> berth_image::Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f).await.map_err(|e| Error::Registry(format!("push: {e}")))?.map_err(Error::from)
+    }
+}
+
+/// A layer's blob as pushed: kept compressed (gzip) once, and its media
+/// type. A layer kept uncompressed is compressed now and the compressed
+/// blob remembered in its place.
+fn compressed_blob(store: &ImageStore, l: &Layer) -> berth_image::Result<(Digest, u64, &'static str)> {
+    let kept = berth_image::save::layer_blob(store, l)?;
+    let media = berth_image::save::layer_media_type(store, &kept)?;
+    if media.ends_with("+gzip") {
+        return Ok((kept.clone(), store.content.size(&kept)?, DOCKER_LAYER_GZIP));
+    }
+    if media.ends_with("+zstd") {
+        return Ok((kept.clone(), store.content.size(&kept)?, DOCKER_LAYER_ZSTD));
+    }
+    let mut src = store.content.open_blob(&kept)?;
+    let ingest = store.content.writer(Algorithm::Sha256)?;
+    let mut gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
+    std::io::copy(&mut src, &mut gz).map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
+    let ingest = gz.finish().map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
+    let (d, size) = ingest.commit(None)?;
+    store.layers.set_blob(&l.chain_id, d.clone())?;
+    Ok((d, size, DOCKER_LAYER_GZIP))
+}
+
+/// The body of a blob upload from the content store, reporting as it goes.
+fn file_body(store: &ImageStore, d: &Digest, size: u64, id: String, report: Reporter) -> Result<reqwest::Body> {
+    let f = store.content.open_blob(d)?;
+    let state = (f, 0u64, report, id);
+    let stream = futures_util::stream::unfold(state, move |(mut f, sent, report, id)| async move {
+        let mut buf = vec![0u8; 256 << 10];
+        let (res, f) = tokio::task::spawn_blocking(move || (f.read(&mut buf).map(|n| (n, buf)), f)).await.ok()?;
+        match res {
+            Ok((0, _)) => None,
+            Ok((n, mut buf)) => {
+                buf.truncate(n);
+                let sent = sent + n as u64;
+                if let Some(r) = &report.0 {
+                    let p =
+                        crate::Progress::Layer { id: id.clone(), status: "Pushing".into(), detail: Some((sent, size)) };
+                    let _ = r.send(p);
+                }
+                Some((Ok::<_, std::io::Error>(buf), (f, sent, report, id)))
+            }
+            Err(e) => Some((Err(e), (f, sent, report, id))),
+        }
+    });
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// Whether the registry has the blob in this repository.
+async fn has_blob(repo: &Repo<'_>, d: &Digest) -> Result<bool> {
+    match repo.send(Method::HEAD, &format!("blobs/{d}"), HeaderMap::new()).await {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The location an upload goes on at, absolute.
+fn location(repo: &Repo<'_>, resp: &reqwest::Response) -> Result<String> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Registry("an upload without a Location".into()))?;
+    Ok(repo.absolute(loc))
+}
+
+/// Send a blob the registry lacks: a mount from `from` (a repository of
+/// the same registry) when it has it, else a monolithic upload.
+async fn upload(
+    repo: &Repo<'_>,
+    d: &Digest,
+    from: &[String],
+    body: impl FnOnce() -> Result<reqwest::Body>,
+    size: u64,
+) -> Result<Option<String>> {
+    for other in from.iter().filter(|o| **o != repo.name) {
+        let path = format!("blobs/uploads/?mount={d}&from={other}");
+        let resp = repo.send(Method::POST, &path, HeaderMap::new()).await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(Some(other.clone()));
+        }
+    }
+    let resp = repo.send(Method::POST, "blobs/uploads/", HeaderMap::new()).await?;
+    let loc = location(repo, &resp)?;
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&size.to_string()) {
+        h.insert(CONTENT_LENGTH, v);
+    }
+    repo.send_url(Method::PUT, &format!("{loc}{sep}digest={d}"), h, Some(body()?)).await?;
+    Ok(None)
+}
+
+/// Push the image `r` names (a tag) to its registry.
+pub async fn push(
+    reg: &Registries,
+    store: Arc<ImageStore>,
+    r: &Reference,
+    creds: Option<Credentials>,
+    report: Reporter,
+) -> Result<Pushed> {
+    let tag = r.tag().unwrap_or(berth_image::reference::DEFAULT_TAG).to_owned();
+    let (st, name) = (store.clone(), r.to_string());
+    let (id, config, layers): (ImageId, Vec<u8>, Vec<Layer>) = blocking(move || {
+        let id = st.resolve(&name)?;
+        let config = st.config_bytes(&id)?;
+        let rec = st.get(&id)?.ok_or_else(|| berth_image::Error::NotFound(format!("No such image: {name}")))?;
+        let mut layers = match &rec.top_layer {
+            Some(top) => st.layers.chain(top)?,
+            None => vec![],
+        };
+        layers.reverse();
+        Ok((id, config, layers))
+    })
+    .await?;
+    // Repositories of the same registry the image is known in, to mount from.
+    let (st, id2, domain) = (store.clone(), id.clone(), r.domain().to_owned());
+    let from: Vec<String> = blocking(move || {
+        Ok(st.names_of(&id2)?.into_iter().filter(|n| n.domain() == domain).map(|n| n.path().to_owned()).collect())
+    })
+    .await?;
+    let host = reg.hosts_for(r.domain()).pop().unwrap_or_default();
+    let repo = reg.repo(&host, r.path(), creds, "pull,push").await?;
+    report.status(None, format!("The push refers to repository [{}]", r.name()));
+    for l in &layers {
+        report.layer(&short(l), "Preparing", None);
+    }
+    let mut descs = vec![];
+    for l in &layers {
+        let id = short(l);
+        let (st, layer) = (store.clone(), l.clone());
+        let (blob, size, media) = blocking(move || compressed_blob(&st, &layer)).await?;
+        if has_blob(&repo, &blob).await? {
+            report.layer(&id, "Layer already exists", None);
+        } else {
+            let (st, b, rep, lid) = (store.clone(), blob.clone(), report.clone(), id.clone());
+            match upload(&repo, &blob, &from, move || file_body(&st, &b, size, lid, rep), size).await? {
+                Some(other) => report.layer(&id, format!("Mounted from {other}"), None),
+                None => report.layer(&id, "Pushed", None),
+            }
+        }
+        descs.push(serde_json::json!({"mediaType": media, "size": size, "digest": blob.to_string()}));
+    }
+    let config_digest = Digest::sha256(&config);
+    if !has_blob(&repo, &config_digest).await? {
+        let body = config.clone();
+        upload(&repo, &config_digest, &[], move || Ok(reqwest::Body::from(body)), config.len() as u64).await?;
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": config_digest.to_string()},
+        "layers": descs,
+    }))
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    let digest = Digest::sha256(&manifest);
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(DOCKER_MANIFEST));
+    let url = repo.url(&format!("manifests/{tag}"));
+    repo.send_url(Method::PUT, &url, h, Some(reqwest::Body::from(manifest.clone()))).await?;
+    let (st, rd) = (store.clone(), r.with_digest(digest.clone()));
+    blocking(move || st.tag(&rd, &id)).await?;
+    Ok(Pushed { digest, size: manifest.len() as u64 })
+}
