@@ -79,6 +79,14 @@ pub enum Cmd {
     Rmi(RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Load an image from a tar archive or STDIN
     Load(LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
@@ -311,6 +319,8 @@ pub enum ImageCmd {
     #[command(alias = "remove")]
     Rm(RmiArgs),
     Tag(TagArgs),
+    Pull(PullArgs),
+    Push(PushArgs),
     Load(LoadArgs),
     Save(SaveArgs),
     Import(ImportArgs),
@@ -817,6 +827,52 @@ pub struct RmiArgs {
 pub struct TagArgs {
     pub source: String,
     pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    pub name: String,
+    /// Push all tagged images in the repository
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (docker.io's when not given)
+    pub server: Option<String>,
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (docker.io's when not given)
+    pub server: Option<String>,
 }
 
 #[derive(Args, Debug)]

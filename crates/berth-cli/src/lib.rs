@@ -29,6 +29,7 @@ mod image;
 mod mounts;
 mod network;
 mod opts;
+mod registry;
 mod run;
 mod stats;
 mod stream;
@@ -159,6 +160,10 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Images(a) => image::images(c, a),
         Cmd::Rmi(a) => image::rmi(c, a),
         Cmd::Tag(a) => image::tag(c, a),
+        Cmd::Pull(a) => registry::pull(c, a),
+        Cmd::Push(a) => registry::push(c, a),
+        Cmd::Login(a) => registry::login(c, a),
+        Cmd::Logout(a) => registry::logout(c, a),
         Cmd::Load(a) => image::load(c, a),
         Cmd::Save(a) => image::save(c, a),
         Cmd::Import(a) => image::import(c, a),
@@ -172,6 +177,8 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
             ImageCmd::Ls(a) => image::images(c, a),
             ImageCmd::Rm(a) => image::rmi(c, a),
             ImageCmd::Tag(a) => image::tag(c, a),
+            ImageCmd::Pull(a) => registry::pull(c, a),
+            ImageCmd::Push(a) => registry::push(c, a),
             ImageCmd::Load(a) => image::load(c, a),
             ImageCmd::Save(a) => image::save(c, a),
             ImageCmd::Import(a) => image::import(c, a),

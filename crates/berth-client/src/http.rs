@@ -40,18 +40,22 @@ fn head(method: &str, target: &str, extra: &str) -> String {
     )
 }
 
-pub(crate) fn request(mut conn: Conn, method: &str, target: &str, body: Body) -> Result<Response> {
+/// One request; `headers` are more header lines (`Name: value\r\n`).
+pub(crate) fn request(mut conn: Conn, method: &str, target: &str, headers: &str, body: Body) -> Result<Response> {
     match body {
-        Body::None => conn.write_all(head(method, target, "Connection: close\r\n").as_bytes())?,
+        Body::None => conn.write_all(head(method, target, &format!("Connection: close\r\n{headers}")).as_bytes())?,
         Body::Json(b) => {
-            let extra =
-                format!("Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", b.len());
+            let extra = format!(
+                "Connection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            );
             let mut msg = head(method, target, &extra).into_bytes();
             msg.extend_from_slice(&b);
             conn.write_all(&msg)?;
         }
         Body::Stream { content_type, mut reader } => {
-            let extra = format!("Connection: close\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n");
+            let extra =
+                format!("Connection: close\r\n{headers}Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n");
             conn.write_all(head(method, target, &extra).as_bytes())?;
             if let Err(e) = send_chunked(&mut conn, &mut reader) {
                 // The daemon may have refused the upload early; its answer

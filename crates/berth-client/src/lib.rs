@@ -184,8 +184,21 @@ impl Client {
 
     /// Sends one request; the answer, whatever its status.
     pub fn send(&self, method: &str, path: &str, q: &Query, body: Body) -> Result<Response> {
+        self.send_with(method, path, q, &[], body)
+    }
+
+    /// [`Client::send`] with more headers (`X-Registry-Auth`).
+    pub fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        q: &Query,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Response> {
         let conn = self.connect()?;
-        http::request(conn, method, &self.target(path, q), body)
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        http::request(conn, method, &self.target(path, q), &extra, body)
     }
 
     /// Sends one request; the answer if its status is a success, else the

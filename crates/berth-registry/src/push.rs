@@ -37,12 +37,8 @@ fn short(l: &Layer) -> String {
     l.diff_id.digest().hex().chars().take(12).collect()
 }
 
-fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> berth_image::Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f).await.map_err(|e| Error::Registry(format!("push: {e}")))?.map_err(Error::from)
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> berth_image::Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Registry(format!("push: {e}")))?.map_err(Error::from)
 }
 
 /// A layer's blob as pushed: kept compressed (gzip) once, and its media

@@ -458,3 +458,35 @@ fn a_push_then_a_pull_round_trips_and_a_second_push_sends_nothing() {
     assert_clean(&d2);
     assert_clean(&d);
 }
+
+#[test]
+fn the_berth_cli_logs_in_pushes_and_pulls_sharing_docker_s_credentials() {
+    if !ready("berth cli registry") {
+        return;
+    }
+    let reg = Registry::start("cli", Some(("cli-user", "cli-pw")));
+    let d = Daemon::start("cliregistry");
+    d.load_busybox();
+    let name = format!("{}/cli/app:7", reg.addr);
+    d.bok(&["tag", "busybox", &name]);
+    let o = d.berth_in(&["login", "-u", "cli-user", "--password-stdin", &reg.addr], Some(b"cli-pw\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Login Succeeded\n");
+    let cfg = std::fs::read_to_string(d.dir.join("docker-config/config.json")).unwrap();
+    assert!(cfg.contains(&reg.addr), "{cfg}");
+    let out = d.bok(&["push", &name]);
+    assert!(out.contains("7: digest: sha256:"), "{out}");
+    d.bok(&["rmi", &name]);
+    // docker's CLI takes the credentials berth's stored.
+    let pulled = d.ok(&["pull", &name]);
+    assert!(pulled.contains("Pull complete") || pulled.contains("Already exists"), "{pulled}");
+    d.ok(&["rmi", &name]);
+    let out = d.bok(&["pull", &name]);
+    assert!(out.contains(&format!("Status: Downloaded newer image for {name}")), "{out}");
+    assert_eq!(d.bok(&["logout", &reg.addr]), format!("Removing login credentials for {}\n", reg.addr));
+    d.bok(&["rmi", &name]);
+    let o = d.berth(&["pull", &name]);
+    assert!(!o.status.success(), "logged out, the pull is refused");
+    d.bok(&["rmi", "busybox"]);
+    assert_clean(&d);
+}

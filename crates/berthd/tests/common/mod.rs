@@ -159,7 +159,9 @@ impl Daemon {
     /// The berth CLI, pointed at this daemon by BERTH_HOST.
     pub fn berth_in(&self, args: &[&str], input: Option<&[u8]>) -> Output {
         let mut c = Command::new(berth_bin());
-        c.env("BERTH_HOST", format!("unix://{}", self.socket().display())).env_remove("DOCKER_HOST");
+        c.env("BERTH_HOST", format!("unix://{}", self.socket().display()))
+            .env_remove("DOCKER_HOST")
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"));
         run_with(c, args, input)
     }
 
