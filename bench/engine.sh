@@ -76,18 +76,6 @@ time_it() {
     fi
 }
 
-# RSS and PSS (KiB) summed over the processes whose command matches $1.
-mem_of() {
-    local rss=0 pss=0 n=0
-    for p in $(pgrep -f "$1"); do
-        local r s
-        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-        s=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-        rss=$((rss + ${r:-0})); pss=$((pss + ${s:-0})); n=$((n + 1))
-    done
-    echo "$rss $pss $n"
-}
-
 # --- berth
 bsock="$work/berth.sock"
 # A bridge and subnet of its own, clear of docker0's 172.17.0.0/16.

@@ -404,6 +404,9 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
         ("POST", ["auth"]) => registry::auth(&ctx, req).await,
+        ("GET", ["distribution", name @ .., "json"]) if !name.is_empty() => {
+            registry::distribution(&ctx, &name.join("/"), req).await
+        }
         ("POST", ["images", name @ .., "push"]) if !name.is_empty() => registry::push(&ctx, &name.join("/"), req).await,
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => images::inspect(&ctx, &name.join("/")).await,
         ("GET", ["images", "get"]) => images::get(&ctx, ctx.all("names")).await,

@@ -164,6 +164,32 @@ pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Reply {
     .await
 }
 
+/// `GET /distribution/{name}/json`: the descriptor a name resolves to on
+/// its registry, and its platforms.
+pub async fn distribution(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Reply {
+    let r = berth_image::Reference::parse(name).map_err(|e| ApiError::bad(e.to_string()))?;
+    let creds = credentials(&req)?;
+    let d = berth_registry::describe(&ctx.engine.registries, &r, creds).await.map_err(berth_engine::Error::from)?;
+    let platforms: Vec<Value> = d
+        .platforms
+        .iter()
+        .map(|p| {
+            let mut v = json!({"architecture": p.arch, "os": p.os});
+            if let Some(var) = &p.variant {
+                v["variant"] = json!(var);
+            }
+            v
+        })
+        .collect();
+    crate::json_response(
+        StatusCode::OK,
+        &json!({
+            "Descriptor": {"mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size},
+            "Platforms": platforms
+        }),
+    )
+}
+
 /// `POST /auth`: the credentials checked against their registry.
 pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body: Option<Credentials> = crate::read_json(req).await?;

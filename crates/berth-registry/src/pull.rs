@@ -388,3 +388,82 @@ async fn fetch(
     let updated = downloaded || (r.digest().is_none() && before.as_ref() != Some(&rec.id));
     Ok(Pulled { id: rec.id, digest: top, updated })
 }
+
+/// What a reference resolves to on its registry, without pulling it
+/// (`GET /distribution/{name}/json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    /// The platforms of an index's manifests, or the one of an image.
+    pub platforms: Vec<Platform>,
+}
+
+/// The manifest or index `r` names on its registry, and its platforms.
+pub async fn describe(reg: &Registries, r: &Reference, creds: Option<Credentials>) -> Result<Described> {
+    let r = r.clone().with_default_tag();
+    let reference = match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, t) => t.unwrap_or(berth_image::reference::DEFAULT_TAG).to_owned(),
+    };
+    let mut last = None;
+    for host in reg.hosts_for(r.domain()) {
+        let repo = match reg.repo(&host, r.path(), creds.clone(), "pull").await {
+            Ok(repo) => repo,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let resp = match repo.get(&format!("manifests/{reference}"), manifest::ACCEPT).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let ctype =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body = read_limited(resp, "manifest").await?;
+        if let Some(d) = r.digest() {
+            check(d, &body, "manifest")?;
+        }
+        let digest = Digest::sha256(&body);
+        let declared = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned));
+        let media_type = match ctype.split(';').next().map(str::trim) {
+            Some(t) if t.starts_with("application/vnd.") => t.to_owned(),
+            _ => declared.unwrap_or_default(),
+        };
+        let platforms = match manifest::parse(&ctype, &body)? {
+            Document::Index(i) => i
+                .manifests()
+                .iter()
+                .filter_map(|d| d.platform().as_ref())
+                .map(|p| Platform {
+                    os: p.os().to_string(),
+                    arch: p.architecture().to_string(),
+                    variant: p.variant().clone(),
+                })
+                .collect(),
+            Document::Manifest(m) => {
+                let cfg_digest = digest_of(m.config())?;
+                let cfg = read_limited(repo.get_blob(&cfg_digest.to_string(), 0).await?, "image config").await?;
+                check(&cfg_digest, &cfg, "image config")?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&cfg).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+                let variant = v.get("variant").and_then(|x| x.as_str()).map(str::to_owned);
+                vec![Platform { os: text("os"), arch: text("architecture"), variant }]
+            }
+        };
+        return Ok(Described { media_type, digest, size: body.len() as u64, platforms });
+    }
+    Err(match last {
+        Some(Error::NotFound(why)) => Error::NotFound(format!("manifest for {} not found: {why}", r.familiar())),
+        Some(e) => e,
+        None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
+    })
+}

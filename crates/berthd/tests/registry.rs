@@ -173,6 +173,15 @@ fn an_index_resolves_to_the_host_s_platform_or_the_one_asked_for() {
     );
     assert_eq!(s, 201, "{head}");
     let name = format!("{}/multi", reg.addr);
+    // What the name resolves to, without a pull: the index and its platforms.
+    let (s, b) = d.http("GET", &format!("/v1.41/distribution/{name}/json"), b"");
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["Descriptor"]["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{b}");
+    let archs: Vec<&str> =
+        v["Platforms"].as_array().unwrap().iter().map(|p| p["architecture"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["arm64", "amd64"], "{b}");
+    assert_eq!(d.ok(&["images", "-q"]).trim(), "", "nothing is pulled");
     d.ok(&["pull", &name]);
     let host_arch = match std::env::consts::ARCH {
         "aarch64" => "arm64",
