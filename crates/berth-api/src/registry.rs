@@ -127,15 +127,47 @@ pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let platform = ctx.q("platform").unwrap_or("").to_owned();
     let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
     let engine = ctx.engine.clone();
-    let job = tokio::spawn(async move { engine.pull(&reference, &platform, creds, Reporter(Some(ptx))).await });
-    progress_stream(job, prx, |(r, pulled)| {
-        let name = r.familiar();
-        let status = if pulled.updated {
-            format!("Status: Downloaded newer image for {name}")
+    // No tag anywhere: every tag of the repository (`pull -a`).
+    let parsed = berth_image::Reference::parse(&reference).map_err(|e| ApiError::bad(e.to_string()))?;
+    let all = parsed.tag().is_none() && parsed.digest().is_none();
+    let job = tokio::spawn(async move {
+        let report = Reporter(Some(ptx));
+        let refs = if all {
+            let tags = berth_registry::tags(&engine.registries, &parsed, creds.clone()).await?;
+            tags.iter().map(|t| format!("{reference}:{t}")).collect()
         } else {
-            format!("Status: Image is up to date for {name}")
+            vec![reference]
         };
-        vec![json!({"status": format!("Digest: {}", pulled.digest)}), json!({"status": status})]
+        let mut out = vec![];
+        for r in refs {
+            out.push(engine.pull(&r, &platform, creds.clone(), report.clone()).await?);
+        }
+        Ok::<_, berth_engine::Error>(out)
+    });
+    progress_stream(job, prx, |pulled| {
+        let mut out = vec![];
+        for (r, p) in &pulled {
+            out.push(json!({"status": format!("Digest: {}", p.digest)}));
+            if pulled.len() == 1 {
+                let name = r.familiar();
+                let status = if p.updated {
+                    format!("Status: Downloaded newer image for {name}")
+                } else {
+                    format!("Status: Image is up to date for {name}")
+                };
+                out.push(json!({"status": status}));
+            }
+        }
+        if pulled.len() > 1 {
+            let name = pulled[0].0.familiar_name();
+            let newer = pulled.iter().any(|(_, p)| p.updated);
+            out.push(json!({"status": if newer {
+                format!("Status: Downloaded newer image for {name}")
+            } else {
+                format!("Status: Image is up to date for {name}")
+            }}));
+        }
+        out
     })
     .await
 }

@@ -20,7 +20,7 @@ pub use client::Registries;
 pub use config::RegistryConfig;
 pub use manifest::Platform;
 pub use progress::Progress;
-pub use pull::{describe, pull, Described, Pulled};
+pub use pull::{describe, pull, tags, Described, Pulled};
 pub use push::{push, Pushed};
 
 /// Why a registry operation failed.

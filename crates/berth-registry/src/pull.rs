@@ -467,3 +467,29 @@ pub async fn describe(reg: &Registries, r: &Reference, creds: Option<Credentials
         None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
     })
 }
+
+/// Every tag of `r`'s repository (`pull -a`), following the registry's
+/// pages (`Link: <…?last=…&n=…>; rel="next"`).
+pub async fn tags(reg: &Registries, r: &Reference, creds: Option<Credentials>) -> Result<Vec<String>> {
+    let host = reg.hosts_for(r.domain()).pop().unwrap_or_default();
+    let repo = reg.repo(&host, r.path(), creds, "pull").await?;
+    let mut out = vec![];
+    let mut path = "tags/list?n=1000".to_owned();
+    for _ in 0..1000 {
+        let resp = repo.get(&path, &["application/json"]).await?;
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map(|(u, _)| u.to_owned()));
+        let body = read_limited(resp, "tag list").await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("tag list: {e}")))?;
+        out.extend(v["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)));
+        match next.and_then(|u| u.split_once("/tags/").map(|(_, p)| format!("tags/{p}"))) {
+            Some(p) => path = p,
+            None => break,
+        }
+    }
+    Ok(out)
+}

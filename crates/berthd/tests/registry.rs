@@ -68,6 +68,15 @@ fn pull_by_tag_and_digest_and_run_an_image_that_is_not_here_yet() {
     // A bad reference is a 400, before anything is asked of a registry.
     let (s, b) = d.http("POST", "/images/create?fromImage=Bad/Name&tag=latest", b"");
     assert_eq!(s, 400, "{b}");
+    // Every tag of the repository.
+    reg.push_archive(&d.fixture(), "tools/busybox:3");
+    let all = d.ok(&["pull", "--all-tags", &format!("{}/tools/busybox", reg.addr)]);
+    assert!(all.contains("Pulling from tools/busybox"), "{all}");
+    let tags = d.ok(&["images", "--format", "{{.Tag}}", &format!("{}/tools/busybox", reg.addr)]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["1", "3"]);
+    d.ok(&["rmi", &format!("{}/tools/busybox:3", reg.addr)]);
     // A pull event, with the image's name.
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
     let events = d.ok(&[
