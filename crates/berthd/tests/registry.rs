@@ -508,3 +508,37 @@ fn the_berth_cli_logs_in_pushes_and_pulls_sharing_docker_s_credentials() {
     d.bok(&["rmi", "busybox"]);
     assert_clean(&d);
 }
+
+#[test]
+fn docker_io_names_are_pulled_through_the_configured_mirror() {
+    if !ready("mirror") {
+        return;
+    }
+    let mirror = Registry::start("mirror", None);
+    let mut d = Daemon::start("mirror");
+    mirror.push_archive(&d.fixture(), "library/busybox:latest");
+    std::fs::write(d.dir.join("daemon.json"), format!(r#"{{"registry-mirrors": ["http://{}"]}}"#, mirror.addr))
+        .unwrap();
+    d.crash();
+    d.spawn();
+    // `busybox` is docker.io/library/busybox, which only the mirror has
+    // here: no request leaves the machine.
+    let out = d.ok(&["pull", "busybox"]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains("Status: Downloaded newer image for busybox:latest"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "mirrored"]), "mirrored\n");
+    d.ok(&["rmi", "busybox"]);
+    // A bad mirror is refused at start.
+    std::fs::write(d.dir.join("daemon.json"), r#"{"registry-mirrors": ["not a url"]}"#).unwrap();
+    d.crash();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["--config-file", d.dir.join("daemon.json").to_str().unwrap(), "-H"])
+        .arg(format!("unix://{}", d.dir.join("never.sock").display()))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid mirror"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(d.dir.join("daemon.json")).unwrap();
+    d.spawn();
+    assert_clean(&d);
+}
