@@ -55,6 +55,8 @@ pub struct Repo<'a> {
     creds: Option<Credentials>,
     actions: &'static str,
     ep: Endpoint,
+    /// The challenge in force: the host's, or a newer one a request met.
+    challenge: Mutex<Option<Challenge>>,
 }
 
 fn transport(e: reqwest::Error) -> Error {
@@ -159,20 +161,27 @@ impl Registries {
         actions: &'static str,
     ) -> Result<Repo<'_>> {
         let ep = self.endpoint(host).await?;
-        Ok(Repo { reg: self, host: host.to_owned(), name: name.to_owned(), creds, actions, ep })
+        let challenge = Mutex::new(ep.challenge.clone());
+        Ok(Repo { reg: self, host: host.to_owned(), name: name.to_owned(), creds, actions, ep, challenge })
     }
 
     /// `docker login`: check `creds` against the registry they name (its
     /// `serveraddress`; docker.io's when empty).
     pub async fn login(&self, creds: &Credentials) -> Result<()> {
         let host = login_host(&creds.server_address);
+        // Asked afresh: what the host asked for before may have changed.
+        if let Ok(mut m) = self.endpoints.lock() {
+            m.remove(&host);
+        }
+        let ep = self.endpoint(&host).await?;
         let repo = Repo {
             reg: self,
             host: host.clone(),
             name: String::new(),
             creds: Some(creds.clone()),
             actions: "",
-            ep: self.endpoint(&host).await?,
+            challenge: Mutex::new(ep.challenge.clone()),
+            ep,
         };
         let Some(auth) = repo.authorization().await? else { return Ok(()) };
         let resp = repo.ep.http.get(format!("{}/v2/", repo.ep.base)).header(AUTHORIZATION, auth).send().await;
@@ -211,7 +220,8 @@ impl Repo<'_> {
             let pair = format!("{}:{}", c.username, c.password);
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         };
-        match &self.ep.challenge {
+        let challenge = self.challenge.lock().ok().and_then(|c| c.clone());
+        match &challenge {
             None => Ok(None),
             Some(Challenge::Basic) if c.username.is_empty() => {
                 Err(Error::Unauthorized(format!("{}: the registry asks for credentials", self.host)))
@@ -279,6 +289,29 @@ impl Repo<'_> {
         }
     }
 
+    /// Whether `resp` is a 401 with a challenge other than the one in
+    /// force, which is then taken (for this repository and the host).
+    fn learn_challenge(&self, resp: &reqwest::Response) -> bool {
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        let Some(new) = resp.headers().get_all(WWW_AUTHENTICATE).iter().find_map(|v| parse_challenge(v.to_str().ok()?))
+        else {
+            return false;
+        };
+        let Ok(mut cur) = self.challenge.lock() else { return false };
+        if cur.as_ref() == Some(&new) {
+            return false;
+        }
+        *cur = Some(new.clone());
+        if let Ok(mut m) = self.reg.endpoints.lock() {
+            if let Some(ep) = m.get_mut(&self.host) {
+                ep.challenge = Some(new);
+            }
+        }
+        true
+    }
+
     /// The URL of `/v2/<name>/<path>`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{}", self.ep.base, self.name, path)
@@ -298,7 +331,7 @@ impl Repo<'_> {
     /// registry's reason, a 404 is `NotFound`.
     pub async fn send(&self, method: Method, path: &str, headers: HeaderMap) -> Result<reqwest::Response> {
         let url = self.url(path);
-        let auth = self.authorization().await?;
+        let mut auth = self.authorization().await?;
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
             let mut req = self.ep.http.request(method.clone(), &url).headers(headers.clone());
@@ -308,6 +341,12 @@ impl Repo<'_> {
             match req.send().await {
                 Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => {
                     tracing::debug!(%url, status = %resp.status(), attempt, "registry failed; retrying");
+                }
+                Ok(resp) if self.learn_challenge(&resp) && attempt < ATTEMPTS => {
+                    // Asked for another kind of credentials than the host's
+                    // `/v2/` asked for: answered with those, once more.
+                    auth = self.authorization().await?;
+                    continue;
                 }
                 Ok(resp) => return self.checked(resp).await,
                 Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_request()) => {

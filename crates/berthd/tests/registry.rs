@@ -542,3 +542,27 @@ fn docker_io_names_are_pulled_through_the_configured_mirror() {
     d.spawn();
     assert_clean(&d);
 }
+
+#[test]
+fn a_registry_that_starts_asking_for_credentials_is_answered_with_them() {
+    if !ready("new challenge") {
+        return;
+    }
+    let mut reg = Registry::start("rechallenge", None);
+    let d = Daemon::start("rechallenge");
+    reg.push_archive(&d.fixture(), "app:1");
+    let name = format!("{}/app:1", reg.addr);
+    // berthd learns that the registry asks for nothing (and a login to it
+    // succeeds, keeping the credentials in the CLI's config)...
+    d.ok(&["pull", &name]);
+    d.ok(&["rmi", &name]);
+    let o = d.docker_in(&["login", "-u", "late", "--password-stdin", &reg.addr], Some(b"pw\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // ...then it asks for a password: the 401's challenge is taken, and
+    // the credentials the CLI sends are used.
+    reg.restart_with_user(("late", "pw"));
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    d.ok(&["rmi", &name]);
+    assert_clean(&d);
+}

@@ -182,6 +182,37 @@ fn unchunk(b: &[u8]) -> Vec<u8> {
     out
 }
 
+impl Registry {
+    /// Stop it and serve the same storage at the same address again, now
+    /// with Basic auth of `user`.
+    pub fn restart_with_user(&mut self, user: (&str, &str)) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = Command::new("htpasswd").args(["-Bbn", user.0, user.1]).output().unwrap();
+        std::fs::write(self.dir.join("htpasswd"), &out.stdout).unwrap();
+        let mut config = std::fs::read_to_string(self.dir.join("config.yml")).unwrap();
+        config.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            self.dir.join("htpasswd").display()
+        ));
+        std::fs::write(self.dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::options().append(true).open(self.dir.join("registry.log")).unwrap();
+        self.child = Command::new(DOCKER_REGISTRY)
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "docker-registry did not come back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.user = Some((user.0.to_owned(), user.1.to_owned()));
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
