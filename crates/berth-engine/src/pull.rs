@@ -19,8 +19,9 @@ impl Engine {
         report: Reporter,
     ) -> Result<(Reference, Pulled)> {
         let r = Reference::parse(reference).map_err(berth_image::Error::from)?.with_default_tag();
-        let platform = Platform::parse(platform)?;
-        let pulled = berth_registry::pull(&self.registries, self.images.clone(), &r, &platform, creds, report).await?;
+        let platform = if platform.is_empty() { None } else { Some(Platform::parse(platform)?) };
+        let pulled =
+            berth_registry::pull(&self.registries, self.images.clone(), &r, platform.as_ref(), creds, report).await?;
         let attrs = BTreeMap::from([("name".to_owned(), r.familiar_name())]);
         self.events.publish("image", "pull", &r.familiar(), attrs);
         Ok((r, pulled))

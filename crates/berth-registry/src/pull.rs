@@ -67,6 +67,7 @@ async fn resolve(
     by_digest: Option<&Digest>,
     platform: &Platform,
 ) -> Result<(oci_spec::image::ImageManifest, Digest)> {
+    // (An index picks `platform`; a lone manifest is checked in `fetch`.)
     let resp = repo.get(&format!("manifests/{reference}"), manifest::ACCEPT).await?;
     let ctype =
         resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -231,14 +232,15 @@ async fn stage(
     }
 }
 
-/// Pull `r` for `platform` from its registry (docker.io's mirrors first),
+/// Pull `r` for `platform` (the host's when `None`) from its registry
+/// (docker.io's mirrors first),
 /// reporting to `report`. Layers already present are not fetched, and
 /// blobs kept by an earlier pull are not fetched again.
 pub async fn pull(
     reg: &Registries,
     store: Arc<ImageStore>,
     r: &Reference,
-    platform: &Platform,
+    platform: Option<&Platform>,
     creds: Option<Credentials>,
     report: Reporter,
 ) -> Result<Pulled> {
@@ -257,10 +259,11 @@ pub async fn pull(
                 continue;
             }
         };
-        match resolve(&repo, &reference, r.digest(), platform).await {
+        let host_platform = Platform::host();
+        match resolve(&repo, &reference, r.digest(), platform.unwrap_or(&host_platform)).await {
             Ok((m, top)) => {
                 report.status(Some(&reference), format!("Pulling from {}", r.path()));
-                return fetch(&repo, store, &r, m, top, report).await;
+                return fetch(&repo, store, &r, m, top, platform, report).await;
             }
             // A mirror without the image leaves it to the next host.
             Err(e) => last = Some(e),
@@ -286,11 +289,23 @@ async fn fetch(
     r: &Reference,
     m: oci_spec::image::ImageManifest,
     top: Digest,
+    want: Option<&Platform>,
     report: Reporter,
 ) -> Result<Pulled> {
     let config_digest = digest_of(m.config())?;
     let config = read_limited(repo.get_blob(&config_digest.to_string(), 0).await?, "image config").await?;
     check(&config_digest, &config, "image config")?;
+    if let Some(want) = want {
+        // A platform asked for, and an image of one platform (no index).
+        let v: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+        let (os, arch) = (v["os"].as_str().unwrap_or(""), v["architecture"].as_str().unwrap_or(""));
+        if os != want.os || arch != want.arch {
+            return Err(Error::Invalid(format!(
+                "image with reference {} was found but does not match the specified platform: wanted {want}, actual: {os}/{arch}",
+                r.familiar()
+            )));
+        }
+    }
     let parsed = berth_image::config::ImageConfig::parse(&config)?;
     let diffs = &parsed.rootfs.diff_ids;
     if diffs.len() != m.layers().len() {

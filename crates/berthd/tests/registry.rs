@@ -205,6 +205,10 @@ fn an_index_resolves_to_the_host_s_platform_or_the_one_asked_for() {
     );
     let o = d.docker(&["pull", "--platform", "linux/s390x", &name]);
     assert!(stderr(&o).contains("no matching manifest for linux/s390x"), "{}", stderr(&o));
+    // An image of one platform, without an index, is checked against the
+    // platform asked for.
+    let o = d.docker(&["pull", "--platform", "linux/s390x", &format!("{}/multi:amd64", reg.addr)]);
+    assert!(stderr(&o).contains("does not match the specified platform: wanted linux/s390x"), "{}", stderr(&o));
     d.ok(&["rmi", &name]);
     assert_clean(&d);
 }
