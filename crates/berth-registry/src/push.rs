@@ -54,13 +54,63 @@ fn compressed_blob(store: &ImageStore, l: &Layer) -> berth_image::Result<(Digest
         return Ok((kept.clone(), store.content.size(&kept)?, DOCKER_LAYER_ZSTD));
     }
     let mut src = store.content.open_blob(&kept)?;
-    let ingest = store.content.writer(Algorithm::Sha256)?;
-    let mut gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
-    std::io::copy(&mut src, &mut gz).map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
-    let ingest = gz.finish().map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
+    let mut ingest = store.content.writer(Algorithm::Sha256)?;
+    gzip_parallel(&mut src, &mut ingest).map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
     let (d, size) = ingest.commit(None)?;
     store.layers.set_blob(&l.chain_id, d.clone())?;
     Ok((d, size, DOCKER_LAYER_GZIP))
+}
+
+/// Bytes of input each gzip member holds.
+const BLOCK: usize = 4 << 20;
+
+/// Up to `BLOCK` bytes of `r`: fewer only at its end.
+fn read_block(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::with_capacity(BLOCK);
+    r.take(BLOCK as u64).read_to_end(&mut b)?;
+    Ok(b)
+}
+
+/// Gzip on every core: blocks of the input compressed at once, each a
+/// gzip member of its own, written in order (a stream of members is one
+/// gzip file to every reader: Go's, flate2's `MultiGzDecoder`, zlib's).
+pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gzip = |b: &[u8]| -> std::io::Result<Vec<u8>> {
+        let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(b.len() / 2), flate2::Compression::fast());
+        e.write_all(b)?;
+        e.finish()
+    };
+    let mut first = true;
+    loop {
+        let mut blocks = vec![];
+        while blocks.len() < cores {
+            let b = read_block(r)?;
+            let end = b.len() < BLOCK;
+            if !b.is_empty() || (first && blocks.is_empty()) {
+                blocks.push(b);
+            }
+            first = false;
+            if end {
+                break;
+            }
+        }
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let done = blocks.last().is_some_and(|b| b.len() < BLOCK);
+        let members: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = blocks.iter().map(|b| s.spawn(move || gzip(b))).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed")))).collect()
+        });
+        for m in members {
+            w.write_all(&m?)?;
+        }
+        if done {
+            return Ok(());
+        }
+    }
 }
 
 /// The body of a blob upload from the content store, reporting as it goes.
@@ -205,4 +255,22 @@ pub async fn push(
     let (st, rd) = (store.clone(), r.with_digest(digest.clone()));
     blocking(move || st.tag(&rd, &id)).await?;
     Ok(Pushed { digest, size: manifest.len() as u64 })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_gzip_is_one_gzip_stream_to_a_reader() {
+        for len in [0usize, 10, BLOCK, BLOCK * 3 + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut gz = vec![];
+            gzip_parallel(&mut &data[..], &mut gz).unwrap();
+            let mut back = vec![];
+            flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{len} bytes");
+        }
+    }
 }
