@@ -222,6 +222,53 @@ pub async fn distribution(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Repl
     )
 }
 
+/// `GET /images/search?term=&limit=&filters=`.
+pub async fn search(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let term = ctx.q("term").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad("term is required"))?.to_owned();
+    let limit = match ctx.q("limit") {
+        None | Some("") => 25,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| ApiError::bad(format!("limit {l} is outside the range of [1, 100]")))?,
+    };
+    let f = crate::system::filters(ctx)?;
+    if let Some(k) = f.keys().find(|k| !matches!(k.as_str(), "is-official" | "is-automated" | "stars")) {
+        return Err(ApiError::bad(format!("invalid filter '{k}'")));
+    }
+    let flag = |k: &str| -> Result<Option<bool>, ApiError> {
+        match f.get(k).and_then(|v| v.first()).map(String::as_str) {
+            None => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(v) => Err(ApiError::bad(format!("invalid filter '{k}={v}'"))),
+        }
+    };
+    let (official, automated) = (flag("is-official")?, flag("is-automated")?);
+    let stars = match f.get("stars").and_then(|v| v.first()) {
+        Some(s) => s.parse::<u64>().map_err(|_| ApiError::bad(format!("invalid filter 'stars={s}'")))?,
+        None => 0,
+    };
+    let creds = credentials(&req)?;
+    let results =
+        ctx.engine.registries.search(&term, limit, creds.as_ref()).await.map_err(berth_engine::Error::from)?;
+    let kept: Vec<Value> = results
+        .into_iter()
+        .filter(|r| official.is_none_or(|o| r["is_official"].as_bool().unwrap_or(false) == o))
+        .filter(|r| automated.is_none_or(|a| r["is_automated"].as_bool().unwrap_or(false) == a))
+        .filter(|r| r["star_count"].as_u64().unwrap_or(0) >= stars)
+        .map(|r| {
+            json!({
+                "name": r["name"], "description": r["description"], "star_count": r["star_count"].as_u64().unwrap_or(0),
+                "is_official": r["is_official"].as_bool().unwrap_or(false),
+                "is_automated": r["is_automated"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect();
+    crate::json_response(StatusCode::OK, &kept)
+}
+
 /// `POST /auth`: the credentials checked against their registry.
 pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body: Option<Credentials> = crate::read_json(req).await?;

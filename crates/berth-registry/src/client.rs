@@ -197,6 +197,63 @@ impl Registries {
         }
     }
 
+    /// `docker search`: Docker Hub's index, or the search API (v1) of the
+    /// registry the term names (`host/term`), which a distribution
+    /// registry does not have. The index's results, as it gives them.
+    pub async fn search(
+        &self,
+        term: &str,
+        limit: usize,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let (host, query) = match term.split_once('/') {
+            Some((h, rest)) if h.contains('.') || h.contains(':') || h == "localhost" => {
+                (h.to_owned(), rest.to_owned())
+            }
+            _ => ("index.docker.io".to_owned(), term.to_owned()),
+        };
+        let insecure = self.config.is_insecure(&host);
+        let http = self.http_for(&host, insecure)?;
+        let n = limit.to_string();
+        let mut last = None;
+        for scheme in if insecure { ["https", "http"].as_slice() } else { ["https"].as_slice() } {
+            let mut req =
+                http.get(format!("{scheme}://{host}/v1/search")).query(&[("q", query.as_str()), ("n", n.as_str())]);
+            if let Some(c) = creds.filter(|c| !c.username.is_empty()) {
+                req = req.basic_auth(&c.username, Some(&c.password));
+            }
+            match req.send().await {
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                    return Err(Error::Unsupported(format!(
+                        "{host} has no search API: a registry of the distribution API cannot be searched, only an index (Docker Hub's) can"
+                    )))
+                }
+                Ok(resp) => {
+                    let resp = self.checked_plain(resp).await?;
+                    let body = resp.bytes().await.map_err(transport)?;
+                    let v: serde_json::Value = serde_json::from_slice(&body)
+                        .map_err(|e| Error::Registry(format!("search on {host}: {e}")))?;
+                    return Ok(v["results"].as_array().cloned().unwrap_or_default());
+                }
+                Err(e) => last = Some(transport(e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Transport(format!("{host}: unreachable"))))
+    }
+
+    async fn checked_plain(&self, resp: reqwest::Response) -> Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let why = registry_message(&body).unwrap_or_else(|| status.to_string());
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized(why),
+            _ => Error::Registry(why),
+        })
+    }
+
     fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
         let m = self.tokens.lock().ok()?;
         m.get(&(host.to_owned(), scope.to_owned())).filter(|t| t.until > Instant::now()).map(|t| t.value.clone())

@@ -45,6 +45,9 @@ pub enum Error {
     /// Any other answer of the registry.
     #[error("{0}")]
     Registry(String),
+    /// Something the registry does not offer (a search, on any but an index).
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Image(#[from] berth_image::Error),
 }
@@ -59,6 +62,7 @@ impl berth_core::Kinded for Error {
             Error::Unauthorized(_) => K::Unauthorized,
             Error::NotFound(_) => K::NotFound,
             Error::Invalid(_) | Error::Digest(_) => K::InvalidArgument,
+            Error::Unsupported(_) => K::Unsupported,
             Error::Image(e) => e.kind(),
         }
     }

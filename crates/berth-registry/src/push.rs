@@ -55,7 +55,12 @@ fn compressed_blob(store: &ImageStore, l: &Layer) -> berth_image::Result<(Digest
     }
     let mut src = store.content.open_blob(&kept)?;
     let mut ingest = store.content.writer(Algorithm::Sha256)?;
-    gzip_parallel(&mut src, &mut ingest).map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
+    let done = gzip_parallel(&mut src, &mut ingest);
+    // The compressing threads' heaps go back to the system, so that a push
+    // leaves the daemon as small as it was.
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe { libc::malloc_trim(0) };
+    done.map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
     let (d, size) = ingest.commit(None)?;
     store.layers.set_blob(&l.chain_id, d.clone())?;
     Ok((d, size, DOCKER_LAYER_GZIP))
@@ -102,7 +107,9 @@ pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io:
         let done = blocks.last().is_some_and(|b| b.len() < BLOCK);
         let members: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|s| {
             let hs: Vec<_> = blocks.iter().map(|b| s.spawn(move || gzip(b))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed")))).collect()
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed"))))
+                .collect()
         });
         for m in members {
             w.write_all(&m?)?;

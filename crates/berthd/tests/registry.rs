@@ -77,6 +77,12 @@ fn pull_by_tag_and_digest_and_run_an_image_that_is_not_here_yet() {
     tags.sort();
     assert_eq!(tags, ["1", "3"]);
     d.ok(&["rmi", &format!("{}/tools/busybox:3", reg.addr)]);
+    // A registry of the distribution API has nothing to search with.
+    let (s, b) = d.http("GET", &format!("/v1.41/images/search?term={}/tools", reg.addr), b"");
+    assert_eq!(s, 501, "{b}");
+    assert!(b.contains("has no search API"), "{b}");
+    let (s, b) = d.http("GET", "/v1.41/images/search?term=x&limit=101", b"");
+    assert_eq!(s, 400, "{b}");
     // A pull event, with the image's name.
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
     let events = d.ok(&[
