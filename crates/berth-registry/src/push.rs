@@ -82,11 +82,10 @@ fn read_block(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
 pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io::Result<()> {
     use std::io::Write as _;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let gzip = |b: &[u8]| -> std::io::Result<Vec<u8>> {
-        let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(b.len() / 2), flate2::Compression::fast());
-        e.write_all(b)?;
-        e.finish()
-    };
+    // The members' buffers are made here, once, big enough that the
+    // compressing threads never grow them: what they allocate is theirs
+    // alone, and small.
+    let mut outs: Vec<Vec<u8>> = (0..cores).map(|_| Vec::with_capacity(BLOCK + BLOCK / 64 + 1024)).collect();
     let mut first = true;
     loop {
         let mut blocks = vec![];
@@ -105,14 +104,24 @@ pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io:
             return Ok(());
         }
         let done = blocks.last().is_some_and(|b| b.len() < BLOCK);
-        let members: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|s| {
-            let hs: Vec<_> = blocks.iter().map(|b| s.spawn(move || gzip(b))).collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed"))))
-                .collect()
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+            let hs: Vec<_> = blocks
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|(b, out)| {
+                    out.clear();
+                    s.spawn(move || {
+                        let mut e = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+                        e.write_all(b)?;
+                        e.finish().map(|_| ())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed")))).collect()
         });
-        for m in members {
-            w.write_all(&m?)?;
+        for (res, out) in results.into_iter().zip(&outs) {
+            res?;
+            w.write_all(out)?;
         }
         if done {
             return Ok(());
