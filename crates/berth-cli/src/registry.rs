@@ -152,50 +152,45 @@ fn show_stream(mut r: Response, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn pull(c: &Client, a: PullArgs) -> Result<()> {
-    let (image, tag) = match a.name.rsplit_once('@') {
-        Some((i, d)) => (i.to_owned(), d.to_owned()),
-        None => match a.name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-            Some((i, t)) => (i.to_owned(), t.to_owned()),
-            None if a.all_tags => (a.name.clone(), String::new()),
-            None => {
-                if !a.quiet {
-                    print_out("Using default tag: latest\n")?;
-                }
-                (a.name.clone(), "latest".to_owned())
+/// A name split into repository and tag (or digest, where `digests`):
+/// no tag is every tag with `all`, else `latest`, said as Docker says it.
+fn name_and_tag(name: &str, all: bool, quiet: bool, digests: bool) -> Result<(String, String)> {
+    if let Some((i, d)) = name.rsplit_once('@').filter(|_| digests) {
+        return Ok((i.to_owned(), d.to_owned()));
+    }
+    Ok(match name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((i, t)) => (i.to_owned(), t.to_owned()),
+        None if all => (name.to_owned(), String::new()),
+        None => {
+            if !quiet {
+                print_out("Using default tag: latest\n")?;
             }
-        },
-    };
-    let q = Query::new().add("fromImage", &image).add("tag", &tag).opt("platform", a.platform.as_deref());
-    let auth = auth_header(&registry_of(&image));
-    let r = c.send_with("POST", "/images/create", &q, &[("X-Registry-Auth", &auth)], Body::None)?.ok()?;
-    show_stream(r, a.quiet)?;
-    if a.quiet {
-        print_out(&format!("{}\n", a.name))?;
+            (name.to_owned(), "latest".to_owned())
+        }
+    })
+}
+
+/// A pull or push request with the registry's credentials, its progress
+/// shown, then the name alone when quiet.
+fn transfer(c: &Client, path: &str, q: &Query, image: &str, name: &str, quiet: bool) -> Result<()> {
+    let auth = auth_header(&registry_of(image));
+    let r = c.send_with("POST", path, q, &[("X-Registry-Auth", &auth)], Body::None)?.ok()?;
+    show_stream(r, quiet)?;
+    if quiet {
+        print_out(&format!("{name}\n"))?;
     }
     Ok(())
 }
 
+pub fn pull(c: &Client, a: PullArgs) -> Result<()> {
+    let (image, tag) = name_and_tag(&a.name, a.all_tags, a.quiet, true)?;
+    let q = Query::new().add("fromImage", &image).add("tag", &tag).opt("platform", a.platform.as_deref());
+    transfer(c, "/images/create", &q, &image, &a.name, a.quiet)
+}
+
 pub fn push(c: &Client, a: PushArgs) -> Result<()> {
-    let (image, tag) = match a.name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-        Some((i, t)) => (i.to_owned(), t.to_owned()),
-        None if a.all_tags => (a.name.clone(), String::new()),
-        None => {
-            if !a.quiet {
-                print_out("Using default tag: latest\n")?;
-            }
-            (a.name.clone(), "latest".to_owned())
-        }
-    };
-    let q = Query::new().add("tag", &tag);
-    let auth = auth_header(&registry_of(&image));
-    let r =
-        c.send_with("POST", &format!("/images/{image}/push"), &q, &[("X-Registry-Auth", &auth)], Body::None)?.ok()?;
-    show_stream(r, a.quiet)?;
-    if a.quiet {
-        print_out(&format!("{}\n", a.name))?;
-    }
-    Ok(())
+    let (image, tag) = name_and_tag(&a.name, a.all_tags, a.quiet, false)?;
+    transfer(c, &format!("/images/{image}/push"), &Query::new().add("tag", &tag), &image, &a.name, a.quiet)
 }
 
 pub fn login(c: &Client, a: LoginArgs) -> Result<()> {

@@ -117,7 +117,9 @@ pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io:
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed")))).collect()
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("gzip thread failed"))))
+                .collect()
         });
         for (res, out) in results.into_iter().zip(&outs) {
             res?;
