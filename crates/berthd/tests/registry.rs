@@ -576,3 +576,26 @@ fn a_registry_that_starts_asking_for_credentials_is_answered_with_them() {
     d.ok(&["rmi", &name]);
     assert_clean(&d);
 }
+
+#[test]
+fn an_oci_image_is_pulled_as_a_docker_one_is() {
+    if !ready("oci pull") {
+        return;
+    }
+    let reg = Registry::start("oci", None);
+    let d = Daemon::start("oci");
+    reg.push_archive_as(&d.fixture(), "oci/busybox:1", Some("oci"));
+    let (_, head, _) = reg.http(
+        "GET",
+        "/v2/oci/busybox/manifests/1",
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+        b"",
+    );
+    assert!(head.contains("application/vnd.oci.image.manifest.v1+json"), "skopeo wrote OCI: {head}");
+    let name = format!("{}/oci/busybox:1", reg.addr);
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "oci"]), "oci\n");
+    d.ok(&["rmi", &name]);
+    assert_clean(&d);
+}

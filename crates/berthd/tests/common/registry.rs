@@ -102,8 +102,17 @@ impl Registry {
 
     /// Copy a `docker save` tar into `repo` (`name:tag`) with skopeo.
     pub fn push_archive(&self, tar: &std::path::Path, repo: &str) {
+        self.push_archive_as(tar, repo, None)
+    }
+
+    /// [`Registry::push_archive`], in the manifest format given (`oci`,
+    /// `v2s2`) when one is.
+    pub fn push_archive_as(&self, tar: &std::path::Path, repo: &str, format: Option<&str>) {
         let mut c = Command::new(SKOPEO);
         c.args(["copy", "--dest-tls-verify=false"]);
+        if let Some(f) = format {
+            c.arg("--format").arg(f);
+        }
         if let Some((u, p)) = &self.user {
             c.arg("--dest-creds").arg(format!("{u}:{p}"));
         }
