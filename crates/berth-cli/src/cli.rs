@@ -87,6 +87,8 @@ pub enum Cmd {
     Login(LoginArgs),
     /// Log out from a registry
     Logout(LogoutArgs),
+    /// Search an index (Docker Hub's) for images
+    Search(SearchArgs),
     /// Load an image from a tar archive or STDIN
     Load(LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
@@ -867,6 +869,23 @@ pub struct LoginArgs {
     /// Take the password from stdin
     #[arg(long = "password-stdin")]
     pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    pub term: String,
+    /// Max number of search results
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Pretty-print search using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

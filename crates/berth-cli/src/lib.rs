@@ -164,6 +164,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Push(a) => registry::push(c, a),
         Cmd::Login(a) => registry::login(c, a),
         Cmd::Logout(a) => registry::logout(c, a),
+        Cmd::Search(a) => registry::search(c, a),
         Cmd::Load(a) => image::load(c, a),
         Cmd::Save(a) => image::save(c, a),
         Cmd::Import(a) => image::import(c, a),

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use berth_client::{Body, Client, Query, Response};
 use serde_json::{json, Value};
 
-use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs};
+use crate::cli::{LoginArgs, LogoutArgs, PullArgs, PushArgs, SearchArgs};
 use crate::format::print_out;
 use crate::{CliError, Result};
 
@@ -225,6 +225,38 @@ pub fn login(c: &Client, a: LoginArgs) -> Result<()> {
     cfg["auths"][&key] = entry;
     write_config(&cfg)?;
     print_out(&format!("{}\n", v["Status"].as_str().unwrap_or("Login Succeeded")))
+}
+
+/// `search`: NAME, DESCRIPTION (45 characters unless `--no-trunc`),
+/// STARS, OFFICIAL and AUTOMATED, as Docker's CLI shows them.
+pub fn search(c: &Client, a: SearchArgs) -> Result<()> {
+    let f = crate::container::filters(&a.filter)?;
+    let mut q = Query::new().add("term", &a.term).filters(&f);
+    if let Some(l) = a.limit {
+        q = q.add("limit", l.to_string());
+    }
+    let auth = auth_header(&registry_of(&a.term));
+    let list: Vec<Value> =
+        c.send_with("GET", "/images/search", &q, &[("X-Registry-Auth", &auth)], Body::None)?.ok()?.json()?;
+    let ok = |b: bool| if b { "[OK]" } else { "" };
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            let desc = r["description"].as_str().unwrap_or("").replace('\n', " ");
+            json!({
+                "Name": r["name"], "StarCount": r["star_count"].as_u64().unwrap_or(0).to_string(),
+                "Description": if a.no_trunc { desc } else { crate::format::ellipsis(&desc, 45) },
+                "IsOfficial": ok(r["is_official"].as_bool().unwrap_or(false)),
+                "IsAutomated": ok(r["is_automated"].as_bool().unwrap_or(false)),
+            })
+        })
+        .collect();
+    let header = json!({
+        "Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS", "IsOfficial": "OFFICIAL",
+        "IsAutomated": "AUTOMATED",
+    });
+    let cols = ["Name", "Description", "StarCount", "IsOfficial", "IsAutomated"];
+    crate::format::Format::parse(a.format.as_deref())?.print(&cols, &header, &rows)
 }
 
 pub fn logout(_c: &Client, a: LogoutArgs) -> Result<()> {

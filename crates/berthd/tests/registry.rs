@@ -511,6 +511,9 @@ fn the_berth_cli_logs_in_pushes_and_pulls_sharing_docker_s_credentials() {
     d.ok(&["rmi", &name]);
     let out = d.bok(&["pull", &name]);
     assert!(out.contains(&format!("Status: Downloaded newer image for {name}")), "{out}");
+    let o = d.berth(&["search", &format!("{}/cli", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has no search API"), "{}", stderr(&o));
     assert_eq!(d.bok(&["logout", &reg.addr]), format!("Removing login credentials for {}\n", reg.addr));
     d.bok(&["rmi", &name]);
     let o = d.berth(&["pull", &name]);
