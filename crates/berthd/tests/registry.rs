@@ -414,7 +414,7 @@ fn certificates(dir: &std::path::Path, ip: &str) -> (std::path::PathBuf, std::pa
 }
 
 #[test]
-fn a_registry_s_tls_is_trusted_through_certs_d_and_refused_without() {
+fn a_registry_s_tls_and_client_certificates_come_from_certs_d() {
     if !ready("registry TLS") {
         return;
     }
@@ -431,6 +431,68 @@ fn a_registry_s_tls_is_trusted_through_certs_d_and_refused_without() {
     let trusted = d.dir.join("certs.d").join(&reg.addr);
     std::fs::create_dir_all(&trusted).unwrap();
     std::fs::copy(&ca, trusted.join("ca.crt")).unwrap();
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    d.ok(&["rmi", &name]);
+    drop(reg);
+    // A registry that asks for a client certificate: refused without one,
+    // served with `client.cert` and `client.key` from certs.d.
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl").args(args).current_dir(&certs).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    std::fs::copy(&ca, certs.join("clients.crt")).unwrap();
+    std::fs::write(certs.join("client-ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=berth"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.cert",
+        "-days",
+        "2",
+        "-extfile",
+        "client-ext",
+    ]);
+    let reg = Registry::start_on("mtls", None, &bridge.ip, Some((&cert, &key)));
+    let name = format!("{}/bb:1", reg.addr);
+    let no_client = std::process::Command::new(common::registry::SKOPEO)
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("docker-archive:{}", d.fixture().display()))
+        .arg(format!("docker://{}/bb:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(!no_client.status.success(), "the registry asks for a client certificate");
+    let skopeo_certs = certs.join("skopeo");
+    std::fs::create_dir_all(&skopeo_certs).unwrap();
+    for f in ["client.cert", "client.key"] {
+        std::fs::copy(certs.join(f), skopeo_certs.join(f)).unwrap();
+    }
+    std::fs::copy(&ca, skopeo_certs.join("ca.crt")).unwrap();
+    let o = std::process::Command::new(common::registry::SKOPEO)
+        .arg("copy")
+        .arg("--dest-cert-dir")
+        .arg(&skopeo_certs)
+        .arg(format!("docker-archive:{}", d.fixture().display()))
+        .arg(format!("docker://{}/bb:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+    let trusted = d.dir.join("certs.d").join(&reg.addr);
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::copy(&ca, trusted.join("ca.crt")).unwrap();
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success(), "no client certificate yet: {}", stdout(&o));
+    for f in ["client.cert", "client.key"] {
+        std::fs::copy(certs.join(f), trusted.join(f)).unwrap();
+    }
     let out = d.ok(&["pull", &name]);
     assert!(out.contains("Pull complete"), "{out}");
     d.ok(&["rmi", &name]);

@@ -61,10 +61,17 @@ impl Registry {
             std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
             auth = format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", dir.join("htpasswd").display());
         }
-        let http_tls = match tls {
+        let mut http_tls = match tls {
             Some((cert, key)) => format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()),
             None => String::new(),
         };
+        // A CA beside the certificate named `clients.crt` makes client
+        // certificates signed by it required.
+        if let Some(clients) =
+            tls.and_then(|(cert, _)| cert.parent()).map(|d| d.join("clients.crt")).filter(|p| p.exists())
+        {
+            http_tls.push_str(&format!("    clientcas:\n      - {}\n", clients.display()));
+        }
         for _ in 0..5 {
             let addr = format!("{ip}:{}", free_port_on(ip));
             let config = format!(
