@@ -248,6 +248,9 @@ pub enum Fault {
     Corrupt,
     /// Pass bodies at about this many bytes a second.
     Slow(usize),
+    /// Send each blob request to the registry itself with a 307, as a
+    /// registry sends it to blob storage.
+    Redirect,
 }
 
 /// A proxy on 127.0.0.1 in front of a registry that misbehaves with blobs,
@@ -312,6 +315,14 @@ impl FaultProxy {
                     let blob = first_line.starts_with("GET ") && first_line.contains("/blobs/sha256:");
                     let path = first_line.split(' ').nth(1).unwrap_or("").to_owned();
                     let first = blob && seen.lock().unwrap().insert(path);
+                    if blob && fault == Fault::Redirect {
+                        let path = first_line.split(' ').nth(1).unwrap_or("/");
+                        let answer = format!(
+                            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{up}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        let _ = c.write_all(answer.as_bytes());
+                        return;
+                    }
                     if first && fault == Fault::FailOnce {
                         let _ = c.write_all(
                             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
