@@ -59,39 +59,80 @@ fn check(d: &Digest, body: &[u8], what: &str) -> Result<()> {
     d.verify(body).map_err(|(want, got)| Error::Digest(format!("{what}: digest mismatch: expected {want}, got {got}")))
 }
 
-/// The manifest (a platform's, through an index) and the digest the
-/// reference resolved to.
-async fn resolve(
-    repo: &Repo<'_>,
-    reference: &str,
-    by_digest: Option<&Digest>,
-    platform: &Platform,
-) -> Result<(oci_spec::image::ImageManifest, Digest)> {
-    // (An index picks `platform`; a lone manifest is checked in `fetch`.)
+/// A manifest or index as its registry gives it: its media type and
+/// bytes, checked against the digest asked for.
+async fn get_manifest(repo: &Repo<'_>, reference: &str, by_digest: Option<&Digest>) -> Result<(String, Vec<u8>)> {
     let resp = repo.get(&format!("manifests/{reference}"), manifest::ACCEPT).await?;
     let ctype =
         resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = read_limited(resp, "manifest").await?;
-    let top = Digest::sha256(&body);
     if let Some(d) = by_digest {
         check(d, &body, "manifest")?;
     }
-    match manifest::parse(&ctype, &body)? {
-        Document::Manifest(m) => Ok((*m, top)),
+    Ok((ctype, body))
+}
+
+/// The tag or digest a reference asks its registry for.
+fn reference_of(r: &Reference) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_owned(),
+        (None, None) => berth_image::reference::DEFAULT_TAG.to_owned(),
+    }
+}
+
+/// The first of `r`'s hosts (docker.io's mirrors, then its registry) that
+/// has its manifest: the repository there, and the manifest's media type
+/// and bytes. A host that fails leaves it to the next; the last failure
+/// is told in Docker's words, which the CLI shows as they are.
+async fn first_with_manifest<'a>(
+    reg: &'a Registries,
+    r: &Reference,
+    creds: Option<Credentials>,
+) -> Result<(Repo<'a>, String, Vec<u8>)> {
+    let reference = reference_of(r);
+    let mut last = None;
+    for host in reg.hosts_for(r.domain()) {
+        let repo = match reg.repo(&host, r.path(), creds.clone(), "pull").await {
+            Ok(repo) => repo,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match get_manifest(&repo, &reference, r.digest()).await {
+            Ok((ctype, body)) => return Ok((repo, ctype, body)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(Error::NotFound(why)) => Error::NotFound(format!("manifest for {} not found: {why}", r.familiar())),
+        // A 404, as moby answers it: a 401 would have the docker CLI ask
+        // for a password on its terminal.
+        Some(Error::Unauthorized(why)) => Error::NotFound(format!(
+            "pull access denied for {}, repository does not exist or may require 'docker login': {why}",
+            r.familiar_name()
+        )),
+        Some(e) => e,
+        None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
+    })
+}
+
+/// The manifest of `platform` a fetched manifest or index stands for (an
+/// index picks it; a lone manifest is checked in `fetch`).
+async fn resolve(
+    repo: &Repo<'_>,
+    ctype: &str,
+    body: &[u8],
+    platform: &Platform,
+) -> Result<oci_spec::image::ImageManifest> {
+    match manifest::parse(ctype, body)? {
+        Document::Manifest(m) => Ok(*m),
         Document::Index(i) => {
-            let d = manifest::choose(&i, platform)?;
-            let want = digest_of(d)?;
-            let resp = repo.get(&format!("manifests/{want}"), manifest::ACCEPT).await?;
-            let ctype = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            let body = read_limited(resp, "manifest").await?;
-            check(&want, &body, "manifest")?;
+            let want = digest_of(manifest::choose(&i, platform)?)?;
+            let (ctype, body) = get_manifest(repo, &want.to_string(), Some(&want)).await?;
             match manifest::parse(&ctype, &body)? {
-                Document::Manifest(m) => Ok((*m, top)),
+                Document::Manifest(m) => Ok(*m),
                 Document::Index(_) => Err(Error::Invalid(format!("{want}: an index inside an index"))),
             }
         }
@@ -245,42 +286,11 @@ pub async fn pull(
     report: Reporter,
 ) -> Result<Pulled> {
     let r = r.clone().with_default_tag();
-    let reference = match (r.digest(), r.tag()) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.to_owned(),
-        (None, None) => berth_image::reference::DEFAULT_TAG.to_owned(),
-    };
-    let mut last = None;
-    for host in reg.hosts_for(r.domain()) {
-        let repo = match reg.repo(&host, r.path(), creds.clone(), "pull").await {
-            Ok(repo) => repo,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let host_platform = Platform::host();
-        match resolve(&repo, &reference, r.digest(), platform.unwrap_or(&host_platform)).await {
-            Ok((m, top)) => {
-                report.status(Some(&reference), format!("Pulling from {}", r.path()));
-                return fetch(&repo, store, &r, m, top, platform, report).await;
-            }
-            // A mirror without the image leaves it to the next host.
-            Err(e) => last = Some(e),
-        }
-    }
-    // In Docker's words, which the CLI shows as they are.
-    Err(match last {
-        Some(Error::NotFound(why)) => Error::NotFound(format!("manifest for {} not found: {why}", r.familiar())),
-        // A 404, as moby answers it: a 401 would have the docker CLI ask
-        // for a password on its terminal.
-        Some(Error::Unauthorized(why)) => Error::NotFound(format!(
-            "pull access denied for {}, repository does not exist or may require 'docker login': {why}",
-            r.familiar_name()
-        )),
-        Some(e) => e,
-        None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
-    })
+    let (repo, ctype, body) = first_with_manifest(reg, &r, creds).await?;
+    let top = Digest::sha256(&body);
+    let m = resolve(&repo, &ctype, &body, platform.unwrap_or(&Platform::host())).await?;
+    report.status(Some(&reference_of(&r)), format!("Pulling from {}", r.path()));
+    fetch(&repo, store, &r, m, top, platform, report).await
 }
 
 async fn fetch(
@@ -418,69 +428,38 @@ pub struct Described {
 /// The manifest or index `r` names on its registry, and its platforms.
 pub async fn describe(reg: &Registries, r: &Reference, creds: Option<Credentials>) -> Result<Described> {
     let r = r.clone().with_default_tag();
-    let reference = match (r.digest(), r.tag()) {
-        (Some(d), _) => d.to_string(),
-        (None, t) => t.unwrap_or(berth_image::reference::DEFAULT_TAG).to_owned(),
+    let (repo, ctype, body) = first_with_manifest(reg, &r, creds).await?;
+    let digest = Digest::sha256(&body);
+    let declared = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned));
+    let media_type = match ctype.split(';').next().map(str::trim) {
+        Some(t) if t.starts_with("application/vnd.") => t.to_owned(),
+        _ => declared.unwrap_or_default(),
     };
-    let mut last = None;
-    for host in reg.hosts_for(r.domain()) {
-        let repo = match reg.repo(&host, r.path(), creds.clone(), "pull").await {
-            Ok(repo) => repo,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let resp = match repo.get(&format!("manifests/{reference}"), manifest::ACCEPT).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let ctype =
-            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let body = read_limited(resp, "manifest").await?;
-        if let Some(d) = r.digest() {
-            check(d, &body, "manifest")?;
+    let platforms = match manifest::parse(&ctype, &body)? {
+        Document::Index(i) => i
+            .manifests()
+            .iter()
+            .filter_map(|d| d.platform().as_ref())
+            .map(|p| Platform {
+                os: p.os().to_string(),
+                arch: p.architecture().to_string(),
+                variant: p.variant().clone(),
+            })
+            .collect(),
+        Document::Manifest(m) => {
+            let cfg_digest = digest_of(m.config())?;
+            let cfg = read_limited(repo.get_blob(&cfg_digest.to_string(), 0).await?, "image config").await?;
+            check(&cfg_digest, &cfg, "image config")?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&cfg).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+            let variant = v.get("variant").and_then(|x| x.as_str()).map(str::to_owned);
+            vec![Platform { os: text("os"), arch: text("architecture"), variant }]
         }
-        let digest = Digest::sha256(&body);
-        let declared = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned));
-        let media_type = match ctype.split(';').next().map(str::trim) {
-            Some(t) if t.starts_with("application/vnd.") => t.to_owned(),
-            _ => declared.unwrap_or_default(),
-        };
-        let platforms = match manifest::parse(&ctype, &body)? {
-            Document::Index(i) => i
-                .manifests()
-                .iter()
-                .filter_map(|d| d.platform().as_ref())
-                .map(|p| Platform {
-                    os: p.os().to_string(),
-                    arch: p.architecture().to_string(),
-                    variant: p.variant().clone(),
-                })
-                .collect(),
-            Document::Manifest(m) => {
-                let cfg_digest = digest_of(m.config())?;
-                let cfg = read_limited(repo.get_blob(&cfg_digest.to_string(), 0).await?, "image config").await?;
-                check(&cfg_digest, &cfg, "image config")?;
-                let v: serde_json::Value =
-                    serde_json::from_slice(&cfg).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
-                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-                let variant = v.get("variant").and_then(|x| x.as_str()).map(str::to_owned);
-                vec![Platform { os: text("os"), arch: text("architecture"), variant }]
-            }
-        };
-        return Ok(Described { media_type, digest, size: body.len() as u64, platforms });
-    }
-    Err(match last {
-        Some(Error::NotFound(why)) => Error::NotFound(format!("manifest for {} not found: {why}", r.familiar())),
-        Some(e) => e,
-        None => Error::NotFound(format!("manifest for {} not found", r.familiar())),
-    })
+    };
+    Ok(Described { media_type, digest, size: body.len() as u64, platforms })
 }
 
 /// Every tag of `r`'s repository (`pull -a`), following the registry's
