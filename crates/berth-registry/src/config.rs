@@ -23,6 +23,9 @@ pub struct RegistryConfig {
     pub certs_dir: PathBuf,
     /// Layers a pull downloads at once.
     pub max_concurrent_downloads: usize,
+    /// Compress layers pushed for the first time with zstd (an OCI
+    /// manifest then names them) rather than gzip.
+    pub push_zstd: bool,
 }
 
 impl Default for RegistryConfig {
@@ -32,6 +35,7 @@ impl Default for RegistryConfig {
             insecure: vec![],
             certs_dir: PathBuf::from("/etc/berth/certs.d"),
             max_concurrent_downloads: DEFAULT_CONCURRENT_DOWNLOADS,
+            push_zstd: false,
         }
     }
 }

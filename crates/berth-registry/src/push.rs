@@ -16,13 +16,15 @@ use reqwest::{Method, StatusCode};
 
 use crate::auth::Credentials;
 use crate::client::{Registries, Repo};
-use crate::manifest::DOCKER_MANIFEST;
+use crate::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::progress::Reporter;
 use crate::{Error, Result};
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// What a push made on the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,21 +43,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> berth_image::Result<T> 
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Registry(format!("push: {e}")))?.map_err(Error::from)
 }
 
-/// A layer's blob as pushed: kept compressed (gzip) once, and its media
-/// type. A layer kept uncompressed is compressed now and the compressed
-/// blob remembered in its place.
-fn compressed_blob(store: &ImageStore, l: &Layer) -> berth_image::Result<(Digest, u64, &'static str)> {
+/// A layer's blob as pushed: kept compressed once, and its media type. A
+/// layer kept uncompressed is compressed now (gzip, or zstd with `zstd`)
+/// and the compressed blob remembered in its place.
+fn compressed_blob(store: &ImageStore, l: &Layer, zstd: bool) -> berth_image::Result<(Digest, u64, &'static str)> {
     let kept = berth_image::save::layer_blob(store, l)?;
     let media = berth_image::save::layer_media_type(store, &kept)?;
     if media.ends_with("+gzip") {
         return Ok((kept.clone(), store.content.size(&kept)?, DOCKER_LAYER_GZIP));
     }
     if media.ends_with("+zstd") {
-        return Ok((kept.clone(), store.content.size(&kept)?, DOCKER_LAYER_ZSTD));
+        return Ok((kept.clone(), store.content.size(&kept)?, OCI_LAYER_ZSTD));
     }
     let mut src = store.content.open_blob(&kept)?;
     let mut ingest = store.content.writer(Algorithm::Sha256)?;
-    let done = gzip_parallel(&mut src, &mut ingest);
+    let done = if zstd { zstd_parallel(&mut src, &mut ingest) } else { gzip_parallel(&mut src, &mut ingest) };
     // The compressing threads' heaps go back to the system, so that a push
     // leaves the daemon as small as it was.
     // SAFETY: malloc_trim only releases free memory of the allocator.
@@ -63,7 +65,7 @@ fn compressed_blob(store: &ImageStore, l: &Layer) -> berth_image::Result<(Digest
     done.map_err(berth_image::Error::io(format!("compress layer {}", l.diff_id)))?;
     let (d, size) = ingest.commit(None)?;
     store.layers.set_blob(&l.chain_id, d.clone())?;
-    Ok((d, size, DOCKER_LAYER_GZIP))
+    Ok((d, size, if zstd { OCI_LAYER_ZSTD } else { DOCKER_LAYER_GZIP }))
 }
 
 /// Bytes of input each gzip member holds.
@@ -129,6 +131,15 @@ pub fn gzip_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io:
             return Ok(());
         }
     }
+}
+
+/// zstd on every core (libzstd's own workers), level 3.
+fn zstd_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut e = zstd::stream::write::Encoder::new(w, 3)?;
+    e.multithread(u32::try_from(cores).unwrap_or(1))?;
+    std::io::copy(r, &mut e)?;
+    e.finish().map(|_| ())
 }
 
 /// The body of a blob upload from the content store, reporting as it goes.
@@ -241,7 +252,8 @@ pub async fn push(
     for l in &layers {
         let id = short(l);
         let (st, layer) = (store.clone(), l.clone());
-        let (blob, size, media) = blocking(move || compressed_blob(&st, &layer)).await?;
+        let zstd = reg.config.push_zstd;
+        let (blob, size, media) = blocking(move || compressed_blob(&st, &layer, zstd)).await?;
         if has_blob(&repo, &blob).await? {
             report.layer(&id, "Layer already exists", None);
         } else {
@@ -258,16 +270,27 @@ pub async fn push(
         let body = config.clone();
         upload(&repo, &config_digest, &[], move || Ok(reqwest::Body::from(body)), config.len() as u64).await?;
     }
+    // Docker's schema 2 names gzip layers only; a zstd layer takes the
+    // image to an OCI manifest, whose types name both.
+    let oci = descs.iter().any(|d| d["mediaType"] == OCI_LAYER_ZSTD);
+    if oci {
+        for d in &mut descs {
+            if d["mediaType"] == DOCKER_LAYER_GZIP {
+                d["mediaType"] = OCI_LAYER_GZIP.into();
+            }
+        }
+    }
+    let (kind, config_kind) = if oci { (OCI_MANIFEST, OCI_CONFIG) } else { (DOCKER_MANIFEST, DOCKER_CONFIG) };
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG, "size": config.len(), "digest": config_digest.to_string()},
+        "mediaType": kind,
+        "config": {"mediaType": config_kind, "size": config.len(), "digest": config_digest.to_string()},
         "layers": descs,
     }))
     .map_err(|e| Error::Invalid(e.to_string()))?;
     let digest = Digest::sha256(&manifest);
     let mut h = HeaderMap::new();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(DOCKER_MANIFEST));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
     let url = repo.url(&format!("manifests/{tag}"));
     repo.send_url(Method::PUT, &url, h, Some(reqwest::Body::from(manifest.clone()))).await?;
     let (st, rd) = (store.clone(), r.with_digest(digest.clone()));

@@ -91,6 +91,9 @@ struct DaemonJson {
     registry_mirrors: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
     max_concurrent_downloads: Option<usize>,
+    /// berth's: `gzip` (Docker's, the default) or `zstd` for layers pushed
+    /// for the first time.
+    push_compression: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -256,12 +259,18 @@ fn registry_config(file: &DaemonJson, config_file: &std::path::Path) -> Result<b
     if max == 0 {
         bail!("max-concurrent-downloads must be at least 1");
     }
+    let push_zstd = match file.push_compression.as_deref() {
+        None | Some("gzip") => false,
+        Some("zstd") => true,
+        Some(other) => bail!("push-compression {other:?}: berth compresses layers with \"gzip\" or \"zstd\""),
+    };
     let dir = config_file.parent().unwrap_or(std::path::Path::new("/etc/berth"));
     Ok(berth_registry::RegistryConfig {
         mirrors,
         insecure,
         certs_dir: dir.join("certs.d"),
         max_concurrent_downloads: max,
+        push_zstd,
     })
 }
 

@@ -672,3 +672,51 @@ fn an_oci_image_is_pulled_as_a_docker_one_is() {
     d.ok(&["rmi", &name]);
     assert_clean(&d);
 }
+
+#[test]
+fn a_daemon_set_to_zstd_pushes_zstd_layers_under_an_oci_manifest() {
+    if !ready("zstd push") {
+        return;
+    }
+    let reg = Registry::start("zstd", None);
+    let mut d = Daemon::start("zstd");
+    std::fs::write(d.dir.join("daemon.json"), r#"{"push-compression": "zstd"}"#).unwrap();
+    d.crash();
+    d.spawn();
+    d.load_busybox();
+    d.ok(&["run", "--name", "mk", "--network", "none", "busybox", "sh", "-c", "echo zstd > /made"]);
+    let name = format!("{}/z/app:1", reg.addr);
+    d.ok(&["commit", "mk", &name]);
+    d.ok(&["rm", "mk"]);
+    let out = d.ok(&["push", &name]);
+    assert!(out.contains("1: digest:"), "{out}");
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let (s, head, body) = reg.http("GET", "/v2/z/app/manifests/1", &[("Accept", oci)], b"");
+    assert_eq!(s, 200, "{head}");
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m["mediaType"], oci, "{m}");
+    let layers = m["layers"].as_array().unwrap();
+    assert!(layers.iter().all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"), "{m}");
+    // A daemon of the default settings pulls and runs it.
+    let d2 = Daemon::start("zstd2");
+    assert_eq!(d2.ok(&["run", "--rm", &name, "cat", "/made"]), "zstd\n");
+    d2.ok(&["rmi", &name]);
+    assert_clean(&d2);
+    // Anything but gzip or zstd is refused at start.
+    std::fs::write(d.dir.join("daemon.json"), r#"{"push-compression": "lz4"}"#).unwrap();
+    d.crash();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .args(["--config-file", d.dir.join("daemon.json").to_str().unwrap(), "-H"])
+        .arg(format!("unix://{}", d.dir.join("never.sock").display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("push-compression \"lz4\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_file(d.dir.join("daemon.json")).unwrap();
+    d.spawn();
+    d.ok(&["rmi", &name, "busybox"]);
+    assert_clean(&d);
+}
