@@ -254,16 +254,19 @@ impl Registries {
         })
     }
 
-    fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
+    /// The token kept for `host` under `key` (its scope and holder).
+    fn cached_token(&self, host: &str, key: &str) -> Option<String> {
         let m = self.tokens.lock().ok()?;
-        m.get(&(host.to_owned(), scope.to_owned())).filter(|t| t.until > Instant::now()).map(|t| t.value.clone())
+        m.get(&(host.to_owned(), key.to_owned())).filter(|t| t.until > Instant::now()).map(|t| t.value.clone())
     }
 
-    fn keep_token(&self, host: &str, scope: &str, value: String, secs: u64) {
+    fn keep_token(&self, host: &str, key: &str, value: String, secs: u64) {
         // Renewed a little before it runs out.
         let until = Instant::now() + Duration::from_secs(secs.max(60).saturating_sub(10));
         if let Ok(mut m) = self.tokens.lock() {
-            m.insert((host.to_owned(), scope.to_owned()), Token { value, until });
+            let now = Instant::now();
+            m.retain(|_, t| t.until > now);
+            m.insert((host.to_owned(), key.to_owned()), Token { value, until });
         }
     }
 }
@@ -294,7 +297,11 @@ impl Repo<'_> {
                 } else {
                     format!("repository:{}:{}", self.name, self.actions)
                 };
-                if let Some(t) = self.reg.cached_token(&self.host, &scope) {
+                // A token is its holder's: kept under the credentials that
+                // got it, so that no other client's request is granted by it.
+                let secret = format!("{}\0{}\0{}", c.username, c.password, c.identity_token);
+                let key = format!("{scope} {}", berth_image::digest::Digest::sha256(secret.as_bytes()).hex());
+                if let Some(t) = self.reg.cached_token(&self.host, &key) {
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 let req = if !c.identity_token.is_empty() {
@@ -340,7 +347,7 @@ impl Repo<'_> {
                 if value.is_empty() {
                     return Err(Error::Registry(format!("{realm} gave no token")));
                 }
-                self.reg.keep_token(&self.host, &scope, value.clone(), t.expires_in);
+                self.reg.keep_token(&self.host, &key, value.clone(), t.expires_in);
                 Ok(Some(format!("Bearer {value}")))
             }
         }
