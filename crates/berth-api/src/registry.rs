@@ -121,7 +121,17 @@ async fn progress_stream<T: Send + 'static>(
 
 /// `POST /images/create?fromImage=&tag=&platform=`; a missing image is a
 /// 404, as the CLI's pull-then-create expects.
+/// Query parameters a request may carry that this one cannot carry out:
+/// refused by name rather than dropped.
+fn refuse_params(ctx: &Ctx, names: &[&str], why: &str) -> Result<(), ApiError> {
+    match names.iter().find(|n| ctx.q(n).is_some_and(|v| !v.is_empty())) {
+        Some(n) => Err(ApiError::bad(format!("{n}: {why}"))),
+        None => Ok(()),
+    }
+}
+
 pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    refuse_params(ctx, &["fromSrc", "repo", "message", "changes"], "an import's, not a pull's (fromImage is given)")?;
     let reference = pull_reference(ctx)?;
     let creds = credentials(&req)?;
     let platform = ctx.q("platform").unwrap_or("").to_owned();
@@ -175,6 +185,11 @@ pub async fn pull(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 /// `POST /images/{name}/push?tag=`: the tag, or every tag of the
 /// repository when none is given.
 pub async fn push(ctx: &Ctx, name: &str, req: Request<Incoming>) -> Reply {
+    refuse_params(
+        ctx,
+        &["platform"],
+        "berth pushes an image of the one platform it keeps, not a choice among several",
+    )?;
     let creds = credentials(&req)?;
     let tag = ctx.q("tag").unwrap_or("").to_owned();
     berth_image::Reference::parse(name).map_err(|e| ApiError::bad(e.to_string()))?;

@@ -65,6 +65,11 @@ fn pull_by_tag_and_digest_and_run_an_image_that_is_not_here_yet() {
     assert!(stderr(&o).contains(&format!("manifest for {}/tools/busybox:2 not found", reg.addr)), "{}", stderr(&o));
     let (s, b) = d.http("POST", &format!("/images/create?fromImage={}/nothere&tag=latest", reg.addr), b"");
     assert_eq!(s, 404, "{b}");
+    // An import's parameters with a pull are refused, not dropped.
+    let (s, b) =
+        d.http("POST", &format!("/images/create?fromImage={}/tools/busybox&tag=1&changes=CMD%20x", reg.addr), b"");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("changes:"), "{b}");
     // A bad reference is a 400, before anything is asked of a registry.
     let (s, b) = d.http("POST", "/images/create?fromImage=Bad/Name&tag=latest", b"");
     assert_eq!(s, 400, "{b}");
@@ -542,6 +547,10 @@ fn a_push_then_a_pull_round_trips_and_a_second_push_sends_nothing() {
     let again = d.ok(&["push", &name]);
     assert!(again.contains("Layer already exists") && !again.contains("Pushed"), "{again}");
     assert!(again.contains(&format!("1: digest: {digest}")), "{again}");
+    // A platform to push is refused, not dropped.
+    let (s, b) = d.http("POST", &format!("/v1.41/images/{}/team/app/push?tag=1&platform=linux/arm64", reg.addr), b"");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("platform:"), "{b}");
     // Every tag of the repository.
     let all = d.ok(&["push", "--all-tags", &format!("{}/team/app", reg.addr)]);
     assert!(all.contains("1: digest:") && all.contains("2: digest:"), "{all}");
