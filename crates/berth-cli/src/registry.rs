@@ -34,9 +34,14 @@ fn read_config() -> Value {
 
 /// Write the config file whole, readable by its owner only.
 fn write_config(v: &Value) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = config_dir().ok_or_else(|| CliError::Usage("no config directory: set HOME or DOCKER_CONFIG".into()))?;
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Usage(format!("create {}: {e}", dir.display())))?;
+    // Made for its owner alone, as Docker's CLI makes it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| CliError::Usage(format!("create {}: {e}", dir.display())))?;
     let tmp = dir.join("config.json.tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

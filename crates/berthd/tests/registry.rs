@@ -580,6 +580,11 @@ fn the_berth_cli_logs_in_pushes_and_pulls_sharing_docker_s_credentials() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "Login Succeeded\n");
     let cfg = std::fs::read_to_string(d.dir.join("docker-config/config.json")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.dir.join("docker-config/config.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the credentials are their owner's alone");
+    }
     assert!(cfg.contains(&reg.addr), "{cfg}");
     let out = d.bok(&["push", &name]);
     assert!(out.contains("7: digest: sha256:"), "{out}");
