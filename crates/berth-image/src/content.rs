@@ -110,6 +110,19 @@ impl ContentStore {
         }
     }
 
+    /// Move the file at `tmp`, on the store's file system, into place as
+    /// blob `d`: the caller has checked that its content has that digest.
+    /// The content and the rename are on disk when this returns.
+    pub fn install(&self, tmp: &Path, d: &Digest) -> Result<()> {
+        File::open(tmp).and_then(|f| f.sync_all()).map_err(Error::io(format!("fsync {}", tmp.display())))?;
+        let dest = self.path(d);
+        fs::rename(tmp, &dest).map_err(Error::io(format!("store blob {d}")))?;
+        if let Some(dir) = dest.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync blob directory"))?;
+        }
+        Ok(())
+    }
+
     /// Every blob in the store.
     pub fn list(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();

@@ -217,8 +217,9 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
+/// Whether `c` is one component of a repository path:
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_component(c: &str) -> bool {
+pub fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -242,8 +243,8 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-/// `[\w][\w.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
+/// Whether `t` is a tag: `[\w][\w.-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let b = t.as_bytes();
     !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')

@@ -6,6 +6,10 @@
 //! layer store, a few at a time. The image record is written last, so a
 //! pull cut short leaves no image, and the blobs and layers it verified
 //! serve the next pull.
+//!
+//! [`serve`] is the other side: a registry server of the same API, with
+//! its storage, access control, garbage collection and a pull-through
+//! cache mode (the `berth-registry` binary).
 
 pub mod auth;
 pub mod client;
@@ -14,6 +18,7 @@ pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod serve;
 
 pub use auth::Credentials;
 pub use client::Registries;

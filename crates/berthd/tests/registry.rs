@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::registry::{have_registry_tools, Registry};
+use common::registry::{certificates, have_registry_tools, Bridge, Registry};
 use common::*;
 
 fn ready(what: &str) -> bool {
@@ -336,94 +336,6 @@ fn a_daemon_killed_mid_pull_leaves_no_torn_record_and_the_next_pull_completes() 
     assert_eq!(d.ok(&["run", "--rm", &format!("{}/bb:1", reg.addr), "echo", "whole"]), "whole\n");
     d.ok(&["rmi", &format!("{}/bb:1", reg.addr)]);
     assert_clean(&d);
-}
-
-/// A bridge of the test's own with one address, removed on drop: a
-/// registry there is not on loopback, so its TLS is verified.
-struct Bridge {
-    name: String,
-    ip: String,
-}
-
-impl Bridge {
-    fn new() -> Bridge {
-        let mut r = [0u8; 2];
-        use std::io::Read as _;
-        std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
-        let name = format!("btls{:02x}{:02x}", r[0], r[1]);
-        let ip = format!("10.{}.{}.1", 128 + (r[0] & 63), r[1]);
-        let sh = |args: &[&str]| {
-            let o = std::process::Command::new("ip").args(args).output().unwrap();
-            assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        };
-        sh(&["link", "add", &name, "type", "bridge"]);
-        let b = Bridge { name, ip };
-        sh(&["addr", "add", &format!("{}/24", b.ip), "dev", &b.name]);
-        sh(&["link", "set", &b.name, "up"]);
-        b
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["link", "del", &self.name]).output();
-    }
-}
-
-/// A CA, and a certificate for `ip` signed by it, made with openssl in
-/// `dir`: (ca.crt, server.crt, server.key).
-fn certificates(dir: &std::path::Path, ip: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=berth test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        &format!("/CN={ip}"),
-    ]);
-    std::fs::write(dir.join("ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
-    (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
 }
 
 #[test]

@@ -29,6 +29,13 @@ pub struct Registry {
     /// The user and password of its htpasswd, if it has one.
     pub user: Option<(String, String)>,
     child: Child,
+    /// For `berth-registry serve`: the arguments it was started with.
+    berth_args: Option<Vec<String>>,
+}
+
+/// The `berth-registry` binary, built beside berthd.
+pub fn berth_registry_bin() -> PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-registry")
 }
 
 /// A port of 127.0.0.1 free a moment ago.
@@ -94,7 +101,7 @@ impl Registry {
                 }
                 if TcpStream::connect(&addr).is_ok() {
                     let user = user.map(|(u, p)| (u.to_owned(), p.to_owned()));
-                    return Registry { dir, addr, user, child };
+                    return Registry { dir, addr, user, child, berth_args: None };
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -184,6 +191,79 @@ impl Registry {
     }
 }
 
+/// Start `berth-registry` with `args` and `--listen listen`; its address
+/// is read from the line it prints once it serves.
+fn spawn_berth(dir: &std::path::Path, args: &[String], listen: &str) -> (Child, String) {
+    let log_path = dir.join("registry.log");
+    for _ in 0..50 {
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(berth_registry_bin())
+            .args(args)
+            .args(["--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(addr) = text.lines().find_map(|l| l.split("://").nth(1).filter(|_| l.contains(": serving "))) {
+                return (child, addr.trim().to_owned());
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        // The address of a server just killed may be a moment from free.
+        assert!(text.contains("Address already in use"), "berth-registry did not start: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("berth-registry: {listen} stayed in use");
+}
+
+/// A CA, and a certificate for `ip` signed by it, made with openssl in
+/// `dir`: (ca.crt, server.crt, server.key).
+pub fn certificates(dir: &std::path::Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let days = ["-days", "2"];
+    run(&[
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"][..],
+        &days,
+        &["-subj", "/CN=berth test CA"],
+    ]
+    .concat());
+    let cn = format!("/CN={ip}");
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", &cn]);
+    std::fs::write(dir.join("ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
+    run(&[
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+        ][..],
+        &days,
+        &["-extfile", "ext"],
+    ]
+    .concat());
+    (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
+}
+
 fn unchunk(b: &[u8]) -> Vec<u8> {
     let mut out = vec![];
     let mut rest = b;
@@ -199,6 +279,48 @@ fn unchunk(b: &[u8]) -> Vec<u8> {
 }
 
 impl Registry {
+    /// `berth-registry serve` on `listen` (`127.0.0.1:0` for any port),
+    /// storing under its own directory, with `args` besides; Basic (or
+    /// token) credentials of `user` made into an htpasswd when given.
+    pub fn berth(tag: &str, user: Option<(&str, &str)>, listen: &str, args: &[&str]) -> Registry {
+        let dir = std::env::temp_dir().join(format!("berth-registry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all: Vec<String> = vec!["serve".into(), "--root".into(), dir.join("data").display().to_string()];
+        if let Some((u, p)) = user {
+            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().unwrap();
+            assert!(out.status.success(), "htpasswd: {}", String::from_utf8_lossy(&out.stderr));
+            std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+            all.extend(["--htpasswd".into(), dir.join("htpasswd").display().to_string()]);
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        let (child, addr) = spawn_berth(&dir, &all, listen);
+        let user = user.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        Registry { dir, addr, user, child, berth_args: Some(all) }
+    }
+
+    /// Kill `berth-registry` with SIGKILL and start it again on the same
+    /// storage and address.
+    pub fn kill_and_restart(&mut self) {
+        let args = self.berth_args.clone().expect("a berth-registry");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn_berth(&self.dir, &args, &self.addr);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// Stop the server, leaving its storage.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where a `berth-registry` keeps its data.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// Stop it and serve the same storage at the same address again, now
     /// with Basic auth of `user`.
     pub fn restart_with_user(&mut self, user: (&str, &str)) {
@@ -391,5 +513,37 @@ impl Drop for FaultProxy {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A bridge of the test's own with one address, removed on drop: a
+/// registry there is not on loopback, so its TLS is verified.
+pub struct Bridge {
+    name: String,
+    pub ip: String,
+}
+
+impl Bridge {
+    pub fn new() -> Bridge {
+        let mut r = [0u8; 2];
+        use std::io::Read as _;
+        std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
+        let name = format!("btls{:02x}{:02x}", r[0], r[1]);
+        let ip = format!("10.{}.{}.1", 128 + (r[0] & 63), r[1]);
+        let sh = |args: &[&str]| {
+            let o = std::process::Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        sh(&["link", "add", &name, "type", "bridge"]);
+        let b = Bridge { name, ip };
+        sh(&["addr", "add", &format!("{}/24", b.ip), "dev", &b.name]);
+        sh(&["link", "set", &b.name, "up"]);
+        b
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.name]).output();
     }
 }
