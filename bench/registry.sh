@@ -12,14 +12,17 @@
 #                 compressed (once)
 #   copy          `skopeo copy` of the image to a directory (no unpack)
 #   pull-rss      berthd's peak RSS during the pulls, above its idle RSS
+#   served        the same pulls (berth, docker) and copy (skopeo) with
+#                 the image served by `berth-registry serve` instead
 # Prints medians and berth's ratio to each. Needs root. Targets: pull at
-# most 0.35x Docker's, push at most 0.3x Docker's, pull-rss at most 64 MiB.
+# most 0.35x Docker's, push at most 0.3x Docker's, pull-rss at most 64 MiB,
+# berth-registry serving at least as fast as distribution (ratio <= 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 runs="${RUNS:-5}"
 ./scripts/deps.sh
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
+cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image -p berth-registry
 rel="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-bench-registry.XXXXXX)"
 cg="/berth-bench-reg-$$"
@@ -30,6 +33,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
     [[ -f "$work/registry.pid" ]] && kill "$(cat "$work/registry.pid")" 2>/dev/null
+    [[ -f "$work/berth-registry.pid" ]] && kill "$(cat "$work/berth-registry.pid")" 2>/dev/null
     ip link delete berthbench1 2>/dev/null
     nft delete table ip berth-berthbench1 2>/dev/null
     nft delete table ip6 berth-berthbench1 2>/dev/null
@@ -154,6 +158,22 @@ time_it berth push -r "$runs" -p "$work/restart-registry" "$bx push -q $img"
 [[ -n "$dsock" ]] && time_it docker push -r "$runs" -p "$work/restart-registry" "$dx push -q $img"
 start_registry
 
+# --- the same image served by berth-registry serve
+"$rel/berth-registry" serve --root "$work/berth-registry" --listen 127.0.0.1:0 2>"$work/berth-registry.log" </dev/null &
+echo $! >"$work/berth-registry.pid"
+breg=""
+for _ in $(seq 100); do
+    breg=$(sed -n 's|.*: serving .* on http://||p' "$work/berth-registry.log")
+    [[ -n "$breg" ]] && break
+    sleep 0.05
+done
+[[ -n "$breg" ]] || { echo "berth-registry did not start: $(tail -c 300 "$work/berth-registry.log")" >&2; exit 1; }
+bimg="$breg/bench/big:1"
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$img" "docker://$bimg"
+time_it berth served -r "$runs" -w 1 -p "$bx rmi -f $bimg >/dev/null 2>&1 || true" "$bx pull -q $bimg"
+[[ -n "$dsock" ]] && time_it docker served -r "$runs" -w 1 -p "$dx rmi -f $bimg >/dev/null 2>&1 || true" "$dx pull -q $bimg"
+time_it skopeo served -r "$runs" -w 1 -p "rm -rf $work/copy" "skopeo copy -q --src-tls-verify=false docker://$bimg dir:$work/copy"
+
 echo
 ratio() {
     local case="$1" other="$2"
@@ -168,3 +188,12 @@ for o in docker podman; do ratio pull "$o"; done
 ratio push docker
 printf 'push-first  berth   %d ms (a built image: its layers compressed)\n' "$first_push"
 printf 'pull-rss    berth   peak %d KiB, idle %d KiB, above idle %d KiB\n' "$peak" "$idle_berth" $((peak - idle_berth))
+served() {
+    local who="$1" case="$2"
+    [[ -n "${median[served-$who]:-}" && -n "${median[$case-$who]:-}" ]] || return 0
+    python3 -c "import sys; print('served      %-7s berth-registry/distribution %.2fx' % (sys.argv[1], float(sys.argv[2]) / float(sys.argv[3])))" \
+        "$who" "${median[served-$who]}" "${median[$case-$who]}"
+}
+served berth pull
+served docker pull
+served skopeo copy

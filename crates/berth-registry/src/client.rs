@@ -474,6 +474,22 @@ impl Repo<'_> {
         self.send(Method::GET, path, h).await
     }
 
+    /// Whether this registry's foreign layers may be fetched from their URLs.
+    pub fn allows_nondistributable(&self) -> bool {
+        self.reg.config.allows_nondistributable(&self.host)
+    }
+
+    /// `GET` of a foreign layer from a URL its descriptor names, from
+    /// byte `from` on; without the registry's credentials, which are not
+    /// the URL's to see.
+    pub async fn get_url(&self, url: &str, from: u64) -> Result<reqwest::Response> {
+        let mut req = self.ep.http.get(url);
+        if from > 0 {
+            req = req.header(RANGE, format!("bytes={from}-"));
+        }
+        self.checked(req.send().await.map_err(transport)?).await
+    }
+
     /// `GET` of a blob from byte `from` on (a Range request past 0).
     pub async fn get_blob(&self, digest: &str, from: u64) -> Result<reqwest::Response> {
         let mut h = HeaderMap::new();

@@ -26,6 +26,12 @@ pub struct RegistryConfig {
     /// Compress layers pushed for the first time with zstd (an OCI
     /// manifest then names them) rather than gzip.
     pub push_zstd: bool,
+    /// Registries (hosts or CIDRs) whose non-distributable ("foreign")
+    /// layers a pull fetches from the URLs their descriptors name:
+    /// daemon.json's `allow-nondistributable-artifacts`. Elsewhere such a
+    /// layer is refused rather than fetched from a place the image's
+    /// registry did not vouch for.
+    pub nondistributable: Vec<Insecure>,
 }
 
 impl Default for RegistryConfig {
@@ -36,6 +42,7 @@ impl Default for RegistryConfig {
             certs_dir: PathBuf::from("/etc/berth/certs.d"),
             max_concurrent_downloads: DEFAULT_CONCURRENT_DOWNLOADS,
             push_zstd: false,
+            nondistributable: vec![],
         }
     }
 }
@@ -96,24 +103,32 @@ impl RegistryConfig {
     /// addresses in a listed CIDR or on loopback (127.0.0.0/8 and `::1`
     /// are insecure by default, and so is `localhost`).
     pub fn is_insecure(&self, host: &str) -> bool {
-        if self.insecure.iter().any(|i| matches!(i, Insecure::Host(h) if h == host)) {
-            return true;
-        }
-        let name = host_name(host);
-        if name == "localhost" {
-            return true;
-        }
-        let addrs: Vec<IpAddr> = match name.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(name, 0))
-                .map(|a| a.map(|s| s.ip()).collect())
-                .unwrap_or_default(),
-        };
-        addrs.iter().any(|ip| {
-            ip.is_loopback()
-                || self.insecure.iter().any(|i| matches!(i, Insecure::Cidr(net, bits) if in_cidr(*ip, *net, *bits)))
-        })
+        host_name(host) == "localhost" || listed(&self.insecure, host, true)
     }
+
+    /// Whether a pull from `host` may fetch foreign layers from their URLs.
+    pub fn allows_nondistributable(&self, host: &str) -> bool {
+        listed(&self.nondistributable, host, false)
+    }
+}
+
+/// Whether `host` is in `list`, by name or by an address in a CIDR of it
+/// (or on loopback, when `loopback`).
+fn listed(list: &[Insecure], host: &str, loopback: bool) -> bool {
+    if list.iter().any(|i| matches!(i, Insecure::Host(h) if h == host)) {
+        return true;
+    }
+    let name = host_name(host);
+    let addrs: Vec<IpAddr> = match name.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(name, 0))
+            .map(|a| a.map(|s| s.ip()).collect())
+            .unwrap_or_default(),
+    };
+    addrs.iter().any(|ip| {
+        (loopback && ip.is_loopback())
+            || list.iter().any(|i| matches!(i, Insecure::Cidr(net, bits) if in_cidr(*ip, *net, *bits)))
+    })
 }
 
 #[cfg(test)]

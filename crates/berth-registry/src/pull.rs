@@ -162,9 +162,22 @@ impl Read for Chunks {
 
 /// Fetch a blob into `tx`, resuming with a Range request where the
 /// connection breaks; refuses more bytes than the descriptor gives.
+/// A blob from byte `from` on: from the first of `urls` that answers
+/// (a foreign layer's), else from the registry.
+async fn open_blob(repo: &Repo<'_>, blob: &Digest, urls: &[String], from: u64) -> Result<reqwest::Response> {
+    for u in urls {
+        match repo.get_url(u, from).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) => tracing::debug!(%blob, url = %u, "foreign layer URL failed ({e}); trying the next"),
+        }
+    }
+    repo.get_blob(&blob.to_string(), from).await
+}
+
 async fn download(
     repo: &Repo<'_>,
     blob: &Digest,
+    urls: &[String],
     size: u64,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     report: &Reporter,
@@ -174,7 +187,7 @@ async fn download(
     let mut reported = 0;
     let mut failures = 0;
     'fetch: loop {
-        let resp = repo.get_blob(&blob.to_string(), got).await?;
+        let resp = open_blob(repo, blob, urls, got).await?;
         let mut skip = 0;
         if got > 0 && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
             // The registry sent the whole blob again: pass over what came.
@@ -230,6 +243,7 @@ async fn stage(
     repo: &Repo<'_>,
     store: &Arc<ImageStore>,
     blob: Digest,
+    urls: Vec<String>,
     size: u64,
     diff: DiffId,
     report: &Reporter,
@@ -257,7 +271,7 @@ async fn stage(
         let mut r = Chunks { rx, cur: Bytes::new() };
         s.stage_blob(&mut r, Some(&b), Some(&d))
     });
-    let fetched = download(repo, &blob, size, tx, report).await;
+    let fetched = download(repo, &blob, &urls, size, tx, report).await;
     let staged = join(unpack.await);
     match (fetched, staged) {
         (Ok(()), Ok(s)) => {
@@ -330,22 +344,31 @@ async fn fetch(
     for ((desc, diff), chain) in m.layers().iter().zip(diffs).zip(&chains) {
         let blob = digest_of(desc)?;
         let kind = desc.media_type().to_string();
-        if kind.contains("nondistributable") || kind.contains("foreign") {
-            return Err(Error::Invalid(format!(
-                "layer {blob} is non-distributable ({kind}); berth does not fetch foreign layers"
-            )));
+        // A foreign layer's URLs are followed where the daemon allows it;
+        // one without URLs is asked of the registry like any other.
+        let urls = desc.urls().clone().unwrap_or_default();
+        if !urls.is_empty() {
+            if !repo.allows_nondistributable() {
+                return Err(Error::Invalid(format!(
+                    "layer {blob} is non-distributable ({kind}), to be fetched from {}: berth follows such URLs only for registries named in the daemon's allow-nondistributable-artifacts",
+                    urls[0]
+                )));
+            }
+            if let Some(bad) = urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+                return Err(Error::Invalid(format!("layer {blob}: URL {bad:?} is not http:// or https://")));
+            }
         }
         if store.layers.get(chain)?.is_some() {
             report.layer(&short(&blob), "Already exists", None);
         } else {
             report.layer(&short(&blob), "Pulling fs layer", None);
-            todo.push((blob, desc.size(), diff.clone(), chain.clone()));
+            todo.push((blob, urls, desc.size(), diff.clone(), chain.clone()));
         }
     }
     let downloaded = !todo.is_empty();
     let permits = Arc::new(tokio::sync::Semaphore::new(repo.concurrency()));
     let mut tasks = vec![];
-    for (blob, size, diff, chain) in todo {
+    for (blob, urls, size, diff, chain) in todo {
         let permits = permits.clone();
         let report = report.clone();
         let store = store.clone();
@@ -357,7 +380,7 @@ async fn fetch(
                     permits.acquire_owned().await.map_err(|e| Error::Registry(e.to_string()))?
                 }
             };
-            let staged = stage(repo, &store, blob.clone(), size, diff, &report).await;
+            let staged = stage(repo, &store, blob.clone(), urls, size, diff, &report).await;
             drop(permit);
             staged.map(|s| (chain, blob, s))
         });

@@ -1,8 +1,9 @@
 //! A push: each layer's compressed blob (compressed once, then kept and
 //! remembered on the layer, so the next push compresses nothing), sent
 //! only where the registry lacks it (a HEAD first, then a mount from a
-//! repository of the same registry the image is known in), then the
-//! config and a Docker schema 2 manifest under the tag.
+//! repository of the same registry the image is known in; else an upload,
+//! whole or in the chunks the registry asks for), then the config and a
+//! Docker schema 2 manifest under the tag.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use berth_image::digest::{Algorithm, Digest, ImageId};
 use berth_image::images::ImageStore;
 use berth_image::layers::Layer;
 use berth_image::reference::Reference;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
 use crate::auth::Credentials;
@@ -142,10 +143,20 @@ fn zstd_parallel(r: &mut impl Read, w: &mut impl std::io::Write) -> std::io::Res
     e.finish().map(|_| ())
 }
 
-/// The body of a blob upload from the content store, reporting as it goes.
-fn file_body(store: &ImageStore, d: &Digest, size: u64, id: String, report: Reporter) -> Result<reqwest::Body> {
-    let f = store.content.open_blob(d)?;
-    let state = (f, 0u64, report, id);
+/// `len` bytes of a blob of the content store from `offset`, as an upload
+/// body, reporting as it goes.
+fn file_body(
+    store: &ImageStore,
+    d: &Digest,
+    size: u64,
+    (offset, len): (u64, u64),
+    id: String,
+    report: Reporter,
+) -> Result<reqwest::Body> {
+    let mut f = store.content.open_blob(d)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))
+        .map_err(|e| Error::Registry(format!("read blob {d}: {e}")))?;
+    let state = (f.take(len), offset, report, id);
     let stream = futures_util::stream::unfold(state, move |(mut f, sent, report, id)| async move {
         let mut buf = vec![0u8; 256 << 10];
         let (res, f) = tokio::task::spawn_blocking(move || (f.read(&mut buf).map(|n| (n, buf)), f)).await.ok()?;
@@ -186,13 +197,27 @@ fn location(repo: &Repo<'_>, resp: &reqwest::Response) -> Result<String> {
     Ok(repo.absolute(loc))
 }
 
+/// Bytes a chunk of a chunked upload has at least.
+const CHUNK: u64 = 16 << 20;
+
+/// The last byte of an upload's `Range: 0-<last>`, that is how much the
+/// registry holds.
+fn received(resp: &reqwest::Response) -> Option<u64> {
+    let r = resp.headers().get(reqwest::header::RANGE)?.to_str().ok()?;
+    let last: u64 = r.trim().trim_start_matches("bytes=").split_once('-')?.1.parse().ok()?;
+    Some(last + 1)
+}
+
 /// Send a blob the registry lacks: a mount from `from` (a repository of
-/// the same registry) when it has it, else a monolithic upload.
+/// the same registry) when it has it, else an upload: monolithic, or in
+/// chunks where the registry asks for them (`OCI-Chunk-Min-Length`). A
+/// chunk that fails is sent again from where the registry says the
+/// upload stands. `body(offset, len)` gives those bytes of the blob.
 async fn upload(
     repo: &Repo<'_>,
     d: &Digest,
     from: &[String],
-    body: impl FnOnce() -> Result<reqwest::Body>,
+    body: impl Fn(u64, u64) -> Result<reqwest::Body>,
     size: u64,
 ) -> Result<Option<String>> {
     for other in from.iter().filter(|o| **o != repo.name) {
@@ -203,14 +228,56 @@ async fn upload(
         }
     }
     let resp = repo.send(Method::POST, "blobs/uploads/", HeaderMap::new()).await?;
-    let loc = location(repo, &resp)?;
+    let mut loc = location(repo, &resp)?;
+    let chunk_min = resp
+        .headers()
+        .get("oci-chunk-min-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let octets = HeaderValue::from_static("application/octet-stream");
+    let mut last_body = (0, size);
+    if let Some(min) = chunk_min {
+        let chunk = min.max(CHUNK);
+        let mut at = 0;
+        let mut retries = 0;
+        while at < size {
+            let len = chunk.min(size - at);
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, octets.clone());
+            for (k, v) in [(CONTENT_LENGTH, len.to_string()), (CONTENT_RANGE, format!("{at}-{}", at + len - 1))] {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            }
+            match repo.send_url(Method::PATCH, &loc, h, Some(body(at, len)?)).await {
+                Ok(resp) => {
+                    at = received(&resp).unwrap_or(at + len);
+                    if resp.headers().contains_key(LOCATION) {
+                        loc = location(repo, &resp)?;
+                    }
+                }
+                Err(e) if retries < 3 => {
+                    retries += 1;
+                    tracing::debug!(%d, at, "chunk failed ({e}); asking where the upload stands");
+                    let resp = repo.send_url(Method::GET, &loc, HeaderMap::new(), None).await?;
+                    at = received(&resp).unwrap_or(0);
+                    if resp.headers().contains_key(LOCATION) {
+                        loc = location(repo, &resp)?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        last_body = (size, 0);
+    }
     let sep = if loc.contains('?') { '&' } else { '?' };
     let mut h = HeaderMap::new();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if let Ok(v) = HeaderValue::from_str(&size.to_string()) {
+    h.insert(CONTENT_TYPE, octets);
+    if let Ok(v) = HeaderValue::from_str(&last_body.1.to_string()) {
         h.insert(CONTENT_LENGTH, v);
     }
-    repo.send_url(Method::PUT, &format!("{loc}{sep}digest={d}"), h, Some(body()?)).await?;
+    let put_body = if last_body.1 > 0 { Some(body(last_body.0, last_body.1)?) } else { None };
+    repo.send_url(Method::PUT, &format!("{loc}{sep}digest={d}"), h, put_body).await?;
     Ok(None)
 }
 
@@ -258,7 +325,8 @@ pub async fn push(
             report.layer(&id, "Layer already exists", None);
         } else {
             let (st, b, rep, lid) = (store.clone(), blob.clone(), report.clone(), id.clone());
-            match upload(&repo, &blob, &from, move || file_body(&st, &b, size, lid, rep), size).await? {
+            let body = move |at, len| file_body(&st, &b, size, (at, len), lid.clone(), rep.clone());
+            match upload(&repo, &blob, &from, body, size).await? {
                 Some(other) => report.layer(&id, format!("Mounted from {other}"), None),
                 None => report.layer(&id, "Pushed", None),
             }
@@ -267,8 +335,12 @@ pub async fn push(
     }
     let config_digest = Digest::sha256(&config);
     if !has_blob(&repo, &config_digest).await? {
-        let body = config.clone();
-        upload(&repo, &config_digest, &[], move || Ok(reqwest::Body::from(body)), config.len() as u64).await?;
+        let body = bytes::Bytes::from(config.clone());
+        let slice = move |at: u64, len: u64| {
+            let (a, b) = (usize::try_from(at).unwrap_or(0), usize::try_from(at + len).unwrap_or(0));
+            Ok(reqwest::Body::from(body.slice(a.min(body.len())..b.min(body.len()))))
+        };
+        upload(&repo, &config_digest, &[], slice, config.len() as u64).await?;
     }
     // Docker's schema 2 names gzip layers only; a zstd layer takes the
     // image to an OCI manifest, whose types name both.

@@ -90,6 +90,7 @@ struct DaemonJson {
     default_address_pools: Option<Vec<AddressPoolJson>>,
     registry_mirrors: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
+    allow_nondistributable_artifacts: Option<Vec<String>>,
     max_concurrent_downloads: Option<usize>,
     /// berth's: `gzip` (Docker's, the default) or `zstd` for layers pushed
     /// for the first time.
@@ -255,6 +256,13 @@ fn registry_config(file: &DaemonJson, config_file: &std::path::Path) -> Result<b
         let host = m.trim_start_matches("http://").trim_end_matches('/');
         insecure.push(berth_registry::config::Insecure::Host(host.to_owned()));
     }
+    let mut nondistributable = vec![];
+    for i in file.allow_nondistributable_artifacts.iter().flatten() {
+        nondistributable.push(
+            i.parse::<berth_registry::config::Insecure>()
+                .map_err(|e| anyhow::anyhow!("allow-nondistributable-artifacts: {e}"))?,
+        );
+    }
     let max = file.max_concurrent_downloads.unwrap_or(berth_registry::config::DEFAULT_CONCURRENT_DOWNLOADS);
     if max == 0 {
         bail!("max-concurrent-downloads must be at least 1");
@@ -271,6 +279,7 @@ fn registry_config(file: &DaemonJson, config_file: &std::path::Path) -> Result<b
         certs_dir: dir.join("certs.d"),
         max_concurrent_downloads: max,
         push_zstd,
+        nondistributable,
     })
 }
 

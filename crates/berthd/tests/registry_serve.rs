@@ -529,3 +529,118 @@ fn a_pull_through_cache_mirrors_docker_io_and_serves_what_it_kept_when_upstream_
     drop(upstream);
     assert_clean(&d);
 }
+
+#[test]
+fn a_push_goes_in_chunks_when_the_registry_asks_for_them() {
+    if !ready("berth-registry chunked push") {
+        return;
+    }
+    let reg = Registry::berth("chunks", None, "127.0.0.1:0", &["--chunk-min-length", "1048576"]);
+    let d = Daemon::start("brs-chunks");
+    d.load_busybox();
+    // 40 MiB that do not compress: three chunks of 16 MiB at most.
+    d.ok(&["run", "--name", "mk", "--network", "none", "busybox", "sh", "-c", "head -c 41943040 /dev/urandom > /big"]);
+    let name = format!("{}/chunk/app:1", reg.addr);
+    d.ok(&["commit", "mk", &name]);
+    d.ok(&["rm", "mk"]);
+    let sum = d.ok(&["run", "--rm", "--network", "none", &name, "sha256sum", "/big"]);
+    let out = d.ok(&["push", &name]);
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    let patches =
+        reg.log().lines().filter(|l| l.contains("PATCH /v2/chunk/app/blobs/uploads/") && l.ends_with(" 202")).count();
+    assert!(patches >= 3, "{patches} chunks: {}", reg.log());
+    // What came in chunks is the same image.
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", &name]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &name, "sha256sum", "/big"]), sum);
+    d.ok(&["rmi", &name, "busybox"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn foreign_layers_follow_their_urls_only_where_the_daemon_allows_it() {
+    if !ready("foreign layers") {
+        return;
+    }
+    let reg = Registry::berth("foreign", None, "127.0.0.1:0", &[]);
+    let mut d = Daemon::start("brs-foreign");
+    reg.push_archive_as(&d.fixture(), "foreign/store:1", Some("v2s2"));
+    let v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    let (_, _, body) = reg.http("GET", "/v2/foreign/store/manifests/1", &[("Accept", v2)], b"");
+    let mut m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // The config is in the image's repository; the layers only at their URLs.
+    let config = m["config"]["digest"].as_str().unwrap().to_owned();
+    let (s, _, _) =
+        reg.http("POST", &format!("/v2/foreign/app/blobs/uploads/?mount={config}&from=foreign/store"), &[], b"");
+    assert_eq!(s, 201);
+    for l in m["layers"].as_array_mut().unwrap() {
+        let url = format!("http://{}/v2/foreign/store/blobs/{}", reg.addr, l["digest"].as_str().unwrap());
+        l["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
+        l["urls"] = serde_json::json!([url]);
+    }
+    let (s, head, b) = put_manifest(&reg, "foreign/app", "1", v2, &m);
+    assert_eq!(s, 201, "{head}{b}");
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(reg.http("HEAD", &format!("/v2/foreign/app/blobs/{layer}"), &[], b"").0, 404);
+    let name = format!("{}/foreign/app:1", reg.addr);
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("allow-nondistributable-artifacts"), "{}", stderr(&o));
+    std::fs::write(d.dir.join("daemon.json"), r#"{"allow-nondistributable-artifacts": ["127.0.0.0/8"]}"#).unwrap();
+    d.crash();
+    d.spawn();
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(reg.log().contains(&format!("GET /v2/foreign/store/blobs/{layer} 200")), "fetched from its URL");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &name, "echo", "foreign"]), "foreign\n");
+    d.ok(&["rmi", &name]);
+    std::fs::remove_file(d.dir.join("daemon.json")).unwrap();
+    d.crash();
+    d.spawn();
+    assert_clean(&d);
+}
+
+#[test]
+fn an_oci_index_it_serves_resolves_to_the_host_s_platform_or_the_one_asked_for() {
+    if !ready("berth-registry OCI index") {
+        return;
+    }
+    let reg = Registry::berth("ociindex", None, "127.0.0.1:0", &[]);
+    let d = Daemon::start("brs-ociindex");
+    reg.push_archive_as(&d.fixture(), "multi:amd64", Some("oci"));
+    let (_, _, body) = reg.http("GET", "/v2/multi/manifests/amd64", &[("Accept", OCI_MANIFEST)], b"");
+    let amd: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (_, _, cfg) =
+        reg.http("GET", &format!("/v2/multi/blobs/{}", amd["config"]["digest"].as_str().unwrap()), &[], b"");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    cfg["architecture"] = "arm64".into();
+    cfg["variant"] = "v8".into();
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let mut arm = amd.clone();
+    arm["config"] = blob(&reg, "multi", amd["config"]["mediaType"].as_str().unwrap(), &cfg);
+    let arm_bytes = serde_json::to_vec(&arm).unwrap();
+    let (s, head, b) = put_manifest(&reg, "multi", &sha(&arm_bytes), OCI_MANIFEST, &arm);
+    assert_eq!(s, 201, "{head}{b}");
+    let entry = |bytes: &[u8], arch: &str| {
+        serde_json::json!({"mediaType": OCI_MANIFEST, "digest": sha(bytes), "size": bytes.len(),
+            "platform": {"os": "linux", "architecture": arch}})
+    };
+    let oci_index = "application/vnd.oci.image.index.v1+json";
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": oci_index,
+        "manifests": [entry(&arm_bytes, "arm64"), entry(&body, "amd64")]});
+    // An index whose manifests are not here is refused.
+    let absent =
+        serde_json::json!({"schemaVersion": 2, "mediaType": oci_index, "manifests": [entry(b"nothing", "amd64")]});
+    assert_eq!(put_manifest(&reg, "multi", "absent", oci_index, &absent).0, 400);
+    let (s, head, b) = put_manifest(&reg, "multi", "latest", oci_index, &index);
+    assert_eq!(s, 201, "{head}{b}");
+    let name = format!("{}/multi", reg.addr);
+    d.ok(&["pull", &name]);
+    let host_arch = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Architecture}}", &name]).trim(), host_arch);
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Architecture}}", &name]).trim(), "arm64");
+    d.ok(&["rmi", &name]);
+    assert_clean(&d);
+}

@@ -58,6 +58,9 @@ enum Command {
         /// environment variable BERTH_REGISTRY_PROXY_PASSWORD.
         #[arg(long, requires = "proxy")]
         proxy_username: Option<String>,
+        /// Ask clients to push in chunks of at least this many bytes.
+        #[arg(long)]
+        chunk_min_length: Option<u64>,
     },
     /// Remove blobs no manifest names, and stale uploads (the server
     /// must be stopped).
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             tls_key,
             proxy,
             proxy_username,
+            chunk_min_length,
         } => {
             let opts = Options {
                 root,
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
                     username: proxy_username.unwrap_or_default(),
                     password: std::env::var("BERTH_REGISTRY_PROXY_PASSWORD").unwrap_or_default(),
                 }),
+                chunk_min_length,
             };
             serve_on(opts, listen)
         }

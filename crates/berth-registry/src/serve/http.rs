@@ -273,7 +273,9 @@ fn scope_detail(scope: Option<&str>) -> serde_json::Value {
 
 /// Answer one request.
 pub async fn handle(s: &Server, req: Request<Incoming>) -> Resp {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let mut r = route(s, req).await;
+    tracing::debug!("{method} {path} {}", r.status().as_u16());
     r.headers_mut().insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
     r
 }
@@ -989,7 +991,11 @@ async fn start_upload(s: &Server, caller: &Caller, name: &str, query: &[(String,
         let d = d.to_owned();
         return put_upload(s, name, &id, &[("digest".into(), d)], body).await;
     }
-    respond(StatusCode::ACCEPTED, &upload_headers(name, &id, 0), empty())
+    let mut headers = upload_headers(name, &id, 0);
+    if let Some(min) = s.chunk_min_length {
+        headers.push(("OCI-Chunk-Min-Length", min.to_string()));
+    }
+    respond(StatusCode::ACCEPTED, &headers, empty())
 }
 
 async fn upload_status(s: &Server, name: &str, id: &str) -> Resp {

@@ -42,6 +42,9 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// A registry to serve pulls from, as a cache.
     pub proxy: Option<Upstream>,
+    /// Ask clients to upload in chunks of at least this many bytes
+    /// (`OCI-Chunk-Min-Length`).
+    pub chunk_min_length: Option<u64>,
 }
 
 /// The registry a pull-through cache fronts, and its credentials.
@@ -69,6 +72,7 @@ pub struct Server {
     realm: Option<String>,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>,
     proxy: Option<proxy::Proxy>,
+    chunk_min_length: Option<u64>,
     /// Held while serving, so that a garbage collection cannot run under it.
     _lock: std::fs::File,
 }
@@ -94,6 +98,7 @@ impl Server {
             realm: opts.realm.clone(),
             uploads: Mutex::new(HashMap::new()),
             proxy,
+            chunk_min_length: opts.chunk_min_length,
             _lock: lock,
         })
     }

@@ -198,6 +198,7 @@ fn spawn_berth(dir: &std::path::Path, args: &[String], listen: &str) -> (Child, 
     for _ in 0..50 {
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(berth_registry_bin())
+            .env("BERTH_REGISTRY_DEBUG", "1")
             .args(args)
             .args(["--listen", listen])
             .stdout(Stdio::null())
@@ -314,6 +315,11 @@ impl Registry {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// What the registry logged (a `berth-registry` logs each request).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
 
     /// Where a `berth-registry` keeps its data.
