@@ -288,8 +288,11 @@ pub async fn search(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 pub async fn auth(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let body: Option<Credentials> = crate::read_json(req).await?;
     let creds = body.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad("no credentials given"))?;
-    ctx.engine.registries.login(&creds).await.map_err(berth_engine::Error::from)?;
-    crate::json_response(StatusCode::OK, &json!({"Status": "Login Succeeded", "IdentityToken": ""}))
+    let identity = ctx.engine.registries.login(&creds).await.map_err(berth_engine::Error::from)?;
+    crate::json_response(
+        StatusCode::OK,
+        &json!({"Status": "Login Succeeded", "IdentityToken": identity.unwrap_or_default()}),
+    )
 }
 
 #[cfg(test)]

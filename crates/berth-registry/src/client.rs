@@ -166,14 +166,47 @@ impl Registries {
     }
 
     /// `docker login`: check `creds` against the registry they name (its
-    /// `serveraddress`; docker.io's when empty).
-    pub async fn login(&self, creds: &Credentials) -> Result<()> {
+    /// `serveraddress`; docker.io's when empty). Where the registry's
+    /// token server speaks OAuth2, a user and password are traded for a
+    /// refresh token, returned as the identity token the client keeps in
+    /// place of the password (as Docker does); elsewhere `None`.
+    pub async fn login(&self, creds: &Credentials) -> Result<Option<String>> {
         let host = login_host(&creds.server_address);
         // Asked afresh: what the host asked for before may have changed.
         if let Ok(mut m) = self.endpoints.lock() {
             m.remove(&host);
         }
         let ep = self.endpoint(&host).await?;
+        if let (Some(Challenge::Bearer { realm, service, .. }), false) =
+            (&ep.challenge, creds.username.is_empty() || creds.password.is_empty())
+        {
+            let form = [
+                ("grant_type", "password"),
+                ("username", creds.username.as_str()),
+                ("password", creds.password.as_str()),
+                ("service", service.as_str()),
+                ("client_id", "berth"),
+                ("access_type", "offline"),
+            ];
+            let resp = ep.http.post(realm).form(&form).send().await.map_err(transport)?;
+            match resp.status() {
+                s if s.is_success() => {
+                    let body = resp.bytes().await.map_err(transport)?;
+                    let t: TokenResponse = serde_json::from_slice(&body)
+                        .map_err(|e| Error::Registry(format!("token from {realm}: {e}")))?;
+                    if !t.refresh_token.is_empty() {
+                        return Ok(Some(t.refresh_token));
+                    }
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    let body = resp.text().await.unwrap_or_default();
+                    let why = registry_message(&body).unwrap_or_else(|| "incorrect username or password".into());
+                    return Err(Error::Unauthorized(format!("login to {host}: {why}")));
+                }
+                // No OAuth2 there: the token is asked for with Basic below.
+                _ => {}
+            }
+        }
         let repo = Repo {
             reg: self,
             host: host.clone(),
@@ -183,11 +216,11 @@ impl Registries {
             challenge: Mutex::new(ep.challenge.clone()),
             ep,
         };
-        let Some(auth) = repo.authorization().await? else { return Ok(()) };
+        let Some(auth) = repo.authorization().await? else { return Ok(None) };
         let resp = repo.ep.http.get(format!("{}/v2/", repo.ep.base)).header(AUTHORIZATION, auth).send().await;
         let resp = resp.map_err(transport)?;
         match resp.status() {
-            s if s.is_success() => Ok(()),
+            s if s.is_success() => Ok(None),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 let body = resp.text().await.unwrap_or_default();
                 let why = registry_message(&body).unwrap_or_else(|| "incorrect username or password".into());

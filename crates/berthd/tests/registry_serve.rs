@@ -436,6 +436,14 @@ fn bearer_tokens_carry_scopes_and_a_pull_only_token_cannot_push() {
     assert!(!o.status.success());
     let o = d.docker_in(&["login", "-u", "bob", "--password-stdin", &reg.addr], Some(b"bpw\n"));
     assert!(o.status.success(), "{}", stderr(&o));
+    // The login traded the password for a refresh token, which the CLI
+    // keeps in its stead and the pull then uses.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.dir.join("docker-config/config.json")).unwrap()).unwrap();
+    let entry = &cfg["auths"][&reg.addr];
+    assert!(entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()), "{cfg}");
+    // The CLI keeps the user alone beside it, as `user:`.
+    assert!(entry.get("auth").is_none_or(|a| a == "Ym9iOg=="), "no password is kept: {cfg}");
     let out = d.ok(&["pull", &name]);
     assert!(out.contains("Pull complete"), "{out}");
     let mine = format!("{}/team/app:bob", reg.addr);
