@@ -22,7 +22,6 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use berth_core::atomic::{replace, Durability};
 use berth_core::perm;
 use berth_image::{ContentStore, Digest};
 
@@ -73,12 +72,29 @@ fn digest_path(dir: &Path, d: &Digest) -> PathBuf {
     dir.join(d.algorithm().as_str()).join(d.hex())
 }
 
-/// Write a link: its directory made, the file replaced and synced.
+static LINK_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Write a link: its directory made, the content written to a temp file
+/// of its own (requests run at once may write the same link), synced,
+/// renamed over the link, and the directory synced.
 fn write_link(path: &Path, data: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_at("create", dir))?;
+    use std::io::Write as _;
+    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a link needs a directory"))?;
+    fs::create_dir_all(dir).map_err(io_at("create", dir))?;
+    let n = LINK_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("link");
+    let tmp = dir.join(format!(".{name}.{}-{n}", std::process::id()));
+    let result = (|| {
+        let mut f = perm::create_file(&tmp, perm::RECORD, true)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    replace(path, data, perm::RECORD, Durability::Full).map_err(io_at("write", path))
+    result.map_err(io_at("write", path))
 }
 
 fn remove_if_there(path: &Path) -> io::Result<bool> {
@@ -216,7 +232,7 @@ impl Store {
         let mut out: Vec<(String, serde_json::Value)> = rd
             .flatten()
             .filter_map(|e| {
-                let n = e.file_name().to_str()?.to_owned();
+                let n = e.file_name().to_str().filter(|n| !n.starts_with('.'))?.to_owned();
                 let v = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
                 Some((n, v))
             })
@@ -313,7 +329,10 @@ impl Store {
     pub fn tagged(&self, name: &str) -> Vec<Digest> {
         let dir = self.manifests(name).join("tags");
         let Ok(rd) = fs::read_dir(dir) else { return vec![] };
-        rd.flatten().filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
+        rd.flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+            .collect()
     }
 
     /// The blobs linked into repository `name`.
@@ -405,5 +424,39 @@ pub fn hash_file(path: &Path, alg: berth_image::Algorithm) -> io::Result<Digest>
             return Ok(h.finish());
         }
         h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_written_at_once_by_many_requests_all_land() {
+        let root = std::env::temp_dir().join(format!("berth-store-race-{}", std::process::id()));
+        let store = Store::open(&root).unwrap();
+        let (d, _) = store.put_blob(&b"layer"[..], None).unwrap();
+        let manifest = br#"{"schemaVersion":2}"#;
+        let md = Digest::sha256(manifest);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, d, md) = (store.clone(), d.clone(), md.clone());
+                std::thread::spawn(move || {
+                    s.link_blob("a/b", &d)?;
+                    s.put_manifest("a/b", &md, "application/json", manifest, Some("t"), None)
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(store.blob_in("a/b", &d), Some(5));
+        assert_eq!(store.resolve("a/b", &Reference::Tag("t".into())).map(|r| r.0), Some(md));
+        assert_eq!(store.tags("a/b").unwrap(), ["t"]);
+        assert_eq!(store.repositories(), ["a/b"]);
+        assert!(!valid_name("A/b") && !valid_name("a//b") && !valid_name("../a") && valid_name("a-b/c.d"));
+        assert_eq!(Reference::parse("../x"), None);
+        fs::remove_dir_all(root).unwrap();
     }
 }
