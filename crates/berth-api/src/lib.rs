@@ -269,37 +269,10 @@ fn unknown_fields(given: &serde_json::Value, kept: &serde_json::Value, path: &st
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    let mut out = vec![];
-    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.push((percent_decode(k), percent_decode(v)));
-    }
-    out
+    berth_core::url::query_pairs(q.unwrap_or(""))
 }
 
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 3 <= b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use berth_core::url::percent_decode;
 
 pub(crate) fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let p = |s: &str| -> Vec<u32> { s.split('.').map(|x| x.parse().unwrap_or(0)).collect() };

@@ -11,6 +11,7 @@ pub mod sysctl;
 pub mod term;
 pub mod time;
 pub mod units;
+pub mod url;
 
 pub use error::{ErrorKind, Kinded};
 

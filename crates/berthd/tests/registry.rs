@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::registry::{certificates, have_registry_tools, Bridge, Registry};
+use common::registry::{certificates, have_registry_tools, sign, Bridge, Registry};
 use common::*;
 
 fn ready(what: &str) -> bool {
@@ -362,30 +362,8 @@ fn a_registry_s_tls_and_client_certificates_come_from_certs_d() {
     drop(reg);
     // A registry that asks for a client certificate: refused without one,
     // served with `client.cert` and `client.key` from certs.d.
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new("openssl").args(args).current_dir(&certs).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
     std::fs::copy(&ca, certs.join("clients.crt")).unwrap();
-    std::fs::write(certs.join("client-ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=berth"]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.cert",
-        "-days",
-        "2",
-        "-extfile",
-        "client-ext",
-    ]);
+    sign(&certs, "client", "client.cert", "/CN=berth", "extendedKeyUsage=clientAuth\n");
     let reg = Registry::start_on("mtls", None, &bridge.ip, Some((&cert, &key)));
     let name = format!("{}/bb:1", reg.addr);
     let no_client = std::process::Command::new(common::registry::SKOPEO)

@@ -16,6 +16,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RANGE};
 use hyper::{Method, Request, Response, StatusCode};
 
+use berth_core::url::query_pairs as pairs;
 use berth_image::digest::Hasher;
 use berth_image::{Algorithm, Digest};
 
@@ -99,41 +100,6 @@ fn unsupported(what: &str) -> Resp {
         format!("the operation is unsupported: {what}"),
         serde_json::Value::Null,
     )
-}
-
-/// Percent-decoding of a query or form value (`+` is a space).
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `k=v&k2=v2`, decoded.
-fn pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -1139,7 +1105,5 @@ mod tests {
         assert_eq!(byte_range("items=0-1", 10), Err(()));
         assert_eq!(content_range("0-99"), Some((0, 99)));
         assert_eq!(content_range("bytes 100-199/*"), Some((100, 199)));
-        assert_eq!(decode("repository%3Aa%2Fb%3Apull+x"), "repository:a/b:pull x");
-        assert_eq!(decode("%zz%4"), "%zz%4");
     }
 }

@@ -226,42 +226,62 @@ fn spawn_berth(dir: &std::path::Path, args: &[String], listen: &str) -> (Child, 
     panic!("berth-registry: {listen} stayed in use");
 }
 
-/// A CA, and a certificate for `ip` signed by it, made with openssl in
-/// `dir`: (ca.crt, server.crt, server.key).
-pub fn certificates(dir: &std::path::Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    let days = ["-days", "2"];
-    run(&[
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"][..],
-        &days,
-        &["-subj", "/CN=berth test CA"],
-    ]
-    .concat());
-    let cn = format!("/CN={ip}");
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", &cn]);
-    std::fs::write(dir.join("ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
-    run(&[
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A key `<name>.key` and a certificate `<out>` for `subject`, signed by
+/// the CA of [`certificates`] in `dir`, with the extensions `ext`.
+pub fn sign(dir: &std::path::Path, name: &str, out: &str, subject: &str, ext: &str) {
+    let (key, csr, extfile) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
+    std::fs::write(dir.join(&extfile), ext).unwrap();
+    openssl(
+        dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.crt",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "server.crt",
-        ][..],
-        &days,
-        &["-extfile", "ext"],
-    ]
-    .concat());
+            out,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+/// A CA, and a certificate for `ip` signed by it, made with openssl in
+/// `dir`: (ca.crt, server.crt, server.key).
+pub fn certificates(dir: &std::path::Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth test CA",
+        ],
+    );
+    sign(dir, "server", "server.crt", &format!("/CN={ip}"), &format!("subjectAltName=IP:{ip}\n"));
     (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
 }
 
