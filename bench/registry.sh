@@ -148,16 +148,6 @@ time_it berth pull -r "$runs" -w 1 -p "$bx rmi -f $img >/dev/null 2>&1 || true" 
 time_it skopeo copy -r "$runs" -w 1 -p "rm -rf $work/copy" "skopeo copy -q --src-tls-verify=false docker://$img dir:$work/copy"
 peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$berthd_pid/status")
 
-# Pushes: the image is here (pulled above); the registry is emptied first.
-berth pull -q "$img" >/dev/null
-[[ -n "$dsock" ]] && dk pull -q "$img" >/dev/null
-# hyperfine's sh drops exported bash functions; a script of its own.
-{ echo "#!/usr/bin/env bash"; echo "work=$work reg=$reg"; declare -f start_registry; echo start_registry; } >"$work/restart-registry"
-chmod +x "$work/restart-registry"
-time_it berth push -r "$runs" -p "$work/restart-registry" "$bx push -q $img"
-[[ -n "$dsock" ]] && time_it docker push -r "$runs" -p "$work/restart-registry" "$dx push -q $img"
-start_registry
-
 # --- the same image served by berth-registry serve
 "$rel/berth-registry" serve --root "$work/berth-registry" --listen 127.0.0.1:0 2>"$work/berth-registry.log" </dev/null &
 echo $! >"$work/berth-registry.pid"
@@ -173,6 +163,16 @@ skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$img" "d
 time_it berth served -r "$runs" -w 1 -p "$bx rmi -f $bimg >/dev/null 2>&1 || true" "$bx pull -q $bimg"
 [[ -n "$dsock" ]] && time_it docker served -r "$runs" -w 1 -p "$dx rmi -f $bimg >/dev/null 2>&1 || true" "$dx pull -q $bimg"
 time_it skopeo served -r "$runs" -w 1 -p "rm -rf $work/copy" "skopeo copy -q --src-tls-verify=false docker://$bimg dir:$work/copy"
+
+# Pushes: the image is here (pulled above); the registry is emptied first.
+berth pull -q "$img" >/dev/null
+[[ -n "$dsock" ]] && dk pull -q "$img" >/dev/null
+# hyperfine's sh drops exported bash functions; a script of its own.
+{ echo "#!/usr/bin/env bash"; echo "work=$work reg=$reg"; declare -f start_registry; echo start_registry; } >"$work/restart-registry"
+chmod +x "$work/restart-registry"
+time_it berth push -r "$runs" -p "$work/restart-registry" "$bx push -q $img"
+[[ -n "$dsock" ]] && time_it docker push -r "$runs" -p "$work/restart-registry" "$dx push -q $img"
+start_registry
 
 echo
 ratio() {
