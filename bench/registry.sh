@@ -160,8 +160,9 @@ done
 [[ -n "$breg" ]] || { echo "berth-registry did not start: $(tail -c 300 "$work/berth-registry.log")" >&2; exit 1; }
 bimg="$breg/bench/big:1"
 skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$img" "docker://$bimg"
-time_it berth served -r "$runs" -w 1 -p "$bx rmi -f $bimg >/dev/null 2>&1 || true" "$bx pull -q $bimg"
-[[ -n "$dsock" ]] && time_it docker served -r "$runs" -w 1 -p "$dx rmi -f $bimg >/dev/null 2>&1 || true" "$dx pull -q $bimg"
+# The image goes by both names before each pull, its layers with it.
+time_it berth served -r "$runs" -w 1 -p "$bx rmi -f $img $bimg >/dev/null 2>&1 || true" "$bx pull -q $bimg"
+[[ -n "$dsock" ]] && time_it docker served -r "$runs" -w 1 -p "$dx rmi -f $img $bimg >/dev/null 2>&1 || true" "$dx pull -q $bimg"
 time_it skopeo served -r "$runs" -w 1 -p "rm -rf $work/copy" "skopeo copy -q --src-tls-verify=false docker://$bimg dir:$work/copy"
 
 # Pushes: the image is here (pulled above); the registry is emptied first.
