@@ -344,7 +344,9 @@ fn bearer_tokens_carry_scopes_and_a_pull_only_token_cannot_push() {
     if !ready("berth-registry tokens") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("berth-tokens-{}", std::process::id()));
+    // The users and rules live in the daemon's directory, removed with it.
+    let d = Daemon::start("brs-tokens");
+    let dir = d.dir.join("registry-auth");
     std::fs::create_dir_all(&dir).unwrap();
     let mut htpasswd = Vec::new();
     for (u, p) in [("alice", "apw"), ("bob", "bpw")] {
@@ -411,7 +413,6 @@ fn bearer_tokens_carry_scopes_and_a_pull_only_token_cannot_push() {
     assert_eq!(reg.http("POST", "/v2/team/app/blobs/uploads/", &[("Authorization", &fresh)], b"").0, 202);
     assert_eq!(reg.http("GET", "/v2/", &[("Authorization", &format!("Bearer {refresh}"))], b"").0, 401);
     // skopeo and the docker CLI through berthd go through the same flow.
-    let d = Daemon::start("brs-tokens");
     let o = skopeo(&[
         "copy",
         "--dest-tls-verify=false",
@@ -458,7 +459,6 @@ fn bearer_tokens_carry_scopes_and_a_pull_only_token_cannot_push() {
     assert!(out.contains("bob: digest: sha256:"), "{out}");
     d.ok(&["rmi", &name, &mine]);
     assert_clean(&d);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -301,15 +301,10 @@ pub fn allows(claims: &Claims, kind: &str, name: &str, action: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("berth-access-{tag}-{}", std::process::id()));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn tokens_are_checked_for_signature_expiry_and_service() {
-        let d = dir("tokens");
+        let tmp = crate::serve::TestDir::new("tokens");
+        let d = tmp.0.clone();
         let t = Tokens::open(&d, "svc").unwrap();
         let a = Access::parse_scope("repository:team/app:pull,push").unwrap();
         assert_eq!(a.actions, ["pull", "push"]);
@@ -333,12 +328,12 @@ mod tests {
         // A scope's name may carry a port.
         let a = Access::parse_scope("repository:127.0.0.1:5000/x:pull").unwrap();
         assert_eq!((a.name.as_str(), a.actions.len()), ("127.0.0.1:5000/x", 1));
-        fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn the_access_list_grants_what_it_names() {
-        let d = dir("acl");
+        let tmp = crate::serve::TestDir::new("acl");
+        let d = tmp.0.clone();
         fs::write(
             d.join("htpasswd"),
             format!("alice:{}\nbob:{}\n", bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 4).unwrap()),
@@ -360,6 +355,5 @@ mod tests {
         assert!(p.grant(&None, &want).is_empty());
         fs::write(d.join("bad"), "carol:{SHA}abc\n").unwrap();
         assert!(Policy::load(Some(&d.join("bad")), None).unwrap_err().contains("not a bcrypt hash"));
-        fs::remove_dir_all(d).unwrap();
     }
 }

@@ -434,8 +434,8 @@ mod tests {
 
     #[test]
     fn links_written_at_once_by_many_requests_all_land() {
-        let root = std::env::temp_dir().join(format!("berth-store-race-{}", std::process::id()));
-        let store = Store::open(&root).unwrap();
+        let tmp = crate::serve::TestDir::new("store-race");
+        let store = Store::open(&tmp.0.join("root")).unwrap();
         let (d, _) = store.put_blob(&b"layer"[..], None).unwrap();
         let manifest = br#"{"schemaVersion":2}"#;
         let md = Digest::sha256(manifest);
@@ -457,6 +457,5 @@ mod tests {
         assert_eq!(store.repositories(), ["a/b"]);
         assert!(!valid_name("A/b") && !valid_name("a//b") && !valid_name("../a") && valid_name("a-b/c.d"));
         assert_eq!(Reference::parse("../x"), None);
-        fs::remove_dir_all(root).unwrap();
     }
 }
