@@ -1,0 +1,7 @@
+//! Dockerfile builds: the parser (pure, no I/O), the words and variables
+//! of instructions, the stage graph and the build cache. The engine runs
+//! the steps.
+
+pub mod instructions;
+pub mod parse;
+pub mod shell;
