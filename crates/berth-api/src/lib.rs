@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 mod body;
+mod build;
 mod containers;
 pub mod convert;
 pub mod create;
@@ -377,6 +378,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["images", "load"]) => images::load(&ctx, req).await,
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
         ("POST", ["auth"]) => registry::auth(&ctx, req).await,
+        ("POST", ["build"]) => build::build(&ctx, req).await,
         ("GET", ["images", "search"]) => registry::search(&ctx, req).await,
         ("GET", ["distribution", name @ .., "json"]) if !name.is_empty() => {
             registry::distribution(&ctx, &name.join("/"), req).await

@@ -2,6 +2,8 @@
 //! of instructions, the stage graph and the build cache. The engine runs
 //! the steps.
 
+pub mod builder;
+pub mod ignore;
 pub mod instructions;
 pub mod parse;
 pub mod shell;

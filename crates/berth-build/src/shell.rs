@@ -98,13 +98,16 @@ struct Reader<'a> {
     pos: usize,
     escape: char,
     vars: &'a dyn Vars,
+    /// A heredoc's body: quotes are text, and the escape character
+    /// escapes only `$` and itself.
+    heredoc: bool,
 }
 
 impl Lexer {
     /// One word: quotes removed and variables expanded, whitespace kept
     /// (WORKDIR, USER, a COPY source after splitting, an ENV value).
     pub fn word(&self, s: &str, vars: &dyn Vars) -> Result<String> {
-        let mut r = Reader { chars: s.chars().collect(), pos: 0, escape: self.escape, vars };
+        let mut r = Reader { chars: s.chars().collect(), pos: 0, escape: self.escape, vars, heredoc: false };
         let mut w = Words::default();
         r.run(&mut w, false, None)?;
         Ok(w.cur)
@@ -113,11 +116,20 @@ impl Lexer {
     /// Words split on whitespace outside quotes, each expanded (an
     /// unquoted expansion splits too).
     pub fn words(&self, s: &str, vars: &dyn Vars) -> Result<Vec<String>> {
-        let mut r = Reader { chars: s.chars().collect(), pos: 0, escape: self.escape, vars };
+        let mut r = Reader { chars: s.chars().collect(), pos: 0, escape: self.escape, vars, heredoc: false };
         let mut w = Words::default();
         r.run(&mut w, true, None)?;
         w.end();
         Ok(w.done)
+    }
+
+    /// A heredoc's body with its variables expanded, as a shell expands an
+    /// unquoted heredoc: quotes are kept as text.
+    pub fn heredoc(&self, s: &str, vars: &dyn Vars) -> Result<String> {
+        let mut r = Reader { chars: s.chars().collect(), pos: 0, escape: self.escape, vars, heredoc: true };
+        let mut w = Words::default();
+        r.run(&mut w, false, None)?;
+        Ok(w.cur)
     }
 
     /// Words split on whitespace outside quotes, with quotes and escapes
@@ -199,6 +211,14 @@ impl Reader<'_> {
                 return Ok(());
             }
             match c {
+                _ if self.heredoc && c == self.escape => match self.peek() {
+                    Some(n) if n == '$' || n == self.escape => {
+                        self.pos += 1;
+                        w.push(n);
+                    }
+                    _ => w.push(c),
+                },
+                '\'' | '"' if self.heredoc => w.push(c),
                 _ if c == self.escape => match self.next() {
                     Some(n) => w.push(n),
                     None => w.push(c),

@@ -38,6 +38,11 @@ pub struct CommitRequest {
     pub stop_signal: Option<String>,
     pub shell: Option<Vec<String>>,
     pub on_build: Option<Vec<String>>,
+    /// A build's step: the image's run settings exactly these, whatever
+    /// the container ran with (its command was the step's).
+    pub exact_run: Option<berth_image::RunConfig>,
+    /// The history entry's `created_by`, in place of the container's command.
+    pub created_by: Option<String>,
 }
 
 /// What the engine and runtime create in a container's layer to mount
@@ -198,11 +203,17 @@ impl Engine {
         let rw = self.layer_of(&c)?;
         let base = if c.image_id.is_empty() { None } else { Some(self.images.resolve(&c.image_id)?) };
         let opts = CommitOptions {
-            run: image_run_config(&c, &r)?,
+            run: match &r.exact_run {
+                Some(run) => run.clone(),
+                None => image_run_config(&c, &r)?,
+            },
             changes: r.changes.clone(),
             comment: r.comment.clone(),
             author: r.author.clone(),
-            created_by: c.path.clone() + &c.args.iter().map(|a| format!(" {a}")).collect::<String>(),
+            created_by: r
+                .created_by
+                .clone()
+                .unwrap_or_else(|| c.path.clone() + &c.args.iter().map(|a| format!(" {a}")).collect::<String>()),
             tag: r.reference.clone(),
             skip: MOUNTPOINTS.iter().map(std::path::PathBuf::from).collect(),
         };

@@ -94,3 +94,44 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
     }
     Ok(rec)
 }
+
+/// A new image over `base` (none: from scratch) with no layer of its own:
+/// its run settings replaced by `run`, one history entry `created_by`
+/// marked as an empty layer. What a build's metadata instructions make
+/// (ENV, CMD, LABEL and the rest).
+pub fn config_only(
+    store: &ImageStore,
+    base: Option<&ImageId>,
+    run: &RunConfig,
+    created_by: &str,
+) -> Result<ImageRecord> {
+    let mut config: Value = match base {
+        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
+            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?,
+        None => {
+            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+        }
+    };
+    let created = berth_core::time::now_rfc3339();
+    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
+    config["created"] = json!(created);
+    let h = json!({"created": created, "created_by": created_by, "empty_layer": true});
+    match config.get_mut("history").and_then(Value::as_array_mut) {
+        Some(hist) => hist.push(h),
+        None => config["history"] = json!([h]),
+    }
+    let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+    store.add_child(&bytes, base)
+}
+
+/// An image of nothing: no layer, no history, `run` as its run settings.
+/// What a build's FROM scratch gives a step that needs a container.
+pub fn empty(store: &ImageStore, run: &RunConfig) -> Result<ImageRecord> {
+    let config = json!({
+        "architecture": host_architecture(), "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?,
+    });
+    let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+    store.add_child(&bytes, None)
+}

@@ -132,6 +132,21 @@ fn private_mount_namespace() -> Result<()> {
     Ok(())
 }
 
+/// Run `f` on a read-only view of image `id`'s root file system (see
+/// [`with_view`]), through a container layer made for it and removed after.
+pub fn with_image_view<T: Send>(
+    store: &ImageStore,
+    id: &crate::ImageId,
+    f: impl FnOnce(&std::path::Path) -> Result<T> + Send,
+) -> Result<T> {
+    let rec = store.get(id)?.ok_or_else(|| Error::NotFound(format!("No such image: {id}")))?;
+    let rw_id = format!("view-{}-{}", std::process::id(), VIEW.fetch_add(1, Ordering::Relaxed));
+    let rw = store.layers.create_rw(&rw_id, rec.top_layer.as_ref())?;
+    let out = with_view(store, &rw, false, f);
+    let removed = store.layers.remove_rw(&rw);
+    out.and_then(|v| removed.map(|()| v))
+}
+
 /// Export the root file system of image `name`: a container layer made
 /// for it, exported and removed.
 pub fn export_image(store: &ImageStore, name: &str, w: impl Write + Send) -> Result<()> {

@@ -222,7 +222,7 @@ impl Daemon {
 }
 
 /// Runs a command line with `args`, `input` on its stdin (else none).
-fn run_with(mut c: Command, args: &[&str], input: Option<&[u8]>) -> Output {
+pub fn run_with(mut c: Command, args: &[&str], input: Option<&[u8]>) -> Output {
     let mut child = c
         .args(args)
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })

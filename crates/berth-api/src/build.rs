@@ -1,0 +1,273 @@
+//! `POST /build`: Docker's classic build API. The context tar (plain,
+//! gzip or zstd) is unpacked under the data root, the Dockerfile read from
+//! it, and the build's JSON stream sent as it runs.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{body, ApiError, Ctx, Reply};
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn int(ctx: &Ctx, k: &str) -> Result<i64, ApiError> {
+    match ctx.q(k).filter(|v| !v.is_empty()) {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| ApiError::bad(format!("{k}: {v:?} is not a number"))),
+    }
+}
+
+/// A JSON map parameter (`buildargs`, `labels`); `null` and absence are empty.
+fn json_map<V: serde::de::DeserializeOwned>(ctx: &Ctx, k: &str) -> Result<HashMap<String, V>, ApiError> {
+    match ctx.q(k).filter(|v| !v.is_empty() && *v != "null") {
+        None => Ok(HashMap::new()),
+        Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad(format!("{k}: {e}"))),
+    }
+}
+
+/// The build's options from the query, each honoured or refused by name.
+fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), ApiError> {
+    // What berth's builder does not do yet is refused, not dropped.
+    for (k, what) in [("remote", "a remote context"), ("session", "a BuildKit session"), ("buildid", "a build id")] {
+        if ctx.q(k).is_some_and(|v| !v.is_empty()) {
+            return Err(ApiError::bad(format!("{k}: {what} is not supported by berth's builder yet")));
+        }
+    }
+    if ctx.flag("squash") {
+        return Err(ApiError::bad("squash is only supported with experimental mode"));
+    }
+    match ctx.q("version").unwrap_or("1") {
+        "" | "1" => {}
+        "2" => {
+            return Err(ApiError::bad(
+                "version=2: BuildKit builds are not supported by berth; its own builder takes version=1 (DOCKER_BUILDKIT=0)",
+            ))
+        }
+        v => return Err(ApiError::bad(format!("version: unknown builder version {v:?}"))),
+    }
+    let cache_from: Vec<String> = match ctx.q("cachefrom").filter(|v| !v.is_empty() && *v != "null") {
+        None => vec![],
+        Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad(format!("cachefrom: {e}")))?,
+    };
+    if !cache_from.is_empty() {
+        return Err(ApiError::bad("cachefrom: the build cache is not supported by berth's builder yet"));
+    }
+    if let Some(o) = ctx.q("outputs").filter(|v| !v.is_empty() && *v != "null" && *v != "[]") {
+        return Err(ApiError::bad(format!("outputs {o}: berth's builder makes a local image only")));
+    }
+    if let Some(p) = ctx.q("platform").filter(|v| !v.is_empty()) {
+        let host = format!("linux/{}", berth_image::config::host_architecture());
+        if p != host && p != "linux" {
+            return Err(ApiError::bad(format!("platform {p}: berth builds for this machine's platform ({host}) only")));
+        }
+    }
+    let mut tags = vec![];
+    for t in ctx.all("t") {
+        let r = berth_image::Reference::parse(&t).map_err(|e| ApiError::bad(format!("invalid tag {t:?}: {e}")))?;
+        tags.push(r.with_default_tag());
+    }
+    let mut host = berth_engine::model::HostConfig::default();
+    let r = &mut host.resources;
+    r.memory = int(ctx, "memory")?;
+    r.memory_swap = int(ctx, "memswap")?;
+    r.cpu_shares = int(ctx, "cpushares")?;
+    r.cpu_period = int(ctx, "cpuperiod")?;
+    r.cpu_quota = int(ctx, "cpuquota")?;
+    r.cpuset_cpus = ctx.q("cpusetcpus").unwrap_or("").to_owned();
+    r.cpuset_mems = ctx.q("cpusetmems").unwrap_or("").to_owned();
+    if let Some(u) = ctx.q("ulimits").filter(|v| !v.is_empty() && *v != "null") {
+        let list: Vec<Value> = serde_json::from_str(u).map_err(|e| ApiError::bad(format!("ulimits: {e}")))?;
+        for l in list {
+            r.ulimits.push(berth_engine::model::Ulimit {
+                name: l["Name"].as_str().unwrap_or("").to_owned(),
+                soft: l["Soft"].as_i64().unwrap_or(0),
+                hard: l["Hard"].as_i64().unwrap_or(0),
+            });
+        }
+    }
+    host.shm_size = int(ctx, "shmsize")?;
+    let extra_hosts: Vec<String> = match ctx.q("extrahosts").filter(|v| !v.is_empty()) {
+        // The CLI sends them comma-separated; the API reference a list.
+        Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        None => vec![],
+    };
+    let network_mode = match ctx.q("networkmode").unwrap_or("") {
+        "" | "default" => "default".to_owned(),
+        m @ ("none" | "host" | "bridge") => m.to_owned(),
+        m => m.to_owned(),
+    };
+    let opts = berth_build::builder::Options {
+        tags,
+        target: ctx.q("target").filter(|t| !t.is_empty()).map(str::to_owned),
+        build_args: json_map(ctx, "buildargs")?,
+        labels: json_map::<String>(ctx, "labels")?.into_iter().collect(),
+        pull: ctx.flag("pull"),
+        // `rm` is on unless `rm=0`; `forcerm` also removes after a failure,
+        // which berth always does.
+        keep_passed: matches!(ctx.q("rm"), Some("0" | "false" | "False")),
+        network_mode,
+        extra_hosts,
+        host,
+    };
+    let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
+    // No cache: every step runs, as `nocache` asks; nothing to refuse.
+    let _ = ctx.flag("nocache");
+    Ok((opts, dockerfile, ctx.flag("q")))
+}
+
+/// A tar stream made whole at its end: the docker CLI's `-f -` context
+/// ends with its last file's bytes, without the padding of that file's
+/// last block or the end-of-archive blocks, which dockerd's reader lets
+/// pass. Zeros are added up to the block, and two blocks more.
+struct Padded<R> {
+    inner: R,
+    read: u64,
+    /// Zeros still to give once `inner` has ended.
+    tail: Option<u64>,
+}
+
+impl<R> Padded<R> {
+    fn new(inner: R) -> Padded<R> {
+        Padded { inner, read: 0, tail: None }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Padded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.tail.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.tail = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.tail.unwrap_or(0);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        buf[..n].fill(0);
+        self.tail = Some(left - n as u64);
+        Ok(n)
+    }
+}
+
+/// The Dockerfile at `name` in the context, read without leaving it.
+fn read_dockerfile(context: &std::path::Path, name: &str) -> Result<String, String> {
+    let missing = || format!("Cannot locate specified Dockerfile: {name}");
+    let mut rel = std::path::PathBuf::new();
+    for c in std::path::Path::new(name).components() {
+        match c {
+            std::path::Component::Normal(n) => rel.push(n),
+            std::path::Component::ParentDir if !rel.pop() => return Err(missing()),
+            _ => {}
+        }
+    }
+    let stat = berth_image::copy::stat(context, &rel.display().to_string()).map_err(|_| missing())?;
+    if stat.mode & (1 << 31) != 0 {
+        return Err(missing());
+    }
+    let mut out = Vec::new();
+    berth_image::copy::archive(context, &rel.display().to_string(), &mut out).map_err(|_| missing())?;
+    let mut a = tar::Archive::new(out.as_slice());
+    let mut text = String::new();
+    for e in a.entries().map_err(|e| e.to_string())? {
+        let mut e = e.map_err(|e| e.to_string())?;
+        if e.header().entry_type().is_file() {
+            std::io::Read::read_to_string(&mut e, &mut text).map_err(|e| format!("{name}: {e}"))?;
+            return Ok(text);
+        }
+    }
+    Err(missing())
+}
+
+/// `POST /build`.
+pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let (opts, dockerfile, quiet) = options(ctx)?;
+    let tar = crate::images::spool(ctx, req).await?;
+    let dir = ctx.engine.cfg.data_root.join("builds").join(berth_engine::names::new_id());
+    let context = dir.join("context");
+    let made = std::fs::create_dir_all(&context)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build directory: {e}")));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tar);
+        return Err(e);
+    }
+    let (c2, t2, df) = (context.clone(), tar.clone(), dockerfile.clone());
+    let parsed = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&t2).map_err(|e| e.to_string())?;
+        let plain = berth_image::unpack::decompress(f).map_err(|e| format!("the build context: {e}"))?;
+        berth_image::copy::extract(&c2, "/", Padded::new(plain), true)
+            .map_err(|e| format!("the build context: {e}"))?;
+        let text = read_dockerfile(&c2, &df)?;
+        let file =
+            std::path::Path::new(&df).file_name().map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
+        let b = berth_build::instructions::read(&file, &text).map_err(|e| e.to_string())?;
+        // `<Dockerfile>.dockerignore` beside the Dockerfile, else the
+        // context's `.dockerignore`: what the build does not see.
+        let ignore = read_dockerfile(&c2, &format!("{df}.dockerignore"))
+            .or_else(|_| read_dockerfile(&c2, ".dockerignore"))
+            .unwrap_or_default();
+        berth_build::ignore::apply(&c2, &berth_build::ignore::Patterns::parse(&ignore))
+            .map_err(|e| format!("applying .dockerignore: {e}"))?;
+        Ok::<_, String>(b)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let _ = std::fs::remove_file(&tar);
+    let b = match parsed {
+        Ok(b) => b,
+        Err(msg) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ApiError::bad(msg));
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let builder = berth_build::builder::Builder::new(ctx.engine.clone(), context, opts, tx.clone());
+    let job = tokio::spawn(async move { builder.build(&b).await });
+    let (out_tx, out) = body::channel();
+    tokio::spawn(async move {
+        let mut job = job;
+        let mut client = true;
+        let result = loop {
+            tokio::select! {
+                Some(v) = rx.recv() => {
+                    if client && (!quiet || v.get("stream").is_none()) && out_tx.send(line(&v)).await.is_err() {
+                        client = false;
+                    }
+                }
+                r = &mut job => break r,
+            }
+        };
+        // What the build said after its end.
+        while let Ok(v) = rx.try_recv() {
+            if client && (!quiet || v.get("stream").is_none()) {
+                let _ = out_tx.send(line(&v)).await;
+            }
+        }
+        let end = match result {
+            Ok(Ok(id)) => quiet.then(|| json!({"stream": format!("{id}\n")})),
+            Ok(Err(e)) => Some(json!({"errorDetail": {"message": e.0}, "error": e.0})),
+            Err(e) => Some(json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})),
+        };
+        if let (Some(v), true) = (end, client) {
+            let _ = out_tx.send(line(&v)).await;
+        }
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+    });
+    drop(tx);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(out)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}

@@ -1,0 +1,1202 @@
+//! A build run through the engine, as Docker's classic builder runs it:
+//! stage after stage, each instruction an image. A RUN is a container
+//! made by the engine's own create and start, attached before it starts
+//! so that its output streams, committed when it exits 0 and removed
+//! either way. COPY and ADD put a tar of their sources into a container
+//! that is never started, and commit it. Metadata instructions make an
+//! image of a new config and no layer.
+//!
+//! Not yet here (refused by name, never ignored): the build cache, RUN
+//! mounts, heredoc scripts with a `#!` interpreter, ADD of URLs,
+//! `--link`, `--exclude`, `--parents` and `--cache-from`.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use berth_engine::model::{CreateRequest, HostConfig, RunConfig as CtrConfig};
+use berth_engine::Engine;
+use berth_image::{ImageId, Reference, RunConfig};
+use tokio::io::AsyncReadExt;
+
+use crate::instructions::{Build, Command, Copy, Instruction, Kind, Stage};
+use crate::shell::Lexer;
+
+/// Why a build failed; the message is the stream's last.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+type Result<T> = std::result::Result<T, BuildError>;
+
+fn fail(e: impl std::fmt::Display) -> BuildError {
+    BuildError(e.to_string())
+}
+
+/// What `POST /build` asks for, as far as the builder is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub tags: Vec<Reference>,
+    pub target: Option<String>,
+    pub build_args: HashMap<String, Option<String>>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Always pull FROM images.
+    pub pull: bool,
+    /// Remove intermediate containers after a step that passes (`rm`), and
+    /// after one that fails (`forcerm`). berth removes them in both cases;
+    /// `rm=false` keeps the ones that passed, as Docker does.
+    pub keep_passed: bool,
+    /// `networkmode`: what RUN steps' containers are on.
+    pub network_mode: String,
+    pub extra_hosts: Vec<String>,
+    /// Resource limits, ulimits and shm size for RUN steps.
+    pub host: HostConfig,
+}
+
+/// One line of the build's JSON stream.
+pub type Out = tokio::sync::mpsc::UnboundedSender<serde_json::Value>;
+
+fn say(out: &Out, text: impl Into<String>) {
+    let _ = out.send(serde_json::json!({"stream": text.into()}));
+}
+
+fn short(id: &ImageId) -> String {
+    id.to_string().trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+/// The build-time state of a stage.
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// None: scratch (nothing yet).
+    image: Option<ImageId>,
+    run: RunConfig,
+    /// ARGs declared in this stage, with their values.
+    args: Vec<(String, String)>,
+}
+
+impl State {
+    fn env(&self) -> Vec<(String, String)> {
+        self.run
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect()
+    }
+
+    /// What words are expanded with: the stage's ARGs, then its ENV,
+    /// which wins over an ARG of the same name.
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut v = self.args.clone();
+        v.extend(self.env());
+        v
+    }
+
+    fn shell(&self) -> Vec<String> {
+        match &self.run.shell {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => vec!["/bin/sh".into(), "-c".into()],
+        }
+    }
+}
+
+/// The predefined ARGs every stage may declare without a value.
+fn predefined(name: &str) -> Option<String> {
+    let arch = berth_image::config::host_architecture();
+    let v = match name {
+        "TARGETPLATFORM" | "BUILDPLATFORM" => format!("linux/{arch}"),
+        "TARGETOS" | "BUILDOS" => "linux".into(),
+        "TARGETARCH" | "BUILDARCH" => arch.into(),
+        "TARGETVARIANT" | "BUILDVARIANT" => String::new(),
+        _ => return None,
+    };
+    Some(v)
+}
+
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The build: its engine, context, options and output.
+pub struct Builder {
+    engine: Arc<Engine>,
+    context: PathBuf,
+    opts: Options,
+    out: Out,
+    lexer: Lexer,
+    /// Step counter and total, for `Step N/M`.
+    step: usize,
+    steps: usize,
+    /// The image each built stage ended with, by index.
+    built: HashMap<usize, Option<ImageId>>,
+    /// Build args used by a stage (those not used are warned about).
+    used_args: std::collections::HashSet<String>,
+    /// Stages by name.
+    names: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder").field("context", &self.context).field("step", &self.step).finish()
+    }
+}
+
+impl Builder {
+    pub fn new(engine: Arc<Engine>, context: PathBuf, opts: Options, out: Out) -> Builder {
+        Builder {
+            engine,
+            context,
+            opts,
+            out,
+            lexer: Lexer::default(),
+            step: 0,
+            steps: 0,
+            built: HashMap::new(),
+            used_args: Default::default(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The stages the target needs, in order: the target, and the stages
+    /// it is built FROM or copies `--from`, and theirs.
+    fn needed(&self, b: &Build, meta: &[(String, String)]) -> Result<Vec<usize>> {
+        let last = match &self.opts.target {
+            Some(t) => b
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
+                .ok_or_else(|| BuildError(format!("failed to reach build target {t} in Dockerfile")))?,
+            None => b.stages.len() - 1,
+        };
+        let meta = meta.to_vec();
+        // A stage a name (or number) refers to, among those before `before`.
+        let stage_of = |name: &str, before: usize| -> Option<usize> {
+            let name = self.lexer.word(name, &meta).unwrap_or_else(|_| name.to_owned()).to_ascii_lowercase();
+            match name.parse::<usize>() {
+                Ok(n) if n < before => Some(n),
+                _ => b.stages[..before].iter().rposition(|s| s.name.as_deref() == Some(name.as_str())),
+            }
+        };
+        let mut want = std::collections::BTreeSet::from([last]);
+        let mut todo = vec![last];
+        while let Some(i) = todo.pop() {
+            let s = &b.stages[i];
+            let mut deps: Vec<usize> = stage_of(&s.base, i).into_iter().collect();
+            for ins in &s.instructions {
+                if let Kind::Copy(Copy { from: Some(f), .. }) = &ins.kind {
+                    deps.extend(stage_of(f, i));
+                }
+            }
+            for d in deps {
+                if want.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        Ok(want.into_iter().collect())
+    }
+
+    /// Build `b`; the final image's id.
+    pub async fn build(mut self, b: &Build) -> Result<ImageId> {
+        self.lexer = Lexer { escape: b.directives.escape };
+        self.names = b.stages.iter().filter_map(|s| s.name.clone().map(|n| (n, s.index))).collect();
+        // The ARGs before the first FROM, for FROM lines.
+        let mut meta: Vec<(String, String)> = vec![];
+        for (name, default) in &b.meta_args {
+            let v = self.arg_value(name, default.as_deref(), &meta)?;
+            if let Some(v) = v {
+                meta.push((name.clone(), v));
+            }
+        }
+        let stages = self.needed(b, &meta)?;
+        self.steps = stages.iter().map(|i| 1 + b.stages[*i].instructions.len()).sum();
+        let mut last = None;
+        for i in stages {
+            let image = self.stage(b, &b.stages[i], &meta).await?;
+            self.built.insert(i, image.clone());
+            last = image;
+        }
+        let Some(mut id) = last else { return Err(BuildError("the build made no image (FROM scratch alone)".into())) };
+        if !self.opts.labels.is_empty() {
+            let mut run = self.engine.images.config(&id).map_err(fail)?.run();
+            run.labels.get_or_insert_with(Default::default).extend(self.opts.labels.clone());
+            let created = format!("/bin/sh -c #(nop)  LABEL {}", label_text(&self.opts.labels));
+            id = self.config_image(Some(&id), &run, &created).await?;
+        }
+        let unused: Vec<&String> = self
+            .opts
+            .build_args
+            .keys()
+            .filter(|k| !self.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            let mut names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            names.sort();
+            say(&self.out, format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
+        }
+        let _ = self.out.send(serde_json::json!({"aux": {"ID": id.to_string()}}));
+        say(&self.out, format!("Successfully built {}\n", short(&id)));
+        for t in &self.opts.tags {
+            let (store, t2, id2) = (self.engine.images.clone(), t.clone(), id.clone());
+            tokio::task::spawn_blocking(move || store.tag(&t2, &id2)).await.map_err(fail)?.map_err(fail)?;
+            say(&self.out, format!("Successfully tagged {}\n", t.familiar()));
+        }
+        Ok(id)
+    }
+
+    /// An ARG's value: the build arg given for it, else its default
+    /// expanded, else a predefined one's.
+    fn arg_value(&mut self, name: &str, default: Option<&str>, vars: &[(String, String)]) -> Result<Option<String>> {
+        if let Some(given) = self.opts.build_args.get(name) {
+            self.used_args.insert(name.to_owned());
+            if let Some(v) = given {
+                return Ok(Some(v.clone()));
+            }
+        }
+        match default {
+            Some(d) => Ok(Some(self.lexer.word(d, &vars.to_vec()).map_err(fail)?)),
+            None => Ok(predefined(name)),
+        }
+    }
+
+    fn next_step(&mut self, text: &str) {
+        self.step += 1;
+        say(&self.out, format!("Step {}/{} : {}\n", self.step, self.steps, text));
+    }
+
+    async fn stage(&mut self, b: &Build, s: &Stage, meta: &[(String, String)]) -> Result<Option<ImageId>> {
+        self.next_step(&s.original);
+        let base = self.lexer.word(&s.base, &meta.to_vec()).map_err(fail)?;
+        if let Some(p) = &s.platform {
+            let p = self.lexer.word(p, &meta.to_vec()).map_err(fail)?;
+            let host = format!("linux/{}", berth_image::config::host_architecture());
+            if p != host && p != "linux" {
+                return Err(BuildError(format!(
+                    "FROM --platform={p}: berth builds for this machine's platform ({host}) only"
+                )));
+            }
+        }
+        let mut st = State::default();
+        let from_stage = b
+            .stages
+            .iter()
+            .position(|o| o.index < s.index && o.name.as_deref() == Some(base.to_ascii_lowercase().as_str()));
+        st.image = match from_stage {
+            Some(i) => self.built.get(&i).cloned().ok_or_else(|| BuildError(format!("stage {base} was not built")))?,
+            None if base == "scratch" => None,
+            None => Some(self.base_image(&base).await?),
+        };
+        if let Some(id) = &st.image {
+            st.run = self.engine.images.config(id).map_err(fail)?.run();
+            say(&self.out, format!(" ---> {}\n", short(id)));
+            // The base's ONBUILD triggers run first, as Docker runs them.
+            let triggers = st.run.on_build.take().unwrap_or_default();
+            if !triggers.is_empty() {
+                say(
+                    &self.out,
+                    format!(
+                        "# Executing {} build trigger{}\n",
+                        triggers.len(),
+                        if triggers.len() == 1 { "" } else { "s" }
+                    ),
+                );
+                for t in triggers {
+                    let ins = crate::instructions::read("ONBUILD", &format!("FROM scratch\n{t}\n")).map_err(fail)?;
+                    for i in &ins.stages[0].instructions {
+                        self.instruction(&mut st, i, true).await?;
+                    }
+                }
+            }
+        }
+        for ins in &s.instructions {
+            self.next_step(&ins.original);
+            self.instruction(&mut st, ins, false).await?;
+            if let Some(id) = &st.image {
+                say(&self.out, format!(" ---> {}\n", short(id)));
+            }
+        }
+        Ok(st.image)
+    }
+
+    async fn base_image(&mut self, name: &str) -> Result<ImageId> {
+        let store = self.engine.images.clone();
+        let n = name.to_owned();
+        let local = tokio::task::spawn_blocking(move || store.resolve(&n)).await.map_err(fail)?;
+        match local {
+            Ok(id) if !self.opts.pull => Ok(id),
+            _ => {
+                say(&self.out, format!("{name}: Pulling from the registry\n"));
+                let (r, pulled) =
+                    self.engine.pull(name, "", None, berth_registry::progress::Reporter(None)).await.map_err(|e| {
+                        BuildError(format!("pull access denied or repository does not exist for {name}: {e}"))
+                    })?;
+                let _ = r;
+                Ok(pulled.id)
+            }
+        }
+    }
+
+    async fn config_image(&self, base: Option<&ImageId>, run: &RunConfig, created_by: &str) -> Result<ImageId> {
+        let (store, b, r, c) = (self.engine.images.clone(), base.cloned(), run.clone(), created_by.to_owned());
+        let rec = tokio::task::spawn_blocking(move || berth_image::commit::config_only(&store, b.as_ref(), &r, &c))
+            .await
+            .map_err(fail)?
+            .map_err(fail)?;
+        Ok(rec.id)
+    }
+
+    /// A metadata step: the config changed, an image with no layer.
+    async fn meta(&self, st: &mut State, text: &str) -> Result<()> {
+        let created = format!("/bin/sh -c #(nop)  {text}");
+        st.image = Some(self.config_image(st.image.as_ref(), &st.run, &created).await?);
+        Ok(())
+    }
+
+    fn word(&self, st: &State, s: &str) -> Result<String> {
+        self.lexer.word(s, &st.vars()).map_err(fail)
+    }
+
+    async fn instruction(&mut self, st: &mut State, ins: &Instruction, trigger: bool) -> Result<()> {
+        let _ = trigger;
+        match &ins.kind {
+            Kind::Run(r) => {
+                if !r.mounts.is_empty() {
+                    return Err(BuildError("RUN --mount is not supported by berth's builder yet".into()));
+                }
+                let cmd = match (&r.command, r.heredocs.as_slice()) {
+                    (Command::Shell(t), [h])
+                        if t.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\''])
+                            == h.name =>
+                    {
+                        // The heredoc is the script.
+                        if h.content.starts_with("#!") {
+                            return Err(BuildError(
+                                "RUN of a heredoc script with a #! interpreter is not supported by berth's builder yet"
+                                    .into(),
+                            ));
+                        }
+                        let mut c = st.shell();
+                        c.push(h.content.clone());
+                        c
+                    }
+                    (Command::Shell(t), hs) if !hs.is_empty() => {
+                        // The command and its heredocs, for the shell to read.
+                        let mut script = format!("{t}\n");
+                        for h in hs {
+                            script.push_str(&h.content);
+                            script.push_str(&h.name);
+                            script.push('\n');
+                        }
+                        let mut c = st.shell();
+                        c.push(script);
+                        c
+                    }
+                    (Command::Exec(_), [_, ..]) => {
+                        return Err(BuildError("RUN in the exec form takes no heredoc".into()));
+                    }
+                    (Command::Shell(t), _) => {
+                        let mut c = st.shell();
+                        c.push(t.clone());
+                        c
+                    }
+                    (Command::Exec(v), []) => v.clone(),
+                };
+                let network = match r.network.as_deref() {
+                    Some("none") => "none".to_owned(),
+                    Some("host") => "host".to_owned(),
+                    _ => self.opts.network_mode.clone(),
+                };
+                self.run(st, cmd, &network).await
+            }
+            Kind::Cmd(c) => {
+                st.run.cmd = Some(self.command(st, c));
+                self.meta(st, &format!("CMD {}", json_of(st.run.cmd.as_deref().unwrap_or_default()))).await
+            }
+            Kind::Entrypoint(c) => {
+                st.run.entrypoint = Some(self.command(st, c));
+                self.meta(st, &format!("ENTRYPOINT {}", json_of(st.run.entrypoint.as_deref().unwrap_or_default())))
+                    .await
+            }
+            Kind::Shell(s) => {
+                st.run.shell = Some(s.clone());
+                self.meta(st, &format!("SHELL {}", json_of(s))).await
+            }
+            Kind::Label(pairs) => {
+                let mut shown = vec![];
+                for (k, v) in pairs {
+                    let (k, v) = (self.word(st, k)?, self.word(st, v)?);
+                    shown.push(format!("{k}={v}"));
+                    st.run.labels.get_or_insert_with(Default::default).insert(k, v);
+                }
+                self.meta(st, &format!("LABEL {}", shown.join(" "))).await
+            }
+            Kind::Maintainer(m) => {
+                // The image config's `author`, kept by berth in the history.
+                self.meta(st, &format!("MAINTAINER {m}")).await
+            }
+            Kind::Expose(ports) => {
+                let mut shown = vec![];
+                for p in ports {
+                    for w in self.lexer.words(p, &st.vars()).map_err(fail)? {
+                        let p = if w.contains('/') { w } else { format!("{w}/tcp") };
+                        shown.push(p.clone());
+                        st.run.exposed_ports.get_or_insert_with(Default::default).insert(p, serde_json::json!({}));
+                    }
+                }
+                self.meta(st, &format!("EXPOSE {}", shown.join(" "))).await
+            }
+            Kind::Env(pairs) => {
+                let mut shown = vec![];
+                for (k, v) in pairs {
+                    let (k, v) = (self.word(st, k)?, self.word(st, v)?);
+                    shown.push(format!("{k}={v}"));
+                    let env = st.run.env.get_or_insert_with(Vec::new);
+                    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != k);
+                    env.push(format!("{k}={v}"));
+                }
+                self.meta(st, &format!("ENV {}", shown.join(" "))).await
+            }
+            Kind::Volume(v) => {
+                let mut shown = vec![];
+                for p in v {
+                    let p = self.word(st, p)?;
+                    shown.push(p.clone());
+                    st.run.volumes.get_or_insert_with(Default::default).insert(p, serde_json::json!({}));
+                }
+                self.meta(st, &format!("VOLUME {}", json_of(&shown))).await
+            }
+            Kind::User(u) => {
+                st.run.user = Some(self.word(st, u)?);
+                self.meta(st, &format!("USER {}", st.run.user.clone().unwrap_or_default())).await
+            }
+            Kind::Workdir(w) => {
+                let w = self.word(st, w)?;
+                let base = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
+                let full = if w.starts_with('/') { w } else { format!("{}/{w}", base.trim_end_matches('/')) };
+                st.run.working_dir = Some(full.clone());
+                self.meta(st, &format!("WORKDIR {full}")).await
+            }
+            Kind::Arg(list) => {
+                let mut shown = vec![];
+                for (name, default) in list {
+                    let vars = st.vars();
+                    let v = self.arg_value(name, default.as_deref(), &vars)?;
+                    shown.push(match default {
+                        Some(d) => format!("{name}={d}"),
+                        None => name.clone(),
+                    });
+                    st.args.retain(|(n, _)| n != name);
+                    if let Some(v) = v {
+                        st.args.push((name.clone(), v));
+                    }
+                }
+                self.meta(st, &format!("ARG {}", shown.join(" "))).await
+            }
+            Kind::Onbuild(t) => {
+                st.run.on_build.get_or_insert_with(Vec::new).push(t.clone());
+                self.meta(st, &format!("ONBUILD {t}")).await
+            }
+            Kind::Stopsignal(s) => {
+                st.run.stop_signal = Some(self.word(st, s)?);
+                self.meta(st, &format!("STOPSIGNAL {}", st.run.stop_signal.clone().unwrap_or_default())).await
+            }
+            Kind::Healthcheck(h) => {
+                let v = match h {
+                    None => serde_json::json!({"Test": ["NONE"]}),
+                    Some(h) => {
+                        let test = match &h.test {
+                            Command::Exec(v) => {
+                                std::iter::once("CMD".to_owned()).chain(v.iter().cloned()).collect::<Vec<_>>()
+                            }
+                            Command::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
+                        };
+                        let mut v = serde_json::json!({"Test": test});
+                        for (k, d) in [
+                            ("Interval", h.interval),
+                            ("Timeout", h.timeout),
+                            ("StartPeriod", h.start_period),
+                            ("StartInterval", h.start_interval),
+                        ] {
+                            if let Some(d) = d {
+                                v[k] = d.into();
+                            }
+                        }
+                        if let Some(r) = h.retries {
+                            v["Retries"] = r.into();
+                        }
+                        v
+                    }
+                };
+                st.run.healthcheck = Some(v.clone());
+                self.meta(st, &format!("HEALTHCHECK {}", v)).await
+            }
+            Kind::Copy(c) => self.copy(st, c, false).await,
+            Kind::Add(c) => self.copy(st, c, true).await,
+        }
+    }
+
+    fn command(&self, st: &State, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = st.shell();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    /// A container of the stage's image, made by the engine.
+    async fn container(&self, st: &State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<String> {
+        let Some(image) = &st.image else {
+            return Err(BuildError("a step that needs a container cannot run on scratch alone".into()));
+        };
+        let mut host = self.opts.host.clone();
+        host.network_mode = if network.is_empty() { "default".into() } else { network.to_owned() };
+        host.extra_hosts.extend(self.opts.extra_hosts.clone());
+        host.auto_remove = false;
+        let req = CreateRequest {
+            name: None,
+            config: CtrConfig {
+                image: image.to_string(),
+                env,
+                attach_stdout: true,
+                attach_stderr: true,
+                ..Default::default()
+            },
+            host,
+            endpoints: Default::default(),
+            entrypoint: Some(vec![]),
+            cmd: Some(cmd),
+            working_dir: st.run.working_dir.clone(),
+            user: st.run.user.clone(),
+        };
+        let c = self.engine.create(req).await.map_err(fail)?;
+        Ok(c.id)
+    }
+
+    async fn remove(&self, id: &str) {
+        if let Err(e) = self.engine.remove(id, true, true).await {
+            tracing::warn!(id, "remove build container: {e}");
+        }
+    }
+
+    async fn commit(&self, st: &mut State, id: &str, created_by: String) -> Result<()> {
+        let r = berth_engine::CommitRequest {
+            exact_run: Some(st.run.clone()),
+            created_by: Some(created_by),
+            ..Default::default()
+        };
+        st.image = Some(self.engine.commit(id, r).await.map_err(fail)?);
+        Ok(())
+    }
+
+    async fn run(&mut self, st: &mut State, cmd: Vec<String>, network: &str) -> Result<()> {
+        // ARGs are in a RUN's environment, not in the image's.
+        let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let id = self.container(st, cmd.clone(), network, env).await?;
+        say(&self.out, format!(" ---> Running in {}\n", &id[..12.min(id.len())]));
+        let result = self.run_in(&id, &cmd).await;
+        match result {
+            Ok(()) => {
+                let created = if st.args.is_empty() {
+                    cmd.join(" ")
+                } else {
+                    let a: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("|{} {} {}", a.len(), a.join(" "), cmd.join(" "))
+                };
+                let committed = self.commit(st, &id, created).await;
+                if !self.opts.keep_passed {
+                    say(&self.out, format!("Removing intermediate container {}\n", &id[..12.min(id.len())]));
+                    self.remove(&id).await;
+                }
+                committed
+            }
+            Err(e) => {
+                self.remove(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Start container `id`, stream its output, and wait for its exit.
+    async fn run_in(&self, id: &str, cmd: &[String]) -> Result<()> {
+        let attach = self.engine.clone();
+        let key = id.to_owned();
+        let attached = tokio::spawn(async move { attach.attach(&key, false, true, true).await });
+        // The attach registers before the start, so nothing is missed.
+        tokio::task::yield_now().await;
+        let waiter = self.engine.waiter(id, berth_engine::WaitCondition::NextExit).map_err(fail)?;
+        self.engine.start(id).await.map_err(fail)?;
+        let stream = attached.await.map_err(fail)?.map_err(fail)?;
+        let mut s = stream.stream;
+        if stream.tty {
+            let mut buf = vec![0u8; 32 << 10];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => say(&self.out, String::from_utf8_lossy(&buf[..n]).into_owned()),
+                }
+            }
+        } else {
+            let mut head = [0u8; 8];
+            while s.read_exact(&mut head).await.is_ok() {
+                let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                let mut body = vec![0u8; n];
+                if s.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                say(&self.out, String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+        let (code, _) = waiter.await;
+        if code != 0 {
+            let shown = match cmd {
+                [sh, c, script] if c == "-c" => format!("{sh} -c {script}"),
+                _ => json_of(cmd),
+            };
+            return Err(BuildError(format!("The command '{shown}' returned a non-zero code: {code}")));
+        }
+        Ok(())
+    }
+
+    async fn copy(&mut self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
+        let what = if add { "ADD" } else { "COPY" };
+        for (flag, set) in [("--link", c.link), ("--parents", c.parents), ("--keep-git-dir", c.keep_git_dir)] {
+            if set {
+                return Err(BuildError(format!("{what} {flag} is not supported by berth's builder yet")));
+            }
+        }
+        if !c.exclude.is_empty() {
+            return Err(BuildError(format!("{what} --exclude is not supported by berth's builder yet")));
+        }
+        if c.checksum.is_some() {
+            return Err(BuildError("ADD --checksum is not supported by berth's builder yet".into()));
+        }
+        let vars = st.vars();
+        let mut sources = vec![];
+        for s in &c.sources {
+            sources.push(self.lexer.word(s, &vars).map_err(fail)?);
+        }
+        let dest = self.lexer.word(&c.dest, &vars).map_err(fail)?;
+        if add {
+            if let Some(u) =
+                sources.iter().find(|s| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@"))
+            {
+                return Err(BuildError(format!("ADD of a URL ({u}) is not supported by berth's builder yet")));
+            }
+        }
+        let mode = match &c.chmod {
+            None => None,
+            Some(m) => {
+                Some(u32::from_str_radix(m, 8).map_err(|_| BuildError(format!("invalid chmod parameter: {m}")))?)
+            }
+        };
+        // Where the files come from: the context, heredocs, or an image.
+        let (source, sources) = if !c.heredocs.is_empty() {
+            (
+                Source::Dir(self.heredocs(c, &sources, &vars)?),
+                sources
+                    .iter()
+                    .map(|s| s.trim_start_matches("<<-").trim_start_matches("<<").trim_matches(['"', '\'']).to_owned())
+                    .collect(),
+            )
+        } else {
+            match &c.from {
+                None => (Source::Dir(self.context.clone()), sources),
+                Some(f) => {
+                    let f = self.lexer.word(f, &vars).map_err(fail)?;
+                    (Source::Image(self.source_image(&f).await?), sources)
+                }
+            }
+        };
+        let workdir = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
+        let dest_abs =
+            if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+        let created_text = format!("{what} {} {}", sources.join(" "), dest);
+        if st.image.is_none() {
+            // From scratch: an image of nothing to put the files in.
+            st.image = Some(self.empty_image(&st.run).await?);
+        }
+        let id = self.container(st, vec!["#(nop)".into(), created_text], "none", vec![]).await?;
+        let owner = match &c.chown {
+            None => Ok((0, 0)),
+            Some(o) => match self.lexer.word(o, &vars) {
+                Ok(o) => self.owner(&id, &o).await,
+                Err(e) => Err(fail(e)),
+            },
+        };
+        let result = match owner {
+            Ok(owner) => {
+                let dir_dest = dest.ends_with('/')
+                    || dest.ends_with("/.")
+                    || sources.len() > 1
+                    || self.is_dir(&id, &dest_abs).await;
+                let extract = add && c.from.is_none() && c.heredocs.is_empty();
+                let spec = TarSpec { sources: sources.clone(), dest: dest_abs.clone(), dir_dest, owner, mode, extract };
+                self.put_sources(&id, source, spec).await
+            }
+            Err(e) => Err(e),
+        };
+        let result = match result {
+            Ok(sum) => {
+                let created = format!("/bin/sh -c #(nop) {what} {sum} in {dest} ");
+                self.commit(st, &id, created).await
+            }
+            Err(e) => Err(e),
+        };
+        self.remove(&id).await;
+        result
+    }
+
+    /// The image a `--from` names: a stage built before (by name or
+    /// number), else an image (pulled when missing).
+    async fn source_image(&mut self, from: &str) -> Result<ImageId> {
+        let stage = match from.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => self.names.get(&from.to_ascii_lowercase()).copied(),
+        };
+        match stage {
+            Some(i) => match self.built.get(&i) {
+                Some(Some(id)) => Ok(id.clone()),
+                Some(None) => Ok(self.empty_image(&RunConfig::default()).await?),
+                None => Err(BuildError(format!("COPY --from={from}: stage {from} is not built before this one"))),
+            },
+            None => self.base_image(from).await,
+        }
+    }
+
+    /// An image of no layer and no history: what FROM scratch starts from
+    /// when a step needs a container.
+    async fn empty_image(&self, run: &RunConfig) -> Result<ImageId> {
+        let (store, r) = (self.engine.images.clone(), run.clone());
+        let rec = tokio::task::spawn_blocking(move || berth_image::commit::empty(&store, &r))
+            .await
+            .map_err(fail)?
+            .map_err(fail)?;
+        Ok(rec.id)
+    }
+
+    /// The heredocs a COPY names as its sources, written as files of a
+    /// directory of their own.
+    fn heredocs(&self, c: &Copy, sources: &[String], vars: &[(String, String)]) -> Result<PathBuf> {
+        let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("heredoc-{n}"));
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        for s in sources {
+            let name = s.trim_start_matches("<<-").trim_start_matches("<<").trim_matches(['"', '\'']);
+            let Some(h) = c.heredocs.iter().find(|h| h.name == name && s.starts_with("<<")) else {
+                return Err(BuildError(format!("COPY of a heredoc: {s} is not one of its heredocs; a heredoc and files cannot be copied by one COPY")));
+            };
+            let content = if h.expand {
+                self.lexer.heredoc(&h.content, &vars.to_vec()).map_err(fail)?
+            } else {
+                h.content.clone()
+            };
+            std::fs::write(dir.join(name), content).map_err(fail)?;
+        }
+        Ok(dir)
+    }
+
+    /// A `--chown` value as ids: numbers, or names looked up in the
+    /// container's `/etc/passwd` and `/etc/group`.
+    async fn owner(&self, id: &str, spec: &str) -> Result<(u64, u64)> {
+        let (u, g) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let uid = match u.parse::<u64>() {
+            Ok(n) => (n, None),
+            Err(_) => {
+                let passwd = self.read_file(id, "/etc/passwd").await;
+                let entry = passwd
+                    .lines()
+                    .map(|l| l.split(':').collect::<Vec<_>>())
+                    .find(|f| f.first() == Some(&u) && f.len() > 3);
+                let Some(f) = entry else {
+                    return Err(BuildError(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {u}: no such user: {u}")));
+                };
+                (f[2].parse().map_err(fail)?, f[3].parse::<u64>().ok())
+            }
+        };
+        let gid = match g {
+            None => uid.1.unwrap_or(uid.0),
+            Some(g) => match g.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let group = self.read_file(id, "/etc/group").await;
+                    let entry = group
+                        .lines()
+                        .map(|l| l.split(':').collect::<Vec<_>>())
+                        .find(|f| f.first() == Some(&g) && f.len() > 2);
+                    let Some(f) = entry else {
+                        return Err(BuildError(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}: no such group: {g}")));
+                    };
+                    f[2].parse().map_err(fail)?
+                }
+            },
+        };
+        Ok((uid.0, gid))
+    }
+
+    /// A small file of container `id`, empty when it has none.
+    async fn read_file(&self, id: &str, path: &str) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        struct W(std::sync::mpsc::Sender<Vec<u8>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.send(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        if self.engine.archive_get(id, path, W(tx)).await.is_err() {
+            return String::new();
+        }
+        let data: Vec<u8> = rx.try_iter().flatten().collect();
+        let mut a = tar::Archive::new(data.as_slice());
+        let mut text = String::new();
+        if let Ok(mut entries) = a.entries() {
+            if let Some(Ok(mut e)) = entries.next() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            }
+        }
+        text
+    }
+
+    /// Put what `spec` names, from `source`, into container `id`; a
+    /// summary of what went, for the history.
+    async fn put_sources(&self, id: &str, source: Source, spec: TarSpec) -> Result<String> {
+        let tmp = tempfile_in(&self.context)?;
+        let (store, t2) = (self.engine.images.clone(), tmp.clone());
+        let made = tokio::task::spawn_blocking(move || match source {
+            Source::Dir(root) => make_tar(&root, &spec, &t2),
+            Source::Image(img) => {
+                let mut out = None;
+                let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
+                    out = Some(make_tar(root, &spec, &t2));
+                    Ok(())
+                });
+                match (r, out) {
+                    (Ok(()), Some(made)) => made,
+                    (Err(e), _) => Err(fail(e)),
+                    (Ok(()), None) => Err(BuildError("the image's files could not be read".into())),
+                }
+            }
+        })
+        .await
+        .map_err(fail)?;
+        let made = match made {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let put = async {
+            self.ensure_dir(id, &made.at).await?;
+            let f = std::fs::File::open(&tmp).map_err(fail)?;
+            let at = if made.archive { made.at.clone() } else { "/".to_owned() };
+            self.engine.archive_put(id, &at, f, true).await.map_err(fail)
+        }
+        .await;
+        let _ = std::fs::remove_file(&tmp);
+        put.map(|()| made.sum)
+    }
+
+    async fn is_dir(&self, id: &str, path: &str) -> bool {
+        self.engine.archive_stat(id, path).await.is_ok_and(|s| s.mode & (1 << 31) != 0)
+    }
+
+    /// Make directory `path` in container `id` (and its parents, root-owned
+    /// 0755) where it is missing.
+    async fn ensure_dir(&self, id: &str, path: &str) -> Result<()> {
+        let mut missing = vec![];
+        let mut cur = PathBuf::from(path);
+        loop {
+            let s = cur.display().to_string();
+            if s == "/" || s.is_empty() || self.engine.archive_stat(id, &s).await.is_ok() {
+                break;
+            }
+            missing.push(s.trim_start_matches('/').to_owned());
+            if !cur.pop() {
+                break;
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.reverse();
+        let mut b = tar::Builder::new(Vec::new());
+        for d in missing {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            b.append_data(&mut h, format!("{d}/"), std::io::empty()).map_err(fail)?;
+        }
+        let data = b.into_inner().map_err(fail)?;
+        self.engine.archive_put(id, "/", std::io::Cursor::new(data), true).await.map_err(fail)
+    }
+}
+
+fn json_of(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn label_text(l: &std::collections::BTreeMap<String, String>) -> String {
+    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn parent_of(p: &str) -> String {
+    match Path::new(p).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+        _ => "/".into(),
+    }
+}
+
+/// A path of the context, cleaned: no `..` that climbs out, relative.
+fn inside(s: &str) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(s).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir if !out.pop() => {
+                return Err(BuildError(format!("COPY failed: forbidden path outside the build context: {s}")));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Where COPY's files are read from.
+enum Source {
+    /// A directory: the context, or heredocs written out.
+    Dir(PathBuf),
+    /// An image's root file system, through a read-only view.
+    Image(ImageId),
+}
+
+/// What a COPY's tar holds.
+struct TarSpec {
+    sources: Vec<String>,
+    /// Absolute, inside the container.
+    dest: String,
+    /// Whether `dest` is a directory the sources go into.
+    dir_dest: bool,
+    owner: (u64, u64),
+    mode: Option<u32>,
+    /// ADD: a single local archive is extracted at `dest`.
+    extract: bool,
+}
+
+/// The tar made: where it is put, whether it is an archive to extract
+/// there (ADD), and the summary of its content for the history.
+struct Made {
+    at: String,
+    archive: bool,
+    sum: String,
+}
+
+/// The paths (inside `root`, absolute) a source names: itself, or what
+/// its wildcards match, component by component as Go's `filepath.Match`
+/// does. No symlink is followed on the way: a wildcard lists directories
+/// only.
+fn glob_in(root: &Path, s: &str) -> Result<Vec<String>> {
+    let rel = inside(s)?;
+    let shown = |p: &Path| format!("/{}", p.display());
+    if !s.contains(['*', '?', '[']) {
+        return match berth_image::copy::stat(root, &shown(&rel)) {
+            Ok(_) => Ok(vec![shown(&rel)]),
+            Err(_) => Err(BuildError(format!(
+                "COPY failed: file not found in build context or excluded by .dockerignore: stat {s}: file does not exist"
+            ))),
+        };
+    }
+    let mut found = vec![PathBuf::new()];
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let pat: Vec<char> = part.as_os_str().to_string_lossy().chars().collect();
+        let last = i + 1 == parts.len();
+        let mut next = vec![];
+        for base in &found {
+            let Ok(rd) = std::fs::read_dir(root.join(base)) else { continue };
+            let mut entries: Vec<(String, bool)> = rd
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().is_ok_and(|t| t.is_dir())))
+                .collect();
+            entries.sort();
+            for (n, is_dir) in entries {
+                if (last || is_dir) && crate::shell::glob(&pat, &n.chars().collect::<Vec<_>>()) {
+                    next.push(base.join(n));
+                }
+            }
+        }
+        found = next;
+    }
+    if found.is_empty() {
+        return Err(BuildError(format!("COPY failed: no source files were specified for {s:?}")));
+    }
+    Ok(found.iter().map(|p| shown(p)).collect())
+}
+
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A temp file's path beside the context (not in it).
+fn tempfile_in(context: &Path) -> Result<PathBuf> {
+    let dir = context.parent().unwrap_or(Path::new("/tmp"));
+    let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(dir.join(format!("copy-{}-{n}.tar", std::process::id())))
+}
+
+/// Whether the first bytes are those of a tar, gzip or zstd archive.
+fn archive_magic(h: &[u8]) -> bool {
+    h.starts_with(&[0x1f, 0x8b])
+        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || (h.len() >= 262 && &h[257..262] == b"ustar")
+}
+
+/// A reader that hashes what passes.
+struct Hashing<'a, R> {
+    inner: R,
+    sum: &'a mut sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.sum.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Write to `out` the tar of what `spec` names in `root`, each source read
+/// through `copy::archive` (resolved inside the root, so that no symlink
+/// leads out of it), its entries renamed to where they land, owned by
+/// `spec.owner`, with `spec.mode` when given.
+fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
+    use sha2::Digest as _;
+    let mut files = vec![];
+    for s in &spec.sources {
+        files.extend(glob_in(root, s)?);
+    }
+    let dir_dest = spec.dir_dest || files.len() > 1;
+    let dest = spec.dest.trim_end_matches("/.").trim_end_matches('/');
+    let dest = if dest.is_empty() { "/" } else { dest };
+    let mut sum = sha2::Sha256::new();
+    // One source read out of the root, as a tar of its own.
+    let read = |path: &str| -> Result<(std::fs::File, bool)> {
+        let mut f = tempfile::tempfile_beside(out)?;
+        let st = berth_image::copy::archive(root, path, &mut f).map_err(fail)?;
+        std::io::Seek::rewind(&mut f).map_err(fail)?;
+        Ok((f, st.mode & (1 << 31) != 0))
+    };
+    if spec.extract && files.len() == 1 {
+        let (f, is_dir) = read(&files[0])?;
+        if !is_dir {
+            let mut a = tar::Archive::new(f);
+            let mut entries = a.entries().map_err(fail)?;
+            if let Some(Ok(mut e)) = entries.next() {
+                if e.header().entry_type().is_file() {
+                    let mut w = std::fs::File::create(out).map_err(fail)?;
+                    let mut head = vec![0u8; 262];
+                    let n = std::io::Read::read(&mut e, &mut head).map_err(fail)?;
+                    head.truncate(n);
+                    if archive_magic(&head) {
+                        w.write_all(&head).map_err(fail)?;
+                        std::io::copy(&mut Hashing { inner: &mut e, sum: &mut sum }, &mut w).map_err(fail)?;
+                        sum.update(&head);
+                        return Ok(Made {
+                            at: dest.to_owned(),
+                            archive: true,
+                            sum: format!("file:{:x}", sum.finalize()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let f = std::fs::File::create(out).map_err(fail)?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    let rel_dest = dest.trim_start_matches('/').to_owned();
+    for file in &files {
+        // The root itself is read as `/.`, its entries named from `.`.
+        let (f, is_dir) = read(if file == "/" { "/." } else { file })?;
+        let base = Path::new(file).file_name().map_or_else(|| PathBuf::from("."), PathBuf::from);
+        // An entry's name as it lands.
+        let join = |p: PathBuf, w: &Path| if w.as_os_str().is_empty() { p } else { p.join(w) };
+        let land = |name: &Path| -> Option<PathBuf> {
+            let within = name.strip_prefix(&base).ok()?;
+            if is_dir {
+                // A directory's contents go, not the directory itself.
+                (!within.as_os_str().is_empty()).then(|| join(PathBuf::from(&rel_dest), within))
+            } else if dir_dest {
+                Some(join(Path::new(&rel_dest).join(&base), within))
+            } else {
+                Some(join(PathBuf::from(&rel_dest), within))
+            }
+        };
+        let mut a = tar::Archive::new(f);
+        for e in a.entries().map_err(fail)? {
+            let mut e = e.map_err(fail)?;
+            let name = e.path().map_err(fail)?.into_owned();
+            let Some(to) = land(&name) else { continue };
+            let mut h = e.header().clone();
+            h.set_uid(spec.owner.0);
+            h.set_gid(spec.owner.1);
+            if let Some(m) = spec.mode {
+                h.set_mode(m);
+            }
+            sum.update(to.display().to_string().as_bytes());
+            match h.entry_type() {
+                tar::EntryType::Link => {
+                    let target = e.link_name().map_err(fail)?.map(|t| t.into_owned()).unwrap_or_default();
+                    let target = land(&target).unwrap_or(target);
+                    b.append_link(&mut h, &to, &target).map_err(fail)?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name().map_err(fail)?.map(|t| t.into_owned()).unwrap_or_default();
+                    b.append_link(&mut h, &to, &target).map_err(fail)?;
+                }
+                _ => {
+                    b.append_data(&mut h, &to, Hashing { inner: &mut e, sum: &mut sum }).map_err(fail)?;
+                }
+            }
+        }
+    }
+    let mut w = b.into_inner().map_err(fail)?;
+    w.flush().map_err(fail)?;
+    let at = if dir_dest { dest.to_owned() } else { parent_of(dest) };
+    Ok(Made { at, archive: false, sum: format!("file:{:x}", sum.finalize()) })
+}
+
+mod tempfile {
+    use super::{fail, Result};
+
+    /// An anonymous file in the directory of `near` (gone when closed).
+    pub fn tempfile_beside(near: &std::path::Path) -> Result<std::fs::File> {
+        let dir = near.parent().unwrap_or(std::path::Path::new("/tmp"));
+        let n = super::TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("part-{}-{n}", std::process::id()));
+        let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p).map_err(fail)?;
+        let _ = std::fs::remove_file(&p);
+        Ok(f)
+    }
+}

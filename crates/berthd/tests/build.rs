@@ -1,0 +1,238 @@
+//! `docker build` (the classic builder, `DOCKER_BUILDKIT=0`) against
+//! berthd, with the stock docker CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+/// The docker CLI with the classic builder, in `dir`.
+fn docker_build(d: &Daemon, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut c = Command::new(DOCKER);
+    c.env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .env("DOCKER_BUILDKIT", "0");
+    run_with(c, args, input)
+}
+
+fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+#[test]
+fn a_dockerfile_builds_step_by_step_into_an_image_that_runs() {
+    if !can_run("build") {
+        return;
+    }
+    let d = Daemon::start("build");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG WHO=world\nENV GREETING=\"hello there\"\nRUN echo \"$GREETING $WHO\" > /greeting && echo built-output\nCOPY file.txt /app/\nCOPY dir /app/dir\nWORKDIR /app\nLABEL purpose=test\nEXPOSE 8080\nCMD [\"cat\", \"/greeting\"]\n",
+            ),
+            ("file.txt", "a file\n"),
+            ("dir/a", "A\n"),
+            ("dir/sub/b", "B\n"),
+        ],
+    );
+    let o = docker_build(&d, &["build", "-t", "built:1", "--build-arg", "WHO=berth", ctx.to_str().unwrap()], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("Step 1/10 : FROM busybox"), "{out}");
+    assert!(out.contains("Step 4/10 : RUN echo \"$GREETING $WHO\" > /greeting && echo built-output"), "{out}");
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(out.contains("built-output"), "the RUN's output streams: {out}");
+    assert!(out.contains("Successfully tagged built:1"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "built:1"]), "hello there berth\n");
+    assert_eq!(d.ok(&["run", "--rm", "built:1", "cat", "/app/file.txt", "dir/a", "dir/sub/b"]), "a file\nA\nB\n");
+    assert_eq!(d.ok(&["run", "--rm", "built:1", "pwd"]), "/app\n");
+    let cfg = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Env}} {{.Config.Labels.purpose}} {{json .Config.ExposedPorts}}",
+        "built:1",
+    ]);
+    assert!(cfg.contains("\"GREETING=hello there\""), "{cfg}");
+    assert!(!cfg.contains("WHO="), "an ARG is not in the image's env: {cfg}");
+    assert!(cfg.contains(" test {\"8080/tcp\":{}}"), "{cfg}");
+    // One history entry per instruction, metadata ones empty.
+    let hist = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "built:1"]);
+    assert!(hist.contains("/bin/sh -c #(nop)  CMD [\"cat\",\"/greeting\"]"), "{hist}");
+    assert!(hist.contains("|1 WHO=berth /bin/sh -c echo \"$GREETING $WHO\""), "{hist}");
+    // No intermediate container is left.
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    // A failing RUN: its code in the stream, no container, no new image.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN echo about to fail; exit 3\n")]);
+    let images = d.ok(&["images", "-aq"]);
+    let o = docker_build(&d, &["build", "-t", "broken", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("about to fail"), "{said}");
+    assert!(said.contains("The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3"), "{said}");
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+    assert_eq!(d.ok(&["images", "-aq"]), images);
+    // A Dockerfile's mistake names its line.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUNN true\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Dockerfile:2: unknown instruction: RUNN"), "{}", stderr(&o));
+    // -q prints the id alone; -f - reads the Dockerfile from stdin.
+    let o = docker_build(
+        &d,
+        &["build", "-q", "-t", "quiet", "-f", "-", ctx.to_str().unwrap()],
+        Some(b"FROM busybox\nENV Q=1\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "quiet"]);
+    assert_eq!(stdout(&o).trim(), id.trim());
+    d.ok(&["rmi", "built:1", "quiet"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn stages_copy_from_each_other_heredocs_run_and_dockerignore_leaves_files_out() {
+    if !can_run("build stages") {
+        return;
+    }
+    let d = Daemon::start("buildstages");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                r#"FROM busybox AS maker
+RUN <<EOF
+mkdir -p /out
+echo made > /out/made.txt
+EOF
+RUN cat > /out/fed.txt <<'BODY'
+fed $NOT_EXPANDED
+BODY
+
+FROM busybox AS unused
+RUN exit 9
+
+FROM scratch AS final
+COPY --from=maker /out/ /data/
+COPY --from=busybox /bin/busybox /bin/busybox
+ARG NAME=berth
+COPY <<EOF /hello.txt
+hello ${NAME}
+EOF
+COPY --from=busybox /etc/passwd /etc/group /etc/
+COPY --chown=nobody:nogroup . /ctx/
+ADD archive.tar.gz /unpacked/
+CMD ["/bin/busybox", "cat", "/data/made.txt"]
+"#,
+            ),
+            (".dockerignore", "*.log\n!keep.log\nsecret\n"),
+            ("a.log", "left out\n"),
+            ("keep.log", "kept\n"),
+            ("secret/key", "never\n"),
+            ("src/main.c", "int main;\n"),
+        ],
+    );
+    // A gzip'd tar for ADD to unpack.
+    let staging = d.dir.join("staging");
+    write(&staging, &[("inside/file", "from the archive\n")]);
+    let o = Command::new("tar")
+        .args(["-czf"])
+        .arg(ctx.join("archive.tar.gz"))
+        .arg("-C")
+        .arg(&staging)
+        .arg("inside")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = docker_build(&d, &["build", "-t", "staged", ctx.to_str().unwrap()], None);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(!out.contains("exit 9"), "a stage the target does not need is skipped: {out}");
+    assert_eq!(d.ok(&["run", "--rm", "staged"]), "made\n");
+    let cat = |p: &str| d.ok(&["run", "--rm", "--entrypoint", "/bin/busybox", "staged", "cat", p]);
+    assert_eq!(cat("/data/fed.txt"), "fed $NOT_EXPANDED\n");
+    assert_eq!(cat("/hello.txt"), "hello berth\n");
+    assert_eq!(cat("/unpacked/inside/file"), "from the archive\n");
+    assert_eq!(cat("/ctx/keep.log"), "kept\n");
+    let ls = d.ok(&["run", "--rm", "--entrypoint", "/bin/busybox", "staged", "ls", "-ln", "/ctx"]);
+    assert!(!ls.contains("a.log") && !ls.contains("secret"), ".dockerignore: {ls}");
+    assert!(ls.contains(" 65534 "), "--chown by name: {ls}");
+    // --target stops at the stage named.
+    let o = docker_build(&d, &["build", "--target", "maker", "-t", "maker-only", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["run", "--rm", "maker-only", "cat", "/out/made.txt"]), "made\n");
+    d.ok(&["rmi", "staged", "maker-only"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn hostile_contexts_reach_nothing_outside_the_build() {
+    if !can_run("build hostile") {
+        return;
+    }
+    let d = Daemon::start("buildhostile");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", ctx.join("shadow")).unwrap();
+    std::os::unix::fs::symlink("/etc", ctx.join("etc")).unwrap();
+    // A path that climbs out of the context.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nCOPY ../outside /x\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("outside the build context"), "{}", stderr(&o));
+    // Through a symlink: the link resolves inside the context, where
+    // there is no /etc/shadow.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nCOPY etc/shadow /x\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    // The link itself is copied as a link, not what it names.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nCOPY shadow /x\n")]);
+    let o = docker_build(&d, &["build", "-t", "linked", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["run", "--rm", "linked", "readlink", "/x"]), "/etc/shadow\n");
+    let o = d.docker(&["run", "--rm", "linked", "cat", "/x"]);
+    assert!(!o.status.success(), "the image has no host shadow file");
+    // A context tar whose entries climb out is refused, and writes nothing.
+    let escape = d.dir.join("escaped");
+    let mut body = Vec::new();
+    {
+        let mut tar = tar::Builder::new(&mut body);
+        let df = b"FROM busybox\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(df.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+        let mut h = tar::Header::new_old();
+        h.set_size(1);
+        h.set_mode(0o644);
+        let name = format!("../../../../../../../..{}", escape.display());
+        // The tar crate refuses to write such a name; it is set raw.
+        let raw = h.as_old_mut();
+        let n = name.len().min(99);
+        raw.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        h.set_cksum();
+        tar.append(&h, &b"x"[..]).unwrap();
+        tar.finish().unwrap();
+    }
+    let (s, b) = d.http("POST", "/build?t=escape", &body);
+    assert!(s == 400 || b.contains("error"), "{s} {b}");
+    assert!(!escape.exists(), "nothing written outside the build");
+    let builds = std::fs::read_dir(d.dir.join("data/builds")).map_or(0, |r| r.count());
+    assert_eq!(builds, 0, "the build's directory is gone");
+    d.ok(&["rmi", "linked"]);
+    assert_clean(&d);
+}
