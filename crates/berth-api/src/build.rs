@@ -109,6 +109,7 @@ fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), A
         build_args: json_map(ctx, "buildargs")?,
         labels: json_map::<String>(ctx, "labels")?.into_iter().collect(),
         pull: ctx.flag("pull"),
+        no_cache: ctx.flag("nocache"),
         // `rm` is on unless `rm=0`; `forcerm` also removes after a failure,
         // which berth always does.
         keep_passed: matches!(ctx.q("rm"), Some("0" | "false" | "False")),
@@ -117,8 +118,6 @@ fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), A
         host,
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
-    // No cache: every step runs, as `nocache` asks; nothing to refuse.
-    let _ = ctx.flag("nocache");
     Ok((opts, dockerfile, ctx.flag("q")))
 }
 

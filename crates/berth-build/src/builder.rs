@@ -43,6 +43,9 @@ pub struct Options {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Always pull FROM images.
     pub pull: bool,
+    /// Run every step, whatever the cache holds (the results are kept
+    /// for the next build).
+    pub no_cache: bool,
     /// Remove intermediate containers after a step that passes (`rm`), and
     /// after one that fails (`forcerm`). berth removes them in both cases;
     /// `rm=false` keeps the ones that passed, as Docker does.
@@ -358,8 +361,49 @@ impl Builder {
     /// A metadata step: the config changed, an image with no layer.
     async fn meta(&self, st: &mut State, text: &str) -> Result<()> {
         let created = format!("/bin/sh -c #(nop)  {text}");
+        let key = format!("meta\n{created}\n{}", run_json(&st.run));
+        if self.take_cached(st, &key) {
+            return Ok(());
+        }
+        let parent = st.image.clone();
         st.image = Some(self.config_image(st.image.as_ref(), &st.run, &created).await?);
+        self.remember(&parent, &key, st.image.as_ref());
         Ok(())
+    }
+
+    /// Where the cache keeps the image a step of `key` made on `parent`.
+    fn cache_path(&self, parent: &Option<ImageId>, key: &str) -> PathBuf {
+        let p = parent.as_ref().map_or_else(|| "scratch".to_owned(), |p| p.to_string());
+        let h = berth_image::Digest::sha256(format!("{p}\n{key}").as_bytes());
+        self.engine.cfg.data_root.join("build-cache").join(h.hex())
+    }
+
+    /// A step of `key` made before on the stage's image, when the image it
+    /// made is still here: taken, and said so.
+    fn take_cached(&self, st: &mut State, key: &str) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        let Ok(text) = std::fs::read_to_string(self.cache_path(&st.image, key)) else { return false };
+        let Ok(id) = self.engine.images.resolve(text.trim()) else { return false };
+        if id.to_string() != text.trim() {
+            return false;
+        }
+        say(&self.out, " ---> Using cache\n");
+        st.image = Some(id);
+        true
+    }
+
+    /// Keep what a step of `key` made on `parent`.
+    fn remember(&self, parent: &Option<ImageId>, key: &str, made: Option<&ImageId>) {
+        let Some(id) = made else { return };
+        let path = self.cache_path(parent, key);
+        if let Some(dir) = path.parent() {
+            let _ = berth_core::perm::ensure_dir(dir, berth_core::perm::PRIVATE_DIR);
+        }
+        if let Err(e) = berth_core::atomic::write_atomic(&path, id.to_string().as_bytes(), berth_core::perm::RECORD) {
+            tracing::warn!("build cache: {e}");
+        }
     }
 
     fn word(&self, st: &State, s: &str) -> Result<String> {
@@ -604,6 +648,19 @@ impl Builder {
     async fn run(&mut self, st: &mut State, cmd: Vec<String>, network: &str) -> Result<()> {
         // ARGs are in a RUN's environment, not in the image's.
         let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = format!("run\n{}\n{}\n{network}\n{}", json_of(&cmd), json_of(&env), run_json(&st.run));
+        if self.take_cached(st, &key) {
+            return Ok(());
+        }
+        let parent = st.image.clone();
+        let made = self.run_step(st, cmd, network, env).await;
+        if made.is_ok() {
+            self.remember(&parent, &key, st.image.as_ref());
+        }
+        made
+    }
+
+    async fn run_step(&mut self, st: &mut State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<()> {
         let id = self.container(st, cmd.clone(), network, env).await?;
         say(&self.out, format!(" ---> Running in {}\n", &id[..12.min(id.len())]));
         let result = self.run_in(&id, &cmd).await;
@@ -724,6 +781,52 @@ impl Builder {
         let dest_abs =
             if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
         let created_text = format!("{what} {} {}", sources.join(" "), dest);
+        // The content of the sources, not their times, keys the cache.
+        let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
+        let content = tokio::task::spawn_blocking(move || match src2 {
+            Source::Dir(root) => digest_sources(&root, &names),
+            Source::Image(img) => {
+                let mut out = None;
+                let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
+                    out = Some(digest_sources(root, &names));
+                    Ok(())
+                });
+                match (r, out) {
+                    (Ok(()), Some(d)) => d,
+                    (Err(e), _) => Err(fail(e)),
+                    (Ok(()), None) => Err(BuildError("the image's files could not be read".into())),
+                }
+            }
+        })
+        .await
+        .map_err(fail)??;
+        let key = format!("copy\n{created_text}\n{content}\n{:?}\n{:?}\n{}", c.chown, c.chmod, run_json(&st.run));
+        if self.take_cached(st, &key) {
+            return Ok(());
+        }
+        let parent = st.image.clone();
+        let made = self.copy_step(st, c, add, source, sources, dest, dest_abs, created_text, mode, &vars).await;
+        if made.is_ok() {
+            self.remember(&parent, &key, st.image.as_ref());
+        }
+        made
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_step(
+        &mut self,
+        st: &mut State,
+        c: &Copy,
+        add: bool,
+        source: Source,
+        sources: Vec<String>,
+        dest: String,
+        dest_abs: String,
+        created_text: String,
+        mode: Option<u32>,
+        vars: &[(String, String)],
+    ) -> Result<()> {
+        let what = if add { "ADD" } else { "COPY" };
         if st.image.is_none() {
             // From scratch: an image of nothing to put the files in.
             st.image = Some(self.empty_image(&st.run).await?);
@@ -731,7 +834,7 @@ impl Builder {
         let id = self.container(st, vec!["#(nop)".into(), created_text], "none", vec![]).await?;
         let owner = match &c.chown {
             None => Ok((0, 0)),
-            Some(o) => match self.lexer.word(o, &vars) {
+            Some(o) => match self.lexer.word(o, &vars.to_vec()) {
                 Ok(o) => self.owner(&id, &o).await,
                 Err(e) => Err(fail(e)),
             },
@@ -955,6 +1058,49 @@ impl Builder {
     }
 }
 
+fn run_json(r: &RunConfig) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+/// The digest of what `sources` name in `root`: each entry's name, type,
+/// mode, owner, link and bytes, read as COPY reads them; not its times.
+fn digest_sources(root: &Path, sources: &[String]) -> Result<String> {
+    use sha2::Digest as _;
+    let mut sum = sha2::Sha256::new();
+    for s in sources {
+        for file in glob_in(root, s)? {
+            let mut f = tempfile::tempfile_beside(&root.join("x"))
+                .or_else(|_| tempfile::tempfile_beside(Path::new("/tmp/x")))?;
+            berth_image::copy::archive(root, if file == "/" { "/." } else { &file }, &mut f).map_err(fail)?;
+            std::io::Seek::rewind(&mut f).map_err(fail)?;
+            let mut a = tar::Archive::new(f);
+            for e in a.entries().map_err(fail)? {
+                let mut e = e.map_err(fail)?;
+                let h = e.header();
+                let line = format!(
+                    "{}\0{:?}\0{:o}\0{}:{}\0{:?}\n",
+                    e.path().map_err(fail)?.display(),
+                    h.entry_type(),
+                    h.mode().unwrap_or(0),
+                    h.uid().unwrap_or(0),
+                    h.gid().unwrap_or(0),
+                    e.link_name().ok().flatten().map(|l| l.into_owned())
+                );
+                sum.update(line.as_bytes());
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = std::io::Read::read(&mut e, &mut buf).map_err(fail)?;
+                    if n == 0 {
+                        break;
+                    }
+                    sum.update(&buf[..n]);
+                }
+            }
+        }
+    }
+    Ok(format!("{:x}", sum.finalize()))
+}
+
 fn json_of(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -986,6 +1132,7 @@ fn inside(s: &str) -> Result<PathBuf> {
 }
 
 /// Where COPY's files are read from.
+#[derive(Clone)]
 enum Source {
     /// A directory: the context, or heredocs written out.
     Dir(PathBuf),

@@ -236,3 +236,58 @@ fn hostile_contexts_reach_nothing_outside_the_build() {
     d.ok(&["rmi", "linked"]);
     assert_clean(&d);
 }
+
+#[test]
+fn rebuilds_hit_the_cache_and_miss_it_exactly_when_content_args_or_instructions_change() {
+    if !can_run("build cache") {
+        return;
+    }
+    let d = Daemon::start("buildcache");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[("Dockerfile", "FROM busybox\nARG V=1\nRUN echo run-$V > /r\nCOPY f /f\nCMD cat /r /f\n"), ("f", "one\n")],
+    );
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "-t", "cached"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        let o = docker_build(&d, &all, None);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "cached"]);
+        (stdout(&o), id)
+    };
+    let (first, id) = build(&[]);
+    assert!(!first.contains("Using cache"), "{first}");
+    let (again, id2) = build(&[]);
+    assert_eq!(again.matches("Using cache").count(), 4, "{again}");
+    assert!(!again.contains("Running in"), "a cached rebuild starts no container: {again}");
+    assert_eq!(id2, id);
+    // A new mtime alone is still a hit.
+    let f = std::fs::File::options().write(true).open(ctx.join("f")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60)).unwrap();
+    drop(f);
+    let (_, id3) = build(&[]);
+    assert_eq!(id3, id);
+    // New bytes: the COPY and what follows run again, the RUN before not.
+    std::fs::write(ctx.join("f"), "two\n").unwrap();
+    let (out, id4) = build(&[]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert_ne!(id4, id);
+    assert_eq!(d.ok(&["run", "--rm", "cached"]), "run-1\ntwo\n");
+    // Another arg: the RUN runs again.
+    let (out, _) = build(&["--build-arg", "V=2"]);
+    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
+    assert!(out.contains("Running in"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "cached"]), "run-2\ntwo\n");
+    // Another instruction: a miss from there.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nARG V=1\nRUN echo run-$V > /r\nCOPY f /g\nCMD cat /r /g\n")]);
+    let (out, _) = build(&[]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    // --no-cache runs everything.
+    let (out, _) = build(&["--no-cache"]);
+    assert!(!out.contains("Using cache"), "{out}");
+    d.ok(&["rmi", "cached"]);
+    assert_clean(&d);
+}
