@@ -138,19 +138,19 @@ pub struct Builder {
     out: Out,
     lexer: Lexer,
     /// Step counter and total, for `Step N/M`.
-    step: usize,
+    step: std::sync::atomic::AtomicUsize,
     steps: usize,
     /// The image each built stage ended with, by index.
-    built: HashMap<usize, Option<ImageId>>,
+    built: std::sync::Mutex<HashMap<usize, Option<ImageId>>>,
     /// Build args used by a stage (those not used are warned about).
-    used_args: std::collections::HashSet<String>,
+    used_args: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Stages by name.
     names: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder").field("context", &self.context).field("step", &self.step).finish()
+        f.debug_struct("Builder").field("context", &self.context).field("steps", &self.steps).finish()
     }
 }
 
@@ -162,9 +162,9 @@ impl Builder {
             opts,
             out,
             lexer: Lexer::default(),
-            step: 0,
+            step: Default::default(),
             steps: 0,
-            built: HashMap::new(),
+            built: Default::default(),
             used_args: Default::default(),
             names: HashMap::new(),
         }
@@ -172,7 +172,7 @@ impl Builder {
 
     /// The stages the target needs, in order: the target, and the stages
     /// it is built FROM or copies `--from`, and theirs.
-    fn needed(&self, b: &Build, meta: &[(String, String)]) -> Result<Vec<usize>> {
+    fn needed(&self, b: &Build, meta: &[(String, String)]) -> Result<std::collections::BTreeMap<usize, Vec<usize>>> {
         let last = match &self.opts.target {
             Some(t) => b
                 .stages
@@ -190,9 +190,12 @@ impl Builder {
                 _ => b.stages[..before].iter().rposition(|s| s.name.as_deref() == Some(name.as_str())),
             }
         };
-        let mut want = std::collections::BTreeSet::from([last]);
+        let mut want = std::collections::BTreeMap::new();
         let mut todo = vec![last];
         while let Some(i) = todo.pop() {
+            if want.contains_key(&i) {
+                continue;
+            }
             let s = &b.stages[i];
             let mut deps: Vec<usize> = stage_of(&s.base, i).into_iter().collect();
             for ins in &s.instructions {
@@ -200,13 +203,10 @@ impl Builder {
                     deps.extend(stage_of(f, i));
                 }
             }
-            for d in deps {
-                if want.insert(d) {
-                    todo.push(d);
-                }
-            }
+            todo.extend(deps.iter().copied());
+            want.insert(i, deps);
         }
-        Ok(want.into_iter().collect())
+        Ok(want)
     }
 
     /// Build `b`; the final image's id.
@@ -221,47 +221,83 @@ impl Builder {
                 meta.push((name.clone(), v));
             }
         }
-        let stages = self.needed(b, &meta)?;
-        self.steps = stages.iter().map(|i| 1 + b.stages[*i].instructions.len()).sum();
-        let mut last = None;
-        for i in stages {
-            let image = self.stage(b, &b.stages[i], &meta).await?;
-            self.built.insert(i, image.clone());
-            last = image;
+        let mut pending = self.needed(b, &meta)?;
+        self.steps = pending.keys().map(|i| 1 + b.stages[*i].instructions.len()).sum();
+        let target = pending.keys().max().copied().unwrap_or(0);
+        // Each stage starts once the stages it needs are built; stages that
+        // need nothing of each other run at once, as BuildKit runs them.
+        let me = Arc::new(self);
+        let shared = Arc::new((b.clone(), meta));
+        let mut running = tokio::task::JoinSet::new();
+        let mut failed = None;
+        loop {
+            if failed.is_none() {
+                let done: Vec<usize> = me.built.lock().map(|m| m.keys().copied().collect()).unwrap_or_default();
+                let ready: Vec<usize> =
+                    pending.iter().filter(|(_, d)| d.iter().all(|x| done.contains(x))).map(|(i, _)| *i).collect();
+                for i in ready {
+                    pending.remove(&i);
+                    let (me2, sh) = (me.clone(), shared.clone());
+                    running.spawn(async move { (i, me2.stage(&sh.0, &sh.0.stages[i], &sh.1).await) });
+                }
+            }
+            match running.join_next().await {
+                None => break,
+                Some(Ok((i, Ok(image)))) => {
+                    if let Ok(mut m) = me.built.lock() {
+                        m.insert(i, image);
+                    }
+                }
+                // The others finish their stage (no container is left
+                // behind); nothing new starts.
+                Some(Ok((_, Err(e)))) => {
+                    failed.get_or_insert(e);
+                }
+                Some(Err(e)) => {
+                    failed.get_or_insert(fail(e));
+                }
+            }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let last = me.built.lock().ok().and_then(|m| m.get(&target).cloned()).flatten();
+        let this = me;
         let Some(mut id) = last else { return Err(BuildError("the build made no image (FROM scratch alone)".into())) };
-        if !self.opts.labels.is_empty() {
-            let mut run = self.engine.images.config(&id).map_err(fail)?.run();
-            run.labels.get_or_insert_with(Default::default).extend(self.opts.labels.clone());
-            let created = format!("/bin/sh -c #(nop)  LABEL {}", label_text(&self.opts.labels));
-            id = self.config_image(Some(&id), &run, &created).await?;
+        if !this.opts.labels.is_empty() {
+            let mut run = this.engine.images.config(&id).map_err(fail)?.run();
+            run.labels.get_or_insert_with(Default::default).extend(this.opts.labels.clone());
+            let created = format!("/bin/sh -c #(nop)  LABEL {}", label_text(&this.opts.labels));
+            id = this.config_image(Some(&id), &run, &created).await?;
         }
-        let unused: Vec<&String> = self
+        let unused: Vec<&String> = this
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| !this.used_args.lock().is_ok_and(|u| u.contains(*k)) && !PROXY_ARGS.contains(&k.as_str()))
             .collect();
         if !unused.is_empty() {
             let mut names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             names.sort();
-            say(&self.out, format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
+            say(&this.out, format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
         }
-        let _ = self.out.send(serde_json::json!({"aux": {"ID": id.to_string()}}));
-        say(&self.out, format!("Successfully built {}\n", short(&id)));
-        for t in &self.opts.tags {
-            let (store, t2, id2) = (self.engine.images.clone(), t.clone(), id.clone());
+        let _ = this.out.send(serde_json::json!({"aux": {"ID": id.to_string()}}));
+        say(&this.out, format!("Successfully built {}\n", short(&id)));
+        for t in &this.opts.tags {
+            let (store, t2, id2) = (this.engine.images.clone(), t.clone(), id.clone());
             tokio::task::spawn_blocking(move || store.tag(&t2, &id2)).await.map_err(fail)?.map_err(fail)?;
-            say(&self.out, format!("Successfully tagged {}\n", t.familiar()));
+            say(&this.out, format!("Successfully tagged {}\n", t.familiar()));
         }
         Ok(id)
     }
 
     /// An ARG's value: the build arg given for it, else its default
     /// expanded, else a predefined one's.
-    fn arg_value(&mut self, name: &str, default: Option<&str>, vars: &[(String, String)]) -> Result<Option<String>> {
+    fn arg_value(&self, name: &str, default: Option<&str>, vars: &[(String, String)]) -> Result<Option<String>> {
         if let Some(given) = self.opts.build_args.get(name) {
-            self.used_args.insert(name.to_owned());
+            if let Ok(mut u) = self.used_args.lock() {
+                u.insert(name.to_owned());
+            }
             if let Some(v) = given {
                 return Ok(Some(v.clone()));
             }
@@ -272,12 +308,12 @@ impl Builder {
         }
     }
 
-    fn next_step(&mut self, text: &str) {
-        self.step += 1;
-        say(&self.out, format!("Step {}/{} : {}\n", self.step, self.steps, text));
+    fn next_step(&self, text: &str) {
+        let n = self.step.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        say(&self.out, format!("Step {}/{} : {}\n", n, self.steps, text));
     }
 
-    async fn stage(&mut self, b: &Build, s: &Stage, meta: &[(String, String)]) -> Result<Option<ImageId>> {
+    async fn stage(&self, b: &Build, s: &Stage, meta: &[(String, String)]) -> Result<Option<ImageId>> {
         self.next_step(&s.original);
         let base = self.lexer.word(&s.base, &meta.to_vec()).map_err(fail)?;
         if let Some(p) = &s.platform {
@@ -295,7 +331,12 @@ impl Builder {
             .iter()
             .position(|o| o.index < s.index && o.name.as_deref() == Some(base.to_ascii_lowercase().as_str()));
         st.image = match from_stage {
-            Some(i) => self.built.get(&i).cloned().ok_or_else(|| BuildError(format!("stage {base} was not built")))?,
+            Some(i) => self
+                .built
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&i).cloned())
+                .ok_or_else(|| BuildError(format!("stage {base} was not built")))?,
             None if base == "scratch" => None,
             None => Some(self.base_image(&base).await?),
         };
@@ -331,7 +372,7 @@ impl Builder {
         Ok(st.image)
     }
 
-    async fn base_image(&mut self, name: &str) -> Result<ImageId> {
+    async fn base_image(&self, name: &str) -> Result<ImageId> {
         let store = self.engine.images.clone();
         let n = name.to_owned();
         let local = tokio::task::spawn_blocking(move || store.resolve(&n)).await.map_err(fail)?;
@@ -410,7 +451,7 @@ impl Builder {
         self.lexer.word(s, &st.vars()).map_err(fail)
     }
 
-    async fn instruction(&mut self, st: &mut State, ins: &Instruction, trigger: bool) -> Result<()> {
+    async fn instruction(&self, st: &mut State, ins: &Instruction, trigger: bool) -> Result<()> {
         let _ = trigger;
         match &ins.kind {
             Kind::Run(r) => {
@@ -645,7 +686,7 @@ impl Builder {
         Ok(())
     }
 
-    async fn run(&mut self, st: &mut State, cmd: Vec<String>, network: &str) -> Result<()> {
+    async fn run(&self, st: &mut State, cmd: Vec<String>, network: &str) -> Result<()> {
         // ARGs are in a RUN's environment, not in the image's.
         let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let key = format!("run\n{}\n{}\n{network}\n{}", json_of(&cmd), json_of(&env), run_json(&st.run));
@@ -660,7 +701,7 @@ impl Builder {
         made
     }
 
-    async fn run_step(&mut self, st: &mut State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<()> {
+    async fn run_step(&self, st: &mut State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<()> {
         let id = self.container(st, cmd.clone(), network, env).await?;
         say(&self.out, format!(" ---> Running in {}\n", &id[..12.min(id.len())]));
         let result = self.run_in(&id, &cmd).await;
@@ -727,7 +768,7 @@ impl Builder {
         Ok(())
     }
 
-    async fn copy(&mut self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
+    async fn copy(&self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
         let what = if add { "ADD" } else { "COPY" };
         for (flag, set) in [("--link", c.link), ("--parents", c.parents), ("--keep-git-dir", c.keep_git_dir)] {
             if set {
@@ -814,7 +855,7 @@ impl Builder {
 
     #[allow(clippy::too_many_arguments)]
     async fn copy_step(
-        &mut self,
+        &self,
         st: &mut State,
         c: &Copy,
         add: bool,
@@ -864,14 +905,14 @@ impl Builder {
 
     /// The image a `--from` names: a stage built before (by name or
     /// number), else an image (pulled when missing).
-    async fn source_image(&mut self, from: &str) -> Result<ImageId> {
+    async fn source_image(&self, from: &str) -> Result<ImageId> {
         let stage = match from.parse::<usize>() {
             Ok(n) => Some(n),
             Err(_) => self.names.get(&from.to_ascii_lowercase()).copied(),
         };
         match stage {
-            Some(i) => match self.built.get(&i) {
-                Some(Some(id)) => Ok(id.clone()),
+            Some(i) => match self.built.lock().ok().and_then(|m| m.get(&i).cloned()) {
+                Some(Some(id)) => Ok(id),
                 Some(None) => Ok(self.empty_image(&RunConfig::default()).await?),
                 None => Err(BuildError(format!("COPY --from={from}: stage {from} is not built before this one"))),
             },

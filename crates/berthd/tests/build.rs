@@ -291,3 +291,33 @@ fn rebuilds_hit_the_cache_and_miss_it_exactly_when_content_args_or_instructions_
     d.ok(&["rmi", "cached"]);
     assert_clean(&d);
 }
+
+#[test]
+fn stages_that_need_nothing_of_each_other_are_built_at_once() {
+    if !can_run("build parallel") {
+        return;
+    }
+    let d = Daemon::start("buildpar");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM busybox AS a\nRUN cut -d' ' -f1 /proc/uptime > /t && sleep 1 && cut -d' ' -f1 /proc/uptime >> /t\n\
+             FROM busybox AS b\nRUN cut -d' ' -f1 /proc/uptime > /t && sleep 1 && cut -d' ' -f1 /proc/uptime >> /t\n\
+             FROM busybox\nCOPY --from=a /t /a\nCOPY --from=b /t /b\n",
+        )],
+    );
+    let o = docker_build(&d, &["build", "-t", "par", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let span = |f: &str| -> (f64, f64) {
+        let t = d.ok(&["run", "--rm", "par", "cat", f]);
+        let v: Vec<f64> = t.lines().map(|l| l.trim().parse().unwrap()).collect();
+        (v[0], v[1])
+    };
+    let (a, b) = (span("/a"), span("/b"));
+    assert!(a.0 < b.1 && b.0 < a.1, "the two RUNs overlap in time: {a:?} {b:?}");
+    d.ok(&["rmi", "par"]);
+    assert_clean(&d);
+}
