@@ -2,6 +2,7 @@
 //! of instructions, the stage graph and the build cache. The engine runs
 //! the steps.
 
+#[cfg(feature = "engine")]
 pub mod builder;
 pub mod ignore;
 pub mod instructions;

@@ -21,6 +21,7 @@ macro_rules! say_part {
     }};
 }
 
+mod build;
 pub mod cli;
 mod container;
 mod cp;
@@ -165,6 +166,7 @@ fn dispatch(c: &Client, cmd: Cmd) -> Result<()> {
         Cmd::Login(a) => registry::login(c, a),
         Cmd::Logout(a) => registry::logout(c, a),
         Cmd::Search(a) => registry::search(c, a),
+        Cmd::Build(a) => build::build(c, a),
         Cmd::Load(a) => image::load(c, a),
         Cmd::Save(a) => image::save(c, a),
         Cmd::Import(a) => image::import(c, a),

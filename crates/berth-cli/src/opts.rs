@@ -61,7 +61,7 @@ fn healthcheck(a: &RunArgs) -> Result<Option<HealthConfig>, CliError> {
     Ok(given.then_some(h))
 }
 
-fn bytes(flag: &str, v: &Option<String>) -> Result<i64, CliError> {
+pub(crate) fn bytes(flag: &str, v: &Option<String>) -> Result<i64, CliError> {
     match v.as_deref() {
         None => Ok(0),
         Some("-1") => Ok(-1),

@@ -321,3 +321,56 @@ fn stages_that_need_nothing_of_each_other_are_built_at_once() {
     d.ok(&["rmi", "par"]);
     assert_clean(&d);
 }
+
+#[test]
+fn the_berth_cli_builds_with_docker_build_s_flags() {
+    if !can_run("berth build") {
+        return;
+    }
+    let d = Daemon::start("berthbuild");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM busybox\nARG MSG\nCOPY . /ctx/\nRUN echo \"$MSG\" > /msg\nLABEL from=dockerfile\n"),
+            (".dockerignore", "*.tmp\n"),
+            ("kept.txt", "kept\n"),
+            ("left.tmp", "left out\n"),
+        ],
+    );
+    let iid = d.dir.join("iid");
+    let out = d.bok(&[
+        "build",
+        "-t",
+        "cli:1",
+        "--build-arg",
+        "MSG=from the cli",
+        "--label",
+        "extra=yes",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Step 1/5 : FROM busybox"), "{out}");
+    assert!(out.contains("Successfully tagged cli:1"), "{out}");
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "cli:1"]);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id.trim());
+    assert_eq!(d.ok(&["run", "--rm", "cli:1", "cat", "/msg"]), "from the cli\n");
+    assert_eq!(d.ok(&["run", "--rm", "cli:1", "ls", "/ctx"]), "Dockerfile\nkept.txt\n");
+    let labels = d.ok(&["image", "inspect", "-f", "{{.Config.Labels.from}} {{.Config.Labels.extra}}", "cli:1"]);
+    assert_eq!(labels.trim(), "dockerfile yes");
+    // -q prints the id alone; a Dockerfile from stdin.
+    let o = d.berth_in(&["build", "-q", "-f", "-", ctx.to_str().unwrap()], Some(b"FROM busybox\nENV FROM_STDIN=1\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quiet_id = stdout(&o).trim().to_owned();
+    assert!(quiet_id.starts_with("sha256:"), "{quiet_id}");
+    let env = d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", &quiet_id]);
+    assert!(env.contains("FROM_STDIN=1"), "{env}");
+    // A failure is the command's failure, with the daemon's words.
+    let o = d.berth_in(&["build", "-f", "-", ctx.to_str().unwrap()], Some(b"FROM busybox\nRUN exit 4\n"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("returned a non-zero code: 4"), "{}", stderr(&o));
+    d.ok(&["rmi", "cli:1", &quiet_id]);
+    assert_clean(&d);
+}
