@@ -40,6 +40,9 @@ fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), A
             return Err(ApiError::bad(format!("{k}: {what} is not supported by berth's builder yet")));
         }
     }
+    if let Some(i) = ctx.q("isolation").filter(|v| !v.is_empty() && *v != "default") {
+        return Err(ApiError::bad(format!("isolation {i:?}: berth isolates build steps with namespaces only (\"default\")")));
+    }
     if ctx.flag("squash") {
         return Err(ApiError::bad("squash is only supported with experimental mode"));
     }

@@ -84,3 +84,54 @@ networks:
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
     assert_clean(&d);
 }
+
+#[test]
+fn compose_builds_two_services_and_runs_them() {
+    if !can_run("docker-compose build") {
+        return;
+    }
+    if Command::new("docker-compose").arg("version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "docker-compose is not installed");
+        return;
+    }
+    let d = Daemon::start("composebuild");
+    d.load_busybox();
+    let dir = d.dir.join("project");
+    for (name, text) in [
+        (
+            "docker-compose.yml",
+            r#"version: "3.8"
+services:
+  web:
+    build:
+      context: ./web
+      args:
+        GREETING: hello from web
+    command: cat /greeting
+  worker:
+    build:
+      context: ./worker
+      dockerfile: Worker.dockerfile
+      target: run
+    command: cat /made
+"#,
+        ),
+        ("web/Dockerfile", "FROM busybox\nARG GREETING\nRUN echo \"$GREETING\" > /greeting\n"),
+        (
+            "worker/Worker.dockerfile",
+            "FROM busybox AS make\nRUN echo made by worker > /made\nFROM busybox AS run\nCOPY --from=make /made /made\nFROM busybox AS unused\nRUN exit 1\n",
+        ),
+    ] {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let o = compose(&d, &dir, &["up", "--build", "--no-color"]);
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{all}");
+    assert!(all.contains("hello from web"), "{all}");
+    assert!(all.contains("made by worker"), "{all}");
+    let o = compose(&d, &dir, &["down", "--rmi", "local"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_clean(&d);
+}
