@@ -41,7 +41,9 @@ fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), A
         }
     }
     if let Some(i) = ctx.q("isolation").filter(|v| !v.is_empty() && *v != "default") {
-        return Err(ApiError::bad(format!("isolation {i:?}: berth isolates build steps with namespaces only (\"default\")")));
+        return Err(ApiError::bad(format!(
+            "isolation {i:?}: berth isolates build steps with namespaces only (\"default\")"
+        )));
     }
     if ctx.flag("squash") {
         return Err(ApiError::bad("squash is only supported with experimental mode"));
@@ -235,17 +237,25 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let builder = berth_build::builder::Builder::new(ctx.engine.clone(), context, opts, tx.clone());
+    let cancel = builder.canceller();
     let job = tokio::spawn(async move { builder.build(&b).await });
     let (out_tx, out) = body::channel();
     tokio::spawn(async move {
         let mut job = job;
         let mut client = true;
+        let watch = out_tx.clone();
         let result = loop {
             tokio::select! {
                 Some(v) = rx.recv() => {
                     if client && (!quiet || v.get("stream").is_none()) && out_tx.send(line(&v)).await.is_err() {
                         client = false;
+                        cancel.send_replace(true);
                     }
+                }
+                // A client that goes away cancels the build and its step.
+                () = watch.closed(), if client => {
+                    client = false;
+                    cancel.send_replace(true);
                 }
                 r = &mut job => break r,
             }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use berth_engine::model::{CreateRequest, HostConfig, RunConfig as CtrConfig};
 use berth_engine::Engine;
 use berth_image::{ImageId, Reference, RunConfig};
+use std::future::Future as _;
+
 use tokio::io::AsyncReadExt;
 
 use crate::instructions::{Build, Command, Copy, Instruction, Kind, Stage};
@@ -146,6 +148,8 @@ pub struct Builder {
     used_args: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Stages by name.
     names: HashMap<String, usize>,
+    /// Set when the build is to stop (its client went away).
+    cancel: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -167,7 +171,24 @@ impl Builder {
             built: Default::default(),
             used_args: Default::default(),
             names: HashMap::new(),
+            cancel: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// What stops this build: `true` sent on it ends the running step
+    /// (its container killed and removed) and starts no other.
+    pub fn canceller(&self) -> tokio::sync::watch::Sender<bool> {
+        self.cancel.clone()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Resolves once the build is cancelled.
+    async fn cancelled(&self) {
+        let mut rx = self.cancel.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// The stages the target needs, in order: the target, and the stages
@@ -453,6 +474,9 @@ impl Builder {
 
     async fn instruction(&self, st: &mut State, ins: &Instruction, trigger: bool) -> Result<()> {
         let _ = trigger;
+        if self.is_cancelled() {
+            return Err(BuildError("the build was cancelled".into()));
+        }
         match &ins.kind {
             Kind::Run(r) => {
                 if !r.mounts.is_empty() {
@@ -729,35 +753,51 @@ impl Builder {
 
     /// Start container `id`, stream its output, and wait for its exit.
     async fn run_in(&self, id: &str, cmd: &[String]) -> Result<()> {
-        let attach = self.engine.clone();
-        let key = id.to_owned();
-        let attached = tokio::spawn(async move { attach.attach(&key, false, true, true).await });
-        // The attach registers before the start, so nothing is missed.
-        tokio::task::yield_now().await;
+        let (engine, key) = (self.engine.clone(), id.to_owned());
+        let mut attach = Box::pin(async move { engine.attach(&key, false, true, true).await });
+        // Polled once before the start: the attach is then registered, so
+        // that no output is missed.
+        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(attach.as_mut().poll(cx))).await;
         let waiter = self.engine.waiter(id, berth_engine::WaitCondition::NextExit).map_err(fail)?;
         self.engine.start(id).await.map_err(fail)?;
-        let stream = attached.await.map_err(fail)?.map_err(fail)?;
+        let stream = match early {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => attach.await,
+        }
+        .map_err(fail)?;
+        let tty = stream.tty;
         let mut s = stream.stream;
-        if stream.tty {
-            let mut buf = vec![0u8; 32 << 10];
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => say(&self.out, String::from_utf8_lossy(&buf[..n]).into_owned()),
+        let read = async {
+            if tty {
+                let mut buf = vec![0u8; 32 << 10];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => say(&self.out, String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    }
+                }
+            } else {
+                let mut head = [0u8; 8];
+                while s.read_exact(&mut head).await.is_ok() {
+                    let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                    let mut body = vec![0u8; n];
+                    if s.read_exact(&mut body).await.is_err() {
+                        break;
+                    }
+                    say(&self.out, String::from_utf8_lossy(&body).into_owned());
                 }
             }
-        } else {
-            let mut head = [0u8; 8];
-            while s.read_exact(&mut head).await.is_ok() {
-                let n = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-                let mut body = vec![0u8; n];
-                if s.read_exact(&mut body).await.is_err() {
-                    break;
-                }
-                say(&self.out, String::from_utf8_lossy(&body).into_owned());
+        };
+        tokio::select! {
+            () = read => {}
+            () = self.cancelled() => {
+                let _ = self.engine.kill(id, Some("SIGKILL")).await;
             }
         }
         let (code, _) = waiter.await;
+        if self.is_cancelled() {
+            return Err(BuildError("the build was cancelled".into()));
+        }
         if code != 0 {
             let shown = match cmd {
                 [sh, c, script] if c == "-c" => format!("{sh} -c {script}"),
