@@ -6,8 +6,9 @@
 //! that is never started, and commit it. Metadata instructions make an
 //! image of a new config and no layer.
 //!
-//! Not yet here (refused by name, never ignored): the build cache, RUN
-//! mounts, heredoc scripts with a `#!` interpreter, ADD of URLs,
+//! Not yet here (refused by name, never ignored): secret and ssh mounts
+//! (they need a BuildKit session), bind mounts from another stage or
+//! read-write, heredoc scripts with a `#!` interpreter, ADD of URLs,
 //! `--link`, `--exclude`, `--parents` and `--cache-from`.
 
 use std::collections::HashMap;
@@ -479,9 +480,6 @@ impl Builder {
         }
         match &ins.kind {
             Kind::Run(r) => {
-                if !r.mounts.is_empty() {
-                    return Err(BuildError("RUN --mount is not supported by berth's builder yet".into()));
-                }
                 let cmd = match (&r.command, r.heredocs.as_slice()) {
                     (Command::Shell(t), [h])
                         if t.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\''])
@@ -525,7 +523,7 @@ impl Builder {
                     Some("host") => "host".to_owned(),
                     _ => self.opts.network_mode.clone(),
                 };
-                self.run(st, cmd, &network).await
+                self.run(st, cmd, &network, &r.mounts).await
             }
             Kind::Cmd(c) => {
                 st.run.cmd = Some(self.command(st, c));
@@ -667,10 +665,23 @@ impl Builder {
 
     /// A container of the stage's image, made by the engine.
     async fn container(&self, st: &State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<String> {
+        self.container_with(st, cmd, network, env, &Mounts::default()).await
+    }
+
+    async fn container_with(
+        &self,
+        st: &State,
+        cmd: Vec<String>,
+        network: &str,
+        env: Vec<String>,
+        mounts: &Mounts,
+    ) -> Result<String> {
         let Some(image) = &st.image else {
             return Err(BuildError("a step that needs a container cannot run on scratch alone".into()));
         };
         let mut host = self.opts.host.clone();
+        host.binds.extend(mounts.binds.iter().cloned());
+        host.tmpfs.extend(mounts.tmpfs.clone());
         host.network_mode = if network.is_empty() { "default".into() } else { network.to_owned() };
         host.extra_hosts.extend(self.opts.extra_hosts.clone());
         host.auto_remove = false;
@@ -694,6 +705,126 @@ impl Builder {
         Ok(c.id)
     }
 
+    /// A RUN's `--mount`s as the container's binds and tmpfs: a cache
+    /// (a directory of the daemon's, kept across builds, by `id`), a bind
+    /// of a path of the context (read-only), or a tmpfs.
+    async fn mounts(&self, st: &State, specs: &[String]) -> Result<Mounts> {
+        let mut out = Mounts::default();
+        let workdir = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
+        for spec in specs {
+            let mut kv: Vec<(String, String)> = vec![];
+            for part in spec.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('=').unwrap_or((part, ""));
+                kv.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+            let get = |k: &[&str]| kv.iter().rev().find(|(n, _)| k.contains(&n.as_str())).map(|(_, v)| v.clone());
+            let flag = |k: &str| kv.iter().any(|(n, v)| n == k && (v.is_empty() || v == "true"));
+            let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
+            if kind == "secret" || kind == "ssh" {
+                return Err(BuildError(format!(
+                    "RUN --mount=type={kind}: secrets and ssh agents come through a BuildKit session, which the classic build API does not carry"
+                )));
+            }
+            let Some(target) = get(&["target", "dst", "destination"]) else {
+                return Err(BuildError(format!("RUN --mount={spec}: the mount needs a target")));
+            };
+            let target =
+                if target.starts_with('/') { target } else { format!("{}/{target}", workdir.trim_end_matches('/')) };
+            let known: &[&str] = match kind.as_str() {
+                "cache" => {
+                    &["type", "target", "dst", "destination", "id", "sharing", "uid", "gid", "mode", "readonly", "ro"]
+                }
+                "bind" => &["type", "target", "dst", "destination", "source", "src", "readonly", "ro"],
+                "tmpfs" => &["type", "target", "dst", "destination", "size"],
+                other => return Err(BuildError(format!("RUN --mount: unknown mount type {other:?}"))),
+            };
+            if let Some((k, _)) = kv.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+                return Err(BuildError(format!(
+                    "RUN --mount={spec}: {k} is not supported by berth's builder for a {kind} mount yet"
+                )));
+            }
+            match kind.as_str() {
+                "cache" => {
+                    let id = get(&["id"]).unwrap_or_else(|| target.clone());
+                    let dir = self.cache_mount_dir(&id, &get(&["uid"]), &get(&["gid"]), &get(&["mode"]))?;
+                    match get(&["sharing"]).as_deref().unwrap_or("shared") {
+                        "shared" => {}
+                        // One step at a time uses it.
+                        "locked" | "private" => out.locks.push(cache_lock(&id).lock_owned().await),
+                        other => return Err(BuildError(format!("RUN --mount: unknown sharing mode {other:?}"))),
+                    }
+                    let ro = if flag("readonly") || flag("ro") { ":ro" } else { "" };
+                    out.binds.push(format!("{}:{target}{ro}", dir.display()));
+                }
+                "bind" => {
+                    let source = get(&["source", "src"]).unwrap_or_else(|| ".".into());
+                    let rel = inside(&source)?;
+                    // Every component a real directory or file of the
+                    // context: no symlink leads the bind out of it.
+                    let mut at = self.context.clone();
+                    for c in rel.components() {
+                        at.push(c);
+                        let md = std::fs::symlink_metadata(&at).map_err(|_| {
+                            BuildError(format!("RUN --mount=type=bind: {source} is not in the build context"))
+                        })?;
+                        if md.file_type().is_symlink() {
+                            return Err(BuildError(format!(
+                                "RUN --mount=type=bind: {source} passes through a symlink of the context"
+                            )));
+                        }
+                    }
+                    out.binds.push(format!("{}:{target}:ro", at.display()));
+                }
+                _ => {
+                    let opts = match get(&["size"]) {
+                        Some(sz) => format!("size={sz}"),
+                        None => String::new(),
+                    };
+                    out.tmpfs.insert(target, opts);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory of cache mount `id`, made (owned and moded as asked)
+    /// the first time.
+    fn cache_mount_dir(
+        &self,
+        id: &str,
+        uid: &Option<String>,
+        gid: &Option<String>,
+        mode: &Option<String>,
+    ) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let h = berth_image::Digest::sha256(id.as_bytes());
+        let root = self.engine.cfg.data_root.join("build-cache-mounts");
+        berth_core::perm::ensure_dir(&root, berth_core::perm::PRIVATE_DIR).map_err(fail)?;
+        let dir = root.join(h.hex());
+        if !dir.is_dir() {
+            let tmp = root.join(format!(".{}-{}", h.hex(), std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir(&tmp).map_err(fail)?;
+            let n = |v: &Option<String>, what: &str| -> Result<u32> {
+                match v {
+                    None => Ok(0),
+                    Some(s) => s.parse().map_err(|_| BuildError(format!("RUN --mount: {what} {s:?} is not a number"))),
+                }
+            };
+            std::os::unix::fs::chown(&tmp, Some(n(uid, "uid")?), Some(n(gid, "gid")?)).map_err(fail)?;
+            let m = match mode {
+                None => 0o755,
+                Some(m) => u32::from_str_radix(m, 8)
+                    .map_err(|_| BuildError(format!("RUN --mount: mode {m:?} is not octal")))?,
+            };
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m)).map_err(fail)?;
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        Ok(dir)
+    }
+
     async fn remove(&self, id: &str) {
         if let Err(e) = self.engine.remove(id, true, true).await {
             tracing::warn!(id, "remove build container: {e}");
@@ -710,23 +841,37 @@ impl Builder {
         Ok(())
     }
 
-    async fn run(&self, st: &mut State, cmd: Vec<String>, network: &str) -> Result<()> {
+    async fn run(&self, st: &mut State, cmd: Vec<String>, network: &str, mount_specs: &[String]) -> Result<()> {
         // ARGs are in a RUN's environment, not in the image's.
         let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let key = format!("run\n{}\n{}\n{network}\n{}", json_of(&cmd), json_of(&env), run_json(&st.run));
+        let mut specs = vec![];
+        for m in mount_specs {
+            specs.push(self.word(st, m)?);
+        }
+        let key =
+            format!("run\n{}\n{}\n{network}\n{}\n{}", json_of(&cmd), json_of(&env), json_of(&specs), run_json(&st.run));
         if self.take_cached(st, &key) {
             return Ok(());
         }
         let parent = st.image.clone();
-        let made = self.run_step(st, cmd, network, env).await;
+        let mounts = self.mounts(st, &specs).await?;
+        let made = self.run_step(st, cmd, network, env, &mounts).await;
+        drop(mounts);
         if made.is_ok() {
             self.remember(&parent, &key, st.image.as_ref());
         }
         made
     }
 
-    async fn run_step(&self, st: &mut State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<()> {
-        let id = self.container(st, cmd.clone(), network, env).await?;
+    async fn run_step(
+        &self,
+        st: &mut State,
+        cmd: Vec<String>,
+        network: &str,
+        env: Vec<String>,
+        mounts: &Mounts,
+    ) -> Result<()> {
+        let id = self.container_with(st, cmd.clone(), network, env, mounts).await?;
         say(&self.out, format!(" ---> Running in {}\n", &id[..12.min(id.len())]));
         let result = self.run_in(&id, &cmd).await;
         match result {
@@ -1210,6 +1355,25 @@ fn inside(s: &str) -> Result<PathBuf> {
         }
     }
     Ok(out)
+}
+
+/// A RUN's mounts, and the locks of the cache mounts it holds alone.
+#[derive(Default)]
+struct Mounts {
+    binds: Vec<String>,
+    tmpfs: std::collections::BTreeMap<String, String>,
+    locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// The lock of cache mount `id`, shared by the daemon's builds.
+fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::OnceLock::new();
+    let map = LOCKS.get_or_init(Default::default);
+    match map.lock() {
+        Ok(mut m) => m.entry(id.to_owned()).or_default().clone(),
+        Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+    }
 }
 
 /// Where COPY's files are read from.

@@ -427,3 +427,45 @@ fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
     assert!(!o.status.success());
     assert_clean(&d);
 }
+
+#[test]
+fn run_mounts_a_cache_kept_across_builds_a_context_bind_and_a_tmpfs() {
+    if !can_run("build mounts") {
+        return;
+    }
+    let d = Daemon::start("buildmounts");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 RUN --mount=type=cache,target=/cache,id=counter,uid=1000,mode=0700 echo run >> /cache/log && wc -l < /cache/log > /count && stat -c %u:%a /cache > /owner\n\
+                 RUN --mount=type=bind,source=data,target=/in cat /in/file > /copied\n\
+                 RUN --mount=type=tmpfs,target=/scratch grep ' /scratch tmpfs ' /proc/mounts > /tmpfs && echo x > /scratch/gone\n",
+            ),
+            ("data/file", "bound in\n"),
+        ],
+    );
+    for expected in ["1", "2"] {
+        let o = docker_build(&d, &["build", "--no-cache", "-t", "mounted", ctx.to_str().unwrap()], None);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        // The cache keeps what the last build left in it.
+        assert_eq!(d.ok(&["run", "--rm", "mounted", "cat", "/count"]).trim(), expected);
+    }
+    assert_eq!(d.ok(&["run", "--rm", "mounted", "cat", "/owner"]).trim(), "1000:700");
+    assert_eq!(d.ok(&["run", "--rm", "mounted", "cat", "/copied"]), "bound in\n");
+    assert!(d.ok(&["run", "--rm", "mounted", "cat", "/tmpfs"]).contains("tmpfs"));
+    // What the mounts held is not in the image.
+    let o = d.docker(&["run", "--rm", "mounted", "sh", "-c", "find /cache /in /scratch -type f 2>/dev/null | wc -l"]);
+    assert_eq!(stdout(&o).trim(), "0", "{}", stdout(&o));
+    // Secrets need a session the classic API does not carry: refused.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=x cat /run/secrets/x\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("BuildKit session"), "{}", stderr(&o));
+    d.ok(&["rmi", "mounted"]);
+    assert_clean(&d);
+}
