@@ -283,3 +283,58 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         .body(out)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    berth_core::time::rfc3339(t)
+}
+
+/// The build cache as `GET /system/df` lists it.
+pub fn df_entries(ctx: &Ctx) -> Vec<Value> {
+    berth_build::cache::list(&ctx.engine.cfg.data_root)
+        .into_iter()
+        .map(|e| {
+            json!({
+                "ID": e.id, "Parent": "", "Parents": [], "Type": e.kind, "Description": e.description,
+                "InUse": e.in_use, "Shared": e.kind == "exec.cachemount", "Size": e.size,
+                "CreatedAt": rfc3339(e.created), "LastUsedAt": rfc3339(e.last_used), "UsageCount": 0,
+            })
+        })
+        .collect()
+}
+
+/// `POST /build/prune`: the cache entries nothing uses, as
+/// `docker builder prune` asks.
+pub async fn prune(ctx: &Ctx) -> Reply {
+    for k in ["keep-storage", "reserved-space", "max-used-space", "min-free-space"] {
+        if ctx.q(k).is_some_and(|v| !v.is_empty() && v != "0") {
+            return Err(ApiError::bad(format!("{k}: berth prunes whole entries and keeps no storage budget yet")));
+        }
+    }
+    let filters = crate::system::filters(ctx)?;
+    let mut p = berth_build::cache::Prune { all: ctx.flag("all"), ..Default::default() };
+    for (k, vals) in &filters {
+        match k.as_str() {
+            "until" => {
+                let v = vals.first().cloned().unwrap_or_default();
+                // A duration back from now (`24h`), or a time.
+                let when = match berth_build::instructions::duration(&v) {
+                    Some(ns) => std::time::SystemTime::now()
+                        .checked_sub(std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))),
+                    None => crate::system::time_arg(&v)
+                        .and_then(|n| u64::try_from(n).ok())
+                        .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n)),
+                };
+                p.until = Some(when.ok_or_else(|| ApiError::bad(format!("invalid until: {v}")))?);
+            }
+            "type" => p.kinds = vals.clone(),
+            other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
+        }
+    }
+    let (root, store) = (ctx.engine.cfg.data_root.clone(), ctx.engine.images.clone());
+    let (ids, freed) =
+        tokio::task::spawn_blocking(move || berth_build::cache::prune(&root, &p, |id| store.resolve(id).is_ok()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build cache: {e}")))?;
+    crate::json_response(StatusCode::OK, &json!({"CachesDeleted": ids, "SpaceReclaimed": freed}))
+}

@@ -379,6 +379,7 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
         ("POST", ["images", "create"]) => images::create(&ctx, req).await,
         ("POST", ["auth"]) => registry::auth(&ctx, req).await,
         ("POST", ["build"]) => build::build(&ctx, req).await,
+        ("POST", ["build", "prune"]) => build::prune(&ctx).await,
         ("GET", ["images", "search"]) => registry::search(&ctx, req).await,
         ("GET", ["distribution", name @ .., "json"]) if !name.is_empty() => {
             registry::distribution(&ctx, &name.join("/"), req).await

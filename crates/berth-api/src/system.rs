@@ -164,7 +164,7 @@ fn mask_password(url: &str) -> String {
 }
 
 /// Seconds (with an optional fraction) or an RFC 3339 time, as nanoseconds.
-fn time_arg(s: &str) -> Option<i64> {
+pub(crate) fn time_arg(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         return Some((f * 1e9) as i64);
     }
@@ -287,8 +287,7 @@ pub fn events(ctx: &Ctx) -> Reply {
 
 /// `GET /system/df?type=`: the images with their shared bytes, the
 /// containers with their sizes, and the volumes with theirs and how many
-/// containers mount them. Build cache is an empty list: berth keeps none
-/// yet.
+/// containers mount them, and the build cache.
 pub async fn df(ctx: &Ctx) -> Reply {
     let types = ctx.all("type");
     for t in &types {
@@ -346,7 +345,7 @@ pub async fn df(ctx: &Ctx) -> Reply {
         out.volumes = Some(vols);
     }
     if want("build-cache") {
-        out.build_cache = Some(vec![]);
+        out.build_cache = Some(crate::build::df_entries(ctx));
     }
     json_response(StatusCode::OK, &out)
 }

@@ -438,7 +438,7 @@ impl Builder {
     fn cache_path(&self, parent: &Option<ImageId>, key: &str) -> PathBuf {
         let p = parent.as_ref().map_or_else(|| "scratch".to_owned(), |p| p.to_string());
         let h = berth_image::Digest::sha256(format!("{p}\n{key}").as_bytes());
-        self.engine.cfg.data_root.join("build-cache").join(h.hex())
+        crate::cache::records_dir(&self.engine.cfg.data_root).join(h.hex())
     }
 
     /// A step of `key` made before on the stage's image, when the image it
@@ -747,6 +747,9 @@ impl Builder {
                 "cache" => {
                     let id = get(&["id"]).unwrap_or_else(|| target.clone());
                     let dir = self.cache_mount_dir(&id, &get(&["uid"]), &get(&["gid"]), &get(&["mode"]))?;
+                    if let Some(n) = dir.file_name() {
+                        out.uses.push(crate::cache::use_mount(&n.to_string_lossy()));
+                    }
                     match get(&["sharing"]).as_deref().unwrap_or("shared") {
                         "shared" => {}
                         // One step at a time uses it.
@@ -798,7 +801,7 @@ impl Builder {
     ) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let h = berth_image::Digest::sha256(id.as_bytes());
-        let root = self.engine.cfg.data_root.join("build-cache-mounts");
+        let root = crate::cache::mounts_dir(&self.engine.cfg.data_root);
         berth_core::perm::ensure_dir(&root, berth_core::perm::PRIVATE_DIR).map_err(fail)?;
         let dir = root.join(h.hex());
         if !dir.is_dir() {
@@ -1363,6 +1366,8 @@ struct Mounts {
     binds: Vec<String>,
     tmpfs: std::collections::BTreeMap<String, String>,
     locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    /// The cache mounts marked in use while the step runs.
+    uses: Vec<crate::cache::InUse>,
 }
 
 /// The lock of cache mount `id`, shared by the daemon's builds.

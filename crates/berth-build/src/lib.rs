@@ -4,6 +4,8 @@
 
 #[cfg(feature = "engine")]
 pub mod builder;
+#[cfg(feature = "engine")]
+pub mod cache;
 pub mod ignore;
 pub mod instructions;
 pub mod parse;

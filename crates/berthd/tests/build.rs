@@ -461,6 +461,24 @@ fn run_mounts_a_cache_kept_across_builds_a_context_bind_and_a_tmpfs() {
     // What the mounts held is not in the image.
     let o = d.docker(&["run", "--rm", "mounted", "sh", "-c", "find /cache /in /scratch -type f 2>/dev/null | wc -l"]);
     assert_eq!(stdout(&o).trim(), "0", "{}", stdout(&o));
+    // The cache mount is in `system df`, and `builder prune` removes it:
+    // the next build counts from 1 again.
+    let (s, b) = d.http("GET", "/system/df?type=build-cache", b"");
+    assert_eq!(s, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let mounts: Vec<&serde_json::Value> =
+        v["BuildCache"].as_array().unwrap().iter().filter(|e| e["Type"] == "exec.cachemount").collect();
+    assert_eq!(mounts.len(), 1, "{b}");
+    assert!(mounts[0]["Size"].as_u64().unwrap() > 0, "{b}");
+    let pruned = d.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.contains("Total"), "{pruned}");
+    let (_, b) = d.http("GET", "/system/df?type=build-cache", b"");
+    assert!(!b.contains("exec.cachemount"), "{b}");
+    let o = docker_build(&d, &["build", "--no-cache", "-t", "mounted", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["run", "--rm", "mounted", "cat", "/count"]).trim(), "1");
+    let (s, b) = d.http("POST", "/build/prune?keep-storage=1000", b"");
+    assert_eq!(s, 400, "{b}");
     // Secrets need a session the classic API does not carry: refused.
     write(&ctx, &[("Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=x cat /run/secrets/x\n")]);
     let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
