@@ -487,3 +487,29 @@ fn run_mounts_a_cache_kept_across_builds_a_context_bind_and_a_tmpfs() {
     d.ok(&["rmi", "mounted"]);
     assert_clean(&d);
 }
+
+#[test]
+fn a_context_comes_plain_or_compressed_with_gzip_bzip2_xz_or_zstd() {
+    if !can_run("build compressed") {
+        return;
+    }
+    let d = Daemon::start("buildzip");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(&ctx, &[("Dockerfile", "FROM busybox\nCOPY f /f\n"), ("f", "compressed context\n")]);
+    for (flag, tag) in [("", "plain"), ("-z", "gzip"), ("-j", "bzip2"), ("-J", "xz"), ("--zstd", "zstd")] {
+        let mut c = Command::new("tar");
+        c.arg("-c");
+        if !flag.is_empty() {
+            c.arg(flag);
+        }
+        let o = c.args(["-f", "-", "-C"]).arg(&ctx).args(["Dockerfile", "f"]).output().unwrap();
+        assert!(o.status.success(), "tar {flag}: {}", String::from_utf8_lossy(&o.stderr));
+        let (s, b) = d.http("POST", &format!("/build?t=ctx:{tag}"), &o.stdout);
+        assert_eq!(s, 200, "{tag}: {b}");
+        assert!(b.contains("Successfully tagged ctx:"), "{tag}: {b}");
+        assert_eq!(d.ok(&["run", "--rm", &format!("ctx:{tag}"), "cat", "/f"]), "compressed context\n", "{tag}");
+        d.ok(&["rmi", &format!("ctx:{tag}")]);
+    }
+    assert_clean(&d);
+}
