@@ -8,8 +8,8 @@
 //!
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
 //! (they need a BuildKit session), bind mounts from another stage or
-//! read-write, heredoc scripts with a `#!` interpreter, ADD of URLs,
-//! `--link`, `--exclude`, `--parents` and `--cache-from`.
+//! read-write, heredoc scripts with a `#!` interpreter, ADD of git
+//! repositories, `--link`, `--exclude`, `--parents` and `--cache-from`.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -966,21 +966,26 @@ impl Builder {
         if !c.exclude.is_empty() {
             return Err(BuildError(format!("{what} --exclude is not supported by berth's builder yet")));
         }
-        if c.checksum.is_some() {
-            return Err(BuildError("ADD --checksum is not supported by berth's builder yet".into()));
-        }
         let vars = st.vars();
         let mut sources = vec![];
         for s in &c.sources {
             sources.push(self.lexer.word(s, &vars).map_err(fail)?);
         }
         let dest = self.lexer.word(&c.dest, &vars).map_err(fail)?;
-        if add {
-            if let Some(u) =
-                sources.iter().find(|s| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@"))
-            {
-                return Err(BuildError(format!("ADD of a URL ({u}) is not supported by berth's builder yet")));
-            }
+        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+        if let Some(g) = sources.iter().find(|s| s.starts_with("git@") || s.ends_with(".git")) {
+            return Err(BuildError(format!(
+                "{what} of a git repository ({g}) is not supported by berth's builder yet"
+            )));
+        }
+        let urls = add && sources.iter().any(is_url);
+        if urls && !sources.iter().all(is_url) {
+            return Err(BuildError(
+                "ADD of URLs and local files at once is not supported by berth's builder yet".into(),
+            ));
+        }
+        if c.checksum.is_some() && !(urls && sources.len() == 1) {
+            return Err(BuildError("ADD --checksum takes one URL as its source".into()));
         }
         let mode = match &c.chmod {
             None => None,
@@ -988,8 +993,15 @@ impl Builder {
                 Some(u32::from_str_radix(m, 8).map_err(|_| BuildError(format!("invalid chmod parameter: {m}")))?)
             }
         };
-        // Where the files come from: the context, heredocs, or an image.
-        let (source, sources) = if !c.heredocs.is_empty() {
+        // Where the files come from: the context, heredocs, URLs, or an image.
+        let (source, sources) = if urls {
+            let checksum = match &c.checksum {
+                None => None,
+                Some(v) => Some(self.lexer.word(v, &vars).map_err(fail)?),
+            };
+            let (dir, names) = self.download(&sources, checksum.as_deref()).await?;
+            (Source::Dir(dir), names)
+        } else if !c.heredocs.is_empty() {
             (
                 Source::Dir(self.heredocs(c, &sources, &vars)?),
                 sources
@@ -1089,6 +1101,64 @@ impl Builder {
         };
         self.remove(&id).await;
         result
+    }
+
+    /// ADD's URLs fetched by the daemon into a directory of their own, each
+    /// file named from the URL's last path component, mode 0600, its
+    /// modification time the answer's Last-Modified; with `checksum`, the
+    /// one file must have that digest. The directory and the names.
+    async fn download(&self, urls: &[String], checksum: Option<&str>) -> Result<(PathBuf, Vec<String>)> {
+        use std::os::unix::fs::PermissionsExt;
+        let want = match checksum {
+            None => None,
+            Some(c) => {
+                Some(c.parse::<berth_image::Digest>().map_err(|e| BuildError(format!("ADD --checksum={c}: {e}")))?)
+            }
+        };
+        let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("download-{n}"));
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(fail)?;
+        let mut names = vec![];
+        for url in urls {
+            let mut resp = http.get(url).send().await.map_err(|e| BuildError(format!("ADD {url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(BuildError(format!("ADD {url}: the server answered {}", resp.status())));
+            }
+            let name = url
+                .split(['?', '#'])
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .map(berth_core::url::percent_decode)
+                .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'))
+                .unwrap_or_else(|| "index.html".to_owned());
+            let modified =
+                resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).and_then(http_date);
+            let path = dir.join(&name);
+            let mut f = std::fs::File::create(&path).map_err(fail)?;
+            let mut hasher = want.as_ref().map_or(berth_image::Algorithm::Sha256, |d| d.algorithm()).hasher();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| BuildError(format!("ADD {url}: {e}")))? {
+                hasher.update(&chunk);
+                f.write_all(&chunk).map_err(fail)?;
+            }
+            let got = hasher.finish();
+            if let Some(w) = &want {
+                if *w != got {
+                    return Err(BuildError(format!("ADD {url}: digest mismatch {got}: expected {w}")));
+                }
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+            if let Some(t) = modified {
+                let _ = f.set_modified(t);
+            }
+            names.push(name);
+        }
+        Ok((dir, names))
     }
 
     /// The image a `--from` names: a stage built before (by name or
@@ -1285,6 +1355,28 @@ impl Builder {
         let data = b.into_inner().map_err(fail)?;
         self.engine.archive_put(id, "/", std::io::Cursor::new(data), true).await.map_err(fail)
     }
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(s: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts[..] else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == mon)? as i64
+        + 1;
+    let (d, y): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
+    let [h, mi, se] = hms[..] else { return None };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y2, m2) = if month <= 2 { (y - 1, month + 9) } else { (y, month - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + h * 3600 + mi * 60 + se;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 fn run_json(r: &RunConfig) -> String {

@@ -513,3 +513,65 @@ fn a_context_comes_plain_or_compressed_with_gzip_bzip2_xz_or_zstd() {
     }
     assert_clean(&d);
 }
+
+/// An HTTP server on 127.0.0.1 that answers every request with `body`,
+/// for as long as the test keeps it; its port.
+fn serve_file(body: &'static [u8]) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    std::thread::spawn(move || {
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((mut c, _)) = l.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            let _ = c.set_nonblocking(false);
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(body);
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn add_fetches_a_url_and_checks_its_checksum() {
+    if !can_run("build add url") {
+        return;
+    }
+    let d = Daemon::start("buildurl");
+    d.load_busybox();
+    let (port, stop) = serve_file(b"fetched by the daemon\n");
+    let ctx = d.dir.join("ctx");
+    let sum = {
+        use sha2::Digest as _;
+        format!("sha256:{:x}", sha2::Sha256::digest(b"fetched by the daemon\n"))
+    };
+    let url = format!("http://127.0.0.1:{port}/files/hello.txt");
+    write(&ctx, &[("Dockerfile", &format!("FROM busybox\nADD {url} /srv/\nADD --checksum={sum} {url} /checked\n"))]);
+    let o = docker_build(&d, &["build", "-t", "fetched", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        d.ok(&["run", "--rm", "fetched", "cat", "/srv/hello.txt", "/checked"]),
+        "fetched by the daemon\n".repeat(2)
+    );
+    let st = d.ok(&["run", "--rm", "fetched", "stat", "-c", "%a %Y", "/srv/hello.txt"]);
+    assert_eq!(st.trim(), "600 784111777", "mode 0600, mtime from Last-Modified");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    write(&ctx, &[("Dockerfile", &format!("FROM busybox\nADD --checksum={wrong} {url} /x\n"))]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("digest mismatch"), "{}", stderr(&o));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    d.ok(&["rmi", "fetched"]);
+    assert_clean(&d);
+}
