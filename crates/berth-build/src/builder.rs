@@ -79,6 +79,11 @@ struct State {
     run: RunConfig,
     /// ARGs declared in this stage, with their values.
     args: Vec<(String, String)>,
+    /// MAINTAINER: the image's author.
+    author: Option<String>,
+    /// Whether this stage set CMD (an ENTRYPOINT after the base's CMD
+    /// resets it, as Docker's builder does).
+    cmd_set: bool,
 }
 
 impl State {
@@ -290,7 +295,8 @@ impl Builder {
             let mut run = this.engine.images.config(&id).map_err(fail)?.run();
             run.labels.get_or_insert_with(Default::default).extend(this.opts.labels.clone());
             let created = format!("/bin/sh -c #(nop)  LABEL {}", label_text(&this.opts.labels));
-            id = this.config_image(Some(&id), &run, &created).await?;
+            let author = this.engine.images.config(&id).map_err(fail)?.author;
+            id = this.config_image(Some(&id), &run, &created, author.as_deref()).await?;
         }
         let unused: Vec<&String> = this
             .opts
@@ -412,24 +418,33 @@ impl Builder {
         }
     }
 
-    async fn config_image(&self, base: Option<&ImageId>, run: &RunConfig, created_by: &str) -> Result<ImageId> {
+    async fn config_image(
+        &self,
+        base: Option<&ImageId>,
+        run: &RunConfig,
+        created_by: &str,
+        author: Option<&str>,
+    ) -> Result<ImageId> {
         let (store, b, r, c) = (self.engine.images.clone(), base.cloned(), run.clone(), created_by.to_owned());
-        let rec = tokio::task::spawn_blocking(move || berth_image::commit::config_only(&store, b.as_ref(), &r, &c))
-            .await
-            .map_err(fail)?
-            .map_err(fail)?;
+        let a = author.map(str::to_owned);
+        let rec = tokio::task::spawn_blocking(move || {
+            berth_image::commit::config_only(&store, b.as_ref(), &r, &c, a.as_deref())
+        })
+        .await
+        .map_err(fail)?
+        .map_err(fail)?;
         Ok(rec.id)
     }
 
     /// A metadata step: the config changed, an image with no layer.
     async fn meta(&self, st: &mut State, text: &str) -> Result<()> {
         let created = format!("/bin/sh -c #(nop)  {text}");
-        let key = format!("meta\n{created}\n{}", run_json(&st.run));
+        let key = format!("meta\n{created}\n{}\n{:?}", run_json(&st.run), st.author);
         if self.take_cached(st, &key) {
             return Ok(());
         }
         let parent = st.image.clone();
-        st.image = Some(self.config_image(st.image.as_ref(), &st.run, &created).await?);
+        st.image = Some(self.config_image(st.image.as_ref(), &st.run, &created, st.author.as_deref()).await?);
         self.remember(&parent, &key, st.image.as_ref());
         Ok(())
     }
@@ -467,6 +482,30 @@ impl Builder {
         if let Err(e) = berth_core::atomic::write_atomic(&path, id.to_string().as_bytes(), berth_core::perm::RECORD) {
             tracing::warn!("build cache: {e}");
         }
+    }
+
+    /// WORKDIR: the directory made in the image where it is missing, as
+    /// Docker's builder makes it (a layer, empty when it was there).
+    async fn workdir(&self, st: &mut State, dir: &str) -> Result<()> {
+        let created = format!("/bin/sh -c #(nop) WORKDIR {dir}");
+        let key = format!("workdir\n{created}\n{}\n{:?}", run_json(&st.run), st.author);
+        if self.take_cached(st, &key) {
+            return Ok(());
+        }
+        let parent = st.image.clone();
+        if st.image.is_none() {
+            st.image = Some(self.empty_image(&st.run).await?);
+        }
+        let id = self.container(st, vec!["#(nop)".into(), format!("WORKDIR {dir}")], "none", vec![]).await?;
+        let made = match self.ensure_dir(&id, dir).await {
+            Ok(()) => self.commit(st, &id, created).await,
+            Err(e) => Err(e),
+        };
+        self.remove(&id).await;
+        if made.is_ok() {
+            self.remember(&parent, &key, st.image.as_ref());
+        }
+        made
     }
 
     fn word(&self, st: &State, s: &str) -> Result<String> {
@@ -527,10 +566,14 @@ impl Builder {
             }
             Kind::Cmd(c) => {
                 st.run.cmd = Some(self.command(st, c));
+                st.cmd_set = true;
                 self.meta(st, &format!("CMD {}", json_of(st.run.cmd.as_deref().unwrap_or_default()))).await
             }
             Kind::Entrypoint(c) => {
                 st.run.entrypoint = Some(self.command(st, c));
+                if !st.cmd_set {
+                    st.run.cmd = None;
+                }
                 self.meta(st, &format!("ENTRYPOINT {}", json_of(st.run.entrypoint.as_deref().unwrap_or_default())))
                     .await
             }
@@ -548,7 +591,7 @@ impl Builder {
                 self.meta(st, &format!("LABEL {}", shown.join(" "))).await
             }
             Kind::Maintainer(m) => {
-                // The image config's `author`, kept by berth in the history.
+                st.author = Some(m.clone());
                 self.meta(st, &format!("MAINTAINER {m}")).await
             }
             Kind::Expose(ports) => {
@@ -591,7 +634,7 @@ impl Builder {
                 let base = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
                 let full = if w.starts_with('/') { w } else { format!("{}/{w}", base.trim_end_matches('/')) };
                 st.run.working_dir = Some(full.clone());
-                self.meta(st, &format!("WORKDIR {full}")).await
+                self.workdir(st, &full).await
             }
             Kind::Arg(list) => {
                 let mut shown = vec![];
@@ -838,6 +881,7 @@ impl Builder {
         let r = berth_engine::CommitRequest {
             exact_run: Some(st.run.clone()),
             created_by: Some(created_by),
+            author: st.author.clone().unwrap_or_default(),
             ..Default::default()
         };
         st.image = Some(self.engine.commit(id, r).await.map_err(fail)?);

@@ -97,13 +97,14 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
 
 /// A new image over `base` (none: from scratch) with no layer of its own:
 /// its run settings replaced by `run`, one history entry `created_by`
-/// marked as an empty layer. What a build's metadata instructions make
-/// (ENV, CMD, LABEL and the rest).
+/// marked as an empty layer, `author` the image's (none: none). What a
+/// build's metadata instructions make (ENV, CMD, LABEL and the rest).
 pub fn config_only(
     store: &ImageStore,
     base: Option<&ImageId>,
     run: &RunConfig,
     created_by: &str,
+    author: Option<&str>,
 ) -> Result<ImageRecord> {
     let mut config: Value = match base {
         Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
@@ -115,7 +116,18 @@ pub fn config_only(
     let created = berth_core::time::now_rfc3339();
     config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
     config["created"] = json!(created);
-    let h = json!({"created": created, "created_by": created_by, "empty_layer": true});
+    let mut h = json!({"created": created, "created_by": created_by, "empty_layer": true});
+    match author {
+        Some(a) => {
+            config["author"] = json!(a);
+            h["author"] = json!(a);
+        }
+        None => {
+            if let Some(o) = config.as_object_mut() {
+                o.remove("author");
+            }
+        }
+    }
     match config.get_mut("history").and_then(Value::as_array_mut) {
         Some(hist) => hist.push(h),
         None => config["history"] = json!([h]),

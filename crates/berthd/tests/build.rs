@@ -575,3 +575,92 @@ fn add_fetches_a_url_and_checks_its_checksum() {
     d.ok(&["rmi", "fetched"]);
     assert_clean(&d);
 }
+
+#[test]
+fn every_instruction_lands_in_the_image_as_docker_s_builder_puts_it() {
+    if !can_run("build instructions") {
+        return;
+    }
+    let d = Daemon::start("buildinstr");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            r#"FROM busybox
+MAINTAINER berth tests <tests@berth>
+SHELL ["/bin/sh", "-ec"]
+ENV OLD legacy form
+ENV A=1 B="two words"
+LABEL one=1 "two"="2"
+EXPOSE 80 53/udp
+WORKDIR /made/here
+RUN pwd > /pwd && id -u > /uid-before
+USER 1000:1000
+RUN id -u > /tmp/uid-after
+USER root
+VOLUME ["/data"]
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --timeout=2s --retries=2 CMD ["true"]
+ONBUILD RUN echo triggered > /onbuild
+ENTRYPOINT ["/bin/echo"]
+CMD ["default", "args"]
+"#,
+        )],
+    );
+    let o = docker_build(&d, &["build", "-t", "instr", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let f = |t: &str| d.ok(&["image", "inspect", "-f", t, "instr"]).trim().to_owned();
+    assert_eq!(f("{{.Author}}"), "berth tests <tests@berth>");
+    assert_eq!(f("{{json .Config.Shell}}"), r#"["/bin/sh","-ec"]"#);
+    let env = f("{{json .Config.Env}}");
+    assert!(
+        env.contains(r#""OLD=legacy form""#) && env.contains(r#""A=1""#) && env.contains(r#""B=two words""#),
+        "{env}"
+    );
+    assert_eq!(f("{{.Config.Labels.one}} {{.Config.Labels.two}}"), "1 2");
+    assert_eq!(f("{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"80/tcp":{}}"#);
+    assert_eq!(f("{{.Config.WorkingDir}}"), "/made/here");
+    assert_eq!(f("{{.Config.User}}"), "root");
+    assert_eq!(f("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    assert_eq!(f("{{.Config.StopSignal}}"), "SIGUSR1");
+    assert_eq!(
+        f("{{json .Config.Healthcheck}}"),
+        r#"{"Test":["CMD","true"],"Interval":5000000000,"Timeout":2000000000,"Retries":2}"#
+    );
+    assert_eq!(f("{{json .Config.OnBuild}}"), r#"["RUN echo triggered > /onbuild"]"#);
+    assert_eq!(f("{{json .Config.Entrypoint}} {{json .Config.Cmd}}"), r#"["/bin/echo"] ["default","args"]"#);
+    assert_ne!(f("{{.Parent}}"), "", "the previous step's image is the parent");
+    assert_eq!(d.ok(&["run", "--rm", "instr"]), "default args\n");
+    assert_eq!(
+        d.ok(&["run", "--rm", "--entrypoint", "cat", "instr", "/pwd", "/uid-before", "/tmp/uid-after"]),
+        "/made/here\n0\n1000\n"
+    );
+    // One history entry per instruction; metadata ones without a layer.
+    let hist = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", "instr"]);
+    let ours: Vec<&str> = hist.lines().take(17).collect();
+    assert_eq!(ours.len(), 17, "{hist}");
+    assert!(ours.iter().any(|l| l.starts_with("/bin/sh -c #(nop)  ENTRYPOINT [\"/bin/echo\"]|0B")), "{hist}");
+    assert!(ours.iter().any(|l| l.starts_with("/bin/sh -ec id -u > /tmp/uid-after")), "{hist}");
+    // The image's files, exported.
+    let cid = d.ok(&["create", "instr"]);
+    let o = d.docker(&["export", cid.trim()]);
+    let mut a = tar::Archive::new(o.stdout.as_slice());
+    let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    for want in ["made/here", "pwd", "tmp/uid-after"] {
+        assert!(names.iter().any(|n| n.trim_end_matches('/') == want), "{want} in {names:?}");
+    }
+    d.ok(&["rm", cid.trim()]);
+    // An ENTRYPOINT resets the CMD a base image had; the ONBUILD trigger
+    // runs in a build from this image.
+    write(&ctx, &[("Dockerfile", "FROM instr\nENTRYPOINT [\"/bin/cat\"]\n")]);
+    let o = docker_build(&d, &["build", "-t", "child", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("# Executing 1 build trigger"), "{}", stdout(&o));
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "child"]).trim(), "null");
+    assert_eq!(d.ok(&["run", "--rm", "child", "/onbuild"]), "triggered\n");
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{json .Config.OnBuild}}", "child"]).trim(), "null");
+    d.ok(&["rmi", "child", "instr"]);
+    assert_clean(&d);
+}
