@@ -227,6 +227,11 @@ impl LayerStore {
     /// Record a staged layer on top of `parent`. When the chain exists
     /// already the staged copy is dropped and the existing layer returned.
     pub fn register(&self, s: Staged, parent: Option<&ChainId>) -> Result<Layer> {
+        // One registration at a time in this process: two that make the
+        // same layer at once (two build stages, two pulls) would otherwise
+        // both write its record; the second now finds the first's.
+        static REGISTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = REGISTER.lock().unwrap_or_else(|p| p.into_inner());
         let chain_id = ChainId::on(parent, &s.unpacked.diff_id);
         if let Some(existing) = self.get(&chain_id)? {
             self.discard(s);

@@ -234,3 +234,24 @@ fn diff_and_commit_of_a_container_layer() {
     store.remove_rw(&rw2).unwrap();
     store.remove_rw(&rw).unwrap();
 }
+
+#[test]
+fn one_layer_made_by_many_at_once_is_one_layer() {
+    if !can_run("layers_at_once") {
+        return;
+    }
+    let s = Scratch::new("at-once");
+    let store = std::sync::Arc::new(LayerStore::open(&s.layer).unwrap());
+    let mut t = TarBuilder::new();
+    t.file("same", b"the same bytes", 0o644);
+    let tar = std::sync::Arc::new(t.finish());
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, tar) = (store.clone(), tar.clone());
+            std::thread::spawn(move || store.create(&tar[..], None, None))
+        })
+        .collect();
+    let made: Vec<_> = threads.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+    assert!(made.iter().all(|l| l.chain_id == made[0].chain_id && l.cache_id == made[0].cache_id));
+    assert_eq!(store.list().unwrap().len(), 1);
+}
