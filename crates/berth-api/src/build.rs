@@ -33,7 +33,7 @@ fn json_map<V: serde::de::DeserializeOwned>(ctx: &Ctx, k: &str) -> Result<HashMa
 }
 
 /// The build's options from the query, each honoured or refused by name.
-fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), ApiError> {
+fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), ApiError> {
     // What berth's builder does not do yet is refused, not dropped.
     for (k, what) in [("remote", "a remote context"), ("session", "a BuildKit session"), ("buildid", "a build id")] {
         if ctx.q(k).is_some_and(|v| !v.is_empty()) {
@@ -108,7 +108,7 @@ fn options(ctx: &Ctx) -> Result<(berth_build::builder::Options, String, bool), A
         m @ ("none" | "host" | "bridge") => m.to_owned(),
         m => m.to_owned(),
     };
-    let opts = berth_build::builder::Options {
+    let opts = berth_engine::build::Options {
         tags,
         target: ctx.q("target").filter(|t| !t.is_empty()).map(str::to_owned),
         build_args: json_map(ctx, "buildargs")?,
@@ -258,7 +258,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let builder = berth_build::builder::Builder::new(ctx.engine.clone(), context, opts, tx.clone());
+    let builder = berth_engine::build::Builder::new(ctx.engine.clone(), context, opts, tx.clone());
     let cancel = builder.canceller();
     let job = tokio::spawn(async move { builder.build(&b).await });
     let (out_tx, out) = body::channel();

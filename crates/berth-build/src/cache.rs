@@ -14,7 +14,7 @@ use std::time::SystemTime;
 static IN_USE: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 
 /// Mark cache mount `name` used until the guard is dropped.
-pub(crate) fn use_mount(name: &str) -> InUse {
+pub fn use_mount(name: &str) -> InUse {
     if let Ok(mut m) = IN_USE.lock() {
         *m.get_or_insert_with(HashMap::new).entry(name.to_owned()).or_default() += 1;
     }
@@ -23,7 +23,7 @@ pub(crate) fn use_mount(name: &str) -> InUse {
 
 /// A cache mount in use, released when dropped.
 #[derive(Debug)]
-pub(crate) struct InUse(String);
+pub struct InUse(String);
 
 impl Drop for InUse {
     fn drop(&mut self) {

@@ -1,10 +1,7 @@
 //! Dockerfile builds: the parser (pure, no I/O), the words and variables
-//! of instructions, the stage graph and the build cache. The engine runs
-//! the steps.
+//! of instructions, the stages, `.dockerignore`, and the build cache as
+//! it lies on disk. The engine runs the steps (`berth-engine`'s `build`).
 
-#[cfg(feature = "engine")]
-pub mod builder;
-#[cfg(feature = "engine")]
 pub mod cache;
 pub mod ignore;
 pub mod instructions;

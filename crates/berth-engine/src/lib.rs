@@ -3,6 +3,7 @@
 //! the record into an OCI bundle, supervises the shim that runs it, and
 //! finds every container again when the daemon restarts.
 
+pub mod build;
 mod containers;
 mod copy;
 mod devices;

@@ -1,4 +1,5 @@
-//! A build run through the engine, as Docker's classic builder runs it:
+//! A build run by the engine, as Docker's classic builder runs it (the
+//! Dockerfile read by `berth-build`):
 //! stage after stage, each instruction an image. A RUN is a container
 //! made by the engine's own create and start, attached before it starts
 //! so that its output streams, committed when it exits 0 and removed
@@ -16,15 +17,15 @@ use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use berth_engine::model::{CreateRequest, HostConfig, RunConfig as CtrConfig};
-use berth_engine::Engine;
+use crate::model::{CreateRequest, HostConfig, RunConfig as CtrConfig};
+use crate::Engine;
 use berth_image::{ImageId, Reference, RunConfig};
 use std::future::Future as _;
 
 use tokio::io::AsyncReadExt;
 
-use crate::instructions::{Build, Command, Copy, Instruction, Kind, Stage};
-use crate::shell::Lexer;
+use berth_build::instructions::{Build, Command, Copy, Instruction, Kind, Stage};
+use berth_build::shell::Lexer;
 
 /// Why a build failed; the message is the stream's last.
 #[derive(Debug, thiserror::Error)]
@@ -383,7 +384,8 @@ impl Builder {
                     ),
                 );
                 for t in triggers {
-                    let ins = crate::instructions::read("ONBUILD", &format!("FROM scratch\n{t}\n")).map_err(fail)?;
+                    let ins =
+                        berth_build::instructions::read("ONBUILD", &format!("FROM scratch\n{t}\n")).map_err(fail)?;
                     for i in &ins.stages[0].instructions {
                         self.instruction(&mut st, i, true).await?;
                     }
@@ -453,7 +455,7 @@ impl Builder {
     fn cache_path(&self, parent: &Option<ImageId>, key: &str) -> PathBuf {
         let p = parent.as_ref().map_or_else(|| "scratch".to_owned(), |p| p.to_string());
         let h = berth_image::Digest::sha256(format!("{p}\n{key}").as_bytes());
-        crate::cache::records_dir(&self.engine.cfg.data_root).join(h.hex())
+        berth_build::cache::records_dir(&self.engine.cfg.data_root).join(h.hex())
     }
 
     /// A step of `key` made before on the stage's image, when the image it
@@ -791,7 +793,7 @@ impl Builder {
                     let id = get(&["id"]).unwrap_or_else(|| target.clone());
                     let dir = self.cache_mount_dir(&id, &get(&["uid"]), &get(&["gid"]), &get(&["mode"]))?;
                     if let Some(n) = dir.file_name() {
-                        out.uses.push(crate::cache::use_mount(&n.to_string_lossy()));
+                        out.uses.push(berth_build::cache::use_mount(&n.to_string_lossy()));
                     }
                     match get(&["sharing"]).as_deref().unwrap_or("shared") {
                         "shared" => {}
@@ -844,7 +846,7 @@ impl Builder {
     ) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let h = berth_image::Digest::sha256(id.as_bytes());
-        let root = crate::cache::mounts_dir(&self.engine.cfg.data_root);
+        let root = berth_build::cache::mounts_dir(&self.engine.cfg.data_root);
         berth_core::perm::ensure_dir(&root, berth_core::perm::PRIVATE_DIR).map_err(fail)?;
         let dir = root.join(h.hex());
         if !dir.is_dir() {
@@ -878,7 +880,7 @@ impl Builder {
     }
 
     async fn commit(&self, st: &mut State, id: &str, created_by: String) -> Result<()> {
-        let r = berth_engine::CommitRequest {
+        let r = crate::CommitRequest {
             exact_run: Some(st.run.clone()),
             created_by: Some(created_by),
             author: st.author.clone().unwrap_or_default(),
@@ -950,7 +952,7 @@ impl Builder {
         // Polled once before the start: the attach is then registered, so
         // that no output is missed.
         let early = std::future::poll_fn(|cx| std::task::Poll::Ready(attach.as_mut().poll(cx))).await;
-        let waiter = self.engine.waiter(id, berth_engine::WaitCondition::NextExit).map_err(fail)?;
+        let waiter = self.engine.waiter(id, crate::WaitCondition::NextExit).map_err(fail)?;
         self.engine.start(id).await.map_err(fail)?;
         let stream = match early {
             std::task::Poll::Ready(r) => r,
@@ -1503,7 +1505,7 @@ struct Mounts {
     tmpfs: std::collections::BTreeMap<String, String>,
     locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
     /// The cache mounts marked in use while the step runs.
-    uses: Vec<crate::cache::InUse>,
+    uses: Vec<berth_build::cache::InUse>,
 }
 
 /// The lock of cache mount `id`, shared by the daemon's builds.
@@ -1576,7 +1578,7 @@ fn glob_in(root: &Path, s: &str) -> Result<Vec<String>> {
                 .collect();
             entries.sort();
             for (n, is_dir) in entries {
-                if (last || is_dir) && crate::shell::glob(&pat, &n.chars().collect::<Vec<_>>()) {
+                if (last || is_dir) && berth_build::shell::glob(&pat, &n.chars().collect::<Vec<_>>()) {
                     next.push(base.join(n));
                 }
             }
