@@ -24,12 +24,34 @@ struct Context {
     outside: Option<Vec<u8>>,
 }
 
-fn context(a: &BuildArgs) -> Result<Context> {
-    if a.path == "-" {
-        return Err(CliError::Usage(
-            "a context from stdin is not supported by berth build yet: give a directory".into(),
-        ));
+/// `berth build -`: stdin is the context as a tar (any compression the
+/// daemon takes), or else a Dockerfile alone, with an empty context.
+fn stdin_context(a: &BuildArgs) -> Result<(Vec<u8>, String)> {
+    if a.file.as_deref() == Some("-") {
+        return Err(CliError::Usage("invalid argument: can't use stdin for both build context and dockerfile".into()));
     }
+    let mut data = Vec::new();
+    std::io::stdin().read_to_end(&mut data)?;
+    let archive = data.starts_with(&[0x1f, 0x8b])
+        || data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || data.starts_with(b"BZh")
+        || data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || (data.len() >= 262 && &data[257..262] == b"ustar");
+    if archive {
+        return Ok((data, a.file.clone().unwrap_or_else(|| "Dockerfile".into())));
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o600);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "Dockerfile", data.as_slice())?;
+    Ok((b.into_inner()?, "Dockerfile".into()))
+}
+
+fn context(a: &BuildArgs) -> Result<Context> {
     if a.path.starts_with("http://") || a.path.starts_with("https://") || a.path.starts_with("git@") {
         return Err(CliError::Usage(format!("a remote context ({}) is not supported by berth build yet", a.path)));
     }
@@ -169,18 +191,31 @@ fn query(a: &BuildArgs, dockerfile: &str) -> Result<Query> {
 }
 
 pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
-    let ctx = context(&a)?;
-    let q = query(&a, &ctx.dockerfile)?;
-    let (reader, writer) = std::io::pipe()?;
-    let dir = ctx.dir.clone();
-    let sender = std::thread::spawn(move || write_context(&ctx, writer));
-    if !a.quiet {
-        eprintln!("Sending build context from {}", dir.display());
-    }
-    let r = c.call("POST", "/build", &q, Body::Stream { content_type: "application/x-tar", reader: Box::new(reader) });
-    let sent = sender.join().map_err(|_| CliError::Usage("the context writer panicked".into()))?;
-    let mut r = r?;
-    sent.map_err(|e| CliError::Usage(format!("sending the build context: {e}")))?;
+    let mut r = if a.path == "-" {
+        let (tar, dockerfile) = stdin_context(&a)?;
+        let q = query(&a, &dockerfile)?;
+        c.call(
+            "POST",
+            "/build",
+            &q,
+            Body::Stream { content_type: "application/x-tar", reader: Box::new(std::io::Cursor::new(tar)) },
+        )?
+    } else {
+        let ctx = context(&a)?;
+        let q = query(&a, &ctx.dockerfile)?;
+        let (reader, writer) = std::io::pipe()?;
+        let dir = ctx.dir.clone();
+        let sender = std::thread::spawn(move || write_context(&ctx, writer));
+        if !a.quiet {
+            eprintln!("Sending build context from {}", dir.display());
+        }
+        let r =
+            c.call("POST", "/build", &q, Body::Stream { content_type: "application/x-tar", reader: Box::new(reader) });
+        let sent = sender.join().map_err(|_| CliError::Usage("the context writer panicked".into()))?;
+        let r = r?;
+        sent.map_err(|e| CliError::Usage(format!("sending the build context: {e}")))?;
+        r
+    };
     let mut id = None;
     let mut line = Vec::new();
     // SAFETY: isatty only inspects the descriptor.

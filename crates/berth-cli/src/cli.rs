@@ -973,7 +973,7 @@ pub struct BuildArgs {
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
-    /// The build context: a directory
+    /// The build context: a directory, or `-` for a tar (or a Dockerfile) on STDIN
     pub path: String,
 }
 

@@ -374,11 +374,22 @@ fn the_berth_cli_builds_with_docker_build_s_flags() {
     assert!(quiet_id.starts_with("sha256:"), "{quiet_id}");
     let env = d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", &quiet_id]);
     assert!(env.contains("FROM_STDIN=1"), "{env}");
+    // `-` : a Dockerfile alone on stdin, or a context tar.
+    let o = d.berth_in(&["build", "-q", "-"], Some(b"FROM busybox\nENV ALONE=1\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alone = stdout(&o).trim().to_owned();
+    assert!(d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", &alone]).contains("ALONE=1"));
+    let tar =
+        Command::new("tar").arg("-czf").arg("-").arg("-C").arg(&ctx).args(["Dockerfile", "kept.txt"]).output().unwrap();
+    let o = d.berth_in(&["build", "-q", "-"], Some(&tar.stdout));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_tar = stdout(&o).trim().to_owned();
+    assert_eq!(d.ok(&["run", "--rm", &from_tar, "cat", "/ctx/kept.txt"]), "kept\n");
     // A failure is the command's failure, with the daemon's words.
     let o = d.berth_in(&["build", "-f", "-", ctx.to_str().unwrap()], Some(b"FROM busybox\nRUN exit 4\n"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("returned a non-zero code: 4"), "{}", stderr(&o));
-    d.ok(&["rmi", "cli:1", &quiet_id]);
+    d.ok(&["rmi", "cli:1", &quiet_id, &alone, &from_tar]);
     assert_clean(&d);
 }
 
