@@ -10,7 +10,7 @@
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
 //! (they need a BuildKit session), bind mounts from another stage or
 //! read-write, heredoc scripts with a `#!` interpreter, ADD of git
-//! repositories, `--link`, `--exclude`, `--parents` and `--cache-from`.
+//! repositories, `--link` and `--cache-from`.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -1004,13 +1004,10 @@ impl Builder {
 
     async fn copy(&self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
         let what = if add { "ADD" } else { "COPY" };
-        for (flag, set) in [("--link", c.link), ("--parents", c.parents), ("--keep-git-dir", c.keep_git_dir)] {
+        for (flag, set) in [("--link", c.link), ("--keep-git-dir", c.keep_git_dir)] {
             if set {
                 return Err(BuildError(format!("{what} {flag} is not supported by berth's builder yet")));
             }
-        }
-        if !c.exclude.is_empty() {
-            return Err(BuildError(format!("{what} --exclude is not supported by berth's builder yet")));
         }
         let vars = st.vars();
         let mut sources = vec![];
@@ -1133,7 +1130,21 @@ impl Builder {
                     || sources.len() > 1
                     || self.is_dir(&id, &dest_abs).await;
                 let extract = add && c.from.is_none() && c.heredocs.is_empty();
-                let spec = TarSpec { sources: sources.clone(), dest: dest_abs.clone(), dir_dest, owner, mode, extract };
+                let mut exclude = String::new();
+                for x in &c.exclude {
+                    exclude.push_str(&self.lexer.word(x, &vars.to_vec()).map_err(fail)?);
+                    exclude.push('\n');
+                }
+                let spec = TarSpec {
+                    sources: sources.clone(),
+                    dest: dest_abs.clone(),
+                    dir_dest,
+                    owner,
+                    mode,
+                    extract,
+                    exclude: berth_build::ignore::Patterns::parse(&exclude),
+                    parents: c.parents,
+                };
                 self.put_sources(&id, source, spec).await
             }
             Err(e) => Err(e),
@@ -1539,6 +1550,11 @@ struct TarSpec {
     mode: Option<u32>,
     /// ADD: a single local archive is extracted at `dest`.
     extract: bool,
+    /// `--exclude`: paths, relative to each source, left out.
+    exclude: berth_build::ignore::Patterns,
+    /// `--parents`: each source lands with its directories (those after a
+    /// `/./` in its path, when it has one).
+    parents: bool,
 }
 
 /// The tar made: where it is put, whether it is an archive to extract
@@ -1628,11 +1644,20 @@ impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
 /// `spec.owner`, with `spec.mode` when given.
 fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     use sha2::Digest as _;
-    let mut files = vec![];
+    // Each match, with the directories it keeps under the dest (--parents).
+    let mut kept: Vec<(String, PathBuf)> = vec![];
     for s in &spec.sources {
-        files.extend(glob_in(root, s)?);
+        let strip = match s.split_once("/./") {
+            Some((before, _)) => inside(before)?.components().count(),
+            None => 0,
+        };
+        for m in glob_in(root, s)? {
+            let keep: PathBuf = Path::new(m.trim_start_matches('/')).components().skip(strip).collect();
+            kept.push((m, keep));
+        }
     }
-    let dir_dest = spec.dir_dest || files.len() > 1;
+    let files: Vec<String> = kept.iter().map(|(m, _)| m.clone()).collect();
+    let dir_dest = spec.dir_dest || files.len() > 1 || spec.parents;
     let dest = spec.dest.trim_end_matches("/.").trim_end_matches('/');
     let dest = if dest.is_empty() { "/" } else { dest };
     let mut sum = sha2::Sha256::new();
@@ -1671,7 +1696,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     let f = std::fs::File::create(out).map_err(fail)?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(f));
     let rel_dest = dest.trim_start_matches('/').to_owned();
-    for file in &files {
+    for (file, keep) in &kept {
         // The root itself is read as `/.`, its entries named from `.`.
         let (f, is_dir) = read(if file == "/" { "/." } else { file })?;
         let base = Path::new(file).file_name().map_or_else(|| PathBuf::from("."), PathBuf::from);
@@ -1679,6 +1704,15 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
         let join = |p: PathBuf, w: &Path| if w.as_os_str().is_empty() { p } else { p.join(w) };
         let land = |name: &Path| -> Option<PathBuf> {
             let within = name.strip_prefix(&base).ok()?;
+            // Left out by --exclude: by its path within a directory
+            // source, or a file source by its name.
+            let rel = if is_dir { within.to_path_buf() } else { base.clone() };
+            if !rel.as_os_str().is_empty() && spec.exclude.excludes(&rel.display().to_string()) {
+                return None;
+            }
+            if spec.parents {
+                return Some(join(Path::new(&rel_dest).join(keep), within));
+            }
             if is_dir {
                 // A directory's contents go, not the directory itself.
                 (!within.as_os_str().is_empty()).then(|| join(PathBuf::from(&rel_dest), within))

@@ -675,3 +675,35 @@ CMD ["default", "args"]
     d.ok(&["rmi", "child", "instr"]);
     assert_clean(&d);
 }
+
+#[test]
+fn copy_excludes_what_it_is_told_and_keeps_parents_when_asked() {
+    if !can_run("build exclude parents") {
+        return;
+    }
+    let d = Daemon::start("buildexcl");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 COPY --exclude=*.md --exclude=sub src/ /ex/\n\
+                 COPY --parents other/x/y.txt src/sub/c.txt /par/\n\
+                 COPY --parents ./other/./x/y.txt /pivot/\n",
+            ),
+            ("src/a.txt", "a\n"),
+            ("src/b.md", "b\n"),
+            ("src/sub/c.txt", "c\n"),
+            ("other/x/y.txt", "y\n"),
+        ],
+    );
+    let o = docker_build(&d, &["build", "-t", "excl", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let find = d.ok(&["run", "--rm", "excl", "sh", "-c", "find /ex /par /pivot -type f | sort"]);
+    assert_eq!(find, "/ex/a.txt\n/par/other/x/y.txt\n/par/src/sub/c.txt\n/pivot/x/y.txt\n");
+    d.ok(&["rmi", "excl"]);
+    assert_clean(&d);
+}
