@@ -9,7 +9,7 @@
 //!
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
 //! (they need a BuildKit session), bind mounts from another stage or
-//! read-write, heredoc scripts with a `#!` interpreter, ADD of git
+//! read-write, ADD of git
 //! repositories, `--link` and `--cache-from`.
 
 use std::collections::HashMap;
@@ -521,21 +521,22 @@ impl Builder {
         }
         match &ins.kind {
             Kind::Run(r) => {
+                let mut script = None;
                 let cmd = match (&r.command, r.heredocs.as_slice()) {
                     (Command::Shell(t), [h])
                         if t.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\''])
                             == h.name =>
                     {
-                        // The heredoc is the script.
+                        // The heredoc is the script: with a `#!`, run as a file
+                        // of its own (at /dev/pipes/<name>, as BuildKit has it).
                         if h.content.starts_with("#!") {
-                            return Err(BuildError(
-                                "RUN of a heredoc script with a #! interpreter is not supported by berth's builder yet"
-                                    .into(),
-                            ));
+                            script = Some((h.name.clone(), h.content.clone()));
+                            vec![format!("/dev/pipes/{}", h.name)]
+                        } else {
+                            let mut c = st.shell();
+                            c.push(h.content.clone());
+                            c
                         }
-                        let mut c = st.shell();
-                        c.push(h.content.clone());
-                        c
                     }
                     (Command::Shell(t), hs) if !hs.is_empty() => {
                         // The command and its heredocs, for the shell to read.
@@ -564,7 +565,7 @@ impl Builder {
                     Some("host") => "host".to_owned(),
                     _ => self.opts.network_mode.clone(),
                 };
-                self.run(st, cmd, &network, &r.mounts).await
+                self.run(st, cmd, &network, &r.mounts, script).await
             }
             Kind::Cmd(c) => {
                 st.run.cmd = Some(self.command(st, c));
@@ -890,7 +891,14 @@ impl Builder {
         Ok(())
     }
 
-    async fn run(&self, st: &mut State, cmd: Vec<String>, network: &str, mount_specs: &[String]) -> Result<()> {
+    async fn run(
+        &self,
+        st: &mut State,
+        cmd: Vec<String>,
+        network: &str,
+        mount_specs: &[String],
+        script: Option<(String, String)>,
+    ) -> Result<()> {
         // ARGs are in a RUN's environment, not in the image's.
         let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut specs = vec![];
@@ -903,7 +911,16 @@ impl Builder {
             return Ok(());
         }
         let parent = st.image.clone();
-        let mounts = self.mounts(st, &specs).await?;
+        let mut mounts = self.mounts(st, &specs).await?;
+        if let Some((name, content)) = &script {
+            use std::os::unix::fs::PermissionsExt;
+            let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("pipes-{n}"));
+            std::fs::create_dir_all(&dir).map_err(fail)?;
+            std::fs::write(dir.join(name), content).map_err(fail)?;
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+            mounts.binds.push(format!("{}:/dev/pipes:ro", dir.display()));
+        }
         let made = self.run_step(st, cmd, network, env, &mounts).await;
         drop(mounts);
         if made.is_ok() {

@@ -707,3 +707,21 @@ fn copy_excludes_what_it_is_told_and_keeps_parents_when_asked() {
     d.ok(&["rmi", "excl"]);
     assert_clean(&d);
 }
+
+#[test]
+fn a_heredoc_script_with_an_interpreter_runs_as_a_file() {
+    if !can_run("build heredoc script") {
+        return;
+    }
+    let d = Daemon::start("buildshebang");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN <<EOF\n#!/bin/sh\necho \"ran as $0\" > /script-out\nEOF\n")]);
+    let o = docker_build(&d, &["build", "-t", "shebang", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(d.ok(&["run", "--rm", "shebang", "cat", "/script-out"]), "ran as /dev/pipes/EOF\n");
+    let o = d.docker(&["run", "--rm", "shebang", "ls", "/dev/pipes"]);
+    assert!(!o.status.success(), "the script is not left in the image");
+    d.ok(&["rmi", "shebang"]);
+    assert_clean(&d);
+}
