@@ -5,6 +5,9 @@
 # `RUN echo N > /N.txt`, and a COPY of a 20 MiB file.
 #   cold          every step run (--no-cache)
 #   cached        a rebuild of the same context, every step cached
+# berth is measured through its own CLI (berth build: a daemon on this
+# machine reads the context directory where it is) and through the docker
+# CLI's classic builder (berth-tar: the context sent as a tar).
 #   parallel      two independent stages of `RUN sleep 1` and a third that
 #                 copies from both, cold: the wall time shows whether the
 #                 two overlapped (target: under 1.3 s)
@@ -112,17 +115,19 @@ cmd_of() {
         berth) echo "$bx" ;;
         classic) echo "$cx" ;;
         buildkit) echo "$kx" ;;
+        berth-tar) echo "$bx" ;;
         podman) echo "$px" ;;
     esac
 }
 [[ -n "$dsock" ]] && engines+=(classic buildkit)
 [[ -n "$podman_ok" ]] && engines+=(podman)
 
+# berth twice: its own CLI (the daemon reads the context where it is),
+# and the docker CLI's classic builder (the context sent as a tar).
+engines=(berth berth-tar "${engines[@]:1}")
 for e in "${engines[@]}"; do
     c=$(cmd_of "$e")
-    # berth's CLI has no build verb yet: the docker CLI's classic builder
-    # drives berthd's POST /build.
-    [[ "$e" == berth ]] && c="env DOCKER_BUILDKIT=0 $dcli -H unix://$bsock"
+    [[ "$e" == berth-tar ]] && c="env DOCKER_BUILDKIT=0 $dcli -H unix://$bsock"
     time_it "$e" cold -r "$runs" -w 1 "$c build -q --no-cache --network none -t bench-built $work/ctx $q"
     eval "$c build -q --network none -t bench-built $work/ctx $q"
     time_it "$e" cached -r "$runs" -w 1 "$c build -q --network none -t bench-built $work/ctx $q"
@@ -137,5 +142,5 @@ ratio() {
         "$case" "$other" "${median[$case-berth]}" "${median[$case-$other]}"
 }
 for c in cold cached parallel; do
-    for o in buildkit classic podman; do ratio "$c" "$o"; done
+    for o in buildkit classic podman berth-tar; do ratio "$c" "$o"; done
 done

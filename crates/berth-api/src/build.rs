@@ -121,6 +121,7 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         network_mode,
         extra_hosts,
         host,
+        ignore: Default::default(),
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
     Ok((opts, dockerfile, ctx.flag("q")))
@@ -214,51 +215,81 @@ fn read_dockerfile(context: &std::path::Path, name: &str) -> Result<String, Stri
 
 /// `POST /build`.
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let (opts, dockerfile, quiet) = options(ctx)?;
-    let tar = crate::images::spool(ctx, req).await?;
+    let (mut opts, dockerfile, quiet) = options(ctx)?;
+    // berth's own: a directory of this host as the context, read where it
+    // is (its files hashed, not sent), for a client on this machine. The
+    // socket's users are this host's root already.
+    let local = match ctx.q("contextdir").filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let p = std::path::PathBuf::from(d);
+            if !p.is_absolute() || !p.is_dir() {
+                return Err(ApiError::bad(format!("contextdir {d}: not an absolute path of a directory")));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let tar = match local {
+        None => Some(crate::images::spool(ctx, req).await?),
+        Some(_) => None,
+    };
     let dir = ctx.engine.cfg.data_root.join("builds").join(berth_engine::names::new_id());
-    let context = dir.join("context");
-    let made = std::fs::create_dir_all(&context)
+    let context = local.clone().unwrap_or_else(|| dir.join("context"));
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|()| if local.is_none() { std::fs::create_dir_all(&context) } else { Ok(()) })
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("build directory: {e}")));
     if let Err(e) = made {
-        let _ = std::fs::remove_file(&tar);
+        if let Some(t) = &tar {
+            let _ = std::fs::remove_file(t);
+        }
         return Err(e);
     }
     let (c2, t2, df) = (context.clone(), tar.clone(), dockerfile.clone());
     let parsed = tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&t2).map_err(|e| e.to_string())?;
-        let plain = context_stream(f).map_err(|e| format!("the build context: {e}"))?;
-        berth_image::copy::extract(&c2, "/", Padded::new(plain), true)
-            .map_err(|e| format!("the build context: {e}"))?;
+        if let Some(t2) = &t2 {
+            let f = std::fs::File::open(t2).map_err(|e| e.to_string())?;
+            let plain = context_stream(f).map_err(|e| format!("the build context: {e}"))?;
+            berth_image::copy::extract(&c2, "/", Padded::new(plain), true)
+                .map_err(|e| format!("the build context: {e}"))?;
+        }
         let text = read_dockerfile(&c2, &df)?;
         let file =
             std::path::Path::new(&df).file_name().map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
         let b = berth_build::instructions::read(&file, &text).map_err(|e| e.to_string())?;
         // `<Dockerfile>.dockerignore` beside the Dockerfile, else the
-        // context's `.dockerignore`: what the build does not see.
+        // context's `.dockerignore`: what the build does not see. An
+        // unpacked context loses those files; a directory of the host is
+        // left as it is, and the builder skips them.
         let ignore = read_dockerfile(&c2, &format!("{df}.dockerignore"))
             .or_else(|_| read_dockerfile(&c2, ".dockerignore"))
             .unwrap_or_default();
-        berth_build::ignore::apply(&c2, &berth_build::ignore::Patterns::parse(&ignore))
-            .map_err(|e| format!("applying .dockerignore: {e}"))?;
-        Ok::<_, String>(b)
+        let patterns = berth_build::ignore::Patterns::parse(&ignore);
+        if t2.is_some() {
+            berth_build::ignore::apply(&c2, &patterns).map_err(|e| format!("applying .dockerignore: {e}"))?;
+        }
+        Ok::<_, String>((b, patterns))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let _ = std::fs::remove_file(&tar);
+    if let Some(t) = &tar {
+        let _ = std::fs::remove_file(t);
+    }
     let b = match parsed {
-        Ok(b) => b,
+        Ok((b, patterns)) => {
+            opts.ignore = patterns;
+            b
+        }
         Err(msg) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(ApiError::bad(msg));
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let builder = berth_engine::build::Builder::new(ctx.engine.clone(), context, opts, tx.clone());
+    let builder = berth_engine::build::Builder::new(ctx.engine.clone(), context, dir.clone(), opts, tx.clone());
     let cancel = builder.canceller();
     let job = tokio::spawn(async move { builder.build(&b).await });
     let (out_tx, out) = body::channel();

@@ -191,7 +191,7 @@ fn query(a: &BuildArgs, dockerfile: &str) -> Result<Query> {
 }
 
 pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
-    let mut r = if a.path == "-" {
+    let r = if a.path == "-" {
         let (tar, dockerfile) = stdin_context(&a)?;
         let q = query(&a, &dockerfile)?;
         c.call(
@@ -200,9 +200,27 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
             &q,
             Body::Stream { content_type: "application/x-tar", reader: Box::new(std::io::Cursor::new(tar)) },
         )?
-    } else {
+    } else if c.is_local() && !a.send_context {
+        // A daemon on this machine reads the directory where it is: nothing
+        // is sent, and what did not change is not read again.
         let ctx = context(&a)?;
-        let q = query(&a, &ctx.dockerfile)?;
+        if ctx.outside.is_some() {
+            return build_sent(c, &a, ctx);
+        }
+        let dir = std::fs::canonicalize(&ctx.dir)?;
+        let q = query(&a, &ctx.dockerfile)?.add("contextdir", dir.display().to_string());
+        c.call("POST", "/build", &q, Body::None)?
+    } else {
+        build_sent(c, &a, context(&a)?)?;
+        return Ok(());
+    };
+    show(r, &a)
+}
+
+/// A build whose context is sent as a tar.
+fn build_sent(c: &Client, a: &BuildArgs, ctx: Context) -> Result<()> {
+    let r = {
+        let q = query(a, &ctx.dockerfile)?;
         let (reader, writer) = std::io::pipe()?;
         let dir = ctx.dir.clone();
         let sender = std::thread::spawn(move || write_context(&ctx, writer));
@@ -216,6 +234,12 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
         sent.map_err(|e| CliError::Usage(format!("sending the build context: {e}")))?;
         r
     };
+    show(r, a)
+}
+
+/// The build's stream, shown as it comes; the image id kept for `-q` and
+/// `--iidfile`.
+fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<()> {
     let mut id = None;
     let mut line = Vec::new();
     // SAFETY: isatty only inspects the descriptor.

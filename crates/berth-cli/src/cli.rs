@@ -973,6 +973,10 @@ pub struct BuildArgs {
     /// Ulimit options
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// Send the context as a tar even to a daemon on this machine (which
+    /// otherwise reads the directory where it is)
+    #[arg(long)]
+    pub send_context: bool,
     /// The build context: a directory, or `-` for a tar (or a Dockerfile) on STDIN
     pub path: String,
 }

@@ -174,6 +174,11 @@ impl Client {
         Client { host, version: berth_api_types::API_VERSION.to_owned() }
     }
 
+    /// Whether the daemon is on this machine (reached by a unix socket).
+    pub fn is_local(&self) -> bool {
+        matches!(self.host, Host::Unix(_))
+    }
+
     fn connect(&self) -> Result<Conn> {
         Conn::open(&self.host).map_err(|source| Error::Connect { host: self.host.to_string(), source })
     }

@@ -24,6 +24,7 @@ use std::future::Future as _;
 
 use tokio::io::AsyncReadExt;
 
+use berth_build::ignore::Patterns;
 use berth_build::instructions::{Build, Command, Copy, Instruction, Kind, Stage};
 use berth_build::shell::Lexer;
 
@@ -59,6 +60,8 @@ pub struct Options {
     pub extra_hosts: Vec<String>,
     /// Resource limits, ulimits and shm size for RUN steps.
     pub host: HostConfig,
+    /// `.dockerignore`: what of the context the build does not see.
+    pub ignore: Patterns,
 }
 
 /// One line of the build's JSON stream.
@@ -143,6 +146,9 @@ const PROXY_ARGS: &[&str] = &[
 pub struct Builder {
     engine: Arc<Engine>,
     context: PathBuf,
+    /// The build's own directory (temp files, downloads, heredocs); never
+    /// inside the context, which may be the user's own directory.
+    work: PathBuf,
     opts: Options,
     out: Out,
     lexer: Lexer,
@@ -166,10 +172,11 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
-    pub fn new(engine: Arc<Engine>, context: PathBuf, opts: Options, out: Out) -> Builder {
+    pub fn new(engine: Arc<Engine>, context: PathBuf, work: PathBuf, opts: Options, out: Out) -> Builder {
         Builder {
             engine,
             context,
+            work,
             opts,
             out,
             lexer: Lexer::default(),
@@ -915,7 +922,7 @@ impl Builder {
         if let Some((name, content)) = &script {
             use std::os::unix::fs::PermissionsExt;
             let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("pipes-{n}"));
+            let dir = self.work.join(format!("pipes-{n}"));
             std::fs::create_dir_all(&dir).map_err(fail)?;
             std::fs::write(dir.join(name), content).map_err(fail)?;
             std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
@@ -1071,7 +1078,7 @@ impl Builder {
             )
         } else {
             match &c.from {
-                None => (Source::Dir(self.context.clone()), sources),
+                None => (Source::Context, sources),
                 Some(f) => {
                     let f = self.lexer.word(f, &vars).map_err(fail)?;
                     (Source::Image(self.source_image(&f).await?), sources)
@@ -1084,12 +1091,14 @@ impl Builder {
         let created_text = format!("{what} {} {}", sources.join(" "), dest);
         // The content of the sources, not their times, keys the cache.
         let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
+        let (ctx, ignore, work) = (self.context.clone(), self.opts.ignore.clone(), self.work.clone());
         let content = tokio::task::spawn_blocking(move || match src2 {
-            Source::Dir(root) => digest_sources(&root, &names),
+            Source::Context => digest_sources(&ctx, &names, &ignore, &work),
+            Source::Dir(root) => digest_sources(&root, &names, &Patterns::default(), &work),
             Source::Image(img) => {
                 let mut out = None;
                 let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
-                    out = Some(digest_sources(root, &names));
+                    out = Some(digest_sources(root, &names, &Patterns::default(), &work));
                     Ok(())
                 });
                 match (r, out) {
@@ -1161,6 +1170,10 @@ impl Builder {
                     extract,
                     exclude: berth_build::ignore::Patterns::parse(&exclude),
                     parents: c.parents,
+                    ignore: match source {
+                        Source::Context => self.opts.ignore.clone(),
+                        _ => Patterns::default(),
+                    },
                 };
                 self.put_sources(&id, source, spec).await
             }
@@ -1190,7 +1203,7 @@ impl Builder {
             }
         };
         let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("download-{n}"));
+        let dir = self.work.join(format!("download-{n}"));
         std::fs::create_dir_all(&dir).map_err(fail)?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -1267,7 +1280,7 @@ impl Builder {
     /// directory of their own.
     fn heredocs(&self, c: &Copy, sources: &[String], vars: &[(String, String)]) -> Result<PathBuf> {
         let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.context.parent().unwrap_or(Path::new("/tmp")).join(format!("heredoc-{n}"));
+        let dir = self.work.join(format!("heredoc-{n}"));
         std::fs::create_dir_all(&dir).map_err(fail)?;
         for s in sources {
             let name = s.trim_start_matches("<<-").trim_start_matches("<<").trim_matches(['"', '\'']);
@@ -1355,9 +1368,11 @@ impl Builder {
     /// Put what `spec` names, from `source`, into container `id`; a
     /// summary of what went, for the history.
     async fn put_sources(&self, id: &str, source: Source, spec: TarSpec) -> Result<String> {
-        let tmp = tempfile_in(&self.context)?;
+        let tmp = tempfile_in(&self.work)?;
         let (store, t2) = (self.engine.images.clone(), tmp.clone());
+        let ctx = self.context.clone();
         let made = tokio::task::spawn_blocking(move || match source {
+            Source::Context => make_tar(&ctx, &spec, &t2),
             Source::Dir(root) => make_tar(&root, &spec, &t2),
             Source::Image(img) => {
                 let mut out = None;
@@ -1459,18 +1474,20 @@ fn run_json(r: &RunConfig) -> String {
 
 /// The digest of what `sources` name in `root`: each entry's name, type,
 /// mode, owner, link and bytes, read as COPY reads them; not its times.
-fn digest_sources(root: &Path, sources: &[String]) -> Result<String> {
+fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns, work: &Path) -> Result<String> {
     use sha2::Digest as _;
     let mut sum = sha2::Sha256::new();
     for s in sources {
-        for file in glob_in(root, s)? {
-            let mut f = tempfile::tempfile_beside(&root.join("x"))
-                .or_else(|_| tempfile::tempfile_beside(Path::new("/tmp/x")))?;
+        for file in glob_in(root, s, ignore)? {
+            let mut f = tempfile::tempfile_beside(&work.join("x"))?;
             berth_image::copy::archive(root, if file == "/" { "/." } else { &file }, &mut f).map_err(fail)?;
             std::io::Seek::rewind(&mut f).map_err(fail)?;
             let mut a = tar::Archive::new(f);
             for e in a.entries().map_err(fail)? {
                 let mut e = e.map_err(fail)?;
+                if left_out(ignore, &file, &e.path().map_err(fail)?) {
+                    continue;
+                }
                 let h = e.header();
                 let line = format!(
                     "{}\0{:?}\0{:o}\0{}:{}\0{:?}\n",
@@ -1550,6 +1567,8 @@ fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
 /// Where COPY's files are read from.
 #[derive(Clone)]
 enum Source {
+    /// The build context, less what `.dockerignore` leaves out.
+    Context,
     /// A directory: the context, or heredocs written out.
     Dir(PathBuf),
     /// An image's root file system, through a read-only view.
@@ -1569,6 +1588,9 @@ struct TarSpec {
     extract: bool,
     /// `--exclude`: paths, relative to each source, left out.
     exclude: berth_build::ignore::Patterns,
+    /// `.dockerignore`, for sources of the context: paths of the context
+    /// the build does not see.
+    ignore: Patterns,
     /// `--parents`: each source lands with its directories (those after a
     /// `/./` in its path, when it has one).
     parents: bool,
@@ -1586,8 +1608,13 @@ struct Made {
 /// its wildcards match, component by component as Go's `filepath.Match`
 /// does. No symlink is followed on the way: a wildcard lists directories
 /// only.
-fn glob_in(root: &Path, s: &str) -> Result<Vec<String>> {
+fn glob_in(root: &Path, s: &str, ignore: &Patterns) -> Result<Vec<String>> {
     let rel = inside(s)?;
+    if !rel.as_os_str().is_empty() && ignore.excludes(&rel.display().to_string()) {
+        return Err(BuildError(format!(
+            "COPY failed: file not found in build context or excluded by .dockerignore: stat {s}: file does not exist"
+        )));
+    }
     let shown = |p: &Path| format!("/{}", p.display());
     if !s.contains(['*', '?', '[']) {
         return match berth_image::copy::stat(root, &shown(&rel)) {
@@ -1618,17 +1645,29 @@ fn glob_in(root: &Path, s: &str) -> Result<Vec<String>> {
         }
         found = next;
     }
+    found.retain(|p| !ignore.excludes(&p.display().to_string()));
     if found.is_empty() {
         return Err(BuildError(format!("COPY failed: no source files were specified for {s:?}")));
     }
     Ok(found.iter().map(|p| shown(p)).collect())
 }
 
+/// Whether an entry of the archive of source `file` (named from its base
+/// name, or `.` for the root) is left out by `.dockerignore`, by its path
+/// in the context.
+fn left_out(ignore: &Patterns, file: &str, entry: &Path) -> bool {
+    if ignore.is_empty() {
+        return false;
+    }
+    let parent = Path::new(file.trim_start_matches('/')).parent().unwrap_or(Path::new(""));
+    let rel: PathBuf = parent.join(entry).components().filter(|c| !matches!(c, Component::CurDir)).collect();
+    !rel.as_os_str().is_empty() && ignore.excludes(&rel.display().to_string())
+}
+
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A temp file's path beside the context (not in it).
-fn tempfile_in(context: &Path) -> Result<PathBuf> {
-    let dir = context.parent().unwrap_or(Path::new("/tmp"));
+fn tempfile_in(dir: &Path) -> Result<PathBuf> {
     let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(dir.join(format!("copy-{}-{n}.tar", std::process::id())))
 }
@@ -1668,7 +1707,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
             Some((before, _)) => inside(before)?.components().count(),
             None => 0,
         };
-        for m in glob_in(root, s)? {
+        for m in glob_in(root, s, &spec.ignore)? {
             let keep: PathBuf = Path::new(m.trim_start_matches('/')).components().skip(strip).collect();
             kept.push((m, keep));
         }
@@ -1720,6 +1759,9 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
         // An entry's name as it lands.
         let join = |p: PathBuf, w: &Path| if w.as_os_str().is_empty() { p } else { p.join(w) };
         let land = |name: &Path| -> Option<PathBuf> {
+            if left_out(&spec.ignore, file, name) {
+                return None;
+            }
             let within = name.strip_prefix(&base).ok()?;
             // Left out by --exclude: by its path within a directory
             // source, or a file source by its name.

@@ -725,3 +725,52 @@ fn a_heredoc_script_with_an_interpreter_runs_as_a_file() {
     d.ok(&["rmi", "shebang"]);
     assert_clean(&d);
 }
+
+#[test]
+fn berth_build_reads_a_local_context_where_it_is() {
+    if !can_run("berth build local") {
+        return;
+    }
+    let d = Daemon::start("buildlocal");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\nCOPY sub/ /sub/\n"),
+            (".dockerignore", "*.secret\nsub/skip\n"),
+            ("a.txt", "a\n"),
+            ("key.secret", "never in the image\n"),
+            ("sub/keep", "keep\n"),
+            ("sub/skip", "skip\n"),
+        ],
+    );
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "-t", "local"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = d.bok(&args);
+        (out, d.ok(&["image", "inspect", "-f", "{{.Id}}", "local"]))
+    };
+    let (out, id) = build(&[]);
+    assert!(!out.contains("Sending build context"), "nothing is sent to a daemon on this machine: {out}");
+    let files = d.ok(&["run", "--rm", "local", "sh", "-c", "find /ctx /sub -type f | sort"]);
+    assert_eq!(files, "/ctx/.dockerignore\n/ctx/Dockerfile\n/ctx/a.txt\n/ctx/sub/keep\n/sub/keep\n");
+    // What .dockerignore leaves out stays in the user's directory.
+    assert!(ctx.join("key.secret").exists() && ctx.join("sub/skip").exists());
+    // A new mtime is a hit; new bytes a miss; sent as a tar, the same image.
+    let f = std::fs::File::options().write(true).open(ctx.join("a.txt")).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60)).unwrap();
+    drop(f);
+    let (out, id2) = build(&[]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert_eq!(id2, id);
+    let (_, id3) = build(&["--send-context"]);
+    assert_eq!(id3, id, "the same steps, the same content: the same cache");
+    std::fs::write(ctx.join("a.txt"), "changed\n").unwrap();
+    let (out, id4) = build(&[]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+    assert_ne!(id4, id);
+    d.ok(&["rmi", "local"]);
+    assert_clean(&d);
+}
