@@ -122,6 +122,7 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         extra_hosts,
         host,
         ignore: Default::default(),
+        local_context: false,
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
     Ok((opts, dockerfile, ctx.flag("q")))
@@ -281,6 +282,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let b = match parsed {
         Ok((b, patterns)) => {
             opts.ignore = patterns;
+            opts.local_context = local.is_some();
             b
         }
         Err(msg) => {

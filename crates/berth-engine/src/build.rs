@@ -21,6 +21,7 @@ use crate::model::{CreateRequest, HostConfig, RunConfig as CtrConfig};
 use crate::Engine;
 use berth_image::{ImageId, Reference, RunConfig};
 use std::future::Future as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use tokio::io::AsyncReadExt;
 
@@ -62,6 +63,10 @@ pub struct Options {
     pub host: HostConfig,
     /// `.dockerignore`: what of the context the build does not see.
     pub ignore: Patterns,
+    /// The context is a directory of this host, read where it is (not an
+    /// unpacked tar): its files' digests are kept by size, times and inode,
+    /// so that a rebuild reads only the files that changed.
+    pub local_context: bool,
 }
 
 /// One line of the build's JSON stream.
@@ -1092,7 +1097,9 @@ impl Builder {
         // The content of the sources, not their times, keys the cache.
         let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
         let (ctx, ignore, work) = (self.context.clone(), self.opts.ignore.clone(), self.work.clone());
+        let local = self.opts.local_context;
         let content = tokio::task::spawn_blocking(move || match src2 {
+            Source::Context if local => digest_local(&ctx, &names, &ignore, &work),
             Source::Context => digest_sources(&ctx, &names, &ignore, &work),
             Source::Dir(root) => digest_sources(&root, &names, &Patterns::default(), &work),
             Source::Image(img) => {
@@ -1506,6 +1513,103 @@ fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns, work: &Pat
                         break;
                     }
                     sum.update(&buf[..n]);
+                }
+            }
+        }
+    }
+    Ok(format!("{:x}", sum.finalize()))
+}
+
+/// The digests of files already read, by device, inode, size and
+/// modification time: a file none of them changed in is not read again
+/// (bytes rewritten in place with the time put back go unseen, as with
+/// git and BuildKit).
+type FileKey = (u64, u64, u64, i64, i64);
+static FILE_DIGESTS: std::sync::Mutex<Option<HashMap<FileKey, String>>> = std::sync::Mutex::new(None);
+
+/// The digest of a regular file's bytes, from [`FILE_DIGESTS`] when it is
+/// unchanged.
+fn file_digest(path: &Path, md: &std::fs::Metadata) -> Result<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let key = (md.dev(), md.ino(), md.size(), md.mtime(), md.mtime_nsec());
+    if let Some(d) = FILE_DIGESTS.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned())) {
+        return Ok(d);
+    }
+    // Opened without following a link, and checked to be the file stat'ed.
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(fail)?;
+    let now = f.metadata().map_err(fail)?;
+    if now.ino() != md.ino() || now.dev() != md.dev() {
+        return Err(BuildError(format!("{} changed while it was read", path.display())));
+    }
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(fail)?;
+    let d = format!("{:x}", h.finalize());
+    if let Ok(mut m) = FILE_DIGESTS.lock() {
+        m.get_or_insert_with(HashMap::new).insert(key, d.clone());
+    }
+    Ok(d)
+}
+
+/// [`digest_sources`] for a context that is a directory of this host:
+/// walked where it is, each regular file's bytes hashed only when its
+/// size, modification time or inode changed since they last were. A source whose path
+/// passes through a symlink is read as COPY reads it instead.
+fn digest_local(root: &Path, sources: &[String], ignore: &Patterns, work: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let mut sum = sha2::Sha256::new();
+    for s in sources {
+        for file in glob_in(root, s, ignore)? {
+            let rel = Path::new(file.trim_start_matches('/'));
+            let mut at = root.to_path_buf();
+            let mut through_link = false;
+            for c in rel.components() {
+                at.push(c);
+                if std::fs::symlink_metadata(&at).map_err(fail)?.file_type().is_symlink() && at != root.join(rel) {
+                    through_link = true;
+                }
+            }
+            if through_link {
+                sum.update(digest_sources(root, std::slice::from_ref(&file), ignore, work)?.as_bytes());
+                continue;
+            }
+            let mut stack = vec![(root.join(rel), rel.to_path_buf())];
+            while let Some((path, name)) = stack.pop() {
+                let md = std::fs::symlink_metadata(&path).map_err(fail)?;
+                if !name.as_os_str().is_empty() && ignore.excludes(&name.display().to_string()) {
+                    continue;
+                }
+                let ft = md.file_type();
+                let kind = if ft.is_dir() {
+                    "dir"
+                } else if ft.is_symlink() {
+                    "link"
+                } else if ft.is_file() {
+                    "file"
+                } else {
+                    "other"
+                };
+                let link = if ft.is_symlink() { std::fs::read_link(&path).ok() } else { None };
+                let content = if ft.is_file() { file_digest(&path, &md)? } else { String::new() };
+                sum.update(
+                    format!(
+                        "{}\0{kind}\0{:o}\0{}:{}\0{:?}\0{content}\n",
+                        name.display(),
+                        md.mode() & 0o7777,
+                        md.uid(),
+                        md.gid(),
+                        link
+                    )
+                    .as_bytes(),
+                );
+                if ft.is_dir() {
+                    let mut entries: Vec<_> =
+                        std::fs::read_dir(&path).map_err(fail)?.flatten().map(|e| e.file_name()).collect();
+                    entries.sort();
+                    for n in entries.into_iter().rev() {
+                        stack.push((path.join(&n), name.join(&n)));
+                    }
                 }
             }
         }
