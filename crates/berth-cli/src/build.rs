@@ -41,14 +41,20 @@ fn stdin_context(a: &BuildArgs) -> Result<(Vec<u8>, String)> {
         return Ok((data, a.file.clone().unwrap_or_else(|| "Dockerfile".into())));
     }
     let mut b = tar::Builder::new(Vec::new());
+    b.append_data(&mut root_file(data.len()), "Dockerfile", data.as_slice())?;
+    Ok((b.into_inner()?, "Dockerfile".into()))
+}
+
+/// The header of a root-owned file of `size` bytes, mode 0600, as a
+/// Dockerfile the context did not hold is sent.
+fn root_file(size: usize) -> tar::Header {
     let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
+    h.set_size(size as u64);
     h.set_mode(0o600);
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(0);
-    b.append_data(&mut h, "Dockerfile", data.as_slice())?;
-    Ok((b.into_inner()?, "Dockerfile".into()))
+    h
 }
 
 fn context(a: &BuildArgs) -> Result<Context> {
@@ -112,13 +118,7 @@ fn write_context(ctx: &Context, w: impl Write) -> std::io::Result<()> {
         }
     }
     if let Some(text) = &ctx.outside {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(text.len() as u64);
-        h.set_mode(0o600);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        b.append_data(&mut h, OUTSIDE_NAME, text.as_slice())?;
+        b.append_data(&mut root_file(text.len()), OUTSIDE_NAME, text.as_slice())?;
     }
     b.into_inner()?.flush()
 }

@@ -17,6 +17,16 @@ fn docker_build(d: &Daemon, args: &[&str], input: Option<&[u8]>) -> Output {
     run_with(c, args, input)
 }
 
+/// `h` for a root-owned file of `size` bytes, mode 0644.
+fn root_header(mut h: tar::Header, size: usize) -> tar::Header {
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
 fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
     for (name, text) in files {
         let p = dir.join(name);
@@ -212,19 +222,8 @@ fn hostile_contexts_reach_nothing_outside_the_build() {
     {
         let mut tar = tar::Builder::new(&mut body);
         let df = b"FROM busybox\n";
-        let mut h = tar::Header::new_gnu();
-        h.set_size(df.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
-        let mut h = tar::Header::new_old();
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
+        tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
+        let mut h = root_header(tar::Header::new_old(), 1);
         let name = format!("../../../../../../../..{}", escape.display());
         // The tar crate refuses to write such a name; it is set raw.
         let raw = h.as_old_mut();
@@ -405,13 +404,7 @@ fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
     {
         let mut tar = tar::Builder::new(&mut body);
         let df = b"FROM busybox\nRUN echo started && sleep 300\n";
-        let mut h = tar::Header::new_gnu();
-        h.set_size(df.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+        tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
         tar.finish().unwrap();
     }
     let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
