@@ -1096,16 +1096,16 @@ impl Builder {
         let created_text = format!("{what} {} {}", sources.join(" "), dest);
         // The content of the sources, not their times, keys the cache.
         let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
-        let (ctx, ignore, work) = (self.context.clone(), self.opts.ignore.clone(), self.work.clone());
+        let (ctx, ignore) = (self.context.clone(), self.opts.ignore.clone());
         let local = self.opts.local_context;
         let content = tokio::task::spawn_blocking(move || match src2 {
-            Source::Context if local => digest_local(&ctx, &names, &ignore, &work),
-            Source::Context => digest_sources(&ctx, &names, &ignore, &work),
-            Source::Dir(root) => digest_sources(&root, &names, &Patterns::default(), &work),
+            Source::Context if local => digest_local(&ctx, &names, &ignore),
+            Source::Context => digest_sources(&ctx, &names, &ignore),
+            Source::Dir(root) => digest_sources(&root, &names, &Patterns::default()),
             Source::Image(img) => {
                 let mut out = None;
                 let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
-                    out = Some(digest_sources(root, &names, &Patterns::default(), &work));
+                    out = Some(digest_sources(root, &names, &Patterns::default()));
                     Ok(())
                 });
                 match (r, out) {
@@ -1481,14 +1481,12 @@ fn run_json(r: &RunConfig) -> String {
 
 /// The digest of what `sources` name in `root`: each entry's name, type,
 /// mode, owner, link and bytes, read as COPY reads them; not its times.
-fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns, work: &Path) -> Result<String> {
+fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns) -> Result<String> {
     use sha2::Digest as _;
     let mut sum = sha2::Sha256::new();
     for s in sources {
         for file in glob_in(root, s, ignore)? {
-            let mut f = tempfile::tempfile_beside(&work.join("x"))?;
-            berth_image::copy::archive(root, if file == "/" { "/." } else { &file }, &mut f).map_err(fail)?;
-            std::io::Seek::rewind(&mut f).map_err(fail)?;
+            let (f, _) = Piped::archive(root, if file == "/" { "/." } else { &file })?;
             let mut a = tar::Archive::new(f);
             for e in a.entries().map_err(fail)? {
                 let mut e = e.map_err(fail)?;
@@ -1515,6 +1513,7 @@ fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns, work: &Pat
                     sum.update(&buf[..n]);
                 }
             }
+            a.into_inner().finish()?;
         }
     }
     Ok(format!("{:x}", sum.finalize()))
@@ -1555,7 +1554,7 @@ fn file_digest(path: &Path, md: &std::fs::Metadata) -> Result<String> {
 /// walked where it is, each regular file's bytes hashed only when its
 /// size, modification time or inode changed since they last were. A source whose path
 /// passes through a symlink is read as COPY reads it instead.
-fn digest_local(root: &Path, sources: &[String], ignore: &Patterns, work: &Path) -> Result<String> {
+fn digest_local(root: &Path, sources: &[String], ignore: &Patterns) -> Result<String> {
     use sha2::Digest as _;
     use std::os::unix::fs::MetadataExt;
     let mut sum = sha2::Sha256::new();
@@ -1571,7 +1570,7 @@ fn digest_local(root: &Path, sources: &[String], ignore: &Patterns, work: &Path)
                 }
             }
             if through_link {
-                sum.update(digest_sources(root, std::slice::from_ref(&file), ignore, work)?.as_bytes());
+                sum.update(digest_sources(root, std::slice::from_ref(&file), ignore)?.as_bytes());
                 continue;
             }
             let mut stack = vec![(root.join(rel), rel.to_path_buf())];
@@ -1822,12 +1821,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     let dest = if dest.is_empty() { "/" } else { dest };
     let mut sum = sha2::Sha256::new();
     // One source read out of the root, as a tar of its own.
-    let read = |path: &str| -> Result<(std::fs::File, bool)> {
-        let mut f = tempfile::tempfile_beside(out)?;
-        let st = berth_image::copy::archive(root, path, &mut f).map_err(fail)?;
-        std::io::Seek::rewind(&mut f).map_err(fail)?;
-        Ok((f, st.mode & (1 << 31) != 0))
-    };
+    let read = |path: &str| -> Result<(Piped, bool)> { Piped::archive(root, path) };
     if spec.extract && files.len() == 1 {
         let (f, is_dir) = read(&files[0])?;
         if !is_dir {
@@ -1912,6 +1906,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
                 }
             }
         }
+        a.into_inner().finish()?;
     }
     let mut w = b.into_inner().map_err(fail)?;
     w.flush().map_err(fail)?;
@@ -1919,16 +1914,36 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     Ok(Made { at, archive: false, sum: format!("file:{:x}", sum.finalize()) })
 }
 
-mod tempfile {
-    use super::{fail, Result};
+/// The tar `copy::archive` makes of a path, read as a writer thread makes
+/// it (no temp file); [`Piped::finish`] says whether the writer succeeded.
+struct Piped {
+    r: std::io::PipeReader,
+    writer: Option<std::thread::JoinHandle<berth_image::Result<berth_image::copy::PathStat>>>,
+}
 
-    /// An anonymous file in the directory of `near` (gone when closed).
-    pub fn tempfile_beside(near: &std::path::Path) -> Result<std::fs::File> {
-        let dir = near.parent().unwrap_or(std::path::Path::new("/tmp"));
-        let n = super::TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = dir.join(format!("part-{}-{n}", std::process::id()));
-        let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&p).map_err(fail)?;
-        let _ = std::fs::remove_file(&p);
-        Ok(f)
+impl Piped {
+    /// `path` of `root` as a tar, and whether it is a directory.
+    fn archive(root: &Path, path: &str) -> Result<(Piped, bool)> {
+        let st = berth_image::copy::stat(root, path).map_err(fail)?;
+        let (r, w) = std::io::pipe().map_err(fail)?;
+        let (root, p) = (root.to_owned(), path.to_owned());
+        let writer = std::thread::spawn(move || berth_image::copy::archive(&root, &p, w));
+        Ok((Piped { r, writer: Some(writer) }, st.mode & (1 << 31) != 0))
+    }
+
+    /// Read to the end, and the writer's own error if it had one.
+    fn finish(mut self) -> Result<()> {
+        std::io::copy(&mut self.r, &mut std::io::sink()).map_err(fail)?;
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(Ok(_))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(fail(e)),
+            Some(Err(_)) => Err(BuildError("the archive writer panicked".into())),
+        }
+    }
+}
+
+impl std::io::Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.r.read(buf)
     }
 }
