@@ -237,20 +237,150 @@ fn build_sent(c: &Client, a: &BuildArgs, ctx: Context) -> Result<()> {
     show(r, a)
 }
 
-/// The build's stream, shown as it comes; the image id kept for `-q` and
-/// `--iidfile`.
+/// One step as the live display shows it.
+struct Step {
+    title: String,
+    started: Instant,
+    ended: Option<Instant>,
+    cached: bool,
+    /// The last lines of its output.
+    tail: std::collections::VecDeque<String>,
+}
+
+/// Lines of a running step's output the display keeps.
+const TAIL: usize = 6;
+
+/// The build on a terminal, drawn again as it goes, as BuildKit draws it:
+/// each step with its time (or CACHED), the running one's last lines of
+/// output under it.
+struct Live {
+    started: Instant,
+    steps: Vec<Step>,
+    total: usize,
+    drawn: usize,
+    last_draw: Option<Instant>,
+    width: usize,
+    /// Drawn for the last time: what follows is printed below it.
+    finished: bool,
+}
+
+impl Live {
+    fn new() -> Live {
+        let width = crate::stream::terminal_size().map_or(80, |(_, w)| usize::from(w).max(20));
+        Live { started: Instant::now(), steps: vec![], total: 0, drawn: 0, last_draw: None, width, finished: false }
+    }
+
+    fn current(&mut self) -> Option<&mut Step> {
+        self.steps.iter_mut().rev().find(|s| s.ended.is_none())
+    }
+
+    /// Take one `stream` text of the build.
+    fn take(&mut self, s: &str) {
+        for line in s.lines() {
+            if let Some(rest) = line.strip_prefix("Step ") {
+                let (count, title) = rest.split_once(" : ").unwrap_or((rest, ""));
+                if let Some((_, m)) = count.split_once('/') {
+                    self.total = m.parse().unwrap_or(self.total);
+                }
+                self.steps.push(Step {
+                    title: format!("[{count}] {title}"),
+                    started: Instant::now(),
+                    ended: None,
+                    cached: false,
+                    tail: Default::default(),
+                });
+            } else if line == " ---> Using cache" {
+                if let Some(st) = self.current() {
+                    st.cached = true;
+                }
+            } else if let Some(id) = line.strip_prefix(" ---> ") {
+                // ` ---> <id>` ends a step; `Running in` does not.
+                if !id.starts_with("Running in") {
+                    if let Some(st) = self.current() {
+                        st.ended = Some(Instant::now());
+                    }
+                }
+            } else if line.starts_with("Removing intermediate container") || line.starts_with("# Executing") {
+                // The builder's own words, not the step's output.
+                continue;
+            } else if let Some(st) = self.current() {
+                st.tail.push_back(line.to_owned());
+                while st.tail.len() > TAIL {
+                    st.tail.pop_front();
+                }
+            }
+        }
+    }
+
+    fn cut(&self, s: &str) -> String {
+        s.chars().take(self.width.saturating_sub(1)).collect()
+    }
+
+    /// Draw the block again over the last one (at most every 50 ms unless
+    /// `now`).
+    fn draw(&mut self, out: &mut impl Write, now: bool) -> std::io::Result<()> {
+        if !now && self.last_draw.is_some_and(|t| t.elapsed().as_millis() < 50) {
+            return Ok(());
+        }
+        self.last_draw = Some(Instant::now());
+        let mut lines = vec![];
+        let done = self.steps.iter().filter(|s| s.ended.is_some()).count();
+        lines.push(format!(
+            "[+] Building {:.1}s ({done}/{})",
+            self.started.elapsed().as_secs_f64(),
+            self.total.max(self.steps.len())
+        ));
+        for st in &self.steps {
+            let time = match (st.cached, st.ended) {
+                (true, _) => "CACHED".to_owned(),
+                (false, Some(e)) => format!("{:.1}s", e.duration_since(st.started).as_secs_f64()),
+                (false, None) => format!("{:.1}s", st.started.elapsed().as_secs_f64()),
+            };
+            let head = self.cut(&format!(" => {}", st.title));
+            let pad = self.width.saturating_sub(head.chars().count() + time.len() + 2);
+            lines.push(format!("{head}{} {time}", " ".repeat(pad)));
+            if st.ended.is_none() {
+                for t in &st.tail {
+                    lines.push(self.cut(&format!(" => => {t}")));
+                }
+            }
+        }
+        if self.drawn > 0 {
+            // Back to the block's first line, and clear from there.
+            write!(out, "\x1b[{}F\x1b[J", self.drawn)?;
+        }
+        for l in &lines {
+            writeln!(out, "{l}")?;
+        }
+        self.drawn = lines.len();
+        out.flush()
+    }
+
+    /// The end: every step done, the block drawn once more and left.
+    fn end(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let now = Instant::now();
+        for st in &mut self.steps {
+            st.ended.get_or_insert(now);
+        }
+        self.draw(out, true)
+    }
+}
+
+/// The build's stream, shown as it comes: on a terminal, drawn live as
+/// BuildKit draws it; otherwise Docker's plain lines. The image id kept
+/// for `-q` and `--iidfile`.
 fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<()> {
     let mut id = None;
     let mut line = Vec::new();
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
-    let mut step_started: Option<Instant> = None;
+    let mut live = (tty && !a.quiet).then(Live::new);
     let mut out = std::io::stdout().lock();
     while r.next_line(&mut line)? {
         let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
         if let Some(e) = v["error"].as_str().or_else(|| v.pointer("/errorDetail/message").and_then(Value::as_str)) {
-            if let Some(t) = step_started.take().filter(|_| tty) {
-                writeln!(out, " ---> failed after {:.1}s", t.elapsed().as_secs_f64())?;
+            if let Some(l) = live.as_mut() {
+                l.draw(&mut out, true)?;
             }
             return Err(CliError::Usage(e.trim_end().to_owned()));
         }
@@ -261,16 +391,25 @@ fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<()> {
             continue;
         }
         if let Some(s) = v["stream"].as_str() {
-            // On a terminal, each step ends with the time it took.
-            if tty && (s.starts_with("Step ") || s.starts_with("Successfully built")) {
-                if let Some(t) = step_started.take() {
-                    writeln!(out, " ---> done in {:.1}s", t.elapsed().as_secs_f64())?;
+            match live.as_mut() {
+                Some(l) if l.finished || s.starts_with("Successfully") || s.starts_with("[Warning]") => {
+                    if !l.finished {
+                        l.end(&mut out)?;
+                        l.finished = true;
+                    }
+                    out.write_all(s.as_bytes())?;
                 }
-                if s.starts_with("Step ") {
-                    step_started = Some(Instant::now());
+                Some(l) => {
+                    // A step that ends is drawn once more with its last
+                    // output first.
+                    if s.starts_with(" ---> ") && !s.starts_with(" ---> Running in") {
+                        l.draw(&mut out, true)?;
+                    }
+                    l.take(s);
+                    l.draw(&mut out, s.starts_with("Step "))?;
                 }
+                None => out.write_all(s.as_bytes())?,
             }
-            out.write_all(s.as_bytes())?;
             out.flush()?;
         }
     }

@@ -780,3 +780,39 @@ fn berth_build_reads_a_local_context_where_it_is() {
     d.ok(&["rmi", "local"]);
     assert_clean(&d);
 }
+
+#[test]
+fn berth_build_on_a_terminal_draws_its_steps_live() {
+    if !can_run("berth build tty") {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "needs script (bsdutils)");
+        return;
+    }
+    let d = Daemon::start("buildtty");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN echo line-one && echo line-two\nENV X=1\n")]);
+    let cmd = format!(
+        "stty cols 100; BERTH_HOST=unix://{} {} build -t tty {}",
+        d.socket().display(),
+        berth_bin().display(),
+        ctx.display()
+    );
+    let o =
+        Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("[+] Building"), "{out}");
+    assert!(out.contains(" => [2/3] RUN echo line-one && echo line-two"), "{out}");
+    assert!(out.contains(" => => line-two"), "the running step's output under it: {out}");
+    assert!(out.contains("\x1b[J"), "drawn again in place: {out}");
+    assert!(out.contains("Successfully tagged tty:latest"), "{out}");
+    // Cached steps say so.
+    let o =
+        Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(stdout(&o).contains("CACHED"), "{}", stdout(&o));
+    d.ok(&["rmi", "tty"]);
+    assert_clean(&d);
+}
