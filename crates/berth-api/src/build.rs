@@ -98,6 +98,7 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         }
     }
     host.shm_size = int(ctx, "shmsize")?;
+    host.cgroup_parent = ctx.q("cgroupparent").unwrap_or("").to_owned();
     let extra_hosts: Vec<String> = match ctx.q("extrahosts").filter(|v| !v.is_empty()) {
         // The CLI sends them comma-separated; the API reference a list.
         Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
@@ -123,6 +124,7 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         host,
         ignore: Default::default(),
         local_context: false,
+        registry_auth: vec![],
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
     Ok((opts, dockerfile, ctx.flag("q")))
@@ -215,8 +217,38 @@ fn read_dockerfile(context: &std::path::Path, name: &str) -> Result<String, Stri
 }
 
 /// `POST /build`.
+/// `X-Registry-Config`: base64 JSON of credentials by registry, as the
+/// docker CLI sends them with a build.
+fn registry_config(req: &Request<Incoming>) -> Result<Vec<(String, berth_registry::Credentials)>, ApiError> {
+    use base64::Engine as _;
+    let Some(h) = req.headers().get("x-registry-config").and_then(|v| v.to_str().ok()).map(str::trim) else {
+        return Ok(vec![]);
+    };
+    if h.is_empty() {
+        return Ok(vec![]);
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(h.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+        .map_err(|_| ApiError::bad("X-Registry-Config is not base64"))?;
+    let map: HashMap<String, Value> =
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad(format!("X-Registry-Config: {e}")))?;
+    let mut out = vec![];
+    for (server, v) in map {
+        // Each entry reads as X-Registry-Auth does.
+        let one = base64::engine::general_purpose::STANDARD.encode(v.to_string());
+        let creds = berth_registry::Credentials::from_header(&one)
+            .map_err(|e| ApiError::bad(format!("X-Registry-Config: {server}: {e}")))?;
+        if let Some(c) = creds {
+            out.push((server, c));
+        }
+    }
+    Ok(out)
+}
+
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let (mut opts, dockerfile, quiet) = options(ctx)?;
+    opts.registry_auth = registry_config(&req)?;
     // berth's own: a directory of this host as the context, read where it
     // is (its files hashed, not sent), for a client on this machine. The
     // socket's users are this host's root already.
@@ -225,6 +257,12 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
             let p = std::path::PathBuf::from(d);
             if !p.is_absolute() || !p.is_dir() {
                 return Err(ApiError::bad(format!("contextdir {d}: not an absolute path of a directory")));
+            }
+            // The context is the directory: a tar sent as well is refused.
+            let sent = req.headers().get("content-length").is_some_and(|v| v.as_bytes() != b"0")
+                || req.headers().contains_key("transfer-encoding");
+            if sent {
+                return Err(ApiError::bad("contextdir: a build context tar was sent too; send one or the other"));
             }
             Some(p)
         }

@@ -63,6 +63,8 @@ pub struct Options {
     pub host: HostConfig,
     /// `.dockerignore`: what of the context the build does not see.
     pub ignore: Patterns,
+    /// `X-Registry-Config`: credentials by registry, for FROM's pulls.
+    pub registry_auth: Vec<(String, berth_registry::Credentials)>,
     /// The context is a directory of this host, read where it is (not an
     /// unpacked tar): its files' digests are kept by size, times and inode,
     /// so that a rebuild reads only the files that changed.
@@ -422,11 +424,20 @@ impl Builder {
             Ok(id) if !self.opts.pull => Ok(id),
             _ => {
                 say(&self.out, format!("{name}: Pulling from the registry\n"));
-                let (r, pulled) =
-                    self.engine.pull(name, "", None, berth_registry::progress::Reporter(None)).await.map_err(|e| {
+                // The credentials the client sent for the image's registry.
+                let host = Reference::parse(name).map(|r| r.domain().to_owned()).unwrap_or_default();
+                let creds = self
+                    .opts
+                    .registry_auth
+                    .iter()
+                    .find(|(server, _)| {
+                        berth_registry::client::login_host(server) == berth_registry::client::login_host(&host)
+                    })
+                    .map(|(_, c)| c.clone());
+                let (_, pulled) =
+                    self.engine.pull(name, "", creds, berth_registry::progress::Reporter(None)).await.map_err(|e| {
                         BuildError(format!("pull access denied or repository does not exist for {name}: {e}"))
                     })?;
-                let _ = r;
                 Ok(pulled.id)
             }
         }
@@ -572,6 +583,12 @@ impl Builder {
                     }
                     (Command::Exec(v), []) => v.clone(),
                 };
+                if r.security.as_deref() == Some("insecure") {
+                    return Err(BuildError(
+                        "RUN --security=insecure needs the security.insecure entitlement, which berth's builder does not grant"
+                            .into(),
+                    ));
+                }
                 let network = match r.network.as_deref() {
                     Some("none") => "none".to_owned(),
                     Some("host") => "host".to_owned(),
@@ -863,8 +880,9 @@ impl Builder {
         berth_core::perm::ensure_dir(&root, berth_core::perm::PRIVATE_DIR).map_err(fail)?;
         let dir = root.join(h.hex());
         if !dir.is_dir() {
-            let tmp = root.join(format!(".{}-{}", h.hex(), std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
+            // A temp directory of its own: two stages may make it at once.
+            let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = root.join(format!(".{}-{}-{n}", h.hex(), std::process::id()));
             std::fs::create_dir(&tmp).map_err(fail)?;
             let n = |v: &Option<String>, what: &str| -> Result<u32> {
                 match v {

@@ -816,3 +816,34 @@ fn berth_build_on_a_terminal_draws_its_steps_live() {
     d.ok(&["rmi", "tty"]);
     assert_clean(&d);
 }
+
+#[test]
+fn a_build_pulls_its_base_with_the_credentials_the_cli_sends_and_refuses_what_it_does_not_do() {
+    if !can_run("build credentials") || !common::registry::have_registry_tools("build credentials") {
+        return;
+    }
+    let reg = common::registry::Registry::start("buildauth", Some(("builder", "bpw")));
+    let d = Daemon::start("buildauth");
+    reg.push_archive(&d.fixture(), "private/bb:1");
+    let ctx = d.dir.join("ctx");
+    write(&ctx, &[("Dockerfile", &format!("FROM {}/private/bb:1\nRUN echo pulled\n", reg.addr))]);
+    // X-Registry-Config carries the login to the FROM's pull.
+    let o = docker_build(&d, &["build", "-t", "from-private", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success(), "no credentials yet");
+    let o = d.docker_in(&["login", "-u", "builder", "--password-stdin", &reg.addr], Some(b"bpw\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = docker_build(&d, &["build", "-t", "from-private", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // RUN --security=insecure is refused, not run sandboxed.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN --security=insecure true\n")]);
+    d.load_busybox();
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("security.insecure"), "{}", stderr(&o));
+    // A context directory and a context tar at once are refused.
+    let (s, b) = d.http("POST", &format!("/build?contextdir={}", ctx.display()), b"not a tar");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("contextdir"), "{b}");
+    d.ok(&["rmi", "from-private", &format!("{}/private/bb:1", reg.addr), "busybox"]);
+    assert_clean(&d);
+}
