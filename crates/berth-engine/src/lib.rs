@@ -144,16 +144,20 @@ impl Engine {
     /// previous run.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
         use berth_core::perm::{ensure_dir, PRIVATE_DIR, SHARED_DIR};
-        // Upload spools of loads, imports and copies a crash cut short:
-        // nothing reads them any more.
+        // Upload spools of loads, imports and copies, and the directories of
+        // builds, that a crash cut short: nothing reads them any more.
         let tmp = cfg.data_root.join("tmp");
-        if let Err(e) = std::fs::remove_dir_all(&tmp) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(format!("empty {}", tmp.display()))(e));
+        let builds = cfg.data_root.join("builds");
+        for d in [&tmp, &builds] {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io(format!("empty {}", d.display()))(e));
+                }
             }
         }
         for (d, mode) in [
             (tmp, PRIVATE_DIR),
+            (builds, PRIVATE_DIR),
             (cfg.data_root.clone(), SHARED_DIR),
             (cfg.data_root.join("containers"), SHARED_DIR),
             (cfg.data_root.join("trash"), PRIVATE_DIR),
