@@ -22,6 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use berth_core::atomic::{replace, Durability};
 use berth_core::perm;
 use berth_image::{ContentStore, Digest};
 
@@ -72,29 +73,13 @@ fn digest_path(dir: &Path, d: &Digest) -> PathBuf {
     dir.join(d.algorithm().as_str()).join(d.hex())
 }
 
-static LINK_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Write a link: its directory made, the content written to a temp file
-/// of its own (requests run at once may write the same link), synced,
-/// renamed over the link, and the directory synced.
+/// Write a link: its directory made, the file replaced (a temp file of its
+/// own per call, synced) and the directory synced.
 fn write_link(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a link needs a directory"))?;
-    fs::create_dir_all(dir).map_err(io_at("create", dir))?;
-    let n = LINK_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("link");
-    let tmp = dir.join(format!(".{name}.{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = perm::create_file(&tmp, perm::RECORD, true)?;
-        f.write_all(data)?;
-        f.sync_data()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_at("create", dir))?;
     }
-    result.map_err(io_at("write", path))
+    replace(path, data, perm::RECORD, Durability::Full).map_err(io_at("write", path))
 }
 
 fn remove_if_there(path: &Path) -> io::Result<bool> {
