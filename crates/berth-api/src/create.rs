@@ -831,6 +831,7 @@ pub fn create_request(name: Option<String>, r: w::ContainerCreateRequest) -> Res
         cmd,
         working_dir: working_dir.filter(|s| !s.is_empty()),
         user: user.filter(|s| !s.is_empty()),
+        build_step: false,
     })
 }
 

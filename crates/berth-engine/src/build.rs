@@ -775,6 +775,7 @@ impl Builder {
             cmd: Some(cmd),
             working_dir: st.run.working_dir.clone(),
             user: st.run.user.clone(),
+            build_step: true,
         };
         let c = self.engine.create(req).await.map_err(fail)?;
         Ok(c.id)

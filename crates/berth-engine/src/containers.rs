@@ -87,6 +87,7 @@ impl Engine {
         c.image_id = image_id.to_string();
         c.config = req.config.clone();
         c.host = req.host.clone();
+        c.build_step = req.build_step;
         // Entrypoint and Cmd as Docker merges them: a given entrypoint drops
         // the image's cmd unless a cmd is given too.
         match (&req.entrypoint, &req.cmd) {

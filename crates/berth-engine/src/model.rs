@@ -485,6 +485,9 @@ pub struct CreateRequest {
     /// The working directory and user as given.
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// A build step's container: the daemon removes it when it starts
+    /// again after a crash, as the build it belonged to died with it.
+    pub build_step: bool,
 }
 
 /// The lifecycle, Docker's names.
@@ -584,6 +587,9 @@ pub struct Container {
     /// Its binds, volumes and `--mount` tmpfs mounts.
     #[serde(default)]
     pub mount_points: Vec<MountPoint>,
+    /// Made by a build for one of its steps (see CreateRequest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_step: bool,
 }
 
 /// `env` with every `KEY=value` of `extra` replacing the entry of the same

@@ -16,6 +16,9 @@ impl Engine {
     pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
         let dir = self.containers_dir();
         let rd = std::fs::read_dir(&dir).map_err(Error::io(format!("list {}", dir.display())))?;
+        // Containers of builds that died with the daemon: no one will
+        // commit or remove them, so they go once restored.
+        let mut stranded = vec![];
         for ent in rd.flatten() {
             let path = ent.path().join("container.json");
             let Ok(body) = std::fs::read(&path) else { continue };
@@ -27,6 +30,9 @@ impl Engine {
                 }
             }
             let id = c.id.clone();
+            if c.build_step {
+                stranded.push(id.clone());
+            }
             let live = c.state.status.is_live();
             let e = new_entry(c);
             if let Ok(mut m) = self.containers.lock() {
@@ -71,6 +77,11 @@ impl Engine {
                     None => self.lost(&e).await,
                 };
                 self.exited(&e, rec).await;
+            }
+        }
+        for id in stranded {
+            if let Err(e) = self.remove(&id, true, true).await {
+                tracing::warn!(id, "remove a stranded build container: {e}");
             }
         }
         self.volumes.sweep();

@@ -418,8 +418,8 @@ fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
     s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     let mut r = std::io::BufReader::new(s);
     let mut line = String::new();
-    while r.read_line(&mut line).unwrap() > 0 && !line.contains("started") {}
-    assert!(line.contains("started"), "{line}");
+    while r.read_line(&mut line).unwrap() > 0 && !line.contains("\"started\\n\"") {}
+    assert!(line.contains("\"started\\n\""), "{line}");
     drop(r);
     // The step's container is killed and removed, and no image is tagged.
     let t = std::time::Instant::now();
@@ -429,6 +429,45 @@ fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
     }
     let o = d.docker(&["image", "inspect", "never"]);
     assert!(!o.status.success());
+    assert_clean(&d);
+}
+
+#[test]
+fn a_daemon_killed_mid_build_strands_no_step_container() {
+    if !can_run("build crash") {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let mut d = Daemon::start("buildcrash");
+    d.load_busybox();
+    let mut body = Vec::new();
+    {
+        let mut tar = tar::Builder::new(&mut body);
+        let df = b"FROM busybox\nRUN echo started && sleep 300\n";
+        tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
+        tar.finish().unwrap();
+    }
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    write!(
+        s,
+        "POST /build?t=never HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap() > 0 && !line.contains("\"started\\n\"") {}
+    assert!(line.contains("started"), "{line}");
+    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 1, "the step runs");
+    d.crash();
+    drop(r);
+    d.spawn();
+    // The step's container, still running under its shim, is killed and
+    // removed as the daemon comes back: its build is gone.
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "a build step's container outlived its build");
+    assert!(!d.docker(&["image", "inspect", "never"]).status.success());
     assert_clean(&d);
 }
 
