@@ -61,9 +61,6 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         None => vec![],
         Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad(format!("cachefrom: {e}")))?,
     };
-    if !cache_from.is_empty() {
-        return Err(ApiError::bad("cachefrom: the build cache is not supported by berth's builder yet"));
-    }
     if let Some(o) = ctx.q("outputs").filter(|v| !v.is_empty() && *v != "null" && *v != "[]") {
         return Err(ApiError::bad(format!("outputs {o}: berth's builder makes a local image only")));
     }
@@ -124,6 +121,7 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         host,
         ignore: Default::default(),
         local_context: false,
+        cache_from,
         registry_auth: vec![],
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();

@@ -10,7 +10,7 @@
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
 //! (they need a BuildKit session), bind mounts from another stage or
 //! read-write, ADD of git
-//! repositories, `--link` and `--cache-from`.
+//! repositories and `--link`.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -69,6 +69,8 @@ pub struct Options {
     /// unpacked tar): its files' digests are kept by size, times and inode,
     /// so that a rebuild reads only the files that changed.
     pub local_context: bool,
+    /// `cachefrom`: images whose history a step may be taken from.
+    pub cache_from: Vec<String>,
 }
 
 /// One line of the build's JSON stream.
@@ -95,6 +97,10 @@ struct State {
     /// Whether this stage set CMD (an ENTRYPOINT after the base's CMD
     /// resets it, as Docker's builder does).
     cmd_set: bool,
+    /// The `--cache-from` image the stage's steps were last taken from:
+    /// the only one asked from then on, so that a stage does not jump
+    /// from one image's history to another's (as in Docker's builder).
+    cache_source: Option<ImageId>,
 }
 
 impl State {
@@ -170,6 +176,8 @@ pub struct Builder {
     names: HashMap<String, usize>,
     /// Set when the build is to stop (its client went away).
     cancel: tokio::sync::watch::Sender<bool>,
+    /// The `--cache-from` images found here.
+    sources: Vec<ImageId>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -193,6 +201,7 @@ impl Builder {
             used_args: Default::default(),
             names: HashMap::new(),
             cancel: tokio::sync::watch::channel(false).0,
+            sources: vec![],
         }
     }
 
@@ -255,6 +264,13 @@ impl Builder {
     pub async fn build(mut self, b: &Build) -> Result<ImageId> {
         self.lexer = Lexer { escape: b.directives.escape };
         self.names = b.stages.iter().filter_map(|s| s.name.clone().map(|n| (n, s.index))).collect();
+        for r in &self.opts.cache_from {
+            // As Docker's builder: an image not here is no cache, not an error.
+            match self.engine.images.resolve(r) {
+                Ok(id) => self.sources.push(id),
+                Err(_) => say(&self.out, format!("cache-from {r}: no such image here, not used\n")),
+            }
+        }
         // The ARGs before the first FROM, for FROM lines.
         let mut meta: Vec<(String, String)> = vec![];
         for (name, default) in &b.meta_args {
@@ -465,7 +481,7 @@ impl Builder {
     async fn meta(&self, st: &mut State, text: &str) -> Result<()> {
         let created = format!("/bin/sh -c #(nop)  {text}");
         let key = format!("meta\n{created}\n{}\n{:?}", run_json(&st.run), st.author);
-        if self.take_cached(st, &key) {
+        if self.take_cached(st, &key, &created) {
             return Ok(());
         }
         let parent = st.image.clone();
@@ -482,16 +498,45 @@ impl Builder {
     }
 
     /// A step of `key` made before on the stage's image, when the image it
-    /// made is still here: taken, and said so.
-    fn take_cached(&self, st: &mut State, key: &str) -> bool {
+    /// made is still here; or else a step `created_by` made on it in the
+    /// history of a `--cache-from` image: taken, and said so.
+    fn take_cached(&self, st: &mut State, key: &str, created_by: &str) -> bool {
         if self.opts.no_cache {
             return false;
         }
-        let Ok(text) = std::fs::read_to_string(self.cache_path(&st.image, key)) else { return false };
-        let Ok(id) = self.engine.images.resolve(text.trim()) else { return false };
-        if id.to_string() != text.trim() {
-            return false;
-        }
+        let local = std::fs::read_to_string(self.cache_path(&st.image, key)).ok().and_then(|text| {
+            let id = self.engine.images.resolve(text.trim()).ok()?;
+            (id.to_string() == text.trim()).then_some(id)
+        });
+        let id = match local {
+            Some(id) => id,
+            None => {
+                let sources = match &st.cache_source {
+                    Some(s) => std::slice::from_ref(s),
+                    None => self.sources.as_slice(),
+                };
+                let found = sources.iter().find_map(|src| {
+                    match berth_image::commit::from_history(
+                        &self.engine.images,
+                        st.image.as_ref(),
+                        src,
+                        created_by,
+                        &st.run,
+                    ) {
+                        Ok(Some(id)) => Some((src.clone(), id)),
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!("cache-from {src}: {e}");
+                            None
+                        }
+                    }
+                });
+                let Some((src, id)) = found else { return false };
+                st.cache_source = Some(src);
+                self.remember(&st.image, key, Some(&id));
+                id
+            }
+        };
         say(&self.out, " ---> Using cache\n");
         st.image = Some(id);
         true
@@ -514,7 +559,7 @@ impl Builder {
     async fn workdir(&self, st: &mut State, dir: &str) -> Result<()> {
         let created = format!("/bin/sh -c #(nop) WORKDIR {dir}");
         let key = format!("workdir\n{created}\n{}\n{:?}", run_json(&st.run), st.author);
-        if self.take_cached(st, &key) {
+        if self.take_cached(st, &key, &created) {
             return Ok(());
         }
         let parent = st.image.clone();
@@ -938,7 +983,7 @@ impl Builder {
         }
         let key =
             format!("run\n{}\n{}\n{network}\n{}\n{}", json_of(&cmd), json_of(&env), json_of(&specs), run_json(&st.run));
-        if self.take_cached(st, &key) {
+        if self.take_cached(st, &key, &run_created(st, &cmd)) {
             return Ok(());
         }
         let parent = st.image.clone();
@@ -973,13 +1018,7 @@ impl Builder {
         let result = self.run_in(&id, &cmd).await;
         match result {
             Ok(()) => {
-                let created = if st.args.is_empty() {
-                    cmd.join(" ")
-                } else {
-                    let a: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    format!("|{} {} {}", a.len(), a.join(" "), cmd.join(" "))
-                };
-                let committed = self.commit(st, &id, created).await;
+                let committed = self.commit(st, &id, run_created(st, &cmd)).await;
                 if !self.opts.keep_passed {
                     say(&self.out, format!("Removing intermediate container {}\n", &id[..12.min(id.len())]));
                     self.remove(&id).await;
@@ -1113,18 +1152,32 @@ impl Builder {
         let dest_abs =
             if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
         let created_text = format!("{what} {} {}", sources.join(" "), dest);
+        let chown = match &c.chown {
+            None => None,
+            Some(o) => Some(self.lexer.word(o, &vars).map_err(fail)?),
+        };
+        let mut exclude = vec![];
+        for x in &c.exclude {
+            exclude.push(self.lexer.word(x, &vars).map_err(fail)?);
+        }
         // The content of the sources, not their times, keys the cache.
         let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
         let (ctx, ignore) = (self.context.clone(), self.opts.ignore.clone());
         let local = self.opts.local_context;
         let content = tokio::task::spawn_blocking(move || match src2 {
-            Source::Context if local => digest_local(&ctx, &names, &ignore),
-            Source::Context => digest_sources(&ctx, &names, &ignore),
-            Source::Dir(root) => digest_sources(&root, &names, &Patterns::default()),
+            Source::Context if local => Ok((digest_local(&ctx, &names, &ignore)?, source_kind(&ctx, &names, &ignore)?)),
+            Source::Context => Ok((digest_sources(&ctx, &names, &ignore)?, source_kind(&ctx, &names, &ignore)?)),
+            Source::Dir(root) => Ok((
+                digest_sources(&root, &names, &Patterns::default())?,
+                source_kind(&root, &names, &Patterns::default())?,
+            )),
             Source::Image(img) => {
                 let mut out = None;
                 let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
-                    out = Some(digest_sources(root, &names, &Patterns::default()));
+                    let none = Patterns::default();
+                    out = Some(
+                        digest_sources(root, &names, &none).and_then(|d| Ok((d, source_kind(root, &names, &none)?))),
+                    );
                     Ok(())
                 });
                 match (r, out) {
@@ -1136,44 +1189,41 @@ impl Builder {
         })
         .await
         .map_err(fail)??;
-        let key = format!("copy\n{created_text}\n{content}\n{:?}\n{:?}\n{}", c.chown, c.chmod, run_json(&st.run));
-        if self.take_cached(st, &key) {
+        let (content, kind) = content;
+        // The history names the files by a digest of what lands: their
+        // content, owner, mode, and what is left out (Docker's `file:…`,
+        // `dir:…` and `multi:…` forms).
+        let landed = format!(
+            "{content}\n{chown:?}\n{:?}\n{exclude:?}\n{}\n{}",
+            c.chmod,
+            c.parents,
+            add && c.from.is_none() && c.heredocs.is_empty()
+        );
+        let sum = format!("{kind}:{}", berth_image::Digest::sha256(landed.as_bytes()).hex());
+        let created = format!("/bin/sh -c #(nop) {what} {sum} in {dest} ");
+        let key = format!("copy\n{created_text}\n{created}\n{}", run_json(&st.run));
+        if self.take_cached(st, &key, &created) {
             return Ok(());
         }
         let parent = st.image.clone();
-        let made = self.copy_step(st, c, add, source, sources, dest, dest_abs, created_text, mode, &vars).await;
+        let step = CopyStep { source, sources, dest, dest_abs, created_text, created, mode, chown, exclude };
+        let made = self.copy_step(st, c, add, step).await;
         if made.is_ok() {
             self.remember(&parent, &key, st.image.as_ref());
         }
         made
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_step(
-        &self,
-        st: &mut State,
-        c: &Copy,
-        add: bool,
-        source: Source,
-        sources: Vec<String>,
-        dest: String,
-        dest_abs: String,
-        created_text: String,
-        mode: Option<u32>,
-        vars: &[(String, String)],
-    ) -> Result<()> {
-        let what = if add { "ADD" } else { "COPY" };
+    async fn copy_step(&self, st: &mut State, c: &Copy, add: bool, step: CopyStep) -> Result<()> {
+        let CopyStep { source, sources, dest, dest_abs, created_text, created, mode, chown, exclude } = step;
         if st.image.is_none() {
             // From scratch: an image of nothing to put the files in.
             st.image = Some(self.empty_image(&st.run).await?);
         }
         let id = self.container(st, vec!["#(nop)".into(), created_text], "none", vec![]).await?;
-        let owner = match &c.chown {
+        let owner = match &chown {
             None => Ok((0, 0)),
-            Some(o) => match self.lexer.word(o, &vars.to_vec()) {
-                Ok(o) => self.owner(&id, &o).await,
-                Err(e) => Err(fail(e)),
-            },
+            Some(o) => self.owner(&id, o).await,
         };
         let result = match owner {
             Ok(owner) => {
@@ -1182,11 +1232,7 @@ impl Builder {
                     || sources.len() > 1
                     || self.is_dir(&id, &dest_abs).await;
                 let extract = add && c.from.is_none() && c.heredocs.is_empty();
-                let mut exclude = String::new();
-                for x in &c.exclude {
-                    exclude.push_str(&self.lexer.word(x, &vars.to_vec()).map_err(fail)?);
-                    exclude.push('\n');
-                }
+                let exclude = exclude.join("\n");
                 let spec = TarSpec {
                     sources: sources.clone(),
                     dest: dest_abs.clone(),
@@ -1206,10 +1252,7 @@ impl Builder {
             Err(e) => Err(e),
         };
         let result = match result {
-            Ok(sum) => {
-                let created = format!("/bin/sh -c #(nop) {what} {sum} in {dest} ");
-                self.commit(st, &id, created).await
-            }
+            Ok(()) => self.commit(st, &id, created).await,
             Err(e) => Err(e),
         };
         self.remove(&id).await;
@@ -1393,7 +1436,7 @@ impl Builder {
 
     /// Put what `spec` names, from `source`, into container `id`; a
     /// summary of what went, for the history.
-    async fn put_sources(&self, id: &str, source: Source, spec: TarSpec) -> Result<String> {
+    async fn put_sources(&self, id: &str, source: Source, spec: TarSpec) -> Result<()> {
         let tmp = tempfile_in(&self.work)?;
         let (store, t2) = (self.engine.images.clone(), tmp.clone());
         let ctx = self.context.clone();
@@ -1430,7 +1473,7 @@ impl Builder {
         }
         .await;
         let _ = std::fs::remove_file(&tmp);
-        put.map(|()| made.sum)
+        put
     }
 
     async fn is_dir(&self, id: &str, path: &str) -> bool {
@@ -1492,6 +1535,17 @@ fn http_date(s: &str) -> Option<std::time::SystemTime> {
     let days = era * 146097 + doe - 719468;
     let secs = days * 86400 + h * 3600 + mi * 60 + se;
     Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// A RUN's history entry: its command, after its ARGs when it has any
+/// (`|N K=V… cmd`), as Docker's builder writes it.
+fn run_created(st: &State, cmd: &[String]) -> String {
+    if st.args.is_empty() {
+        cmd.join(" ")
+    } else {
+        let a: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("|{} {} {}", a.len(), a.join(" "), cmd.join(" "))
+    }
 }
 
 fn run_json(r: &RunConfig) -> String {
@@ -1686,6 +1740,35 @@ fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
     }
 }
 
+/// A COPY or ADD, its words expanded.
+struct CopyStep {
+    source: Source,
+    sources: Vec<String>,
+    dest: String,
+    dest_abs: String,
+    /// What the step's container is said to run.
+    created_text: String,
+    /// Its history entry.
+    created: String,
+    mode: Option<u32>,
+    chown: Option<String>,
+    exclude: Vec<String>,
+}
+
+/// What the sources are, as the history names them: one file, one
+/// directory, or several (`multi`).
+fn source_kind(root: &Path, sources: &[String], ignore: &Patterns) -> Result<&'static str> {
+    let mut found = vec![];
+    for s in sources {
+        found.extend(glob_in(root, s, ignore)?);
+    }
+    Ok(match found.as_slice() {
+        [one] if berth_image::copy::stat(root, one).is_ok_and(|st| st.mode & (1 << 31) != 0) => "dir",
+        [_] => "file",
+        _ => "multi",
+    })
+}
+
 /// Where COPY's files are read from.
 #[derive(Clone)]
 enum Source {
@@ -1718,12 +1801,11 @@ struct TarSpec {
     parents: bool,
 }
 
-/// The tar made: where it is put, whether it is an archive to extract
-/// there (ADD), and the summary of its content for the history.
+/// The tar made: where it is put, and whether it is an archive to
+/// extract there (ADD).
 struct Made {
     at: String,
     archive: bool,
-    sum: String,
 }
 
 /// The paths (inside `root`, absolute) a source names: itself, or what
@@ -1801,27 +1883,11 @@ fn archive_magic(h: &[u8]) -> bool {
         || (h.len() >= 262 && &h[257..262] == b"ustar")
 }
 
-/// A reader that hashes what passes.
-struct Hashing<'a, R> {
-    inner: R,
-    sum: &'a mut sha2::Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use sha2::Digest as _;
-        let n = self.inner.read(buf)?;
-        self.sum.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Write to `out` the tar of what `spec` names in `root`, each source read
 /// through `copy::archive` (resolved inside the root, so that no symlink
 /// leads out of it), its entries renamed to where they land, owned by
 /// `spec.owner`, with `spec.mode` when given.
 fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
-    use sha2::Digest as _;
     // Each match, with the directories it keeps under the dest (--parents).
     let mut kept: Vec<(String, PathBuf)> = vec![];
     for s in &spec.sources {
@@ -1838,7 +1904,6 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     let dir_dest = spec.dir_dest || files.len() > 1 || spec.parents;
     let dest = spec.dest.trim_end_matches("/.").trim_end_matches('/');
     let dest = if dest.is_empty() { "/" } else { dest };
-    let mut sum = sha2::Sha256::new();
     // One source read out of the root, as a tar of its own.
     let read = |path: &str| -> Result<(Piped, bool)> { Piped::archive(root, path) };
     if spec.extract && files.len() == 1 {
@@ -1854,13 +1919,8 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
                     head.truncate(n);
                     if archive_magic(&head) {
                         w.write_all(&head).map_err(fail)?;
-                        std::io::copy(&mut Hashing { inner: &mut e, sum: &mut sum }, &mut w).map_err(fail)?;
-                        sum.update(&head);
-                        return Ok(Made {
-                            at: dest.to_owned(),
-                            archive: true,
-                            sum: format!("file:{:x}", sum.finalize()),
-                        });
+                        std::io::copy(&mut e, &mut w).map_err(fail)?;
+                        return Ok(Made { at: dest.to_owned(), archive: true });
                     }
                 }
             }
@@ -1909,7 +1969,6 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
             if let Some(m) = spec.mode {
                 h.set_mode(m);
             }
-            sum.update(to.display().to_string().as_bytes());
             match h.entry_type() {
                 tar::EntryType::Link => {
                     let target = e.link_name().map_err(fail)?.map(|t| t.into_owned()).unwrap_or_default();
@@ -1921,7 +1980,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
                     b.append_link(&mut h, &to, &target).map_err(fail)?;
                 }
                 _ => {
-                    b.append_data(&mut h, &to, Hashing { inner: &mut e, sum: &mut sum }).map_err(fail)?;
+                    b.append_data(&mut h, &to, &mut e).map_err(fail)?;
                 }
             }
         }
@@ -1930,7 +1989,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
     let mut w = b.into_inner().map_err(fail)?;
     w.flush().map_err(fail)?;
     let at = if dir_dest { dest.to_owned() } else { parent_of(dest) };
-    Ok(Made { at, archive: false, sum: format!("file:{:x}", sum.finalize()) })
+    Ok(Made { at, archive: false })
 }
 
 /// The tar `copy::archive` makes of a path, read as a writer thread makes

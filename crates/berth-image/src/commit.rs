@@ -147,3 +147,84 @@ pub fn empty(store: &ImageStore, run: &RunConfig) -> Result<ImageRecord> {
     let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
     store.add_child(&bytes, None)
 }
+
+/// `--cache-from`: the image of a build step taken from `source`'s
+/// history, as Docker's classic builder takes it. The step is one whose
+/// history goes on from `parent`'s (equal entries and layers so far) with
+/// an entry made by `created_by`. When that entry is `source`'s last, the
+/// step's image is `source` itself; otherwise it is `parent` with that
+/// entry's layer and history entry, and `run` as its settings. `None`
+/// when `source` does not go on from `parent` that way.
+pub fn from_history(
+    store: &ImageStore,
+    parent: Option<&ImageId>,
+    source: &ImageId,
+    created_by: &str,
+    run: &RunConfig,
+) -> Result<Option<ImageId>> {
+    let read = |id: &ImageId| -> Result<Value> {
+        serde_json::from_slice(&store.config_bytes(id)?)
+            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))
+    };
+    let list = |v: &Value, k: &str| -> Vec<Value> { v.get(k).and_then(Value::as_array).cloned().unwrap_or_default() };
+    let src = read(source)?;
+    let (src_hist, src_layers) = (list(&src, "history"), list(&src["rootfs"], "diff_ids"));
+    let base = match parent {
+        Some(p) => Some(read(p)?),
+        None => None,
+    };
+    let (hist, layers) = match &base {
+        Some(b) => (list(b, "history"), list(&b["rootfs"], "diff_ids")),
+        None => (vec![], vec![]),
+    };
+    // A parent with no history and no layer (scratch, or an image of
+    // nothing) goes on into anything, as in moby's isValidParent.
+    let fresh = hist.is_empty() && layers.is_empty();
+    if !fresh
+        && (hist.len() >= src_hist.len()
+            || layers.len() > src_layers.len()
+            || hist.iter().zip(&src_hist).any(|(a, b)| a != b)
+            || layers.iter().zip(&src_layers).any(|(a, b)| a != b))
+    {
+        return Ok(None);
+    }
+    let n = if fresh { 0 } else { hist.len() };
+    let Some(entry) = src_hist.get(n) else { return Ok(None) };
+    if entry.get("created_by").and_then(Value::as_str) != Some(created_by) {
+        return Ok(None);
+    }
+    if n + 1 == src_hist.len() {
+        return Ok(Some(source.clone()));
+    }
+    let empty = |h: &Value| h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
+    let mut diff_ids = if fresh { vec![] } else { layers };
+    if !empty(entry) {
+        // The entry's layer: as many layers precede it as entries with one.
+        let at = src_hist[..n].iter().filter(|h| !empty(h)).count();
+        let Some(layer) = src_layers.get(at) else { return Ok(None) };
+        if diff_ids.len() != at {
+            return Ok(None);
+        }
+        diff_ids.push(layer.clone());
+    }
+    let mut config = base.unwrap_or_else(|| json!({}));
+    config["architecture"] = src.get("architecture").cloned().unwrap_or_else(|| json!(host_architecture()));
+    config["os"] = src.get("os").cloned().unwrap_or_else(|| json!("linux"));
+    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
+    config["created"] = entry.get("created").cloned().unwrap_or(Value::Null);
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    let mut history = if fresh { vec![] } else { hist };
+    history.push(entry.clone());
+    config["history"] = Value::Array(history);
+    match (config.as_object_mut(), src.get("author")) {
+        (Some(o), Some(a)) => {
+            o.insert("author".into(), a.clone());
+        }
+        (Some(o), None) => {
+            o.remove("author");
+        }
+        (None, _) => {}
+    }
+    let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+    Ok(Some(store.add_child(&bytes, parent)?.id))
+}

@@ -299,6 +299,69 @@ fn rebuilds_hit_the_cache_and_miss_it_exactly_when_content_args_or_instructions_
 }
 
 #[test]
+fn cache_from_takes_steps_from_a_loaded_images_history() {
+    if !can_run("build cache-from") {
+        return;
+    }
+    let d = Daemon::start("buildcachefrom");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    // The RUN writes what differs each time it runs.
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /r\nCOPY f /f\nARG V=1\nENV E=$V\nCMD cat /r /f\n",
+            ),
+            ("f", "one\n"),
+        ],
+    );
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "-t", "cf:new"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        let o = docker_build(&d, &all, None);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        (stdout(&o), d.ok(&["image", "inspect", "-f", "{{.Id}}", "cf:new"]))
+    };
+    let (_, id) = build(&[]);
+    d.ok(&["tag", "cf:new", "cf:old"]);
+    let made = d.ok(&["run", "--rm", "cf:old"]);
+    // As after a pull: the image alone, with no build cache and no
+    // intermediate image.
+    let tar = d.dir.join("cf.tar");
+    d.ok(&["save", "-o", tar.to_str().unwrap(), "cf:old"]);
+    d.ok(&["rmi", "cf:old", "cf:new"]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let (out, id2) = build(&["--cache-from", "cf:old", "--cache-from", "absent:1"]);
+    assert_eq!(out.matches("Using cache").count(), 5, "{out}");
+    assert!(!out.contains("Running in"), "{out}");
+    assert_eq!(id2, id, "the last step is the cache image itself");
+    assert_eq!(d.ok(&["run", "--rm", "cf:new"]), made, "the RUN's layer was taken, not run again");
+    // Another arg: the steps before it still come from the image's
+    // history (restored images of their own), the ENV and after not.
+    let (out, id3) = build(&["--cache-from", "cf:old", "--build-arg", "V=2"]);
+    assert_eq!(out.matches("Using cache").count(), 3, "{out}");
+    assert_ne!(id3, id);
+    assert_eq!(d.ok(&["run", "--rm", "cf:new"]), made);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{index .Config.Env 1}}", "cf:new"]), "E=2\n");
+    // New bytes in the COPY's source: it and what follows miss.
+    std::fs::write(ctx.join("f"), "two\n").unwrap();
+    let (out, _) = build(&["--cache-from", "cf:old"]);
+    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
+    assert!(d.ok(&["run", "--rm", "cf:new"]).ends_with("two\n"));
+    // Without --cache-from, with the build cache cleared, the RUN runs.
+    d.ok(&["builder", "prune", "-af"]);
+    let (out, _) = build(&[]);
+    assert!(out.contains("Running in"), "{out}");
+    assert_ne!(d.ok(&["run", "--rm", "cf:new"]).lines().next(), made.lines().next());
+    d.ok(&["rmi", "cf:old", "cf:new"]);
+    assert_clean(&d);
+}
+
+#[test]
 fn stages_that_need_nothing_of_each_other_are_built_at_once() {
     if !can_run("build parallel") {
         return;

@@ -107,6 +107,8 @@ services:
       context: ./web
       args:
         GREETING: hello from web
+      cache_from:
+        - busybox
     command: cat /greeting
   worker:
     build:
