@@ -3,17 +3,16 @@
 //! stage after stage, each instruction an image. A RUN is a container
 //! made by the engine's own create and start, attached before it starts
 //! so that its output streams, committed when it exits 0 and removed
-//! either way. COPY and ADD put a tar of their sources into a container
-//! that is never started, and commit it. Metadata instructions make an
-//! image of a new config and no layer.
+//! either way. COPY and ADD write a tar of their sources straight into a
+//! layer, named as they land in the image below (no container).
+//! Metadata instructions make an image of a new config and no layer.
 //!
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
 //! (they need a BuildKit session), bind mounts from another stage or
-//! read-write, ADD of git
-//! repositories and `--link`.
+//! read-write, and ADD of git repositories.
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -1091,10 +1090,10 @@ impl Builder {
 
     async fn copy(&self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
         let what = if add { "ADD" } else { "COPY" };
-        for (flag, set) in [("--link", c.link), ("--keep-git-dir", c.keep_git_dir)] {
-            if set {
-                return Err(BuildError(format!("{what} {flag} is not supported by berth's builder yet")));
-            }
+        if c.keep_git_dir {
+            return Err(BuildError(format!(
+                "{what} --keep-git-dir applies to git repositories, which berth's builder does not fetch yet"
+            )));
         }
         let vars = st.vars();
         let mut sources = vec![];
@@ -1194,9 +1193,10 @@ impl Builder {
         // content, owner, mode, and what is left out (Docker's `file:…`,
         // `dir:…` and `multi:…` forms).
         let landed = format!(
-            "{content}\n{chown:?}\n{:?}\n{exclude:?}\n{}\n{}",
+            "{content}\n{chown:?}\n{:?}\n{exclude:?}\n{}\n{}\n{}",
             c.chmod,
             c.parents,
+            c.link,
             add && c.from.is_none() && c.heredocs.is_empty()
         );
         let sum = format!("{kind}:{}", berth_image::Digest::sha256(landed.as_bytes()).hex());
@@ -1206,7 +1206,7 @@ impl Builder {
             return Ok(());
         }
         let parent = st.image.clone();
-        let step = CopyStep { source, sources, dest, dest_abs, created_text, created, mode, chown, exclude };
+        let step = CopyStep { source, sources, dest, dest_abs, created, mode, chown, exclude };
         let made = self.copy_step(st, c, add, step).await;
         if made.is_ok() {
             self.remember(&parent, &key, st.image.as_ref());
@@ -1214,49 +1214,74 @@ impl Builder {
         made
     }
 
+    /// COPY and ADD: a tar of the sources, owned and named as they land,
+    /// made straight into a layer over the stage's image (no container).
+    /// The destination is resolved in the image below, symlinks and all,
+    /// and the directories on the way keep their own mode and owner; with
+    /// `--link` the files land as on an empty directory.
     async fn copy_step(&self, st: &mut State, c: &Copy, add: bool, step: CopyStep) -> Result<()> {
-        let CopyStep { source, sources, dest, dest_abs, created_text, created, mode, chown, exclude } = step;
-        if st.image.is_none() {
-            // From scratch: an image of nothing to put the files in.
-            st.image = Some(self.empty_image(&st.run).await?);
-        }
-        let id = self.container(st, vec!["#(nop)".into(), created_text], "none", vec![]).await?;
-        let owner = match &chown {
-            None => Ok((0, 0)),
-            Some(o) => self.owner(&id, o).await,
+        let CopyStep { source, sources, dest, dest_abs, created, mode, chown, exclude } = step;
+        let mut spec = TarSpec {
+            sources,
+            dest: dest_abs,
+            dir_dest: dest.ends_with('/') || dest.ends_with("/."),
+            owner: (0, 0),
+            mode,
+            extract: add && c.from.is_none() && c.heredocs.is_empty(),
+            exclude: berth_build::ignore::Patterns::parse(&exclude.join("\n")),
+            parents: c.parents,
+            ignore: match source {
+                Source::Context => self.opts.ignore.clone(),
+                _ => Patterns::default(),
+            },
         };
-        let result = match owner {
-            Ok(owner) => {
-                let dir_dest = dest.ends_with('/')
-                    || dest.ends_with("/.")
-                    || sources.len() > 1
-                    || self.is_dir(&id, &dest_abs).await;
-                let extract = add && c.from.is_none() && c.heredocs.is_empty();
-                let exclude = exclude.join("\n");
-                let spec = TarSpec {
-                    sources: sources.clone(),
-                    dest: dest_abs.clone(),
-                    dir_dest,
-                    owner,
-                    mode,
-                    extract,
-                    exclude: berth_build::ignore::Patterns::parse(&exclude),
-                    parents: c.parents,
-                    ignore: match source {
-                        Source::Context => self.opts.ignore.clone(),
-                        _ => Patterns::default(),
-                    },
+        let (store, image, ctx, link) = (self.engine.images.clone(), st.image.clone(), self.context.clone(), c.link);
+        let (run, author) = (st.run.clone(), st.author.clone());
+        let made = tokio::task::spawn_blocking(move || -> Result<ImageId> {
+            let names = chown.as_deref().is_some_and(|o| o.split(':').any(|p| p.parse::<u64>().is_err()));
+            // The image below: the owner's ids, and where the files land.
+            let below = |root: Option<&Path>| -> Result<((u64, u64), Landing)> {
+                let owner = match &chown {
+                    None => (0, 0),
+                    Some(o) => owner_from(o, root)?,
                 };
-                self.put_sources(&id, source, spec).await
-            }
-            Err(e) => Err(e),
-        };
-        let result = match result {
-            Ok(()) => self.commit(st, &id, created).await,
-            Err(e) => Err(e),
-        };
-        self.remove(&id).await;
-        result
+                Ok((owner, landing(if link { None } else { root }, &spec.dest)?))
+            };
+            let (owner, land) = match &image {
+                Some(img) if !link || names => {
+                    let mut out = None;
+                    berth_image::rootfs::with_image_view(&store, img, |root| {
+                        out = Some(below(Some(root)));
+                        Ok(())
+                    })
+                    .map_err(fail)?;
+                    out.unwrap_or_else(|| Err(BuildError("the image's files could not be read".into())))?
+                }
+                _ => below(None)?,
+            };
+            spec.owner = owner;
+            let to_image = |e: BuildError| berth_image::Error::Invalid(e.0);
+            let write = |w: std::fs::File| -> berth_image::Result<()> {
+                let w = std::io::BufWriter::with_capacity(1 << 20, w);
+                match source {
+                    Source::Context => write_tar(&ctx, &spec, &land, w).map_err(to_image),
+                    Source::Dir(root) => write_tar(&root, &spec, &land, w).map_err(to_image),
+                    Source::Image(img) => berth_image::rootfs::with_image_view(&store, &img, |root| {
+                        write_tar(root, &spec, &land, w).map_err(to_image)
+                    }),
+                }
+            };
+            let rec = berth_image::commit::with_layer(&store, image.as_ref(), &run, &created, author.as_deref(), write)
+                .map_err(|e| match e {
+                    berth_image::Error::Invalid(m) => BuildError(m),
+                    e => fail(e),
+                })?;
+            Ok(rec.id)
+        })
+        .await
+        .map_err(fail)??;
+        st.image = Some(made);
+        Ok(())
     }
 
     /// ADD's URLs fetched by the daemon into a directory of their own, each
@@ -1364,120 +1389,6 @@ impl Builder {
             std::fs::write(dir.join(name), content).map_err(fail)?;
         }
         Ok(dir)
-    }
-
-    /// A `--chown` value as ids: numbers, or names looked up in the
-    /// container's `/etc/passwd` and `/etc/group`.
-    async fn owner(&self, id: &str, spec: &str) -> Result<(u64, u64)> {
-        let (u, g) = match spec.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (spec, None),
-        };
-        let uid = match u.parse::<u64>() {
-            Ok(n) => (n, None),
-            Err(_) => {
-                let passwd = self.read_file(id, "/etc/passwd").await;
-                let entry = passwd
-                    .lines()
-                    .map(|l| l.split(':').collect::<Vec<_>>())
-                    .find(|f| f.first() == Some(&u) && f.len() > 3);
-                let Some(f) = entry else {
-                    return Err(BuildError(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {u}: no such user: {u}")));
-                };
-                (f[2].parse().map_err(fail)?, f[3].parse::<u64>().ok())
-            }
-        };
-        let gid = match g {
-            None => uid.1.unwrap_or(uid.0),
-            Some(g) => match g.parse::<u64>() {
-                Ok(n) => n,
-                Err(_) => {
-                    let group = self.read_file(id, "/etc/group").await;
-                    let entry = group
-                        .lines()
-                        .map(|l| l.split(':').collect::<Vec<_>>())
-                        .find(|f| f.first() == Some(&g) && f.len() > 2);
-                    let Some(f) = entry else {
-                        return Err(BuildError(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}: no such group: {g}")));
-                    };
-                    f[2].parse().map_err(fail)?
-                }
-            },
-        };
-        Ok((uid.0, gid))
-    }
-
-    /// A small file of container `id`, empty when it has none.
-    async fn read_file(&self, id: &str, path: &str) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        struct W(std::sync::mpsc::Sender<Vec<u8>>);
-        impl std::io::Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let _ = self.0.send(b.to_vec());
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        if self.engine.archive_get(id, path, W(tx)).await.is_err() {
-            return String::new();
-        }
-        let data: Vec<u8> = rx.try_iter().flatten().collect();
-        let mut a = tar::Archive::new(data.as_slice());
-        let mut text = String::new();
-        if let Ok(mut entries) = a.entries() {
-            if let Some(Ok(mut e)) = entries.next() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut text);
-            }
-        }
-        text
-    }
-
-    /// Put what `spec` names, from `source`, into container `id`; a
-    /// summary of what went, for the history.
-    async fn put_sources(&self, id: &str, source: Source, spec: TarSpec) -> Result<()> {
-        let tmp = tempfile_in(&self.work)?;
-        let (store, t2) = (self.engine.images.clone(), tmp.clone());
-        let ctx = self.context.clone();
-        let made = tokio::task::spawn_blocking(move || match source {
-            Source::Context => make_tar(&ctx, &spec, &t2),
-            Source::Dir(root) => make_tar(&root, &spec, &t2),
-            Source::Image(img) => {
-                let mut out = None;
-                let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
-                    out = Some(make_tar(root, &spec, &t2));
-                    Ok(())
-                });
-                match (r, out) {
-                    (Ok(()), Some(made)) => made,
-                    (Err(e), _) => Err(fail(e)),
-                    (Ok(()), None) => Err(BuildError("the image's files could not be read".into())),
-                }
-            }
-        })
-        .await
-        .map_err(fail)?;
-        let made = match made {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        let put = async {
-            self.ensure_dir(id, &made.at).await?;
-            let f = std::fs::File::open(&tmp).map_err(fail)?;
-            let at = if made.archive { made.at.clone() } else { "/".to_owned() };
-            self.engine.archive_put(id, &at, f, true).await.map_err(fail)
-        }
-        .await;
-        let _ = std::fs::remove_file(&tmp);
-        put
-    }
-
-    async fn is_dir(&self, id: &str, path: &str) -> bool {
-        self.engine.archive_stat(id, path).await.is_ok_and(|s| s.mode & (1 << 31) != 0)
     }
 
     /// Make directory `path` in container `id` (and its parents, root-owned
@@ -1697,13 +1608,6 @@ fn label_text(l: &std::collections::BTreeMap<String, String>) -> String {
     l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-fn parent_of(p: &str) -> String {
-    match Path::new(p).parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
-        _ => "/".into(),
-    }
-}
-
 /// A path of the context, cleaned: no `..` that climbs out, relative.
 fn inside(s: &str) -> Result<PathBuf> {
     let mut out = PathBuf::new();
@@ -1746,8 +1650,6 @@ struct CopyStep {
     sources: Vec<String>,
     dest: String,
     dest_abs: String,
-    /// What the step's container is said to run.
-    created_text: String,
     /// Its history entry.
     created: String,
     mode: Option<u32>,
@@ -1799,13 +1701,6 @@ struct TarSpec {
     /// `--parents`: each source lands with its directories (those after a
     /// `/./` in its path, when it has one).
     parents: bool,
-}
-
-/// The tar made: where it is put, and whether it is an archive to
-/// extract there (ADD).
-struct Made {
-    at: String,
-    archive: bool,
 }
 
 /// The paths (inside `root`, absolute) a source names: itself, or what
@@ -1870,12 +1765,6 @@ fn left_out(ignore: &Patterns, file: &str, entry: &Path) -> bool {
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A temp file's path beside the context (not in it).
-fn tempfile_in(dir: &Path) -> Result<PathBuf> {
-    let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(dir.join(format!("copy-{}-{n}.tar", std::process::id())))
-}
-
 /// Whether the first bytes are those of a tar, gzip or zstd archive.
 fn archive_magic(h: &[u8]) -> bool {
     h.starts_with(&[0x1f, 0x8b])
@@ -1883,11 +1772,182 @@ fn archive_magic(h: &[u8]) -> bool {
         || (h.len() >= 262 && &h[257..262] == b"ustar")
 }
 
-/// Write to `out` the tar of what `spec` names in `root`, each source read
+/// `--chown`'s user and group as ids, names looked up in the image's
+/// `/etc/passwd` and `/etc/group` (read inside `root`).
+fn owner_from(spec: &str, root: Option<&Path>) -> Result<(u64, u64)> {
+    let table = |path: &str| -> String {
+        let Some(root) = root else { return String::new() };
+        let Ok(dir) = std::fs::File::open(root) else { return String::new() };
+        use std::os::fd::AsFd;
+        match berth_core::rootfs::openat_in_root(dir.as_fd(), Path::new(path), libc::O_RDONLY) {
+            Ok(fd) => {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text);
+                text
+            }
+            Err(_) => String::new(),
+        }
+    };
+    let find = |text: &str, name: &str, fields: usize| -> Option<Vec<String>> {
+        text.lines()
+            .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.first().map(String::as_str) == Some(name) && f.len() > fields)
+    };
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, primary) = match u.parse::<u64>() {
+        Ok(n) => (n, None),
+        Err(_) => {
+            let Some(f) = find(&table("/etc/passwd"), u, 3) else {
+                return Err(BuildError(format!(
+                    "unable to convert uid/gid chown string to host mapping: can't find uid for user {u}: no such user: {u}"
+                )));
+            };
+            (f[2].parse().map_err(fail)?, f[3].parse::<u64>().ok())
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                let Some(f) = find(&table("/etc/group"), g, 2) else {
+                    return Err(BuildError(format!(
+                        "unable to convert uid/gid chown string to host mapping: can't find gid for group {g}: no such group: {g}"
+                    )));
+                };
+                f[2].parse().map_err(fail)?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Where a COPY's files land in the image below: the destination with
+/// its symlinks resolved inside the image's root, and a directory header
+/// for each of its components, the destination's own last: the image's
+/// mode, owner and time where it has the directory, root's 0755 where it
+/// does not.
+struct Landing {
+    /// Absolute, resolved.
+    dest: String,
+    /// Whether the destination is a directory of the image.
+    is_dir: bool,
+    dirs: Vec<(String, tar::Header)>,
+}
+
+fn dir_header(mode: u32, uid: u64, gid: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_mtime(mtime);
+    h.set_size(0);
+    h
+}
+
+/// [`Landing`] of `dest` in `root` (none: an empty directory). The
+/// path is cleaned as Go's `filepath.Clean` cleans it, then walked a
+/// component at a time inside the root, each symlink followed as the
+/// image's own processes would see it (an absolute target from the
+/// image's root, `..` stopping there).
+fn landing(root: Option<&Path>, dest: &str) -> Result<Landing> {
+    use std::os::unix::fs::MetadataExt;
+    let mut todo = std::collections::VecDeque::new();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::Normal(n) => todo.push_back(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                todo.pop_back();
+            }
+            _ => {}
+        }
+    }
+    let mut found: Vec<(String, Option<std::fs::Metadata>)> = vec![];
+    if let Some(root) = root {
+        let mut links = 0;
+        while let Some(p) = todo.pop_front() {
+            match p.as_str() {
+                "." | "" => continue,
+                ".." => {
+                    found.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let mut at = root.to_path_buf();
+            at.extend(found.iter().map(|(n, _)| n.as_str()));
+            at.push(&p);
+            let Ok(md) = std::fs::symlink_metadata(&at) else {
+                todo.push_front(p);
+                break;
+            };
+            if md.file_type().is_symlink() {
+                links += 1;
+                if links > 40 {
+                    return Err(BuildError(format!("COPY failed: too many levels of symbolic links in {dest}")));
+                }
+                let target = std::fs::read_link(&at).map_err(fail)?;
+                if target.is_absolute() {
+                    found.clear();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => todo.push_front(n.to_string_lossy().into_owned()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            found.push((p, Some(md)));
+        }
+    }
+    // What is not there is made; `..` in it stays at the root.
+    for p in todo {
+        match p.as_str() {
+            "." | "" => {}
+            ".." => {
+                found.pop();
+            }
+            _ => found.push((p, None)),
+        }
+    }
+    let is_dir = found.last().is_some_and(|(_, m)| m.as_ref().is_some_and(|m| m.is_dir()));
+    let mut dirs = vec![];
+    let mut path = String::new();
+    for (name, md) in &found {
+        path = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+        let h = match md {
+            Some(m) => dir_header(m.mode() & 0o7777, u64::from(m.uid()), u64::from(m.gid()), m.mtime().max(0) as u64),
+            None => dir_header(0o755, 0, 0, 0),
+        };
+        dirs.push((format!("{path}/"), h));
+    }
+    Ok(Landing { dest: format!("/{path}"), is_dir, dirs })
+}
+
+/// No layer can hold a file named as an overlay whiteout.
+fn check_name(p: &Path) -> Result<()> {
+    match p.file_name().map(|n| n.to_string_lossy()) {
+        Some(n) if n.starts_with(".wh.") => Err(BuildError(format!(
+            "COPY failed: {}: a file whose name begins with .wh. cannot be stored in an image layer",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Write to `w` the layer's tar of what `spec` names in `root`: the
+/// directories the files land in (see [`Landing`]), then each source read
 /// through `copy::archive` (resolved inside the root, so that no symlink
 /// leads out of it), its entries renamed to where they land, owned by
-/// `spec.owner`, with `spec.mode` when given.
-fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
+/// `spec.owner`, with `spec.mode` when given. ADD of a single local
+/// archive extracts it at the destination instead.
+fn write_tar(root: &Path, spec: &TarSpec, land: &Landing, w: impl Write) -> Result<()> {
     // Each match, with the directories it keeps under the dest (--parents).
     let mut kept: Vec<(String, PathBuf)> = vec![];
     for s in &spec.sources {
@@ -1901,9 +1961,17 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
         }
     }
     let files: Vec<String> = kept.iter().map(|(m, _)| m.clone()).collect();
-    let dir_dest = spec.dir_dest || files.len() > 1 || spec.parents;
-    let dest = spec.dest.trim_end_matches("/.").trim_end_matches('/');
-    let dest = if dest.is_empty() { "/" } else { dest };
+    let dir_dest = spec.dir_dest || land.is_dir || files.len() > 1 || spec.parents;
+    let dest = land.dest.as_str();
+    let rel_dest = dest.trim_start_matches('/').to_owned();
+    let mut b = tar::Builder::new(w);
+    let dirs = |b: &mut tar::Builder<_>, all: bool| -> Result<()> {
+        let n = if all { land.dirs.len() } else { land.dirs.len().saturating_sub(1) };
+        for (name, h) in &land.dirs[..n] {
+            b.append_data(&mut h.clone(), name, std::io::empty()).map_err(fail)?;
+        }
+        Ok(())
+    };
     // One source read out of the root, as a tar of its own.
     let read = |path: &str| -> Result<(Piped, bool)> { Piped::archive(root, path) };
     if spec.extract && files.len() == 1 {
@@ -1913,22 +1981,20 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
             let mut entries = a.entries().map_err(fail)?;
             if let Some(Ok(mut e)) = entries.next() {
                 if e.header().entry_type().is_file() {
-                    let mut w = std::fs::File::create(out).map_err(fail)?;
-                    let mut head = vec![0u8; 262];
-                    let n = std::io::Read::read(&mut e, &mut head).map_err(fail)?;
-                    head.truncate(n);
-                    if archive_magic(&head) {
-                        w.write_all(&head).map_err(fail)?;
-                        std::io::copy(&mut e, &mut w).map_err(fail)?;
-                        return Ok(Made { at: dest.to_owned(), archive: true });
+                    let mut head = std::io::BufReader::with_capacity(1 << 20, &mut e);
+                    let magic = std::io::BufRead::fill_buf(&mut head).map_err(fail)?.to_vec();
+                    if archive_magic(&magic) {
+                        dirs(&mut b, true)?;
+                        let plain = berth_image::unpack::decompress(head).map_err(fail)?;
+                        extract_into(&mut b, plain, &rel_dest)?;
+                        b.into_inner().map_err(fail)?.flush().map_err(fail)?;
+                        return Ok(());
                     }
                 }
             }
         }
     }
-    let f = std::fs::File::create(out).map_err(fail)?;
-    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
-    let rel_dest = dest.trim_start_matches('/').to_owned();
+    dirs(&mut b, dir_dest)?;
     for (file, keep) in &kept {
         // The root itself is read as `/.`, its entries named from `.`.
         let (f, is_dir) = read(if file == "/" { "/." } else { file })?;
@@ -1963,6 +2029,7 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
             let mut e = e.map_err(fail)?;
             let name = e.path().map_err(fail)?.into_owned();
             let Some(to) = land(&name) else { continue };
+            check_name(&to)?;
             let mut h = e.header().clone();
             h.set_uid(spec.owner.0);
             h.set_gid(spec.owner.1);
@@ -1986,10 +2053,57 @@ fn make_tar(root: &Path, spec: &TarSpec, out: &Path) -> Result<Made> {
         }
         a.into_inner().finish()?;
     }
-    let mut w = b.into_inner().map_err(fail)?;
-    w.flush().map_err(fail)?;
-    let at = if dir_dest { dest.to_owned() } else { parent_of(dest) };
-    Ok(Made { at, archive: false })
+    b.into_inner().map_err(fail)?.flush().map_err(fail)?;
+    Ok(())
+}
+
+/// ADD's archive, its entries put under `rel_dest` as they are (owners,
+/// modes and all); one that climbs out of the destination is refused.
+fn extract_into<W: Write>(b: &mut tar::Builder<W>, archive: impl std::io::Read, rel_dest: &str) -> Result<()> {
+    let under = |p: &Path| -> Result<PathBuf> {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => out.push(n),
+                Component::ParentDir if !out.pop() => {
+                    return Err(BuildError(format!("ADD failed: the archive's entry {} leads out of it", p.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(Path::new(rel_dest).join(out))
+    };
+    let mut a = tar::Archive::new(archive);
+    for e in a.entries().map_err(fail)? {
+        let mut e = e.map_err(fail)?;
+        let name = e.path().map_err(fail)?.into_owned();
+        let to = under(&name)?;
+        if to.as_os_str() == rel_dest {
+            continue;
+        }
+        check_name(&to)?;
+        let mut h = e.header().clone();
+        match h.entry_type() {
+            tar::EntryType::Link => {
+                let target = under(&e.link_name().map_err(fail)?.map(|t| t.into_owned()).unwrap_or_default())?;
+                b.append_link(&mut h, &to, &target).map_err(fail)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = e.link_name().map_err(fail)?.map(|t| t.into_owned()).unwrap_or_default();
+                b.append_link(&mut h, &to, &target).map_err(fail)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Directory | tar::EntryType::Continuous => {
+                b.append_data(&mut h, &to, &mut e).map_err(fail)?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            _ => {
+                // Devices, fifos: as they are, with no data.
+                h.set_size(0);
+                b.append_data(&mut h, &to, std::io::empty()).map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The tar `copy::archive` makes of a path, read as a writer thread makes

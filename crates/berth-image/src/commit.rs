@@ -45,24 +45,8 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
         }
     };
     let upper = store.layers.mount_of(rw)?.upper;
-    // The layer tar streams through a pipe from a writer thread.
-    let (r, w) = nix::unistd::pipe().map_err(|e| Error::Io { what: "pipe".into(), source: e.into() })?;
-    let layer = std::thread::scope(|s| {
-        let skip: Vec<&std::path::Path> = opts.skip.iter().map(|p| p.as_path()).collect();
-        let writer = s.spawn(move || changes::export_skipping(&upper, File::from(w), &skip));
-        let made = store.create_layer(File::from(r), rw.parent.as_ref());
-        let wrote = writer.join().unwrap_or_else(|_| Err(Error::Invalid("the layer writer panicked".into())));
-        match (made, wrote) {
-            (Ok(l), Ok(_)) => Ok(l),
-            (Ok(_), Err(e)) => {
-                // The store took a cut-short tar for a whole one: drop that
-                // layer, which no image uses.
-                let _ = store.collect_layers();
-                Err(e)
-            }
-            (Err(e), _) => Err(e),
-        }
-    })?;
+    let skip: Vec<&std::path::Path> = opts.skip.iter().map(|p| p.as_path()).collect();
+    let layer = layer_of(store, rw.parent.as_ref(), |w| changes::export_skipping(&upper, w, &skip).map(|_| ()))?;
     let created = berth_core::time::now_rfc3339();
     config["config"] = serde_json::to_value(&run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
     config["created"] = json!(created);
@@ -93,6 +77,81 @@ pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &C
         store.tag(t, &rec.id)?;
     }
     Ok(rec)
+}
+
+/// A layer over `parent` of the tar `write` makes, streamed through a
+/// pipe from a writer thread. A tar cut short by the writer's failure
+/// leaves no layer.
+pub fn layer_of(
+    store: &ImageStore,
+    parent: Option<&crate::digest::ChainId>,
+    write: impl FnOnce(File) -> Result<()> + Send,
+) -> Result<crate::layers::Layer> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| Error::Io { what: "pipe".into(), source: e.into() })?;
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || write(File::from(w)));
+        let made = store.create_layer(File::from(r), parent);
+        let wrote = writer.join().unwrap_or_else(|_| Err(Error::Invalid("the layer writer panicked".into())));
+        match (made, wrote) {
+            (Ok(l), Ok(())) => Ok(l),
+            (Ok(_), Err(e)) => {
+                // The store took a cut-short tar for a whole one: drop that
+                // layer, which no image uses.
+                let _ = store.collect_layers();
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        }
+    })
+}
+
+/// A new image over `base` (none: from scratch) with one more layer, the
+/// tar `write` makes: `run` its settings, one history entry `created_by`,
+/// `author` the image's. What a build's COPY makes, with no container.
+pub fn with_layer(
+    store: &ImageStore,
+    base: Option<&ImageId>,
+    run: &RunConfig,
+    created_by: &str,
+    author: Option<&str>,
+    write: impl FnOnce(File) -> Result<()> + Send,
+) -> Result<ImageRecord> {
+    let mut config: Value = match base {
+        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
+            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?,
+        None => {
+            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+        }
+    };
+    let top = match base {
+        Some(id) => store.get(id)?.and_then(|r| r.top_layer),
+        None => None,
+    };
+    let layer = layer_of(store, top.as_ref(), write)?;
+    let created = berth_core::time::now_rfc3339();
+    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
+    config["created"] = json!(created);
+    let mut h = json!({"created": created, "created_by": created_by});
+    match author {
+        Some(a) => {
+            config["author"] = json!(a);
+            h["author"] = json!(a);
+        }
+        None => {
+            if let Some(o) = config.as_object_mut() {
+                o.remove("author");
+            }
+        }
+    }
+    let diff_ids = config.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut);
+    let diff_ids = diff_ids.ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?;
+    diff_ids.push(json!(layer.diff_id));
+    match config.get_mut("history").and_then(Value::as_array_mut) {
+        Some(hist) => hist.push(h),
+        None => config["history"] = json!([h]),
+    }
+    let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+    store.add_child(&bytes, base)
 }
 
 /// A new image over `base` (none: from scratch) with no layer of its own:

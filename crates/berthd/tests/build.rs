@@ -804,6 +804,49 @@ fn copy_excludes_what_it_is_told_and_keeps_parents_when_asked() {
 }
 
 #[test]
+fn copy_lands_through_the_image_s_symlinks_and_keeps_its_directories_while_link_lands_on_nothing() {
+    if !can_run("build copy landing") {
+        return;
+    }
+    let d = Daemon::start("buildland");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch AS s\nCOPY f /deep/er/f\n\
+                 FROM busybox\n\
+                 RUN mkdir -m 0750 /private && chown 7:8 /private && mkdir /real /real2 && ln -s /real /via && ln -s /real2 /via2\n\
+                 COPY f /private/f\nCOPY f /via/\nCOPY --link f /via2/\nCOPY --link --chown=nobody f /linked/f\n\
+                 COPY --from=s /deep /deep\n",
+            ),
+            ("f", "data\n"),
+        ],
+    );
+    let o = docker_build(&d, &["build", "-t", "land", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let sh = |c: &str| d.ok(&["run", "--rm", "land", "sh", "-c", c]);
+    // The directory the file went into keeps its mode and owner.
+    assert_eq!(sh("stat -c '%a %u:%g' /private; cat /private/f"), "750 7:8\ndata\n");
+    // A symlink on the way is followed inside the image; it stays a link.
+    assert_eq!(sh("cat /real/f; readlink /via"), "data\n/real\n");
+    // --link does not look below: the path is made as on nothing.
+    assert_eq!(sh("test -d /via2 && ! test -L /via2 && cat /via2/f; ls /real2 | wc -l"), "data\n0\n");
+    assert_eq!(sh("stat -c '%U %a' /linked/f /linked"), "nobody 644\nroot 755\n");
+    assert_eq!(sh("stat -c '%a %u' /deep /deep/er; cat /deep/er/f"), "755 0\n755 0\ndata\n");
+    // No layer can hold a file named as a whiteout.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"), (".wh.etc", "x")]);
+    let o = docker_build(&d, &["build", "-t", "wh", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(format!("{}{}", stdout(&o), stderr(&o))
+        .contains(".wh.etc: a file whose name begins with .wh. cannot be stored"));
+    d.ok(&["rmi", "land"]);
+    assert_clean(&d);
+}
+
+#[test]
 fn a_heredoc_script_with_an_interpreter_runs_as_a_file() {
     if !can_run("build heredoc script") {
         return;
