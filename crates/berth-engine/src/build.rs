@@ -8,8 +8,7 @@
 //! Metadata instructions make an image of a new config and no layer.
 //!
 //! Not yet here (refused by name, never ignored): secret and ssh mounts
-//! (they need a BuildKit session), bind mounts from another stage or
-//! read-write, and ADD of git repositories.
+//! (they need a BuildKit session) and ADD of git repositories.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -249,8 +248,21 @@ impl Builder {
             let s = &b.stages[i];
             let mut deps: Vec<usize> = stage_of(&s.base, i).into_iter().collect();
             for ins in &s.instructions {
-                if let Kind::Copy(Copy { from: Some(f), .. }) = &ins.kind {
-                    deps.extend(stage_of(f, i));
+                match &ins.kind {
+                    Kind::Copy(Copy { from: Some(f), .. }) | Kind::Add(Copy { from: Some(f), .. }) => {
+                        deps.extend(stage_of(f, i));
+                    }
+                    // RUN --mount=…,from=<stage>
+                    Kind::Run(r) => {
+                        for m in &r.mounts {
+                            for part in m.split(',') {
+                                if let Some(("from", f)) = part.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                                    deps.extend(stage_of(f, i));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
             todo.extend(deps.iter().copied());
@@ -854,7 +866,19 @@ impl Builder {
                 "cache" => {
                     &["type", "target", "dst", "destination", "id", "sharing", "uid", "gid", "mode", "readonly", "ro"]
                 }
-                "bind" => &["type", "target", "dst", "destination", "source", "src", "readonly", "ro"],
+                "bind" => &[
+                    "type",
+                    "target",
+                    "dst",
+                    "destination",
+                    "source",
+                    "src",
+                    "readonly",
+                    "ro",
+                    "rw",
+                    "readwrite",
+                    "from",
+                ],
                 "tmpfs" => &["type", "target", "dst", "destination", "size"],
                 other => return Err(BuildError(format!("RUN --mount: unknown mount type {other:?}"))),
             };
@@ -881,22 +905,53 @@ impl Builder {
                 }
                 "bind" => {
                     let source = get(&["source", "src"]).unwrap_or_else(|| ".".into());
+                    let rw = flag("rw") || flag("readwrite");
+                    let from = get(&["from"]).filter(|f| !f.is_empty());
+                    // From a stage or an image, or the context written to:
+                    // an overlay of its own over it, whose writes go with
+                    // the step.
+                    let root = match (&from, rw) {
+                        (None, false) => self.context.clone(),
+                        (None, true) => {
+                            let lower = self.context.display().to_string();
+                            out.overlays.push(self.overlay(vec![lower])?);
+                            out.overlays.last().map(|o| o.mount.target.clone()).unwrap_or_default()
+                        }
+                        (Some(f), _) => {
+                            let image = self.source_image(f).await?;
+                            let (store, id) = (self.engine.images.clone(), image.clone());
+                            let lowers = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
+                                match store.get(&id).map_err(fail)?.and_then(|r| r.top_layer) {
+                                    Some(top) => store.layers.lowers(&top).map_err(fail),
+                                    None => Ok(vec![]),
+                                }
+                            })
+                            .await
+                            .map_err(fail)??;
+                            out.overlays.push(self.overlay(lowers)?);
+                            out.overlays.last().map(|o| o.mount.target.clone()).unwrap_or_default()
+                        }
+                    };
                     let rel = inside(&source)?;
-                    // Every component a real directory or file of the
-                    // context: no symlink leads the bind out of it.
-                    let mut at = self.context.clone();
+                    let whence = match &from {
+                        Some(f) => format!("{f}"),
+                        None => "the build context".into(),
+                    };
+                    // Every component a real directory or file: no symlink
+                    // leads the bind out of its root.
+                    let mut at = root;
                     for c in rel.components() {
                         at.push(c);
-                        let md = std::fs::symlink_metadata(&at).map_err(|_| {
-                            BuildError(format!("RUN --mount=type=bind: {source} is not in the build context"))
-                        })?;
+                        let md = std::fs::symlink_metadata(&at)
+                            .map_err(|_| BuildError(format!("RUN --mount=type=bind: {source} is not in {whence}")))?;
                         if md.file_type().is_symlink() {
                             return Err(BuildError(format!(
-                                "RUN --mount=type=bind: {source} passes through a symlink of the context"
+                                "RUN --mount=type=bind: {source} passes through a symlink of {whence}"
                             )));
                         }
                     }
-                    out.binds.push(format!("{}:{target}:ro", at.display()));
+                    let ro = if rw { "" } else { ":ro" };
+                    out.binds.push(format!("{}:{target}{ro}", at.display()));
                 }
                 _ => {
                     let opts = match get(&["size"]) {
@@ -908,6 +963,30 @@ impl Builder {
             }
         }
         Ok(out)
+    }
+
+    /// An overlay of `lowers` (paths of layers as the layer store names
+    /// them, or absolute directories), mounted in the build's directory
+    /// with a writable layer of its own, unmounted and removed when
+    /// dropped.
+    fn overlay(&self, lowers: Vec<String>) -> Result<Overlaid> {
+        let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.work.join(format!("mnt-{n}"));
+        for d in ["upper", "work", "merged"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(fail)?;
+        }
+        let mount = berth_image::OverlayMount {
+            base: self.engine.images.layers.overlay_dir().to_owned(),
+            lowers,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("merged"),
+        };
+        if let Err(e) = mount.mount() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(fail(e));
+        }
+        Ok(Overlaid { mount, dir })
     }
 
     /// The directory of cache mount `id`, made (owned and moded as asked)
@@ -1631,6 +1710,25 @@ struct Mounts {
     locks: Vec<tokio::sync::OwnedMutexGuard<()>>,
     /// The cache mounts marked in use while the step runs.
     uses: Vec<berth_build::cache::InUse>,
+    /// Bind mounts' overlays (from a stage or image, or written to).
+    overlays: Vec<Overlaid>,
+}
+
+/// An overlay a RUN's bind mount shows: unmounted and removed when
+/// dropped (once the step's container is gone).
+struct Overlaid {
+    mount: berth_image::OverlayMount,
+    dir: PathBuf,
+}
+
+impl Drop for Overlaid {
+    fn drop(&mut self) {
+        if let Err(e) = self.mount.unmount() {
+            tracing::warn!("build bind mount: {e}");
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The lock of cache mount `id`, shared by the daemon's builds.

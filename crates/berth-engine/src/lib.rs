@@ -148,6 +148,8 @@ impl Engine {
         // builds, that a crash cut short: nothing reads them any more.
         let tmp = cfg.data_root.join("tmp");
         let builds = cfg.data_root.join("builds");
+        // A build's bind mounts (overlays in its directory) outlive a crash.
+        unmount_under(&builds);
         for d in [&tmp, &builds] {
             if let Err(e) = std::fs::remove_dir_all(d) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -388,5 +390,25 @@ impl Engine {
             .and_then(|p| p.parent().map(|d| d.join(name)))
             .filter(|p| p.exists())
             .unwrap_or_else(|| Path::new(name).to_owned())
+    }
+}
+
+/// Detach every mount at or under `dir` (deepest first), as
+/// /proc/self/mountinfo lists them.
+fn unmount_under(dir: &std::path::Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // Octal escapes (`\040` for a space) as the kernel writes them.
+        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }

@@ -506,7 +506,7 @@ fn a_daemon_killed_mid_build_strands_no_step_container() {
     let mut body = Vec::new();
     {
         let mut tar = tar::Builder::new(&mut body);
-        let df = b"FROM busybox\nRUN echo started && sleep 300\n";
+        let df = b"FROM busybox\nRUN --mount=type=bind,from=busybox,target=/bb,rw echo started && sleep 300\n";
         tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
         tar.finish().unwrap();
     }
@@ -530,6 +530,9 @@ fn a_daemon_killed_mid_build_strands_no_step_container() {
     // The step's container, still running under its shim, is killed and
     // removed as the daemon comes back: its build is gone.
     assert_eq!(d.ok(&["ps", "-aq"]), "", "a build step's container outlived its build");
+    // Its bind's overlay, mounted in the build's directory, is gone too.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(d.dir.to_str().unwrap()), "{mounts}");
     assert!(!d.docker(&["image", "inspect", "never"]).status.success());
     assert_clean(&d);
 }
@@ -591,6 +594,49 @@ fn run_mounts_a_cache_kept_across_builds_a_context_bind_and_a_tmpfs() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("BuildKit session"), "{}", stderr(&o));
     d.ok(&["rmi", "mounted"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn run_binds_a_stage_an_image_or_the_context_written_to_and_keeps_none_of_it() {
+    if !can_run("build bind from") {
+        return;
+    }
+    let d = Daemon::start("buildbindfrom");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS tools\nRUN mkdir /d && echo deep > /d/f\n\
+                 FROM busybox\n\
+                 RUN --mount=type=bind,from=tools,source=/d,target=/t cat /t/f > /from-stage\n\
+                 RUN --mount=type=bind,from=busybox,target=/bb test -x /bb/bin/busybox && echo ok > /from-image\n\
+                 RUN --mount=type=bind,source=data,target=/w,rw echo scribble > /w/file && cat /w/file > /rw-seen\n\
+                 RUN --mount=type=bind,from=tools,target=/t2 (echo no > /t2/d/f) 2>/dev/null || echo refused > /ro\n",
+            ),
+            ("data/file", "bound in\n"),
+        ],
+    );
+    let o = docker_build(&d, &["build", "-t", "bound", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        d.ok(&["run", "--rm", "bound", "cat", "/from-stage", "/from-image", "/rw-seen", "/ro"]),
+        "deep\nok\nscribble\nrefused\n"
+    );
+    // A written bind's writes went with its step: the context is as it was.
+    assert_eq!(std::fs::read_to_string(ctx.join("data/file")).unwrap(), "bound in\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(d.dir.to_str().unwrap()), "a bind's overlay is still mounted");
+    // A source that leads out of the stage is refused.
+    write(&ctx, &[("Dockerfile", "FROM busybox AS s\nRUN ln -s /etc /out\nFROM busybox\nRUN --mount=type=bind,from=s,source=out,target=/x true\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("passes through a symlink of s"), "{}", stderr(&o));
+    d.ok(&["rmi", "bound"]);
+    let _ = d.ok(&["image", "prune", "-f"]);
     assert_clean(&d);
 }
 
