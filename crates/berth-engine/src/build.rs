@@ -934,7 +934,7 @@ impl Builder {
                     };
                     let rel = inside(&source)?;
                     let whence = match &from {
-                        Some(f) => format!("{f}"),
+                        Some(f) => f.clone(),
                         None => "the build context".into(),
                     };
                     // Every component a real directory or file: no symlink
