@@ -123,6 +123,8 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         local_context: false,
         cache_from,
         registry_auth: vec![],
+        secrets: HashMap::new(),
+        ssh: HashMap::new(),
     };
     let dockerfile = ctx.q("dockerfile").filter(|d| !d.is_empty()).unwrap_or("Dockerfile").to_owned();
     Ok((opts, dockerfile, ctx.flag("q")))
@@ -244,9 +246,67 @@ fn registry_config(req: &Request<Incoming>) -> Result<Vec<(String, berth_registr
     Ok(out)
 }
 
+/// The most a build's secrets may weigh, all together.
+const SECRETS_MAX: usize = 512 << 10;
+
+/// berth's own `X-Berth-Build-Secrets`: base64 of a JSON object of secret
+/// ids and their base64 contents, what `RUN --mount=type=secret` shows
+/// (BuildKit takes them through its session, which the classic API does
+/// not carry). They key no cache and are written nowhere but the build's
+/// private directory.
+fn secrets(req: &Request<Incoming>) -> Result<HashMap<String, Vec<u8>>, ApiError> {
+    use base64::Engine as _;
+    let Some(h) = req.headers().get("x-berth-build-secrets").and_then(|v| v.to_str().ok()).map(str::trim) else {
+        return Ok(HashMap::new());
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let raw = b64.decode(h).map_err(|_| ApiError::bad("X-Berth-Build-Secrets is not base64"))?;
+    let map: HashMap<String, String> =
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad(format!("X-Berth-Build-Secrets: {e}")))?;
+    let mut out = HashMap::new();
+    let mut total = 0;
+    for (id, v) in map {
+        if id.is_empty() || id.contains('/') {
+            return Err(ApiError::bad(format!("X-Berth-Build-Secrets: invalid secret id {id:?}")));
+        }
+        let data =
+            b64.decode(v).map_err(|_| ApiError::bad(format!("X-Berth-Build-Secrets: secret {id} is not base64")))?;
+        total += data.len();
+        if total > SECRETS_MAX {
+            return Err(ApiError::bad(format!(
+                "X-Berth-Build-Secrets: more than {} KiB of secrets",
+                SECRETS_MAX >> 10
+            )));
+        }
+        out.insert(id, data);
+    }
+    Ok(out)
+}
+
+/// berth's own `ssh`: a JSON object of ssh agent ids and the paths of
+/// their sockets on this machine, what `RUN --mount=type=ssh` binds.
+fn ssh_agents(ctx: &Ctx) -> Result<HashMap<String, std::path::PathBuf>, ApiError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Some(v) = ctx.q("ssh").filter(|v| !v.is_empty()) else { return Ok(HashMap::new()) };
+    let map: HashMap<String, String> = serde_json::from_str(v).map_err(|e| ApiError::bad(format!("ssh: {e}")))?;
+    let mut out = HashMap::new();
+    for (id, path) in map {
+        let p = std::path::PathBuf::from(&path);
+        if !p.is_absolute() || !std::fs::metadata(&p).is_ok_and(|m| m.file_type().is_socket()) {
+            return Err(ApiError::bad(format!(
+                "ssh {id}={path}: not the absolute path of a socket on the daemon's machine"
+            )));
+        }
+        out.insert(id, p);
+    }
+    Ok(out)
+}
+
 pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let (mut opts, dockerfile, quiet) = options(ctx)?;
     opts.registry_auth = registry_config(&req)?;
+    opts.secrets = secrets(&req)?;
+    opts.ssh = ssh_agents(ctx)?;
     // berth's own: a directory of this host as the context, read where it
     // is (its files hashed, not sent), for a client on this machine. The
     // socket's users are this host's root already.

@@ -190,13 +190,92 @@ fn query(a: &BuildArgs, dockerfile: &str) -> Result<Query> {
     Ok(q)
 }
 
+/// `--secret`s read here, as the `X-Berth-Build-Secrets` header: base64
+/// of a JSON object of ids and base64 contents.
+fn secrets_header(a: &BuildArgs) -> Result<Option<String>> {
+    use base64::Engine as _;
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut map = serde_json::Map::new();
+    for spec in &a.secret {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_owned()),
+                Some(("src" | "source", v)) => src = Some(v.to_owned()),
+                Some(("env", v)) => env = Some(v.to_owned()),
+                Some(("type", "file" | "env")) => {}
+                _ => {
+                    return Err(CliError::Usage(format!("--secret {spec}: unexpected {part:?} (id=…, src=… or env=…)")))
+                }
+            }
+        }
+        let id = id.ok_or_else(|| CliError::Usage(format!("--secret {spec}: the secret needs an id")))?;
+        let data = match (src, env) {
+            (Some(path), _) => {
+                std::fs::read(&path).map_err(|e| CliError::Usage(format!("--secret {id}: {path}: {e}")))?
+            }
+            (None, Some(var)) => std::env::var(&var)
+                .map_err(|_| CliError::Usage(format!("--secret {id}: env var {var} is not set")))?
+                .into_bytes(),
+            // Neither: the env var of the id's name, as buildx reads it.
+            (None, None) => std::env::var(&id)
+                .map_err(|_| CliError::Usage(format!("--secret {id}: give src=<file> or env=<var>")))?
+                .into_bytes(),
+        };
+        map.insert(id, Value::String(b64.encode(data)));
+    }
+    Ok(Some(b64.encode(Value::Object(map).to_string())))
+}
+
+/// `--ssh`: agent sockets of this machine by id (`default` is
+/// `$SSH_AUTH_SOCK`), for the daemon to bind; only a daemon on this
+/// machine can.
+fn ssh_query(c: &Client, a: &BuildArgs, q: Query) -> Result<Query> {
+    if a.ssh.is_empty() {
+        return Ok(q);
+    }
+    if !c.is_local() {
+        return Err(CliError::Usage(
+            "--ssh: the daemon binds the agent's socket, so it must run on this machine".into(),
+        ));
+    }
+    let mut map = serde_json::Map::new();
+    for spec in &a.ssh {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id.to_owned(), p.to_owned()),
+            None => (
+                spec.clone(),
+                std::env::var("SSH_AUTH_SOCK")
+                    .map_err(|_| CliError::Usage(format!("--ssh {spec}: SSH_AUTH_SOCK is not set")))?,
+            ),
+        };
+        let path = std::fs::canonicalize(&path).map_err(|e| CliError::Usage(format!("--ssh {id}: {path}: {e}")))?;
+        map.insert(id, Value::String(path.display().to_string()));
+    }
+    Ok(q.add("ssh", Value::Object(map).to_string()))
+}
+
+/// `POST /build`, with the secrets' header when there are any.
+fn post(c: &Client, a: &BuildArgs, q: &Query, body: Body) -> Result<berth_client::Response> {
+    let q = ssh_query(c, a, q.clone())?;
+    match secrets_header(a)? {
+        Some(h) => Ok(c.send_with("POST", "/build", &q, &[("X-Berth-Build-Secrets", &h)], body)?.ok()?),
+        None => Ok(c.call("POST", "/build", &q, body)?),
+    }
+}
+
 pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
     let r = if a.path == "-" {
         let (tar, dockerfile) = stdin_context(&a)?;
         let q = query(&a, &dockerfile)?;
-        c.call(
-            "POST",
-            "/build",
+        post(
+            c,
+            &a,
             &q,
             Body::Stream { content_type: "application/x-tar", reader: Box::new(std::io::Cursor::new(tar)) },
         )?
@@ -209,7 +288,7 @@ pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
         }
         let dir = std::fs::canonicalize(&ctx.dir)?;
         let q = query(&a, &ctx.dockerfile)?.add("contextdir", dir.display().to_string());
-        c.call("POST", "/build", &q, Body::None)?
+        post(c, &a, &q, Body::None)?
     } else {
         build_sent(c, &a, context(&a)?)?;
         return Ok(());
@@ -227,8 +306,7 @@ fn build_sent(c: &Client, a: &BuildArgs, ctx: Context) -> Result<()> {
         if !a.quiet {
             eprintln!("Sending build context from {}", dir.display());
         }
-        let r =
-            c.call("POST", "/build", &q, Body::Stream { content_type: "application/x-tar", reader: Box::new(reader) });
+        let r = post(c, a, &q, Body::Stream { content_type: "application/x-tar", reader: Box::new(reader) });
         let sent = sender.join().map_err(|_| CliError::Usage("the context writer panicked".into()))?;
         let r = r?;
         sent.map_err(|e| CliError::Usage(format!("sending the build context: {e}")))?;

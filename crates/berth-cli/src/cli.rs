@@ -977,6 +977,12 @@ pub struct BuildArgs {
     /// otherwise reads the directory where it is)
     #[arg(long)]
     pub send_context: bool,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=mysecret,env=VAR")
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// SSH agent socket to expose to the build, for a daemon on this machine (format: "default|<id>[=<socket>]")
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// The build context: a directory, or `-` for a tar (or a Dockerfile) on STDIN
     pub path: String,
 }

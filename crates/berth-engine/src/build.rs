@@ -7,8 +7,11 @@
 //! layer, named as they land in the image below (no container).
 //! Metadata instructions make an image of a new config and no layer.
 //!
-//! Not yet here (refused by name, never ignored): secret and ssh mounts
-//! (they need a BuildKit session) and ADD of git repositories.
+//! Secrets and ssh agents, which BuildKit takes through its session, come
+//! with the request (berth's `X-Berth-Build-Secrets` header and `ssh`
+//! parameter, which `berth build --secret` and `--ssh` send).
+//!
+//! Not yet here (refused by name, never ignored): ADD of git repositories.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -69,6 +72,10 @@ pub struct Options {
     pub local_context: bool,
     /// `cachefrom`: images whose history a step may be taken from.
     pub cache_from: Vec<String>,
+    /// Secrets by id, for `RUN --mount=type=secret`.
+    pub secrets: HashMap<String, Vec<u8>>,
+    /// ssh agent sockets of this machine by id, for `RUN --mount=type=ssh`.
+    pub ssh: HashMap<String, PathBuf>,
 }
 
 /// One line of the build's JSON stream.
@@ -579,7 +586,7 @@ impl Builder {
         }
         let id = self.container(st, vec!["#(nop)".into(), format!("WORKDIR {dir}")], "none", vec![]).await?;
         let made = match self.ensure_dir(&id, dir).await {
-            Ok(()) => self.commit(st, &id, created).await,
+            Ok(()) => self.commit(st, &id, created, &Mounts::default()).await,
             Err(e) => Err(e),
         };
         self.remove(&id).await;
@@ -853,9 +860,15 @@ impl Builder {
             let flag = |k: &str| kv.iter().any(|(n, v)| n == k && (v.is_empty() || v == "true"));
             let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
             if kind == "secret" || kind == "ssh" {
-                return Err(BuildError(format!(
-                    "RUN --mount=type={kind}: secrets and ssh agents come through a BuildKit session, which the classic build API does not carry"
-                )));
+                let known = ["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid", "env"];
+                if let Some((k, _)) = kv.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+                    return Err(BuildError(format!("RUN --mount={spec}: unknown option {k} for a {kind} mount")));
+                }
+                if kind == "ssh" && get(&["env"]).is_some() {
+                    return Err(BuildError(format!("RUN --mount={spec}: env is for secret mounts")));
+                }
+                self.private_mount(&mut out, &kind, &get, flag("required"), &workdir)?;
+                continue;
             }
             let Some(target) = get(&["target", "dst", "destination"]) else {
                 return Err(BuildError(format!("RUN --mount={spec}: the mount needs a target")));
@@ -965,6 +978,103 @@ impl Builder {
         Ok(out)
     }
 
+    /// A secret (a file of the build's private directory, bound read-only)
+    /// or an ssh agent's socket, as BuildKit mounts them: at
+    /// `/run/secrets/<id>` or `/run/buildkit/ssh_agent.N` unless a target
+    /// is given, mode 0400 (0600 for a socket) owned by root unless told.
+    /// A secret may go to an env var instead (`env=`). A missing one is
+    /// skipped unless `required`; a missing ssh agent is an error unless
+    /// `required=false`, as in BuildKit.
+    fn private_mount(
+        &self,
+        out: &mut Mounts,
+        kind: &str,
+        get: &dyn Fn(&[&str]) -> Option<String>,
+        required: bool,
+        workdir: &str,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let id = get(&["id"]).unwrap_or_else(|| if kind == "ssh" { "default".into() } else { String::new() });
+        let num = |k: &str, d: u32| -> Result<u32> {
+            match get(&[k]) {
+                None => Ok(d),
+                Some(v) => {
+                    v.parse().map_err(|_| BuildError(format!("RUN --mount=type={kind}: {k} {v:?} is not a number")))
+                }
+            }
+        };
+        let mode = match get(&["mode"]) {
+            None => {
+                if kind == "ssh" {
+                    0o600
+                } else {
+                    0o400
+                }
+            }
+            Some(m) => u32::from_str_radix(&m, 8)
+                .map_err(|_| BuildError(format!("RUN --mount=type={kind}: mode {m:?} is not octal")))?,
+        };
+        let (uid, gid) = (num("uid", 0)?, num("gid", 0)?);
+        let absolute =
+            |t: String| if t.starts_with('/') { t } else { format!("{}/{t}", workdir.trim_end_matches('/')) };
+        if kind == "ssh" {
+            let explicit = get(&["required"]).is_some();
+            let Some(sock) = self.opts.ssh.get(&id) else {
+                if explicit && !required {
+                    return Ok(());
+                }
+                return Err(BuildError(format!(
+                    "RUN --mount=type=ssh: no SSH key {id} forwarded from the client (berth build --ssh {id})"
+                )));
+            };
+            let n = out.ssh;
+            out.ssh += 1;
+            let target = absolute(
+                get(&["target", "dst", "destination"]).unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}")),
+            );
+            if n == 0 {
+                out.env.push(format!("SSH_AUTH_SOCK={target}"));
+            }
+            // The socket bound where the step sees it; its mode and owner
+            // are the socket's own (a bind cannot change them).
+            let _ = (mode, uid, gid);
+            out.binds.push(format!("{}:{target}", sock.display()));
+            return Ok(());
+        }
+        if id.is_empty() {
+            return Err(BuildError("RUN --mount=type=secret: the mount needs an id".into()));
+        }
+        let Some(data) = self.opts.secrets.get(&id) else {
+            if required {
+                return Err(BuildError(format!(
+                    "RUN --mount=type=secret: secret {id} not found (berth build --secret id={id},src=…)"
+                )));
+            }
+            return Ok(());
+        };
+        if let Some(var) = get(&["env"]) {
+            let text = String::from_utf8(data.clone())
+                .map_err(|_| BuildError(format!("secret {id}: not text, so not for an env var")))?;
+            out.env.push(format!("{var}={text}"));
+            if get(&["target", "dst", "destination"]).is_none() {
+                return Ok(());
+            }
+        }
+        let target = absolute(get(&["target", "dst", "destination"]).unwrap_or_else(|| format!("/run/secrets/{id}")));
+        let n = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.work.join(format!("secret-{n}"));
+        berth_core::perm::ensure_dir(&dir, berth_core::perm::PRIVATE_DIR).map_err(fail)?;
+        let file = dir.join("secret");
+        berth_core::perm::write_file(&file, data, 0o600).map_err(fail)?;
+        std::os::unix::fs::chown(&file, Some(uid), Some(gid)).map_err(fail)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+        // The directory is only a way to the file: the step's user may pass.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).map_err(fail)?;
+        out.binds.push(format!("{}:{target}:ro", file.display()));
+        out.secrets.push(dir);
+        Ok(())
+    }
+
     /// An overlay of `lowers` (paths of layers as the layer store names
     /// them, or absolute directories), mounted in the build's directory
     /// with a writable layer of its own, unmounted and removed when
@@ -1034,10 +1144,19 @@ impl Builder {
         }
     }
 
-    async fn commit(&self, st: &mut State, id: &str, created_by: String) -> Result<()> {
+    async fn commit(&self, st: &mut State, id: &str, created_by: String, mounts: &Mounts) -> Result<()> {
+        let mut mount_points: Vec<PathBuf> = mounts
+            .binds
+            .iter()
+            .filter_map(|b| b.split(':').nth(1))
+            .chain(mounts.tmpfs.keys().map(String::as_str))
+            .map(|t| PathBuf::from(t.trim_start_matches('/')))
+            .collect();
+        mount_points.sort();
         let r = crate::CommitRequest {
             exact_run: Some(st.run.clone()),
             created_by: Some(created_by),
+            mount_points,
             author: st.author.clone().unwrap_or_default(),
             ..Default::default()
         };
@@ -1075,6 +1194,8 @@ impl Builder {
             std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
             mounts.binds.push(format!("{}:/dev/pipes:ro", dir.display()));
         }
+        let mut env = env;
+        env.extend(mounts.env.iter().cloned());
         let made = self.run_step(st, cmd, network, env, &mounts).await;
         drop(mounts);
         if made.is_ok() {
@@ -1096,7 +1217,7 @@ impl Builder {
         let result = self.run_in(&id, &cmd).await;
         match result {
             Ok(()) => {
-                let committed = self.commit(st, &id, run_created(st, &cmd)).await;
+                let committed = self.commit(st, &id, run_created(st, &cmd), mounts).await;
                 if !self.opts.keep_passed {
                     say(&self.out, format!("Removing intermediate container {}\n", &id[..12.min(id.len())]));
                     self.remove(&id).await;
@@ -1712,6 +1833,20 @@ struct Mounts {
     uses: Vec<berth_build::cache::InUse>,
     /// Bind mounts' overlays (from a stage or image, or written to).
     overlays: Vec<Overlaid>,
+    /// Env vars the mounts set (`SSH_AUTH_SOCK`, a secret's `env=`).
+    env: Vec<String>,
+    /// ssh agents bound so far.
+    ssh: usize,
+    /// The secrets' directories, removed once the step is done.
+    secrets: Vec<PathBuf>,
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for d in &self.secrets {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 /// An overlay a RUN's bind mount shows: unmounted and removed when

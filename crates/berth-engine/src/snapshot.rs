@@ -43,6 +43,9 @@ pub struct CommitRequest {
     pub exact_run: Option<berth_image::RunConfig>,
     /// The history entry's `created_by`, in place of the container's command.
     pub created_by: Option<String>,
+    /// More mount points (relative to the root) left out when empty: a
+    /// build step's mounts.
+    pub mount_points: Vec<std::path::PathBuf>,
 }
 
 /// What the engine and runtime create in a container's layer to mount
@@ -215,7 +218,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| c.path.clone() + &c.args.iter().map(|a| format!(" {a}")).collect::<String>()),
             tag: r.reference.clone(),
-            skip: MOUNTPOINTS.iter().map(std::path::PathBuf::from).collect(),
+            skip: MOUNTPOINTS.iter().map(std::path::PathBuf::from).chain(r.mount_points.iter().cloned()).collect(),
         };
         let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
         let mut freeze = false;

@@ -588,11 +588,11 @@ fn run_mounts_a_cache_kept_across_builds_a_context_bind_and_a_tmpfs() {
     assert_eq!(d.ok(&["run", "--rm", "mounted", "cat", "/count"]).trim(), "1");
     let (s, b) = d.http("POST", "/build/prune?keep-storage=1000", b"");
     assert_eq!(s, 400, "{b}");
-    // Secrets need a session the classic API does not carry: refused.
-    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=x cat /run/secrets/x\n")]);
+    // A secret the client did not give: an error when it is required.
+    write(&ctx, &[("Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=x,required cat /run/secrets/x\n")]);
     let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("BuildKit session"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("secret x not found"), "{}", stderr(&o));
     d.ok(&["rmi", "mounted"]);
     assert_clean(&d);
 }
@@ -637,6 +637,50 @@ fn run_binds_a_stage_an_image_or_the_context_written_to_and_keeps_none_of_it() {
     assert!(stderr(&o).contains("passes through a symlink of s"), "{}", stderr(&o));
     d.ok(&["rmi", "bound"]);
     let _ = d.ok(&["image", "prune", "-f"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn secrets_and_an_ssh_agent_reach_the_steps_that_mount_them_and_stay_out_of_the_image() {
+    if !can_run("build secrets") {
+        return;
+    }
+    let d = Daemon::start("buildsecrets");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /seen && stat -c '%a %u' /run/secrets/tok >> /seen\n\
+             RUN --mount=type=secret,id=tok,env=TOK,uid=1000,mode=0440,target=/s/t echo ${#TOK} > /env && stat -c '%a %u' /s/t >> /env\n\
+             RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo skipped > /absent\n\
+             RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /ssh\n",
+        )],
+    );
+    let secret = d.dir.join("tok.txt");
+    std::fs::write(&secret, "hunter2-zq").unwrap();
+    let sock = d.dir.join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let tok = format!("id=tok,src={}", secret.display());
+    let ssh = format!("default={}", sock.display());
+    let o = d.berth(&["build", "--secret", &tok, "--ssh", &ssh, "-t", "sec", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let sh = |c: &str| d.ok(&["run", "--rm", "sec", "sh", "-c", c]);
+    assert_eq!(sh("cat /seen /env /absent /ssh"), "10\n400 0\n10\n440 1000\nskipped\n/run/buildkit/ssh_agent.0\n");
+    // The mounts' stubs are not in the layers, nor the secret in the history.
+    assert_eq!(sh("find /run/secrets /s /run/buildkit ! -type d 2>/dev/null | wc -l"), "0\n");
+    let hist = d.ok(&["history", "--no-trunc", "sec"]);
+    assert!(!hist.contains("hunter2"), "{hist}");
+    // Nothing of the secret is left in the daemon's data.
+    let o = std::process::Command::new("grep").args(["-rl", "hunter2-zq"]).arg(d.dir.join("data")).output().unwrap();
+    assert_eq!(stdout(&o), "", "the secret outlived its step");
+    // An ssh mount without an agent forwarded is an error, as in BuildKit.
+    let o = d.berth(&["build", "--no-cache", "--secret", &tok, "-t", "sec", ctx.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("no SSH key default forwarded"), "{}", stderr(&o));
+    d.ok(&["rmi", "sec"]);
     assert_clean(&d);
 }
 
