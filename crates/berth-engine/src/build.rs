@@ -581,19 +581,42 @@ impl Builder {
             return Ok(());
         }
         let parent = st.image.clone();
-        if st.image.is_none() {
-            st.image = Some(self.empty_image(&st.run).await?);
-        }
-        let id = self.container(st, vec!["#(nop)".into(), format!("WORKDIR {dir}")], "none", vec![]).await?;
-        let made = match self.ensure_dir(&id, dir).await {
-            Ok(()) => self.commit(st, &id, created, &Mounts::default()).await,
-            Err(e) => Err(e),
-        };
-        self.remove(&id).await;
-        if made.is_ok() {
-            self.remember(&parent, &key, st.image.as_ref());
-        }
-        made
+        // A layer of the directories that were missing (with those on the
+        // way, as a copy-up keeps them); empty when it was all there.
+        let (store, image, path) = (self.engine.images.clone(), st.image.clone(), dir.to_owned());
+        let (run, author) = (st.run.clone(), st.author.clone());
+        let made = tokio::task::spawn_blocking(move || -> Result<ImageId> {
+            let land = match &image {
+                Some(img) => {
+                    let mut out = None;
+                    berth_image::rootfs::with_image_view(&store, img, |root| {
+                        out = Some(landing(Some(root), &path));
+                        Ok(())
+                    })
+                    .map_err(fail)?;
+                    out.unwrap_or_else(|| Err(BuildError("the image's files could not be read".into())))?
+                }
+                None => landing(None, &path)?,
+            };
+            let write = |w: std::fs::File| -> berth_image::Result<()> {
+                let mut b = tar::Builder::new(std::io::BufWriter::new(w));
+                if !land.is_dir {
+                    for (name, h) in &land.dirs {
+                        b.append_data(&mut h.clone(), name, std::io::empty())
+                            .map_err(|e| berth_image::Error::Invalid(e.to_string()))?;
+                    }
+                }
+                b.into_inner().and_then(|mut w| w.flush()).map_err(|e| berth_image::Error::Invalid(e.to_string()))
+            };
+            let rec = berth_image::commit::with_layer(&store, image.as_ref(), &run, &created, author.as_deref(), write)
+                .map_err(fail)?;
+            Ok(rec.id)
+        })
+        .await
+        .map_err(fail)??;
+        st.image = Some(made);
+        self.remember(&parent, &key, st.image.as_ref());
+        Ok(())
     }
 
     fn word(&self, st: &State, s: &str) -> Result<String> {
@@ -802,10 +825,6 @@ impl Builder {
     }
 
     /// A container of the stage's image, made by the engine.
-    async fn container(&self, st: &State, cmd: Vec<String>, network: &str, env: Vec<String>) -> Result<String> {
-        self.container_with(st, cmd, network, env, &Mounts::default()).await
-    }
-
     async fn container_with(
         &self,
         st: &State,
@@ -1589,40 +1608,6 @@ impl Builder {
             std::fs::write(dir.join(name), content).map_err(fail)?;
         }
         Ok(dir)
-    }
-
-    /// Make directory `path` in container `id` (and its parents, root-owned
-    /// 0755) where it is missing.
-    async fn ensure_dir(&self, id: &str, path: &str) -> Result<()> {
-        let mut missing = vec![];
-        let mut cur = PathBuf::from(path);
-        loop {
-            let s = cur.display().to_string();
-            if s == "/" || s.is_empty() || self.engine.archive_stat(id, &s).await.is_ok() {
-                break;
-            }
-            missing.push(s.trim_start_matches('/').to_owned());
-            if !cur.pop() {
-                break;
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        missing.reverse();
-        let mut b = tar::Builder::new(Vec::new());
-        for d in missing {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            b.append_data(&mut h, format!("{d}/"), std::io::empty()).map_err(fail)?;
-        }
-        let data = b.into_inner().map_err(fail)?;
-        self.engine.archive_put(id, "/", std::io::Cursor::new(data), true).await.map_err(fail)
     }
 }
 

@@ -818,6 +818,8 @@ CMD ["default", "args"]
     assert_eq!(f("{{.Config.Labels.one}} {{.Config.Labels.two}}"), "1 2");
     assert_eq!(f("{{json .Config.ExposedPorts}}"), r#"{"53/udp":{},"80/tcp":{}}"#);
     assert_eq!(f("{{.Config.WorkingDir}}"), "/made/here");
+    let made = d.ok(&["run", "--rm", "--entrypoint", "stat", "instr", "-c", "%a %U", "/made", "/made/here"]);
+    assert_eq!(made, "755 root\n755 root\n", "WORKDIR makes what is missing");
     assert_eq!(f("{{.Config.User}}"), "root");
     assert_eq!(f("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
     assert_eq!(f("{{.Config.StopSignal}}"), "SIGUSR1");
