@@ -165,28 +165,6 @@ impl<R: std::io::Read> std::io::Read for Padded<R> {
     }
 }
 
-/// The context tar, uncompressed: plain, gzip, zstd, bzip2 or xz, as
-/// Docker takes it.
-fn context_stream(f: std::fs::File) -> std::io::Result<Box<dyn std::io::Read>> {
-    use std::io::BufRead;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
-    let head = r.fill_buf()?.to_vec();
-    if head.starts_with(b"BZh") {
-        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(r)));
-    }
-    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        // lzma-rs decodes into a writer: a thread writes into a pipe.
-        let (pr, mut pw) = std::io::pipe()?;
-        std::thread::spawn(move || {
-            if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut pw) {
-                tracing::debug!("xz build context: {e:?}");
-            }
-        });
-        return Ok(Box::new(pr));
-    }
-    berth_image::unpack::decompress(r)
-}
-
 /// The Dockerfile at `name` in the context, read without leaving it.
 fn read_dockerfile(context: &std::path::Path, name: &str) -> Result<String, String> {
     let missing = || format!("Cannot locate specified Dockerfile: {name}");
@@ -349,7 +327,7 @@ pub async fn build(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let parsed = tokio::task::spawn_blocking(move || {
         if let Some(t2) = &t2 {
             let f = std::fs::File::open(t2).map_err(|e| e.to_string())?;
-            let plain = context_stream(f).map_err(|e| format!("the build context: {e}"))?;
+            let plain = berth_engine::build::uncompressed(f).map_err(|e| format!("the build context: {e}"))?;
             berth_image::copy::extract(&c2, "/", Padded::new(plain), true)
                 .map_err(|e| format!("the build context: {e}"))?;
         }

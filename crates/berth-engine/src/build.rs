@@ -1983,11 +1983,39 @@ fn left_out(ignore: &Patterns, file: &str, entry: &Path) -> bool {
 
 static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Whether the first bytes are those of a tar, gzip or zstd archive.
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
+
+/// Whether the first bytes are those of a tar, plain or compressed with
+/// gzip, zstd, bzip2 or xz: what ADD unpacks, as Docker's does.
 fn archive_magic(h: &[u8]) -> bool {
     h.starts_with(&[0x1f, 0x8b])
         || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || h.starts_with(b"BZh")
+        || h.starts_with(XZ_MAGIC)
         || (h.len() >= 262 && &h[257..262] == b"ustar")
+}
+
+/// A stream uncompressed: plain, gzip, zstd, bzip2 or xz (a build
+/// context, or an archive ADD unpacks). An xz stream is decoded by a
+/// thread into a pipe; its error cuts the stream short, which the tar
+/// reader then reports.
+pub fn uncompressed<'a>(r: impl std::io::Read + Send + 'static) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, r);
+    let head = r.fill_buf()?.to_vec();
+    if head.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(r)));
+    }
+    if head.starts_with(XZ_MAGIC) {
+        let (pr, mut pw) = std::io::pipe()?;
+        std::thread::spawn(move || {
+            if let Err(e) = lzma_rs::xz_decompress(&mut r, &mut pw) {
+                tracing::debug!("xz stream: {e:?}");
+            }
+        });
+        return Ok(Box::new(pr));
+    }
+    berth_image::unpack::decompress(r)
 }
 
 /// `--chown`'s user and group as ids, names looked up in the image's
@@ -2165,7 +2193,7 @@ fn check_name(p: &Path) -> Result<()> {
 /// leads out of it), its entries renamed to where they land, owned by
 /// `spec.owner`, with `spec.mode` when given. ADD of a single local
 /// archive extracts it at the destination instead.
-fn write_tar(root: &Path, spec: &TarSpec, land: &Landing, w: impl Write) -> Result<()> {
+fn write_tar(root: &Path, spec: &TarSpec, land: &Landing, w: impl Write + Send) -> Result<()> {
     // Each match, with the directories it keeps under the dest (--parents).
     let mut kept: Vec<(String, PathBuf)> = vec![];
     for s in &spec.sources {
@@ -2203,8 +2231,27 @@ fn write_tar(root: &Path, spec: &TarSpec, land: &Landing, w: impl Write) -> Resu
                     let magic = std::io::BufRead::fill_buf(&mut head).map_err(fail)?.to_vec();
                     if archive_magic(&magic) {
                         dirs(&mut b, true)?;
-                        let plain = berth_image::unpack::decompress(head).map_err(fail)?;
-                        extract_into(&mut b, plain, &rel_dest)?;
+                        if magic.starts_with(XZ_MAGIC) {
+                            // Decoded by a thread of this scope into a pipe.
+                            let (pr, mut pw) = std::io::pipe().map_err(fail)?;
+                            std::thread::scope(|s| -> Result<()> {
+                                let (b, rel) = (&mut b, &rel_dest);
+                                let put = s.spawn(move || extract_into(b, pr, rel));
+                                let dec = lzma_rs::xz_decompress(&mut head, &mut pw);
+                                drop(pw);
+                                let put =
+                                    put.join().unwrap_or_else(|_| Err(BuildError("the ADD unpacker panicked".into())));
+                                match (put, dec) {
+                                    (Err(e), _) => Err(e),
+                                    (Ok(()), Err(e)) => Err(BuildError(format!("ADD failed: the xz archive: {e:?}"))),
+                                    (Ok(()), Ok(())) => Ok(()),
+                                }
+                            })?;
+                        } else if magic.starts_with(b"BZh") {
+                            extract_into(&mut b, bzip2::read::MultiBzDecoder::new(head), &rel_dest)?;
+                        } else {
+                            extract_into(&mut b, berth_image::unpack::decompress(head).map_err(fail)?, &rel_dest)?;
+                        }
                         b.into_inner().map_err(fail)?.flush().map_err(fail)?;
                         return Ok(());
                     }

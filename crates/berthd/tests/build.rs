@@ -145,6 +145,8 @@ EOF
 COPY --from=busybox /etc/passwd /etc/group /etc/
 COPY --chown=nobody:nogroup . /ctx/
 ADD archive.tar.gz /unpacked/
+ADD archive.tar.bz2 /unpacked-bz2/
+ADD archive.tar.xz /unpacked-xz/
 CMD ["/bin/busybox", "cat", "/data/made.txt"]
 "#,
             ),
@@ -158,15 +160,11 @@ CMD ["/bin/busybox", "cat", "/data/made.txt"]
     // A gzip'd tar for ADD to unpack.
     let staging = d.dir.join("staging");
     write(&staging, &[("inside/file", "from the archive\n")]);
-    let o = Command::new("tar")
-        .args(["-czf"])
-        .arg(ctx.join("archive.tar.gz"))
-        .arg("-C")
-        .arg(&staging)
-        .arg("inside")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    for (flag, name) in [("-czf", "archive.tar.gz"), ("-cjf", "archive.tar.bz2"), ("-cJf", "archive.tar.xz")] {
+        let o =
+            Command::new("tar").arg(flag).arg(ctx.join(name)).arg("-C").arg(&staging).arg("inside").output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
     let o = docker_build(&d, &["build", "-t", "staged", ctx.to_str().unwrap()], None);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
@@ -176,6 +174,8 @@ CMD ["/bin/busybox", "cat", "/data/made.txt"]
     assert_eq!(cat("/data/fed.txt"), "fed $NOT_EXPANDED\n");
     assert_eq!(cat("/hello.txt"), "hello berth\n");
     assert_eq!(cat("/unpacked/inside/file"), "from the archive\n");
+    assert_eq!(cat("/unpacked-bz2/inside/file"), "from the archive\n");
+    assert_eq!(cat("/unpacked-xz/inside/file"), "from the archive\n");
     assert_eq!(cat("/ctx/keep.log"), "kept\n");
     let ls = d.ok(&["run", "--rm", "--entrypoint", "/bin/busybox", "staged", "ls", "-ln", "/ctx"]);
     assert!(!ls.contains("a.log") && !ls.contains("secret"), ".dockerignore: {ls}");
@@ -184,6 +184,17 @@ CMD ["/bin/busybox", "cat", "/data/made.txt"]
     let o = docker_build(&d, &["build", "--target", "maker", "-t", "maker-only", ctx.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(d.ok(&["run", "--rm", "maker-only", "cat", "/out/made.txt"]), "made\n");
+    // An archive whose entry climbs out of where ADD unpacks it is refused.
+    let mut evil = tar::Builder::new(Vec::new());
+    let mut h = root_header(tar::Header::new_gnu(), 4);
+    h.as_old_mut().name[..12].copy_from_slice(b"../../escape");
+    h.set_cksum();
+    evil.append(&h, &b"evil"[..]).unwrap();
+    std::fs::write(ctx.join("evil.tar"), evil.into_inner().unwrap()).unwrap();
+    write(&ctx, &[("Dockerfile", "FROM busybox\nADD evil.tar /x/\n")]);
+    let o = docker_build(&d, &["build", ctx.to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("leads out of it"), "{}", stderr(&o));
     d.ok(&["rmi", "staged", "maker-only"]);
     assert_clean(&d);
 }
