@@ -62,7 +62,9 @@ fn options(ctx: &Ctx) -> Result<(berth_engine::build::Options, String, bool), Ap
         Some(v) => serde_json::from_str(v).map_err(|e| ApiError::bad(format!("cachefrom: {e}")))?,
     };
     if let Some(o) = ctx.q("outputs").filter(|v| !v.is_empty() && *v != "null" && *v != "[]") {
-        return Err(ApiError::bad(format!("outputs {o}: berth's builder makes a local image only")));
+        return Err(ApiError::bad(format!(
+            "outputs {o}: the classic build API makes an image only (berth build -o writes the image's files out, type=local or tar)"
+        )));
     }
     if let Some(p) = ctx.q("platform").filter(|v| !v.is_empty()) {
         let host = format!("linux/{}", berth_image::config::host_architecture());

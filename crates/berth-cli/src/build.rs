@@ -270,34 +270,38 @@ fn post(c: &Client, a: &BuildArgs, q: &Query, body: Body) -> Result<berth_client
 }
 
 pub fn build(c: &Client, a: BuildArgs) -> Result<()> {
+    let output = a.output.as_deref().map(output_of).transpose()?;
+    let id = built(c, &a)?;
+    match output {
+        Some(o) => export_output(c, &id, o),
+        None => Ok(()),
+    }
+}
+
+/// Run the build; the image's id.
+fn built(c: &Client, a: &BuildArgs) -> Result<String> {
     let r = if a.path == "-" {
-        let (tar, dockerfile) = stdin_context(&a)?;
-        let q = query(&a, &dockerfile)?;
-        post(
-            c,
-            &a,
-            &q,
-            Body::Stream { content_type: "application/x-tar", reader: Box::new(std::io::Cursor::new(tar)) },
-        )?
+        let (tar, dockerfile) = stdin_context(a)?;
+        let q = query(a, &dockerfile)?;
+        post(c, a, &q, Body::Stream { content_type: "application/x-tar", reader: Box::new(std::io::Cursor::new(tar)) })?
     } else if c.is_local() && !a.send_context {
         // A daemon on this machine reads the directory where it is: nothing
         // is sent, and what did not change is not read again.
-        let ctx = context(&a)?;
+        let ctx = context(a)?;
         if ctx.outside.is_some() {
-            return build_sent(c, &a, ctx);
+            return build_sent(c, a, ctx);
         }
         let dir = std::fs::canonicalize(&ctx.dir)?;
-        let q = query(&a, &ctx.dockerfile)?.add("contextdir", dir.display().to_string());
-        post(c, &a, &q, Body::None)?
+        let q = query(a, &ctx.dockerfile)?.add("contextdir", dir.display().to_string());
+        post(c, a, &q, Body::None)?
     } else {
-        build_sent(c, &a, context(&a)?)?;
-        return Ok(());
+        return build_sent(c, a, context(a)?);
     };
-    show(r, &a)
+    show(r, a)
 }
 
 /// A build whose context is sent as a tar.
-fn build_sent(c: &Client, a: &BuildArgs, ctx: Context) -> Result<()> {
+fn build_sent(c: &Client, a: &BuildArgs, ctx: Context) -> Result<String> {
     let r = {
         let q = query(a, &ctx.dockerfile)?;
         let (reader, writer) = std::io::pipe()?;
@@ -447,13 +451,20 @@ impl Live {
 /// The build's stream, shown as it comes: on a terminal, drawn live as
 /// BuildKit draws it; otherwise Docker's plain lines. The image id kept
 /// for `-q` and `--iidfile`.
-fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<()> {
+fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<String> {
     let mut id = None;
     let mut line = Vec::new();
+    // With the files' tar on STDOUT (`-o -`), what is shown goes to STDERR.
+    let fd = if a.output.as_deref().map(output_of).is_some_and(|o| matches!(o, Ok(Output::Tar(None)))) {
+        libc::STDERR_FILENO
+    } else {
+        libc::STDOUT_FILENO
+    };
     // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    let tty = unsafe { libc::isatty(fd) } == 1;
     let mut live = (tty && !a.quiet).then(Live::new);
-    let mut out = std::io::stdout().lock();
+    let mut out: Box<dyn Write> =
+        if fd == libc::STDERR_FILENO { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
     while r.next_line(&mut line)? {
         let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
         if let Some(e) = v["error"].as_str().or_else(|| v.pointer("/errorDetail/message").and_then(Value::as_str)) {
@@ -498,5 +509,67 @@ fn show(mut r: berth_client::Response, a: &BuildArgs) -> Result<()> {
     if let Some(f) = &a.iidfile {
         std::fs::write(f, &id).map_err(|e| CliError::Usage(format!("writing {f}: {e}")))?;
     }
+    Ok(id)
+}
+
+/// Where `--output` puts the image's files: a directory, or a tar (a
+/// file, or STDOUT for `-`).
+enum Output {
+    Local(PathBuf),
+    Tar(Option<String>),
+}
+
+fn output_of(spec: &str) -> Result<Output> {
+    if spec == "-" {
+        return Ok(Output::Tar(None));
+    }
+    if !spec.contains('=') {
+        return Ok(Output::Local(PathBuf::from(spec)));
+    }
+    let (mut kind, mut dest) = ("local".to_owned(), None);
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", t)) => t.clone_into(&mut kind),
+            Some(("dest", d)) => dest = Some(d.to_owned()),
+            _ => return Err(CliError::Usage(format!("--output {spec}: unexpected {part:?} (type=…, dest=…)"))),
+        }
+    }
+    match (kind.as_str(), dest) {
+        ("local", Some(d)) => Ok(Output::Local(PathBuf::from(d))),
+        ("tar", d) => Ok(Output::Tar(d.filter(|d| d != "-"))),
+        ("local", None) => Err(CliError::Usage(format!("--output {spec}: type=local needs dest="))),
+        (other, _) => Err(CliError::Usage(format!(
+            "--output {spec}: type {other} is not supported by berth build (local or tar; the image itself is always made)"
+        ))),
+    }
+}
+
+/// The built image's files written where `--output` says, as BuildKit's
+/// local and tar exporters write them: read through a container of the
+/// image that never starts, exported and removed.
+fn export_output(c: &Client, id: &str, out: Output) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        #[serde(rename = "Id")]
+        id: String,
+    }
+    let cfg = serde_json::json!({"Image": id, "Entrypoint": ["#(nop)"], "Cmd": ["output"]});
+    let made: Created = c.post("/containers/create", &Query::new(), Some(&cfg))?;
+    let r = c.call("GET", &format!("/containers/{}/export", made.id), &Query::new(), Body::None);
+    let written = r.map_err(CliError::from).and_then(|r| match &out {
+        Output::Tar(path) => crate::container::to_output(r, path.as_deref(), "the build's files"),
+        Output::Local(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let mut a = tar::Archive::new(r);
+            a.set_preserve_permissions(true);
+            a.set_overwrite(true);
+            // Entries are unpacked inside `dir` only (the tar crate refuses
+            // `..` and a link that leads out).
+            a.unpack(dir).map_err(|e| CliError::Usage(format!("--output {}: {e}", dir.display())))
+        }
+    });
+    let removed = c.delete(&format!("/containers/{}", made.id), &Query::new().add("force", "1"));
+    written?;
+    removed?;
     Ok(())
 }

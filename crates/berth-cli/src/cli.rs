@@ -983,6 +983,9 @@ pub struct BuildArgs {
     /// SSH agent socket to expose to the build, for a daemon on this machine (format: "default|<id>[=<socket>]")
     #[arg(long)]
     pub ssh: Vec<String>,
+    /// Output destination (format: "type=local,dest=path", "type=tar,dest=file|-", a directory, or "-" for a tar on STDOUT)
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
     /// The build context: a directory, or `-` for a tar (or a Dockerfile) on STDIN
     pub path: String,
 }

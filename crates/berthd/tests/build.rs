@@ -696,6 +696,44 @@ fn secrets_and_an_ssh_agent_reach_the_steps_that_mount_them_and_stay_out_of_the_
 }
 
 #[test]
+fn berth_build_outputs_the_image_s_files_to_a_directory_or_a_tar() {
+    if !can_run("build output") {
+        return;
+    }
+    let d = Daemon::start("buildoutput");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write(
+        &ctx,
+        &[("Dockerfile", "FROM busybox AS b\nRUN mkdir /o && echo made > /o/made && ln -s made /o/link\nFROM scratch\nCOPY --from=b /o /out\n")],
+    );
+    let dir = d.dir.join("outdir");
+    let spec = format!("type=local,dest={}", dir.display());
+    let o = d.berth(&["build", "-q", "-o", &spec, "-t", "outs", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.join("out/made")).unwrap(), "made\n");
+    assert_eq!(std::fs::read_link(dir.join("out/link")).unwrap(), std::path::Path::new("made"));
+    let tarfile = d.dir.join("out.tar");
+    let spec = format!("type=tar,dest={}", tarfile.display());
+    let o = d.berth(&["build", "-q", "--output", &spec, ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names = |bytes: &[u8]| -> Vec<String> {
+        tar::Archive::new(bytes).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+    };
+    assert!(names(&std::fs::read(&tarfile).unwrap()).contains(&"out/made".to_owned()));
+    let o = d.berth(&["build", "-q", "-o", "-", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(names(&o.stdout).contains(&"out/made".to_owned()));
+    // The container the files were read through is gone.
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    let o = d.berth(&["build", "-o", "type=registry", ctx.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("type registry is not supported"), "{}", stderr(&o));
+    d.ok(&["rmi", "outs"]);
+    let _ = d.ok(&["image", "prune", "-f"]);
+    assert_clean(&d);
+}
+
+#[test]
 fn a_context_comes_plain_or_compressed_with_gzip_bzip2_xz_or_zstd() {
     if !can_run("build compressed") {
         return;
