@@ -106,6 +106,11 @@ struct State {
     /// the only one asked from then on, so that a stage does not jump
     /// from one image's history to another's (as in Docker's builder).
     cache_source: Option<ImageId>,
+    /// The stage's index and the instruction's, while it runs.
+    at: (usize, usize),
+    /// Whether a step of this stage missed the cache: every one after
+    /// does (their parents are new).
+    missed: bool,
 }
 
 impl State {
@@ -183,6 +188,9 @@ pub struct Builder {
     cancel: tokio::sync::watch::Sender<bool>,
     /// The `--cache-from` images found here.
     sources: Vec<ImageId>,
+    /// Layers being staged ahead of their COPY, by stage and instruction.
+    ahead: std::sync::Mutex<HashMap<(usize, usize), Staging>>,
+    digests: Digests,
 }
 
 impl std::fmt::Debug for Builder {
@@ -207,6 +215,8 @@ impl Builder {
             names: HashMap::new(),
             cancel: tokio::sync::watch::channel(false).0,
             sources: vec![],
+            ahead: Default::default(),
+            digests: Default::default(),
         }
     }
 
@@ -402,7 +412,7 @@ impl Builder {
                 )));
             }
         }
-        let mut st = State::default();
+        let mut st = State { at: (s.index, usize::MAX), ..Default::default() };
         let from_stage = b
             .stages
             .iter()
@@ -440,14 +450,26 @@ impl Builder {
                 }
             }
         }
-        for ins in &s.instructions {
+        let built = self.instructions(&mut st, s).await;
+        // What was staged ahead and not taken (the build failed, or a
+        // step came from the cache after all) goes.
+        self.drop_stage_ahead(s.index);
+        built.map(|()| st.image)
+    }
+
+    async fn instructions(&self, st: &mut State, s: &Stage) -> Result<()> {
+        for (n, ins) in s.instructions.iter().enumerate() {
+            st.at = (s.index, n);
+            if st.missed || self.opts.no_cache {
+                self.look_ahead(st, s, n);
+            }
             self.next_step(&ins.original);
-            self.instruction(&mut st, ins, false).await?;
+            self.instruction(st, ins, false).await?;
             if let Some(id) = &st.image {
                 say(&self.out, format!(" ---> {}\n", short(id)));
             }
         }
-        Ok(st.image)
+        Ok(())
     }
 
     async fn base_image(&self, name: &str) -> Result<ImageId> {
@@ -520,6 +542,7 @@ impl Builder {
     /// history of a `--cache-from` image: taken, and said so.
     fn take_cached(&self, st: &mut State, key: &str, created_by: &str) -> bool {
         if self.opts.no_cache {
+            st.missed = true;
             return false;
         }
         let local = std::fs::read_to_string(self.cache_path(&st.image, key)).ok().and_then(|text| {
@@ -549,7 +572,10 @@ impl Builder {
                         }
                     }
                 });
-                let Some((src, id)) = found else { return false };
+                let Some((src, id)) = found else {
+                    st.missed = true;
+                    return false;
+                };
                 st.cache_source = Some(src);
                 self.remember(&st.image, key, Some(&id));
                 id
@@ -1308,124 +1334,34 @@ impl Builder {
     }
 
     async fn copy(&self, st: &mut State, c: &Copy, add: bool) -> Result<()> {
-        let what = if add { "ADD" } else { "COPY" };
-        if c.keep_git_dir {
-            return Err(BuildError(format!(
-                "{what} --keep-git-dir applies to git repositories, which berth's builder does not fetch yet"
-            )));
-        }
-        let vars = st.vars();
-        let mut sources = vec![];
-        for s in &c.sources {
-            sources.push(self.lexer.word(s, &vars).map_err(fail)?);
-        }
-        let dest = self.lexer.word(&c.dest, &vars).map_err(fail)?;
-        let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
-        if let Some(g) = sources.iter().find(|s| s.starts_with("git@") || s.ends_with(".git")) {
-            return Err(BuildError(format!(
-                "{what} of a git repository ({g}) is not supported by berth's builder yet"
-            )));
-        }
-        let urls = add && sources.iter().any(is_url);
-        if urls && !sources.iter().all(is_url) {
-            return Err(BuildError(
-                "ADD of URLs and local files at once is not supported by berth's builder yet".into(),
-            ));
-        }
-        if c.checksum.is_some() && !(urls && sources.len() == 1) {
-            return Err(BuildError("ADD --checksum takes one URL as its source".into()));
-        }
-        let mode = match &c.chmod {
-            None => None,
-            Some(m) => {
-                Some(u32::from_str_radix(m, 8).map_err(|_| BuildError(format!("invalid chmod parameter: {m}")))?)
-            }
-        };
+        let w = copy_words(&self.lexer, st, c, add)?;
         // Where the files come from: the context, heredocs, URLs, or an image.
-        let (source, sources) = if urls {
-            let checksum = match &c.checksum {
-                None => None,
-                Some(v) => Some(self.lexer.word(v, &vars).map_err(fail)?),
-            };
-            let (dir, names) = self.download(&sources, checksum.as_deref()).await?;
+        let (source, sources) = if w.urls {
+            let (dir, names) = self.download(&w.sources, w.checksum.as_deref()).await?;
             (Source::Dir(dir), names)
         } else if !c.heredocs.is_empty() {
             (
-                Source::Dir(self.heredocs(c, &sources, &vars)?),
-                sources
+                Source::Dir(self.heredocs(c, &w.sources, &st.vars())?),
+                w.sources
                     .iter()
                     .map(|s| s.trim_start_matches("<<-").trim_start_matches("<<").trim_matches(['"', '\'']).to_owned())
                     .collect(),
             )
         } else {
-            match &c.from {
-                None => (Source::Context, sources),
-                Some(f) => {
-                    let f = self.lexer.word(f, &vars).map_err(fail)?;
-                    (Source::Image(self.source_image(&f).await?), sources)
-                }
+            match &w.from {
+                None => (Source::Context, w.sources.clone()),
+                Some(f) => (Source::Image(self.source_image(f).await?), w.sources.clone()),
             }
         };
-        let workdir = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
-        let dest_abs =
-            if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
-        let created_text = format!("{what} {} {}", sources.join(" "), dest);
-        let chown = match &c.chown {
-            None => None,
-            Some(o) => Some(self.lexer.word(o, &vars).map_err(fail)?),
-        };
-        let mut exclude = vec![];
-        for x in &c.exclude {
-            exclude.push(self.lexer.word(x, &vars).map_err(fail)?);
-        }
-        // The content of the sources, not their times, keys the cache.
-        let (store, src2, names) = (self.engine.images.clone(), source.clone(), sources.clone());
-        let (ctx, ignore) = (self.context.clone(), self.opts.ignore.clone());
-        let local = self.opts.local_context;
-        let content = tokio::task::spawn_blocking(move || match src2 {
-            Source::Context if local => Ok((digest_local(&ctx, &names, &ignore)?, source_kind(&ctx, &names, &ignore)?)),
-            Source::Context => Ok((digest_sources(&ctx, &names, &ignore)?, source_kind(&ctx, &names, &ignore)?)),
-            Source::Dir(root) => Ok((
-                digest_sources(&root, &names, &Patterns::default())?,
-                source_kind(&root, &names, &Patterns::default())?,
-            )),
-            Source::Image(img) => {
-                let mut out = None;
-                let r = berth_image::rootfs::with_image_view(&store, &img, |root| {
-                    let none = Patterns::default();
-                    out = Some(
-                        digest_sources(root, &names, &none).and_then(|d| Ok((d, source_kind(root, &names, &none)?))),
-                    );
-                    Ok(())
-                });
-                match (r, out) {
-                    (Ok(()), Some(d)) => d,
-                    (Err(e), _) => Err(fail(e)),
-                    (Ok(()), None) => Err(BuildError("the image's files could not be read".into())),
-                }
-            }
-        })
-        .await
-        .map_err(fail)??;
-        let (content, kind) = content;
-        // The history names the files by a digest of what lands: their
-        // content, owner, mode, and what is left out (Docker's `file:…`,
-        // `dir:…` and `multi:…` forms).
-        let landed = format!(
-            "{content}\n{chown:?}\n{:?}\n{exclude:?}\n{}\n{}\n{}",
-            c.chmod,
-            c.parents,
-            c.link,
-            add && c.from.is_none() && c.heredocs.is_empty()
-        );
-        let sum = format!("{kind}:{}", berth_image::Digest::sha256(landed.as_bytes()).hex());
-        let created = format!("/bin/sh -c #(nop) {what} {sum} in {dest} ");
-        let key = format!("copy\n{created_text}\n{created}\n{}", run_json(&st.run));
-        if self.take_cached(st, &key, &created) {
+        let read = self.reader();
+        let (src2, names) = (source.clone(), sources.clone());
+        let content = tokio::task::spawn_blocking(move || read.digest(&src2, &names)).await.map_err(fail)??;
+        let (step, key) = copy_step_of(st, c, add, w, source, sources, content);
+        if self.take_cached(st, &key, &step.created) {
+            self.drop_ahead(st.at);
             return Ok(());
         }
         let parent = st.image.clone();
-        let step = CopyStep { source, sources, dest, dest_abs, created, mode, chown, exclude };
         let made = self.copy_step(st, c, add, step).await;
         if made.is_ok() {
             self.remember(&parent, &key, st.image.as_ref());
@@ -1433,74 +1369,136 @@ impl Builder {
         made
     }
 
+    /// What reads a COPY's sources, for a blocking task.
+    fn reader(&self) -> Reader {
+        Reader {
+            store: self.engine.images.clone(),
+            context: self.context.clone(),
+            ignore: self.opts.ignore.clone(),
+            local: self.opts.local_context,
+            digests: self.digests.clone(),
+        }
+    }
+
     /// COPY and ADD: a tar of the sources, owned and named as they land,
     /// made straight into a layer over the stage's image (no container).
     /// The destination is resolved in the image below, symlinks and all,
     /// and the directories on the way keep their own mode and owner; with
-    /// `--link` the files land as on an empty directory.
+    /// `--link` the files land as on an empty directory. A layer staged
+    /// ahead for this step (see [`Builder::look_ahead`]) is taken when it
+    /// was made of the same files landing the same way.
     async fn copy_step(&self, st: &mut State, c: &Copy, add: bool, step: CopyStep) -> Result<()> {
-        let CopyStep { source, sources, dest, dest_abs, created, mode, chown, exclude } = step;
-        let mut spec = TarSpec {
-            sources,
-            dest: dest_abs,
-            dir_dest: dest.ends_with('/') || dest.ends_with("/."),
-            owner: (0, 0),
-            mode,
-            extract: add && c.from.is_none() && c.heredocs.is_empty(),
-            exclude: berth_build::ignore::Patterns::parse(&exclude.join("\n")),
-            parents: c.parents,
-            ignore: match source {
-                Source::Context => self.opts.ignore.clone(),
-                _ => Patterns::default(),
-            },
-        };
-        let (store, image, ctx, link) = (self.engine.images.clone(), st.image.clone(), self.context.clone(), c.link);
-        let (run, author) = (st.run.clone(), st.author.clone());
+        let ahead = self.take_ahead(st.at).await;
+        let read = self.reader();
+        let (image, run, author) = (st.image.clone(), st.run.clone(), st.author.clone());
+        let (c, ignore) = (c.clone(), self.opts.ignore.clone());
         let made = tokio::task::spawn_blocking(move || -> Result<ImageId> {
-            let names = chown.as_deref().is_some_and(|o| o.split(':').any(|p| p.parse::<u64>().is_err()));
-            // The image below: the owner's ids, and where the files land.
-            let below = |root: Option<&Path>| -> Result<((u64, u64), Landing)> {
-                let owner = match &chown {
-                    None => (0, 0),
-                    Some(o) => owner_from(o, root)?,
-                };
-                Ok((owner, landing(if link { None } else { root }, &spec.dest)?))
-            };
-            let (owner, land) = match &image {
-                Some(img) if !link || names => {
-                    let mut out = None;
-                    berth_image::rootfs::with_image_view(&store, img, |root| {
-                        out = Some(below(Some(root)));
-                        Ok(())
-                    })
-                    .map_err(fail)?;
-                    out.unwrap_or_else(|| Err(BuildError("the image's files could not be read".into())))?
-                }
-                _ => below(None)?,
-            };
-            spec.owner = owner;
-            let to_image = |e: BuildError| berth_image::Error::Invalid(e.0);
-            let write = |w: std::fs::File| -> berth_image::Result<()> {
-                let w = std::io::BufWriter::with_capacity(1 << 20, w);
-                match source {
-                    Source::Context => write_tar(&ctx, &spec, &land, w).map_err(to_image),
-                    Source::Dir(root) => write_tar(&root, &spec, &land, w).map_err(to_image),
-                    Source::Image(img) => berth_image::rootfs::with_image_view(&store, &img, |root| {
-                        write_tar(root, &spec, &land, w).map_err(to_image)
-                    }),
+            let store = read.store.clone();
+            let (owner, land) = below(&store, image.as_ref(), c.link, step.chown.as_deref(), &step.dest_abs)?;
+            let fp = fingerprint(&step, owner, &land);
+            if let Some(a) = &ahead {
+                tracing::debug!(taken = a.fingerprint == fp, "{}: the layer staged ahead", step.created);
+            }
+            let rec = match ahead {
+                Some(a) if a.fingerprint == fp => berth_image::commit::with_staged(
+                    &store,
+                    image.as_ref(),
+                    a.staged,
+                    &run,
+                    &step.created,
+                    author.as_deref(),
+                ),
+                other => {
+                    if let Some(a) = other {
+                        store.layers.discard(a.staged);
+                    }
+                    let spec = tar_spec(&c, add, &step, owner, &ignore);
+                    let write = |w: std::fs::File| read.write(&step.source, &spec, &land, w);
+                    berth_image::commit::with_layer(
+                        &store,
+                        image.as_ref(),
+                        &run,
+                        &step.created,
+                        author.as_deref(),
+                        write,
+                    )
                 }
             };
-            let rec = berth_image::commit::with_layer(&store, image.as_ref(), &run, &created, author.as_deref(), write)
-                .map_err(|e| match e {
-                    berth_image::Error::Invalid(m) => BuildError(m),
-                    e => fail(e),
-                })?;
-            Ok(rec.id)
+            rec.map(|r| r.id).map_err(|e| match e {
+                berth_image::Error::Invalid(m) => BuildError(m),
+                e => fail(e),
+            })
         })
         .await
         .map_err(fail)??;
         st.image = Some(made);
         Ok(())
+    }
+
+    /// Once a stage's steps miss the cache (or with `--no-cache`), every
+    /// step after runs: the next COPY or ADD of the context is staged
+    /// into a layer in the meantime, on another thread, from the state
+    /// as it is now. Its step takes that layer only if the same files
+    /// land the same way by then.
+    fn look_ahead(&self, st: &State, s: &Stage, from: usize) {
+        let Some((n, c, add)) = s.instructions.iter().enumerate().skip(from).find_map(|(n, ins)| match &ins.kind {
+            Kind::Copy(c) => Some((n, c.clone(), false)),
+            Kind::Add(c) => Some((n, c.clone(), true)),
+            _ => None,
+        }) else {
+            return;
+        };
+        if c.from.is_some() || !c.heredocs.is_empty() {
+            return;
+        }
+        let at = (st.at.0, n);
+        let Ok(mut map) = self.ahead.lock() else { return };
+        if map.contains_key(&at) {
+            return;
+        }
+        let Ok(w) = copy_words(&self.lexer, st, &c, add) else { return };
+        if w.urls || w.from.is_some() {
+            return;
+        }
+        let (read, st, ignore) = (self.reader(), st.clone(), self.opts.ignore.clone());
+        let task = tokio::task::spawn_blocking(move || -> Option<Ahead> {
+            let names = w.sources.clone();
+            let content = read.digest(&Source::Context, &names).ok()?;
+            let (step, _) = copy_step_of(&st, &c, add, w, Source::Context, names, content);
+            let (owner, land) =
+                below(&read.store, st.image.as_ref(), c.link, step.chown.as_deref(), &step.dest_abs).ok()?;
+            let spec = tar_spec(&c, add, &step, owner, &ignore);
+            let write = |f: std::fs::File| read.write(&Source::Context, &spec, &land, f);
+            let staged = berth_image::commit::staged_of(&read.store, write).ok()?;
+            Some(Ahead { fingerprint: fingerprint(&step, owner, &land), staged })
+        });
+        map.insert(at, task);
+    }
+
+    /// The layer staged ahead for the step at `at`, once it is made.
+    async fn take_ahead(&self, at: (usize, usize)) -> Option<Ahead> {
+        let task = self.ahead.lock().ok()?.remove(&at)?;
+        task.await.ok().flatten()
+    }
+
+    /// A layer staged ahead that its step will not take: dropped once made.
+    fn drop_ahead(&self, at: (usize, usize)) {
+        let Some(task) = self.ahead.lock().ok().and_then(|mut m| m.remove(&at)) else { return };
+        let store = self.engine.images.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(a)) = task.await {
+                store.layers.discard(a.staged);
+            }
+        });
+    }
+
+    /// Every layer staged ahead for stage `stage` and not taken: dropped.
+    fn drop_stage_ahead(&self, stage: usize) {
+        let ats: Vec<(usize, usize)> =
+            self.ahead.lock().map(|m| m.keys().filter(|k| k.0 == stage).copied().collect()).unwrap_or_default();
+        for at in ats {
+            self.drop_ahead(at);
+        }
     }
 
     /// ADD's URLs fetched by the daemon into a directory of their own, each
@@ -1875,6 +1873,232 @@ struct CopyStep {
     exclude: Vec<String>,
 }
 
+/// A COPY's or ADD's words, expanded and checked.
+struct Words {
+    sources: Vec<String>,
+    dest: String,
+    mode: Option<u32>,
+    chown: Option<String>,
+    exclude: Vec<String>,
+    checksum: Option<String>,
+    /// `--from`, expanded.
+    from: Option<String>,
+    /// ADD of URLs.
+    urls: bool,
+}
+
+fn copy_words(lexer: &Lexer, st: &State, c: &Copy, add: bool) -> Result<Words> {
+    let what = if add { "ADD" } else { "COPY" };
+    if c.keep_git_dir {
+        return Err(BuildError(format!(
+            "{what} --keep-git-dir applies to git repositories, which berth's builder does not fetch yet"
+        )));
+    }
+    let vars = st.vars();
+    let word = |s: &str| lexer.word(s, &vars).map_err(fail);
+    let sources = c.sources.iter().map(|s| word(s)).collect::<Result<Vec<_>>>()?;
+    let dest = word(&c.dest)?;
+    let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+    if let Some(g) = sources.iter().find(|s| s.starts_with("git@") || s.ends_with(".git")) {
+        return Err(BuildError(format!("{what} of a git repository ({g}) is not supported by berth's builder yet")));
+    }
+    let urls = add && sources.iter().any(is_url);
+    if urls && !sources.iter().all(is_url) {
+        return Err(BuildError("ADD of URLs and local files at once is not supported by berth's builder yet".into()));
+    }
+    if c.checksum.is_some() && !(urls && sources.len() == 1) {
+        return Err(BuildError("ADD --checksum takes one URL as its source".into()));
+    }
+    let mode = match &c.chmod {
+        None => None,
+        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| BuildError(format!("invalid chmod parameter: {m}")))?),
+    };
+    Ok(Words {
+        sources,
+        dest,
+        mode,
+        chown: c.chown.as_deref().map(word).transpose()?,
+        exclude: c.exclude.iter().map(|x| word(x)).collect::<Result<Vec<_>>>()?,
+        checksum: c.checksum.as_deref().map(word).transpose()?,
+        from: c.from.as_deref().map(word).transpose()?,
+        urls,
+    })
+}
+
+/// The step a COPY or ADD makes of its words and sources, and its cache
+/// key: the history names the files by a digest of what lands (their
+/// content, owner, mode, and what is left out; Docker's `file:…`,
+/// `dir:…` and `multi:…` forms).
+fn copy_step_of(
+    st: &State,
+    c: &Copy,
+    add: bool,
+    w: Words,
+    source: Source,
+    sources: Vec<String>,
+    content: (String, &'static str),
+) -> (CopyStep, String) {
+    let what = if add { "ADD" } else { "COPY" };
+    let (content, kind) = content;
+    let workdir = st.run.working_dir.clone().unwrap_or_else(|| "/".into());
+    let dest = w.dest;
+    let dest_abs =
+        if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+    let created_text = format!("{what} {} {}", sources.join(" "), dest);
+    let landed = format!(
+        "{content}\n{:?}\n{:?}\n{:?}\n{}\n{}\n{}",
+        w.chown,
+        c.chmod,
+        w.exclude,
+        c.parents,
+        c.link,
+        add && c.from.is_none() && c.heredocs.is_empty()
+    );
+    let sum = format!("{kind}:{}", berth_image::Digest::sha256(landed.as_bytes()).hex());
+    let created = format!("/bin/sh -c #(nop) {what} {sum} in {dest} ");
+    let key = format!("copy\n{created_text}\n{created}\n{}", run_json(&st.run));
+    let step = CopyStep { source, sources, dest, dest_abs, created, mode: w.mode, chown: w.chown, exclude: w.exclude };
+    (step, key)
+}
+
+/// What the files of a COPY are written as: their names, where they go,
+/// and how they are owned.
+fn tar_spec(c: &Copy, add: bool, step: &CopyStep, owner: (u64, u64), ignore: &Patterns) -> TarSpec {
+    TarSpec {
+        sources: step.sources.clone(),
+        dir_dest: step.dest.ends_with('/') || step.dest.ends_with("/."),
+        owner,
+        mode: step.mode,
+        extract: add && c.from.is_none() && c.heredocs.is_empty(),
+        exclude: berth_build::ignore::Patterns::parse(&step.exclude.join("\n")),
+        parents: c.parents,
+        ignore: match step.source {
+            Source::Context => ignore.clone(),
+            _ => Patterns::default(),
+        },
+    }
+}
+
+/// The image below a COPY: the owner's ids (`--chown` names looked up in
+/// it), and where the files land in it (on nothing with `--link`).
+fn below(
+    store: &berth_image::ImageStore,
+    image: Option<&ImageId>,
+    link: bool,
+    chown: Option<&str>,
+    dest: &str,
+) -> Result<((u64, u64), Landing)> {
+    let names = chown.is_some_and(|o| o.split(':').any(|p| p.parse::<u64>().is_err()));
+    let look = |root: Option<&Path>| -> Result<((u64, u64), Landing)> {
+        let owner = match chown {
+            None => (0, 0),
+            Some(o) => owner_from(o, root)?,
+        };
+        Ok((owner, landing(if link { None } else { root }, dest)?))
+    };
+    match image {
+        Some(img) if !link || names => {
+            let mut out = None;
+            berth_image::rootfs::with_image_view(store, img, |root| {
+                out = Some(look(Some(root)));
+                Ok(())
+            })
+            .map_err(fail)?;
+            out.unwrap_or_else(|| Err(BuildError("the image's files could not be read".into())))
+        }
+        _ => look(None),
+    }
+}
+
+/// What a COPY's layer is made of: its files (content, names, owner,
+/// mode), where they land and the directories on the way.
+fn fingerprint(step: &CopyStep, owner: (u64, u64), land: &Landing) -> String {
+    let mut f =
+        format!("{}\n{}\n{:?}\n{owner:?}\n{}\n{}\n", step.created, step.dest_abs, step.sources, land.dest, land.is_dir);
+    for (name, h) in &land.dirs {
+        f.push_str(name);
+        f.push_str(&berth_core::id::hex(h.as_bytes()));
+        f.push('\n');
+    }
+    f
+}
+
+/// The task staging a COPY's layer ahead of its step.
+type Staging = tokio::task::JoinHandle<Option<Ahead>>;
+
+/// A COPY's layer staged ahead of its step (see `Builder::look_ahead`).
+struct Ahead {
+    fingerprint: String,
+    staged: berth_image::layers::Staged,
+}
+
+/// The digests of sources of a context unpacked from a tar, by their
+/// names: it does not change while the build runs.
+type Digests = Arc<std::sync::Mutex<HashMap<String, (String, &'static str)>>>;
+
+/// Reads a COPY's sources, on a blocking thread.
+struct Reader {
+    store: Arc<berth_image::ImageStore>,
+    context: PathBuf,
+    ignore: Patterns,
+    local: bool,
+    digests: Digests,
+}
+
+impl Reader {
+    /// The digest of what `names` are in `source` (see [`digest_sources`]),
+    /// and their kind.
+    fn digest(&self, source: &Source, names: &[String]) -> Result<(String, &'static str)> {
+        let (ctx, ignore) = (&self.context, &self.ignore);
+        match source {
+            Source::Context if self.local => Ok((digest_local(ctx, names, ignore)?, source_kind(ctx, names, ignore)?)),
+            Source::Context => {
+                let key = format!("{names:?}");
+                if let Some(d) = self.digests.lock().ok().and_then(|m| m.get(&key).cloned()) {
+                    return Ok(d);
+                }
+                let d = (digest_sources(ctx, names, ignore)?, source_kind(ctx, names, ignore)?);
+                if let Ok(mut m) = self.digests.lock() {
+                    m.insert(key, d.clone());
+                }
+                Ok(d)
+            }
+            Source::Dir(root) => {
+                let none = Patterns::default();
+                Ok((digest_sources(root, names, &none)?, source_kind(root, names, &none)?))
+            }
+            Source::Image(img) => {
+                let mut out = None;
+                let r = berth_image::rootfs::with_image_view(&self.store, img, |root| {
+                    let none = Patterns::default();
+                    out = Some(
+                        digest_sources(root, names, &none).and_then(|d| Ok((d, source_kind(root, names, &none)?))),
+                    );
+                    Ok(())
+                });
+                match (r, out) {
+                    (Ok(()), Some(d)) => d,
+                    (Err(e), _) => Err(fail(e)),
+                    (Ok(()), None) => Err(BuildError("the image's files could not be read".into())),
+                }
+            }
+        }
+    }
+
+    /// The layer's tar of `spec` from `source` into `w` (see [`write_tar`]).
+    fn write(&self, source: &Source, spec: &TarSpec, land: &Landing, w: std::fs::File) -> berth_image::Result<()> {
+        let to_image = |e: BuildError| berth_image::Error::Invalid(e.0);
+        let w = std::io::BufWriter::with_capacity(1 << 20, w);
+        match source {
+            Source::Context => write_tar(&self.context, spec, land, w).map_err(to_image),
+            Source::Dir(root) => write_tar(root, spec, land, w).map_err(to_image),
+            Source::Image(img) => berth_image::rootfs::with_image_view(&self.store, img, |root| {
+                write_tar(root, spec, land, w).map_err(to_image)
+            }),
+        }
+    }
+}
+
 /// What the sources are, as the history names them: one file, one
 /// directory, or several (`multi`).
 fn source_kind(root: &Path, sources: &[String], ignore: &Patterns) -> Result<&'static str> {
@@ -1903,9 +2127,8 @@ enum Source {
 /// What a COPY's tar holds.
 struct TarSpec {
     sources: Vec<String>,
-    /// Absolute, inside the container.
-    dest: String,
-    /// Whether `dest` is a directory the sources go into.
+    /// Whether the destination (see [`Landing`]) is a directory the
+    /// sources go into, by how it is written (a trailing `/`).
     dir_dest: bool,
     owner: (u64, u64),
     mode: Option<u32>,

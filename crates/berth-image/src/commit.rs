@@ -105,6 +105,27 @@ pub fn layer_of(
     })
 }
 
+/// The tar `write` makes, unpacked as a layer of no parent yet
+/// ([`with_staged`] gives it one) and no blob (see
+/// `LayerStore::stage_exported`). A tar cut short by the writer's
+/// failure is dropped.
+pub fn staged_of(store: &ImageStore, write: impl FnOnce(File) -> Result<()> + Send) -> Result<crate::layers::Staged> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| Error::Io { what: "pipe".into(), source: e.into() })?;
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || write(File::from(w)));
+        let made = store.layers.stage_exported(File::from(r));
+        let wrote = writer.join().unwrap_or_else(|_| Err(Error::Invalid("the layer writer panicked".into())));
+        match (made, wrote) {
+            (Ok(st), Ok(())) => Ok(st),
+            (Ok(st), Err(e)) => {
+                store.layers.discard(st);
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        }
+    })
+}
+
 /// A new image over `base` (none: from scratch) with one more layer, the
 /// tar `write` makes: `run` its settings, one history entry `created_by`,
 /// `author` the image's. What a build's COPY makes, with no container.
@@ -116,18 +137,44 @@ pub fn with_layer(
     author: Option<&str>,
     write: impl FnOnce(File) -> Result<()> + Send,
 ) -> Result<ImageRecord> {
+    let staged = staged_of(store, write)?;
+    with_staged(store, base, staged, run, created_by, author)
+}
+
+/// [`with_layer`] of a layer staged before: registered over `base`'s top
+/// layer, then the image made.
+pub fn with_staged(
+    store: &ImageStore,
+    base: Option<&ImageId>,
+    staged: crate::layers::Staged,
+    run: &RunConfig,
+    created_by: &str,
+    author: Option<&str>,
+) -> Result<ImageRecord> {
     let mut config: Value = match base {
-        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
-            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?,
+        Some(id) => match store
+            .config_bytes(id)
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("image config of {id}: {e}"))))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                store.layers.discard(staged);
+                return Err(e);
+            }
+        },
         None => {
             json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
         }
     };
-    let top = match base {
-        Some(id) => store.get(id)?.and_then(|r| r.top_layer),
+    let top = match base.map(|id| store.get(id)) {
+        Some(Ok(r)) => r.and_then(|r| r.top_layer),
+        Some(Err(e)) => {
+            store.layers.discard(staged);
+            return Err(e);
+        }
         None => None,
     };
-    let layer = layer_of(store, top.as_ref(), write)?;
+    let layer = store.layers.register(staged, top.as_ref())?;
     let created = berth_core::time::now_rfc3339();
     config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
     config["created"] = json!(created);

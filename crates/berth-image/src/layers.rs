@@ -219,6 +219,25 @@ impl LayerStore {
         }
     }
 
+    /// Unpack a tar into a new layer that keeps no blob: its diff id is
+    /// that of the tar its files export to (`changes::export`), which is
+    /// what `save::layer_blob` makes of it when one is asked for, byte for
+    /// byte. What a build's COPY makes: no blob written and synced for a
+    /// layer that may never leave this machine.
+    pub fn stage_exported(&self, tar: impl Read) -> Result<Staged> {
+        let mut s = self.stage(tar, None)?;
+        match crate::changes::export(&self.overlay.join(&s.cache_id).join("diff"), std::io::sink()) {
+            Ok(d) => {
+                s.unpacked.diff_id = d;
+                Ok(s)
+            }
+            Err(e) => {
+                self.discard(s);
+                Err(e)
+            }
+        }
+    }
+
     /// Drop a staged layer.
     pub fn discard(&self, s: Staged) {
         let _ = fs::remove_dir_all(self.overlay.join(&s.cache_id));

@@ -988,6 +988,48 @@ fn copy_lands_through_the_image_s_symlinks_and_keeps_its_directories_while_link_
 }
 
 #[test]
+fn a_copy_staged_while_earlier_steps_run_is_taken_only_where_it_lands_the_same_way() {
+    if !can_run("build ahead") {
+        return;
+    }
+    let d = Daemon::start("buildahead");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    // With --no-cache the COPYs are staged from the image as it is before
+    // the first RUN: the one into /app finds it made by then (another
+    // mode and owner), the other lands as staged.
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN mkdir -m 0700 /app && chown 5:6 /app\nCOPY f /app/f\nRUN echo two > /two\nCOPY --chown=7:8 g /g\n",
+            ),
+            ("f", "eff\n"),
+            ("g", "gee\n"),
+        ],
+    );
+    for _ in 0..2 {
+        let o = docker_build(&d, &["build", "--no-cache", "-t", "ahead", ctx.to_str().unwrap()], None);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let sh = |c: &str| d.ok(&["run", "--rm", "ahead", "sh", "-c", c]);
+        assert_eq!(
+            sh("stat -c '%a %u:%g' /app /app/f /g; cat /app/f /g /two"),
+            "700 5:6\n644 0:0\n644 7:8\neff\ngee\ntwo\n"
+        );
+    }
+    // A file changed between two builds is read again, not taken from
+    // what was staged for the build before.
+    std::fs::write(ctx.join("g"), "new\n").unwrap();
+    let o = docker_build(&d, &["build", "--no-cache", "-t", "ahead", ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["run", "--rm", "ahead", "cat", "/g"]), "new\n");
+    d.ok(&["rmi", "ahead"]);
+    let _ = d.ok(&["image", "prune", "-f"]);
+    assert_clean(&d);
+}
+
+#[test]
 fn a_heredoc_script_with_an_interpreter_runs_as_a_file() {
     if !can_run("build heredoc script") {
         return;
