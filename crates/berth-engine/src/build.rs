@@ -190,6 +190,8 @@ pub struct Builder {
     sources: Vec<ImageId>,
     /// Layers being staged ahead of their COPY, by stage and instruction.
     ahead: std::sync::Mutex<HashMap<(usize, usize), Staging>>,
+    /// Removals of the containers of steps that passed.
+    removing: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     digests: Digests,
 }
 
@@ -216,6 +218,7 @@ impl Builder {
             cancel: tokio::sync::watch::channel(false).0,
             sources: vec![],
             ahead: Default::default(),
+            removing: Default::default(),
             digests: Default::default(),
         }
     }
@@ -343,6 +346,10 @@ impl Builder {
                     failed.get_or_insert(fail(e));
                 }
             }
+        }
+        let removing: Vec<_> = me.removing.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        for task in removing {
+            let _ = task.await;
         }
         if let Some(e) = failed {
             return Err(e);
@@ -1265,7 +1272,17 @@ impl Builder {
                 let committed = self.commit(st, &id, run_created(st, &cmd), mounts).await;
                 if !self.opts.keep_passed {
                     say(&self.out, format!("Removing intermediate container {}\n", &id[..12.min(id.len())]));
-                    self.remove(&id).await;
+                    // Removed while the next step runs; the build waits
+                    // for it before it ends.
+                    let engine = self.engine.clone();
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = engine.remove(&id, true, true).await {
+                            tracing::warn!(id, "remove build container: {e}");
+                        }
+                    });
+                    if let Ok(mut v) = self.removing.lock() {
+                        v.push(task);
+                    }
                 }
                 committed
             }

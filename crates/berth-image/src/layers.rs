@@ -208,9 +208,13 @@ impl LayerStore {
     /// Unpack a blob into a new cache directory, not yet a layer. Staging
     /// needs no parent, so the layers of an image unpack in parallel.
     pub fn stage(&self, blob: impl Read, from: Option<Digest>) -> Result<Staged> {
+        self.stage_with(blob, from, true)
+    }
+
+    fn stage_with(&self, blob: impl Read, from: Option<Digest>, hash: bool) -> Result<Staged> {
         let cache_id = self.new_cache_dir(&["diff"])?;
         let diff = self.overlay.join(&cache_id).join("diff");
-        match unpack::apply(&diff, blob) {
+        match unpack::apply_with(&diff, blob, hash) {
             Ok(unpacked) => Ok(Staged { cache_id, unpacked, blob: from }),
             Err(e) => {
                 let _ = fs::remove_dir_all(self.overlay.join(&cache_id));
@@ -225,7 +229,7 @@ impl LayerStore {
     /// byte. What a build's COPY makes: no blob written and synced for a
     /// layer that may never leave this machine.
     pub fn stage_exported(&self, tar: impl Read) -> Result<Staged> {
-        let mut s = self.stage(tar, None)?;
+        let mut s = self.stage_with(tar, None, false)?;
         match crate::changes::export(&self.overlay.join(&s.cache_id).join("diff"), std::io::sink()) {
             Ok(d) => {
                 s.unpacked.diff_id = d;

@@ -79,12 +79,15 @@ pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
 struct HashReader<R> {
     inner: R,
     hasher: Hasher,
+    on: bool,
 }
 
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.on {
+            self.hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -92,9 +95,15 @@ impl<R: Read> Read for HashReader<R> {
 /// Apply the layer in `input` (any compression) to the existing, normally
 /// empty, directory `dir`.
 pub fn apply(dir: &Path, input: impl Read) -> Result<Unpacked> {
+    apply_with(dir, input, true)
+}
+
+/// [`apply`], the stream hashed for the diff id only when `hash` (a
+/// caller that takes the diff id from elsewhere gets that of nothing).
+pub fn apply_with(dir: &Path, input: impl Read, hash: bool) -> Result<Unpacked> {
     let root: OwnedFd = std::fs::File::open(dir).map_err(Error::io(format!("open {}", dir.display())))?.into();
     let stream = decompress(input).map_err(Error::io("read layer"))?;
-    let hashed = HashReader { inner: stream, hasher: Algorithm::Sha256.hasher() };
+    let hashed = HashReader { inner: stream, hasher: Algorithm::Sha256.hasher(), on: hash };
     let mut archive = tar::Archive::new(crate::targuard::Guard::new(hashed));
     let mut w = Writer::new(root.as_fd(), PathBuf::new(), true, false);
     let entries = archive.entries().map_err(bad_tar)?;
