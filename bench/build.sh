@@ -79,6 +79,8 @@ if command -v dockerd >/dev/null && [[ -x "$dcli" ]]; then
         echo "docker: skipped ($(tail -c 300 "$work/dockerd.log"))"
         dsock=""
     fi
+else
+    echo "docker: dockerd not installed, skipped (Debian: docker.io)"
 fi
 
 podman_ok=""
@@ -90,6 +92,8 @@ if command -v podman >/dev/null; then
     else
         echo "podman: skipped ($(tail -c 300 "$work/podman.err"))"
     fi
+else
+    echo "podman: not installed, skipped"
 fi
 
 declare -A median
