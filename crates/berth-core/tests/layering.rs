@@ -24,12 +24,17 @@ const LAYERS: &[(&str, u32)] = &[
     ("berth-shim", 3),
     ("berth-engine", 3),
     ("berth-api", 4),
+    ("berth-cri", 4),
     ("berthd", 5),
 ];
 
 /// Edges that are forbidden whatever the layers say.
-const FORBIDDEN: &[(&str, &str)] =
-    &[("berthd", "berth-runtime"), ("berth-api", "berth-runtime"), ("berth-engine", "berth-runtime")];
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("berthd", "berth-runtime"),
+    ("berth-api", "berth-runtime"),
+    ("berth-cri", "berth-runtime"),
+    ("berth-engine", "berth-runtime"),
+];
 
 fn layer(name: &str) -> u32 {
     LAYERS

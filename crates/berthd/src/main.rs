@@ -24,6 +24,10 @@ struct Args {
     /// Root of runtime state (bundles, shim sockets).
     #[arg(long)]
     exec_root: Option<PathBuf>,
+    /// Kubernetes CRI socket (unix:///path or a path; "none" serves no CRI).
+    /// Default: cri.sock in the exec root (/run/berth/cri.sock).
+    #[arg(long)]
+    cri_socket: Option<String>,
     /// daemon.json to read.
     #[arg(long, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
@@ -343,10 +347,15 @@ fn main() -> Result<()> {
     };
     let group = args.group.clone().or(file.group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(run(cfg, socket, group))
+    let cri = match args.cri_socket.as_deref() {
+        Some("none") => None,
+        Some(h) => Some(socket_path(h)?),
+        None => Some(cfg.exec_root.join("cri.sock")),
+    };
+    rt.block_on(run(cfg, socket, cri, group))
 }
 
-async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Result<()> {
+async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Option<String>) -> Result<()> {
     let cfg_exec_root = cfg.exec_root.clone();
     let engine = Engine::open(cfg).await.context("open the engine")?;
     if let Some(dir) = socket.parent() {
@@ -370,6 +379,30 @@ async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Resul
         })
         .with_context(|| format!("listen on {}", socket.display()))?;
     tracing::info!("API listen on {}", socket.display());
+    // CRI, for kubelet: root's alone (no group), as containerd's socket.
+    let cri_listener = match &cri {
+        None => None,
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            }
+            let l = berth_core::sockpath::bind_private(path, None)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::UnixListener::from_std(l)
+                })
+                .with_context(|| format!("listen on {}", path.display()))?;
+            tracing::info!("CRI listen on {}", path.display());
+            Some(l)
+        }
+    };
+    let cri_engine = engine.clone();
+    let cri_served = async move {
+        match cri_listener {
+            Some(l) => berth_cri::serve(cri_engine, l).await.map_err(anyhow::Error::from),
+            None => std::future::pending().await,
+        }
+    };
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -381,8 +414,12 @@ async fn run(cfg: EngineConfig, socket: PathBuf, group: Option<String>) -> Resul
     };
     tokio::select! {
         _ = berth_api::serve(engine, listener) => {}
+        r = cri_served => { r.context("serve CRI")?; }
         r = stop => { r?; }
     }
     let _ = std::fs::remove_file(&socket);
+    if let Some(c) = &cri {
+        let _ = std::fs::remove_file(c);
+    }
     Ok(())
 }
