@@ -51,6 +51,13 @@ impl SockPath {
     }
 }
 
+/// `.<name>`: how the directories a bind makes beside `name` begin.
+fn hidden_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut p = std::ffi::OsString::from(".");
+    p.push(name);
+    p
+}
+
 /// Bind a listening socket at `path` that no one but root, and group `gid`
 /// when given, can ever reach, under any umask: it is bound inside a new
 /// directory of mode 0700, given mode 0660 and its group there, and only
@@ -61,13 +68,21 @@ pub fn bind_private(path: &Path, gid: Option<u32>) -> std::io::Result<std::os::u
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path has no directory"));
     };
-    let mut hidden = std::ffi::OsString::from(".");
-    hidden.push(name);
+    let mut hidden = hidden_prefix(name);
     hidden.push(format!(".bind{}", std::process::id()));
     let private = dir.join(hidden);
-    // A leftover of an earlier start goes; remove_dir_all removes a symlink
-    // there, never what it points to. mkdir then refuses anything that came
-    // back in between.
+    // Leftovers of earlier starts go (a daemon killed mid-bind leaves its
+    // directory); remove_dir_all removes a symlink there, never what it
+    // points to. mkdir then refuses anything that came back in between.
+    let mut prefix = hidden_prefix(name);
+    prefix.push(".bind");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().as_encoded_bytes().starts_with(prefix.as_encoded_bytes()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let result = (|| {

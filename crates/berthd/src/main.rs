@@ -372,14 +372,8 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
                 .with_context(|| format!("give {} to group {gid}", dir.display()))?;
         }
     }
-    let listener = berth_core::sockpath::bind_private(&socket, gid)
-        .and_then(|l| {
-            l.set_nonblocking(true)?;
-            tokio::net::UnixListener::from_std(l)
-        })
-        .with_context(|| format!("listen on {}", socket.display()))?;
-    tracing::info!("API listen on {}", socket.display());
     // CRI, for kubelet: root's alone (no group), as containerd's socket.
+    // Bound before the API's, so that a daemon that answers has both.
     let cri_listener = match &cri {
         None => None,
         Some(path) => {
@@ -396,6 +390,13 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
             Some(l)
         }
     };
+    let listener = berth_core::sockpath::bind_private(&socket, gid)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)
+        })
+        .with_context(|| format!("listen on {}", socket.display()))?;
+    tracing::info!("API listen on {}", socket.display());
     let cri_engine = engine.clone();
     let cri_served = async move {
         match cri_listener {
