@@ -1710,6 +1710,9 @@ fn digest_sources(root: &Path, sources: &[String], ignore: &Patterns) -> Result<
 type FileKey = (u64, u64, u64, i64, i64);
 static FILE_DIGESTS: std::sync::Mutex<Option<HashMap<FileKey, String>>> = std::sync::Mutex::new(None);
 
+/// The most files [`FILE_DIGESTS`] keeps (about 15 MiB of entries).
+const FILE_DIGESTS_MAX: usize = 100_000;
+
 /// The digest of a regular file's bytes, from [`FILE_DIGESTS`] when it is
 /// unchanged.
 fn file_digest(path: &Path, md: &std::fs::Metadata) -> Result<String> {
@@ -1729,7 +1732,14 @@ fn file_digest(path: &Path, md: &std::fs::Metadata) -> Result<String> {
     std::io::copy(&mut f, &mut h).map_err(fail)?;
     let d = format!("{:x}", h.finalize());
     if let Ok(mut m) = FILE_DIGESTS.lock() {
-        m.get_or_insert_with(HashMap::new).insert(key, d.clone());
+        let m = m.get_or_insert_with(HashMap::new);
+        // Bounded: past this many files the digests start over (a file is
+        // then read once more), so a daemon that builds many contexts does
+        // not grow without end.
+        if m.len() >= FILE_DIGESTS_MAX {
+            m.clear();
+        }
+        m.insert(key, d.clone());
     }
     Ok(d)
 }
