@@ -1033,7 +1033,8 @@ impl Builder {
     /// A secret (a file of the build's private directory, bound read-only)
     /// or an ssh agent's socket, as BuildKit mounts them: at
     /// `/run/secrets/<id>` or `/run/buildkit/ssh_agent.N` unless a target
-    /// is given, mode 0400 (0600 for a socket) owned by root unless told.
+    /// is given; a secret mode 0400 owned by root unless told, a socket
+    /// as it is.
     /// A secret may go to an env var instead (`env=`). A missing one is
     /// skipped unless `required`; a missing ssh agent is an error unless
     /// `required=false`, as in BuildKit.
@@ -1055,21 +1056,16 @@ impl Builder {
                 }
             }
         };
-        let mode = match get(&["mode"]) {
-            None => {
-                if kind == "ssh" {
-                    0o600
-                } else {
-                    0o400
-                }
-            }
-            Some(m) => u32::from_str_radix(&m, 8)
-                .map_err(|_| BuildError(format!("RUN --mount=type={kind}: mode {m:?} is not octal")))?,
-        };
-        let (uid, gid) = (num("uid", 0)?, num("gid", 0)?);
         let absolute =
             |t: String| if t.starts_with('/') { t } else { format!("{}/{t}", workdir.trim_end_matches('/')) };
         if kind == "ssh" {
+            // The agent's socket is bound as it is: a bind cannot give it
+            // another mode or owner (BuildKit proxies it to do so).
+            if let Some(k) = ["mode", "uid", "gid"].into_iter().find(|k| get(&[k]).is_some()) {
+                return Err(BuildError(format!(
+                    "RUN --mount=type=ssh: {k} is not supported by berth's builder (the agent's socket is bound with its own mode and owner)"
+                )));
+            }
             let explicit = get(&["required"]).is_some();
             let Some(sock) = self.opts.ssh.get(&id) else {
                 if explicit && !required {
@@ -1087,15 +1083,18 @@ impl Builder {
             if n == 0 {
                 out.env.push(format!("SSH_AUTH_SOCK={target}"));
             }
-            // The socket bound where the step sees it; its mode and owner
-            // are the socket's own (a bind cannot change them).
-            let _ = (mode, uid, gid);
             out.binds.push(format!("{}:{target}", sock.display()));
             return Ok(());
         }
         if id.is_empty() {
             return Err(BuildError("RUN --mount=type=secret: the mount needs an id".into()));
         }
+        let mode = match get(&["mode"]) {
+            None => 0o400,
+            Some(m) => u32::from_str_radix(&m, 8)
+                .map_err(|_| BuildError(format!("RUN --mount=type=secret: mode {m:?} is not octal")))?,
+        };
+        let (uid, gid) = (num("uid", 0)?, num("gid", 0)?);
         let Some(data) = self.opts.secrets.get(&id) else {
             if required {
                 return Err(BuildError(format!(
