@@ -63,7 +63,7 @@ impl Hierarchies {
             if pre.len() < 5 || post.len() < 3 {
                 continue;
             }
-            let mountpoint = PathBuf::from(unescape(pre[4]));
+            let mountpoint = PathBuf::from(berth_core::mountinfo::unescape(pre[4]));
             match post[0] {
                 "cgroup2" if h.v2.is_none() => h.v2 = Some((mountpoint, own_of(&[]))),
                 "cgroup" => {
@@ -89,23 +89,6 @@ impl Hierarchies {
         }
         h
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -137,10 +120,5 @@ mod tests {
         let h = Hierarchies::parse(mi, "0::/user.slice\n");
         assert!(h.v1.is_empty());
         assert_eq!(h.v2, Some((PathBuf::from("/sys/fs/cgroup"), "/user.slice".to_owned())));
-    }
-
-    #[test]
-    fn escaped_mountpoint() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod error;
 pub mod id;
+pub mod mountinfo;
 pub mod perm;
 pub mod rootfs;
 pub mod sockpath;

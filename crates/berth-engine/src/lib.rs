@@ -393,22 +393,10 @@ impl Engine {
     }
 }
 
-/// Detach every mount at or under `dir` (deepest first), as
-/// /proc/self/mountinfo lists them.
+/// Detach every mount at or under `dir`, deepest first.
 fn unmount_under(dir: &std::path::Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
-    let mut points: Vec<std::path::PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        // Octal escapes (`\040` for a space) as the kernel writes them.
-        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
-            // SAFETY: a NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+    for p in berth_core::mountinfo::mount_points_under(&info, dir) {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
