@@ -37,46 +37,73 @@ pub struct CommitOptions {
 pub fn commit(store: &ImageStore, rw: &RwLayer, base: Option<&ImageId>, opts: &CommitOptions) -> Result<ImageRecord> {
     let mut run = opts.run.clone();
     instruction::apply(&mut run, &opts.changes)?;
-    let mut config: Value = match base {
-        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
-            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?,
-        None => {
-            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
-        }
-    };
+    let mut config = base_config(store, base)?;
     let upper = store.layers.mount_of(rw)?.upper;
     let skip: Vec<&std::path::Path> = opts.skip.iter().map(|p| p.as_path()).collect();
     let layer = layer_of(store, rw.parent.as_ref(), |w| changes::export_skipping(&upper, w, &skip).map(|_| ()))?;
-    let created = berth_core::time::now_rfc3339();
-    config["config"] = serde_json::to_value(&run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
-    config["created"] = json!(created);
-    if opts.author.is_empty() {
-        if let Some(o) = config.as_object_mut() {
-            o.remove("author");
-        }
-    } else {
-        config["author"] = json!(opts.author);
-    }
-    let diff_ids = config.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut);
-    let diff_ids = diff_ids.ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?;
-    diff_ids.push(json!(layer.diff_id));
-    let mut h = json!({"created": created, "created_by": opts.created_by});
-    if !opts.author.is_empty() {
-        h["author"] = json!(opts.author);
-    }
-    if !opts.comment.is_empty() {
-        h["comment"] = json!(opts.comment);
-    }
-    match config.get_mut("history").and_then(Value::as_array_mut) {
-        Some(hist) => hist.push(h),
-        None => config["history"] = json!([h]),
-    }
+    let author = Some(opts.author.as_str()).filter(|a| !a.is_empty());
+    add_step(&mut config, &run, &opts.created_by, author, &opts.comment, Some(&layer.diff_id))?;
     let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
     let rec = store.add_child(&bytes, base)?;
     if let Some(t) = &opts.tag {
         store.tag(t, &rec.id)?;
     }
     Ok(rec)
+}
+
+/// `base`'s config, to make a child of; a fresh one from scratch.
+fn base_config(store: &ImageStore, base: Option<&ImageId>) -> Result<Value> {
+    match base {
+        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
+            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}"))),
+        None => Ok(
+            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
+        ),
+    }
+}
+
+/// One step more on `config`: `run` its settings, `author` the image's
+/// (none: none), and a history entry `created_by` with its author and
+/// comment; with `layer`, that layer on top, else an empty layer.
+fn add_step(
+    config: &mut Value,
+    run: &RunConfig,
+    created_by: &str,
+    author: Option<&str>,
+    comment: &str,
+    layer: Option<&crate::digest::DiffId>,
+) -> Result<()> {
+    let created = berth_core::time::now_rfc3339();
+    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
+    config["created"] = json!(created);
+    let mut h = json!({"created": created, "created_by": created_by});
+    match author {
+        Some(a) => {
+            config["author"] = json!(a);
+            h["author"] = json!(a);
+        }
+        None => {
+            if let Some(o) = config.as_object_mut() {
+                o.remove("author");
+            }
+        }
+    }
+    if !comment.is_empty() {
+        h["comment"] = json!(comment);
+    }
+    match layer {
+        Some(d) => {
+            let diff_ids = config.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut);
+            let diff_ids = diff_ids.ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?;
+            diff_ids.push(json!(d));
+        }
+        None => h["empty_layer"] = json!(true),
+    }
+    match config.get_mut("history").and_then(Value::as_array_mut) {
+        Some(hist) => hist.push(h),
+        None => config["history"] = json!([h]),
+    }
+    Ok(())
 }
 
 /// A layer over `parent` of the tar `write` makes, streamed through a
@@ -151,19 +178,11 @@ pub fn with_staged(
     created_by: &str,
     author: Option<&str>,
 ) -> Result<ImageRecord> {
-    let mut config: Value = match base {
-        Some(id) => match store
-            .config_bytes(id)
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("image config of {id}: {e}"))))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                store.layers.discard(staged);
-                return Err(e);
-            }
-        },
-        None => {
-            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    let mut config = match base_config(store, base) {
+        Ok(c) => c,
+        Err(e) => {
+            store.layers.discard(staged);
+            return Err(e);
         }
     };
     let top = match base.map(|id| store.get(id)) {
@@ -175,28 +194,7 @@ pub fn with_staged(
         None => None,
     };
     let layer = store.layers.register(staged, top.as_ref())?;
-    let created = berth_core::time::now_rfc3339();
-    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
-    config["created"] = json!(created);
-    let mut h = json!({"created": created, "created_by": created_by});
-    match author {
-        Some(a) => {
-            config["author"] = json!(a);
-            h["author"] = json!(a);
-        }
-        None => {
-            if let Some(o) = config.as_object_mut() {
-                o.remove("author");
-            }
-        }
-    }
-    let diff_ids = config.pointer_mut("/rootfs/diff_ids").and_then(Value::as_array_mut);
-    let diff_ids = diff_ids.ok_or_else(|| Error::Invalid("image config has no rootfs.diff_ids".into()))?;
-    diff_ids.push(json!(layer.diff_id));
-    match config.get_mut("history").and_then(Value::as_array_mut) {
-        Some(hist) => hist.push(h),
-        None => config["history"] = json!([h]),
-    }
+    add_step(&mut config, run, created_by, author, "", Some(&layer.diff_id))?;
     let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
     store.add_child(&bytes, base)
 }
@@ -212,32 +210,8 @@ pub fn config_only(
     created_by: &str,
     author: Option<&str>,
 ) -> Result<ImageRecord> {
-    let mut config: Value = match base {
-        Some(id) => serde_json::from_slice(&store.config_bytes(id)?)
-            .map_err(|e| Error::Invalid(format!("image config of {id}: {e}")))?,
-        None => {
-            json!({"architecture": host_architecture(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
-        }
-    };
-    let created = berth_core::time::now_rfc3339();
-    config["config"] = serde_json::to_value(run).map_err(|e| Error::Invalid(format!("run config: {e}")))?;
-    config["created"] = json!(created);
-    let mut h = json!({"created": created, "created_by": created_by, "empty_layer": true});
-    match author {
-        Some(a) => {
-            config["author"] = json!(a);
-            h["author"] = json!(a);
-        }
-        None => {
-            if let Some(o) = config.as_object_mut() {
-                o.remove("author");
-            }
-        }
-    }
-    match config.get_mut("history").and_then(Value::as_array_mut) {
-        Some(hist) => hist.push(h),
-        None => config["history"] = json!([h]),
-    }
+    let mut config = base_config(store, base)?;
+    add_step(&mut config, run, created_by, author, "", None)?;
     let bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(format!("image config: {e}")))?;
     store.add_child(&bytes, base)
 }
