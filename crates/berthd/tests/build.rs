@@ -466,19 +466,14 @@ fn the_berth_cli_builds_with_docker_build_s_flags() {
     assert_clean(&d);
 }
 
-#[test]
-fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
-    if !can_run("build cancel") {
-        return;
-    }
+/// `POST /build` of a context holding `dockerfile` alone, read until its
+/// RUN says `started`: the open stream and what it said so far.
+fn build_until_started(d: &Daemon, dockerfile: &[u8]) -> (std::io::BufReader<std::os::unix::net::UnixStream>, String) {
     use std::io::{BufRead, Write};
-    let d = Daemon::start("buildcancel");
-    d.load_busybox();
     let mut body = Vec::new();
     {
         let mut tar = tar::Builder::new(&mut body);
-        let df = b"FROM busybox\nRUN echo started && sleep 300\n";
-        tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
+        tar.append_data(&mut root_header(tar::Header::new_gnu(), dockerfile.len()), "Dockerfile", dockerfile).unwrap();
         tar.finish().unwrap();
     }
     let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
@@ -493,6 +488,17 @@ fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
     let mut r = std::io::BufReader::new(s);
     let mut line = String::new();
     while r.read_line(&mut line).unwrap() > 0 && !line.contains("\"started\\n\"") {}
+    (r, line)
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_the_build_and_its_running_step() {
+    if !can_run("build cancel") {
+        return;
+    }
+    let d = Daemon::start("buildcancel");
+    d.load_busybox();
+    let (r, line) = build_until_started(&d, b"FROM busybox\nRUN echo started && sleep 300\n");
     assert!(line.contains("\"started\\n\""), "{line}");
     drop(r);
     // The step's container is killed and removed, and no image is tagged.
@@ -511,28 +517,12 @@ fn a_daemon_killed_mid_build_strands_no_step_container() {
     if !can_run("build crash") {
         return;
     }
-    use std::io::{BufRead, Write};
     let mut d = Daemon::start("buildcrash");
     d.load_busybox();
-    let mut body = Vec::new();
-    {
-        let mut tar = tar::Builder::new(&mut body);
-        let df = b"FROM busybox\nRUN --mount=type=bind,from=busybox,target=/bb,rw echo started && sleep 300\n";
-        tar.append_data(&mut root_header(tar::Header::new_gnu(), df.len()), "Dockerfile", &df[..]).unwrap();
-        tar.finish().unwrap();
-    }
-    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
-    write!(
-        s,
-        "POST /build?t=never HTTP/1.1\r\nHost: berth\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut r = std::io::BufReader::new(s);
-    let mut line = String::new();
-    while r.read_line(&mut line).unwrap() > 0 && !line.contains("\"started\\n\"") {}
+    let (r, line) = build_until_started(
+        &d,
+        b"FROM busybox\nRUN --mount=type=bind,from=busybox,target=/bb,rw echo started && sleep 300\n",
+    );
     assert!(line.contains("started"), "{line}");
     assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 1, "the step runs");
     d.crash();
