@@ -832,6 +832,7 @@ pub fn create_request(name: Option<String>, r: w::ContainerCreateRequest) -> Res
         working_dir: working_dir.filter(|s| !s.is_empty()),
         user: user.filter(|s| !s.is_empty()),
         build_step: false,
+        pod_sandbox: false,
     })
 }
 

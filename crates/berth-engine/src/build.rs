@@ -891,6 +891,7 @@ impl Builder {
             working_dir: st.run.working_dir.clone(),
             user: st.run.user.clone(),
             build_step: true,
+            pod_sandbox: false,
         };
         let c = self.engine.create(req).await.map_err(fail)?;
         Ok(c.id)

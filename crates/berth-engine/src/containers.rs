@@ -68,29 +68,42 @@ fn signal_number(s: &str) -> Result<i32> {
 impl Engine {
     /// `POST /containers/create`.
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<Container> {
-        if req.config.image.is_empty() {
+        if req.pod_sandbox {
+            if !req.config.image.is_empty() || req.entrypoint.is_some() || req.cmd.is_some() {
+                return Err(Error::Invalid("a pod sandbox runs no image and no command of its own".into()));
+            }
+        } else if req.config.image.is_empty() {
             return Err(Error::Invalid("no image specified".into()));
         }
         self.prime_cgroups();
         let images = self.images.clone();
         let image_name = req.config.image.clone();
+        let sandbox = req.pod_sandbox;
         let (image_id, image_cfg, top) = tokio::task::spawn_blocking(move || -> Result<_> {
+            if sandbox {
+                return Ok((None, None, None));
+            }
             let id = images.resolve(&image_name)?;
             let cfg = images.config(&id)?;
             let top = images.get(&id)?.and_then(|r| r.top_layer);
-            Ok((id, cfg, top))
+            Ok((Some(id), cfg.config, top))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let run = image_cfg.config.clone().unwrap_or_default();
+        let run = image_cfg.unwrap_or_default();
         let mut c = Container { id: names::new_id(), created: berth_core::time::now_rfc3339(), ..Default::default() };
-        c.image_id = image_id.to_string();
+        c.image_id = image_id.map(|i| i.to_string()).unwrap_or_default();
         c.config = req.config.clone();
         c.host = req.host.clone();
         c.build_step = req.build_step;
+        c.pod_sandbox = req.pod_sandbox;
         // Entrypoint and Cmd as Docker merges them: a given entrypoint drops
         // the image's cmd unless a cmd is given too.
         match (&req.entrypoint, &req.cmd) {
+            _ if req.pod_sandbox => {
+                c.config.entrypoint = vec![spec::INIT_PATH.to_owned(), "--pause".to_owned()];
+                c.config.cmd = vec![];
+            }
             (Some(ep), cmd) => {
                 c.config.entrypoint = ep.clone();
                 c.config.cmd = cmd.clone().unwrap_or_default();
@@ -389,10 +402,11 @@ impl Engine {
         let shm = self.shm_source(c)?;
         let subpaths = self.stage_subpaths(c)?;
         let linked = self.resolve_links(c)?;
+        let [hostname, hosts, resolv] = self.etc_files(c);
         let etc = spec::Etc {
-            hostname: std::path::Path::new(&c.hostname_path),
-            hosts: std::path::Path::new(&c.hosts_path),
-            resolv: std::path::Path::new(&c.resolv_conf_path),
+            hostname: &hostname,
+            hosts: &hosts,
+            resolv: &resolv,
             shm: shm.as_deref(),
             subpaths: &subpaths,
             link_env: &linked.env,

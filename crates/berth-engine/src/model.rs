@@ -488,6 +488,9 @@ pub struct CreateRequest {
     /// A build step's container: the daemon removes it when it starts
     /// again after a crash, as the build it belonged to died with it.
     pub build_step: bool,
+    /// A pod sandbox (CRI): no image; its process is berth-init holding
+    /// the pod's namespaces (`berth-init --pause`).
+    pub pod_sandbox: bool,
 }
 
 /// The lifecycle, Docker's names.
@@ -590,6 +593,9 @@ pub struct Container {
     /// Made by a build for one of its steps (see CreateRequest).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub build_step: bool,
+    /// A pod sandbox (see CreateRequest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_sandbox: bool,
 }
 
 /// `env` with every `KEY=value` of `extra` replacing the entry of the same

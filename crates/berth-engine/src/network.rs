@@ -117,10 +117,14 @@ impl Engine {
                     Error::NotFound(m) => Error::Invalid(m),
                     other => other,
                 })?;
-                let oid = other.rec.lock().map_err(poisoned)?.id.clone();
-                if oid == c.id {
+                let o = other.rec.lock().map_err(poisoned)?.clone();
+                if o.id == c.id {
                     return Err(Error::Invalid("cannot join own network".into()));
                 }
+                // As moby's initializeNetworking: the other's names, and
+                // (at start) its hostname, hosts and resolv.conf files.
+                c.config.hostname = o.config.hostname;
+                c.config.domainname = o.config.domainname;
                 Ok(())
             }
             Mode::Bridge(name) => {
@@ -176,6 +180,17 @@ impl Engine {
             return Err(Error::Conflict(format!("cannot join network of a non running container: {}", other.id)));
         }
         Ok(Some(format!("/proc/{}/ns/net", other.state.pid)))
+    }
+
+    /// The files bound over /etc/hostname, hosts and resolv.conf: the
+    /// container's own, or those of the container whose network it joins.
+    pub(crate) fn etc_files(&self, c: &Container) -> [std::path::PathBuf; 3] {
+        let own = |c: &Container| [&c.hostname_path, &c.hosts_path, &c.resolv_conf_path].map(std::path::PathBuf::from);
+        let Mode::Container(x) = mode(&c.host.network_mode) else { return own(c) };
+        match self.find(x).ok().and_then(|e| e.rec.lock().ok().map(|o| own(&o))) {
+            Some(files) => files,
+            None => own(c),
+        }
     }
 
     /// Between the runtime's create and the process's start: connect the

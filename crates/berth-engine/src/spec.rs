@@ -368,7 +368,7 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     if args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
-    if c.host.init {
+    if c.host.init && !c.pod_sandbox {
         args.splice(0..0, [INIT_PATH.to_owned(), "--".to_owned()]);
     }
     let mut mounts = vec![
@@ -410,7 +410,7 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         user_mounts.iter().filter_map(|m| m["destination"].as_str()).map(crate::mounts::clean_path).collect();
     mounts.retain(|m| m["destination"].as_str().is_none_or(|d| !taken.iter().any(|t| t == d)));
     mounts.extend(user_mounts);
-    if c.host.init {
+    if c.host.init || c.pod_sandbox {
         mounts.push(mount(INIT_PATH, "bind", &d.init.display().to_string(), &["bind", "ro", "nosuid", "nodev"]));
     }
     // The links' variables first; the container's own win (moby's

@@ -6,6 +6,10 @@
 //! container, and exits with the command's status (128 + the signal when a
 //! signal ended it), as tini does for Docker.
 //!
+//! `berth-init --pause` is a pod sandbox's process: it runs nothing, holds
+//! the pod's namespaces, reaps what ends in a pod that shares its PID
+//! namespace, and exits 0 at SIGINT or SIGTERM, as Kubernetes' pause does.
+//!
 //! std and a few libc calls declared here, so berth-engine's build script
 //! can compile it statically with plain `rustc` and no crates.
 
@@ -40,6 +44,8 @@ extern "C" {
 const SIG_SETMASK: i32 = 2;
 const WNOHANG: i32 = 1;
 const SIGCHLD: i32 = 17;
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
 const SIGTTOU: i32 = 22;
 const SIGTTIN: i32 = 21;
 const SIG_DFL: usize = 0;
@@ -49,7 +55,7 @@ const SIG_IGN: usize = 1;
 const SYNCHRONOUS: [i32; 8] = [4, 5, 6, 7, 8, 11, 31, SIGTTIN];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: berth-init [--] COMMAND [ARG...]");
+    eprintln!("usage: berth-init [--] COMMAND [ARG...] | --pause");
     ExitCode::from(2)
 }
 
@@ -79,8 +85,34 @@ fn reap(main: i32) -> Option<i32> {
     }
 }
 
+/// Hold the namespaces until SIGINT or SIGTERM; reap whatever ends.
+fn pause() -> ExitCode {
+    let mut all = SigSet([0; 16]);
+    // SAFETY: a valid sigset_t-sized buffer.
+    unsafe {
+        sigfillset(&mut all);
+        for s in SYNCHRONOUS {
+            sigdelset(&mut all, s);
+        }
+        sigprocmask(SIG_SETMASK, &all, std::ptr::null_mut());
+    }
+    loop {
+        let mut info = [0u64; 16];
+        let t = Timespec { tv_sec: 60, tv_nsec: 0 };
+        // SAFETY: valid set, info buffer of siginfo_t's 128 bytes, timeout.
+        let sig = unsafe { sigtimedwait(&all, &mut info, &t) };
+        if sig == SIGINT || sig == SIGTERM {
+            return ExitCode::SUCCESS;
+        }
+        reap(0);
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 1 && args[0] == "--pause" {
+        return pause();
+    }
     if args.first().map(String::as_str) == Some("--") {
         args.remove(0);
     }

@@ -5,6 +5,7 @@
 //! Everything here is synchronous; the engine calls it from its blocking
 //! pool. Namespaces are only entered, never made (see [`netns`]).
 
+pub mod cni;
 pub mod dns;
 pub mod ipam;
 pub mod ipam6;

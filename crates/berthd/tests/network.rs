@@ -279,6 +279,10 @@ fn user_networks_connect_their_containers_and_keep_others_apart() {
     assert_eq!(host.split_whitespace().count(), host_links, "{host}");
     let joined = d.ok(&["run", "--rm", "--network", "container:ca", "busybox", "ip", "addr"]);
     assert!(joined.contains(&ip1), "{joined}");
+    // As Docker: the joiner takes the other's hostname and /etc/hosts.
+    let joined = d.ok(&["run", "--rm", "--network", "container:ca", "busybox", "sh", "-c", "hostname; cat /etc/hosts"]);
+    let ca_host = d.ok(&["exec", "ca", "hostname"]);
+    assert!(joined.starts_with(&ca_host) && joined.contains(&format!("{ip1}\t{}", ca_host.trim())), "{joined}");
     let o = d.docker(&["run", "--rm", "--network", "container:ca", "-p", "80", "busybox", "true"]);
     assert!(stderr(&o).contains("conflicting options"), "{}", stderr(&o));
 
