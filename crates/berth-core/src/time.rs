@@ -26,6 +26,36 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Nanoseconds since the epoch of a UTC time as [`rfc3339`] prints it
+/// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`); `None` for anything else, and 0
+/// for times before 1970 (Docker's zero time among them).
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let num = |t: &str| t.parse::<i64>().ok();
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':');
+    let (hh, mm, ss) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if frac.is_empty() { 0 } else { num(&format!("{frac:0<9}"))? };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(if secs < 0 { 0 } else { secs.saturating_mul(1_000_000_000).saturating_add(nanos) })
+}
+
 /// Clock ticks (USER_HZ, the unit of /proc/stat and cpuacct.stat) as
 /// nanoseconds.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
@@ -46,6 +76,7 @@ pub fn now_rfc3339() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -56,5 +87,17 @@ mod tests {
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000005Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert!(rfc3339(leap).starts_with("2000-02-29T"));
+    }
+
+    #[test]
+    fn printed_times_parse_back() {
+        for t in [UNIX_EPOCH + Duration::new(1_700_000_000, 5), UNIX_EPOCH + Duration::from_secs(951_782_400)] {
+            let ns = t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+            assert_eq!(parse_rfc3339_nanos(&rfc3339(t)), Some(ns));
+        }
+        assert_eq!(parse_rfc3339_nanos("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500_000_000));
+        assert_eq!(parse_rfc3339_nanos("0001-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_nanos("2023-13-14T22:13:20Z"), None);
+        assert_eq!(parse_rfc3339_nanos("yesterday"), None);
     }
 }

@@ -4,29 +4,71 @@
 //! engine and image store behind both.
 //!
 //! Served so far: Version, Status and RuntimeConfig; every image call
-//! (ListImages, ImageStatus, PullImage, RemoveImage, ImageFsInfo). Pod
-//! sandboxes, containers, streaming and stats answer `Unimplemented`
-//! with the call's name.
+//! (ListImages, ImageStatus, PullImage, RemoveImage, ImageFsInfo); pod
+//! sandboxes with their network through CNI; containers; ExecSync. Stats,
+//! streaming and the rest answer `Unimplemented` with the call's name.
 // The services' trait answers every call with `tonic::Status` as its
 // error, large as it is; the helpers answer in the same type.
 #![allow(clippy::result_large_err)]
 
+mod containers;
+mod exec;
 mod images;
 mod runtime;
+mod sandbox;
+mod store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_engine::Engine;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
+/// How the CRI is set up.
+#[derive(Debug, Clone)]
+pub struct CriConfig {
+    /// Where CNI network configurations are read (`--cni-conf-dir`).
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugins are found (`--cni-bin-dir`).
+    pub cni_bin_dirs: Vec<PathBuf>,
+}
+
+/// The runtime service's state: the engine, and what the CRI keeps of its
+/// own.
+#[derive(Debug)]
+pub(crate) struct Cri {
+    pub engine: Arc<Engine>,
+    pub store: store::Store,
+    pub cni: Arc<berth_network::cni::Cni>,
+}
+
+/// Open the CRI's records under the engine's data root.
+fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
+    let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
+    let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
+    Ok(Cri { engine, store, cni: Arc::new(cni) })
+}
+
 /// Serve CRI on `listener` until the future is dropped.
-pub async fn serve(engine: Arc<Engine>, listener: tokio::net::UnixListener) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    cfg: CriConfig,
+    listener: tokio::net::UnixListener,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let cri = Arc::new(open(engine.clone(), &cfg)?);
+    cri.restore().await;
     tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(runtime::Runtime { engine: engine.clone() }))
+        .add_service(RuntimeServiceServer::new(runtime::Runtime { cri }))
         .add_service(ImageServiceServer::new(images::Images { engine }))
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-        .await
+        .await?;
+    Ok(())
+}
+
+/// An I/O failure of the CRI's own records.
+fn io_status(what: &'static str) -> impl FnOnce(std::io::Error) -> tonic::Status {
+    move |e| tonic::Status::internal(format!("{what}: {e}"))
 }
 
 /// An engine or store error as gRPC answers it, with containerd's codes.

@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use berth_engine::Engine;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
 pub(crate) struct Runtime {
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) cri: Arc<crate::Cri>,
 }
 
 /// What berth's CRI does not serve yet: refused by name.
@@ -35,22 +34,19 @@ impl RuntimeService for Runtime {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let _ = &self.engine;
-        let conditions = vec![
-            RuntimeCondition {
-                r#type: "RuntimeReady".into(),
-                status: true,
-                reason: String::new(),
-                message: String::new(),
-            },
-            // No pod network can be set up until CNI is served.
-            RuntimeCondition {
+        // Ready for pods on their own network once a CNI config is there
+        // (containerd's condition and reason).
+        let network = match self.cri.cni.load() {
+            Ok(_) => RuntimeCondition { r#type: "NetworkReady".into(), status: true, ..Default::default() },
+            Err(e) => RuntimeCondition {
                 r#type: "NetworkReady".into(),
                 status: false,
                 reason: "NetworkPluginNotReady".into(),
-                message: "berth's CRI does not run CNI plugins yet".into(),
+                message: format!("Network plugin returns error: cni plugin not initialized: {e}"),
             },
-        ];
+        };
+        let conditions =
+            vec![RuntimeCondition { r#type: "RuntimeReady".into(), status: true, ..Default::default() }, network];
         Ok(Response::new(StatusResponse { status: Some(RuntimeStatus { conditions }), ..Default::default() }))
     }
 
@@ -65,79 +61,87 @@ impl RuntimeService for Runtime {
 
     async fn run_pod_sandbox(
         &self,
-        _: Request<RunPodSandboxRequest>,
+        req: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        Err(not_yet("RunPodSandbox"))
+        let id = self.cri.run_sandbox(req.into_inner()).await?;
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _: Request<StopPodSandboxRequest>,
+        req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        Err(not_yet("StopPodSandbox"))
+        self.cri.stop_sandbox(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _: Request<RemovePodSandboxRequest>,
+        req: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        Err(not_yet("RemovePodSandbox"))
+        self.cri.remove_sandbox(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _: Request<PodSandboxStatusRequest>,
+        req: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        Err(not_yet("PodSandboxStatus"))
+        Ok(Response::new(self.cri.sandbox_status(&req.into_inner().pod_sandbox_id)?))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _: Request<ListPodSandboxRequest>,
+        req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Err(not_yet("ListPodSandbox"))
+        Ok(Response::new(ListPodSandboxResponse { items: self.cri.list_sandboxes(req.into_inner().filter) }))
     }
 
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        req: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        Err(not_yet("CreateContainer"))
+        let id = self.cri.create_container(req.into_inner()).await?;
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
     }
 
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        req: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        Err(not_yet("StartContainer"))
+        self.cri.start_container(&req.into_inner().container_id).await?;
+        Ok(Response::new(StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _: Request<StopContainerRequest>,
+        req: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        Err(not_yet("StopContainer"))
+        let r = req.into_inner();
+        self.cri.stop_container(&r.container_id, r.timeout).await?;
+        Ok(Response::new(StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        req: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        Err(not_yet("RemoveContainer"))
+        self.cri.remove_container(&req.into_inner().container_id).await?;
+        Ok(Response::new(RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Err(not_yet("ListContainers"))
+        Ok(Response::new(ListContainersResponse { containers: self.cri.list_containers(req.into_inner().filter) }))
     }
 
     async fn container_status(
         &self,
-        _: Request<ContainerStatusRequest>,
+        req: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        Err(not_yet("ContainerStatus"))
+        Ok(Response::new(self.cri.container_status(&req.into_inner().container_id)?))
     }
 
     async fn update_container_resources(
@@ -154,8 +158,8 @@ impl RuntimeService for Runtime {
         Err(not_yet("ReopenContainerLog"))
     }
 
-    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
-        Err(not_yet("ExecSync"))
+    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
+        Ok(Response::new(self.cri.exec_sync(req.into_inner()).await?))
     }
 
     async fn exec(&self, _: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {

@@ -995,6 +995,19 @@ async fn next_exit(rx: &mut tokio::sync::watch::Receiver<Generation>, before: u6
 }
 
 pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
+    // statx says so of any mount, a bind of a directory on the same file
+    // system among them (an empty image's root); the device numbers tell
+    // only where statx cannot.
+    if let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())) {
+        // SAFETY: a zeroed statx buffer is valid for the kernel to fill.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a buffer of statx's size.
+        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut stx) };
+        let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+        if r == 0 && stx.stx_attributes_mask & bit != 0 {
+            return stx.stx_attributes & bit != 0;
+        }
+    }
     let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
     use std::os::unix::fs::MetadataExt;
     a.dev() != b.dev()

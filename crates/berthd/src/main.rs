@@ -28,6 +28,13 @@ struct Args {
     /// Default: cri.sock in the exec root (/run/berth/cri.sock).
     #[arg(long)]
     cri_socket: Option<String>,
+    /// Where CRI pods' CNI network configs are read.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Where CNI plugins are found (repeatable). Default: /usr/lib/cni
+    /// (Debian's containernetworking-plugins), then /opt/cni/bin.
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dirs: Vec<PathBuf>,
     /// daemon.json to read.
     #[arg(long, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
@@ -347,15 +354,26 @@ fn main() -> Result<()> {
     };
     let group = args.group.clone().or(file.group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let cri = match args.cri_socket.as_deref() {
+    let cri_path = match args.cri_socket.as_deref() {
         Some("none") => None,
         Some(h) => Some(socket_path(h)?),
         None => Some(cfg.exec_root.join("cri.sock")),
     };
+    let cni_bin_dirs = if args.cni_bin_dirs.is_empty() {
+        vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()]
+    } else {
+        args.cni_bin_dirs.clone()
+    };
+    let cri = cri_path.map(|p| (p, berth_cri::CriConfig { cni_conf_dir: args.cni_conf_dir.clone(), cni_bin_dirs }));
     rt.block_on(run(cfg, socket, cri, group))
 }
 
-async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Option<String>) -> Result<()> {
+async fn run(
+    cfg: EngineConfig,
+    socket: PathBuf,
+    cri: Option<(PathBuf, berth_cri::CriConfig)>,
+    group: Option<String>,
+) -> Result<()> {
     let cfg_exec_root = cfg.exec_root.clone();
     let engine = Engine::open(cfg).await.context("open the engine")?;
     if let Some(dir) = socket.parent() {
@@ -376,7 +394,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
     // Bound before the API's, so that a daemon that answers has both.
     let cri_listener = match &cri {
         None => None,
-        Some(path) => {
+        Some((path, cri_cfg)) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
             }
@@ -387,7 +405,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
                 })
                 .with_context(|| format!("listen on {}", path.display()))?;
             tracing::info!("CRI listen on {}", path.display());
-            Some(l)
+            Some((l, cri_cfg.clone()))
         }
     };
     let listener = berth_core::sockpath::bind_private(&socket, gid)
@@ -400,7 +418,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
     let cri_engine = engine.clone();
     let cri_served = async move {
         match cri_listener {
-            Some(l) => berth_cri::serve(cri_engine, l).await.map_err(anyhow::Error::from),
+            Some((l, c)) => berth_cri::serve(cri_engine, c, l).await.map_err(|e| anyhow::anyhow!("{e}")),
             None => std::future::pending().await,
         }
     };
@@ -419,7 +437,7 @@ async fn run(cfg: EngineConfig, socket: PathBuf, cri: Option<PathBuf>, group: Op
         r = stop => { r?; }
     }
     let _ = std::fs::remove_file(&socket);
-    if let Some(c) = &cri {
+    if let Some((c, _)) = &cri {
         let _ = std::fs::remove_file(c);
     }
     Ok(())

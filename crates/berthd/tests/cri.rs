@@ -81,9 +81,367 @@ fn the_runtime_says_what_it_is_and_images_are_the_docker_api_s() {
         assert!(!d.docker(&["image", "inspect", &name]).status.success());
         images.remove_image(RemoveImageRequest { image: spec(&name) }).await.unwrap();
         // What is not served yet says so, by name.
-        let e = runtime.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+        let e = runtime.port_forward(PortForwardRequest::default()).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented);
-        assert!(e.message().contains("RunPodSandbox"), "{e:?}");
+        assert!(e.message().contains("PortForward"), "{e:?}");
     });
     assert_clean(&d);
+}
+
+/// A CNI network of the test's own: a bridge, host-local addresses in a
+/// /24 of 10.64.0.0/10 and portmap, configured in the daemon's directory.
+/// Dropped, it takes away the bridge and the portmap plugin's chains.
+struct PodNet {
+    bridge: String,
+    subnet: [u8; 3],
+    /// The config directory (`conf/`) and host-local's (`ipam/`).
+    dir: std::path::PathBuf,
+}
+
+impl PodNet {
+    fn new() -> PodNet {
+        use std::io::Read;
+        let mut r = [0u8; 3];
+        std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut r).unwrap();
+        let bridge = format!("bc{:02x}{:02x}{:02x}", r[0], r[1], r[2]);
+        let dir = std::env::temp_dir().join(format!("berth-cni-{bridge}"));
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        PodNet { bridge, subnet: [10, 64 + (r[0] & 63), r[1]], dir }
+    }
+
+    fn conf_dir(&self) -> std::path::PathBuf {
+        self.dir.join("conf")
+    }
+
+    fn write(&self) {
+        let [a, b, c] = self.subnet;
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("pods-{}", self.bridge),
+            "plugins": [
+                {"type": "bridge", "bridge": self.bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{a}.{b}.{c}.0/24")}]],
+                          "dataDir": self.dir.join("ipam").display().to_string()}},
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        });
+        std::fs::write(self.conf_dir().join("10-pods.conflist"), conf.to_string()).unwrap();
+    }
+
+    fn gateway(&self) -> String {
+        let [a, b, c] = self.subnet;
+        format!("{a}.{b}.{c}.1")
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "delete", &self.bridge]).status();
+        // portmap's chains and the rules that jump to them (its own
+        // per-pod chains go with each DEL).
+        let rules = std::process::Command::new("iptables").args(["-t", "nat", "-S"]).output().unwrap();
+        let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+        for r in rules.lines().filter_map(|r| r.strip_prefix("-A ")).filter(|r| r.contains("CNI-HOSTPORT")) {
+            // `-S` quotes comments as a shell would read them back.
+            let _ = std::process::Command::new("sh").args(["-c", &format!("iptables -t nat -D {r}")]).status();
+        }
+        for r in rules.lines().filter_map(|r| r.strip_prefix("-N ")).filter(|c| c.starts_with("CNI-HOSTPORT")) {
+            let _ = std::process::Command::new("iptables").args(["-t", "nat", "-X", r]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(2))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// GET until it answers, for 5 s.
+fn get_soon(addr: &str) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match get(addr) {
+            Ok(s) if s.contains("200") => return s,
+            other if std::time::Instant::now() > until => panic!("GET {addr}: {other:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+fn pod_config(name: &str, uid: &str, host_port: i32) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        dns_config: Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        port_mappings: vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 80,
+            host_port,
+            host_ip: String::new(),
+        }],
+        labels: [("app".to_owned(), name.to_owned())].into(),
+        annotations: [("note".to_owned(), "kept".to_owned())].into(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { pid: NamespaceMode::Pod as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, args: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: spec("busybox"),
+        command: vec!["sh".into(), "-c".into()],
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        labels: [("role".to_owned(), name.to_owned())].into(),
+        envs: vec![KeyValue { key: "GREETING".into(), value: "hello from the pod".into() }],
+        ..Default::default()
+    }
+}
+
+async fn exec(
+    runtime: &mut RuntimeServiceClient<tonic::transport::Channel>,
+    id: &str,
+    cmd: &[&str],
+) -> ExecSyncResponse {
+    let req =
+        ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|c| (*c).to_owned()).collect(), timeout: 10 };
+    runtime.exec_sync(req).await.unwrap().into_inner()
+}
+
+#[test]
+fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() {
+    if !can_run("cri-pods") {
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/lib/cni/bridge").exists() || std::env::var("CI").is_err(),
+        "CNI plugins missing: install containernetworking-plugins"
+    );
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        eprintln!("skipped: no CNI plugins in /usr/lib/cni");
+        return;
+    }
+    let net = PodNet::new();
+    let mut d = Daemon::start_with("cri-pods", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
+    d.load_busybox();
+    let host_port = 20000 + (std::process::id() % 20000) as i32;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (pod, web, client) = rt.block_on(async {
+        let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+        // No CNI config yet: the network is not ready and no pod starts.
+        let s = runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+        let ready = s.status.unwrap().conditions.iter().find(|c| c.r#type == "NetworkReady").unwrap().clone();
+        assert!(!ready.status && ready.reason == "NetworkPluginNotReady", "{ready:?}");
+        let cfg = pod_config("web", "uid-web", host_port);
+        let e = runtime
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        net.write();
+        let s = runtime.status(StatusRequest::default()).await.unwrap().into_inner();
+        assert!(s.status.unwrap().conditions.iter().all(|c| c.status));
+
+        let pod = runtime
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let st = runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+        assert_eq!(st.metadata.unwrap().name, "web");
+        assert_eq!(st.annotations.get("note").map(String::as_str), Some("kept"));
+        let ip = st.network.unwrap().ip;
+        let [a, b, c] = net.subnet;
+        assert!(ip.starts_with(&format!("{a}.{b}.{c}.")), "{ip}");
+
+        let mk = |name: &str, args: &[&str]| CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config(name, args)),
+            sandbox_config: Some(cfg.clone()),
+        };
+        let web = runtime
+            .create_container(mk(
+                "httpd",
+                &["mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 80 -h /www"],
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        let client =
+            runtime.create_container(mk("client", &["exec sleep 1000"])).await.unwrap().into_inner().container_id;
+        for id in [&web, &client] {
+            runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        }
+        // One pod: localhost is shared, and so are the hostname and DNS.
+        let mut out = String::new();
+        for _ in 0..50 {
+            let r = exec(&mut runtime, &client, &["wget", "-qO-", "http://localhost:80/"]).await;
+            out = String::from_utf8_lossy(&r.stdout).into_owned();
+            if r.exit_code == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(out, "hello from the pod\n");
+        let r =
+            exec(&mut runtime, &client, &["sh", "-c", "hostname; cat /etc/resolv.conf; echo oops >&2; exit 3"]).await;
+        let text = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(text.starts_with("web\n") && text.contains("nameserver 10.96.0.10"), "{text}");
+        assert!(text.contains("search default.svc.cluster.local") && text.contains("ndots:5"), "{text}");
+        assert_eq!((String::from_utf8_lossy(&r.stderr).as_ref(), r.exit_code), ("oops\n", 3));
+        // A pod PID namespace: the client sees the httpd.
+        let r = exec(&mut runtime, &client, &["ps"]).await;
+        assert!(String::from_utf8_lossy(&r.stdout).contains("httpd"), "{r:?}");
+
+        let listed = runtime
+            .list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|c| c.state == ContainerState::ContainerRunning as i32));
+        let selected = runtime
+            .list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    label_selector: [("role".to_owned(), "httpd".to_owned())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(selected.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [web.as_str()]);
+        let mut no_image = container_config("x", &["true"]);
+        no_image.image = None;
+        let e = runtime
+            .create_container(CreateContainerRequest { config: Some(no_image), ..mk("x", &["true"]) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        (pod, web, client)
+    });
+
+    // The pod IP answers from the host, and so does the hostPort.
+    let ip = {
+        let st = d.ok(&["inspect", "-f", "{{.Name}}", &pod]);
+        assert_eq!(st.trim(), "/k8s_POD_web_default_uid-web_0");
+        let r = rt.block_on(async {
+            let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+            runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await
+        });
+        r.unwrap().into_inner().status.unwrap().network.unwrap().ip
+    };
+    assert!(get_soon(&format!("{ip}:80")).contains("hello from the pod"));
+    assert!(get_soon(&format!("{}:{host_port}", net.gateway())).contains("hello from the pod"));
+
+    // The Docker side sees the same containers, by dockershim's names.
+    let names = d.ok(&["ps", "--format", "{{.Names}} {{.Label \"io.kubernetes.docker.type\"}}"]);
+    assert!(names.contains("k8s_POD_web_default_uid-web_0 podsandbox"), "{names}");
+    assert!(names.contains("k8s_httpd_web_default_uid-web_0 container"), "{names}");
+    assert_eq!(d.ok(&["exec", "k8s_client_web_default_uid-web_0", "hostname"]).trim(), "web");
+    let label = d.ok(&["inspect", "-f", "{{index .Config.Labels \"io.kubernetes.sandbox.id\"}}", &web]);
+    assert_eq!(label.trim(), pod);
+
+    // kill -9 of the daemon: the pod runs on, and is found again.
+    d.crash();
+    assert!(get_soon(&format!("{ip}:80")).contains("hello from the pod"));
+    d.spawn();
+    rt.block_on(async {
+        let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+        let pods = runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+        assert_eq!(pods.len(), 1);
+        assert_eq!((pods[0].id.as_str(), pods[0].state), (pod.as_str(), PodSandboxState::SandboxReady as i32));
+        let r = exec(&mut runtime, &client, &["wget", "-qO-", "http://localhost:80/"]).await;
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "hello from the pod\n");
+
+        // Stopped with a timeout: exited, with its times and reason.
+        runtime.stop_container(StopContainerRequest { container_id: web.clone(), timeout: 1 }).await.unwrap();
+        let st = runtime
+            .container_status(ContainerStatusRequest { container_id: web.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, ContainerState::ContainerExited as i32);
+        assert!(st.finished_at >= st.started_at && st.started_at > st.created_at - 1_000_000_000, "{st:?}");
+        assert_eq!(st.metadata.as_ref().unwrap().name, "httpd");
+        assert!(st.reason == "Error" && st.exit_code != 0, "{st:?}");
+
+        // Stopped: not ready, its address given back.
+        runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        let st = runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
+        let ipam = net.dir.join("ipam").join(format!("pods-{}", net.bridge));
+        let held: Vec<_> = std::fs::read_dir(&ipam).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(!held.iter().any(|n| n.to_string_lossy() == ip), "{held:?}");
+        // Again is no error.
+        runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        let left = runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers;
+        assert!(left.is_empty(), "{left:?}");
+
+        // Bad input gets the codes containerd gives.
+        let e = runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: "nosuch".into(), verbose: false })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: "nosuch".into(),
+                config: Some(container_config("x", &["true"])),
+                sandbox_config: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = runtime.run_pod_sandbox(RunPodSandboxRequest::default()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    });
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+    assert_clean(&d);
+    drop(net);
 }

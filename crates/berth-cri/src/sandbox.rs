@@ -1,0 +1,424 @@
+//! Pod sandboxes. A sandbox is an engine container of its own kind (no
+//! image; berth-init holds the pod's namespaces), named and labelled as
+//! dockershim named them, so `docker ps` shows it. Its network is made by
+//! CNI in the namespace of that process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_engine::model::{CreateRequest, HostConfig, RunConfig, Status as EngineStatus};
+use berth_network::cni::Attachment;
+use k8s_cri::v1::*;
+use serde_json::json;
+use tonic::Status;
+
+use crate::store::{PodNetwork, Sandbox};
+use crate::{io_status, status, Cri};
+
+/// The label dockershim marks its containers' kind with.
+pub(crate) const TYPE_LABEL: &str = "io.kubernetes.docker.type";
+pub(crate) const SANDBOX_ID_LABEL: &str = "io.kubernetes.sandbox.id";
+/// Kubelet's annotations are labels with this prefix on the Docker side.
+pub(crate) const ANNOTATION_PREFIX: &str = "annotation.";
+
+/// The engine name of a sandbox: `k8s_POD_<name>_<namespace>_<uid>_<attempt>`.
+fn engine_name(m: &PodSandboxMetadata) -> String {
+    format!("k8s_POD_{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
+}
+
+/// Docker-side labels: kubelet's labels, its annotations under a prefix,
+/// and the kind.
+pub(crate) fn docker_labels(
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    kind: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out: std::collections::BTreeMap<String, String> =
+        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (k, v) in annotations {
+        out.insert(format!("{ANNOTATION_PREFIX}{k}"), v.clone());
+    }
+    out.insert(TYPE_LABEL.into(), kind.into());
+    out
+}
+
+/// A namespace mode as the engine names it.
+fn mode(m: i32) -> NamespaceMode {
+    NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod)
+}
+
+/// The engine's `security_opt` for a CRI seccomp profile: RuntimeDefault
+/// is the engine's default (Docker's profile), Unconfined none, and
+/// Localhost the JSON profile in the named file. No profile at all means
+/// unconfined, as kubelet means it.
+pub(crate) fn seccomp_opt(p: Option<&SecurityProfile>, legacy_path: &str) -> Result<Option<String>, Status> {
+    use security_profile::ProfileType;
+    let (kind, path) = match p {
+        Some(p) => (ProfileType::try_from(p.profile_type).unwrap_or(ProfileType::Unconfined), p.localhost_ref.clone()),
+        None => match legacy_path {
+            "" | "unconfined" => (ProfileType::Unconfined, String::new()),
+            "runtime/default" | "docker/default" => (ProfileType::RuntimeDefault, String::new()),
+            p => (ProfileType::Localhost, p.strip_prefix("localhost/").unwrap_or(p).to_owned()),
+        },
+    };
+    match kind {
+        ProfileType::RuntimeDefault => Ok(None),
+        ProfileType::Unconfined => Ok(Some("seccomp=unconfined".into())),
+        ProfileType::Localhost => {
+            let body = std::fs::read_to_string(&path).map_err(|e| {
+                Status::invalid_argument(format!("seccomp: cannot read the localhost profile {path:?}: {e}"))
+            })?;
+            Ok(Some(format!("seccomp={body}")))
+        }
+    }
+}
+
+/// AppArmor: the default or unconfined are what this host gives without
+/// AppArmor; a profile of its own is refused by name.
+pub(crate) fn check_apparmor(p: Option<&SecurityProfile>, legacy: &str) -> Result<(), Status> {
+    use security_profile::ProfileType;
+    let localhost = match p {
+        Some(p) => ProfileType::try_from(p.profile_type) == Ok(ProfileType::Localhost),
+        None => !matches!(legacy, "" | "unconfined" | "runtime/default"),
+    };
+    if localhost {
+        return Err(Status::invalid_argument("apparmor: a localhost profile is not supported by berth"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_selinux(o: Option<&SeLinuxOption>) -> Result<(), Status> {
+    if o.is_some_and(|o| !(o.user.is_empty() && o.role.is_empty() && o.r#type.is_empty() && o.level.is_empty())) {
+        return Err(Status::invalid_argument("selinux_options: SELinux is not supported by berth"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_userns(ns: &NamespaceOption) -> Result<(), Status> {
+    if ns.userns_options.as_ref().is_some_and(|u| mode(u.mode) != NamespaceMode::Node) {
+        return Err(Status::invalid_argument("userns_options: only the node's user namespace is supported"));
+    }
+    Ok(())
+}
+
+/// `uid[:gid]` for the engine's user.
+pub(crate) fn user_of(uid: Option<&Int64Value>, name: &str, gid: Option<&Int64Value>) -> String {
+    let user = match uid {
+        Some(u) => u.value.to_string(),
+        None => name.to_owned(),
+    };
+    match (gid, user.is_empty()) {
+        (Some(g), true) => format!("0:{}", g.value),
+        (Some(g), false) => format!("{user}:{}", g.value),
+        (None, _) => user,
+    }
+}
+
+impl Cri {
+    pub(crate) fn sandbox_of(&self, key: &str) -> Result<Arc<Sandbox>, Status> {
+        if key.is_empty() {
+            return Err(Status::invalid_argument("pod sandbox id is required"));
+        }
+        if let Some(s) = self.store.sandbox(key) {
+            return Ok(s);
+        }
+        let found: Vec<_> = self.store.sandboxes().into_iter().filter(|s| s.id.starts_with(key)).collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Status::not_found(format!("pod sandbox {key} not found"))),
+            _ => Err(Status::invalid_argument(format!("pod sandbox id {key} is ambiguous"))),
+        }
+    }
+
+    pub(crate) async fn run_sandbox(&self, req: RunPodSandboxRequest) -> Result<String, Status> {
+        let config = req.config.ok_or_else(|| Status::invalid_argument("sandbox config is required"))?;
+        let meta = config.metadata.clone().unwrap_or_default();
+        if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
+            return Err(Status::invalid_argument("sandbox metadata needs a name, a namespace and a uid"));
+        }
+        if config.windows.is_some() {
+            return Err(Status::invalid_argument("windows: a Windows sandbox config on Linux"));
+        }
+        let linux = config.linux.clone().unwrap_or_default();
+        let sc = linux.security_context.clone().unwrap_or_default();
+        let ns = sc.namespace_options.clone().unwrap_or_default();
+        check_userns(&ns)?;
+        check_selinux(sc.selinux_options.as_ref())?;
+        check_apparmor(sc.apparmor.as_ref(), "")?;
+        let host_net = mode(ns.network) == NamespaceMode::Node;
+        // The network config is read before anything is made: a pod that
+        // cannot get a network is not started.
+        let list = if host_net {
+            None
+        } else {
+            Some(self.cni_list().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
+        };
+        let dns = config.dns_config.clone().unwrap_or_default();
+        let mut host = HostConfig {
+            network_mode: if host_net { "host".into() } else { "none".into() },
+            pid_mode: if mode(ns.pid) == NamespaceMode::Node { "host".into() } else { String::new() },
+            ipc_mode: if mode(ns.ipc) == NamespaceMode::Node { "host".into() } else { "shareable".into() },
+            uts_mode: if host_net { "host".into() } else { String::new() },
+            dns: dns.servers.clone(),
+            dns_search: dns.searches.clone(),
+            dns_options: dns.options.clone(),
+            sysctls: linux.sysctls.clone().into_iter().collect(),
+            cgroup_parent: linux.cgroup_parent.clone(),
+            privileged: sc.privileged,
+            readonly_rootfs: sc.readonly_rootfs,
+            group_add: sc.supplemental_groups.iter().map(|g| g.to_string()).collect(),
+            runtime: req.runtime_handler.clone(),
+            ..Default::default()
+        };
+        host.log_config.driver = "none".into();
+        // The deprecated field is what older kubelets send.
+        #[allow(deprecated)]
+        let seccomp_legacy = sc.seccomp_profile_path.clone();
+        if let Some(opt) = seccomp_opt(sc.seccomp.as_ref(), &seccomp_legacy)? {
+            host.security_opt.push(opt);
+        }
+        let labels = docker_labels(&config.labels, &config.annotations, "podsandbox");
+        let create = CreateRequest {
+            name: Some(engine_name(&meta)),
+            config: RunConfig {
+                hostname: if host_net { String::new() } else { config.hostname.clone() },
+                user: user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref()),
+                labels,
+                ..Default::default()
+            },
+            host,
+            pod_sandbox: true,
+            ..Default::default()
+        };
+        let c = self.engine.create(create).await.map_err(status)?;
+        let mut rec = Sandbox {
+            id: c.id.clone(),
+            created_at: berth_core::time::now_nanos(),
+            config: config.clone(),
+            runtime_handler: req.runtime_handler.clone(),
+            network: list.as_ref().map(|l| PodNetwork {
+                network: l.name.clone(),
+                attachment: attachment(&c.id, &config),
+                result: None,
+            }),
+        };
+        let made = async {
+            // Written before the ADD, so a crash after it still knows
+            // what to DEL.
+            self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
+            self.engine.start(&c.id).await.map_err(status)?;
+            if let (Some(list), Some(net)) = (&list, rec.network.as_mut()) {
+                let pid = self.engine.inspect(&c.id).map_err(status)?.state.pid;
+                net.attachment.netns = format!("/proc/{pid}/ns/net");
+                let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+                let result = tokio::task::spawn_blocking(move || cni.add(&l, &att))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {}: {e}", c.id)))?;
+                net.result = Some(result);
+                self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
+            }
+            Ok::<(), Status>(())
+        };
+        if let Err(e) = made.await {
+            let _ = self.engine.remove(&c.id, true, true).await;
+            let _ = self.store.remove_sandbox(&c.id);
+            return Err(e);
+        }
+        tracing::debug!(sandbox = %c.id, pod = %meta.name, "pod sandbox ready");
+        Ok(c.id)
+    }
+
+    fn cni_list(&self) -> berth_network::Result<berth_network::cni::NetworkList> {
+        self.cni.load()
+    }
+
+    /// DEL the sandbox's network, once: its result is cleared after.
+    async fn network_down(&self, s: &Sandbox) -> Result<(), Status> {
+        let Some(net) = s.network.as_ref().filter(|n| n.result.is_some()) else { return Ok(()) };
+        let mut att = net.attachment.clone();
+        let live = self.engine.inspect(&s.id).ok().filter(|c| c.state.status.is_live());
+        // Once the process is gone its namespace is too: the plugins free
+        // what they hold outside it.
+        att.netns = live.map(|c| format!("/proc/{}/ns/net", c.state.pid)).unwrap_or_default();
+        let list = self.cni_list().ok().filter(|l| l.name == net.network);
+        let Some(list) = list else {
+            tracing::warn!(sandbox = %s.id, network = %net.network, "CNI network config gone; nothing to DEL with");
+            return Ok(());
+        };
+        let (cni, result) = (self.cni.clone(), net.result.clone());
+        tokio::task::spawn_blocking(move || cni.del(&list, &att, result.as_ref()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unknown(format!("failed to tear down the network of sandbox {}: {e}", s.id)))?;
+        let mut rec = s.clone();
+        if let Some(n) = rec.network.as_mut() {
+            n.result = None;
+        }
+        self.store.put_sandbox(rec).map_err(io_status("write the sandbox record"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn stop_sandbox(&self, id: &str) -> Result<(), Status> {
+        let s = self.sandbox_of(id)?;
+        for c in self.store.containers().into_iter().filter(|c| c.sandbox_id == s.id) {
+            if self.engine.inspect(&c.id).is_ok_and(|e| e.state.status.is_running()) {
+                self.engine.stop(&c.id, Some(0), None).await.map_err(status)?;
+            }
+        }
+        self.network_down(&s).await?;
+        match self.engine.inspect(&s.id) {
+            Ok(c) if c.state.status.is_running() => {
+                self.engine.stop(&s.id, Some(10), None).await.map_err(status)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<(), Status> {
+        let s = match self.sandbox_of(id) {
+            Ok(s) => s,
+            // Removal is idempotent.
+            Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_sandbox(&s.id).await?;
+        for c in self.store.containers().into_iter().filter(|c| c.sandbox_id == s.id) {
+            self.remove_container(&c.id).await?;
+        }
+        match self.engine.remove(&s.id, true, true).await {
+            Err(berth_engine::Error::NotFound(_)) | Ok(()) => {}
+            Err(e) => return Err(status(e)),
+        }
+        self.store.remove_sandbox(&s.id).map_err(io_status("remove the sandbox record"))
+    }
+
+    fn state_of(&self, id: &str) -> PodSandboxState {
+        match self.engine.inspect(id) {
+            Ok(c) if c.state.status == EngineStatus::Running => PodSandboxState::SandboxReady,
+            _ => PodSandboxState::SandboxNotready,
+        }
+    }
+
+    pub(crate) fn sandbox_status(&self, id: &str) -> Result<PodSandboxStatusResponse, Status> {
+        let s = self.sandbox_of(id)?;
+        let state = self.state_of(&s.id);
+        let ips: Vec<String> = s
+            .network
+            .as_ref()
+            .and_then(|n| n.result.as_ref())
+            .map(|r| berth_network::cni::addresses(r).into_iter().map(|(ip, _)| ip.to_string()).collect())
+            .unwrap_or_default();
+        let ns =
+            s.config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|c| c.namespace_options.clone());
+        let status = PodSandboxStatus {
+            id: s.id.clone(),
+            metadata: s.config.metadata.clone(),
+            state: state as i32,
+            created_at: s.created_at,
+            network: Some(PodSandboxNetworkStatus {
+                ip: ips.first().cloned().unwrap_or_default(),
+                additional_ips: ips.iter().skip(1).map(|ip| PodIp { ip: ip.clone() }).collect(),
+            }),
+            linux: Some(LinuxPodSandboxStatus { namespaces: Some(Namespace { options: ns }) }),
+            labels: s.config.labels.clone(),
+            annotations: s.config.annotations.clone(),
+            runtime_handler: s.runtime_handler.clone(),
+        };
+        Ok(PodSandboxStatusResponse {
+            status: Some(status),
+            timestamp: berth_core::time::now_nanos(),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) fn list_sandboxes(&self, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> {
+        let f = filter.unwrap_or_default();
+        self.store
+            .sandboxes()
+            .into_iter()
+            .filter(|s| f.id.is_empty() || s.id.starts_with(&f.id))
+            .filter(|s| f.label_selector.iter().all(|(k, v)| s.config.labels.get(k) == Some(v)))
+            .map(|s| PodSandbox {
+                id: s.id.clone(),
+                metadata: s.config.metadata.clone(),
+                state: self.state_of(&s.id) as i32,
+                created_at: s.created_at,
+                labels: s.config.labels.clone(),
+                annotations: s.config.annotations.clone(),
+                runtime_handler: s.runtime_handler.clone(),
+            })
+            .filter(|p| f.state.as_ref().is_none_or(|st| st.state == p.state))
+            .collect()
+    }
+}
+
+/// The CNI attachment of a sandbox (netns filled in once it runs), with
+/// kubelet's CNI_ARGS and its port mappings, as containerd gives them.
+fn attachment(id: &str, config: &PodSandboxConfig) -> Attachment {
+    let meta = config.metadata.clone().unwrap_or_default();
+    let args = vec![
+        ("IgnoreUnknown".to_owned(), "1".to_owned()),
+        ("K8S_POD_NAMESPACE".to_owned(), meta.namespace.clone()),
+        ("K8S_POD_NAME".to_owned(), meta.name.clone()),
+        ("K8S_POD_INFRA_CONTAINER_ID".to_owned(), id.to_owned()),
+        ("K8S_POD_UID".to_owned(), meta.uid.clone()),
+    ];
+    let ports: Vec<serde_json::Value> = config
+        .port_mappings
+        .iter()
+        .filter(|p| p.host_port > 0)
+        .map(|p| {
+            let proto = match Protocol::try_from(p.protocol) {
+                Ok(Protocol::Udp) => "udp",
+                Ok(Protocol::Sctp) => "sctp",
+                _ => "tcp",
+            };
+            json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": proto, "hostIP": p.host_ip})
+        })
+        .collect();
+    let mut capabilities = std::collections::BTreeMap::new();
+    if !ports.is_empty() {
+        capabilities.insert("portMappings".to_owned(), serde_json::Value::Array(ports));
+    }
+    let dns = config.dns_config.clone().unwrap_or_default();
+    if !dns.servers.is_empty() || !dns.searches.is_empty() || !dns.options.is_empty() {
+        capabilities.insert(
+            "dns".to_owned(),
+            json!({"servers": dns.servers, "searches": dns.searches, "options": dns.options}),
+        );
+    }
+    Attachment { container_id: id.to_owned(), netns: String::new(), ifname: "eth0".into(), args, capabilities }
+}
+
+impl Cri {
+    /// At start: the CRI's records and the engine's containers agree
+    /// again after a crash. A record whose container is gone goes (with its
+    /// network's DEL); a sandbox or pod container the engine has without a
+    /// record (a crash between the two writes) is removed.
+    pub(crate) async fn restore(&self) {
+        for s in self.store.sandboxes() {
+            if self.engine.inspect(&s.id).is_err() {
+                if let Err(e) = self.network_down(&s).await {
+                    tracing::warn!(sandbox = %s.id, "{}", e.message());
+                }
+                let _ = self.store.remove_sandbox(&s.id);
+            }
+        }
+        for c in self.store.containers() {
+            if self.engine.inspect(&c.id).is_err() || self.store.sandbox(&c.sandbox_id).is_none() {
+                let _ = self.engine.remove(&c.id, true, true).await;
+                let _ = self.store.remove_container(&c.id);
+            }
+        }
+        for c in self.engine.list() {
+            let ours = c.pod_sandbox || c.config.labels.contains_key(SANDBOX_ID_LABEL);
+            let known = self.store.sandbox(&c.id).is_some() || self.store.container(&c.id).is_some();
+            if ours && !known {
+                tracing::info!(container = %c.id, "removing a pod container left without its CRI record");
+                let _ = self.engine.remove(&c.id, true, true).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! What the CRI keeps beside the engine's records: each sandbox's and
+//! container's config as kubelet gave it (protobuf, for the status calls),
+//! and a sandbox's CNI attachment and result (for its CHECK and DEL).
+//! One JSON file each under `<data-root>/cri/`, written atomically; the
+//! engine's container record stays the truth of whether it exists.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// A protobuf message as base64 of its encoding, in a JSON record.
+mod pb {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<M: prost::Message, S: Serializer>(m: &M, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(m.encode_to_vec()))
+    }
+
+    pub(super) fn deserialize<'de, M: prost::Message + Default, D: Deserializer<'de>>(d: D) -> Result<M, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)?;
+        M::decode(bytes.as_slice()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A sandbox's network, set up through CNI.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct PodNetwork {
+    /// The configuration list's name.
+    pub network: String,
+    pub attachment: berth_network::cni::Attachment,
+    /// The ADD's result; `None` before the ADD and after the DEL.
+    pub result: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Sandbox {
+    pub id: String,
+    /// Nanoseconds since the epoch.
+    pub created_at: i64,
+    #[serde(with = "pb")]
+    pub config: k8s_cri::v1::PodSandboxConfig,
+    pub runtime_handler: String,
+    /// `None` with the node's network.
+    pub network: Option<PodNetwork>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub created_at: i64,
+    #[serde(with = "pb")]
+    pub config: k8s_cri::v1::ContainerConfig,
+    /// The image's id, as resolved at create.
+    pub image_ref: String,
+    /// The log file: the sandbox's log directory joined with the
+    /// container's log path; empty when kubelet gave none.
+    pub log_path: String,
+}
+
+trait Record: Serialize + for<'de> Deserialize<'de> + Clone {
+    fn id(&self) -> &str;
+}
+
+impl Record for Sandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Record for Container {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Records of one kind: a directory, and its files read once.
+#[derive(Debug)]
+struct Table<R> {
+    dir: PathBuf,
+    map: Mutex<HashMap<String, Arc<R>>>,
+}
+
+impl<R: Record> Table<R> {
+    fn open(dir: PathBuf) -> std::io::Result<Table<R>> {
+        berth_core::perm::ensure_dir(&dir, berth_core::perm::PRIVATE_DIR)?;
+        let mut map = HashMap::new();
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("json") {
+                // A temp file of a write a crash cut short.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            match std::fs::read(&path).map(|b| serde_json::from_slice::<R>(&b)) {
+                Ok(Ok(r)) => {
+                    map.insert(r.id().to_owned(), Arc::new(r));
+                }
+                _ => tracing::warn!(path = %path.display(), "unreadable CRI record skipped"),
+            }
+        }
+        Ok(Table { dir, map: Mutex::new(map) })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<R>> {
+        self.map.lock().ok()?.get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<R>> {
+        self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    fn put(&self, r: R) -> std::io::Result<Arc<R>> {
+        let bytes = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
+        berth_core::atomic::write_atomic(&self.path(r.id()), &bytes, berth_core::perm::RECORD)?;
+        let r = Arc::new(r);
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(r.id().to_owned(), r.clone());
+        }
+        Ok(r)
+    }
+
+    fn remove(&self, id: &str) -> std::io::Result<()> {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(id);
+        }
+        match std::fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    sandboxes: Table<Sandbox>,
+    containers: Table<Container>,
+}
+
+impl Store {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Store> {
+        berth_core::perm::ensure_dir(root, berth_core::perm::PRIVATE_DIR)?;
+        Ok(Store { sandboxes: Table::open(root.join("sandboxes"))?, containers: Table::open(root.join("containers"))? })
+    }
+
+    pub(crate) fn sandbox(&self, id: &str) -> Option<Arc<Sandbox>> {
+        self.sandboxes.get(id)
+    }
+
+    pub(crate) fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
+        self.sandboxes.all()
+    }
+
+    pub(crate) fn put_sandbox(&self, s: Sandbox) -> std::io::Result<Arc<Sandbox>> {
+        self.sandboxes.put(s)
+    }
+
+    pub(crate) fn remove_sandbox(&self, id: &str) -> std::io::Result<()> {
+        self.sandboxes.remove(id)
+    }
+
+    pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
+        self.containers.get(id)
+    }
+
+    pub(crate) fn containers(&self) -> Vec<Arc<Container>> {
+        self.containers.all()
+    }
+
+    pub(crate) fn put_container(&self, c: Container) -> std::io::Result<Arc<Container>> {
+        self.containers.put(c)
+    }
+
+    pub(crate) fn remove_container(&self, id: &str) -> std::io::Result<()> {
+        self.containers.remove(id)
+    }
+}
