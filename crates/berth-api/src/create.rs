@@ -833,6 +833,7 @@ pub fn create_request(name: Option<String>, r: w::ContainerCreateRequest) -> Res
         user: user.filter(|s| !s.is_empty()),
         build_step: false,
         pod_sandbox: false,
+        cri_log_path: None,
     })
 }
 

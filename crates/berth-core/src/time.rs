@@ -27,8 +27,9 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Nanoseconds since the epoch of a UTC time as [`rfc3339`] prints it
-/// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`); `None` for anything else, and 0
-/// for times before 1970 (Docker's zero time among them).
+/// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`, digits past the ninth dropped);
+/// `None` for anything else. Times before 1970 (Docker's zero time among
+/// them) are negative.
 pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
     let s = s.strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
@@ -41,10 +42,10 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let nanos = if frac.is_empty() { 0 } else { num(&format!("{frac:0<9}"))? };
+    let nanos = if frac.is_empty() { 0 } else { num(format!("{frac:0<9}").get(..9)?)? };
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -53,7 +54,7 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    Some(if secs < 0 { 0 } else { secs.saturating_mul(1_000_000_000).saturating_add(nanos) })
+    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// Clock ticks (USER_HZ, the unit of /proc/stat and cpuacct.stat) as
@@ -96,7 +97,8 @@ mod tests {
             assert_eq!(parse_rfc3339_nanos(&rfc3339(t)), Some(ns));
         }
         assert_eq!(parse_rfc3339_nanos("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500_000_000));
-        assert_eq!(parse_rfc3339_nanos("0001-01-01T00:00:00Z"), Some(0));
+        assert!(parse_rfc3339_nanos("0001-01-01T00:00:00Z").is_some_and(|n| n < 0));
+        assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00.0000000019Z"), Some(1));
         assert_eq!(parse_rfc3339_nanos("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse_rfc3339_nanos("yesterday"), None);
     }

@@ -84,7 +84,7 @@ fn state_of(s: EngineStatus) -> ContainerState {
 }
 
 fn nanos(t: &str) -> i64 {
-    berth_core::time::parse_rfc3339_nanos(t).unwrap_or(0)
+    berth_core::time::parse_rfc3339_nanos(t).unwrap_or(0).max(0)
 }
 
 impl Cri {
@@ -185,6 +185,11 @@ impl Cri {
             host.oom_score_adj = i32::try_from(r.oom_score_adj)
                 .map_err(|_| Status::invalid_argument(format!("oom_score_adj {} out of range", r.oom_score_adj)))?;
         }
+        // kubelet's log file: the container's path under the pod's directory.
+        let log_path = match (s.config.log_directory.as_str(), config.log_path.as_str()) {
+            (_, "") | ("", _) => String::new(),
+            (dir, path) => std::path::Path::new(dir).join(path).display().to_string(),
+        };
         let mut labels = docker_labels(&config.labels, &config.annotations, "container");
         labels.insert(SANDBOX_ID_LABEL.into(), s.id.clone());
         let name =
@@ -209,6 +214,7 @@ impl Cri {
             working_dir: (!config.working_dir.is_empty()).then(|| config.working_dir.clone()),
             user: Some(user_of(sc.run_as_user.as_ref(), &sc.run_as_username, sc.run_as_group.as_ref()))
                 .filter(|u| !u.is_empty()),
+            cri_log_path: Some(log_path.clone()).filter(|p| !p.is_empty()),
             ..Default::default()
         };
         let c = self.engine.create(create).await.map_err(status)?;
@@ -218,7 +224,7 @@ impl Cri {
             created_at: berth_core::time::now_nanos(),
             config,
             image_ref: c.image_id.clone(),
-            log_path: String::new(),
+            log_path,
         };
         if let Err(e) = self.store.put_container(rec) {
             let _ = self.engine.remove(&c.id, true, true).await;
@@ -238,6 +244,14 @@ impl Cri {
             Ok(()) | Err(berth_engine::Error::NotModified(_)) => Ok(()),
             Err(e) => Err(status(e)),
         }
+    }
+
+    pub(crate) async fn reopen_log(&self, id: &str) -> Result<(), Status> {
+        let c = self.container_of(id)?;
+        if c.log_path.is_empty() {
+            return Err(Status::failed_precondition(format!("container {} has no log path", c.id)));
+        }
+        self.engine.reopen_log(&c.id).await.map_err(status)
     }
 
     pub(crate) async fn remove_container(&self, id: &str) -> Result<(), Status> {

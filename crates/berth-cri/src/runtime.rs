@@ -153,9 +153,10 @@ impl RuntimeService for Runtime {
 
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        req: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        Err(not_yet("ReopenContainerLog"))
+        self.cri.reopen_log(&req.into_inner().container_id).await?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {

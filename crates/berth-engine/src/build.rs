@@ -892,6 +892,7 @@ impl Builder {
             user: st.run.user.clone(),
             build_step: true,
             pod_sandbox: false,
+            cri_log_path: None,
         };
         let c = self.engine.create(req).await.map_err(fail)?;
         Ok(c.id)

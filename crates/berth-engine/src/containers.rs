@@ -201,10 +201,21 @@ impl Engine {
             )));
         }
         spec::capabilities(&c)?;
+        let cri_log = req.cri_log_path.as_ref().filter(|p| !p.is_empty());
+        if let Some(p) = cri_log {
+            if !p.starts_with('/') {
+                return Err(Error::Invalid(format!("the log path {p:?} is not absolute")));
+            }
+            c.host.log_config =
+                crate::model::LogConfig { driver: crate::model::LOG_CRI.into(), options: Default::default() };
+        }
         c.path = c.config.entrypoint.iter().chain(&c.config.cmd).next().cloned().unwrap_or_default();
         c.args = c.config.entrypoint.iter().chain(&c.config.cmd).skip(1).cloned().collect();
         let dir = self.container_dir(&c.id);
-        c.log_path = dir.join(format!("{}-json.log", c.id)).display().to_string();
+        c.log_path = match cri_log {
+            Some(p) => p.clone(),
+            None => dir.join(format!("{}-json.log", c.id)).display().to_string(),
+        };
         c.hostname_path = dir.join("hostname").display().to_string();
         c.hosts_path = dir.join("hosts").display().to_string();
         c.resolv_conf_path = dir.join("resolv.conf").display().to_string();
@@ -433,11 +444,33 @@ impl Engine {
         let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
         berth_core::perm::write_file(&sd.dir.join("config.json"), &body, berth_core::perm::RECORD)
             .map_err(Error::io("write config.json"))?;
-        let log = (c.host.log_config.driver == "json-file").then(|| proto::LogConfig {
-            path: PathBuf::from(&c.log_path),
-            max_size: c.host.log_config.options.get("max-size").and_then(|s| spec::parse_bytes(s)).map(|n| n as u64),
-            max_files: c.host.log_config.options.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
-        });
+        let log = match c.host.log_config.driver.as_str() {
+            "json-file" => Some(proto::LogConfig {
+                path: PathBuf::from(&c.log_path),
+                max_size: c
+                    .host
+                    .log_config
+                    .options
+                    .get("max-size")
+                    .and_then(|s| spec::parse_bytes(s))
+                    .map(|n| n as u64),
+                max_files: c.host.log_config.options.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
+                format: proto::LogFormat::JsonFile,
+            }),
+            crate::model::LOG_CRI => {
+                // kubelet's pod log directory, made if it is not there yet.
+                if let Some(dir) = std::path::Path::new(&c.log_path).parent() {
+                    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+                }
+                Some(proto::LogConfig {
+                    path: PathBuf::from(&c.log_path),
+                    max_size: None,
+                    max_files: 1,
+                    format: proto::LogFormat::Cri,
+                })
+            }
+            _ => None,
+        };
         let cfg = ShimConfig {
             version: proto::VERSION,
             id: c.id.clone(),
@@ -950,6 +983,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Open the log file again after kubelet renamed it away (CRI's
+    /// ReopenContainerLog); the container must be running.
+    pub async fn reopen_log(&self, key: &str) -> Result<()> {
+        let c = self.find(key)?.rec.lock().map_err(poisoned)?.clone();
+        if !c.state.status.is_live() {
+            return Err(Error::Conflict(format!("container {} is not running", c.id)));
+        }
+        let sock = ShimDir::new(&self.cfg.exec_root, &c.id).socket();
+        shim::call(&sock, &Request::ReopenLog).await.map(drop)
+    }
+
     /// Stream the container's log.
     pub fn logs(
         self: &Arc<Self>,
@@ -958,7 +1002,7 @@ impl Engine {
     ) -> Result<tokio::sync::mpsc::Receiver<crate::logs::LogLine>> {
         let e = self.find(key)?;
         let c = e.rec.lock().map_err(poisoned)?.clone();
-        if c.host.log_config.driver != "json-file" {
+        if c.host.log_config.driver != "json-file" && c.host.log_config.driver != crate::model::LOG_CRI {
             return Err(Error::Invalid(format!(
                 "configured logging driver does not support reading: {}",
                 c.host.log_config.driver

@@ -40,29 +40,27 @@ struct Entry {
     time: String,
 }
 
-/// Seconds of an RFC 3339 time (`2024-01-02T03:04:05.123456789Z`).
+/// Nanoseconds since the epoch of an RFC 3339 time in UTC
+/// (`2024-01-02T03:04:05.123456789Z`).
 pub fn rfc3339_nanos(t: &str) -> Option<i64> {
-    let (date, rest) = t.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
-    let rest = rest.strip_suffix('Z')?;
-    let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
-    let mut h = hms.split(':');
-    let (hh, mm, ss): (i64, i64, i64) = (h.next()?.parse().ok()?, h.next()?.parse().ok()?, h.next()?.parse().ok()?);
-    let frac = format!("{frac:0<9}");
-    let nanos: i64 = frac.get(..9)?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + nanos)
+    berth_core::time::parse_rfc3339_nanos(t)
 }
 
+/// A line of a json-file log, or of a CRI log (`<time> <stream> <F|P>
+/// <text>`, where P is a part of a line, given without a newline).
 fn parse(line: &str) -> Option<LogLine> {
+    if !line.starts_with('{') {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let mut parts = line.splitn(4, ' ');
+        let (time, stream, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        let mut data = parts.next().unwrap_or_default().as_bytes().to_vec();
+        if tag != "P" {
+            data.push(b'\n');
+        }
+        let stream = if stream == "stderr" { 2 } else { 1 };
+        let time_nano = rfc3339_nanos(time).unwrap_or(0);
+        return Some(LogLine { stream, time: time.to_owned(), time_nano, data });
+    }
     let e: Entry = serde_json::from_str(line).ok()?;
     let stream = if e.stream == "stderr" { 2 } else { 1 };
     let time_nano = rfc3339_nanos(&e.time).unwrap_or(0);
@@ -235,5 +233,16 @@ mod tests {
         assert_eq!(rfc3339_nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
         assert_eq!(rfc3339_nanos("2024-02-29T12:00:00.000000001Z"), Some(1_709_208_000_000_000_001));
         assert_eq!(rfc3339_nanos("nonsense"), None);
+    }
+
+    #[test]
+    fn cri_lines_read_as_json_file_lines_do() {
+        let l = parse("2024-01-01T00:00:00.5Z stderr F oops it failed\n").unwrap();
+        assert_eq!(
+            (l.stream, l.data.as_slice(), l.time_nano),
+            (2, &b"oops it failed\n"[..], 1_704_067_200_500_000_000)
+        );
+        assert_eq!(parse("2024-01-01T00:00:00Z stdout P part").unwrap().data, b"part");
+        assert_eq!(parse("2024-01-01T00:00:00Z stdout F ").unwrap().data, b"\n");
     }
 }

@@ -491,7 +491,13 @@ pub struct CreateRequest {
     /// A pod sandbox (CRI): no image; its process is berth-init holding
     /// the pod's namespaces (`berth-init --pause`).
     pub pod_sandbox: bool,
+    /// A log in Kubernetes' CRI format at this path (kubelet's), in place
+    /// of the json-file log.
+    pub cri_log_path: Option<String>,
 }
+
+/// The log driver of a container whose log is kubelet's CRI log file.
+pub const LOG_CRI: &str = "cri";
 
 /// The lifecycle, Docker's names.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

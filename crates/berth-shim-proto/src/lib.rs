@@ -37,6 +37,21 @@ pub struct LogConfig {
     pub max_size: Option<u64>,
     /// Files kept, the live one included (at least 1).
     pub max_files: u32,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How the log's lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Docker's json-file: `{"log":…,"stream":…,"time":…}`.
+    #[default]
+    JsonFile,
+    /// Kubernetes' CRI log: `<RFC 3339 time> <stream> <F|P> <text>`, F
+    /// ending a line and P a part of one. Rotated by kubelet, which asks
+    /// for the file to be opened again ([`Request::ReopenLog`]).
+    Cri,
 }
 
 /// Everything a shim needs to run one container.
@@ -123,6 +138,8 @@ pub enum Request {
         exec_id: String,
         signal: i32,
     },
+    /// Open the log's path again (it was renamed away by a rotation).
+    ReopenLog,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

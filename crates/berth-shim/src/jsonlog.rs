@@ -1,6 +1,11 @@
-//! Docker's `json-file` log: one JSON object per message,
+//! A container's log file. Docker's `json-file` log: one JSON object per
+//! message,
 //! `{"log":"text\n","stream":"stdout","time":"2024-01-01T00:00:00.000000001Z"}`,
 //! in `<id>-json.log`, rotated by size into `<id>-json.log.1` … `.N-1`.
+//!
+//! Or Kubernetes' CRI log, one line per message: `<time> <stream> F <text>`
+//! for a whole line, `P` for a part of one (kubelet's `logs` package reads
+//! it back); kubelet rotates it and asks for a reopen.
 //!
 //! Output is cut into messages at newlines, as Docker's log copier does; a
 //! line longer than 16 KiB is cut into several messages, all but the last
@@ -12,6 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use berth_shim_proto::LogFormat;
 use serde::{Deserialize, Serialize};
 
 /// The longest message; longer lines are cut (Docker's copier buffer).
@@ -77,6 +83,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 pub struct JsonLog {
     path: PathBuf,
     rotation: Rotation,
+    format: LogFormat,
     file: File,
     size: u64,
     /// Bytes of an unfinished line, per stream.
@@ -92,10 +99,17 @@ fn slot(s: Stream) -> usize {
 
 impl JsonLog {
     /// Open (appending to) the log at `path`.
-    pub fn open(path: &Path, rotation: Rotation) -> io::Result<JsonLog> {
+    pub fn open(path: &Path, rotation: Rotation, format: LogFormat) -> io::Result<JsonLog> {
         let file = berth_core::perm::create_file(path, berth_core::perm::LOG, false)?;
         let size = file.metadata()?.len();
-        Ok(JsonLog { path: path.to_owned(), rotation, file, size, pending: [Vec::new(), Vec::new()] })
+        Ok(JsonLog { path: path.to_owned(), rotation, format, file, size, pending: [Vec::new(), Vec::new()] })
+    }
+
+    /// Open the path again, as a new file if it was renamed away.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = berth_core::perm::create_file(&self.path, berth_core::perm::LOG, false)?;
+        self.size = self.file.metadata()?.len();
+        Ok(())
     }
 
     /// Take output of `stream` read at `now`: every complete line becomes a
@@ -112,7 +126,7 @@ impl JsonLog {
             data = &data[take..];
             if buf.last() == Some(&b'\n') || buf.len() >= MAX_MESSAGE {
                 let msg = std::mem::take(buf);
-                self.emit(stream, &msg, now)?;
+                self.emit(stream, &msg, false, now)?;
             }
         }
         Ok(())
@@ -124,14 +138,33 @@ impl JsonLog {
         if msg.is_empty() {
             return Ok(());
         }
-        self.emit(stream, &msg, now)
+        self.emit(stream, &msg, true, now)
     }
 
-    fn emit(&mut self, stream: Stream, msg: &[u8], now: SystemTime) -> io::Result<()> {
-        let entry =
-            Entry { log: String::from_utf8_lossy(msg).into_owned(), stream, time: berth_core::time::rfc3339(now) };
-        let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
-        line.push(b'\n');
+    /// One message; `last` when its stream ended after it.
+    fn emit(&mut self, stream: Stream, msg: &[u8], last: bool, now: SystemTime) -> io::Result<()> {
+        let time = berth_core::time::rfc3339(now);
+        let line = match self.format {
+            LogFormat::JsonFile => {
+                let entry = Entry { log: String::from_utf8_lossy(msg).into_owned(), stream, time };
+                let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
+                line.push(b'\n');
+                line
+            }
+            LogFormat::Cri => {
+                let (text, tag) = match msg.strip_suffix(b"\n") {
+                    Some(t) => (t, "F"),
+                    // What is left when the stream ends is a whole line too.
+                    None if last => (msg, "F"),
+                    None => (msg, "P"),
+                };
+                let name = if stream == Stream::Stdout { "stdout" } else { "stderr" };
+                let mut line = format!("{time} {name} {tag} ").into_bytes();
+                line.extend_from_slice(text);
+                line.push(b'\n');
+                line
+            }
+        };
         if let Some(max) = self.rotation.max_size {
             if self.size > 0 && self.size + line.len() as u64 > max {
                 self.rotate()?;
@@ -209,10 +242,32 @@ mod tests {
     const T: Duration = Duration::from_nanos(1_704_067_200_000_000_001);
 
     #[test]
+    fn cri_lines_are_tagged_whole_or_part_and_reopened_after_a_rename() {
+        let d = dir("cri");
+        let path = d.0.join("0.log");
+        let mut log = JsonLog::open(&path, Rotation::default(), LogFormat::Cri).unwrap();
+        let now = UNIX_EPOCH + T;
+        log.write(Stream::Stdout, b"one\ntw", now).unwrap();
+        log.write(Stream::Stderr, &vec![b'x'; MAX_MESSAGE + 2], now).unwrap();
+        log.write(Stream::Stdout, b"o\n", now).unwrap();
+        log.close_stream(Stream::Stderr, now).unwrap();
+        let t = "2024-01-01T00:00:00.000000001Z";
+        let x = "x".repeat(MAX_MESSAGE);
+        let want = format!("{t} stdout F one\n{t} stderr P {x}\n{t} stdout F two\n{t} stderr F xx\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), want);
+        // kubelet's rotation: rename, then reopen; writes go to a new file.
+        fs::rename(&path, d.0.join("0.log.1")).unwrap();
+        log.reopen().unwrap();
+        log.write(Stream::Stdout, b"after\n", now).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{t} stdout F after\n"));
+        assert_eq!(fs::read_to_string(d.0.join("0.log.1")).unwrap(), want);
+    }
+
+    #[test]
     fn lines_streams_and_partials() {
         let d = dir("lines");
         let path = d.0.join("c-json.log");
-        let mut log = JsonLog::open(&path, Rotation::default()).unwrap();
+        let mut log = JsonLog::open(&path, Rotation::default(), LogFormat::JsonFile).unwrap();
         let now = UNIX_EPOCH + T;
         log.write(Stream::Stdout, b"one\ntw", now).unwrap();
         log.write(Stream::Stderr, b"err \"quoted\" \xff\n", now).unwrap();
@@ -242,7 +297,7 @@ mod tests {
     fn long_lines_are_cut() {
         let d = dir("long");
         let path = d.0.join("c-json.log");
-        let mut log = JsonLog::open(&path, Rotation::default()).unwrap();
+        let mut log = JsonLog::open(&path, Rotation::default(), LogFormat::JsonFile).unwrap();
         let mut line = vec![b'x'; MAX_MESSAGE * 2 + 10];
         line.push(b'\n');
         log.write(Stream::Stdout, &line, UNIX_EPOCH).unwrap();
@@ -257,7 +312,7 @@ mod tests {
         let d = dir("rotate");
         let path = d.0.join("c-json.log");
         let rotation = Rotation { max_size: Some(200), max_files: 3 };
-        let mut log = JsonLog::open(&path, rotation).unwrap();
+        let mut log = JsonLog::open(&path, rotation, LogFormat::JsonFile).unwrap();
         for i in 0..20 {
             log.write(Stream::Stdout, format!("message {i:02}\n").as_bytes(), UNIX_EPOCH).unwrap();
         }
@@ -278,12 +333,12 @@ mod tests {
 
         // One file: the log starts over; reopening appends.
         let one = d.0.join("one-json.log");
-        let mut log = JsonLog::open(&one, Rotation { max_size: Some(100), max_files: 1 }).unwrap();
+        let mut log = JsonLog::open(&one, Rotation { max_size: Some(100), max_files: 1 }, LogFormat::JsonFile).unwrap();
         for i in 0..5 {
             log.write(Stream::Stdout, format!("m{i}\n").as_bytes(), UNIX_EPOCH).unwrap();
         }
         drop(log);
-        let mut log = JsonLog::open(&one, Rotation { max_size: Some(100), max_files: 1 }).unwrap();
+        let mut log = JsonLog::open(&one, Rotation { max_size: Some(100), max_files: 1 }, LogFormat::JsonFile).unwrap();
         log.write(Stream::Stdout, b"m5\n", UNIX_EPOCH).unwrap();
         let logs: Vec<String> = entries(&one).into_iter().map(|e| e.log).collect();
         assert_eq!(logs.last().map(String::as_str), Some("m5\n"));

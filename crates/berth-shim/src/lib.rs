@@ -118,8 +118,12 @@ fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
         .map_err(|e| format!("write {}: {e}", cfg.pid_file.display()))?;
     let log = match &cfg.log {
         Some(l) => Some(
-            jsonlog::JsonLog::open(&l.path, jsonlog::Rotation { max_size: l.max_size, max_files: l.max_files.max(1) })
-                .map_err(|e| format!("open log {}: {e}", l.path.display()))?,
+            jsonlog::JsonLog::open(
+                &l.path,
+                jsonlog::Rotation { max_size: l.max_size, max_files: l.max_files.max(1) },
+                l.format,
+            )
+            .map_err(|e| format!("open log {}: {e}", l.path.display()))?,
         ),
         None => None,
     };

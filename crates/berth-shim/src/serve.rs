@@ -462,6 +462,10 @@ impl Shim {
                 ok(self.rt.kill(&self.id, signal, all))
             }
             Request::Resize { width, height } => ok(self.main.io.resize(width, height)),
+            Request::ReopenLog => match &mut self.log {
+                Some(log) => ok(log.reopen().map_err(|e| format!("reopen the log: {e}"))),
+                None => ok(Err(format!("container {} keeps no log", self.id))),
+            },
             Request::Pause | Request::Resume => {
                 let frozen = req == Request::Pause;
                 if !running || !self.started {

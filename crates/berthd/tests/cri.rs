@@ -175,8 +175,9 @@ fn get_soon(addr: &str) -> String {
     }
 }
 
-fn pod_config(name: &str, uid: &str, host_port: i32) -> PodSandboxConfig {
+fn pod_config(name: &str, uid: &str, host_port: i32, log_directory: &std::path::Path) -> PodSandboxConfig {
     PodSandboxConfig {
+        log_directory: log_directory.display().to_string(),
         metadata: Some(PodSandboxMetadata {
             name: name.into(),
             uid: uid.into(),
@@ -216,6 +217,7 @@ fn container_config(name: &str, args: &[&str]) -> ContainerConfig {
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         labels: [("role".to_owned(), name.to_owned())].into(),
         envs: vec![KeyValue { key: "GREETING".into(), value: "hello from the pod".into() }],
+        log_path: format!("{name}/0.log"),
         ..Default::default()
     }
 }
@@ -254,7 +256,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let s = runtime.status(StatusRequest::default()).await.unwrap().into_inner();
         let ready = s.status.unwrap().conditions.iter().find(|c| c.r#type == "NetworkReady").unwrap().clone();
         assert!(!ready.status && ready.reason == "NetworkPluginNotReady", "{ready:?}");
-        let cfg = pod_config("web", "uid-web", host_port);
+        let cfg = pod_config("web", "uid-web", host_port, &net.dir.join("logs"));
         let e = runtime
             .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), ..Default::default() })
             .await
@@ -292,14 +294,14 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let web = runtime
             .create_container(mk(
                 "httpd",
-                &["mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 80 -h /www"],
+                &["echo starting; echo warning >&2; mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 80 -h /www"],
             ))
             .await
             .unwrap()
             .into_inner()
             .container_id;
         let client =
-            runtime.create_container(mk("client", &["exec sleep 1000"])).await.unwrap().into_inner().container_id;
+            runtime.create_container(mk("client", &["while :; do echo tick; sleep 0.1; done"])).await.unwrap().into_inner().container_id;
         for id in [&web, &client] {
             runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
         }
@@ -346,6 +348,32 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
             .into_inner()
             .containers;
         assert_eq!(selected.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [web.as_str()]);
+        // Logs in CRI format where kubelet said, reopened after a rotation.
+        let log = net.dir.join("logs/httpd/0.log");
+        let st = runtime
+            .container_status(ContainerStatusRequest { container_id: web.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.log_path, log.display().to_string());
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(4, ' ').collect()).collect();
+        assert!(lines.iter().any(|l| l[1..] == ["stdout", "F", "starting"]), "{text}");
+        assert!(lines.iter().any(|l| l[1..] == ["stderr", "F", "warning"]), "{text}");
+        assert!(lines.iter().all(|l| l[0].ends_with('Z') && l[0].len() == 30), "{text}");
+        let ticks = net.dir.join("logs/client/0.log");
+        std::fs::rename(&ticks, net.dir.join("logs/client/0.log.1")).unwrap();
+        runtime.reopen_container_log(ReopenContainerLogRequest { container_id: client.clone() }).await.unwrap();
+        for _ in 0..50 {
+            if std::fs::read_to_string(&ticks).is_ok_and(|t| t.contains(" stdout F tick\n")) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(std::fs::read_to_string(&ticks).unwrap().ends_with(" stdout F tick\n"));
+
         let mut no_image = container_config("x", &["true"]);
         no_image.image = None;
         let e = runtime
@@ -374,6 +402,8 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     assert!(names.contains("k8s_POD_web_default_uid-web_0 podsandbox"), "{names}");
     assert!(names.contains("k8s_httpd_web_default_uid-web_0 container"), "{names}");
     assert_eq!(d.ok(&["exec", "k8s_client_web_default_uid-web_0", "hostname"]).trim(), "web");
+    let logs = d.docker(&["logs", &web]);
+    assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("starting\n", "warning\n"));
     let label = d.ok(&["inspect", "-f", "{{index .Config.Labels \"io.kubernetes.sandbox.id\"}}", &web]);
     assert_eq!(label.trim(), pod);
 
