@@ -246,6 +246,22 @@ impl Cri {
         }
     }
 
+    pub(crate) async fn update_resources(&self, req: UpdateContainerResourcesRequest) -> Result<(), Status> {
+        let c = self.container_of(&req.container_id)?;
+        if req.windows.is_some() {
+            return Err(Status::invalid_argument("windows: Windows resources on Linux"));
+        }
+        if !req.annotations.is_empty() {
+            return Err(refuse("annotations in a resources update"));
+        }
+        let Some(linux) = req.linux else { return Ok(()) };
+        if linux.oom_score_adj != 0 {
+            return Err(refuse("oom_score_adj in a resources update"));
+        }
+        let update = berth_engine::Update { resources: resources_of(&linux)?, restart_policy: None };
+        self.engine.update(&c.id, update).await.map(drop).map_err(status)
+    }
+
     pub(crate) async fn reopen_log(&self, id: &str) -> Result<(), Status> {
         let c = self.container_of(id)?;
         if c.log_path.is_empty() {

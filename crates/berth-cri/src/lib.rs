@@ -5,8 +5,9 @@
 //!
 //! Served so far: Version, Status and RuntimeConfig; every image call
 //! (ListImages, ImageStatus, PullImage, RemoveImage, ImageFsInfo); pod
-//! sandboxes with their network through CNI; containers; ExecSync. Stats,
-//! streaming and the rest answer `Unimplemented` with the call's name.
+//! sandboxes with their network through CNI; containers, their logs in
+//! CRI format and their resources; ExecSync; stats. Streaming and the rest
+//! answer `Unimplemented` with the call's name.
 // The services' trait answers every call with `tonic::Status` as its
 // error, large as it is; the helpers answer in the same type.
 #![allow(clippy::result_large_err)]
@@ -16,6 +17,7 @@ mod exec;
 mod images;
 mod runtime;
 mod sandbox;
+mod stats;
 mod store;
 
 use std::path::PathBuf;
@@ -41,13 +43,14 @@ pub(crate) struct Cri {
     pub engine: Arc<Engine>,
     pub store: store::Store,
     pub cni: Arc<berth_network::cni::Cni>,
+    pub cpu: stats::CpuReadings,
 }
 
 /// Open the CRI's records under the engine's data root.
 fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
     let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
     let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
-    Ok(Cri { engine, store, cni: Arc::new(cni) })
+    Ok(Cri { engine, store, cni: Arc::new(cni), cpu: Default::default() })
 }
 
 /// Serve CRI on `listener` until the future is dropped.

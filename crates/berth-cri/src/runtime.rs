@@ -146,9 +146,10 @@ impl RuntimeService for Runtime {
 
     async fn update_container_resources(
         &self,
-        _: Request<UpdateContainerResourcesRequest>,
+        req: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        Err(not_yet("UpdateContainerResources"))
+        self.cri.update_resources(req.into_inner()).await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
@@ -177,30 +178,38 @@ impl RuntimeService for Runtime {
 
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        req: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(not_yet("ContainerStats"))
+        Ok(Response::new(ContainerStatsResponse {
+            stats: Some(self.cri.container_stats(&req.into_inner().container_id).await?),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        req: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        Err(not_yet("ListContainerStats"))
+        Ok(Response::new(ListContainerStatsResponse {
+            stats: self.cri.list_container_stats(req.into_inner().filter).await?,
+        }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        req: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(not_yet("PodSandboxStats"))
+        Ok(Response::new(PodSandboxStatsResponse {
+            stats: Some(self.cri.pod_stats(&req.into_inner().pod_sandbox_id).await?),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        req: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(not_yet("ListPodSandboxStats"))
+        Ok(Response::new(ListPodSandboxStatsResponse {
+            stats: self.cri.list_pod_stats(req.into_inner().filter).await?,
+        }))
     }
 
     async fn update_runtime_config(

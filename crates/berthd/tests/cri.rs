@@ -407,6 +407,63 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     let label = d.ok(&["inspect", "-f", "{{index .Config.Labels \"io.kubernetes.sandbox.id\"}}", &web]);
     assert_eq!(label.trim(), pod);
 
+    // Stats of the containers and the pod; resources updated live.
+    rt.block_on(async {
+        let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+        let stats = |runtime: &mut RuntimeServiceClient<tonic::transport::Channel>| {
+            let mut r = runtime.clone();
+            let web = web.clone();
+            async move {
+                r.container_stats(ContainerStatsRequest { container_id: web })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .stats
+                    .unwrap()
+            }
+        };
+        let first = stats(&mut runtime).await;
+        let v = |x: &Option<UInt64Value>| x.as_ref().unwrap().value;
+        assert!(v(&first.cpu.as_ref().unwrap().usage_core_nano_seconds) > 0, "{first:?}");
+        assert!(v(&first.memory.as_ref().unwrap().working_set_bytes) > 0, "{first:?}");
+        assert!(v(&first.writable_layer.as_ref().unwrap().used_bytes) > 0, "{first:?}");
+        let second = stats(&mut runtime).await;
+        assert!(second.cpu.unwrap().usage_nano_cores.is_some());
+        let all = runtime
+            .list_container_stats(ListContainerStatsRequest {
+                filter: Some(ContainerStatsFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(all.len(), 2);
+        let p = runtime
+            .pod_sandbox_stats(PodSandboxStatsRequest { pod_sandbox_id: pod.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap()
+            .linux
+            .unwrap();
+        let eth0 = p.network.unwrap().default_interface.unwrap();
+        assert!(v(&eth0.rx_bytes) > 0 && v(&eth0.tx_bytes) > 0, "{eth0:?}");
+        assert!(v(&p.process.unwrap().process_count) >= 3);
+        assert_eq!(p.containers.len(), 2);
+        let listed = runtime.list_pod_sandbox_stats(ListPodSandboxStatsRequest::default()).await.unwrap();
+        assert_eq!(listed.into_inner().stats.len(), 1);
+        runtime
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: web.clone(),
+                linux: Some(LinuxContainerResources { memory_limit_in_bytes: 64 << 20, ..Default::default() }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", &web]).trim(), (64u64 << 20).to_string());
+
     // kill -9 of the daemon: the pod runs on, and is found again.
     d.crash();
     assert!(get_soon(&format!("{ip}:80")).contains("hello from the pod"));
