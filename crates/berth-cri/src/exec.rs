@@ -14,6 +14,54 @@ use crate::{status, Cri};
 const MAX_OUTPUT: usize = 16 << 20;
 
 impl Cri {
+    fn streams(&self) -> Result<&crate::stream::Streams, Status> {
+        self.streams.get().ok_or_else(|| Status::unavailable("the streaming server is not listening"))
+    }
+
+    /// Exec: checked now, run when the client comes to the URL.
+    pub(crate) fn exec_url(&self, req: k8s_cri::v1::ExecRequest) -> Result<String, Status> {
+        let c = self.container_of(&req.container_id)?;
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd is required"));
+        }
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout, or stderr must be set"));
+        }
+        if req.tty && req.stderr {
+            return Err(Status::invalid_argument("tty and stderr cannot both be true"));
+        }
+        self.running(&c.id)?;
+        self.streams()?.url(crate::stream::Pending::Exec(req))
+    }
+
+    pub(crate) fn attach_url(&self, req: k8s_cri::v1::AttachRequest) -> Result<String, Status> {
+        let c = self.container_of(&req.container_id)?;
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout, or stderr must be set"));
+        }
+        self.running(&c.id)?;
+        self.streams()?.url(crate::stream::Pending::Attach(req))
+    }
+
+    pub(crate) fn port_forward_url(&self, req: k8s_cri::v1::PortForwardRequest) -> Result<String, Status> {
+        let s = self.sandbox_of(&req.pod_sandbox_id)?;
+        if s.network.is_none() {
+            // containerd forwards into the host's namespace for these;
+            // the pod's ports are then the node's own.
+            return Err(Status::failed_precondition("port forwarding to a pod on the node's network is not supported"));
+        }
+        self.running(&s.id)?;
+        self.streams()?.url(crate::stream::Pending::PortForward(req))
+    }
+
+    fn running(&self, id: &str) -> Result<(), Status> {
+        match self.engine.inspect(id) {
+            Ok(c) if c.state.status.is_live() => Ok(()),
+            Ok(_) => Err(Status::failed_precondition(format!("container {id} is not running"))),
+            Err(e) => Err(status(e)),
+        }
+    }
+
     pub(crate) async fn exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse, Status> {
         let c = self.container_of(&req.container_id)?;
         if req.cmd.is_empty() {

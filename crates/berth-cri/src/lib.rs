@@ -19,6 +19,7 @@ mod runtime;
 mod sandbox;
 mod stats;
 mod store;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct CriConfig {
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugins are found (`--cni-bin-dir`).
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Where the streaming server of Exec, Attach and PortForward listens
+    /// (`--cri-stream-address`; port 0 takes a free one).
+    pub stream_address: std::net::SocketAddr,
 }
 
 /// The runtime service's state: the engine, and what the CRI keeps of its
@@ -44,13 +48,15 @@ pub(crate) struct Cri {
     pub store: store::Store,
     pub cni: Arc<berth_network::cni::Cni>,
     pub cpu: stats::CpuReadings,
+    /// The streaming server, once it listens.
+    pub streams: std::sync::OnceLock<stream::Streams>,
 }
 
 /// Open the CRI's records under the engine's data root.
 fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
     let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
     let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
-    Ok(Cri { engine, store, cni: Arc::new(cni), cpu: Default::default() })
+    Ok(Cri { engine, store, cni: Arc::new(cni), cpu: Default::default(), streams: Default::default() })
 }
 
 /// Serve CRI on `listener` until the future is dropped.
@@ -60,6 +66,10 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cri = Arc::new(open(engine.clone(), &cfg)?);
+    let streaming = tokio::net::TcpListener::bind(cfg.stream_address).await?;
+    let _ = cri.streams.set(stream::Streams::new(streaming.local_addr()?));
+    tracing::info!("CRI streaming on {}", streaming.local_addr()?);
+    tokio::spawn(stream::serve(cri.clone(), streaming));
     cri.restore().await;
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime::Runtime { cri }))

@@ -164,16 +164,16 @@ impl RuntimeService for Runtime {
         Ok(Response::new(self.cri.exec_sync(req.into_inner()).await?))
     }
 
-    async fn exec(&self, _: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(not_yet("Exec"))
+    async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        Ok(Response::new(ExecResponse { url: self.cri.exec_url(req.into_inner())? }))
     }
 
-    async fn attach(&self, _: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        Err(not_yet("Attach"))
+    async fn attach(&self, req: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
+        Ok(Response::new(AttachResponse { url: self.cri.attach_url(req.into_inner())? }))
     }
 
-    async fn port_forward(&self, _: Request<PortForwardRequest>) -> Result<Response<PortForwardResponse>, Status> {
-        Err(not_yet("PortForward"))
+    async fn port_forward(&self, req: Request<PortForwardRequest>) -> Result<Response<PortForwardResponse>, Status> {
+        Ok(Response::new(PortForwardResponse { url: self.cri.port_forward_url(req.into_inner())? }))
     }
 
     async fn container_stats(

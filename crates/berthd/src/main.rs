@@ -35,6 +35,10 @@ struct Args {
     /// (Debian's containernetworking-plugins), then /opt/cni/bin.
     #[arg(long = "cni-bin-dir")]
     cni_bin_dirs: Vec<PathBuf>,
+    /// Where the CRI streaming server (exec, attach, port-forward) listens;
+    /// port 0 takes a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    cri_stream_address: std::net::SocketAddr,
     /// daemon.json to read.
     #[arg(long, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
@@ -364,7 +368,16 @@ fn main() -> Result<()> {
     } else {
         args.cni_bin_dirs.clone()
     };
-    let cri = cri_path.map(|p| (p, berth_cri::CriConfig { cni_conf_dir: args.cni_conf_dir.clone(), cni_bin_dirs }));
+    let cri = cri_path.map(|p| {
+        (
+            p,
+            berth_cri::CriConfig {
+                cni_conf_dir: args.cni_conf_dir.clone(),
+                cni_bin_dirs,
+                stream_address: args.cri_stream_address,
+            },
+        )
+    });
     rt.block_on(run(cfg, socket, cri, group))
 }
 

@@ -81,9 +81,9 @@ fn the_runtime_says_what_it_is_and_images_are_the_docker_api_s() {
         assert!(!d.docker(&["image", "inspect", &name]).status.success());
         images.remove_image(RemoveImageRequest { image: spec(&name) }).await.unwrap();
         // What is not served yet says so, by name.
-        let e = runtime.port_forward(PortForwardRequest::default()).await.unwrap_err();
+        let e = runtime.checkpoint_container(CheckpointContainerRequest::default()).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unimplemented);
-        assert!(e.message().contains("PortForward"), "{e:?}");
+        assert!(e.message().contains("CheckpointContainer"), "{e:?}");
     });
     assert_clean(&d);
 }
@@ -114,6 +114,11 @@ impl PodNet {
     }
 
     fn write(&self) {
+        self.write_with(true)
+    }
+
+    /// The config, with portmap or without.
+    fn write_with(&self, portmap: bool) {
         let [a, b, c] = self.subnet;
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
@@ -125,6 +130,10 @@ impl PodNet {
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
+        let mut conf = conf;
+        if !portmap {
+            conf["plugins"].as_array_mut().unwrap().pop();
+        }
         std::fs::write(self.conf_dir().join("10-pods.conflist"), conf.to_string()).unwrap();
     }
 
@@ -530,5 +539,192 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     });
     assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
     assert_clean(&d);
+    drop(net);
+}
+
+/// The SPDY client (`tests/fixtures/cri-stream`, Go over moby/spdystream),
+/// built once; `None` (a skip) without Go or the library, except under CI.
+fn stream_client() -> Option<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let have = std::path::Path::new("/usr/share/gocode/src/github.com/moby/spdystream").exists()
+                && std::process::Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+            if !have {
+                assert!(std::env::var("CI").is_err(), "go and golang-github-docker-spdystream-dev are needed");
+                eprintln!("skipped: no go or spdystream to build the SPDY client");
+                return None;
+            }
+            let dir = std::env::temp_dir().join(format!("berth-cri-stream-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let bin = dir.join("cri-stream");
+            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri-stream");
+            let out = std::process::Command::new("go")
+                .args(["build", "-o"])
+                .arg(&bin)
+                .arg(".")
+                .current_dir(&src)
+                .env("GOPATH", "/usr/share/gocode")
+                .env("GO111MODULE", "off")
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOFLAGS", "")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+            let _ = std::fs::remove_dir_all(dir.join("cache"));
+            Some(bin)
+        })
+        .clone()
+}
+
+/// The client run with `input`: stdout, stderr and whether it exited 0.
+fn stream_run(bin: &std::path::Path, args: &[&str], input: &[u8]) -> (String, String, bool) {
+    use std::io::Write;
+    let mut c = std::process::Command::new(bin)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let o = c.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.success(),
+    )
+}
+
+#[test]
+fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
+    if !can_run("cri-stream") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        assert!(std::env::var("CI").is_err(), "CNI plugins missing: install containernetworking-plugins");
+        return;
+    }
+    let Some(client) = stream_client() else { return };
+    let net = PodNet::new();
+    net.write_with(false);
+    let d = Daemon::start_with("cri-stream", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
+    d.load_busybox();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (exec_urls, attach_url, forward_url, ws_url) = rt.block_on(async {
+        let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+        let mut cfg = pod_config("stream", "uid-stream", 0, &net.dir.join("logs"));
+        cfg.port_mappings.clear();
+        let pod = runtime
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mk = |c: ContainerConfig| CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(c),
+            sandbox_config: Some(cfg.clone()),
+        };
+        // A web server on the pod's loopback only: reached by port forward.
+        let web = container_config(
+            "web",
+            &["mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"],
+        );
+        let web = runtime.create_container(mk(web)).await.unwrap().into_inner().container_id;
+        let mut cat = container_config("cat", &["exec cat"]);
+        cat.stdin = true;
+        cat.stdin_once = true;
+        let cat = runtime.create_container(mk(cat)).await.unwrap().into_inner().container_id;
+        for id in [&web, &cat] {
+            runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        }
+        let exec = |cmd: &[&str], stdin: bool, tty: bool| ExecRequest {
+            container_id: web.clone(),
+            cmd: cmd.iter().map(|c| (*c).to_owned()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        let mut urls = vec![];
+        for req in [
+            exec(&["sh", "-c", "cat; echo to-stderr >&2; exit 3"], true, false),
+            exec(&["sh", "-c", "sleep 0.5; stty size"], false, true),
+        ] {
+            urls.push(runtime.exec(req).await.unwrap().into_inner().url);
+        }
+        let ws = runtime.exec(exec(&["sh", "-c", "cat; exit 5"], true, false)).await.unwrap().into_inner().url;
+        let attach = runtime
+            .attach(AttachRequest { container_id: cat.clone(), stdin: true, stdout: true, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let forward = runtime
+            .port_forward(PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![8080] })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        // Bad requests are refused before any URL is made.
+        let e = runtime.exec(ExecRequest { container_id: "nosuch".into(), ..exec(&["true"], false, false) }).await;
+        assert_eq!(e.unwrap_err().code(), tonic::Code::NotFound);
+        let e = runtime.exec(ExecRequest { stdout: false, stderr: false, ..exec(&["true"], false, false) }).await;
+        assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
+        (urls, attach, forward, ws)
+    });
+
+    // SPDY, without a terminal: stdin in, both outputs, the exit code.
+    let (out, err, ok) = stream_run(&client, &["exec", &exec_urls[0], "-stdin"], b"from stdin\n");
+    assert!(!ok);
+    assert_eq!(out, "from stdin\n");
+    assert!(err.starts_with("to-stderr\nSTATUS "), "{err}");
+    let status: serde_json::Value = serde_json::from_str(err.trim_start_matches("to-stderr\nSTATUS ").trim()).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+    // A URL is good once.
+    let (_, err, ok) = stream_run(&client, &["exec", &exec_urls[0], "-stdin"], b"");
+    assert!(!ok && err.contains("404"), "{err}");
+
+    // SPDY with a terminal, resized.
+    let (out, err, ok) = stream_run(&client, &["exec", &exec_urls[1], "-tty", "-resize", "100x40"], b"");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "40 100");
+
+    // Attach to a container's stdin and stdout; its end is the attach's.
+    let (out, err, ok) = stream_run(&client, &["exec", &attach_url, "-stdin", "-no-stderr"], b"through attach\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, "through attach\n");
+
+    // Port forward to the pod's loopback.
+    let (out, err, ok) = stream_run(&client, &["portforward", &forward_url, "8080"], b"GET / HTTP/1.0\r\n\r\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("200 OK") && out.ends_with("forwarded\n"), "{out}");
+
+    // WebSocket, v5: channel bytes, stdin closed by channel 255.
+    let ws_url = ws_url.replace("http://", "ws://");
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
+    let (mut ws, resp) = tungstenite::connect(req).unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
+    ws.send(tungstenite::Message::binary(b"\x00over websocket\n".to_vec())).unwrap();
+    ws.send(tungstenite::Message::binary(vec![255, 0])).unwrap();
+    let (mut out, mut status) = (Vec::new(), None);
+    while let Ok(m) = ws.read() {
+        let tungstenite::Message::Binary(b) = m else { continue };
+        match b.first() {
+            Some(1) => out.extend_from_slice(&b[1..]),
+            Some(3) => status = Some(serde_json::from_slice::<serde_json::Value>(&b[1..]).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&out), "over websocket\n");
+    let status = status.unwrap();
+    assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
+
+    drop(d);
     drop(net);
 }
