@@ -6,13 +6,16 @@
 //! Served so far: Version, Status and RuntimeConfig; every image call
 //! (ListImages, ImageStatus, PullImage, RemoveImage, ImageFsInfo); pod
 //! sandboxes with their network through CNI; containers, their logs in
-//! CRI format and their resources; ExecSync; stats. Streaming and the rest
-//! answer `Unimplemented` with the call's name.
+//! CRI format and their resources; ExecSync; Exec, Attach and PortForward
+//! through the streaming server; stats; container events. Checkpoints and
+//! the metrics calls answer `Unimplemented` with the call's name, as
+//! containerd's do without CRIU and metrics.
 // The services' trait answers every call with `tonic::Status` as its
 // error, large as it is; the helpers answer in the same type.
 #![allow(clippy::result_large_err)]
 
 mod containers;
+mod events;
 mod exec;
 mod images;
 mod runtime;

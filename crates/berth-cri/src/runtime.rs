@@ -214,9 +214,14 @@ impl RuntimeService for Runtime {
 
     async fn update_runtime_config(
         &self,
-        _: Request<UpdateRuntimeConfigRequest>,
+        req: Request<UpdateRuntimeConfigRequest>,
     ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
-        Err(not_yet("UpdateRuntimeConfig"))
+        // kubelet sends the node's pod CIDR. Pods take their addresses
+        // from the CNI config, which names its own ranges; containerd
+        // without a config template does the same.
+        let cidr = req.into_inner().runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr);
+        tracing::debug!(?cidr, "CRI runtime config: the pod CIDR is the CNI config's to give");
+        Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
     async fn checkpoint_container(
@@ -230,7 +235,8 @@ impl RuntimeService for Runtime {
         &self,
         _: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(not_yet("GetContainerEvents"))
+        let rx = self.cri.events();
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn list_metric_descriptors(

@@ -406,6 +406,24 @@ impl Cri {
                 let _ = self.store.remove_sandbox(&s.id);
             }
         }
+        // The networks of pods that ran on while the daemon was down are
+        // checked (CNI CHECK); what fails is logged, and a DEL at the
+        // pod's stop still frees it.
+        for s in self.store.sandboxes() {
+            let live = self.engine.inspect(&s.id).ok().filter(|c| c.state.status.is_live());
+            let (Some(c), Some(net)) = (live, s.network.as_ref().filter(|n| n.result.is_some())) else { continue };
+            let Ok(list) = self.cni.load() else { continue };
+            if list.name != net.network {
+                continue;
+            }
+            let mut att = net.attachment.clone();
+            att.netns = format!("/proc/{}/ns/net", c.state.pid);
+            let (cni, result) = (self.cni.clone(), net.result.clone().unwrap_or_default());
+            let checked = tokio::task::spawn_blocking(move || cni.check(&list, &att, &result)).await;
+            if let Ok(Err(e)) = checked {
+                tracing::warn!(sandbox = %s.id, "CNI CHECK of the pod's network failed: {e}");
+            }
+        }
         for c in self.store.containers() {
             if self.engine.inspect(&c.id).is_err() || self.store.sandbox(&c.sandbox_id).is_none() {
                 let _ = self.engine.remove(&c.id, true, true).await;

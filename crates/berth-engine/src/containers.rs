@@ -160,6 +160,12 @@ impl Engine {
             run.volumes.clone().unwrap_or_default().into_keys().collect();
         volumes.extend(req.config.volumes.iter().cloned());
         c.config.volumes = volumes.into_iter().collect();
+        if c.config.hostname.is_empty() && (c.host.network_mode == "host" || c.host.uts_mode == "host") {
+            // As moby: on the host's network the host's name is the
+            // container's.
+            c.config.hostname =
+                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        }
         if c.config.hostname.is_empty() {
             c.config.hostname = c.id[..12].to_owned();
         }

@@ -295,6 +295,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let [a, b, c] = net.subnet;
         assert!(ip.starts_with(&format!("{a}.{b}.{c}.")), "{ip}");
 
+        let mut events = runtime.get_container_events(GetEventsRequest {}).await.unwrap().into_inner();
         let mk = |name: &str, args: &[&str]| CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
             config: Some(container_config(name, args)),
@@ -314,6 +315,19 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         for id in [&web, &client] {
             runtime.start_container(StartContainerRequest { container_id: id.clone() }).await.unwrap();
         }
+        // Container events, each with the pod's status.
+        let mut seen = vec![];
+        while seen.len() < 4 {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.message()).await;
+            let e = e.expect("container events").unwrap().unwrap();
+            assert_eq!(e.pod_sandbox_status.as_ref().unwrap().id, pod);
+            seen.push((e.container_id, e.container_event_type));
+        }
+        for id in [&web, &client] {
+            assert!(seen.contains(&(id.clone(), ContainerEventType::ContainerCreatedEvent as i32)), "{seen:?}");
+            assert!(seen.contains(&(id.clone(), ContainerEventType::ContainerStartedEvent as i32)), "{seen:?}");
+        }
+        drop(events);
         // One pod: localhost is shared, and so are the hostname and DNS.
         let mut out = String::new();
         for _ in 0..50 {
@@ -726,5 +740,180 @@ fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
     assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
 
     drop(d);
+    drop(net);
+}
+
+#[test]
+fn pods_honour_their_security_context_and_namespace_modes() {
+    if !can_run("cri-security") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        assert!(std::env::var("CI").is_err(), "CNI plugins missing: install containernetworking-plugins");
+        return;
+    }
+    let net = PodNet::new();
+    net.write_with(false);
+    let d = Daemon::start_with("cri-security", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
+    d.load_busybox();
+    let profile = net.dir.join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut runtime = RuntimeServiceClient::new(channel(&d).await);
+        let run = |runtime: &mut RuntimeServiceClient<tonic::transport::Channel>, cfg: PodSandboxConfig| {
+            let mut r = runtime.clone();
+            async move {
+                r.run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg), ..Default::default() })
+                    .await
+                    .map(|r| r.into_inner().pod_sandbox_id)
+            }
+        };
+        // A pod on its own network, with a pod PID namespace, a sysctl
+        // and a cgroup parent of kubelet's kind.
+        let mut cfg = pod_config("secure", "uid-secure", 0, &net.dir.join("logs"));
+        cfg.port_mappings.clear();
+        let linux = cfg.linux.as_mut().unwrap();
+        linux.sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
+        linux.cgroup_parent = format!("{}/kubepods-test/pod1", d.cgroup);
+        let pod = run(&mut runtime, cfg.clone()).await.unwrap();
+        let start = |runtime: &mut RuntimeServiceClient<tonic::transport::Channel>,
+                     pod: String,
+                     cfg: PodSandboxConfig,
+                     c: ContainerConfig| {
+            let mut r = runtime.clone();
+            async move {
+                let id = r
+                    .create_container(CreateContainerRequest {
+                        pod_sandbox_id: pod,
+                        config: Some(c),
+                        sandbox_config: Some(cfg),
+                    })
+                    .await?
+                    .into_inner()
+                    .container_id;
+                r.start_container(StartContainerRequest { container_id: id.clone() }).await?;
+                Ok::<_, tonic::Status>(id)
+            }
+        };
+        let with = |name: &str, sc: LinuxContainerSecurityContext| {
+            let mut c = container_config(name, &["exec sleep 1000"]);
+            c.linux = Some(LinuxContainerConfig { security_context: Some(sc), ..Default::default() });
+            c
+        };
+        let text = |r: ExecSyncResponse| String::from_utf8_lossy(&r.stdout).trim().to_owned();
+
+        // User, group and supplemental groups; a read-only root.
+        let user = with(
+            "user",
+            LinuxContainerSecurityContext {
+                run_as_user: Some(Int64Value { value: 1000 }),
+                run_as_group: Some(Int64Value { value: 2000 }),
+                supplemental_groups: vec![3000],
+                readonly_rootfs: true,
+                ..Default::default()
+            },
+        );
+        let user = start(&mut runtime, pod.clone(), cfg.clone(), user).await.unwrap();
+        assert_eq!(text(exec(&mut runtime, &user, &["id", "-u"]).await), "1000");
+        assert_eq!(text(exec(&mut runtime, &user, &["id", "-g"]).await), "2000");
+        assert!(text(exec(&mut runtime, &user, &["id", "-G"]).await).split(' ').any(|g| g == "3000"));
+        assert_ne!(exec(&mut runtime, &user, &["touch", "/x"]).await.exit_code, 0);
+        // The pod's PID namespace: pid 1 is its pause process.
+        let init = text(exec(&mut runtime, &user, &["cat", "/proc/1/cmdline"]).await);
+        assert!(init.contains("--pause"), "{init:?}");
+        assert_eq!(text(exec(&mut runtime, &user, &["cat", "/proc/sys/kernel/shm_rmid_forced"]).await), "1");
+        let cgroup = text(exec(&mut runtime, &user, &["cat", "/proc/self/cgroup"]).await);
+        assert!(cgroup.contains("/kubepods-test/pod1/"), "{cgroup}");
+
+        // A PID namespace of its own and a localhost seccomp profile.
+        let own = with(
+            "own",
+            LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption { pid: NamespaceMode::Container as i32, ..Default::default() }),
+                seccomp: Some(SecurityProfile {
+                    profile_type: security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: profile.display().to_string(),
+                }),
+                ..Default::default()
+            },
+        );
+        let own = start(&mut runtime, pod.clone(), cfg.clone(), own).await.unwrap();
+        let init = text(exec(&mut runtime, &own, &["cat", "/proc/1/cmdline"]).await);
+        assert!(init.starts_with("sleep"), "{init:?}");
+        assert_ne!(exec(&mut runtime, &own, &["mkdir", "/tmp/x"]).await.exit_code, 0);
+        // Privileged: every capability (and, as containerd has it, no seccomp).
+        let privileged = with("privileged", LinuxContainerSecurityContext { privileged: true, ..Default::default() });
+        let privileged = start(&mut runtime, pod.clone(), cfg.clone(), privileged).await.unwrap();
+        let caps = text(exec(&mut runtime, &privileged, &["grep", "CapEff", "/proc/self/status"]).await);
+        let default_caps = text(exec(&mut runtime, &user, &["grep", "CapEff", "/proc/self/status"]).await);
+        assert_ne!(caps, default_caps);
+        assert_eq!(exec(&mut runtime, &privileged, &["mkdir", "/tmp/x"]).await.exit_code, 0);
+
+        // A missing profile, and a pod of a node's user namespace kind
+        // berth does not make, are refused by name.
+        let mut bad = with("bad", LinuxContainerSecurityContext::default());
+        bad.linux.as_mut().unwrap().security_context.as_mut().unwrap().seccomp = Some(SecurityProfile {
+            profile_type: security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "/nonexistent.json".into(),
+        });
+        let e = start(&mut runtime, pod.clone(), cfg.clone(), bad).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        let mut userns = pod_config("userns", "uid-userns", 0, &net.dir.join("logs"));
+        userns
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options
+            .as_mut()
+            .unwrap()
+            .userns_options = Some(UserNamespace { mode: NamespaceMode::Pod as i32, ..Default::default() });
+        let e = run(&mut runtime, userns).await.unwrap_err();
+        assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("userns"), "{e:?}");
+
+        // A pod on the node's network and PID namespace.
+        let mut host = pod_config("host", "uid-host", 0, &net.dir.join("logs"));
+        host.port_mappings.clear();
+        let ns = host.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap();
+        ns.network = NamespaceMode::Node as i32;
+        ns.pid = NamespaceMode::Node as i32;
+        let hpod = run(&mut runtime, host.clone()).await.unwrap();
+        let st = runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: hpod.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.network.unwrap().ip, "");
+        let c = start(&mut runtime, hpod.clone(), host.clone(), container_config("c", &["exec sleep 1000"])).await;
+        let c = c.unwrap();
+        let links = text(exec(&mut runtime, &c, &["ls", "/sys/class/net"]).await);
+        assert_eq!(links.split_whitespace().count(), std::fs::read_dir("/sys/class/net").unwrap().count());
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(text(exec(&mut runtime, &c, &["hostname"]).await), host_name.trim());
+        let init = text(exec(&mut runtime, &c, &["cat", "/proc/1/cmdline"]).await);
+        assert!(!init.contains("--pause") && !init.starts_with("sleep"), "{init:?}");
+
+        for p in [pod, hpod] {
+            runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: p.clone() }).await.unwrap();
+            runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: p }).await.unwrap();
+        }
+    });
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+    // The pod's cgroups are kubelet's to remove, as it makes them.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let top = h.path().join(d.cgroup.trim_start_matches('/')).join("kubepods-test");
+        let _ = std::fs::remove_dir(top.join("pod1"));
+        let _ = std::fs::remove_dir(&top);
+    }
+    assert_clean(&d);
     drop(net);
 }
