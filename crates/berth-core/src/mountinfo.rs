@@ -33,10 +33,39 @@ pub fn mount_points_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     points
 }
 
+/// The mount that holds `path` (an absolute path with no symlinks): its
+/// mount point and optional fields (`shared:N`, `master:N`, …), the last
+/// of the longest mount points at or above it (the one on top).
+pub fn mount_of(mountinfo: &str, path: &Path) -> Option<(PathBuf, Vec<String>)> {
+    let mut best: Option<(PathBuf, Vec<String>)> = None;
+    for l in mountinfo.lines() {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let Some(point) = fields.get(4).map(|p| PathBuf::from(unescape(p))) else { continue };
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let optional = fields.iter().skip(6).take_while(|f| **f != "-").map(|f| (*f).to_owned()).collect();
+        if best.as_ref().is_none_or(|(b, _)| point.components().count() >= b.components().count()) {
+            best = Some((point, optional));
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_holding_a_path_and_its_propagation() {
+        let mi = "1 0 0:1 / / rw shared:1 - ext4 /dev/sda rw\n\
+                  2 1 0:2 / /tmp rw - tmpfs tmpfs rw\n\
+                  3 1 0:3 / /mnt rw master:4 shared:5 - tmpfs tmpfs rw\n";
+        assert_eq!(mount_of(mi, Path::new("/tmp/a")).unwrap(), (PathBuf::from("/tmp"), vec![]));
+        assert_eq!(mount_of(mi, Path::new("/etc")).unwrap().1, ["shared:1"]);
+        assert_eq!(mount_of(mi, Path::new("/mnt")).unwrap().1, ["master:4", "shared:5"]);
+    }
 
     #[test]
     fn escaped_mountpoint() {

@@ -516,6 +516,30 @@ fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
 
+/// A shared bind needs a shared mount under its source, and a slave bind
+/// a shared or slave one: else nothing would propagate, and the mode
+/// would be dropped in silence. Checks and messages are moby's
+/// (`ensureShared`, `ensureSharedOrSlave`).
+fn propagates_from(source: &str, shared: bool) -> Result<()> {
+    let path = std::fs::canonicalize(source).map_err(Error::io(format!("resolve {source}")))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read mountinfo"))?;
+    let Some((point, optional)) = berth_core::mountinfo::mount_of(&info, &path) else { return Ok(()) };
+    let is = |tag: &str| optional.iter().any(|o| o.starts_with(tag));
+    if shared && !is("shared:") {
+        return Err(Error::Invalid(format!(
+            "path {source} is mounted on {} but it is not a shared mount",
+            point.display()
+        )));
+    }
+    if !shared && !is("shared:") && !is("master:") {
+        return Err(Error::Invalid(format!(
+            "path {source} is mounted on {} but it is not a shared or slave mount",
+            point.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The spec's mounts for `c`'s mount points and `--tmpfs`, parents before
 /// what is mounted inside them (Docker sorts by the depth of the
 /// destination), and the root propagation a shared or slave bind needs.
@@ -552,6 +576,9 @@ pub(crate) fn spec_mounts(
                         .map_err(Error::io(format!("error while creating mount source path '{}'", p.source)))?;
                 }
                 let prop = if p.propagation.is_empty() { "rprivate" } else { p.propagation.as_str() };
+                if prop.ends_with("shared") || prop.ends_with("slave") {
+                    propagates_from(&p.source, prop.ends_with("shared"))?;
+                }
                 if prop.ends_with("shared") {
                     root_prop = Some("rshared");
                 } else if prop.ends_with("slave") && root_prop.is_none() {

@@ -157,6 +157,12 @@ impl Drop for PodNet {
         for r in rules.lines().filter_map(|r| r.strip_prefix("-N ")).filter(|c| c.starts_with("CNI-HOSTPORT")) {
             let _ = std::process::Command::new("iptables").args(["-t", "nat", "-X", r]).status();
         }
+        // A test's shared mount, if it made one.
+        let _ = std::process::Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("shared"))
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -345,6 +351,10 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         assert!(text.starts_with("web\n") && text.contains("nameserver 10.96.0.10"), "{text}");
         assert!(text.contains("search default.svc.cluster.local") && text.contains("ndots:5"), "{text}");
         assert_eq!((String::from_utf8_lossy(&r.stderr).as_ref(), r.exit_code), ("oops\n", 3));
+        // Hairpin: the pod reaches itself through its own hostPort.
+        let hairpin = format!("http://{}:{host_port}/", net.gateway());
+        let r = exec(&mut runtime, &client, &["wget", "-qO-", &hairpin]).await;
+        assert_eq!(String::from_utf8_lossy(&r.stdout), "hello from the pod\n", "{r:?}");
         // A pod PID namespace: the client sees the httpd.
         let r = exec(&mut runtime, &client, &["ps"]).await;
         assert!(String::from_utf8_lossy(&r.stdout).contains("httpd"), "{r:?}");
@@ -818,7 +828,47 @@ fn pods_honour_their_security_context_and_namespace_modes() {
                 ..Default::default()
             },
         );
+        let mut user = user;
+        let shared = net.dir.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("f"), "from the host\n").unwrap();
+        // kubelet's volumes with HostToContainer propagation sit on a
+        // shared mount; a private one is refused.
+        let sh = shared.display().to_string();
+        let mount = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success());
+        mount(&["--bind", &sh, &sh]);
+        mount(&["--make-shared", &sh]);
+        user.mounts = vec![Mount {
+            container_path: "/data".into(),
+            host_path: shared.display().to_string(),
+            readonly: true,
+            propagation: MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        }];
+        user.devices = vec![Device {
+            container_path: "/dev/mynull".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rw".into(),
+        }];
         let user = start(&mut runtime, pod.clone(), cfg.clone(), user).await.unwrap();
+        assert_eq!(text(exec(&mut runtime, &user, &["cat", "/data/f"]).await), "from the host");
+        assert_ne!(exec(&mut runtime, &user, &["touch", "/data/x"]).await.exit_code, 0);
+        let r = exec(&mut runtime, &user, &["sh", "-c", "echo x > /dev/mynull && test -c /dev/mynull"]).await;
+        assert_eq!(r.exit_code, 0, "{r:?}");
+        let mounts = text(exec(&mut runtime, &user, &["cat", "/proc/self/mountinfo"]).await);
+        let data = mounts.lines().find(|l| l.split(' ').nth(4) == Some("/data")).unwrap().to_owned();
+        assert!(data.contains("master:"), "not a slave mount: {data}");
+        let private = net.dir.join("private");
+        std::fs::create_dir_all(&private).unwrap();
+        let mut p = with("private", LinuxContainerSecurityContext::default());
+        p.mounts = vec![Mount {
+            container_path: "/p".into(),
+            host_path: private.display().to_string(),
+            propagation: MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        }];
+        let e = start(&mut runtime, pod.clone(), cfg.clone(), p).await.unwrap_err();
+        assert!(e.message().contains("not a shared or slave mount"), "{e:?}");
         assert_eq!(text(exec(&mut runtime, &user, &["id", "-u"]).await), "1000");
         assert_eq!(text(exec(&mut runtime, &user, &["id", "-g"]).await), "2000");
         assert!(text(exec(&mut runtime, &user, &["id", "-G"]).await).split(' ').any(|g| g == "3000"));

@@ -238,6 +238,9 @@ fn binds_tmpfs_and_volumes_from() {
     let p = d.ok(&["inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Source}} {{.Propagation}} {{.RW}}{{end}}", "prop"]);
     assert_eq!(p.trim(), format!("bind {h} rslave true"));
     d.ok(&["rm", "prop"]);
+    // On a private mount nothing would propagate: refused, as moby does.
+    let o = d.docker(&["run", "--rm", "--mount", &m, "busybox", "true"]);
+    assert!(stderr(&o).contains("is not a shared or slave mount"), "{}", stderr(&o));
     // rslave for real: a mount made on the host under a shared source
     // after the start shows inside; with the default rprivate it does not.
     let shared = d.dir.join("shared");
