@@ -6,6 +6,8 @@
 #   start   RunPodSandbox, CreateContainer and StartContainer of busybox
 #           `true`: the time to a started container (median of $PODS pods,
 #           one after another)
+#   sandbox, create, run
+#           each of those three calls alone
 #   cycle   the same to its exit, StopPodSandbox and RemovePodSandbox
 #   memory  RSS and PSS per running pod of what the runtime adds to a pod:
 #           its shims and the pod's pause process ($HOLD pods running
@@ -135,7 +137,7 @@ ctr -a "$csock" -n k8s.io images import "$work/pause.tar" >/dev/null
 measure containerd "$csock" "containerd-shim-runc-v2 .*-address $csock" "^/pause --pause"
 
 echo
-for what in start cycle memory-rss memory-pss; do
+for what in start sandbox create run cycle memory-rss memory-pss; do
     b="${result[$what-berth]:-}" c="${result[$what-containerd]:-}"
     [[ -n "$b" && -n "$c" ]] && python3 -c 'import sys; print(f"{sys.argv[1]:<11} berth/containerd {float(sys.argv[2]) / float(sys.argv[3]):.2f}x")' "$what" "$b" "$c"
 done

@@ -4,7 +4,8 @@
 //!   cri_bench SOCKET cycle N CGROUP LOGDIR
 //!       N pods one after another: RunPodSandbox, CreateContainer and
 //!       StartContainer of busybox `true`, then its exit, StopPodSandbox
-//!       and RemovePodSandbox. Prints the median and each time in ms.
+//!       and RemovePodSandbox. Prints the medians in ms: to the started
+//!       container, of each of the three calls, and of the whole cycle.
 //!   cri_bench SOCKET hold N CGROUP LOGDIR
 //!       N pods running busybox `sleep 3600`; prints "ready", waits for a
 //!       line on stdin, then removes them.
@@ -56,14 +57,23 @@ fn container(args: &[&str]) -> ContainerConfig {
     }
 }
 
-/// Sandbox, container and start; the pod's and container's ids.
-async fn start(rt: &mut RuntimeServiceClient<Channel>, cfg: PodSandboxConfig, args: &[&str]) -> (String, String) {
+/// Sandbox, container and start; the pod's and container's ids, and the
+/// milliseconds each of the three calls took.
+async fn start(
+    rt: &mut RuntimeServiceClient<Channel>,
+    cfg: PodSandboxConfig,
+    args: &[&str],
+) -> (String, String, [f64; 3]) {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
     let pod = rt
         .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), ..Default::default() })
         .await
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
+    let sandbox = ms(t);
+    let t = Instant::now();
     let id = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -74,8 +84,10 @@ async fn start(rt: &mut RuntimeServiceClient<Channel>, cfg: PodSandboxConfig, ar
         .expect("CreateContainer")
         .into_inner()
         .container_id;
+    let create = ms(t);
+    let t = Instant::now();
     rt.start_container(StartContainerRequest { container_id: id.clone() }).await.expect("StartContainer");
-    (pod, id)
+    (pod, id, [sandbox, create, ms(t)])
 }
 
 async fn remove(rt: &mut RuntimeServiceClient<Channel>, pod: &str) {
@@ -99,10 +111,14 @@ async fn main() {
     match mode.as_str() {
         "cycle" => {
             let (mut starts, mut cycles) = (vec![], vec![]);
+            let mut calls: [Vec<f64>; 3] = Default::default();
             for i in 0..n {
                 let t = Instant::now();
-                let (pod, id) = start(&mut rt, pod(i, cgroup, logs), &["true"]).await;
+                let (pod, id, each) = start(&mut rt, pod(i, cgroup, logs), &["true"]).await;
                 starts.push(t.elapsed().as_secs_f64() * 1000.0);
+                for (v, ms) in calls.iter_mut().zip(each) {
+                    v.push(ms);
+                }
                 loop {
                     let st = rt
                         .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
@@ -120,6 +136,9 @@ async fn main() {
                 cycles.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             println!("start {:.2}", median(&mut starts));
+            for (name, v) in ["sandbox", "create", "run"].iter().zip(calls.iter_mut()) {
+                println!("{name} {:.2}", median(v));
+            }
             println!("cycle {:.2}", median(&mut cycles));
         }
         "hold" => {

@@ -190,7 +190,10 @@ impl Cri {
             pod_sandbox: true,
             ..Default::default()
         };
+        let began = std::time::Instant::now();
         let c = self.engine.create(create).await.map_err(status)?;
+        let created = began.elapsed();
+        let mut started = created;
         let mut rec = Sandbox {
             id: c.id.clone(),
             created_at: berth_core::time::now_nanos(),
@@ -207,6 +210,7 @@ impl Cri {
             // what to DEL.
             self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
             self.engine.start(&c.id).await.map_err(status)?;
+            started = began.elapsed();
             if let (Some(list), Some(net)) = (&list, rec.network.as_mut()) {
                 let pid = self.engine.inspect(&c.id).map_err(status)?.state.pid;
                 net.attachment.netns = format!("/proc/{pid}/ns/net");
@@ -225,7 +229,14 @@ impl Cri {
             let _ = self.store.remove_sandbox(&c.id);
             return Err(e);
         }
-        tracing::debug!(sandbox = %c.id, pod = %meta.name, "pod sandbox ready");
+        tracing::debug!(
+            sandbox = %c.id,
+            pod = %meta.name,
+            create_ms = created.as_secs_f64() * 1e3,
+            start_ms = (started - created).as_secs_f64() * 1e3,
+            network_ms = (began.elapsed() - started).as_secs_f64() * 1e3,
+            "pod sandbox ready"
+        );
         Ok(c.id)
     }
 
@@ -430,8 +441,14 @@ impl Cri {
                 let _ = self.store.remove_container(&c.id);
             }
         }
-        for c in self.engine.list() {
-            let ours = c.pod_sandbox || c.config.labels.contains_key(SANDBOX_ID_LABEL);
+        let list = self.engine.list();
+        let pods: std::collections::HashSet<&str> =
+            list.iter().filter(|c| c.pod_sandbox).map(|c| c.id.as_str()).collect();
+        for c in &list {
+            // Only what CRI made: a sandbox, or a container in one (a
+            // Docker user's container with the label alone is left be).
+            let in_pod = c.config.labels.get(SANDBOX_ID_LABEL).is_some_and(|p| pods.contains(p.as_str()));
+            let ours = c.pod_sandbox || in_pod;
             let known = self.store.sandbox(&c.id).is_some() || self.store.container(&c.id).is_some();
             if ours && !known {
                 tracing::info!(container = %c.id, "removing a pod container left without its CRI record");
