@@ -834,6 +834,7 @@ pub fn create_request(name: Option<String>, r: w::ContainerCreateRequest) -> Res
         build_step: false,
         pod_sandbox: false,
         cri_log_path: None,
+        netns_path: None,
     })
 }
 

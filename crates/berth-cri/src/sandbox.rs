@@ -178,6 +178,11 @@ impl Cri {
             host.security_opt.push(opt);
         }
         let labels = docker_labels(&config.labels, &config.annotations, "podsandbox");
+        let began = std::time::Instant::now();
+        // The pod's network namespace is made first and pinned, as
+        // containerd makes it: CNI sets it up while the sandbox starts in
+        // it, and can tear it down even after the sandbox is gone.
+        let netns = list.as_ref().map(|_| self.netns_dir().join(crate::stream::token()));
         let create = CreateRequest {
             name: Some(engine_name(&meta)),
             config: RunConfig {
@@ -188,56 +193,120 @@ impl Cri {
             },
             host,
             pod_sandbox: true,
+            netns_path: netns.as_ref().map(|p| p.display().to_string()),
             ..Default::default()
         };
-        let began = std::time::Instant::now();
-        let c = self.engine.create(create).await.map_err(status)?;
+        // The namespace is pinned while the record is made; the sandbox
+        // joins it at its start.
+        let pin = async {
+            match &netns {
+                Some(f) => self.engine.pin_netns(f).await,
+                None => Ok(()),
+            }
+        };
+        let (pinned, created) = tokio::join!(pin, self.engine.create(create));
+        let c = match (pinned, created) {
+            (Ok(()), Ok(c)) => c,
+            (pinned, created) => {
+                if let Ok(c) = &created {
+                    let _ = self.engine.remove(&c.id, true, true).await;
+                }
+                if let Some(f) = &netns {
+                    let _ = self.engine.unpin_netns(f);
+                }
+                return Err(status(
+                    pinned
+                        .err()
+                        .or(created.err())
+                        .unwrap_or_else(|| berth_engine::Error::Internal("the sandbox could not be made".into())),
+                ));
+            }
+        };
         let created = began.elapsed();
-        let mut started = created;
         let mut rec = Sandbox {
             id: c.id.clone(),
             created_at: berth_core::time::now_nanos(),
             config: config.clone(),
             runtime_handler: req.runtime_handler.clone(),
-            network: list.as_ref().map(|l| PodNetwork {
-                network: l.name.clone(),
-                attachment: attachment(&c.id, &config),
-                result: None,
+            network: list.as_ref().map(|l| {
+                let mut attachment = attachment(&c.id, &config);
+                attachment.netns = netns.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+                PodNetwork { network: l.name.clone(), attachment, result: None }
             }),
         };
         let made = async {
             // Written before the ADD, so a crash after it still knows
             // what to DEL.
             self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
-            self.engine.start(&c.id).await.map_err(status)?;
-            started = began.elapsed();
-            if let (Some(list), Some(net)) = (&list, rec.network.as_mut()) {
-                let pid = self.engine.inspect(&c.id).map_err(status)?.state.pid;
-                net.attachment.netns = format!("/proc/{pid}/ns/net");
+            let add = async {
+                let (Some(list), Some(net)) = (&list, rec.network.as_ref()) else { return Ok(None) };
                 let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-                let result = tokio::task::spawn_blocking(move || cni.add(&l, &att))
+                let r = tokio::task::spawn_blocking(move || cni.add(&l, &att))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
                     .map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {}: {e}", c.id)))?;
-                net.result = Some(result);
+                Ok::<_, Status>(Some((r, began.elapsed())))
+            };
+            let start = async {
+                self.engine.start(&c.id).await.map_err(status)?;
+                Ok::<_, Status>(began.elapsed())
+            };
+            let (added, started) = tokio::join!(add, start);
+            let added = match (added, started) {
+                (Ok(added), Ok(started)) => (added, started),
+                (Ok(Some((result, _))), Err(e)) => {
+                    // The network is there, the sandbox is not: undo it.
+                    if let (Some(list), Some(net)) = (&list, rec.network.as_ref()) {
+                        let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+                        let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
+                    }
+                    return Err(e);
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            };
+            if let (Some((result, _)), Some(net)) = (&added.0, rec.network.as_mut()) {
+                net.result = Some(result.clone());
                 self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
             }
-            Ok::<(), Status>(())
+            Ok::<_, Status>((added.0.map(|(_, t)| t), added.1))
         };
-        if let Err(e) = made.await {
-            let _ = self.engine.remove(&c.id, true, true).await;
-            let _ = self.store.remove_sandbox(&c.id);
-            return Err(e);
-        }
+        let (networked, started) = match made.await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.engine.remove(&c.id, true, true).await;
+                if let Some(f) = &netns {
+                    let _ = self.engine.unpin_netns(f);
+                }
+                let _ = self.store.remove_sandbox(&c.id);
+                return Err(e);
+            }
+        };
         tracing::debug!(
             sandbox = %c.id,
             pod = %meta.name,
             create_ms = created.as_secs_f64() * 1e3,
-            start_ms = (started - created).as_secs_f64() * 1e3,
-            network_ms = (began.elapsed() - started).as_secs_f64() * 1e3,
+            started_ms = started.as_secs_f64() * 1e3,
+            networked_ms = networked.map(|t| t.as_secs_f64() * 1e3),
             "pod sandbox ready"
         );
         Ok(c.id)
+    }
+
+    /// Where pods' network namespaces are pinned.
+    pub(crate) fn netns_dir(&self) -> std::path::PathBuf {
+        self.engine.cfg.exec_root.join("cri-netns")
+    }
+
+    /// Let the pod's pinned namespace go, if it has one.
+    fn unpin(&self, s: &Sandbox) {
+        if let Some(n) = s.network.as_ref().filter(|n| n.attachment.netns.starts_with('/')) {
+            let file = std::path::Path::new(&n.attachment.netns);
+            if file.starts_with(self.netns_dir()) {
+                if let Err(e) = self.engine.unpin_netns(file) {
+                    tracing::warn!(sandbox = %s.id, "{e}");
+                }
+            }
+        }
     }
 
     fn cni_list(&self) -> berth_network::Result<berth_network::cni::NetworkList> {
@@ -248,10 +317,11 @@ impl Cri {
     async fn network_down(&self, s: &Sandbox) -> Result<(), Status> {
         let Some(net) = s.network.as_ref().filter(|n| n.result.is_some()) else { return Ok(()) };
         let mut att = net.attachment.clone();
-        let live = self.engine.inspect(&s.id).ok().filter(|c| c.state.status.is_live());
-        // Once the process is gone its namespace is too: the plugins free
-        // what they hold outside it.
-        att.netns = live.map(|c| format!("/proc/{}/ns/net", c.state.pid)).unwrap_or_default();
+        if !std::path::Path::new(&att.netns).exists() {
+            // Its pin is gone (a reboot): the plugins free what they hold
+            // outside the namespace.
+            att.netns = String::new();
+        }
         let list = self.cni_list().ok().filter(|l| l.name == net.network);
         let Some(list) = list else {
             tracing::warn!(sandbox = %s.id, network = %net.network, "CNI network config gone; nothing to DEL with");
@@ -284,6 +354,7 @@ impl Cri {
             }
             _ => {}
         }
+        self.unpin(&s);
         Ok(())
     }
 
@@ -414,7 +485,21 @@ impl Cri {
                 if let Err(e) = self.network_down(&s).await {
                     tracing::warn!(sandbox = %s.id, "{}", e.message());
                 }
+                self.unpin(&s);
                 let _ = self.store.remove_sandbox(&s.id);
+            }
+        }
+        // Pins no record names: a crash between the pin and the record.
+        let named: std::collections::HashSet<String> = self
+            .store
+            .sandboxes()
+            .iter()
+            .filter_map(|s| s.network.as_ref().map(|n| n.attachment.netns.clone()))
+            .collect();
+        for e in std::fs::read_dir(self.netns_dir()).into_iter().flatten().flatten() {
+            let path = e.path();
+            if !named.contains(&path.display().to_string()) {
+                let _ = self.engine.unpin_netns(&path);
             }
         }
         // The networks of pods that ran on while the daemon was down are
@@ -428,7 +513,9 @@ impl Cri {
                 continue;
             }
             let mut att = net.attachment.clone();
-            att.netns = format!("/proc/{}/ns/net", c.state.pid);
+            if att.netns.is_empty() {
+                att.netns = format!("/proc/{}/ns/net", c.state.pid);
+            }
             let (cni, result) = (self.cni.clone(), net.result.clone().unwrap_or_default());
             let checked = tokio::task::spawn_blocking(move || cni.check(&list, &att, &result)).await;
             if let Ok(Err(e)) = checked {

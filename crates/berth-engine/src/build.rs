@@ -893,6 +893,7 @@ impl Builder {
             build_step: true,
             pod_sandbox: false,
             cri_log_path: None,
+            netns_path: None,
         };
         let c = self.engine.create(req).await.map_err(fail)?;
         Ok(c.id)

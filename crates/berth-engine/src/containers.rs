@@ -97,6 +97,12 @@ impl Engine {
         c.host = req.host.clone();
         c.build_step = req.build_step;
         c.pod_sandbox = req.pod_sandbox;
+        if let Some(ns) = req.netns_path.as_ref().filter(|p| !p.is_empty()) {
+            if !matches!(req.host.network_mode.as_str(), "none") {
+                return Err(Error::Invalid("a pinned network namespace goes with network mode none".into()));
+            }
+            c.netns_path = Some(ns.clone());
+        }
         // Entrypoint and Cmd as Docker merges them: a given entrypoint drops
         // the image's cmd unless a cmd is given too.
         match (&req.entrypoint, &req.cmd) {

@@ -261,6 +261,43 @@ impl Engine {
         self.cfg.exec_root.join("berth-init")
     }
 
+    /// A new network namespace bound on `file` (made here, empty), made by
+    /// berth-init in a process of its own: the daemon never unshares.
+    pub async fn pin_netns(&self, file: &Path) -> Result<()> {
+        if let Some(dir) = file.parent() {
+            berth_core::perm::ensure_dir(dir, berth_core::perm::PRIVATE_DIR)
+                .map_err(Error::io(format!("create {}", dir.display())))?;
+        }
+        berth_core::perm::write_file(file, b"", berth_core::perm::RECORD)
+            .map_err(Error::io(format!("create {}", file.display())))?;
+        let out = tokio::process::Command::new(self.init_binary())
+            .arg("--pin-netns")
+            .arg(file)
+            .output()
+            .await
+            .map_err(Error::io("run berth-init --pin-netns"))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(file);
+            return Err(Error::Internal(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Let a pinned network namespace go (once nothing runs in it, the
+    /// kernel frees it) and remove its file; a file already gone is fine.
+    pub fn unpin_netns(&self, file: &Path) -> Result<()> {
+        if let Ok(c) = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a NUL-terminated path; EINVAL (not mounted) is fine.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        match std::fs::remove_file(file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("remove {}", file.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Write the init this engine carries, unless the same is there.
     fn install_init(&self) -> Result<()> {
         let path = self.init_binary();

@@ -494,6 +494,9 @@ pub struct CreateRequest {
     /// A log in Kubernetes' CRI format at this path (kubelet's), in place
     /// of the json-file log.
     pub cri_log_path: Option<String>,
+    /// With network mode `none`: the network namespace to join, pinned
+    /// by [`crate::Engine::pin_netns`], in place of a new one.
+    pub netns_path: Option<String>,
 }
 
 /// The log driver of a container whose log is kubelet's CRI log file.
@@ -602,6 +605,9 @@ pub struct Container {
     /// A pod sandbox (see CreateRequest).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pod_sandbox: bool,
+    /// A pinned network namespace it joins (see CreateRequest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_path: Option<String>,
 }
 
 /// `env` with every `KEY=value` of `extra` replacing the entry of the same

@@ -174,6 +174,9 @@ impl Engine {
     /// The namespace file to give the runtime for a container that joins
     /// another's (`container:<x>`): the other must be running.
     pub(crate) fn joined_netns(&self, c: &Container) -> Result<Option<String>> {
+        if let Some(p) = &c.netns_path {
+            return Ok(Some(p.clone()));
+        }
         let Mode::Container(x) = mode(&c.host.network_mode) else { return Ok(None) };
         let other = self.find(x)?.rec.lock().map_err(poisoned)?.clone();
         if !other.state.status.is_live() || other.state.pid <= 0 {

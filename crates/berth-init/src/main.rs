@@ -6,6 +6,12 @@
 //! container, and exits with the command's status (128 + the signal when a
 //! signal ended it), as tini does for Docker.
 //!
+//! `berth-init --pin-netns FILE` makes a network namespace and binds it
+//! on FILE (an existing empty file), so that it outlives every process in
+//! it, as `ip netns add` does: a pod's namespace, made before its sandbox
+//! so that CNI sets it up while the sandbox starts, and torn down by CNI
+//! even after the sandbox is gone. Unmounting FILE frees it.
+//!
 //! `berth-init --pause` is a pod sandbox's process: it runs nothing, holds
 //! the pod's namespaces, reaps what ends in a pod that shares its PID
 //! namespace, and exits 0 at SIGINT or SIGTERM, as Kubernetes' pause does.
@@ -39,7 +45,12 @@ extern "C" {
     fn getpid() -> i32;
     fn tcsetpgrp(fd: i32, pgrp: i32) -> i32;
     fn signal(sig: i32, handler: usize) -> usize;
+    fn unshare(flags: i32) -> i32;
+    fn mount(src: *const u8, target: *const u8, fstype: *const u8, flags: u64, data: *const u8) -> i32;
 }
+
+const CLONE_NEWNET: i32 = 0x4000_0000;
+const MS_BIND: u64 = 4096;
 
 const SIG_SETMASK: i32 = 2;
 const WNOHANG: i32 = 1;
@@ -108,10 +119,30 @@ fn pause() -> ExitCode {
     }
 }
 
+/// A new network namespace, bound on `file`.
+fn pin_netns(file: &str) -> ExitCode {
+    let target = format!("{file}\0");
+    // SAFETY: unshare with a flag; mount with NUL-terminated paths and no
+    // file system type or data.
+    let ok = unsafe {
+        unshare(CLONE_NEWNET) == 0
+            && mount(c"/proc/self/ns/net".as_ptr().cast(), target.as_ptr(), std::ptr::null(), MS_BIND, std::ptr::null())
+                == 0
+    };
+    if !ok {
+        eprintln!("berth-init: pin a network namespace on {file}: {}", std::io::Error::last_os_error());
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() == 1 && args[0] == "--pause" {
         return pause();
+    }
+    if args.len() == 2 && args[0] == "--pin-netns" {
+        return pin_netns(&args[1]);
     }
     if args.first().map(String::as_str) == Some("--") {
         args.remove(0);

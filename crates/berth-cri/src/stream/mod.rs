@@ -46,7 +46,7 @@ pub(crate) struct Streams {
 const COMMAND_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 
-fn token() -> String {
+pub(crate) fn token() -> String {
     let mut b = [0u8; 18];
     // SAFETY: getrandom(2) into a buffer of its length.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };

@@ -375,11 +375,14 @@ pub fn assert_clean(d: &Daemon) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        // The daemon's own: the runtime's state, the init binary, and the
-        // CRI socket it listens on.
-        .filter(|n| n != "runtime" && n != "berth-init" && n != "cri.sock")
+        // The daemon's own: the runtime's state, the init binary, the CRI
+        // socket it listens on and the directory of pods' namespaces.
+        .filter(|n| n != "runtime" && n != "berth-init" && n != "cri.sock" && n != "cri-netns")
         .collect();
     assert!(left.is_empty(), "exec root holds {left:?}");
+    // The pods' pinned network namespaces, all let go.
+    let pins: Vec<_> = std::fs::read_dir(run.join("cri-netns")).into_iter().flatten().flatten().collect();
+    assert!(pins.is_empty(), "pinned network namespaces left: {pins:?}");
     // veth pairs are deleted in the background after an exit.
     let t = Instant::now();
     for b in d.bridges() {
