@@ -15,6 +15,11 @@ use tonic::Status;
 use crate::store::{PodNetwork, Sandbox};
 use crate::{io_status, status, Cri};
 
+/// How many network namespaces are kept pinned ahead of pods.
+const SPARE_NETNS: usize = 2;
+/// The names of namespaces pinned ahead (they keep it once taken).
+pub(crate) const SPARE_PREFIX: &str = "spare-";
+
 /// The label dockershim marks its containers' kind with.
 pub(crate) const TYPE_LABEL: &str = "io.kubernetes.docker.type";
 pub(crate) const SANDBOX_ID_LABEL: &str = "io.kubernetes.sandbox.id";
@@ -182,7 +187,11 @@ impl Cri {
         // The pod's network namespace is made first and pinned, as
         // containerd makes it: CNI sets it up while the sandbox starts in
         // it, and can tear it down even after the sandbox is gone.
-        let netns = list.as_ref().map(|_| self.netns_dir().join(crate::stream::token()));
+        // A namespace pinned ahead is taken if there is one; else one is
+        // pinned while the record is made.
+        let spare = if list.is_some() { self.spare_netns() } else { None };
+        let netns =
+            list.as_ref().map(|_| spare.clone().unwrap_or_else(|| self.netns_dir().join(crate::stream::token())));
         let create = CreateRequest {
             name: Some(engine_name(&meta)),
             config: RunConfig {
@@ -199,9 +208,9 @@ impl Cri {
         // The namespace is pinned while the record is made; the sandbox
         // joins it at its start.
         let pin = async {
-            match &netns {
-                Some(f) => self.engine.pin_netns(f).await,
-                None => Ok(()),
+            match (&netns, &spare) {
+                (Some(f), None) => self.engine.pin_netns(f).await,
+                _ => Ok(()),
             }
         };
         let (pinned, created) = tokio::join!(pin, self.engine.create(create));
@@ -223,6 +232,9 @@ impl Cri {
             }
         };
         let created = began.elapsed();
+        if list.is_some() {
+            self.refill_netns();
+        }
         let mut rec = Sandbox {
             id: c.id.clone(),
             created_at: berth_core::time::now_nanos(),
@@ -290,6 +302,39 @@ impl Cri {
             "pod sandbox ready"
         );
         Ok(c.id)
+    }
+
+    /// A network namespace pinned ahead of the pod that takes it.
+    fn spare_netns(&self) -> Option<std::path::PathBuf> {
+        self.spare.lock().ok()?.pop()
+    }
+
+    /// Pin namespaces ahead, in the background, up to [`SPARE_NETNS`]: the
+    /// few milliseconds the kernel takes to make one are then off the next
+    /// pods' start. An empty namespace holds nothing of any pod; CNI makes
+    /// it the pod's.
+    pub(crate) fn refill_netns(&self) {
+        if self.refilling.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (engine, spare, refilling, dir) =
+            (self.engine.clone(), self.spare.clone(), self.refilling.clone(), self.netns_dir());
+        tokio::spawn(async move {
+            while spare.lock().map(|s| s.len() < SPARE_NETNS).unwrap_or(false) {
+                let file = dir.join(format!("{SPARE_PREFIX}{}", crate::stream::token()));
+                match engine.pin_netns(&file).await {
+                    Ok(()) => match spare.lock() {
+                        Ok(mut s) => s.push(file),
+                        Err(_) => break,
+                    },
+                    Err(e) => {
+                        tracing::debug!("pin a spare network namespace: {e}");
+                        break;
+                    }
+                }
+            }
+            refilling.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Where pods' network namespaces are pinned.
