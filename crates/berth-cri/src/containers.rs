@@ -11,14 +11,10 @@ use k8s_cri::v1::*;
 use tonic::Status;
 
 use crate::sandbox::{
-    check_apparmor, check_selinux, check_userns, docker_labels, seccomp_opt, user_of, SANDBOX_ID_LABEL,
+    check_apparmor, check_selinux, check_userns, docker_labels, mode, seccomp_opt, user_of, SANDBOX_ID_LABEL,
 };
 use crate::store;
 use crate::{io_status, status, Cri};
-
-fn mode(m: i32) -> NamespaceMode {
-    NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod)
-}
 
 fn refuse(what: &str) -> Status {
     Status::invalid_argument(format!("{what}: not supported by berth"))
@@ -89,18 +85,7 @@ fn nanos(t: &str) -> i64 {
 
 impl Cri {
     pub(crate) fn container_of(&self, key: &str) -> Result<Arc<store::Container>, Status> {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("container id is required"));
-        }
-        if let Some(c) = self.store.container(key) {
-            return Ok(c);
-        }
-        let found: Vec<_> = self.store.containers().into_iter().filter(|c| c.id.starts_with(key)).collect();
-        match found.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(Status::not_found(format!("container {key} not found"))),
-            _ => Err(Status::invalid_argument(format!("container id {key} is ambiguous"))),
-        }
+        self.store.container_by(key)
     }
 
     pub(crate) async fn create_container(&self, req: CreateContainerRequest) -> Result<String, Status> {

@@ -53,24 +53,13 @@ pub(crate) struct Cri {
     pub cpu: stats::CpuReadings,
     /// The streaming server, once it listens.
     pub streams: std::sync::OnceLock<stream::Streams>,
-    /// Network namespaces pinned ahead of the pods that take them.
-    pub spare: Arc<std::sync::Mutex<Vec<PathBuf>>>,
-    pub refilling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Open the CRI's records under the engine's data root.
 fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
     let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
     let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
-    Ok(Cri {
-        engine,
-        store,
-        cni: Arc::new(cni),
-        cpu: Default::default(),
-        streams: Default::default(),
-        spare: Default::default(),
-        refilling: Default::default(),
-    })
+    Ok(Cri { engine, store, cni: Arc::new(cni), cpu: Default::default(), streams: Default::default() })
 }
 
 /// Serve CRI on `listener` until the future is dropped.
@@ -91,18 +80,6 @@ pub async fn serve(
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
         .await?;
     Ok(())
-}
-
-/// At a clean shutdown: let go of the network namespaces pinned ahead of
-/// pods that never came (those of pods stay, for the pods that outlive
-/// the daemon).
-pub fn release(engine: &Engine) {
-    let dir = engine.cfg.exec_root.join("cri-netns");
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().starts_with(sandbox::SPARE_PREFIX) {
-            let _ = engine.unpin_netns(&e.path());
-        }
-    }
 }
 
 /// An I/O failure of the CRI's own records.

@@ -15,11 +15,6 @@ use tonic::Status;
 use crate::store::{PodNetwork, Sandbox};
 use crate::{io_status, status, Cri};
 
-/// How many network namespaces are kept pinned ahead of pods.
-const SPARE_NETNS: usize = 2;
-/// The names of namespaces pinned ahead (they keep it once taken).
-pub(crate) const SPARE_PREFIX: &str = "spare-";
-
 /// The label dockershim marks its containers' kind with.
 pub(crate) const TYPE_LABEL: &str = "io.kubernetes.docker.type";
 pub(crate) const SANDBOX_ID_LABEL: &str = "io.kubernetes.sandbox.id";
@@ -47,8 +42,8 @@ pub(crate) fn docker_labels(
     out
 }
 
-/// A namespace mode as the engine names it.
-fn mode(m: i32) -> NamespaceMode {
+/// A namespace mode of a CRI message (POD for a value it does not know).
+pub(crate) fn mode(m: i32) -> NamespaceMode {
     NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod)
 }
 
@@ -121,18 +116,7 @@ pub(crate) fn user_of(uid: Option<&Int64Value>, name: &str, gid: Option<&Int64Va
 
 impl Cri {
     pub(crate) fn sandbox_of(&self, key: &str) -> Result<Arc<Sandbox>, Status> {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("pod sandbox id is required"));
-        }
-        if let Some(s) = self.store.sandbox(key) {
-            return Ok(s);
-        }
-        let found: Vec<_> = self.store.sandboxes().into_iter().filter(|s| s.id.starts_with(key)).collect();
-        match found.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(Status::not_found(format!("pod sandbox {key} not found"))),
-            _ => Err(Status::invalid_argument(format!("pod sandbox id {key} is ambiguous"))),
-        }
+        self.store.sandbox_by(key)
     }
 
     pub(crate) async fn run_sandbox(&self, req: RunPodSandboxRequest) -> Result<String, Status> {
@@ -187,11 +171,7 @@ impl Cri {
         // The pod's network namespace is made first and pinned, as
         // containerd makes it: CNI sets it up while the sandbox starts in
         // it, and can tear it down even after the sandbox is gone.
-        // A namespace pinned ahead is taken if there is one; else one is
-        // pinned while the record is made.
-        let spare = if list.is_some() { self.spare_netns() } else { None };
-        let netns =
-            list.as_ref().map(|_| spare.clone().unwrap_or_else(|| self.netns_dir().join(crate::stream::token())));
+        let netns = list.as_ref().map(|_| self.netns_dir().join(crate::stream::token()));
         let create = CreateRequest {
             name: Some(engine_name(&meta)),
             config: RunConfig {
@@ -208,9 +188,9 @@ impl Cri {
         // The namespace is pinned while the record is made; the sandbox
         // joins it at its start.
         let pin = async {
-            match (&netns, &spare) {
-                (Some(f), None) => self.engine.pin_netns(f).await,
-                _ => Ok(()),
+            match &netns {
+                Some(f) => self.engine.pin_netns(f).await,
+                None => Ok(()),
             }
         };
         let (pinned, created) = tokio::join!(pin, self.engine.create(create));
@@ -232,9 +212,6 @@ impl Cri {
             }
         };
         let created = began.elapsed();
-        if list.is_some() {
-            self.refill_netns();
-        }
         let mut rec = Sandbox {
             id: c.id.clone(),
             created_at: berth_core::time::now_nanos(),
@@ -302,39 +279,6 @@ impl Cri {
             "pod sandbox ready"
         );
         Ok(c.id)
-    }
-
-    /// A network namespace pinned ahead of the pod that takes it.
-    fn spare_netns(&self) -> Option<std::path::PathBuf> {
-        self.spare.lock().ok()?.pop()
-    }
-
-    /// Pin namespaces ahead, in the background, up to [`SPARE_NETNS`]: the
-    /// few milliseconds the kernel takes to make one are then off the next
-    /// pods' start. An empty namespace holds nothing of any pod; CNI makes
-    /// it the pod's.
-    pub(crate) fn refill_netns(&self) {
-        if self.refilling.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            return;
-        }
-        let (engine, spare, refilling, dir) =
-            (self.engine.clone(), self.spare.clone(), self.refilling.clone(), self.netns_dir());
-        tokio::spawn(async move {
-            while spare.lock().map(|s| s.len() < SPARE_NETNS).unwrap_or(false) {
-                let file = dir.join(format!("{SPARE_PREFIX}{}", crate::stream::token()));
-                match engine.pin_netns(&file).await {
-                    Ok(()) => match spare.lock() {
-                        Ok(mut s) => s.push(file),
-                        Err(_) => break,
-                    },
-                    Err(e) => {
-                        tracing::debug!("pin a spare network namespace: {e}");
-                        break;
-                    }
-                }
-            }
-            refilling.store(false, std::sync::atomic::Ordering::Release);
-        });
     }
 
     /// Where pods' network namespaces are pinned.

@@ -128,6 +128,23 @@ impl<R: Record> Table<R> {
         Ok(r)
     }
 
+    /// The record of `key`, an id or a unique prefix of one (as
+    /// containerd takes them); `what` names the kind in errors.
+    fn lookup(&self, what: &str, key: &str) -> Result<Arc<R>, tonic::Status> {
+        if key.is_empty() {
+            return Err(tonic::Status::invalid_argument(format!("{what} id is required")));
+        }
+        if let Some(r) = self.get(key) {
+            return Ok(r);
+        }
+        let found: Vec<_> = self.all().into_iter().filter(|r| r.id().starts_with(key)).collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(tonic::Status::not_found(format!("{what} {key} not found"))),
+            _ => Err(tonic::Status::invalid_argument(format!("{what} id {key} is ambiguous"))),
+        }
+    }
+
     fn remove(&self, id: &str) -> std::io::Result<()> {
         if let Ok(mut m) = self.map.lock() {
             m.remove(id);
@@ -153,6 +170,14 @@ impl Store {
 
     pub(crate) fn sandbox(&self, id: &str) -> Option<Arc<Sandbox>> {
         self.sandboxes.get(id)
+    }
+
+    pub(crate) fn sandbox_by(&self, key: &str) -> Result<Arc<Sandbox>, tonic::Status> {
+        self.sandboxes.lookup("pod sandbox", key)
+    }
+
+    pub(crate) fn container_by(&self, key: &str) -> Result<Arc<Container>, tonic::Status> {
+        self.containers.lookup("container", key)
     }
 
     pub(crate) fn sandboxes(&self) -> Vec<Arc<Sandbox>> {

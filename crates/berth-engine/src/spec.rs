@@ -410,6 +410,13 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
         user_mounts.iter().filter_map(|m| m["destination"].as_str()).map(crate::mounts::clean_path).collect();
     mounts.retain(|m| m["destination"].as_str().is_none_or(|d| !taken.iter().any(|t| t == d)));
     mounts.extend(user_mounts);
+    if c.pod_sandbox {
+        // A pod sandbox runs berth-init alone in its mount namespace, which
+        // nothing else joins: /proc (for its sysctls) and /dev (for the
+        // default nodes) are all it gets, and the masks that guard a
+        // workload's view of /proc and /sys have nothing to guard.
+        mounts.retain(|m| matches!(m["destination"].as_str(), Some("/proc" | "/dev")));
+    }
     if c.host.init || c.pod_sandbox {
         mounts.push(mount(INIT_PATH, "bind", &d.init.display().to_string(), &["bind", "ro", "nosuid", "nodev"]));
     }
@@ -488,12 +495,12 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     });
     // The paths asked for replace the defaults, privileged or not, as in
     // moby's WithMaskedPaths.
-    match (&c.host.masked_paths, c.host.privileged) {
+    match (&c.host.masked_paths, c.host.privileged || c.pod_sandbox) {
         (Some(p), _) => linux["maskedPaths"] = json!(p),
         (None, false) => linux["maskedPaths"] = json!(MASKED),
         (None, true) => {}
     }
-    match (&c.host.readonly_paths, c.host.privileged) {
+    match (&c.host.readonly_paths, c.host.privileged || c.pod_sandbox) {
         (Some(p), _) => linux["readonlyPaths"] = json!(p),
         (None, false) => linux["readonlyPaths"] = json!(READONLY),
         (None, true) => {}

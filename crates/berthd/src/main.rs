@@ -444,15 +444,13 @@ async fn run(
         }
         Ok::<(), std::io::Error>(())
     };
-    let api_engine = engine.clone();
     tokio::select! {
-        _ = berth_api::serve(api_engine, listener) => {}
+        _ = berth_api::serve(engine, listener) => {}
         r = cri_served => { r.context("serve CRI")?; }
         r = stop => { r?; }
     }
     let _ = std::fs::remove_file(&socket);
     if let Some((c, _)) = &cri {
-        berth_cri::release(&engine);
         let _ = std::fs::remove_file(c);
     }
     Ok(())

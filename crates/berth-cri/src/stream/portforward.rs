@@ -79,24 +79,13 @@ pub(crate) async fn serve_spdy<C>(cri: Arc<Cri>, req: PortForwardRequest, conn: 
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (rd, wr) = tokio::io::split(conn);
-    let (ftx, mut frx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        let Ok(mut w) = spdy::Writer::new(wr) else { return };
-        while let Some(f) = frx.recv().await {
-            if w.send(&f).await.is_err() {
-                break;
-            }
-        }
-        w.shutdown().await;
-    });
+    let (mut reader, ftx, writer) = spdy::session(conn);
     let pid = cri
         .sandbox_of(&req.pod_sandbox_id)
         .ok()
         .and_then(|s| cri.engine.inspect(&s.id).ok())
         .filter(|c| c.state.status.is_live())
         .map(|c| c.state.pid);
-    let mut reader = spdy::Reader::new(rd);
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     // Client data for each data stream; `None` is its end.
     let mut inbound: HashMap<u32, mpsc::Sender<Option<Vec<u8>>>> = HashMap::new();

@@ -254,17 +254,7 @@ pub(crate) async fn serve_spdy<C>(cri: Arc<Cri>, p: Pending, conn: C)
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (rd, wr) = tokio::io::split(conn);
-    let (ftx, mut frx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        let Ok(mut w) = spdy::Writer::new(wr) else { return };
-        while let Some(f) = frx.recv().await {
-            if w.send(&f).await.is_err() {
-                break;
-            }
-        }
-        w.shutdown().await;
-    });
+    let (mut reader, ftx, writer) = spdy::session(conn);
     let (stdin, stdout, stderr, tty) = wants(&p);
     let mut expected = vec![Kind::Error];
     expected.extend(
@@ -272,7 +262,6 @@ where
             .into_iter()
             .filter_map(|(w, k)| w.then_some(k)),
     );
-    let mut reader = spdy::Reader::new(rd);
     let mut ids: HashMap<Kind, u32> = HashMap::new();
     let opened = tokio::time::timeout(STREAM_WAIT, async {
         while !expected.iter().all(|k| ids.contains_key(k)) {

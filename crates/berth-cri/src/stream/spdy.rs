@@ -352,6 +352,29 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
+/// A session over `conn`: its read half, and a sender of frames to a
+/// task that writes them in order until every sender is dropped (then it
+/// shuts the connection's write side).
+pub fn session<C>(
+    conn: C,
+) -> (Reader<tokio::io::ReadHalf<C>>, tokio::sync::mpsc::Sender<Frame>, tokio::task::JoinHandle<()>)
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(conn);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(async move {
+        let Ok(mut w) = Writer::new(wr) else { return };
+        while let Some(f) = rx.recv().await {
+            if w.send(&f).await.is_err() {
+                break;
+            }
+        }
+        w.shutdown().await;
+    });
+    (Reader::new(rd), tx, writer)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

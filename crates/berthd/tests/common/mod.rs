@@ -137,15 +137,6 @@ impl Daemon {
         out
     }
 
-    /// SIGTERM the daemon and wait for it to end, as a clean stop.
-    pub fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with the child's pid and a signal.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-
     /// SIGKILL the daemon, as a crash would.
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -373,9 +364,7 @@ pub fn bridge_ports(name: &str) -> Vec<String> {
 pub fn assert_clean(d: &Daemon) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = d.dir.to_str().unwrap();
-    // Namespaces the daemon pins ahead of the next pods are its own.
-    let spare = format!("{root}/run/cri-netns/spare-");
-    let left: Vec<&str> = info.lines().filter(|l| l.contains(root) && !l.contains(&spare)).collect();
+    let left: Vec<&str> = info.lines().filter(|l| l.contains(root)).collect();
     assert!(left.is_empty(), "mounts left under {root}: {left:?}");
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let top = h.path().join(d.cgroup.trim_start_matches('/'));
@@ -392,16 +381,9 @@ pub fn assert_clean(d: &Daemon) {
         .filter(|n| n != "runtime" && n != "berth-init" && n != "cri.sock" && n != "cri-netns")
         .collect();
     assert!(left.is_empty(), "exec root holds {left:?}");
-    // The pods' pinned network namespaces, all let go but the two the
-    // daemon keeps pinned ahead of the next pods.
-    let pins: Vec<String> = std::fs::read_dir(run.join("cri-netns"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let spares = pins.iter().filter(|p| p.starts_with("spare-")).count();
-    assert!(spares == pins.len() && spares <= 2, "pinned network namespaces left: {pins:?}");
+    // The pods' pinned network namespaces, all let go.
+    let pins: Vec<_> = std::fs::read_dir(run.join("cri-netns")).into_iter().flatten().flatten().collect();
+    assert!(pins.is_empty(), "pinned network namespaces left: {pins:?}");
     // veth pairs are deleted in the background after an exit.
     let t = Instant::now();
     for b in d.bridges() {
