@@ -422,6 +422,7 @@ impl Engine {
         )
         .create(&sd.dir)
         .map_err(Error::io(format!("create {}", sd.dir.display())))?;
+        crate::mounts::check_propagation(c)?;
         let shm = self.shm_source(c)?;
         let subpaths = self.stage_subpaths(c)?;
         let linked = self.resolve_links(c)?;

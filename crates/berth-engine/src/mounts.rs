@@ -516,12 +516,27 @@ fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
 
-/// A shared bind needs a shared mount under its source, and a slave bind
-/// a shared or slave one: else nothing would propagate, and the mode
-/// would be dropped in silence. Checks and messages are moby's
-/// (`ensureShared`, `ensureSharedOrSlave`).
+/// Each shared bind of `c` needs a shared mount under its source, and
+/// each slave bind a shared or slave one: else nothing would propagate,
+/// and the mode would be dropped in silence. Checks and messages are
+/// moby's (`ensureShared`, `ensureSharedOrSlave`), at start, as the host's
+/// mounts are then.
+pub(crate) fn check_propagation(c: &Container) -> Result<()> {
+    for p in c.mount_points.iter().filter(|p| p.kind != MountKind::Tmpfs) {
+        if p.propagation.ends_with("shared") || p.propagation.ends_with("slave") {
+            propagates_from(&p.source, p.propagation.ends_with("shared"))?;
+        }
+    }
+    Ok(())
+}
+
 fn propagates_from(source: &str, shared: bool) -> Result<()> {
-    let path = std::fs::canonicalize(source).map_err(Error::io(format!("resolve {source}")))?;
+    // A source still to be made will sit on the mount of its nearest
+    // existing parent.
+    let path = Path::new(source)
+        .ancestors()
+        .find_map(|a| std::fs::canonicalize(a).ok())
+        .ok_or_else(|| Error::Invalid(format!("bind source path {source} cannot be resolved")))?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read mountinfo"))?;
     let Some((point, optional)) = berth_core::mountinfo::mount_of(&info, &path) else { return Ok(()) };
     let is = |tag: &str| optional.iter().any(|o| o.starts_with(tag));
@@ -576,9 +591,6 @@ pub(crate) fn spec_mounts(
                         .map_err(Error::io(format!("error while creating mount source path '{}'", p.source)))?;
                 }
                 let prop = if p.propagation.is_empty() { "rprivate" } else { p.propagation.as_str() };
-                if prop.ends_with("shared") || prop.ends_with("slave") {
-                    propagates_from(&p.source, prop.ends_with("shared"))?;
-                }
                 if prop.ends_with("shared") {
                     root_prop = Some("rshared");
                 } else if prop.ends_with("slave") && root_prop.is_none() {
