@@ -101,6 +101,72 @@ pub(crate) fn check_userns(ns: &NamespaceOption) -> Result<(), Status> {
     Ok(())
 }
 
+/// The pod runs on the node's network.
+fn host_network(config: &PodSandboxConfig) -> bool {
+    let ns = config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|c| c.namespace_options.as_ref());
+    ns.is_some_and(|n| mode(n.network) == NamespaceMode::Node)
+}
+
+/// The engine's request for a sandbox of `config`, checked: its
+/// namespaces, DNS, sysctls, cgroup parent and security context.
+fn sandbox_request(
+    config: &PodSandboxConfig,
+    handler: &str,
+    netns: Option<&std::path::Path>,
+) -> Result<CreateRequest, Status> {
+    let meta = config.metadata.clone().unwrap_or_default();
+    if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
+        return Err(Status::invalid_argument("sandbox metadata needs a name, a namespace and a uid"));
+    }
+    if config.windows.is_some() {
+        return Err(Status::invalid_argument("windows: a Windows sandbox config on Linux"));
+    }
+    let linux = config.linux.clone().unwrap_or_default();
+    let sc = linux.security_context.clone().unwrap_or_default();
+    let ns = sc.namespace_options.clone().unwrap_or_default();
+    check_userns(&ns)?;
+    check_selinux(sc.selinux_options.as_ref())?;
+    check_apparmor(sc.apparmor.as_ref(), "")?;
+    let host_net = host_network(config);
+    let dns = config.dns_config.clone().unwrap_or_default();
+    let mut host = HostConfig {
+        network_mode: if host_net { "host".into() } else { "none".into() },
+        pid_mode: if mode(ns.pid) == NamespaceMode::Node { "host".into() } else { String::new() },
+        ipc_mode: if mode(ns.ipc) == NamespaceMode::Node { "host".into() } else { "shareable".into() },
+        uts_mode: if host_net { "host".into() } else { String::new() },
+        dns: dns.servers,
+        dns_search: dns.searches,
+        dns_options: dns.options,
+        sysctls: linux.sysctls.into_iter().collect(),
+        cgroup_parent: linux.cgroup_parent,
+        privileged: sc.privileged,
+        readonly_rootfs: sc.readonly_rootfs,
+        group_add: sc.supplemental_groups.iter().map(|g| g.to_string()).collect(),
+        runtime: handler.to_owned(),
+        ..Default::default()
+    };
+    host.log_config.driver = "none".into();
+    // The deprecated field is what older kubelets send.
+    #[allow(deprecated)]
+    let seccomp_legacy = sc.seccomp_profile_path.clone();
+    if let Some(opt) = seccomp_opt(sc.seccomp.as_ref(), &seccomp_legacy)? {
+        host.security_opt.push(opt);
+    }
+    Ok(CreateRequest {
+        name: Some(engine_name(&meta)),
+        config: RunConfig {
+            hostname: if host_net { String::new() } else { config.hostname.clone() },
+            user: user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref()),
+            labels: docker_labels(&config.labels, &config.annotations, "podsandbox"),
+            ..Default::default()
+        },
+        host,
+        pod_sandbox: true,
+        netns_path: netns.map(|p| p.display().to_string()),
+        ..Default::default()
+    })
+}
+
 /// `uid[:gid]` for the engine's user.
 pub(crate) fn user_of(uid: Option<&Int64Value>, name: &str, gid: Option<&Int64Value>) -> String {
     let user = match uid {
@@ -121,20 +187,12 @@ impl Cri {
 
     pub(crate) async fn run_sandbox(&self, req: RunPodSandboxRequest) -> Result<String, Status> {
         let config = req.config.ok_or_else(|| Status::invalid_argument("sandbox config is required"))?;
-        let meta = config.metadata.clone().unwrap_or_default();
-        if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
-            return Err(Status::invalid_argument("sandbox metadata needs a name, a namespace and a uid"));
-        }
-        if config.windows.is_some() {
-            return Err(Status::invalid_argument("windows: a Windows sandbox config on Linux"));
-        }
-        let linux = config.linux.clone().unwrap_or_default();
-        let sc = linux.security_context.clone().unwrap_or_default();
-        let ns = sc.namespace_options.clone().unwrap_or_default();
-        check_userns(&ns)?;
-        check_selinux(sc.selinux_options.as_ref())?;
-        check_apparmor(sc.apparmor.as_ref(), "")?;
-        let host_net = mode(ns.network) == NamespaceMode::Node;
+        let host_net = host_network(&config);
+        // The pod's network namespace is made first and pinned, as
+        // containerd makes it: CNI sets it up while the sandbox starts in
+        // it, and can tear it down even after the sandbox is gone.
+        let netns = (!host_net).then(|| self.netns_dir().join(crate::stream::token()));
+        let create = sandbox_request(&config, &req.runtime_handler, netns.as_deref())?;
         // The network config is read before anything is made: a pod that
         // cannot get a network is not started.
         let list = if host_net {
@@ -142,143 +200,112 @@ impl Cri {
         } else {
             Some(self.cni_list().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
         };
-        let dns = config.dns_config.clone().unwrap_or_default();
-        let mut host = HostConfig {
-            network_mode: if host_net { "host".into() } else { "none".into() },
-            pid_mode: if mode(ns.pid) == NamespaceMode::Node { "host".into() } else { String::new() },
-            ipc_mode: if mode(ns.ipc) == NamespaceMode::Node { "host".into() } else { "shareable".into() },
-            uts_mode: if host_net { "host".into() } else { String::new() },
-            dns: dns.servers.clone(),
-            dns_search: dns.searches.clone(),
-            dns_options: dns.options.clone(),
-            sysctls: linux.sysctls.clone().into_iter().collect(),
-            cgroup_parent: linux.cgroup_parent.clone(),
-            privileged: sc.privileged,
-            readonly_rootfs: sc.readonly_rootfs,
-            group_add: sc.supplemental_groups.iter().map(|g| g.to_string()).collect(),
-            runtime: req.runtime_handler.clone(),
-            ..Default::default()
-        };
-        host.log_config.driver = "none".into();
-        // The deprecated field is what older kubelets send.
-        #[allow(deprecated)]
-        let seccomp_legacy = sc.seccomp_profile_path.clone();
-        if let Some(opt) = seccomp_opt(sc.seccomp.as_ref(), &seccomp_legacy)? {
-            host.security_opt.push(opt);
-        }
-        let labels = docker_labels(&config.labels, &config.annotations, "podsandbox");
         let began = std::time::Instant::now();
-        // The pod's network namespace is made first and pinned, as
-        // containerd makes it: CNI sets it up while the sandbox starts in
-        // it, and can tear it down even after the sandbox is gone.
-        let netns = list.as_ref().map(|_| self.netns_dir().join(crate::stream::token()));
-        let create = CreateRequest {
-            name: Some(engine_name(&meta)),
-            config: RunConfig {
-                hostname: if host_net { String::new() } else { config.hostname.clone() },
-                user: user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref()),
-                labels,
-                ..Default::default()
-            },
-            host,
-            pod_sandbox: true,
-            netns_path: netns.as_ref().map(|p| p.display().to_string()),
-            ..Default::default()
-        };
-        // The namespace is pinned while the record is made; the sandbox
-        // joins it at its start.
-        let pin = async {
-            match &netns {
-                Some(f) => self.engine.pin_netns(f).await,
-                None => Ok(()),
-            }
-        };
-        let (pinned, created) = tokio::join!(pin, self.engine.create(create));
-        let c = match (pinned, created) {
-            (Ok(()), Ok(c)) => c,
-            (pinned, created) => {
-                if let Ok(c) = &created {
-                    let _ = self.engine.remove(&c.id, true, true).await;
-                }
-                if let Some(f) = &netns {
-                    let _ = self.engine.unpin_netns(f);
-                }
-                return Err(status(
-                    pinned
-                        .err()
-                        .or(created.err())
-                        .unwrap_or_else(|| berth_engine::Error::Internal("the sandbox could not be made".into())),
-                ));
-            }
-        };
+        let id = self.make_sandbox(create, netns.as_deref()).await?;
         let created = began.elapsed();
-        let mut rec = Sandbox {
-            id: c.id.clone(),
+        let rec = Sandbox {
+            id: id.clone(),
             created_at: berth_core::time::now_nanos(),
             config: config.clone(),
             runtime_handler: req.runtime_handler.clone(),
             network: list.as_ref().map(|l| {
-                let mut attachment = attachment(&c.id, &config);
+                let mut attachment = attachment(&id, &config);
                 attachment.netns = netns.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
                 PodNetwork { network: l.name.clone(), attachment, result: None }
             }),
         };
-        let made = async {
-            // Written before the ADD, so a crash after it still knows
-            // what to DEL.
-            self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
-            let add = async {
-                let (Some(list), Some(net)) = (&list, rec.network.as_ref()) else { return Ok(None) };
-                let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-                let r = tokio::task::spawn_blocking(move || cni.add(&l, &att))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {}: {e}", c.id)))?;
-                Ok::<_, Status>(Some((r, began.elapsed())))
-            };
-            let start = async {
-                self.engine.start(&c.id).await.map_err(status)?;
-                Ok::<_, Status>(began.elapsed())
-            };
-            let (added, started) = tokio::join!(add, start);
-            let added = match (added, started) {
-                (Ok(added), Ok(started)) => (added, started),
-                (Ok(Some((result, _))), Err(e)) => {
-                    // The network is there, the sandbox is not: undo it.
-                    if let (Some(list), Some(net)) = (&list, rec.network.as_ref()) {
-                        let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-                        let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
-                    }
-                    return Err(e);
-                }
-                (Err(e), _) | (_, Err(e)) => return Err(e),
-            };
-            if let (Some((result, _)), Some(net)) = (&added.0, rec.network.as_mut()) {
-                net.result = Some(result.clone());
-                self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
-            }
-            Ok::<_, Status>((added.0.map(|(_, t)| t), added.1))
-        };
-        let (networked, started) = match made.await {
+        let (networked, started) = match self.start_networked(rec, list.as_ref(), began).await {
             Ok(t) => t,
             Err(e) => {
-                let _ = self.engine.remove(&c.id, true, true).await;
+                let _ = self.engine.remove(&id, true, true).await;
                 if let Some(f) = &netns {
                     let _ = self.engine.unpin_netns(f);
                 }
-                let _ = self.store.remove_sandbox(&c.id);
+                let _ = self.store.remove_sandbox(&id);
                 return Err(e);
             }
         };
         tracing::debug!(
-            sandbox = %c.id,
-            pod = %meta.name,
+            sandbox = %id,
+            pod = %config.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or_default(),
             create_ms = created.as_secs_f64() * 1e3,
             started_ms = started.as_secs_f64() * 1e3,
             networked_ms = networked.map(|t| t.as_secs_f64() * 1e3),
             "pod sandbox ready"
         );
-        Ok(c.id)
+        Ok(id)
+    }
+
+    /// The sandbox's container, made while its namespace is pinned (the
+    /// sandbox joins it at its start); all or nothing.
+    async fn make_sandbox(&self, create: CreateRequest, netns: Option<&std::path::Path>) -> Result<String, Status> {
+        let pin = async {
+            match netns {
+                Some(f) => self.engine.pin_netns(f).await,
+                None => Ok(()),
+            }
+        };
+        let (pinned, created) = tokio::join!(pin, self.engine.create(create));
+        match (pinned, created) {
+            (Ok(()), Ok(c)) => Ok(c.id),
+            (pinned, created) => {
+                if let Ok(c) = &created {
+                    let _ = self.engine.remove(&c.id, true, true).await;
+                }
+                if let Some(f) = netns {
+                    let _ = self.engine.unpin_netns(f);
+                }
+                let err = pinned.err().or(created.err());
+                Err(status(
+                    err.unwrap_or_else(|| berth_engine::Error::Internal("the sandbox could not be made".into())),
+                ))
+            }
+        }
+    }
+
+    /// Record the sandbox, then start it while CNI's ADD sets up its
+    /// network; the times (since `began`) the network and the start were
+    /// done. Undoes the network if the start fails; the caller undoes the
+    /// rest.
+    async fn start_networked(
+        &self,
+        mut rec: Sandbox,
+        list: Option<&berth_network::cni::NetworkList>,
+        began: std::time::Instant,
+    ) -> Result<(Option<std::time::Duration>, std::time::Duration), Status> {
+        // Written before the ADD, so a crash after it still knows what to DEL.
+        self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
+        let id = rec.id.clone();
+        let add = async {
+            let (Some(list), Some(net)) = (list, rec.network.as_ref()) else { return Ok(None) };
+            let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+            let r = tokio::task::spawn_blocking(move || cni.add(&l, &att))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {id}: {e}")))?;
+            Ok::<_, Status>(Some((r, began.elapsed())))
+        };
+        let start = async {
+            self.engine.start(&rec.id).await.map_err(status)?;
+            Ok::<_, Status>(began.elapsed())
+        };
+        let (added, started) = match tokio::join!(add, start) {
+            (Ok(added), Ok(started)) => (added, started),
+            (Ok(Some((result, _))), Err(e)) => {
+                // The network is there, the sandbox is not: undo it.
+                if let (Some(list), Some(net)) = (list, rec.network.as_ref()) {
+                    let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+                    let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
+                }
+                return Err(e);
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        if let (Some((result, _)), Some(net)) = (&added, rec.network.as_mut()) {
+            net.result = Some(result.clone());
+            self.store.put_sandbox(rec).map_err(io_status("write the sandbox record"))?;
+        }
+        Ok((added.map(|(_, t)| t), started))
     }
 
     /// Where pods' network namespaces are pinned.

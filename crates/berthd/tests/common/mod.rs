@@ -300,11 +300,7 @@ impl Drop for Daemon {
             }
         }
         for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let top = h.path().join(self.cgroup.trim_start_matches('/'));
-            for sub in std::fs::read_dir(&top).into_iter().flatten().flatten() {
-                let procs = std::fs::read_to_string(sub.path().join("cgroup.procs")).unwrap_or_default();
-                killed.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            }
+            killed.extend(cgroup_procs(&h.path().join(self.cgroup.trim_start_matches('/'))));
         }
         for pid in &killed {
             // SAFETY: kill with a pid and a signal.
@@ -331,13 +327,7 @@ impl Drop for Daemon {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
         for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let top = h.path().join(self.cgroup.trim_start_matches('/'));
-            if let Ok(rd) = std::fs::read_dir(&top) {
-                for sub in rd.flatten().filter(|e| e.path().is_dir()) {
-                    let _ = std::fs::remove_dir(sub.path());
-                }
-                let _ = std::fs::remove_dir(&top);
-            }
+            remove_cgroup_tree(&h.path().join(self.cgroup.trim_start_matches('/')));
         }
         for b in self.bridges() {
             let _ = Command::new("ip").args(["link", "delete", &b]).stderr(Stdio::null()).status();
@@ -350,6 +340,25 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The processes of a cgroup and of every one under it.
+fn cgroup_procs(dir: &std::path::Path) -> Vec<i32> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let mut out: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
+        out.extend(cgroup_procs(&sub.path()));
+    }
+    out
+}
+
+/// A cgroup and every one under it (kubelet's kind of parents a CRI test
+/// names among them), deepest first.
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
+        remove_cgroup_tree(&sub.path());
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The links that are ports of bridge `name`.
