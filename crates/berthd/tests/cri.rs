@@ -25,6 +25,18 @@ async fn channel(d: &Daemon) -> tonic::transport::Channel {
         .unwrap()
 }
 
+type Rt = RuntimeServiceClient<tonic::transport::Channel>;
+
+async fn pod_status(rt: &mut Rt, id: &str) -> PodSandboxStatus {
+    let req = PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+    rt.pod_sandbox_status(req).await.unwrap().into_inner().status.unwrap()
+}
+
+async fn ctr_status(rt: &mut Rt, id: &str) -> ContainerStatus {
+    let req = ContainerStatusRequest { container_id: id.into(), verbose: false };
+    rt.container_status(req).await.unwrap().into_inner().status.unwrap()
+}
+
 fn spec(image: &str) -> Option<ImageSpec> {
     Some(ImageSpec { image: image.into(), ..Default::default() })
 }
@@ -287,13 +299,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-        let st = runtime
-            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = pod_status(&mut runtime, &pod).await;
         assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
         assert_eq!(st.metadata.unwrap().name, "web");
         assert_eq!(st.annotations.get("note").map(String::as_str), Some("kept"));
@@ -383,13 +389,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         assert_eq!(selected.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [web.as_str()]);
         // Logs in CRI format where kubelet said, reopened after a rotation.
         let log = net.dir.join("logs/httpd/0.log");
-        let st = runtime
-            .container_status(ContainerStatusRequest { container_id: web.clone(), verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = ctr_status(&mut runtime, &web).await;
         assert_eq!(st.log_path, log.display().to_string());
         let text = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(4, ' ').collect()).collect();
@@ -421,11 +421,8 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     let ip = {
         let st = d.ok(&["inspect", "-f", "{{.Name}}", &pod]);
         assert_eq!(st.trim(), "/k8s_POD_web_default_uid-web_0");
-        let r = rt.block_on(async {
-            let mut runtime = RuntimeServiceClient::new(channel(&d).await);
-            runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await
-        });
-        r.unwrap().into_inner().status.unwrap().network.unwrap().ip
+        let st = rt.block_on(async { pod_status(&mut RuntimeServiceClient::new(channel(&d).await), &pod).await });
+        st.network.unwrap().ip
     };
     assert!(get_soon(&format!("{ip}:80")).contains("hello from the pod"));
     assert!(get_soon(&format!("{}:{host_port}", net.gateway())).contains("hello from the pod"));
@@ -511,13 +508,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
 
         // Stopped with a timeout: exited, with its times and reason.
         runtime.stop_container(StopContainerRequest { container_id: web.clone(), timeout: 1 }).await.unwrap();
-        let st = runtime
-            .container_status(ContainerStatusRequest { container_id: web.clone(), verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = ctr_status(&mut runtime, &web).await;
         assert_eq!(st.state, ContainerState::ContainerExited as i32);
         assert!(st.finished_at >= st.started_at && st.started_at > st.created_at - 1_000_000_000, "{st:?}");
         assert_eq!(st.metadata.as_ref().unwrap().name, "httpd");
@@ -525,13 +516,7 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
 
         // Stopped: not ready, its address given back.
         runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
-        let st = runtime
-            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = pod_status(&mut runtime, &pod).await;
         assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
         let ipam = net.dir.join("ipam").join(format!("pods-{}", net.bridge));
         let held: Vec<_> = std::fs::read_dir(&ipam).unwrap().flatten().map(|e| e.file_name()).collect();
@@ -935,13 +920,7 @@ fn pods_honour_their_security_context_and_namespace_modes() {
         ns.network = NamespaceMode::Node as i32;
         ns.pid = NamespaceMode::Node as i32;
         let hpod = run(&mut runtime, host.clone()).await.unwrap();
-        let st = runtime
-            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: hpod.clone(), verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = pod_status(&mut runtime, &hpod).await;
         assert_eq!(st.network.unwrap().ip, "");
         let c = start(&mut runtime, hpod.clone(), host.clone(), container_config("c", &["exec sleep 1000"])).await;
         let c = c.unwrap();
