@@ -169,6 +169,15 @@ impl Drop for PodNet {
         for r in rules.lines().filter_map(|r| r.strip_prefix("-N ")).filter(|c| c.starts_with("CNI-HOSTPORT")) {
             let _ = std::process::Command::new("iptables").args(["-t", "nat", "-X", r]).status();
         }
+        // A pod's own chain, left when a failed test never DELed it.
+        let [a, b, c] = self.subnet;
+        let ours = format!("--to-destination {a}.{b}.{c}.");
+        for chain in rules.lines().filter(|r| r.starts_with("-A CNI-DN-") && r.contains(&ours)) {
+            let chain = chain.split_whitespace().nth(1).unwrap_or_default();
+            for op in ["-F", "-X"] {
+                let _ = std::process::Command::new("iptables").args(["-t", "nat", op, chain]).status();
+            }
+        }
         // A test's shared mount, if it made one.
         let _ = std::process::Command::new("umount")
             .arg("-R")
