@@ -561,38 +561,44 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
 }
 
 /// The SPDY client (`tests/fixtures/cri-stream`, Go over moby/spdystream),
-/// built once; `None` (a skip) without Go or the library, except under CI.
-fn stream_client() -> Option<std::path::PathBuf> {
-    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let have = std::path::Path::new("/usr/share/gocode/src/github.com/moby/spdystream").exists()
-                && std::process::Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
-            if !have {
-                assert!(std::env::var("CI").is_err(), "go and golang-github-docker-spdystream-dev are needed");
-                eprintln!("skipped: no go or spdystream to build the SPDY client");
-                return None;
-            }
-            let dir = std::env::temp_dir().join(format!("berth-cri-stream-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let bin = dir.join("cri-stream");
-            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri-stream");
-            let out = std::process::Command::new("go")
-                .args(["build", "-o"])
-                .arg(&bin)
-                .arg(".")
-                .current_dir(&src)
-                .env("GOPATH", "/usr/share/gocode")
-                .env("GO111MODULE", "off")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOFLAGS", "")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
-            let _ = std::fs::remove_dir_all(dir.join("cache"));
-            Some(bin)
-        })
-        .clone()
+/// built for one test; its directory goes when it is dropped. `None` (a
+/// skip) without Go or the library, except under CI.
+struct StreamClient {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stream_client() -> Option<StreamClient> {
+    let have = std::path::Path::new("/usr/share/gocode/src/github.com/moby/spdystream").exists()
+        && std::process::Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(std::env::var("CI").is_err(), "go and golang-github-docker-spdystream-dev are needed");
+        eprintln!("skipped: no go or spdystream to build the SPDY client");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("berth-cri-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = StreamClient { bin: dir.join("cri-stream"), dir };
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cri-stream");
+    let out = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&client.bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", client.dir.join("cache"))
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    Some(client)
 }
 
 /// The client run with `input`: stdout, stderr and whether it exited 0.
@@ -625,7 +631,8 @@ fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
         assert!(std::env::var("CI").is_err(), "CNI plugins missing: install containernetworking-plugins");
         return;
     }
-    let Some(client) = stream_client() else { return };
+    let Some(go) = stream_client() else { return };
+    let client = go.bin.clone();
     let net = PodNet::new();
     net.write_with(false);
     let d = Daemon::start_with("cri-stream", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
