@@ -75,19 +75,17 @@ impl Cri {
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let read = async {
-            let mut head = [0u8; 8];
+            let (mut frames, mut buf) = (berth_engine::logs::Deframer::default(), vec![0u8; 32 << 10]);
             loop {
-                match stream.read_exact(&mut head).await {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                    Err(e) => return Err(e),
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<(), std::io::Error>(());
                 }
-                let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-                let mut body = vec![0u8; len];
-                stream.read_exact(&mut body).await?;
-                let out = if head[0] == 2 { &mut stderr } else { &mut stdout };
-                let room = MAX_OUTPUT.saturating_sub(out.len());
-                out.extend_from_slice(&body[..len.min(room)]);
+                frames.push(&buf[..n], |s, data| {
+                    let out = if s == berth_engine::logs::STDERR { &mut stderr } else { &mut stdout };
+                    let room = MAX_OUTPUT.saturating_sub(out.len());
+                    out.extend_from_slice(&data[..data.len().min(room)]);
+                });
             }
         };
         let done = match req.timeout {
@@ -98,12 +96,8 @@ impl Cri {
             Some(r) => r.map_err(|e| Status::internal(format!("exec: read its output: {e}")))?,
             None => {
                 // As containerd: the process is killed and the call fails.
-                if let Ok(x) = self.engine.exec_inspect(&id) {
-                    if x.pid > 0 {
-                        // SAFETY: kill(2) with the exec's host pid and a signal.
-                        unsafe { libc::kill(x.pid, libc::SIGKILL) };
-                    }
-                }
+                let _ = self.engine.exec_signal(&c.id, &id, libc::SIGKILL).await;
+                self.engine.forget_exec(&id);
                 return Err(Status::deadline_exceeded(format!(
                     "command {:?} timed out after {} s",
                     req.cmd, req.timeout
@@ -111,6 +105,9 @@ impl Cri {
             }
         }
         let code = self.engine.exec_exit(&id, Duration::from_secs(10)).await.unwrap_or(-1);
+        // kubelet's probes exec every few seconds: their records go once
+        // read, as a health check's do.
+        self.engine.forget_exec(&id);
         Ok(ExecSyncResponse { stdout, stderr, exit_code: code })
     }
 }

@@ -137,39 +137,17 @@ impl ImageService for Images {
             let (mut bytes, mut inodes) = (0u64, 0u64);
             for l in store.layers.list().map_err(status)? {
                 bytes += l.size;
-                inodes += count_entries(&store.layers.diff_dir(&l));
+                inodes += crate::stats::usage(&store.layers.diff_dir(&l)).1;
             }
             Ok((bytes, inodes))
         })
         .await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
         let fs = FilesystemUsage {
-            timestamp: now,
+            timestamp: berth_core::time::now_nanos(),
             fs_id: Some(FilesystemIdentifier { mountpoint: dir.display().to_string() }),
             used_bytes: Some(UInt64Value { value: usage.0 }),
             inodes_used: Some(UInt64Value { value: usage.1 }),
         };
         Ok(Response::new(ImageFsInfoResponse { image_filesystems: vec![fs], container_filesystems: vec![] }))
     }
-}
-
-/// Entries under `dir` (itself included), not following symlinks.
-fn count_entries(dir: &std::path::Path) -> u64 {
-    let mut n = 0;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        n += 1;
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
 }

@@ -18,12 +18,12 @@ fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
 }
 
-/// Bytes and inodes under `dir`, not following links or leaving its file
-/// system.
-fn usage(dir: &std::path::Path) -> (u64, u64) {
+/// Bytes and inodes of `dir` and what is under it, not following links
+/// or leaving its file system (a layer's or a container's upper dir).
+pub(crate) fn usage(dir: &std::path::Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let Ok(top) = std::fs::symlink_metadata(dir) else { return (0, 0) };
-    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let (mut bytes, mut inodes) = (top.blocks() * 512, 1u64);
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {

@@ -125,15 +125,16 @@ impl Engine {
         map.into_values().filter(|x| x.container_id == container_id).map(|x| x.id).collect()
     }
 
-    /// Forget one exec (a health check's, once it has its result).
-    pub(crate) fn forget_exec(&self, id: &str) {
+    /// Forget one exec (a health check's or a CRI ExecSync's, once it has
+    /// its result).
+    pub fn forget_exec(&self, id: &str) {
         if let Ok(mut m) = self.execs.map.lock() {
             m.remove(id);
         }
     }
 
     /// Signal an exec's process through its container's shim.
-    pub(crate) async fn exec_signal(&self, container_id: &str, id: &str, signal: i32) -> Result<()> {
+    pub async fn exec_signal(&self, container_id: &str, id: &str, signal: i32) -> Result<()> {
         let sock = ShimDir::new(&self.cfg.exec_root, container_id).socket();
         shim::call(&sock, &Request::ExecSignal { exec_id: id.to_owned(), signal }).await.map(drop)
     }

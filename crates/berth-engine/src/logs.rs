@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 /// Docker's stdcopy frame header, which attach and logs share.
-pub use berth_shim_proto::{frame_header, Deframer};
+pub use berth_shim_proto::{frame_header, Deframer, STDERR, STDOUT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {

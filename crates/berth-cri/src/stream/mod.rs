@@ -46,20 +46,6 @@ pub(crate) struct Streams {
 const COMMAND_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 
-pub(crate) fn token() -> String {
-    let mut b = [0u8; 18];
-    // SAFETY: getrandom(2) into a buffer of its length.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        let t = berth_core::time::now_nanos().to_le_bytes();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x ^= t[i % 8].wrapping_add(i as u8);
-        }
-    }
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 impl Streams {
     pub(crate) fn new(addr: SocketAddr) -> Streams {
         Streams { addr, tokens: Mutex::new(HashMap::new()) }
@@ -77,7 +63,8 @@ impl Streams {
         if m.len() >= MAX_TOKENS {
             return Err(tonic::Status::resource_exhausted("too many streaming requests waiting"));
         }
-        let t = token();
+        // 32 random bytes, as a container's id: not to be guessed.
+        let t = berth_engine::names::new_id();
         m.insert(t.clone(), (Instant::now(), p));
         Ok(format!("http://{}/{kind}/{t}", self.addr))
     }

@@ -116,31 +116,22 @@ where
             let _ = wr.shutdown().await;
         })
     });
-    if tty {
-        let mut buf = vec![0u8; CHUNK];
-        while let Ok(n) = rd.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if let Some(tx) = &stdout {
-                let _ = tx.send(buf[..n].to_vec()).await;
-            }
+    // Raw with a terminal; else the engine's multiplexed frames.
+    let mut frames = (!tty).then(berth_engine::logs::Deframer::default);
+    let mut buf = vec![0u8; CHUNK];
+    while let Ok(n) = rd.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
-    } else {
-        // The engine's multiplexed frames: stream, three zeros, length.
-        let mut head = [0u8; 8];
-        'frames: while rd.read_exact(&mut head).await.is_ok() {
-            let mut left = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-            let to = if head[0] == 2 { &stderr } else { &stdout };
-            while left > 0 {
-                let mut buf = vec![0u8; left.min(CHUNK)];
-                if rd.read_exact(&mut buf).await.is_err() {
-                    break 'frames;
-                }
-                left -= buf.len();
-                if let Some(tx) = to {
-                    let _ = tx.send(buf).await;
-                }
+        let mut pieces: Vec<(u8, Vec<u8>)> = vec![];
+        match &mut frames {
+            Some(f) => f.push(&buf[..n], |s, data| pieces.push((s, data.to_vec()))),
+            None => pieces.push((berth_engine::logs::STDOUT, buf[..n].to_vec())),
+        }
+        for (s, data) in pieces {
+            let to = if s == berth_engine::logs::STDERR { &stderr } else { &stdout };
+            if let Some(tx) = to {
+                let _ = tx.send(data).await;
             }
         }
     }
@@ -182,11 +173,13 @@ pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, io: Io) -> Value {
                 }
             })
             .await;
-            match engine.exec_exit(&id, Duration::from_secs(10)).await {
+            let status = match engine.exec_exit(&id, Duration::from_secs(10)).await {
                 Some(0) => success(),
                 Some(code) => exit_failure(&r.cmd, code),
                 None => failure("the command's exit code was not known in time"),
-            }
+            };
+            engine.forget_exec(&id);
+            status
         }
         Pending::Attach(r) => {
             let c = match cri.container_of(&r.container_id) {
