@@ -11,7 +11,8 @@ use k8s_cri::v1::*;
 use tonic::Status;
 
 use crate::sandbox::{
-    check_apparmor, check_selinux, check_userns, docker_labels, mode, seccomp_opt, user_of, SANDBOX_ID_LABEL,
+    check_apparmor, check_groups_policy, check_selinux, check_userns, docker_labels, mode, seccomp_opt, user_of,
+    SANDBOX_ID_LABEL,
 };
 use crate::store;
 use crate::{io_status, status, Cri};
@@ -31,6 +32,10 @@ fn mount_of(m: &Mount) -> Result<MountRequest, Status> {
     }
     if m.image.is_some() {
         return Err(refuse("mounts: image volumes"));
+    }
+    // kubelet asks for a relabel only where SELinux is on.
+    if m.selinux_relabel {
+        return Err(refuse("mounts: selinux_relabel"));
     }
     let propagation = match MountPropagation::try_from(m.propagation) {
         Ok(MountPropagation::PropagationHostToContainer) => "rslave",
@@ -114,6 +119,7 @@ impl Cri {
         #[allow(deprecated)]
         let (apparmor_legacy, seccomp_legacy) = (sc.apparmor_profile.clone(), sc.seccomp_profile_path.clone());
         check_apparmor(sc.apparmor.as_ref(), &apparmor_legacy)?;
+        check_groups_policy(sc.supplemental_groups_policy)?;
         let caps = sc.capabilities.clone().unwrap_or_default();
         if !caps.add_ambient_capabilities.is_empty() {
             return Err(refuse("add_ambient_capabilities"));

@@ -94,6 +94,15 @@ pub(crate) fn check_selinux(o: Option<&SeLinuxOption>) -> Result<(), Status> {
     Ok(())
 }
 
+/// Strict leaves out the groups the image's /etc/group gives the user;
+/// berth's engine merges them, as Docker does.
+pub(crate) fn check_groups_policy(policy: i32) -> Result<(), Status> {
+    if SupplementalGroupsPolicy::try_from(policy) == Ok(SupplementalGroupsPolicy::Strict) {
+        return Err(Status::invalid_argument("supplemental_groups_policy: Strict is not supported by berth"));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_userns(ns: &NamespaceOption) -> Result<(), Status> {
     if ns.userns_options.as_ref().is_some_and(|u| mode(u.mode) != NamespaceMode::Node) {
         return Err(Status::invalid_argument("userns_options: only the node's user namespace is supported"));
@@ -127,6 +136,7 @@ fn sandbox_request(
     check_userns(&ns)?;
     check_selinux(sc.selinux_options.as_ref())?;
     check_apparmor(sc.apparmor.as_ref(), "")?;
+    check_groups_policy(sc.supplemental_groups_policy)?;
     let host_net = host_network(config);
     let dns = config.dns_config.clone().unwrap_or_default();
     let mut host = HostConfig {
@@ -191,14 +201,14 @@ impl Cri {
         // The pod's network namespace is made first and pinned, as
         // containerd makes it: CNI sets it up while the sandbox starts in
         // it, and can tear it down even after the sandbox is gone.
-        let netns = (!host_net).then(|| self.netns_dir().join(crate::stream::token()));
+        let netns = (!host_net).then(|| self.netns_dir().join(berth_engine::names::new_id()));
         let create = sandbox_request(&config, &req.runtime_handler, netns.as_deref())?;
         // The network config is read before anything is made: a pod that
         // cannot get a network is not started.
         let list = if host_net {
             None
         } else {
-            Some(self.cni_list().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
+            Some(self.cni.load().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
         };
         let began = std::time::Instant::now();
         let id = self.make_sandbox(create, netns.as_deref()).await?;
@@ -292,20 +302,29 @@ impl Cri {
         let (added, started) = match tokio::join!(add, start) {
             (Ok(added), Ok(started)) => (added, started),
             (Ok(Some((result, _))), Err(e)) => {
-                // The network is there, the sandbox is not: undo it.
-                if let (Some(list), Some(net)) = (list, rec.network.as_ref()) {
-                    let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-                    let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
-                }
+                self.undo_add(list, &rec, result).await;
                 return Err(e);
             }
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
-        if let (Some((result, _)), Some(net)) = (&added, rec.network.as_mut()) {
-            net.result = Some(result.clone());
-            self.store.put_sandbox(rec).map_err(io_status("write the sandbox record"))?;
+        if let Some((result, _)) = &added {
+            if let Some(net) = rec.network.as_mut() {
+                net.result = Some(result.clone());
+            }
+            if let Err(e) = self.store.put_sandbox(rec.clone()) {
+                self.undo_add(list, &rec, result.clone()).await;
+                return Err(io_status("write the sandbox record")(e));
+            }
         }
         Ok((added.map(|(_, t)| t), started))
+    }
+
+    /// DEL a network that was ADDed for a sandbox that will not be.
+    async fn undo_add(&self, list: Option<&berth_network::cni::NetworkList>, rec: &Sandbox, result: serde_json::Value) {
+        if let (Some(list), Some(net)) = (list, rec.network.as_ref()) {
+            let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+            let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
+        }
     }
 
     /// Where pods' network namespaces are pinned.
@@ -325,10 +344,6 @@ impl Cri {
         }
     }
 
-    fn cni_list(&self) -> berth_network::Result<berth_network::cni::NetworkList> {
-        self.cni.load()
-    }
-
     /// DEL the sandbox's network, once: its result is cleared after.
     async fn network_down(&self, s: &Sandbox) -> Result<(), Status> {
         let Some(net) = s.network.as_ref().filter(|n| n.result.is_some()) else { return Ok(()) };
@@ -338,7 +353,7 @@ impl Cri {
             // outside the namespace.
             att.netns = String::new();
         }
-        let list = self.cni_list().ok().filter(|l| l.name == net.network);
+        let list = self.cni.load().ok().filter(|l| l.name == net.network);
         let Some(list) = list else {
             tracing::warn!(sandbox = %s.id, network = %net.network, "CNI network config gone; nothing to DEL with");
             return Ok(());

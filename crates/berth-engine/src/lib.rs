@@ -270,17 +270,14 @@ impl Engine {
         }
         berth_core::perm::write_file(file, b"", berth_core::perm::RECORD)
             .map_err(Error::io(format!("create {}", file.display())))?;
-        let out = tokio::process::Command::new(self.init_binary())
-            .arg("--pin-netns")
-            .arg(file)
-            .output()
-            .await
-            .map_err(Error::io("run berth-init --pin-netns"))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(file);
-            return Err(Error::Internal(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-        }
-        Ok(())
+        let out = tokio::process::Command::new(self.init_binary()).arg("--pin-netns").arg(file).output().await;
+        let failed = match out {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => Error::Internal(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+            Err(e) => Error::io("run berth-init --pin-netns")(e),
+        };
+        let _ = std::fs::remove_file(file);
+        Err(failed)
     }
 
     /// Let a pinned network namespace go (once nothing runs in it, the

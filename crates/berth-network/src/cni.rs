@@ -20,10 +20,10 @@ use serde_json::{json, Map, Value};
 
 use crate::{Error, Result};
 
+/// The most of each of a plugin's outputs that is read.
+const MAX_OUTPUT: u64 = 1 << 20;
 /// How long one plugin may run before it is killed.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// The most of a plugin's output that is read.
-const MAX_OUTPUT: u64 = 1 << 20;
 
 /// Where configurations and plugins are found.
 #[derive(Debug, Clone)]
@@ -165,14 +165,22 @@ impl Cni {
         if let Some(mut w) = child.stdin.take() {
             let _ = w.write_all(&stdin);
         }
+        // Both outputs are read together (stderr on a thread of its own):
+        // a plugin that fills one pipe while the other is read would wait
+        // for ever, or for the watchdog.
+        let err_pipe = child.stderr.take();
+        let err_reader = std::thread::spawn(move || {
+            let mut err = Vec::new();
+            if let Some(r) = err_pipe {
+                let _ = r.take(MAX_OUTPUT).read_to_end(&mut err);
+            }
+            err
+        });
         let mut out = Vec::new();
         if let Some(r) = child.stdout.take() {
             let _ = r.take(MAX_OUTPUT).read_to_end(&mut out);
         }
-        let mut err = Vec::new();
-        if let Some(r) = child.stderr.take() {
-            let _ = r.take(MAX_OUTPUT).read_to_end(&mut err);
-        }
+        let err = err_reader.join().unwrap_or_default();
         let _ = done.send(());
         let _ = watchdog.join();
         let status = child.wait().map_err(Error::io(format!("wait for CNI plugin {kind}")))?;
