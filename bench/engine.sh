@@ -3,20 +3,22 @@
 # runc), podman (runc, cgroupfs) and the bare runtimes, in one run, each
 # with the same busybox image and `--network none`:
 #   run-rm        `run --rm --network none busybox true`, the client included
-#   run-rm-idle   the same after 100 ms of quiet before each run: the kernel's
+#   run-rm-idle   the same after 1.2 s of quiet before each run: the kernel's
 #                 cgroup migration lock has gone back to its fast mode, and
 #                 the first migration waits an RCU grace period (berth starts
-#                 that wait at create; see crates/berth-cgroups/src/prime.rs)
+#                 that wait at create and keeps the lock switched for 1 s
+#                 after a container operation; see
+#                 crates/berth-engine/src/primer.rs)
 #   run-rm-bridge `run --rm busybox true` on the default bridge: a veth pair,
 #                 an address and a route more than run-rm (target: +5 ms at
 #                 most). Not for Docker: this dockerd runs with
 #                 --bridge=none (bench/network.sh has Docker on a bridge).
 #   create-start  `create` then `start` of that container
 #   exec          `exec <running container> true`
-#   exec-idle     the same after 100 ms of quiet
+#   exec-idle     the same after 1.2 s of quiet
 #   parallel-100  100 of run-rm at once
 #   bare          `runc run` / `crun run` of a busybox bundle running `true`
-#   bare-idle     the same after 100 ms of quiet
+#   bare-idle     the same after 1.2 s of quiet
 #   shim          RSS and PSS per running container of berth-shim,
 #                 containerd-shim-runc-v2 and conmon (10 containers)
 #   idle          RSS of an idle berthd, of dockerd + containerd
@@ -153,7 +155,7 @@ bare_runtimes() {
         command -v "$rt" >/dev/null || continue
         if "$rt" --root "$work/$rt-state" run --bundle "$work/bundle" "probe-$rt" >/dev/null 2>"$work/$rt.err"; then
             time_it "$rt" bare -N --warmup 3 --runs "$runs" "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
-            time_it "$rt" bare-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" \
+            time_it "$rt" bare-idle -N --warmup 3 --runs "$runs" --prepare "sleep 1.2" \
                 "$rt --root $work/$rt-state run --bundle $work/bundle bench-$rt"
         else
             echo "bare $rt: skipped ($(head -c 200 "$work/$rt.err"))"
@@ -164,13 +166,13 @@ bare_runtimes() {
 for e in "${engines[@]}"; do
     c="$(cli "$e")"
     time_it "$e" run-rm -N --warmup 3 --runs "$runs" "$c run --rm --network none busybox true"
-    time_it "$e" run-rm-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" "$c run --rm --network none busybox true"
+    time_it "$e" run-rm-idle -N --warmup 3 --runs "$runs" --prepare "sleep 1.2" "$c run --rm --network none busybox true"
     [[ "$e" != docker ]] && time_it "$e" run-rm-bridge -N --warmup 3 --runs "$runs" "$c run --rm busybox true"
     [[ "$e" == berth ]] && bare_runtimes
     time_it "$e" create-start --warmup 3 --runs "$runs" "$c start \$($c create --network none busybox true)"
     $c run -d --name bench-exec --network none busybox sleep 600 >/dev/null
     time_it "$e" exec -N --warmup 3 --runs "$runs" "$c exec bench-exec true"
-    time_it "$e" exec-idle -N --warmup 3 --runs "$runs" --prepare "sleep 0.1" "$c exec bench-exec true"
+    time_it "$e" exec-idle -N --warmup 3 --runs "$runs" --prepare "sleep 1.2" "$c exec bench-exec true"
     time_it "$e" parallel-100 --runs 3 "seq 100 | xargs -P 100 -I{} $c run --rm --network none busybox true"
     rm_all "$e"
 done

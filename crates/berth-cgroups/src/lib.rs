@@ -15,7 +15,6 @@ mod v2;
 use std::path::{Path, PathBuf};
 
 pub use mounts::{Hierarchies, V1Mount};
-pub use prime::prime;
 pub use resources::{DeviceRule, Resources, Throttle, ThrottleDevice, WeightDevice};
 pub use stats::{BlkioEntry, BlkioStats, CpuStats, MemoryStats, PidsStats, Stats};
 

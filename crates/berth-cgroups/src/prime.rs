@@ -9,15 +9,13 @@
 //! once. (Kernels mounted with `favordynmods` keep it switched for good; cgroup
 //! v1 can't be remounted with it, and `CLONE_INTO_CGROUP` exists only on v2.)
 //!
-//! [`prime`] writes the calling process into the cgroup it is already in: a
-//! migration that moves nothing but starts that grace period. Done on a
-//! thread of its own as soon as a container is asked for, the wait runs
-//! beside the rest of the container's setup instead of before its process can
-//! join its cgroup.
+//! [`Hierarchies::own_procs`] names the file berthd writes itself into
+//! (a migration that moves nothing) to switch the lock ahead of a
+//! container's migration; berth-engine's primer does the writing.
 
 use std::path::{Path, PathBuf};
 
-use crate::{Hierarchies, Result};
+use crate::Hierarchies;
 
 impl Hierarchies {
     /// The `cgroup.procs` file of the calling process's own cgroup in one of
@@ -31,12 +29,6 @@ impl Hierarchies {
             .map(|m| in_mount(&m.mountpoint, &m.own_path))
             .or_else(|| self.v2.as_ref().map(|(mount, own)| in_mount(mount, own)))
     }
-}
-
-/// Write the calling process into `own_procs`, the `cgroup.procs` file of the
-/// cgroup it is in: blocks for up to a grace period, moves nothing.
-pub fn prime(own_procs: &Path) -> Result<()> {
-    crate::write(own_procs, &std::process::id().to_string())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod mounts;
 pub mod names;
 pub mod network;
 mod nsmodes;
+mod primer;
 mod proxy;
 mod pull;
 mod realtime;
@@ -39,7 +40,6 @@ pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use berth_core::atomic::Durability;
@@ -119,8 +119,9 @@ pub struct Engine {
     proxies: proxy::Proxies,
     /// The host's cgroup hierarchies as berthd found them at start.
     hierarchies: Option<berth_cgroups::Hierarchies>,
-    /// Set while a [`berth_cgroups::prime`] runs.
-    priming: Arc<AtomicBool>,
+    /// Keeps the cgroup migration lock switched through a burst of
+    /// containers (none when there is no cgroup file system).
+    primer: Option<Arc<primer::Primer>>,
     /// berthd's own OOM score when it may not go below it (it has no
     /// CAP_SYS_RESOURCE): containers' scores are raised to it, as
     /// containerd's `restrict_oom_score_adj` does.
@@ -177,6 +178,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))??;
         let vols = volumes::VolumeStore::open(&cfg.data_root.join("volumes"))?;
         let registries = Arc::new(berth_registry::Registries::new(cfg.registry.clone()));
+        let hierarchies = berth_cgroups::Hierarchies::detect().ok();
         let engine = Arc::new(Engine {
             cfg,
             registries,
@@ -188,8 +190,8 @@ impl Engine {
             dns: dns::Resolvers::default(),
             execs: exec::Execs::default(),
             proxies: proxy::Proxies::default(),
-            hierarchies: berth_cgroups::Hierarchies::detect().ok(),
-            priming: Arc::new(AtomicBool::new(false)),
+            primer: hierarchies.as_ref().and_then(|h| h.own_procs()).map(|p| primer::Primer::new(p, primer::LINGER)),
+            hierarchies,
             oom_floor: oom_floor(),
         });
         engine.install_init()?;
@@ -210,22 +212,14 @@ impl Engine {
     }
 
     /// A container process is about to join its cgroup: take the kernel's
-    /// migration lock now, on a thread of its own, so that the grace period
-    /// its first taking waits for passes while the container is set up (see
-    /// `berth_cgroups::prime`). One at a time; a caller that finds one
-    /// running shares its grace period.
+    /// migration lock now, and keep it switched for a while (see
+    /// [`primer`]), so that the grace period its first taking waits for
+    /// passes while the container is set up, and later containers of the
+    /// same burst wait for none.
     pub(crate) fn prime_cgroups(&self) {
-        let Some(procs) = self.hierarchies.as_ref().and_then(|h| h.own_procs()) else { return };
-        if self.priming.swap(true, Ordering::AcqRel) {
-            return;
+        if let Some(p) = &self.primer {
+            p.touch();
         }
-        let priming = self.priming.clone();
-        tokio::task::spawn_blocking(move || {
-            // Only a head start: a failure leaves the container's own
-            // migration to wait, as it would have anyway.
-            let _ = berth_cgroups::prime(&procs);
-            priming.store(false, Ordering::Release);
-        });
     }
 
     /// Where removed containers' directories wait to be deleted: renaming
