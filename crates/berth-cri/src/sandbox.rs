@@ -166,10 +166,10 @@ fn sandbox_request(
         name: Some(engine_name(&meta)),
         config: RunConfig {
             hostname: if host_net { String::new() } else { config.hostname.clone() },
-            user: user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref()),
             labels: docker_labels(&config.labels, &config.annotations, "podsandbox"),
             ..Default::default()
         },
+        user: Some(user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref())).filter(|u| !u.is_empty()),
         host,
         pod_sandbox: true,
         netns_path: netns.map(|p| p.display().to_string()),

@@ -1,7 +1,7 @@
 //! The container lifecycle: create, start, stop, kill, pause, wait,
 //! remove, attach, logs, and the restore of a previous run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -298,12 +298,16 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         berth_core::perm::ensure_dir(&dir, berth_core::perm::SHARED_DIR)
             .map_err(Error::io(format!("create {}", dir.display())))?;
-        let images = self.images.clone();
-        let id = c.id.clone();
-        let rw = tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        c.rw_layer = Some(rw);
+        // A pod sandbox has no layer: it runs in the engine's shared empty
+        // root (see `sandbox_root`).
+        if !c.pod_sandbox {
+            let images = self.images.clone();
+            let id = c.id.clone();
+            let rw = tokio::task::spawn_blocking(move || images.layers.create_rw(&id, top.as_ref()))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            c.rw_layer = Some(rw);
+        }
         std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
         std::fs::write(&c.hosts_path, crate::network::hosts_file(c)).map_err(Error::io("write hosts"))?;
         std::fs::write(&c.resolv_conf_path, crate::network::resolv_conf(c, self.wants_dns(c)))
@@ -394,11 +398,16 @@ impl Engine {
 
     /// Mount the root, write the bundle, start a shim and let it run.
     async fn launch(self: &Arc<Self>, c: &mut Container, e: &Arc<Entry>) -> Result<()> {
-        let m = self.root_mount(c)?;
-        let merged = m.target.clone();
-        if !is_mountpoint(&merged) {
-            tokio::task::spawn_blocking(move || m.mount()).await.map_err(|e| Error::Internal(e.to_string()))??;
-        }
+        let merged = if c.pod_sandbox {
+            self.sandbox_root()?
+        } else {
+            let m = self.root_mount(c)?;
+            let merged = m.target.clone();
+            if !is_mountpoint(&merged) {
+                tokio::task::spawn_blocking(move || m.mount()).await.map_err(|e| Error::Internal(e.to_string()))??;
+            }
+            merged
+        };
         if self.volumes_up(c, &merged)? {
             let mut r = e.rec.lock().map_err(poisoned)?;
             r.mount_points = c.mount_points.clone();
@@ -635,9 +644,29 @@ impl Engine {
     }
 
     /// How the container's root is mounted.
+    /// The root every pod sandbox runs in, read-only: empty but for the
+    /// mount points of its /proc, /dev and init. Nothing joins a sandbox's
+    /// mount namespace, so one directory serves all of them, with no layer
+    /// to make, mount and delete per pod.
+    fn sandbox_root(&self) -> Result<PathBuf> {
+        let root = self.cfg.exec_root.join("sandbox-root");
+        let init = root.join(spec::INIT_PATH.trim_start_matches('/'));
+        if init.exists() {
+            return Ok(root);
+        }
+        // Open to the sandbox's user, who may not be root; the exec root
+        // around it is the daemon's alone.
+        let err = |p: &Path| Error::io(format!("create {}", p.display()));
+        for d in ["", "proc", "dev", "sbin"] {
+            let p = root.join(d);
+            berth_core::perm::ensure_dir(&p, 0o755).map_err(err(&p))?;
+        }
+        berth_core::perm::write_file(&init, b"", 0o644).map_err(err(&init))?;
+        Ok(root)
+    }
+
     fn root_mount(&self, c: &Container) -> Result<berth_image::OverlayMount> {
-        let rw = c.rw_layer.as_ref().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))?;
-        Ok(self.images.layers.mount_of(rw)?)
+        Ok(self.images.layers.mount_of(&layer_of(c)?)?)
     }
 
     /// Unmount the root and remove the bundle of a container that stopped.
@@ -1068,4 +1097,16 @@ pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
     let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else { return false };
     use std::os::unix::fs::MetadataExt;
     a.dev() != b.dev()
+}
+
+/// The container's writable layer; a pod sandbox has none, and what would
+/// read or change its files is refused by name.
+pub(crate) fn layer_of(c: &Container) -> Result<berth_image::RwLayer> {
+    match &c.rw_layer {
+        Some(rw) => Ok(rw.clone()),
+        None if c.pod_sandbox => {
+            Err(Error::Conflict(format!("container {} is a pod sandbox, which has no file system of its own", c.id)))
+        }
+        None => Err(Error::Internal(format!("container {} has no layer", c.id))),
+    }
 }

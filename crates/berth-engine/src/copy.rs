@@ -80,7 +80,7 @@ impl Engine {
         writable: bool,
         f: impl FnOnce(&Path) -> berth_image::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let rw = c.rw_layer.clone().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))?;
+        let rw = crate::containers::layer_of(c)?;
         let images = self.images.clone();
         let r = tokio::task::spawn_blocking(move || {
             let m = images.layers.mount_of(&rw)?;

@@ -154,7 +154,10 @@ impl Engine {
     /// A container's size as `docker ps -s` shows it: its own layer, and
     /// that plus its image's layers.
     pub async fn sizes(&self, c: &Container) -> Result<(u64, u64)> {
-        let rw = self.layer_of(c)?;
+        if c.pod_sandbox && c.rw_layer.is_none() {
+            return Ok((0, 0));
+        }
+        let rw = crate::containers::layer_of(c)?;
         let images = self.images.clone();
         join(
             tokio::task::spawn_blocking(move || {
@@ -170,14 +173,10 @@ impl Engine {
         )
     }
 
-    fn layer_of(&self, c: &Container) -> Result<berth_image::RwLayer> {
-        c.rw_layer.clone().ok_or_else(|| Error::Internal(format!("container {} has no layer", c.id)))
-    }
-
     /// `GET /containers/{id}/changes`.
     pub async fn changes(&self, key: &str) -> Result<Vec<Change>> {
         let c = self.inspect(key)?;
-        let m = self.images.layers.mount_of(&self.layer_of(&c)?)?;
+        let m = self.images.layers.mount_of(&crate::containers::layer_of(&c)?)?;
         let lowers: Vec<std::path::PathBuf> = m.lowers.iter().map(|l| m.base.join(l)).collect();
         join(
             tokio::task::spawn_blocking(move || {
@@ -193,7 +192,7 @@ impl Engine {
     /// to `w` on a blocking thread.
     pub async fn export(&self, key: &str, w: impl std::io::Write + Send + 'static) -> Result<()> {
         let c = self.inspect(key)?;
-        let rw = self.layer_of(&c)?;
+        let rw = crate::containers::layer_of(&c)?;
         let images = self.images.clone();
         join(tokio::task::spawn_blocking(move || Ok(berth_image::rootfs::export(&images, &rw, w)?)).await)
     }
@@ -203,7 +202,7 @@ impl Engine {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
         let c = e.rec.lock().map_err(|_| Error::Internal("record poisoned".into()))?.clone();
-        let rw = self.layer_of(&c)?;
+        let rw = crate::containers::layer_of(&c)?;
         let base = if c.image_id.is_empty() { None } else { Some(self.images.resolve(&c.image_id)?) };
         let opts = CommitOptions {
             run: match &r.exact_run {

@@ -524,7 +524,8 @@ pub fn build(c: &Container, rootfs: &Path, user: &User, etc: &Etc<'_>, d: &Defau
     let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": process,
-        "root": {"path": rootfs.display().to_string(), "readonly": c.host.readonly_rootfs},
+        // A pod sandbox's root is shared by all of them.
+        "root": {"path": rootfs.display().to_string(), "readonly": c.host.readonly_rootfs || c.pod_sandbox},
         "mounts": mounts,
         "linux": linux,
     });

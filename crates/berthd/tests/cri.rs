@@ -440,6 +440,11 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     let names = d.ok(&["ps", "--format", "{{.Names}} {{.Label \"io.kubernetes.docker.type\"}}"]);
     assert!(names.contains("k8s_POD_web_default_uid-web_0 podsandbox"), "{names}");
     assert!(names.contains("k8s_httpd_web_default_uid-web_0 container"), "{names}");
+    // A sandbox runs in a root all of them share: no layer of its own to
+    // list, copy or change, which Docker's side says by name.
+    let diff = d.docker(&["diff", "k8s_POD_web_default_uid-web_0"]);
+    assert!(stderr(&diff).contains("is a pod sandbox, which has no file system of its own"), "{}", stderr(&diff));
+    assert!(d.ok(&["ps", "-s", "--format", "{{.Names}} {{.Size}}"]).contains("k8s_POD_web_default_uid-web_0 0B"));
     assert_eq!(d.ok(&["exec", "k8s_client_web_default_uid-web_0", "hostname"]).trim(), "web");
     let logs = d.docker(&["logs", &web]);
     assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("starting\n", "warning\n"));
@@ -791,6 +796,8 @@ fn pods_honour_their_security_context_and_namespace_modes() {
         let linux = cfg.linux.as_mut().unwrap();
         linux.sysctls.insert("kernel.shm_rmid_forced".into(), "1".into());
         linux.cgroup_parent = format!("{}/kubepods-test/pod1", d.cgroup);
+        // Its pause process runs as nobody, in the root sandboxes share.
+        linux.security_context.as_mut().unwrap().run_as_user = Some(Int64Value { value: 65534 });
         let pod = run(&mut runtime, cfg.clone()).await.unwrap();
         let start = |runtime: &mut RuntimeServiceClient<tonic::transport::Channel>,
                      pod: String,
@@ -877,6 +884,8 @@ fn pods_honour_their_security_context_and_namespace_modes() {
         // The pod's PID namespace: pid 1 is its pause process.
         let init = text(exec(&mut runtime, &user, &["cat", "/proc/1/cmdline"]).await);
         assert!(init.contains("--pause"), "{init:?}");
+        let status = text(exec(&mut runtime, &user, &["grep", "^Uid:", "/proc/1/status"]).await);
+        assert_eq!(status.split_whitespace().nth(1), Some("65534"), "{status:?}");
         assert_eq!(text(exec(&mut runtime, &user, &["cat", "/proc/sys/kernel/shm_rmid_forced"]).await), "1");
         let cgroup = text(exec(&mut runtime, &user, &["cat", "/proc/self/cgroup"]).await);
         assert!(cgroup.contains("/kubepods-test/pod1/"), "{cgroup}");
