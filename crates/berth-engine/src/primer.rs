@@ -4,17 +4,17 @@
 //! Every container process joins its cgroup by a write to `cgroup.procs`,
 //! which write-locks `cgroup_threadgroup_rwsem`. In its fast mode that
 //! first waits a full RCU grace period, while holding `cgroup_mutex`, which
-//! every cgroup `mkdir` also takes (`berth_cgroups`' prime module tells more). On a 2-CPU
-//! host a grace period is 7 to 15 ms: longer than all the rest of a
-//! container's start. The lock goes back to its fast mode one grace period
-//! after its last writer, so a migration at least once per grace period keeps
-//! it switched, and each one then costs microseconds.
+//! every cgroup `mkdir` also takes (`berth_cgroups`' prime module tells
+//! more). On a 2-CPU host a grace period is 7 to 15 ms: longer than all the
+//! rest of a container's start. The lock goes back to its fast mode one
+//! grace period after its last writer, so a migration at least once per
+//! grace period keeps it switched, and each one then costs microseconds.
 //!
 //! Containers come in bursts: a pod's sandbox and its containers, `docker
-//! run` in a loop, a compose project, kubelet's pods after a node starts. So
-//! each container operation "touches" the primer: it writes the daemon into
-//! its own cgroup (a migration that moves nothing) on a thread of its own,
-//! at once and then at half a grace period, until `LINGER` after the last
+//! run` in a loop, a compose project, kubelet's pods after a node starts.
+//! So each container operation "touches" the primer: it writes the daemon
+//! into its own cgroup (a migration that moves nothing) on a thread of its
+//! own, at once and then every `PAUSE`, until `LINGER` after the last
 //! touch. The first write of a burst waits the grace period beside the
 //! container's other set-up; the container's own migration, and those of
 //! the burst's later containers, find the lock switched. An idle daemon
@@ -27,13 +27,10 @@ use std::time::{Duration, Instant};
 
 /// How long after the last container operation the lock is kept switched.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
-/// A write that took this long waited for a grace period.
-const WAITED: Duration = Duration::from_millis(1);
-/// The pause between writes: half the grace period last seen, within these.
-const MIN_PAUSE: Duration = Duration::from_millis(1);
-const MAX_PAUSE: Duration = Duration::from_millis(5);
-/// Before a grace period has been seen.
-const FIRST_PAUSE: Duration = Duration::from_millis(2);
+/// The pause between writes: under a grace period's length (7.5 ms idle
+/// on the 2-CPU host these numbers come from). A write in the switched
+/// mode costs about 25 us, so a burst's writes take about 1% of a CPU.
+const PAUSE: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 pub(crate) struct Primer {
@@ -48,14 +45,13 @@ struct State {
     /// Writes go on until then.
     until: Instant,
     running: bool,
-    pause: Duration,
     /// Writes done, for tests.
     writes: u64,
 }
 
 impl Primer {
     pub(crate) fn new(procs: PathBuf, linger: Duration) -> Arc<Primer> {
-        let state = State { until: Instant::now(), running: false, pause: FIRST_PAUSE, writes: 0 };
+        let state = State { until: Instant::now(), running: false, writes: 0 };
         Arc::new(Primer { procs, linger, state: Mutex::new(state) })
     }
 
@@ -87,22 +83,16 @@ impl Primer {
         let mut file = std::fs::OpenOptions::new().write(true).open(&self.procs).ok();
         let me = std::process::id().to_string();
         loop {
-            let began = Instant::now();
             let opened = file.as_mut().map(|f| f.write_all(me.as_bytes())).is_some();
-            let took = began.elapsed();
-            let pause = {
+            {
                 let Ok(mut st) = self.state.lock() else { return };
                 st.writes += 1;
-                if took >= WAITED {
-                    st.pause = (took / 2).clamp(MIN_PAUSE, MAX_PAUSE);
-                }
                 if !opened || Instant::now() >= st.until {
                     st.running = false;
                     return;
                 }
-                st.pause
-            };
-            std::thread::sleep(pause);
+            }
+            std::thread::sleep(PAUSE);
         }
     }
 
