@@ -823,6 +823,7 @@ pub fn create_request(name: Option<String>, r: w::ContainerCreateRequest) -> Res
         container_id_file: text(container_id_file),
     };
     Ok(CreateRequest {
+        id: None,
         name,
         config,
         host,

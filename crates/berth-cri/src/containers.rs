@@ -185,7 +185,11 @@ impl Cri {
         labels.insert(SANDBOX_ID_LABEL.into(), s.id.clone());
         let name =
             format!("k8s_{}_{}_{}_{}_{}", meta.name, pod_meta.name, pod_meta.namespace, pod_meta.uid, meta.attempt);
+        // The id is chosen here, so the record is written while the
+        // container is made.
+        let id = berth_engine::names::new_id();
         let create = CreateRequest {
+            id: Some(id.clone()),
             name: Some(name),
             config: RunConfig {
                 image: image.clone(),
@@ -208,20 +212,42 @@ impl Cri {
             cri_log_path: Some(log_path.clone()).filter(|p| !p.is_empty()),
             ..Default::default()
         };
-        let c = self.engine.create(create).await.map_err(status)?;
-        let rec = store::Container {
-            id: c.id.clone(),
-            sandbox_id: s.id.clone(),
-            created_at: berth_core::time::now_nanos(),
-            config,
-            image_ref: c.image_id.clone(),
-            log_path,
+        let (store, images) = (self.store.clone(), self.engine.images.clone());
+        let sandbox_id = s.id.clone();
+        let rec_id = id.clone();
+        let record = async move {
+            tokio::task::spawn_blocking(move || {
+                // The image the engine resolves too; if it is gone by then,
+                // the create fails and the record goes.
+                let image_ref = images.resolve(&image).map(|i| i.to_string()).unwrap_or_default();
+                let created_at = berth_core::time::now_nanos();
+                store.put_container(store::Container {
+                    id: rec_id,
+                    sandbox_id,
+                    created_at,
+                    config,
+                    image_ref,
+                    log_path,
+                })
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(io_status("write the container record"))
         };
-        if let Err(e) = self.store.put_container(rec) {
-            let _ = self.engine.remove(&c.id, true, true).await;
-            return Err(io_status("write the container record")(e));
+        let (created, recorded) = tokio::join!(self.engine.create(create), record);
+        match (created.map_err(status), recorded) {
+            (Ok(_), Ok(_)) => Ok(id),
+            (Ok(_), Err(e)) => {
+                let _ = self.engine.remove(&id, true, true).await;
+                Err(e)
+            }
+            (Err(e), recorded) => {
+                if recorded.is_ok() {
+                    let _ = self.store.remove_container(&id);
+                }
+                Err(e)
+            }
         }
-        Ok(c.id)
     }
 
     pub(crate) async fn start_container(&self, id: &str) -> Result<(), Status> {

@@ -48,7 +48,8 @@ pub struct CriConfig {
 #[derive(Debug)]
 pub(crate) struct Cri {
     pub engine: Arc<Engine>,
-    pub store: store::Store,
+    /// Shared with the blocking threads that write records.
+    pub store: Arc<store::Store>,
     pub cni: Arc<berth_network::cni::Cni>,
     pub cpu: stats::CpuReadings,
     /// The streaming server, once it listens.
@@ -59,7 +60,7 @@ pub(crate) struct Cri {
 fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
     let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
     let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
-    Ok(Cri { engine, store, cni: Arc::new(cni), cpu: Default::default(), streams: Default::default() })
+    Ok(Cri { engine, store: Arc::new(store), cni: Arc::new(cni), cpu: Default::default(), streams: Default::default() })
 }
 
 /// Serve CRI on `listener` until the future is dropped.

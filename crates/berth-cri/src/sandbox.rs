@@ -202,7 +202,11 @@ impl Cri {
         // containerd makes it: CNI sets it up while the sandbox starts in
         // it, and can tear it down even after the sandbox is gone.
         let netns = (!host_net).then(|| self.netns_dir().join(berth_engine::names::new_id()));
-        let create = sandbox_request(&config, &req.runtime_handler, netns.as_deref())?;
+        // The id is chosen here, so the record is written while the
+        // sandbox is made.
+        let id = berth_engine::names::new_id();
+        let mut create = sandbox_request(&config, &req.runtime_handler, netns.as_deref())?;
+        create.id = Some(id.clone());
         // The network config is read before anything is made: a pod that
         // cannot get a network is not started.
         let list = if host_net {
@@ -211,8 +215,6 @@ impl Cri {
             Some(self.cni.load().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
         };
         let began = std::time::Instant::now();
-        let id = self.make_sandbox(create, netns.as_deref()).await?;
-        let created = began.elapsed();
         let rec = Sandbox {
             id: id.clone(),
             created_at: berth_core::time::now_nanos(),
@@ -224,6 +226,8 @@ impl Cri {
                 PodNetwork { network: l.name.clone(), attachment, result: None }
             }),
         };
+        self.make_sandbox(create, netns.as_deref(), rec.clone()).await?;
+        let created = began.elapsed();
         let (networked, started) = match self.start_networked(rec, list.as_ref(), began).await {
             Ok(t) => t,
             Err(e) => {
@@ -247,44 +251,56 @@ impl Cri {
     }
 
     /// The sandbox's container, made while its namespace is pinned (the
-    /// sandbox joins it at its start); all or nothing.
-    async fn make_sandbox(&self, create: CreateRequest, netns: Option<&std::path::Path>) -> Result<String, Status> {
+    /// sandbox joins it at its start) and its record written; all or
+    /// nothing. The record is there before the network's ADD, so that a
+    /// crash after it still knows what to DEL (a record whose container
+    /// never came is removed at the next start).
+    async fn make_sandbox(
+        &self,
+        create: CreateRequest,
+        netns: Option<&std::path::Path>,
+        rec: Sandbox,
+    ) -> Result<(), Status> {
         let pin = async {
             match netns {
-                Some(f) => self.engine.pin_netns(f).await,
+                Some(f) => self.engine.pin_netns(f).await.map_err(status),
                 None => Ok(()),
             }
         };
-        let (pinned, created) = tokio::join!(pin, self.engine.create(create));
-        match (pinned, created) {
-            (Ok(()), Ok(c)) => Ok(c.id),
-            (pinned, created) => {
-                if let Ok(c) = &created {
-                    let _ = self.engine.remove(&c.id, true, true).await;
-                }
-                if let Some(f) = netns {
-                    let _ = self.engine.unpin_netns(f);
-                }
-                let err = pinned.err().or(created.err());
-                Err(status(
-                    err.unwrap_or_else(|| berth_engine::Error::Internal("the sandbox could not be made".into())),
-                ))
-            }
+        let store = self.store.clone();
+        let id = rec.id.clone();
+        let record = async {
+            tokio::task::spawn_blocking(move || store.put_sandbox(rec))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(io_status("write the sandbox record"))
+        };
+        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), record);
+        let created = created.map_err(status);
+        if let (Ok(()), Ok(_), Ok(_)) = (&pinned, &created, &recorded) {
+            return Ok(());
         }
+        if created.is_ok() {
+            let _ = self.engine.remove(&id, true, true).await;
+        }
+        if let Some(f) = netns {
+            let _ = self.engine.unpin_netns(f);
+        }
+        if recorded.is_ok() {
+            let _ = self.store.remove_sandbox(&id);
+        }
+        Err(pinned.err().or(created.err()).or(recorded.err()).unwrap_or_else(|| Status::internal("no sandbox")))
     }
 
-    /// Record the sandbox, then start it while CNI's ADD sets up its
-    /// network; the times (since `began`) the network and the start were
-    /// done. Undoes the network if the start fails; the caller undoes the
-    /// rest.
+    /// Start the recorded sandbox while CNI's ADD sets up its network;
+    /// the times (since `began`) the network and the start were done.
+    /// Undoes the network if the start fails; the caller undoes the rest.
     async fn start_networked(
         &self,
         mut rec: Sandbox,
         list: Option<&berth_network::cni::NetworkList>,
         began: std::time::Instant,
     ) -> Result<(Option<std::time::Duration>, std::time::Duration), Status> {
-        // Written before the ADD, so a crash after it still knows what to DEL.
-        self.store.put_sandbox(rec.clone()).map_err(io_status("write the sandbox record"))?;
         let id = rec.id.clone();
         let add = async {
             let (Some(list), Some(net)) = (list, rec.network.as_ref()) else { return Ok(None) };

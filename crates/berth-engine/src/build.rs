@@ -876,6 +876,7 @@ impl Builder {
         host.extra_hosts.extend(self.opts.extra_hosts.clone());
         host.auto_remove = false;
         let req = CreateRequest {
+            id: None,
             name: None,
             config: CtrConfig {
                 image: image.to_string(),

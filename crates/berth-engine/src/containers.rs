@@ -91,7 +91,11 @@ impl Engine {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         let run = image_cfg.unwrap_or_default();
-        let mut c = Container { id: names::new_id(), created: berth_core::time::now_rfc3339(), ..Default::default() };
+        let mut c = Container {
+            id: container_id(req.id.as_deref())?,
+            created: berth_core::time::now_rfc3339(),
+            ..Default::default()
+        };
         c.image_id = image_id.map(|i| i.to_string()).unwrap_or_default();
         c.config = req.config.clone();
         c.host = req.host.clone();
@@ -236,6 +240,9 @@ impl Engine {
         // Name and table entry together, so two creates cannot take one name.
         let entry = {
             let mut map = self.containers.lock().map_err(poisoned)?;
+            if map.contains_key(&c.id) {
+                return Err(Error::Conflict(format!("the container id {} is in use", c.id)));
+            }
             let taken = |n: &str| map.values().find(|e| e.rec.lock().map(|r| r.name == n).unwrap_or(false)).cloned();
             c.name = match &req.name {
                 Some(n) if !n.is_empty() => {
@@ -1099,6 +1106,16 @@ pub(crate) fn is_mountpoint(p: &std::path::Path) -> bool {
     a.dev() != b.dev()
 }
 
+/// The id a caller chose, if it is one [`names::new_id`] could have made;
+/// a new one otherwise.
+fn container_id(given: Option<&str>) -> Result<String> {
+    match given {
+        Some(id) if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(id.to_owned()),
+        Some(id) => Err(Error::Invalid(format!("invalid container id {id:?}: it must be 64 lowercase hex digits"))),
+        None => Ok(names::new_id()),
+    }
+}
+
 /// The container's writable layer; a pod sandbox has none, and what would
 /// read or change its files is refused by name.
 pub(crate) fn layer_of(c: &Container) -> Result<berth_image::RwLayer> {
@@ -1108,5 +1125,21 @@ pub(crate) fn layer_of(c: &Container) -> Result<berth_image::RwLayer> {
             Err(Error::Conflict(format!("container {} is a pod sandbox, which has no file system of its own", c.id)))
         }
         None => Err(Error::Internal(format!("container {} has no layer", c.id))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chosen_id_is_taken_only_in_the_engine_s_own_form() {
+        let id = names::new_id();
+        assert_eq!(container_id(Some(&id)).unwrap(), id);
+        assert_eq!(container_id(None).unwrap().len(), 64);
+        for bad in ["", "abc", "../../etc", &id.to_uppercase(), &format!("{id}0"), &format!("{}/", &id[1..])] {
+            assert!(matches!(container_id(Some(bad)), Err(Error::Invalid(_))), "{bad:?}");
+        }
     }
 }

@@ -474,6 +474,10 @@ pub struct NetState {
 /// A request to create a container.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
+    /// The id, when the caller chose it (CRI, which records a pod's or a
+    /// container's id before the container exists): 64 lowercase hex
+    /// digits, as [`crate::names::new_id`] makes; a new one otherwise.
+    pub id: Option<String>,
     pub name: Option<String>,
     pub config: RunConfig,
     pub host: HostConfig,
