@@ -122,38 +122,10 @@ pub struct Engine {
     /// Keeps the cgroup migration lock switched through a burst of
     /// containers (none when there is no cgroup file system).
     primer: Option<Arc<primer::Primer>>,
-    /// Removed containers' directories waiting in the trash.
-    trash: Arc<Mutex<Trash>>,
     /// berthd's own OOM score when it may not go below it (it has no
     /// CAP_SYS_RESOURCE): containers' scores are raised to it, as
     /// containerd's `restrict_oom_score_adj` does.
     oom_floor: Option<i32>,
-}
-
-/// The trash's directories not yet deleted, and whether a task deletes.
-#[derive(Debug, Default)]
-struct Trash {
-    pending: Vec<PathBuf>,
-    emptying: bool,
-}
-
-/// So many removed containers' directories wait at most for a burst's end.
-const TRASH_HELD: usize = 256;
-
-impl Trash {
-    /// What the emptying task does next: delete a batch, wait (an empty
-    /// batch), or end (`None`, with nothing left).
-    fn next(trash: &Mutex<Trash>, busy: bool) -> Option<Vec<PathBuf>> {
-        let Ok(mut t) = trash.lock() else { return None };
-        if t.pending.is_empty() {
-            t.emptying = false;
-            return None;
-        }
-        if busy && t.pending.len() < TRASH_HELD {
-            return Some(Vec::new());
-        }
-        Some(std::mem::take(&mut t.pending))
-    }
 }
 
 /// The OOM score floor of this process: its own score, when it lacks
@@ -220,7 +192,6 @@ impl Engine {
             proxies: proxy::Proxies::default(),
             primer: hierarchies.as_ref().and_then(|h| h.own_procs()).map(|p| primer::Primer::new(p, primer::LINGER)),
             hierarchies,
-            trash: Arc::default(),
             oom_floor: oom_floor(),
         });
         engine.install_init()?;
@@ -253,50 +224,20 @@ impl Engine {
 
     /// Where removed containers' directories wait to be deleted: renaming
     /// a directory there is one metadata change, where deleting it is one
-    /// per file. Emptied after each removal is answered (see
-    /// [`Engine::empty_trash`]), and whole when the daemon starts.
+    /// per file. Emptied as each removal is answered, and whole when the
+    /// daemon starts.
     pub(crate) fn trash_dir(&self) -> PathBuf {
         self.cfg.data_root.join("trash")
     }
 
-    /// Delete `dirs` (in the trash) on a thread of the blocking pool, once
-    /// a burst of containers is over (the primer is quiet), or at once when
-    /// `TRASH_HELD` directories wait. Deleting frees inodes that file
-    /// systems are slow to hand out again: ext4 without a journal passes
-    /// over every inode freed in the last minute or more (up to 5) on each
-    /// new file of its block group, which a burst of starts and removals
-    /// would otherwise pay for on every file it makes. containerd's garbage
-    /// collection runs apart from its removals for the same reason.
+    /// Delete `dirs` (in the trash) on a thread of the blocking pool.
     pub(crate) fn empty_trash(&self, dirs: Vec<PathBuf>) {
         if dirs.is_empty() {
             return;
         }
-        {
-            let Ok(mut t) = self.trash.lock() else { return };
-            t.pending.extend(dirs);
-            if t.emptying {
-                return;
-            }
-            t.emptying = true;
-        }
-        let (trash, primer) = (self.trash.clone(), self.primer.clone());
-        tokio::spawn(async move {
-            loop {
-                let busy = primer.as_ref().is_some_and(|p| p.busy());
-                match Trash::next(&trash, busy) {
-                    None => return,
-                    Some(batch) if batch.is_empty() => {
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                    Some(batch) => {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            for d in batch {
-                                let _ = std::fs::remove_dir_all(&d);
-                            }
-                        })
-                        .await;
-                    }
-                }
+        tokio::task::spawn_blocking(move || {
+            for d in dirs {
+                let _ = std::fs::remove_dir_all(&d);
             }
         });
     }
@@ -485,26 +426,5 @@ fn unmount_under(dir: &std::path::Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     for p in berth_core::mountinfo::mount_points_under(&info, dir) {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_trash_waits_for_a_burst_to_end_unless_too_much_waits() {
-        let trash = Mutex::new(Trash { pending: vec![PathBuf::from("/a")], emptying: true });
-        // A burst goes on: wait.
-        assert_eq!(Trash::next(&trash, true), Some(vec![]));
-        // It is over: delete what waits, then end.
-        assert_eq!(Trash::next(&trash, false), Some(vec![PathBuf::from("/a")]));
-        assert_eq!(Trash::next(&trash, false), None);
-        assert!(!trash.lock().unwrap().emptying);
-        // Too much waits: delete during the burst.
-        let many: Vec<PathBuf> = (0..TRASH_HELD).map(|i| PathBuf::from(format!("/{i}"))).collect();
-        let trash = Mutex::new(Trash { pending: many.clone(), emptying: true });
-        assert_eq!(Trash::next(&trash, true), Some(many));
     }
 }

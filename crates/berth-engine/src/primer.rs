@@ -76,11 +76,6 @@ impl Primer {
         }
     }
 
-    /// Whether a burst goes on: the primer writes.
-    pub(crate) fn busy(&self) -> bool {
-        self.state.lock().is_ok_and(|st| st.running)
-    }
-
     fn run(&self) {
         // One open file for the whole burst; each write is one migration.
         // A write refused takes the lock all the same (pure v2 refuses one
