@@ -235,6 +235,9 @@ impl Engine {
         c.hostname_path = dir.join("hostname").display().to_string();
         c.hosts_path = dir.join("hosts").display().to_string();
         c.resolv_conf_path = dir.join("resolv.conf").display().to_string();
+        // As moby: a container on another's network has that one's files.
+        let [hostname, hosts, resolv] = self.etc_files(&c).map(|p| p.display().to_string());
+        (c.hostname_path, c.hosts_path, c.resolv_conf_path) = (hostname, hosts, resolv);
         c.state = State { started_at: ZERO_TIME.into(), finished_at: ZERO_TIME.into(), ..Default::default() };
 
         // Name and table entry together, so two creates cannot take one name.
@@ -315,10 +318,14 @@ impl Engine {
                 .map_err(|e| Error::Internal(e.to_string()))??;
             c.rw_layer = Some(rw);
         }
-        std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname)).map_err(Error::io("write hostname"))?;
-        std::fs::write(&c.hosts_path, crate::network::hosts_file(c)).map_err(Error::io("write hosts"))?;
-        std::fs::write(&c.resolv_conf_path, crate::network::resolv_conf(c, self.wants_dns(c)))
-            .map_err(Error::io("write resolv.conf"))?;
+        // Its own files, unless it has another's (network container:X).
+        if Path::new(&c.hosts_path).starts_with(&dir) {
+            std::fs::write(&c.hostname_path, format!("{}\n", c.config.hostname))
+                .map_err(Error::io("write hostname"))?;
+            std::fs::write(&c.hosts_path, crate::network::hosts_file(c)).map_err(Error::io("write hosts"))?;
+            std::fs::write(&c.resolv_conf_path, crate::network::resolv_conf(c, self.wants_dns(c)))
+                .map_err(Error::io("write resolv.conf"))?;
+        }
         self.save(c)
     }
 

@@ -283,6 +283,11 @@ fn user_networks_connect_their_containers_and_keep_others_apart() {
     let joined = d.ok(&["run", "--rm", "--network", "container:ca", "busybox", "sh", "-c", "hostname; cat /etc/hosts"]);
     let ca_host = d.ok(&["exec", "ca", "hostname"]);
     assert!(joined.starts_with(&ca_host) && joined.contains(&format!("{ip1}\t{}", ca_host.trim())), "{joined}");
+    // Its /etc files are the other's, as inspect says (moby's paths too).
+    let paths = "{{.HostnamePath}} {{.HostsPath}} {{.ResolvConfPath}}";
+    let joiner = d.ok(&["create", "--network", "container:ca", "busybox", "true"]);
+    assert_eq!(d.ok(&["inspect", "-f", paths, joiner.trim()]), d.ok(&["inspect", "-f", paths, "ca"]));
+    d.ok(&["rm", joiner.trim()]);
     let o = d.docker(&["run", "--rm", "--network", "container:ca", "-p", "80", "busybox", "true"]);
     assert!(stderr(&o).contains("conflicting options"), "{}", stderr(&o));
 
