@@ -657,7 +657,6 @@ impl Engine {
         }
     }
 
-    /// How the container's root is mounted.
     /// The root every pod sandbox runs in, read-only: empty but for the
     /// mount points of its /proc, /dev and init. Nothing joins a sandbox's
     /// mount namespace, so one directory serves all of them, with no layer
@@ -679,6 +678,7 @@ impl Engine {
         Ok(root)
     }
 
+    /// How the container's root is mounted.
     fn root_mount(&self, c: &Container) -> Result<berth_image::OverlayMount> {
         Ok(self.images.layers.mount_of(&layer_of(c)?)?)
     }
