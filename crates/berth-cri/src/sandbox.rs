@@ -267,15 +267,8 @@ impl Cri {
                 None => Ok(()),
             }
         };
-        let store = self.store.clone();
         let id = rec.id.clone();
-        let record = async {
-            tokio::task::spawn_blocking(move || store.put_sandbox(rec))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(io_status("write the sandbox record"))
-        };
-        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), record);
+        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec));
         let created = created.map_err(status);
         if let (Ok(()), Ok(_), Ok(_)) = (&pinned, &created, &recorded) {
             return Ok(());
@@ -318,28 +311,51 @@ impl Cri {
         let (added, started) = match tokio::join!(add, start) {
             (Ok(added), Ok(started)) => (added, started),
             (Ok(Some((result, _))), Err(e)) => {
-                self.undo_add(list, &rec, result).await;
+                self.undo_add(list, &rec, Some(result)).await;
                 return Err(e);
             }
-            (Err(e), _) | (_, Err(e)) => return Err(e),
+            (Ok(None), Err(e)) => return Err(e),
+            (Err(e), _) => {
+                // What a failed ADD left (an address, a host-side link,
+                // rules) goes by a DEL without its result, as the spec
+                // lets a DEL clean up.
+                self.undo_add(list, &rec, None).await;
+                return Err(e);
+            }
         };
         if let Some((result, _)) = &added {
             if let Some(net) = rec.network.as_mut() {
                 net.result = Some(result.clone());
             }
-            if let Err(e) = self.store.put_sandbox(rec.clone()) {
-                self.undo_add(list, &rec, result.clone()).await;
-                return Err(io_status("write the sandbox record")(e));
+            if let Err(e) = self.record(rec.clone()).await {
+                self.undo_add(list, &rec, Some(result.clone())).await;
+                return Err(e);
             }
         }
         Ok((added.map(|(_, t)| t), started))
     }
 
-    /// DEL a network that was ADDed for a sandbox that will not be.
-    async fn undo_add(&self, list: Option<&berth_network::cni::NetworkList>, rec: &Sandbox, result: serde_json::Value) {
+    /// Write the sandbox's record, on a blocking thread.
+    async fn record(&self, rec: Sandbox) -> Result<(), Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_sandbox(rec))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(drop)
+            .map_err(io_status("write the sandbox record"))
+    }
+
+    /// DEL a network that was ADDed, or tried, for a sandbox that will not
+    /// be.
+    async fn undo_add(
+        &self,
+        list: Option<&berth_network::cni::NetworkList>,
+        rec: &Sandbox,
+        result: Option<serde_json::Value>,
+    ) {
         if let (Some(list), Some(net)) = (list, rec.network.as_ref()) {
             let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-            let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, Some(&result))).await;
+            let _ = tokio::task::spawn_blocking(move || cni.del(&l, &att, result.as_ref())).await;
         }
     }
 
