@@ -18,6 +18,7 @@ mod containers;
 mod events;
 mod exec;
 mod images;
+mod netns;
 mod runtime;
 mod sandbox;
 mod stats;
@@ -51,6 +52,8 @@ pub(crate) struct Cri {
     /// Shared with the blocking threads that write records.
     pub store: Arc<store::Store>,
     pub cni: Arc<berth_network::cni::Cni>,
+    /// Pods' pinned network namespaces, and the spare.
+    pub pins: Arc<netns::Pins>,
     pub cpu: stats::CpuReadings,
     /// The streaming server, once it listens.
     pub streams: std::sync::OnceLock<stream::Streams>,
@@ -60,7 +63,15 @@ pub(crate) struct Cri {
 fn open(engine: Arc<Engine>, cfg: &CriConfig) -> std::io::Result<Cri> {
     let store = store::Store::open(&engine.cfg.data_root.join("cri"))?;
     let cni = berth_network::cni::Cni { conf_dir: cfg.cni_conf_dir.clone(), bin_dirs: cfg.cni_bin_dirs.clone() };
-    Ok(Cri { engine, store: Arc::new(store), cni: Arc::new(cni), cpu: Default::default(), streams: Default::default() })
+    let pins = Arc::new(netns::Pins::new(engine.cfg.exec_root.join("cri-netns")));
+    Ok(Cri {
+        engine,
+        store: Arc::new(store),
+        cni: Arc::new(cni),
+        pins,
+        cpu: Default::default(),
+        streams: Default::default(),
+    })
 }
 
 /// Serve CRI on `listener` until the future is dropped.
@@ -75,6 +86,15 @@ pub async fn serve(
     tracing::info!("CRI streaming on {}", streaming.local_addr()?);
     tokio::spawn(stream::serve(cri.clone(), streaming));
     cri.restore().await;
+    // The spare network namespace goes when serving ends, the future
+    // dropped included.
+    struct Close(Arc<Cri>);
+    impl Drop for Close {
+        fn drop(&mut self) {
+            self.0.pins.close(&self.0.engine);
+        }
+    }
+    let _close = Close(cri.clone());
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(runtime::Runtime { cri }))
         .add_service(ImageServiceServer::new(images::Images { engine }))

@@ -118,11 +118,7 @@ fn host_network(config: &PodSandboxConfig) -> bool {
 
 /// The engine's request for a sandbox of `config`, checked: its
 /// namespaces, DNS, sysctls, cgroup parent and security context.
-fn sandbox_request(
-    config: &PodSandboxConfig,
-    handler: &str,
-    netns: Option<&std::path::Path>,
-) -> Result<CreateRequest, Status> {
+fn sandbox_request(config: &PodSandboxConfig, handler: &str) -> Result<CreateRequest, Status> {
     let meta = config.metadata.clone().unwrap_or_default();
     if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
         return Err(Status::invalid_argument("sandbox metadata needs a name, a namespace and a uid"));
@@ -172,7 +168,6 @@ fn sandbox_request(
         user: Some(user_of(sc.run_as_user.as_ref(), "", sc.run_as_group.as_ref())).filter(|u| !u.is_empty()),
         host,
         pod_sandbox: true,
-        netns_path: netns.map(|p| p.display().to_string()),
         ..Default::default()
     })
 }
@@ -198,14 +193,10 @@ impl Cri {
     pub(crate) async fn run_sandbox(&self, req: RunPodSandboxRequest) -> Result<String, Status> {
         let config = req.config.ok_or_else(|| Status::invalid_argument("sandbox config is required"))?;
         let host_net = host_network(&config);
-        // The pod's network namespace is made first and pinned, as
-        // containerd makes it: CNI sets it up while the sandbox starts in
-        // it, and can tear it down even after the sandbox is gone.
-        let netns = (!host_net).then(|| self.netns_dir().join(berth_engine::names::new_id()));
         // The id is chosen here, so the record is written while the
         // sandbox is made.
         let id = berth_engine::names::new_id();
-        let mut create = sandbox_request(&config, &req.runtime_handler, netns.as_deref())?;
+        let mut create = sandbox_request(&config, &req.runtime_handler)?;
         create.id = Some(id.clone());
         // The network config is read before anything is made: a pod that
         // cannot get a network is not started.
@@ -215,6 +206,11 @@ impl Cri {
             Some(self.cni.load().map_err(|e| Status::failed_precondition(format!("cni network: {e}")))?)
         };
         let began = std::time::Instant::now();
+        // The pod's network namespace is made first and pinned, as
+        // containerd makes it: CNI sets it up while the sandbox starts in
+        // it, and can tear it down even after the sandbox is gone.
+        let netns = (!host_net).then(|| self.pins.new_file());
+        create.netns_path = netns.as_ref().map(|p| p.display().to_string());
         let rec = Sandbox {
             id: id.clone(),
             created_at: berth_core::time::now_nanos(),
@@ -245,16 +241,17 @@ impl Cri {
             create_ms = created.as_secs_f64() * 1e3,
             started_ms = started.as_secs_f64() * 1e3,
             networked_ms = networked.map(|t| t.as_secs_f64() * 1e3),
+            ready_ms = began.elapsed().as_secs_f64() * 1e3,
             "pod sandbox ready"
         );
         Ok(id)
     }
 
-    /// The sandbox's container, made while its namespace is pinned (the
-    /// sandbox joins it at its start) and its record written; all or
-    /// nothing. The record is there before the network's ADD, so that a
-    /// crash after it still knows what to DEL (a record whose container
-    /// never came is removed at the next start).
+    /// The sandbox's container, made while its namespace is pinned on
+    /// `netns` (the sandbox joins it at its start) and its record written;
+    /// all or nothing. The record is there before the network's ADD, so
+    /// that a crash after it still knows what to DEL (a record whose
+    /// container never came is removed at the next start).
     async fn make_sandbox(
         &self,
         create: CreateRequest,
@@ -262,10 +259,15 @@ impl Cri {
         rec: Sandbox,
     ) -> Result<(), Status> {
         let pin = async {
-            match netns {
-                Some(f) => self.engine.pin_netns(f).await.map_err(status),
-                None => Ok(()),
-            }
+            let Some(f) = netns else { return Ok(()) };
+            let (pins, engine, f) = (self.pins.clone(), self.engine.clone(), f.to_path_buf());
+            let pinned = tokio::task::spawn_blocking(move || pins.pin(&engine, &f))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(status);
+            // The next pod's, made while this one's network is set up.
+            self.pins.refill(&self.engine);
+            pinned
         };
         let id = rec.id.clone();
         let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec));
@@ -359,16 +361,11 @@ impl Cri {
         }
     }
 
-    /// Where pods' network namespaces are pinned.
-    pub(crate) fn netns_dir(&self) -> std::path::PathBuf {
-        self.engine.cfg.exec_root.join("cri-netns")
-    }
-
     /// Let the pod's pinned namespace go, if it has one.
     fn unpin(&self, s: &Sandbox) {
         if let Some(n) = s.network.as_ref().filter(|n| n.attachment.netns.starts_with('/')) {
             let file = std::path::Path::new(&n.attachment.netns);
-            if file.starts_with(self.netns_dir()) {
+            if file.starts_with(self.pins.dir()) {
                 if let Err(e) = self.engine.unpin_netns(file) {
                     tracing::warn!(sandbox = %s.id, "{e}");
                 }
@@ -559,7 +556,7 @@ impl Cri {
             .iter()
             .filter_map(|s| s.network.as_ref().map(|n| n.attachment.netns.clone()))
             .collect();
-        for e in std::fs::read_dir(self.netns_dir()).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.pins.dir()).into_iter().flatten().flatten() {
             let path = e.path();
             if !named.contains(&path.display().to_string()) {
                 let _ = self.engine.unpin_netns(&path);

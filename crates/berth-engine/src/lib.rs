@@ -257,14 +257,19 @@ impl Engine {
 
     /// A new network namespace bound on `file` (made here, empty), made by
     /// berth-init in a process of its own: the daemon never unshares.
-    pub async fn pin_netns(&self, file: &Path) -> Result<()> {
+    /// Blocks until that process is done (run it on a blocking thread).
+    pub fn pin_netns(&self, file: &Path) -> Result<()> {
         if let Some(dir) = file.parent() {
             berth_core::perm::ensure_dir(dir, berth_core::perm::PRIVATE_DIR)
                 .map_err(Error::io(format!("create {}", dir.display())))?;
         }
         berth_core::perm::write_file(file, b"", berth_core::perm::RECORD)
             .map_err(Error::io(format!("create {}", file.display())))?;
-        let out = tokio::process::Command::new(self.init_binary()).arg("--pin-netns").arg(file).output().await;
+        let out = std::process::Command::new(self.init_binary())
+            .arg("--pin-netns")
+            .arg(file)
+            .stdin(std::process::Stdio::null())
+            .output();
         let failed = match out {
             Ok(o) if o.status.success() => return Ok(()),
             Ok(o) => Error::Internal(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
@@ -272,6 +277,24 @@ impl Engine {
         };
         let _ = std::fs::remove_file(file);
         Err(failed)
+    }
+
+    /// Pin the namespace pinned on `from` on `to` (made here) instead.
+    pub fn move_netns(&self, from: &Path, to: &Path) -> Result<()> {
+        berth_core::perm::write_file(to, b"", berth_core::perm::RECORD)
+            .map_err(Error::io(format!("create {}", to.display())))?;
+        let path = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok();
+        let (Some(f), Some(t)) = (path(from), path(to)) else {
+            let _ = std::fs::remove_file(to);
+            return Err(Error::Invalid(format!("{} holds a NUL byte", to.display())));
+        };
+        // SAFETY: NUL-terminated paths; no file system type or data.
+        if unsafe { libc::mount(f.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = std::fs::remove_file(to);
+            return Err(Error::io(format!("bind {} on {}", from.display(), to.display()))(e));
+        }
+        self.unpin_netns(from)
     }
 
     /// Let a pinned network namespace go (once nothing runs in it, the

@@ -9,6 +9,7 @@ use common::*;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
+use std::os::unix::fs::MetadataExt;
 
 /// A channel to the daemon's CRI socket.
 async fn channel(d: &Daemon) -> tonic::transport::Channel {
@@ -316,6 +317,35 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let [a, b, c] = net.subnet;
         assert!(ip.starts_with(&format!("{a}.{b}.{c}.")), "{ip}");
 
+        // The next pod's network namespace is made ahead, and the next pod
+        // runs in it; then another is made.
+        let spare = d.dir.join("run/cri-netns/spare");
+        let spare_ns = || {
+            let t = std::time::Instant::now();
+            while !spare.exists() && t.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::fs::metadata(&spare).unwrap().ino()
+        };
+        let ahead = spare_ns();
+        let mut next = pod_config("next", "uid-next", 0, &net.dir.join("logs"));
+        next.port_mappings.clear();
+        let next = runtime
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(next), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &next]);
+        assert_eq!(std::fs::metadata(format!("/proc/{}/ns/net", pid.trim())).unwrap().ino(), ahead);
+        let t = std::time::Instant::now();
+        while spare_ns() == ahead && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_ne!(spare_ns(), ahead);
+        runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: next.clone() }).await.unwrap();
+        runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: next }).await.unwrap();
+
         let mut events = runtime.get_container_events(GetEventsRequest {}).await.unwrap().into_inner();
         let mk = |name: &str, args: &[&str]| CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -517,6 +547,9 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let pods = runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
         assert_eq!(pods.len(), 1);
         assert_eq!((pods[0].id.as_str(), pods[0].state), (pod.as_str(), PodSandboxState::SandboxReady as i32));
+        // The namespace the killed daemon had pinned ahead was let go as
+        // CRI came up (no pod has asked for one since).
+        assert!(!d.dir.join("run/cri-netns/spare").exists());
         let r = exec(&mut runtime, &client, &["wget", "-qO-", "http://localhost:80/"]).await;
         assert_eq!(String::from_utf8_lossy(&r.stdout), "hello from the pod\n");
 
@@ -770,7 +803,7 @@ fn pods_honour_their_security_context_and_namespace_modes() {
     }
     let net = PodNet::new();
     net.write_with(false);
-    let d = Daemon::start_with("cri-security", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
+    let mut d = Daemon::start_with("cri-security", &["--cni-conf-dir", net.conf_dir().to_str().unwrap()]);
     d.load_busybox();
     let profile = net.dir.join("no-mkdir.json");
     std::fs::write(
@@ -972,5 +1005,13 @@ fn pods_honour_their_security_context_and_namespace_modes() {
         let _ = std::fs::remove_dir(&top);
     }
     assert_clean(&d);
+    // The namespace pinned ahead for the next pod, there while the daemon
+    // serves, goes when it stops.
+    let netns = d.dir.join("run/cri-netns");
+    assert!(netns.join("spare").exists());
+    d.stop();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!info.contains(&format!(" {} ", netns.join("spare").display())), "the spare is still pinned");
+    assert_eq!(std::fs::read_dir(&netns).unwrap().count(), 0);
     drop(net);
 }
