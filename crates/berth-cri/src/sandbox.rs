@@ -270,7 +270,7 @@ impl Cri {
             pinned
         };
         let id = rec.id.clone();
-        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec));
+        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec, false));
         let created = created.map_err(status);
         if let (Ok(()), Ok(_), Ok(_)) = (&pinned, &created, &recorded) {
             return Ok(());
@@ -329,7 +329,7 @@ impl Cri {
             if let Some(net) = rec.network.as_mut() {
                 net.result = Some(result.clone());
             }
-            if let Err(e) = self.record(rec.clone()).await {
+            if let Err(e) = self.record(rec.clone(), true).await {
                 self.undo_add(list, &rec, Some(result.clone())).await;
                 return Err(e);
             }
@@ -337,10 +337,11 @@ impl Cri {
         Ok((added.map(|(_, t)| t), started))
     }
 
-    /// Write the sandbox's record, on a blocking thread.
-    async fn record(&self, rec: Sandbox) -> Result<(), Status> {
+    /// Write the sandbox's record, on a blocking thread (see
+    /// [`crate::store::Store::put_sandbox`] for `after_add`).
+    async fn record(&self, rec: Sandbox, after_add: bool) -> Result<(), Status> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_sandbox(rec))
+        tokio::task::spawn_blocking(move || store.put_sandbox(rec, after_add))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map(drop)
@@ -396,7 +397,7 @@ impl Cri {
         if let Some(n) = rec.network.as_mut() {
             n.result = None;
         }
-        self.store.put_sandbox(rec).map_err(io_status("write the sandbox record"))?;
+        self.store.put_sandbox(rec, false).map_err(io_status("write the sandbox record"))?;
         Ok(())
     }
 

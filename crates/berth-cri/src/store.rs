@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use berth_core::atomic::Durability;
 use serde::{Deserialize, Serialize};
 
 /// A protobuf message as base64 of its encoding, in a JSON record.
@@ -118,9 +119,9 @@ impl<R: Record> Table<R> {
         self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
-    fn put(&self, r: R) -> std::io::Result<Arc<R>> {
+    fn put(&self, r: R, d: Durability) -> std::io::Result<Arc<R>> {
         let bytes = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
-        berth_core::atomic::write_atomic(&self.path(r.id()), &bytes, berth_core::perm::RECORD)?;
+        berth_core::atomic::replace(&self.path(r.id()), &bytes, berth_core::perm::RECORD, d)?;
         let r = Arc::new(r);
         if let Ok(mut m) = self.map.lock() {
             m.insert(r.id().to_owned(), r.clone());
@@ -184,8 +185,13 @@ impl Store {
         self.sandboxes.all()
     }
 
-    pub(crate) fn put_sandbox(&self, s: Sandbox) -> std::io::Result<Arc<Sandbox>> {
-        self.sandboxes.put(s)
+    /// Write a sandbox's record, synced to disk before it returns; with
+    /// `after_add` (the ADD's result put into the record written before
+    /// the ADD) not synced but left to the system's writeback. That
+    /// record is the pod start's last step: a crash of the daemon cannot
+    /// lose it, and a crash of the machine, which could, ends the pod too.
+    pub(crate) fn put_sandbox(&self, s: Sandbox, after_add: bool) -> std::io::Result<Arc<Sandbox>> {
+        self.sandboxes.put(s, if after_add { Durability::Volatile } else { Durability::Full })
     }
 
     pub(crate) fn remove_sandbox(&self, id: &str) -> std::io::Result<()> {
@@ -200,8 +206,11 @@ impl Store {
         self.containers.all()
     }
 
+    /// Write a container's record, as durable as the engine's own record
+    /// of it: restore reconciles the two, and removes a container whose
+    /// CRI record a crash of the machine lost.
     pub(crate) fn put_container(&self, c: Container) -> std::io::Result<Arc<Container>> {
-        self.containers.put(c)
+        self.containers.put(c, Durability::Contents)
     }
 
     pub(crate) fn remove_container(&self, id: &str) -> std::io::Result<()> {
