@@ -5,7 +5,7 @@
 # host-local, Debian's containernetworking-plugins), in one run:
 #   start   RunPodSandbox, CreateContainer and StartContainer of busybox
 #           `true`: the time to a started container (median of $PODS pods,
-#           one after another)
+#           one after another, in $ROUNDS rounds)
 #   sandbox, create, run
 #           each of those three calls alone
 #   cycle   the same to its exit, StopPodSandbox and RemovePodSandbox
@@ -14,12 +14,19 @@
 #           `sleep`, the sleeps themselves not counted)
 # Both run the same pause binary: berth-init (`--pause`), which containerd
 # runs from an image made here, as there is no registry to pull one from.
+# Both daemons run through the whole bench, and the pods are timed in
+# $ROUNDS rounds that take turns (berth's pods, then containerd's, then
+# berth's...): what the machine has just done (the build before, the
+# other's pods, ext4 passing over the inodes freed in the last minutes)
+# then weighs on both alike, where one engine timed after the other would
+# carry it alone.
 # Prints medians and berth's ratio to containerd's. Needs root.
 # Targets: start at most 0.2x containerd's; memory per pod at most 0.3x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 pods="${PODS:-30}"
+rounds="${ROUNDS:-3}"
 hold="${HOLD:-10}"
 ./scripts/deps.sh
 command -v containerd >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends containerd; }
@@ -61,13 +68,25 @@ report() { # NAME ENGINE VALUE UNIT
     printf '%-7s %-11s %10.2f %s\n' "$1" "$2" "$3" "$4"
 }
 
-# measure ENGINE SOCKET SHIM-PATTERN PAUSE-PATTERN
-measure() {
-    local e="$1" sock="$2" shim="$3" pause="$4"
-    "$client" "$sock" cycle 3 "$cg" "$work/logs" >/dev/null # warm up: images, caches
+# samples ENGINE SOCKET N: N pods' times, appended to the engine's file
+samples() {
+    "$client" "$2" samples "$3" "$cg" "$work/logs" >>"$work/samples-$1"
+}
+
+# timed ENGINE: the medians of the engine's pods
+timed() {
     while read -r what ms; do
-        report "$what" "$e" "$ms" ms
-    done < <("$client" "$sock" cycle "$pods" "$cg" "$work/logs")
+        report "$what" "$1" "$ms" ms
+    done < <(python3 -c '
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for i, name in enumerate(rows[0][0::2]):
+    print(name, statistics.median(float(r[2 * i + 1]) for r in rows))' "$work/samples-$1")
+}
+
+# memory ENGINE SOCKET SHIM-PATTERN PAUSE-PATTERN
+memory() {
+    local e="$1" sock="$2" shim="$3" pause="$4"
     mkfifo "$work/hold-$e"
     "$client" "$sock" hold "$hold" "$cg" "$work/logs" <"$work/hold-$e" >"$work/hold-$e.out" &
     holder=$!
@@ -102,11 +121,6 @@ cp "$work/berth-run/berth-init" "$work/pause/pause"
 printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause", "--pause"]\n' >"$work/pause/Dockerfile"
 berth build -q -t berth.local/pause:bench "$work/pause" >/dev/null
 berth save -o "$work/pause.tar" berth.local/pause:bench
-measure berth "$work/berth-cri.sock" "berth-shim.*$work" "^/sbin/docker-init --pause"
-kill "${pids[0]}"
-wait "${pids[0]}" 2>/dev/null || true
-pids=()
-bsock=""
 
 # --- containerd, with its CRI plugin (oom_score_adj restricted: this
 # machine gives no CAP_SYS_RESOURCE)
@@ -134,7 +148,21 @@ for _ in $(seq 100); do [[ -S "$csock" ]] && break; sleep 0.1; done
 sleep 1
 ctr -a "$csock" -n k8s.io images import "$work/busybox.tar" >/dev/null
 ctr -a "$csock" -n k8s.io images import "$work/pause.tar" >/dev/null
-measure containerd "$csock" "containerd-shim-runc-v2 .*-address $csock" "^/pause --pause"
+
+# --- the pods, in rounds that take turns; then the memory, one engine
+# after the other
+declare -A sock=([berth]="$work/berth-cri.sock" [containerd]="$csock")
+for e in berth containerd; do
+    "$client" "${sock[$e]}" cycle 3 "$cg" "$work/logs" >/dev/null # warm up: images, caches
+done
+per=$(((pods + rounds - 1) / rounds))
+for _ in $(seq "$rounds"); do
+    for e in berth containerd; do samples "$e" "${sock[$e]}" "$per"; done
+done
+timed berth
+timed containerd
+memory berth "${sock[berth]}" "berth-shim.*$work" "^/sbin/docker-init --pause"
+memory containerd "$csock" "containerd-shim-runc-v2 .*-address $csock" "^/pause --pause"
 
 echo
 for what in start sandbox create run cycle memory-rss memory-pss; do

@@ -6,6 +6,9 @@
 //!       StartContainer of busybox `true`, then its exit, StopPodSandbox
 //!       and RemovePodSandbox. Prints the medians in ms: to the started
 //!       container, of each of the three calls, and of the whole cycle.
+//!   cri_bench SOCKET samples N CGROUP LOGDIR
+//!       The same pods, with each one's times on a line of its own:
+//!       `start MS sandbox MS create MS run MS cycle MS`.
 //!   cri_bench SOCKET hold N CGROUP LOGDIR
 //!       N pods running busybox `sleep 3600`; prints "ready", waits for a
 //!       line on stdin, then removes them.
@@ -95,6 +98,36 @@ async fn remove(rt: &mut RuntimeServiceClient<Channel>, pod: &str) {
     rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.into() }).await.expect("RemovePodSandbox");
 }
 
+/// What each pod of a cycle is timed for, in ms.
+const NAMES: [&str; 5] = ["start", "sandbox", "create", "run", "cycle"];
+
+/// `n` pods one after another, each to its removal; per pod, the times
+/// [`NAMES`] lists.
+async fn cycle(rt: &mut RuntimeServiceClient<Channel>, n: usize, cgroup: &str, logs: &str) -> Vec<[f64; 5]> {
+    let mut out = vec![];
+    for i in 0..n {
+        let t = Instant::now();
+        let (pod, id, each) = start(rt, pod(i, cgroup, logs), &["true"]).await;
+        let started = t.elapsed().as_secs_f64() * 1000.0;
+        loop {
+            let st = rt
+                .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
+                .await
+                .expect("ContainerStatus")
+                .into_inner()
+                .status
+                .unwrap();
+            if st.state == ContainerState::ContainerExited as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        remove(rt, &pod).await;
+        out.push([started, each[0], each[1], each[2], t.elapsed().as_secs_f64() * 1000.0]);
+    }
+    out
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -104,42 +137,23 @@ fn median(v: &mut [f64]) -> f64 {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, socket, mode, n, cgroup, logs] = args.as_slice() else {
-        panic!("usage: cri_bench SOCKET cycle|hold N CGROUP LOGDIR");
+        panic!("usage: cri_bench SOCKET cycle|samples|hold N CGROUP LOGDIR");
     };
     let n: usize = n.parse().unwrap();
     let mut rt = connect(socket.clone()).await;
     match mode.as_str() {
         "cycle" => {
-            let (mut starts, mut cycles) = (vec![], vec![]);
-            let mut calls: [Vec<f64>; 3] = Default::default();
-            for i in 0..n {
-                let t = Instant::now();
-                let (pod, id, each) = start(&mut rt, pod(i, cgroup, logs), &["true"]).await;
-                starts.push(t.elapsed().as_secs_f64() * 1000.0);
-                for (v, ms) in calls.iter_mut().zip(each) {
-                    v.push(ms);
-                }
-                loop {
-                    let st = rt
-                        .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
-                        .await
-                        .expect("ContainerStatus")
-                        .into_inner()
-                        .status
-                        .unwrap();
-                    if st.state == ContainerState::ContainerExited as i32 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                remove(&mut rt, &pod).await;
-                cycles.push(t.elapsed().as_secs_f64() * 1000.0);
+            let mut samples = cycle(&mut rt, n, cgroup, logs).await;
+            for (i, name) in NAMES.iter().enumerate() {
+                let mut v: Vec<f64> = samples.iter_mut().map(|s| s[i]).collect();
+                println!("{name} {:.2}", median(&mut v));
             }
-            println!("start {:.2}", median(&mut starts));
-            for (name, v) in ["sandbox", "create", "run"].iter().zip(calls.iter_mut()) {
-                println!("{name} {:.2}", median(v));
+        }
+        "samples" => {
+            for s in cycle(&mut rt, n, cgroup, logs).await {
+                let line: Vec<String> = NAMES.iter().zip(s).map(|(name, ms)| format!("{name} {ms:.3}")).collect();
+                println!("{}", line.join(" "));
             }
-            println!("cycle {:.2}", median(&mut cycles));
         }
         "hold" => {
             let mut pods = vec![];
