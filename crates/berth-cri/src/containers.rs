@@ -21,6 +21,20 @@ fn refuse(what: &str) -> Status {
     Status::invalid_argument(format!("{what}: not supported by berth"))
 }
 
+/// A container's network and IPC namespaces are its pod's: POD (or the
+/// pod's own mode, named again) is honoured, any other refused by name.
+fn shares_pods(what: &str, container: i32, pod: i32) -> Result<(), Status> {
+    let (c, p) = (mode(container), mode(pod));
+    if c == NamespaceMode::Pod || c == p {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "namespace_options.{what}: a container shares its pod's {what} namespace ({}), not {}",
+        p.as_str_name(),
+        c.as_str_name()
+    )))
+}
+
 /// The engine's bind of a CRI mount. A missing host path is made as a
 /// directory, as containerd makes it.
 fn mount_of(m: &Mount) -> Result<MountRequest, Status> {
@@ -127,6 +141,8 @@ impl Cri {
         let pod_meta = s.config.metadata.clone().unwrap_or_default();
         let pod_linux = s.config.linux.clone().unwrap_or_default();
         let pod_ns = pod_linux.security_context.and_then(|c| c.namespace_options).unwrap_or_default();
+        shares_pods("network", ns.network, pod_ns.network)?;
+        shares_pods("ipc", ns.ipc, pod_ns.ipc)?;
         let joined = format!("container:{}", s.id);
         let pid_mode = match mode(ns.pid) {
             NamespaceMode::Node => "host".to_owned(),
@@ -374,5 +390,29 @@ impl Cri {
             user: None,
         };
         Ok(ContainerStatusResponse { status: Some(status), info: Default::default() })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_s_network_and_ipc_are_its_pod_s() {
+        let (pod, node, ctr, target) = (
+            NamespaceMode::Pod as i32,
+            NamespaceMode::Node as i32,
+            NamespaceMode::Container as i32,
+            NamespaceMode::Target as i32,
+        );
+        assert!(shares_pods("network", pod, node).is_ok());
+        assert!(shares_pods("network", node, node).is_ok());
+        assert!(shares_pods("ipc", pod, pod).is_ok());
+        for (c, p) in [(node, pod), (ctr, pod), (target, pod), (ctr, node)] {
+            let e = shares_pods("network", c, p).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().starts_with("namespace_options.network: "), "{}", e.message());
+        }
     }
 }

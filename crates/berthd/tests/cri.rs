@@ -453,6 +453,15 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        // A container cannot leave its pod's network.
+        let mut own_net = container_config("x", &["true"]);
+        let sc = own_net.linux.get_or_insert_with(Default::default).security_context.get_or_insert_with(Default::default);
+        sc.namespace_options.get_or_insert_with(Default::default).network = NamespaceMode::Node as i32;
+        let e = runtime
+            .create_container(CreateContainerRequest { config: Some(own_net), ..mk("x", &["true"]) })
+            .await
+            .unwrap_err();
+        assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("namespace_options.network"), "{e:?}");
         (pod, web, client)
     });
 
