@@ -11,6 +11,9 @@ use tonic::Status;
 use crate::sandbox::SANDBOX_ID_LABEL;
 use crate::Cri;
 
+/// How long an event of a sandbox waits for the sandbox's record.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn kind(action: &str) -> Option<ContainerEventType> {
     Some(match action {
         "create" => ContainerEventType::ContainerCreatedEvent,
@@ -58,6 +61,26 @@ impl Cri {
         })
     }
 
+    /// [`Cri::event_of`], waiting for a sandbox's record: a sandbox's
+    /// record is written while the engine makes its container, so its
+    /// create may come first (for up to [`RECORD_WAIT`]; a sandbox whose
+    /// record is not written is removed).
+    async fn event_of_soon(&self, e: &berth_engine::events::Event) -> Option<ContainerEventResponse> {
+        let t = tokio::time::Instant::now();
+        loop {
+            if let Some(ev) = self.event_of(e) {
+                return Some(ev);
+            }
+            let unrecorded_sandbox = e.typ == "container"
+                && self.store.sandbox(&e.actor_id).is_none()
+                && self.engine.inspect(&e.actor_id).is_ok_and(|c| c.pod_sandbox);
+            if !unrecorded_sandbox || t.elapsed() > RECORD_WAIT {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Events from now on, until the client goes.
     pub(crate) fn events(self: &Arc<Self>) -> mpsc::Receiver<Result<ContainerEventResponse, Status>> {
         let (tx, rx) = mpsc::channel(64);
@@ -71,7 +94,7 @@ impl Cri {
                 };
                 match e {
                     Ok(e) => {
-                        if let Some(ev) = cri.event_of(&e) {
+                        if let Some(ev) = cri.event_of_soon(&e).await {
                             if tx.send(Ok(ev)).await.is_err() {
                                 return;
                             }

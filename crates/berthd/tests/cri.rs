@@ -330,12 +330,27 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         let ahead = spare_ns();
         let mut next = pod_config("next", "uid-next", 0, &net.dir.join("logs"));
         next.port_mappings.clear();
+        let mut events = runtime.get_container_events(GetEventsRequest {}).await.unwrap().into_inner();
         let next = runtime
             .run_pod_sandbox(RunPodSandboxRequest { config: Some(next), ..Default::default() })
             .await
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
+        // The sandbox's own events, its create among them (its record is
+        // written while the engine makes it).
+        let mut seen = vec![];
+        while seen.len() < 2 {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.message()).await;
+            let e = e.expect("sandbox events").unwrap().unwrap();
+            assert_eq!((e.container_id.as_str(), e.pod_sandbox_status.unwrap().id.as_str()), (next.as_str(), next.as_str()));
+            seen.push(e.container_event_type);
+        }
+        assert_eq!(
+            seen,
+            [ContainerEventType::ContainerCreatedEvent as i32, ContainerEventType::ContainerStartedEvent as i32]
+        );
+        drop(events);
         let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &next]);
         assert_eq!(std::fs::metadata(format!("/proc/{}/ns/net", pid.trim())).unwrap().ino(), ahead);
         let t = std::time::Instant::now();
