@@ -740,6 +740,7 @@ fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
         for req in [
             exec(&["sh", "-c", "cat; echo to-stderr >&2; exit 3"], true, false),
             exec(&["sh", "-c", "sleep 0.5; stty size"], false, true),
+            exec(&["sh", "-c", "echo started; exec sleep 4217"], false, false),
         ] {
             urls.push(runtime.exec(req).await.unwrap().into_inner().url);
         }
@@ -811,6 +812,30 @@ fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
     assert_eq!(String::from_utf8_lossy(&out), "over websocket\n");
     let status = status.unwrap();
     assert_eq!(status["details"]["causes"][0]["message"], "5", "{status}");
+
+    // A client that goes takes its command with it.
+    let sleeping = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c.as_slice() == b"sleep\x004217\x00".as_slice())
+        })
+    };
+    let url = exec_urls[2].replace("http://", "ws://");
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
+    let (mut ws, _) = tungstenite::connect(req).unwrap();
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(b) if b.starts_with(b"\x01started") => break,
+            _ => {}
+        }
+    }
+    assert!(sleeping());
+    drop(ws);
+    let t = std::time::Instant::now();
+    while sleeping() && t.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!sleeping(), "the command outlived its client");
 
     drop(d);
     drop(net);

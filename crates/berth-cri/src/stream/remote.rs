@@ -28,6 +28,8 @@ pub(crate) struct Io {
     pub stderr: Option<mpsc::Sender<Vec<u8>>>,
     /// Terminal sizes, width then height.
     pub resize: Option<mpsc::Receiver<(u16, u16)>>,
+    /// Ends (its sender dropped) when the client's connection does.
+    pub gone: tokio::sync::oneshot::Receiver<()>,
 }
 
 #[derive(serde::Deserialize)]
@@ -90,7 +92,7 @@ where
     F: Fn(u16, u16) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let Io { stdin, stdout, stderr, resize: sizes_rx } = io;
+    let Io { stdin, stdout, stderr, resize: sizes_rx, .. } = io;
     let resizer = sizes_rx.map(|mut rx| {
         tokio::spawn(async move {
             while let Some((w, h)) = rx.recv().await {
@@ -141,7 +143,7 @@ where
 }
 
 /// Run what `p` asks for with `io`; the status to send back.
-pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, io: Io) -> Value {
+pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, mut io: Io) -> Value {
     match p {
         Pending::Exec(r) => {
             let c = match cri.container_of(&r.container_id) {
@@ -166,13 +168,23 @@ pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, io: Io) -> Value {
                 Err(e) => return failure(&e.to_string()),
             };
             let (e2, id2) = (engine.clone(), id.clone());
-            pump(stream, r.tty, io, move |w, h| {
+            let gone = std::mem::replace(&mut io.gone, tokio::sync::oneshot::channel().1);
+            let pumping = pump(stream, r.tty, io, move |w, h| {
                 let (e, id) = (e2.clone(), id2.clone());
                 async move {
                     let _ = e.exec_resize(&id, w, h).await;
                 }
-            })
-            .await;
+            });
+            tokio::pin!(pumping);
+            tokio::select! {
+                _ = &mut pumping => {}
+                _ = gone => {
+                    // The client went: so does the command, as kubelet's
+                    // runtimes end an exec whose stream is gone.
+                    let _ = engine.exec_signal(&c.id, &id, libc::SIGKILL).await;
+                    pumping.await;
+                }
+            }
             let status = match engine.exec_exit(&id, Duration::from_secs(10)).await {
                 Some(0) => success(),
                 Some(code) => exit_failure(&r.cmd, code),
@@ -296,7 +308,9 @@ where
     let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
     let routes = (ids.get(&Kind::Stdin).copied(), ids.get(&Kind::Resize).copied());
     let ftx_in = ftx.clone();
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
+        let _gone = gone_tx;
         let (mut stdin_tx, mut resize_buf) = (Some(stdin_tx), Vec::new());
         while let Ok(Some(f)) = reader.next().await {
             match f {
@@ -345,7 +359,8 @@ where
         }
         None => (None, None),
     };
-    let io = Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx) };
+    let io =
+        Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx), gone };
     let status = run(&cri, p, io).await;
     // Every byte of output goes before the status.
     for t in [out_task, err_task].into_iter().flatten() {

@@ -78,7 +78,9 @@ where
     let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<(u16, u16)>(4);
     let mtx_in = mtx.clone();
+    let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
+        let _gone = gone_tx;
         let (mut stdin_tx, mut resize_buf) = (Some(stdin_tx), Vec::new());
         while let Some(Ok(m)) = source.next().await {
             let data = match m {
@@ -126,7 +128,8 @@ where
     };
     let (out_tx, out_task) = if stdout { Some(forward(STDOUT)) } else { None }.unzip();
     let (err_tx, err_task) = if stderr { Some(forward(STDERR)) } else { None }.unzip();
-    let io = Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx) };
+    let io =
+        Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx), gone };
     let status = run(&cri, p, io).await;
     for t in [out_task, err_task].into_iter().flatten() {
         let _ = t.await;
