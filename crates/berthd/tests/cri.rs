@@ -995,6 +995,38 @@ fn pods_honour_their_security_context_and_namespace_modes() {
         let default_caps = text(exec(&mut runtime, &user, &["grep", "CapEff", "/proc/self/status"]).await);
         assert_ne!(caps, default_caps);
         assert_eq!(exec(&mut runtime, &privileged, &["mkdir", "/tmp/x"]).await.exit_code, 0);
+        // RuntimeDefault seccomp is Docker's profile (a filter), Unconfined
+        // none; the working directory is where the command starts; TARGET
+        // joins another container's PID namespace.
+        let seccomp = |t: security_profile::ProfileType| {
+            let mut c = with(
+                &format!("seccomp-{}", t as i32),
+                LinuxContainerSecurityContext {
+                    seccomp: Some(SecurityProfile { profile_type: t as i32, ..Default::default() }),
+                    namespace_options: Some(NamespaceOption {
+                        pid: NamespaceMode::Target as i32,
+                        target_id: own.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            );
+            c.working_dir = "/etc".into();
+            c
+        };
+        for (t, mode) in
+            [(security_profile::ProfileType::RuntimeDefault, "2"), (security_profile::ProfileType::Unconfined, "0")]
+        {
+            let c = start(&mut runtime, pod.clone(), cfg.clone(), seccomp(t)).await.unwrap();
+            let status = text(exec(&mut runtime, &c, &["grep", "^Seccomp:", "/proc/self/status"]).await);
+            assert_eq!(status.split_whitespace().nth(1), Some(mode), "{t:?}: {status}");
+            assert_eq!(text(exec(&mut runtime, &c, &["pwd"]).await), "/etc");
+            let init = text(exec(&mut runtime, &c, &["cat", "/proc/1/cmdline"]).await);
+            assert!(init.starts_with("sleep"), "TARGET: pid 1 is {init:?}, not own's");
+            let ps = text(exec(&mut runtime, &c, &["ps", "-o", "comm"]).await);
+            // own's sleep and its own (and the one before's).
+            assert!(ps.lines().filter(|l| l.trim() == "sleep").count() >= 2, "TARGET: {ps}");
+        }
 
         // A missing profile, and a pod of a node's user namespace kind
         // berth does not make, are refused by name.
