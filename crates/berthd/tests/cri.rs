@@ -1077,6 +1077,40 @@ fn pods_honour_their_security_context_and_namespace_modes() {
             runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: p.clone() }).await.unwrap();
             runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: p }).await.unwrap();
         }
+
+        // A network whose second plugin fails: the pod is not made, and
+        // nothing of it is left (its address is given back, its link
+        // goes with its namespace, its record and container go).
+        let conf = net.conf_dir().join("10-pods.conflist");
+        let good = std::fs::read_to_string(&conf).unwrap();
+        let mut bad: serde_json::Value = serde_json::from_str(&good).unwrap();
+        bad["plugins"].as_array_mut().unwrap().push(serde_json::json!({"type": "berth-no-such-plugin"}));
+        std::fs::write(&conf, bad.to_string()).unwrap();
+        let mut cfg = pod_config("failing", "uid-failing", 0, &net.dir.join("logs"));
+        cfg.port_mappings.clear();
+        let e = run(&mut runtime, cfg).await.unwrap_err();
+        assert!(e.code() == tonic::Code::Unknown && e.message().contains("berth-no-such-plugin"), "{e:?}");
+        std::fs::write(&conf, good).unwrap();
+        let pods = runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+        assert!(pods.is_empty(), "{pods:?}");
+        let ipam = net.dir.join("ipam").join(format!("pods-{}", net.bridge));
+        let held: Vec<_> = std::fs::read_dir(&ipam)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<std::net::Ipv4Addr>().is_ok())
+            .collect();
+        assert!(held.is_empty(), "addresses held: {held:?}");
+        let pins: Vec<_> = std::fs::read_dir(d.dir.join("run/cri-netns"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "spare")
+            .collect();
+        assert!(pins.is_empty(), "{pins:?}");
+        let t = std::time::Instant::now();
+        while !bridge_ports(&net.bridge).is_empty() && t.elapsed() < std::time::Duration::from_secs(5) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(bridge_ports(&net.bridge).is_empty(), "{:?}", bridge_ports(&net.bridge));
     });
     assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
     // The pod's cgroups are kubelet's to remove, as it makes them.
