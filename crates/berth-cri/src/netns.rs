@@ -59,15 +59,16 @@ impl Pins {
         });
         if claimed {
             let moved = engine.move_netns(&self.spare(), file);
+            if let Err(e) = &moved {
+                tracing::warn!("take the spare network namespace: {e}");
+                let _ = engine.unpin_netns(&self.spare());
+            }
+            // Free for a refill only now: it pins on the same file.
             if let Ok(mut st) = self.state.lock() {
                 st.busy = false;
             }
-            match moved {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!("take the spare network namespace: {e}");
-                    let _ = engine.unpin_netns(&self.spare());
-                }
+            if moved.is_ok() {
+                return Ok(());
             }
         }
         engine.pin_netns(file)

@@ -294,7 +294,11 @@ impl Engine {
             let _ = std::fs::remove_file(to);
             return Err(Error::io(format!("bind {} on {}", from.display(), to.display()))(e));
         }
-        self.unpin_netns(from)
+        // `to` holds the namespace now, whatever becomes of `from`.
+        if let Err(e) = self.unpin_netns(from) {
+            tracing::warn!("{e}");
+        }
+        Ok(())
     }
 
     /// Let a pinned network namespace go (once nothing runs in it, the
