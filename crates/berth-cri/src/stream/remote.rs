@@ -28,8 +28,6 @@ pub(crate) struct Io {
     pub stderr: Option<mpsc::Sender<Vec<u8>>>,
     /// Terminal sizes, width then height.
     pub resize: Option<mpsc::Receiver<(u16, u16)>>,
-    /// Ends (its sender dropped) when the client's connection does.
-    pub gone: tokio::sync::oneshot::Receiver<()>,
 }
 
 #[derive(serde::Deserialize)]
@@ -92,7 +90,7 @@ where
     F: Fn(u16, u16) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let Io { stdin, stdout, stderr, resize: sizes_rx, .. } = io;
+    let Io { stdin, stdout, stderr, resize: sizes_rx } = io;
     let resizer = sizes_rx.map(|mut rx| {
         tokio::spawn(async move {
             while let Some((w, h)) = rx.recv().await {
@@ -142,8 +140,9 @@ where
     }
 }
 
-/// Run what `p` asks for with `io`; the status to send back.
-pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, mut io: Io) -> Value {
+/// Run what `p` asks for with `io`; the status to send back. `gone` ends
+/// (its sender dropped) when the client's connection does.
+pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, io: Io, gone: tokio::sync::oneshot::Receiver<()>) -> Value {
     match p {
         Pending::Exec(r) => {
             let c = match cri.container_of(&r.container_id) {
@@ -168,7 +167,6 @@ pub(crate) async fn run(cri: &Arc<Cri>, p: Pending, mut io: Io) -> Value {
                 Err(e) => return failure(&e.to_string()),
             };
             let (e2, id2) = (engine.clone(), id.clone());
-            let gone = std::mem::replace(&mut io.gone, tokio::sync::oneshot::channel().1);
             let pumping = pump(stream, r.tty, io, move |w, h| {
                 let (e, id) = (e2.clone(), id2.clone());
                 async move {
@@ -359,9 +357,8 @@ where
         }
         None => (None, None),
     };
-    let io =
-        Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx), gone };
-    let status = run(&cri, p, io).await;
+    let io = Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx) };
+    let status = run(&cri, p, io, gone).await;
     // Every byte of output goes before the status.
     for t in [out_task, err_task].into_iter().flatten() {
         let _ = t.await;

@@ -128,9 +128,8 @@ where
     };
     let (out_tx, out_task) = if stdout { Some(forward(STDOUT)) } else { None }.unzip();
     let (err_tx, err_task) = if stderr { Some(forward(STDERR)) } else { None }.unzip();
-    let io =
-        Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx), gone };
-    let status = run(&cri, p, io).await;
+    let io = Io { stdin: stdin.then_some(stdin_rx), stdout: out_tx, stderr: err_tx, resize: tty.then_some(resize_rx) };
+    let status = run(&cri, p, io, gone).await;
     for t in [out_task, err_task].into_iter().flatten() {
         let _ = t.await;
     }
