@@ -72,6 +72,7 @@ impl Cri {
                 return Some(ev);
             }
             let unrecorded_sandbox = e.typ == "container"
+                && e.action == "create"
                 && self.store.sandbox(&e.actor_id).is_none()
                 && self.engine.inspect(&e.actor_id).is_ok_and(|c| c.pod_sandbox);
             if !unrecorded_sandbox || t.elapsed() > RECORD_WAIT {
