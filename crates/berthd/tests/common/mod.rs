@@ -137,7 +137,6 @@ impl Daemon {
         out
     }
 
-    /// SIGKILL the daemon, as a crash would.
     /// SIGTERM, and wait for the daemon to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -147,6 +146,7 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL the daemon, as a crash would.
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
