@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 runs="${RUNS:-5}"
 ./scripts/deps.sh
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-cli -p berth-image
 rel="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-bench-build.XXXXXX)"
 cg="/berth-bench-build-$$"

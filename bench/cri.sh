@@ -30,8 +30,8 @@ rounds="${ROUNDS:-3}"
 hold="${HOLD:-10}"
 ./scripts/deps.sh
 command -v containerd >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends containerd; }
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
 cargo build --release --locked -p berth-cri --example cri_bench
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-cli -p berth-image
 rel="$PWD/target/release"
 client="$rel/examples/cri_bench"
 work="$(mktemp -d /tmp/berth-bench-cri.XXXXXX)"

@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 runs="${RUNS:-30}"
 shims="${SHIMS:-10}"
 ./scripts/deps.sh
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-cli -p berth-image
 rel="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-bench-engine.XXXXXX)"
 cg="/berth-bench-$$"

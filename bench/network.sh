@@ -23,7 +23,7 @@ runs="${RUNS:-20}"
 repeat="${REPEAT:-3}"
 ./scripts/deps.sh
 command -v iperf3 >/dev/null || { apt-get update -qq && apt-get install -y -qq iperf3 >/dev/null; }
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-cli -p berth-image
 rel="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-bench-net.XXXXXX)"
 cg="/berth-bench-net-$$"

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 runs="${RUNS:-5}"
 ./scripts/deps.sh
-cargo build --release --locked -p berthd -p berth-shim -p berth-cli -p berth-image -p berth-registry
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-cli -p berth-image -p berth-registry
 rel="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-bench-registry.XXXXXX)"
 cg="/berth-bench-reg-$$"

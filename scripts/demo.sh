@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --release --locked -p berthd -p berth-shim -p berth-image -p berth-cli
+./scripts/build.sh --release -p berthd -p berth-shim -p berth-image -p berth-cli
 bin="$PWD/target/release"
 work="$(mktemp -d /tmp/berth-demo.XXXXXX)"
 sock="$work/berth.sock"

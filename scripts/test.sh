@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo fmt --all -- --check
 # Every binary first: berthd's tests run berth-shim, which has no tests of
-# its own and so is not built by `cargo test` alone.
-cargo build --workspace --locked --bins 2>&1
+# its own and so is not built by `cargo test` alone; it is linked
+# statically, as berthd runs it (scripts/build.sh).
+./scripts/build.sh --workspace --bins 2>&1
 cargo test --workspace --locked 2>&1
