@@ -11,7 +11,9 @@
 //! A layer is unpacked into a fresh cache directory and recorded last, with
 //! an atomic write. Until then the directory names its maker's pid in an
 //! `owner` file; one no record names whose maker is gone is a half-applied
-//! layer (the process died) and is removed when the store is opened.
+//! layer (the process died) and is removed when the store is opened. A
+//! container's layer is made as `.making-<pid>-<cache id>`, its record
+//! inside, and renamed into place whole.
 
 use std::collections::HashSet;
 use std::fs;
@@ -33,6 +35,9 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// In a cache directory being made: the pid of the process making it.
 const OWNER: &str = "owner";
+
+/// A container's layer being made is named `.making-<pid>-<cache id>`.
+const MAKING: &str = ".making-";
 
 /// One unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +165,10 @@ impl LayerStore {
         let rd = fs::read_dir(&self.overlay).map_err(Error::io("list overlay"))?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let maker = fs::read_to_string(e.path().join(OWNER)).ok().and_then(|p| p.trim().parse().ok());
+            let maker = match name.strip_prefix(MAKING) {
+                Some(rest) => rest.split('-').next().and_then(|p| p.parse().ok()),
+                None => fs::read_to_string(e.path().join(OWNER)).ok().and_then(|p| p.trim().parse().ok()),
+            };
             if !live.contains(&name) && !maker.is_some_and(process_alive) {
                 let _ = fs::remove_dir_all(e.path());
             }
@@ -374,17 +382,29 @@ impl LayerStore {
         if let Some(p) = parent {
             self.get(p)?.ok_or_else(|| Error::NotFound(format!("layer {p} not found")))?;
         }
-        let cache_id = self.new_cache_dir(&["diff", "work", "merged"])?;
-        let dir = self.overlay.join(&cache_id);
-        let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id };
-        // Only the container's record points at it, and that record is
-        // written after this one with the same durability.
-        let what = format_args!("layer record of {id}");
-        if let Err(e) = record::write_as(&self.rw_path(&rw.cache_id), &rw, what, Durability::Contents) {
-            let _ = fs::remove_dir_all(&dir);
+        let rw = RwLayer { id: id.to_owned(), parent: parent.cloned(), cache_id: random_hex(32) };
+        // Made whole under a name of its own that carries this process's
+        // id, then renamed into place: no `owner` file to write and remove
+        // (a container start makes few enough files that each counts),
+        // and `clean` knows a dead maker's leftovers by the name.
+        let making = self.overlay.join(format!("{MAKING}{}-{}", std::process::id(), rw.cache_id));
+        let made = fs::create_dir(&making)
+            .and_then(|()| ["diff", "work", "merged"].iter().try_for_each(|d| fs::create_dir(making.join(d))))
+            .map_err(Error::io(format!("create {}", making.display())))
+            // Only the container's record points at it, and that record
+            // is written after this one with the same durability.
+            .and_then(|()| {
+                let what = format_args!("layer record of {id}");
+                record::write_as(&making.join("rw.json"), &rw, what, Durability::Contents)
+            })
+            .and_then(|()| {
+                let dir = self.overlay.join(&rw.cache_id);
+                fs::rename(&making, &dir).map_err(Error::io(format!("create {}", dir.display())))
+            });
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&making);
             return Err(e);
         }
-        self.settled(&rw.cache_id);
         Ok(rw)
     }
 

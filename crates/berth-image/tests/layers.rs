@@ -44,6 +44,13 @@ fn the_stack_as_a_container_sees_it() {
     assert_eq!(top.parent.as_ref(), Some(&base.chain_id));
 
     let rw = store.create_rw("ctr1", Some(&top.chain_id)).unwrap();
+    assert_eq!(store.list_rw().unwrap(), vec![rw.clone()]);
+    let mut made: Vec<String> = fs::read_dir(s.layer.join("overlay").join(&rw.cache_id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["diff", "merged", "rw.json", "work"], "no owner file, nothing left of the making");
     let m = store.mount_of(&rw).unwrap();
     m.mount().unwrap();
     let m = Mounted(m);
@@ -152,8 +159,17 @@ fn layers_are_shared_and_half_work_is_cleaned() {
             fs::write(e.path().join("owner"), dead_pid.to_string()).unwrap();
         }
     }
-    assert_eq!(dirs(&s.layer.join("overlay")), 3);
+    // Container layers being made, by a dead process and by this one.
+    let dead_making = s.layer.join(format!("overlay/.making-{dead_pid}-0123"));
+    let live_making = s.layer.join(format!("overlay/.making-{}-4567", std::process::id()));
+    for d in [&dead_making, &live_making] {
+        fs::create_dir_all(d.join("diff")).unwrap();
+    }
+    assert_eq!(dirs(&s.layer.join("overlay")), 5);
     let store = LayerStore::open(&s.layer).unwrap();
+    assert!(!dead_making.exists(), "a dead maker's container layer is removed on open");
+    assert!(live_making.is_dir(), "a live maker's container layer is kept");
+    fs::remove_dir_all(&live_making).unwrap();
     assert_eq!(dirs(&s.layer.join("overlay")), 2, "half-applied layer removed on open");
     assert!(!s.layer.join("layers/deadbeef").exists());
     assert_eq!(store.list().unwrap(), vec![a.clone()]);
