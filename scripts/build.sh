@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build berth: `cargo build --locked ARGS...`, then berth-shim again, linked
 # statically (glibc and libseccomp inside, no PIE), in place of the one cargo
-# linked. berthd runs a shim for every container and every exec starts one:
-# a static shim skips the dynamic loader (three libraries mapped and bound
-# at each start), about 0.45 ms of each shim's start on a 2-core VM
-# (bench/engine.sh and bench/cri.sh show it).
+# linked. berthd starts a shim for every container: a static shim skips
+# the dynamic loader (three libraries mapped and bound at each start),
+# about 0.45 ms of each shim's start on a 2-core VM (bench/engine.sh and
+# bench/cri.sh show it).
 #
 # Cargo has no per-binary flags, and a crt-static build of the whole tree
 # would fail on its proc-macros, so the shim is linked here with
