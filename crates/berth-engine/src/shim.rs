@@ -64,17 +64,25 @@ pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir) -> Result<(i3
         .map_err(Error::io(format!("write {}", dir.config().display())))?;
     let log = berth_core::perm::create_file(&dir.log(), berth_core::perm::RECORD, true)
         .map_err(Error::io("create shim log"))?;
+    // A process group of its own: a signal to berthd's group (a terminal's
+    // ^C, a supervisor stopping berthd) does not reach the containers.
     let mut child = tokio::process::Command::new(binary)
         .arg(dir.config())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
+        .process_group(0)
         .spawn()
         .map_err(Error::io(format!("run {}", binary.display())))?;
     let out = child.stdout.take().ok_or_else(|| Error::Internal("shim stdout".into()))?;
     let mut line = String::new();
     let read = BufReader::new(out).read_line(&mut line).await;
-    let _ = child.wait().await;
+    // The shim lives on as berthd's child (it does not fork itself away):
+    // reaped whenever it exits. After a restart of berthd, init or the
+    // nearest subreaper reaps the shims of before.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
     read.map_err(Error::io("read from shim"))?;
     match serde_json::from_str::<Ready>(&line) {
         Ok(Ready::Created { pid, shim }) => Ok((pid, shim)),

@@ -3,11 +3,16 @@
 //! status on disk before it exits, so berthd can restart without losing a
 //! container.
 //!
-//! Start-up, in order: read the config; fork and let the parent exit (the
-//! daemon waits only that long; the shim is then nobody's child but init's
-//! or a subreaper's); new session; become a child subreaper; block SIGCHLD
-//! for a signalfd; bind the socket; create the container with its stdio on
-//! our pipes; write one `Ready` line to the daemon's pipe and close it.
+//! Start-up, in order: read the config; new session (berthd starts the
+//! shim in a process group of its own, whose leader cannot make one: it
+//! then stays in that group); become a child subreaper; block SIGCHLD for a
+//! signalfd; bind the socket; create the container with its stdio on our
+//! pipes; write one `Ready` line to the daemon's pipe and close it.
+//!
+//! The shim does not fork itself away from berthd: berthd reaps it when it
+//! exits, and a shim that outlives berthd is reparented to init or the
+//! nearest subreaper, like any orphan. A fork there would cost every
+//! container start a process and the copy-on-write faults of its pages.
 
 /// `eprintln!` that cannot panic: the shim's stderr is a file, which a full
 /// disk makes fail, and the container's parent must not die of that.
@@ -48,12 +53,6 @@ pub fn main_with_config(config: &Path) -> i32 {
     if cfg.version != proto::VERSION {
         let error = format!("shim protocol {} asked for, this shim speaks {}", cfg.version, proto::VERSION);
         return report(&mut std::io::stdout(), Ready::Failed { error });
-    }
-    // SAFETY: single-threaded; the parent only returns.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
-        Ok(nix::unistd::ForkResult::Child) => {}
-        Err(e) => return report(&mut std::io::stdout(), Ready::Failed { error: format!("fork: {e}") }),
     }
     // The daemon's pipe leaves fd 1 so the container cannot inherit it.
     let ready = match std::io::stdout().as_raw_fd().try_clone_fd() {
@@ -98,7 +97,8 @@ fn report(w: &mut impl Write, msg: Ready) -> i32 {
 
 fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     let null = stdio::devnull()?;
-    // SAFETY: setsid and prctl take no pointers.
+    // SAFETY: setsid and prctl take no pointers. setsid fails (harmlessly)
+    // in a process group leader, as berthd starts the shim.
     unsafe {
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
