@@ -222,9 +222,22 @@ impl Cri {
                 PodNetwork { network: l.name.clone(), attachment, result: None }
             }),
         };
-        self.make_sandbox(create, netns.as_deref(), rec.clone()).await?;
+        // The next pod's namespace is made once this one's network is up
+        // (or failed): beside the ADD it would take CPU from the plugins
+        // and the sandbox's start, on the pod start's longest path.
+        let refill = || {
+            if netns.is_some() {
+                self.pins.refill(&self.engine);
+            }
+        };
+        if let Err(e) = self.make_sandbox(create, netns.as_deref(), rec.clone()).await {
+            refill();
+            return Err(e);
+        }
         let created = began.elapsed();
-        let (networked, started) = match self.start_networked(rec, list.as_ref(), began).await {
+        let networked = self.start_networked(rec, list.as_ref(), began).await;
+        refill();
+        let (networked, started) = match networked {
             Ok(t) => t,
             Err(e) => {
                 let _ = self.engine.remove(&id, true, true).await;
@@ -261,13 +274,10 @@ impl Cri {
         let pin = async {
             let Some(f) = netns else { return Ok(()) };
             let (pins, engine, f) = (self.pins.clone(), self.engine.clone(), f.to_path_buf());
-            let pinned = tokio::task::spawn_blocking(move || pins.pin(&engine, &f))
+            tokio::task::spawn_blocking(move || pins.pin(&engine, &f))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(status);
-            // The next pod's, made while this one's network is set up.
-            self.pins.refill(&self.engine);
-            pinned
+                .map_err(status)
         };
         let id = rec.id.clone();
         let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec, false));
