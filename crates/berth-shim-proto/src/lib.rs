@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a message changes shape; a daemon refuses a shim of another
-/// version instead of misreading it.
-pub const VERSION: u32 = 1;
+/// version instead of misreading it. 2: `ShimConfig::start` (a shim of 1
+/// would leave such a container created and never started).
+pub const VERSION: u32 = 2;
 
 /// A request line is never longer than this.
 pub const MAX_LINE: usize = 1 << 20;
@@ -81,6 +82,12 @@ pub struct ShimConfig {
     /// Close the container's stdin when the first attacher that gave it
     /// stdin detaches (`StdinOnce`).
     pub stdin_once: bool,
+    /// Start the container as soon as it is created, before the `Ready`
+    /// line, when the daemon has nothing to do in between (no network to
+    /// set up in it, no attacher waiting for its first byte): a `Start`
+    /// request then saves nothing but a round trip.
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// The shim's first and only line on stdout.

@@ -60,7 +60,12 @@ pub fn main_with_config(config: &Path) -> i32 {
         Err(_) => return 1,
     };
     let mut ready = std::fs::File::from(ready);
-    match setup(&cfg, config) {
+    match setup(&cfg, config).and_then(|mut shim| {
+        if cfg.start {
+            shim.start_created()?;
+        }
+        Ok(shim)
+    }) {
         Ok(shim) => {
             let msg = Ready::Created { pid: shim.main.pid, shim: std::process::id() as i32 };
             report(&mut ready, msg);

@@ -135,6 +135,23 @@ impl Shim {
         }
     }
 
+    /// Let the created container run at once (`ShimConfig::start`). If it
+    /// cannot, the container is killed and deleted: the daemon is told it
+    /// failed, and nothing of it is left to serve.
+    pub(crate) fn start_created(&mut self) -> Result<(), String> {
+        match self.rt.start(&self.id) {
+            Ok(()) => {
+                self.started = true;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.rt.kill(&self.id, 9, true);
+                let _ = self.rt.delete(&self.id);
+                Err(e)
+            }
+        }
+    }
+
     fn proc_mut(&mut self, key: &str) -> Option<&mut Proc> {
         if key == MAIN {
             Some(&mut self.main)
