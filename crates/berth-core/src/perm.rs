@@ -70,6 +70,47 @@ fn not_a_dir(path: &Path, e: io::Error) -> io::Error {
     }
 }
 
+/// ext2/3/4's "top of a directory hierarchy" flag (`chattr +T`).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Ask the file system to spread the subdirectories of `dir` apart (ext4's
+/// Orlov hint, `chattr +T`), for a directory whose subdirectories are
+/// unrelated to each other: one per container or layer. ext4 otherwise
+/// puts each new directory in its parent's block group, and every file a
+/// container makes lands there beside every other container's; on a file
+/// system without a journal it then skips each inode freed in the last
+/// minutes, one by one, before it takes a free one, so that a busy group
+/// makes each new file cost hundreds of microseconds instead of tens.
+/// Spread, each container's files share a group with few others.
+///
+/// Returns whether the flag is set; `Ok(false)` where the file system has
+/// no such hint (anything but ext2/3/4).
+pub fn spread_subdirs(dir: &Path) -> io::Result<bool> {
+    let d = open_nofollow(dir, libc::O_DIRECTORY).map_err(|e| not_a_dir(dir, e))?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer given.
+    if unsafe { libc::ioctl(d.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    if flags & FS_TOPDIR_FL != 0 {
+        return Ok(true);
+    }
+    flags |= FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer given.
+    if unsafe { libc::ioctl(d.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(true)
+}
+
 /// Write `data` to `path` with `mode` whatever the umask, truncating a file
 /// that is there (and giving it `mode`); a symlink at `path` is an error.
 pub fn write_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
@@ -103,6 +144,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn subdirs_are_spread_where_the_file_system_can() {
+        let d = tmp("spread");
+        // SAFETY: statfs is plain data, all zeroes a valid value.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statfs fills the struct given.
+        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+        const EXT4_SUPER_MAGIC: libc::c_long = 0xEF53;
+        let ext = st.f_type as libc::c_long == EXT4_SUPER_MAGIC;
+        assert_eq!(spread_subdirs(&d).unwrap(), ext, "the hint is set exactly on ext2/3/4");
+        assert_eq!(spread_subdirs(&d).unwrap(), ext, "and setting it again is fine");
+        if ext {
+            // e2fsprogs' own reading of the flags (Debian always has it).
+            let out = std::process::Command::new("lsattr").arg("-d").arg(&d).output().unwrap();
+            let attrs = String::from_utf8_lossy(&out.stdout);
+            assert!(attrs.split_whitespace().next().unwrap_or("").contains('T'), "{attrs}");
+        }
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(spread_subdirs(&link).is_err(), "a symlink is not followed");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     fn mode(p: &Path) -> u32 {

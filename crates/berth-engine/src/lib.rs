@@ -168,6 +168,15 @@ impl Engine {
         ] {
             ensure_dir(&d, mode).map_err(Error::io(format!("create {}", d.display())))?;
         }
+        // One subdirectory per container in each: apart on the disk, each
+        // container's files find free inodes at once (see spread_subdirs).
+        let runtime_root = cfg.exec_root.join("runtime");
+        ensure_dir(&runtime_root, PRIVATE_DIR).map_err(Error::io(format!("create {}", runtime_root.display())))?;
+        for d in [cfg.data_root.join("containers"), cfg.exec_root.clone(), runtime_root] {
+            if let Err(e) = berth_core::perm::spread_subdirs(&d) {
+                tracing::debug!("spread the subdirectories of {}: {e}", d.display());
+            }
+        }
         let root = cfg.data_root.clone();
         let images = tokio::task::spawn_blocking(move || ImageStore::open(&root))
             .await

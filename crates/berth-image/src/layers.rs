@@ -130,6 +130,9 @@ impl LayerStore {
         for (d, mode) in [(&s.layers, PRIVATE_DIR), (&s.overlay, SHARED_DIR), (&s.overlay.join("l"), PRIVATE_DIR)] {
             ensure_dir(d, mode).map_err(Error::io(format!("create {}", d.display())))?;
         }
+        // A cache directory per layer and per container: apart on the disk,
+        // a container's writes find free inodes at once.
+        let _ = berth_core::perm::spread_subdirs(&s.overlay);
         s.clean()?;
         Ok(s)
     }

@@ -237,3 +237,22 @@ fn runc_can_be_the_runtime() {
     d.ok(&["rm", "sleeper"]);
     assert_clean(&d);
 }
+
+/// On ext4 the directories that hold one subdirectory per container or
+/// layer carry the Orlov hint (`chattr +T`), so that containers' files are
+/// spread over block groups instead of crowding their parent's.
+#[test]
+fn per_container_directories_are_spread_on_ext4() {
+    if !can_run("spread") {
+        return;
+    }
+    let d = Daemon::start("spread");
+    let fs = Command::new("stat").args(["-f", "-c", "%T"]).arg(&d.dir).output().unwrap();
+    let ext = String::from_utf8_lossy(&fs.stdout).trim().starts_with("ext");
+    for dir in ["data/containers", "data/overlay", "run", "run/runtime"] {
+        let out = Command::new("lsattr").arg("-d").arg(d.dir.join(dir)).output().unwrap();
+        let attrs = String::from_utf8_lossy(&out.stdout);
+        let flags = attrs.split_whitespace().next().unwrap_or("");
+        assert_eq!(flags.contains('T'), ext, "{dir}: {attrs}");
+    }
+}
