@@ -230,24 +230,9 @@ impl Cri {
                 self.pins.refill(&self.engine);
             }
         };
-        if let Err(e) = self.make_sandbox(create, netns.as_deref(), rec.clone()).await {
-            refill();
-            return Err(e);
-        }
-        let created = began.elapsed();
-        let networked = self.start_networked(rec, list.as_ref(), began).await;
+        let made = self.make_networked(create, netns.as_deref(), rec, list.as_ref(), began).await;
         refill();
-        let (networked, started) = match networked {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = self.engine.remove(&id, true, true).await;
-                if let Some(f) = &netns {
-                    let _ = self.engine.unpin_netns(f);
-                }
-                let _ = self.store.remove_sandbox(&id);
-                return Err(e);
-            }
-        };
+        let (created, networked, started) = made?;
         tracing::debug!(
             sandbox = %id,
             pod = %config.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or_default(),
@@ -260,91 +245,121 @@ impl Cri {
         Ok(id)
     }
 
-    /// The sandbox's container, made while its namespace is pinned on
-    /// `netns` (the sandbox joins it at its start) and its record written;
-    /// all or nothing. The record is there before the network's ADD, so
-    /// that a crash after it still knows what to DEL (a record whose
-    /// container never came is removed at the next start).
-    async fn make_sandbox(
+    /// Make and start the sandbox while CNI's ADD sets up its network, all
+    /// or nothing, in two lines of work side by side:
+    /// - the network's: the pod's namespace pinned on `netns` and the
+    ///   sandbox's record written, then the ADD (the record is on disk
+    ///   before the ADD, so that a crash after it still knows what to DEL);
+    /// - the container's: the engine's create, then its start once the
+    ///   namespace it joins is pinned.
+    ///
+    /// The ADD is the longest part of a pod's start; it begins as soon as
+    /// it may, not after the container is made. The times (since `began`)
+    /// the container was made, the network set up and the start done.
+    async fn make_networked(
         &self,
         create: CreateRequest,
         netns: Option<&std::path::Path>,
-        rec: Sandbox,
-    ) -> Result<(), Status> {
-        let pin = async {
-            let Some(f) = netns else { return Ok(()) };
-            let (pins, engine, f) = (self.pins.clone(), self.engine.clone(), f.to_path_buf());
-            tokio::task::spawn_blocking(move || pins.pin(&engine, &f))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(status)
-        };
+        mut rec: Sandbox,
+        list: Option<&berth_network::cni::NetworkList>,
+        began: std::time::Instant,
+    ) -> Result<(std::time::Duration, Option<std::time::Duration>, std::time::Duration), Status> {
         let id = rec.id.clone();
-        let (pinned, created, recorded) = tokio::join!(pin, self.engine.create(create), self.record(rec, false));
-        let created = created.map_err(status);
-        if let (Ok(()), Ok(_), Ok(_)) = (&pinned, &created, &recorded) {
-            return Ok(());
+        let (pinned_tx, pinned_rx) = tokio::sync::oneshot::channel::<bool>();
+        let net = async {
+            let pin = async {
+                let Some(f) = netns else { return Ok(()) };
+                let (pins, engine, f) = (self.pins.clone(), self.engine.clone(), f.to_path_buf());
+                tokio::task::spawn_blocking(move || pins.pin(&engine, &f))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(status)
+            };
+            let (pinned, recorded) = tokio::join!(pin, self.record(rec.clone(), false));
+            let _ = pinned_tx.send(pinned.is_ok());
+            let added = match (&pinned, &recorded, list, rec.network.as_ref()) {
+                (Ok(()), Ok(()), Some(list), Some(net)) => {
+                    let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
+                    let r = tokio::task::spawn_blocking(move || cni.add(&l, &att))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))
+                        .and_then(|r| {
+                            r.map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {id}: {e}")))
+                        });
+                    Some(r.map(|r| (r, began.elapsed())))
+                }
+                _ => None,
+            };
+            (pinned, recorded, added)
+        };
+        let container = async {
+            let created = self.engine.create(create).await.map_err(status).map(|_| began.elapsed());
+            let started = match (&created, pinned_rx.await) {
+                (Ok(_), Ok(true)) => Some(self.engine.start(&id).await.map_err(status).map(|()| began.elapsed())),
+                _ => None,
+            };
+            (created, started)
+        };
+        let ((pinned, recorded, added), (created, started)) = tokio::join!(net, container);
+        if let (Ok(()), Ok(()), Ok(made), Some(Ok(started))) = (&pinned, &recorded, &created, &started) {
+            if !matches!(added, Some(Err(_))) {
+                let (made, started) = (*made, *started);
+                let Some(Ok((result, networked))) = added else { return Ok((made, None, started)) };
+                if let Some(net) = rec.network.as_mut() {
+                    net.result = Some(result.clone());
+                }
+                match self.record(rec.clone(), true).await {
+                    Ok(()) => return Ok((made, Some(networked), started)),
+                    Err(e) => {
+                        self.undo(netns, &rec, list, Some(Some(result)), true, true).await;
+                        return Err(e);
+                    }
+                }
+            }
         }
-        if created.is_ok() {
-            let _ = self.engine.remove(&id, true, true).await;
+        // Undone in the order made undone: the network (a failed ADD's
+        // leftovers go by a DEL without its result, as the spec lets a DEL
+        // clean up), the container, the pin, the record.
+        let del = match &added {
+            Some(Ok((result, _))) => Some(Some(result.clone())),
+            Some(Err(_)) => Some(None),
+            None => None,
+        };
+        self.undo(netns, &rec, list, del, created.is_ok(), recorded.is_ok()).await;
+        let err = pinned
+            .err()
+            .or(recorded.err())
+            .or(added.and_then(|a| a.err()))
+            .or(created.err())
+            .or(started.and_then(|s| s.err()))
+            .unwrap_or_else(|| Status::internal("no sandbox"));
+        Err(err)
+    }
+
+    /// Undo a sandbox that will not be: DEL its network if an ADD was
+    /// tried (`del`, with the ADD's result if it gave one), remove its
+    /// container if made, let its pin go, remove its record if written.
+    async fn undo(
+        &self,
+        netns: Option<&std::path::Path>,
+        rec: &Sandbox,
+        list: Option<&berth_network::cni::NetworkList>,
+        del: Option<Option<serde_json::Value>>,
+        created: bool,
+        recorded: bool,
+    ) {
+        if let Some(result) = del {
+            self.undo_add(list, rec, result).await;
+        }
+        if created {
+            let _ = self.engine.remove(&rec.id, true, true).await;
         }
         if let Some(f) = netns {
             let _ = self.engine.unpin_netns(f);
         }
-        if recorded.is_ok() {
-            let _ = self.store.remove_sandbox(&id);
+        if recorded {
+            let _ = self.store.remove_sandbox(&rec.id);
         }
-        Err(pinned.err().or(created.err()).or(recorded.err()).unwrap_or_else(|| Status::internal("no sandbox")))
-    }
-
-    /// Start the recorded sandbox while CNI's ADD sets up its network;
-    /// the times (since `began`) the network and the start were done.
-    /// Undoes the network if the start fails; the caller undoes the rest.
-    async fn start_networked(
-        &self,
-        mut rec: Sandbox,
-        list: Option<&berth_network::cni::NetworkList>,
-        began: std::time::Instant,
-    ) -> Result<(Option<std::time::Duration>, std::time::Duration), Status> {
-        let id = rec.id.clone();
-        let add = async {
-            let (Some(list), Some(net)) = (list, rec.network.as_ref()) else { return Ok(None) };
-            let (cni, l, att) = (self.cni.clone(), list.clone(), net.attachment.clone());
-            let r = tokio::task::spawn_blocking(move || cni.add(&l, &att))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {id}: {e}")))?;
-            Ok::<_, Status>(Some((r, began.elapsed())))
-        };
-        let start = async {
-            self.engine.start(&rec.id).await.map_err(status)?;
-            Ok::<_, Status>(began.elapsed())
-        };
-        let (added, started) = match tokio::join!(add, start) {
-            (Ok(added), Ok(started)) => (added, started),
-            (Ok(Some((result, _))), Err(e)) => {
-                self.undo_add(list, &rec, Some(result)).await;
-                return Err(e);
-            }
-            (Ok(None), Err(e)) => return Err(e),
-            (Err(e), _) => {
-                // What a failed ADD left (an address, a host-side link,
-                // rules) goes by a DEL without its result, as the spec
-                // lets a DEL clean up.
-                self.undo_add(list, &rec, None).await;
-                return Err(e);
-            }
-        };
-        if let Some((result, _)) = &added {
-            if let Some(net) = rec.network.as_mut() {
-                net.result = Some(result.clone());
-            }
-            if let Err(e) = self.record(rec.clone(), true).await {
-                self.undo_add(list, &rec, Some(result.clone())).await;
-                return Err(e);
-            }
-        }
-        Ok((added.map(|(_, t)| t), started))
     }
 
     /// Write the sandbox's record, on a blocking thread (see
@@ -384,9 +399,12 @@ impl Cri {
         }
     }
 
-    /// DEL the sandbox's network, once: its result is cleared after.
-    async fn network_down(&self, s: &Sandbox) -> Result<(), Status> {
-        let Some(net) = s.network.as_ref().filter(|n| n.result.is_some()) else { return Ok(()) };
+    /// DEL the sandbox's network, once: its result is cleared after. With
+    /// `unsure`, a DEL goes even without a result: the ADD may have been
+    /// done and not recorded (a crash between the two), and a DEL of what
+    /// is not there succeeds (CNI spec).
+    async fn network_down(&self, s: &Sandbox, unsure: bool) -> Result<(), Status> {
+        let Some(net) = s.network.as_ref().filter(|n| unsure || n.result.is_some()) else { return Ok(()) };
         let mut att = net.attachment.clone();
         if !std::path::Path::new(&att.netns).exists() {
             // Its pin is gone (a reboot): the plugins free what they hold
@@ -418,7 +436,7 @@ impl Cri {
                 self.engine.stop(&c.id, Some(0), None).await.map_err(status)?;
             }
         }
-        self.network_down(&s).await?;
+        self.network_down(&s, false).await?;
         match self.engine.inspect(&s.id) {
             Ok(c) if c.state.status.is_running() => {
                 self.engine.stop(&s.id, Some(10), None).await.map_err(status)?;
@@ -553,7 +571,9 @@ impl Cri {
     pub(crate) async fn restore(&self) {
         for s in self.store.sandboxes() {
             if self.engine.inspect(&s.id).is_err() {
-                if let Err(e) = self.network_down(&s).await {
+                // Its ADD may have been done before the container was
+                // made (they go side by side), with no result recorded.
+                if let Err(e) = self.network_down(&s, true).await {
                     tracing::warn!(sandbox = %s.id, "{}", e.message());
                 }
                 self.unpin(&s);

@@ -565,6 +565,21 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
     // kill -9 of the daemon: the pod runs on, and is found again.
     d.crash();
     assert!(get_soon(&format!("{ip}:80")).contains("hello from the pod"));
+    // A sandbox the crash cut short after its ADD, before its container
+    // was made (the two go side by side) and before the ADD's result was
+    // recorded: its record, and the address host-local holds for it.
+    let records = d.dir.join("data/cri/sandboxes");
+    let mut cut: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(records.join(format!("{pod}.json"))).unwrap()).unwrap();
+    let cut_id = "c0ffee".repeat(10) + "c0ff";
+    cut["id"] = cut_id.clone().into();
+    cut["network"]["attachment"]["container_id"] = cut_id.clone().into();
+    cut["network"]["attachment"]["netns"] = d.dir.join("run/cri-netns/gone").display().to_string().into();
+    cut["network"]["result"] = serde_json::Value::Null;
+    std::fs::write(records.join(format!("{cut_id}.json")), serde_json::to_vec(&cut).unwrap()).unwrap();
+    let ipam = net.dir.join("ipam").join(format!("pods-{}", net.bridge));
+    let held_ip = format!("{}.200", ip.rsplit_once('.').unwrap().0);
+    std::fs::write(ipam.join(&held_ip), format!("{cut_id}\r\neth0")).unwrap();
     d.spawn();
     rt.block_on(async {
         let mut runtime = RuntimeServiceClient::new(channel(&d).await);
@@ -574,6 +589,10 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         // The namespace the killed daemon had pinned ahead was let go as
         // CRI came up (no pod has asked for one since).
         assert!(!d.dir.join("run/cri-netns/spare").exists());
+        // The cut-short sandbox is gone, its address given back by a DEL
+        // without a result.
+        assert!(!records.join(format!("{cut_id}.json")).exists());
+        assert!(!ipam.join(&held_ip).exists(), "the address of a sandbox cut short is still held");
         let r = exec(&mut runtime, &client, &["wget", "-qO-", "http://localhost:80/"]).await;
         assert_eq!(String::from_utf8_lossy(&r.stdout), "hello from the pod\n");
 
@@ -828,6 +847,11 @@ fn exec_attach_and_port_forward_stream_over_spdy_and_websocket() {
             tungstenite::Message::Binary(b) if b.starts_with(b"\x01started") => break,
             _ => {}
         }
+    }
+    // "started" comes before the shell's exec of sleep.
+    let t = std::time::Instant::now();
+    while !sleeping() && t.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(sleeping());
     drop(ws);
