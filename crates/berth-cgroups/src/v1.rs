@@ -110,9 +110,19 @@ pub(crate) fn apply<'a>(dir_of: impl Fn(&str) -> Option<&'a Path>, r: &Resources
     }
     if !r.devices.is_empty() {
         if let Some(d) = dir_of("devices") {
+            // One open of each file for all the rules (a container has
+            // about twenty): each write is one rule to the kernel.
+            let (mut allow, mut deny) = (None, None);
             for rule in &r.devices {
-                let file = if rule.allow { "devices.allow" } else { "devices.deny" };
-                write(&d.join(file), &rule.v1_line())?;
+                let (slot, file) = if rule.allow { (&mut allow, "devices.allow") } else { (&mut deny, "devices.deny") };
+                let path = d.join(file);
+                let f = match slot {
+                    Some(f) => f,
+                    None => {
+                        slot.insert(std::fs::OpenOptions::new().write(true).open(&path).map_err(crate::io_err(&path))?)
+                    }
+                };
+                std::io::Write::write_all(f, rule.v1_line().as_bytes()).map_err(crate::io_err(&path))?;
             }
         }
     }
