@@ -320,9 +320,18 @@ fn a_pod_runs_on_its_cni_network_shares_localhost_and_outlives_a_daemon_crash() 
         // The next pod's network namespace is made ahead, and the next pod
         // runs in it; then another is made.
         let spare = d.dir.join("run/cri-netns/spare");
+        // A spare is there once its namespace is bound on the file (the
+        // file itself is made first).
+        let pinned = |p: &std::path::Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: statfs is plain data, all zeroes a valid value.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: statfs fills the struct given, for a NUL-terminated path.
+            unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == 0x6e73_6673 }
+        };
         let spare_ns = || {
             let t = std::time::Instant::now();
-            while !spare.exists() && t.elapsed() < std::time::Duration::from_secs(5) {
+            while !pinned(&spare) && t.elapsed() < std::time::Duration::from_secs(5) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             std::fs::metadata(&spare).unwrap().ino()
