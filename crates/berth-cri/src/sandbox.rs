@@ -260,7 +260,7 @@ impl Cri {
         &self,
         create: CreateRequest,
         netns: Option<&std::path::Path>,
-        mut rec: Sandbox,
+        rec: Sandbox,
         list: Option<&berth_network::cni::NetworkList>,
         began: std::time::Instant,
     ) -> Result<(std::time::Duration, Option<std::time::Duration>, std::time::Duration), Status> {
@@ -286,7 +286,21 @@ impl Cri {
                         .and_then(|r| {
                             r.map_err(|e| Status::unknown(format!("failed to set up the network of sandbox {id}: {e}")))
                         });
-                    Some(r.map(|r| (r, began.elapsed())))
+                    Some(match r {
+                        // Recorded as soon as it is known, so that a crash
+                        // from here on still has the result to DEL with.
+                        Ok(result) => {
+                            let mut with = rec.clone();
+                            if let Some(n) = with.network.as_mut() {
+                                n.result = Some(result.clone());
+                            }
+                            match self.record(with, true).await {
+                                Ok(()) => Ok((result, began.elapsed())),
+                                Err(e) => Err((e, Some(result))),
+                            }
+                        }
+                        Err(e) => Err((e, None)),
+                    })
                 }
                 _ => None,
             };
@@ -302,34 +316,25 @@ impl Cri {
         };
         let ((pinned, recorded, added), (created, started)) = tokio::join!(net, container);
         if let (Ok(()), Ok(()), Ok(made), Some(Ok(started))) = (&pinned, &recorded, &created, &started) {
-            if !matches!(added, Some(Err(_))) {
-                let (made, started) = (*made, *started);
-                let Some(Ok((result, networked))) = added else { return Ok((made, None, started)) };
-                if let Some(net) = rec.network.as_mut() {
-                    net.result = Some(result.clone());
-                }
-                match self.record(rec.clone(), true).await {
-                    Ok(()) => return Ok((made, Some(networked), started)),
-                    Err(e) => {
-                        self.undo(netns, &rec, list, Some(Some(result)), true, true).await;
-                        return Err(e);
-                    }
-                }
+            match &added {
+                None => return Ok((*made, None, *started)),
+                Some(Ok((_, networked))) => return Ok((*made, Some(*networked), *started)),
+                Some(Err(_)) => {}
             }
         }
         // Undone in the order made undone: the network (a failed ADD's
         // leftovers go by a DEL without its result, as the spec lets a DEL
         // clean up), the container, the pin, the record.
         let del = match &added {
-            Some(Ok((result, _))) => Some(Some(result.clone())),
-            Some(Err(_)) => Some(None),
+            Some(Ok((result, _))) | Some(Err((_, Some(result)))) => Some(Some(result.clone())),
+            Some(Err((_, None))) => Some(None),
             None => None,
         };
         self.undo(netns, &rec, list, del, created.is_ok(), recorded.is_ok()).await;
         let err = pinned
             .err()
             .or(recorded.err())
-            .or(added.and_then(|a| a.err()))
+            .or(added.and_then(|a| a.err().map(|(e, _)| e)))
             .or(created.err())
             .or(started.and_then(|s| s.err()))
             .unwrap_or_else(|| Status::internal("no sandbox"));
