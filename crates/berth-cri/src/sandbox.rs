@@ -219,7 +219,7 @@ impl Cri {
             network: list.as_ref().map(|l| {
                 let mut attachment = attachment(&id, &config);
                 attachment.netns = netns.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
-                PodNetwork { network: l.name.clone(), attachment, result: None }
+                PodNetwork { network: l.name.clone(), attachment, result: None, torn_down: false }
             }),
         };
         // The next pod's namespace is made once this one's network is up
@@ -404,12 +404,12 @@ impl Cri {
         }
     }
 
-    /// DEL the sandbox's network, once: its result is cleared after. With
-    /// `unsure`, a DEL goes even without a result: the ADD may have been
-    /// done and not recorded (a crash between the two), and a DEL of what
-    /// is not there succeeds (CNI spec).
-    async fn network_down(&self, s: &Sandbox, unsure: bool) -> Result<(), Status> {
-        let Some(net) = s.network.as_ref().filter(|n| unsure || n.result.is_some()) else { return Ok(()) };
+    /// DEL the sandbox's network, once: it is marked torn down after. A
+    /// DEL goes even without a result: the ADD may have been done and a
+    /// crash have kept its result from the record, and a DEL of what is
+    /// not there succeeds (CNI spec).
+    async fn network_down(&self, s: &Sandbox) -> Result<(), Status> {
+        let Some(net) = s.network.as_ref().filter(|n| !n.torn_down) else { return Ok(()) };
         let mut att = net.attachment.clone();
         if !std::path::Path::new(&att.netns).exists() {
             // Its pin is gone (a reboot): the plugins free what they hold
@@ -429,6 +429,7 @@ impl Cri {
         let mut rec = s.clone();
         if let Some(n) = rec.network.as_mut() {
             n.result = None;
+            n.torn_down = true;
         }
         self.store.put_sandbox(rec, false).map_err(io_status("write the sandbox record"))?;
         Ok(())
@@ -441,7 +442,7 @@ impl Cri {
                 self.engine.stop(&c.id, Some(0), None).await.map_err(status)?;
             }
         }
-        self.network_down(&s, false).await?;
+        self.network_down(&s).await?;
         match self.engine.inspect(&s.id) {
             Ok(c) if c.state.status.is_running() => {
                 self.engine.stop(&s.id, Some(10), None).await.map_err(status)?;
@@ -578,7 +579,7 @@ impl Cri {
             if self.engine.inspect(&s.id).is_err() {
                 // Its ADD may have been done before the container was
                 // made (they go side by side), with no result recorded.
-                if let Err(e) = self.network_down(&s, true).await {
+                if let Err(e) = self.network_down(&s).await {
                     tracing::warn!(sandbox = %s.id, "{}", e.message());
                 }
                 self.unpin(&s);

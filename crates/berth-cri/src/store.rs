@@ -35,6 +35,11 @@ pub(crate) struct PodNetwork {
     pub attachment: berth_network::cni::Attachment,
     /// The ADD's result; `None` before the ADD and after the DEL.
     pub result: Option<serde_json::Value>,
+    /// The DEL was done. Without it, a record with no result may be of an
+    /// ADD that a crash cut off from its record, which a DEL (allowed
+    /// without a result) still frees.
+    #[serde(default)]
+    pub torn_down: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
