@@ -10,7 +10,8 @@
 //! its next start among the pins no record names, which restore lets go.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use berth_engine::Engine;
 
@@ -19,18 +20,26 @@ use berth_engine::Engine;
 struct State {
     ready: bool,
     busy: bool,
+    /// A refill runs (`busy` too).
+    making: bool,
     closed: bool,
 }
+
+/// How long a pod waits for a spare being made before it makes its own
+/// namespace: berth-init makes one in about 1.7 ms.
+const WAIT_MAKING: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub(crate) struct Pins {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Told when a refill is done.
+    made: Condvar,
 }
 
 impl Pins {
     pub(crate) fn new(dir: PathBuf) -> Pins {
-        Pins { dir, state: Mutex::new(State::default()) }
+        Pins { dir, state: Mutex::new(State::default()), made: Condvar::new() }
     }
 
     /// Where pods' network namespaces are pinned.
@@ -47,16 +56,26 @@ impl Pins {
         self.dir.join(berth_engine::names::new_id())
     }
 
-    /// Pin a namespace on `file`: the spare if there is one, else a new
-    /// one. Blocks (run it on a blocking thread).
+    /// Pin a namespace on `file`: the spare if there is one (or one being
+    /// made, which is nearly done), else a new one. Blocks (run it on a
+    /// blocking thread).
     pub(crate) fn pin(&self, engine: &Engine, file: &Path) -> berth_engine::Result<()> {
-        let claimed = self.state.lock().is_ok_and(|mut st| {
+        let claimed = self.state.lock().ok().and_then(|mut st| {
+            let deadline = Instant::now() + WAIT_MAKING;
+            while st.making && !st.closed {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self.made.wait_timeout(st, left).ok()?.0;
+            }
             let free = st.ready && !st.busy;
             if free {
                 (st.ready, st.busy) = (false, true);
             }
-            free
+            Some(free)
         });
+        let claimed = claimed.unwrap_or(false);
         if claimed {
             let moved = engine.move_netns(&self.spare(), file);
             if let Err(e) = &moved {
@@ -82,13 +101,14 @@ impl Pins {
             if st.ready || st.busy || st.closed {
                 return;
             }
-            st.busy = true;
+            (st.busy, st.making) = (true, true);
         }
         let (pins, engine) = (self.clone(), engine.clone());
         tokio::task::spawn_blocking(move || {
             let made = engine.pin_netns(&pins.spare());
             let Ok(mut st) = pins.state.lock() else { return };
-            st.busy = false;
+            (st.busy, st.making) = (false, false);
+            pins.made.notify_all();
             match made {
                 Ok(()) if st.closed => {
                     drop(st);
