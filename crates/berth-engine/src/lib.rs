@@ -165,14 +165,13 @@ impl Engine {
             (cfg.data_root.join("containers"), SHARED_DIR),
             (cfg.data_root.join("trash"), PRIVATE_DIR),
             (cfg.exec_root.clone(), PRIVATE_DIR),
+            (cfg.exec_root.join("runtime"), PRIVATE_DIR),
         ] {
             ensure_dir(&d, mode).map_err(Error::io(format!("create {}", d.display())))?;
         }
         // One subdirectory per container in each: apart on the disk, each
         // container's files find free inodes at once (see spread_subdirs).
-        let runtime_root = cfg.exec_root.join("runtime");
-        ensure_dir(&runtime_root, PRIVATE_DIR).map_err(Error::io(format!("create {}", runtime_root.display())))?;
-        for d in [cfg.data_root.join("containers"), cfg.exec_root.clone(), runtime_root] {
+        for d in [cfg.data_root.join("containers"), cfg.exec_root.clone(), cfg.exec_root.join("runtime")] {
             if let Err(e) = berth_core::perm::spread_subdirs(&d) {
                 tracing::debug!("spread the subdirectories of {}: {e}", d.display());
             }
