@@ -325,12 +325,22 @@ impl Cri {
         // Undone in the order made undone: the network (a failed ADD's
         // leftovers go by a DEL without its result, as the spec lets a DEL
         // clean up), the container, the pin, the record.
-        let del = match &added {
-            Some(Ok((result, _))) | Some(Err((_, Some(result)))) => Some(Some(result.clone())),
-            Some(Err((_, None))) => Some(None),
-            None => None,
-        };
-        self.undo(netns, &rec, list, del, created.is_ok(), recorded.is_ok()).await;
+        match &added {
+            Some(Ok((result, _))) | Some(Err((_, Some(result)))) => {
+                self.undo_add(list, &rec, Some(result.clone())).await
+            }
+            Some(Err((_, None))) => self.undo_add(list, &rec, None).await,
+            None => {}
+        }
+        if created.is_ok() {
+            let _ = self.engine.remove(&id, true, true).await;
+        }
+        if let Some(f) = netns {
+            let _ = self.engine.unpin_netns(f);
+        }
+        if recorded.is_ok() {
+            let _ = self.store.remove_sandbox(&id);
+        }
         let err = pinned
             .err()
             .or(recorded.err())
@@ -339,32 +349,6 @@ impl Cri {
             .or(started.and_then(|s| s.err()))
             .unwrap_or_else(|| Status::internal("no sandbox"));
         Err(err)
-    }
-
-    /// Undo a sandbox that will not be: DEL its network if an ADD was
-    /// tried (`del`, with the ADD's result if it gave one), remove its
-    /// container if made, let its pin go, remove its record if written.
-    async fn undo(
-        &self,
-        netns: Option<&std::path::Path>,
-        rec: &Sandbox,
-        list: Option<&berth_network::cni::NetworkList>,
-        del: Option<Option<serde_json::Value>>,
-        created: bool,
-        recorded: bool,
-    ) {
-        if let Some(result) = del {
-            self.undo_add(list, rec, result).await;
-        }
-        if created {
-            let _ = self.engine.remove(&rec.id, true, true).await;
-        }
-        if let Some(f) = netns {
-            let _ = self.engine.unpin_netns(f);
-        }
-        if recorded {
-            let _ = self.store.remove_sandbox(&rec.id);
-        }
     }
 
     /// Write the sandbox's record, on a blocking thread (see
