@@ -3,11 +3,11 @@
 //! status on disk before it exits, so berthd can restart without losing a
 //! container.
 //!
-//! Start-up, in order: read the config; new session (berthd starts the
-//! shim in a process group of its own, whose leader cannot make one: it
-//! then stays in that group); become a child subreaper; block SIGCHLD for a
-//! signalfd; bind the socket; create the container with its stdio on our
-//! pipes; write one `Ready` line to the daemon's pipe and close it.
+//! Start-up, in order: read the config; become a child subreaper; block
+//! SIGCHLD for a signalfd; bind the socket; create the container with its
+//! stdio on our pipes; write one `Ready` line to the daemon's pipe and
+//! close it. berthd starts the shim in a process group of its own, so that
+//! a signal to berthd's group does not reach it.
 //!
 //! The shim does not fork itself away from berthd: berthd reaps it when it
 //! exits, and a shim that outlives berthd is reparented to init or the
@@ -102,10 +102,8 @@ fn report(w: &mut impl Write, msg: Ready) -> i32 {
 
 fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     let null = stdio::devnull()?;
-    // SAFETY: setsid and prctl take no pointers. setsid fails (harmlessly)
-    // in a process group leader, as berthd starts the shim.
+    // SAFETY: prctl and dup2 take no pointers.
     unsafe {
-        libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         libc::dup2(null.as_raw_fd(), 0);
     }
