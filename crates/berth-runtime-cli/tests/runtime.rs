@@ -890,6 +890,31 @@ both!(cgroup_mount_shows_own_cgroup, |rt: &Rt| {
     assert_eq!(out.lines().collect::<Vec<_>>(), [(48u64 << 20).to_string().as_str(), "77", "errno 30"]);
 });
 
+both!(cgroup_mounts_get_their_flags_and_the_root_keeps_its_own, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "awk '{print $5, $6}' /proc/self/mountinfo"]);
+    let (code, out, err) = rt.run(&b, &unique("cgflags"));
+    assert_eq!(code, 0, "{err}");
+    let mut cgroup_mounts = 0;
+    for line in out.lines() {
+        let (at, opts) = line.split_once(' ').unwrap();
+        let opts: Vec<&str> = opts.split(',').collect();
+        if at == "/" {
+            assert!(opts.contains(&"rw"), "{line}");
+        }
+        if at.starts_with("/sys/fs/cgroup") {
+            cgroup_mounts += 1;
+            // runc leaves the tmpfs holding the hierarchies writable.
+            let ro = (at != "/sys/fs/cgroup").then_some("ro");
+            for want in ["nosuid", "nodev", "noexec"].into_iter().chain(ro) {
+                assert!(opts.contains(&want), "{line}: no {want}");
+            }
+        }
+    }
+    // The tmpfs and at least one hierarchy in it.
+    assert!(cgroup_mounts >= 2, "{out}");
+});
+
 both!(run_forwards_signals, |rt: &Rt| {
     let mut b = Bundle::new();
     b.args(&["sh", "-c", "trap 'exit 9' TERM; while true; do sleep 0.05; done"]);

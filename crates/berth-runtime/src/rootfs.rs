@@ -221,13 +221,24 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
     if let Some(v2) = &c.cgroup.v2 {
         binds.push(("unified".into(), v2));
     }
-    for (name, dir) in binds {
-        let sub = dest.join(&name);
+    for (name, dir) in &binds {
+        let sub = dest.join(name);
         let t = ctx(open_or_create(root, &sub, Create::Dir), || format!("create {}", sub.display()))?;
         ctx(mount(Some(dir.as_path()), &fd_path(t.as_fd()), NONE, MsFlags::MS_BIND, NONE), || {
             format!("bind {} on {}", dir.display(), sub.display())
         })?;
-        remount_bind(root, &sub, flags, c.in_userns)?;
+    }
+    // The tmpfs and every bind get the mount's flags in one call; the
+    // tmpfs has nosuid, nodev and noexec already, so only `ro` is new to it.
+    // Opened again: `target` is the directory the tmpfs now covers.
+    let top = ctx(openat_in_root(root, dest, libc::O_PATH), || format!("reopen {}", dest.display()))?;
+    match set_tree_flags(top.as_fd(), flags) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => return Err(format!("set the flags of {}: {e}", dest.display())),
+    }
+    for (name, _) in &binds {
+        remount_bind(root, &dest.join(name), flags, c.in_userns)?;
     }
     if opts.flags.contains(MsFlags::MS_RDONLY) {
         remount_bind(
@@ -238,6 +249,81 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
         )?;
     }
     Ok(())
+}
+
+/// mount_setattr(2)'s flags (linux/mount.h); Linux 5.12.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME: u64 = 0x70;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+
+/// Give the mount at `at` and every mount under it `flags` in one
+/// mount_setattr(2), which only adds what is asked: flags locked by a user
+/// namespace stay. Ok(false) when the kernel has no mount_setattr or
+/// `flags` holds what it cannot set; the caller then remounts one by one.
+fn set_tree_flags(at: BorrowedFd<'_>, flags: MsFlags) -> std::io::Result<bool> {
+    let per_mount = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME;
+    if !(flags - per_mount).is_empty() {
+        return Ok(false);
+    }
+    let mut set = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NOATIME, MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, MOUNT_ATTR_STRICTATIME),
+        (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    // An access-time mode replaces the one there (relatime is 0).
+    let clear = if flags.intersects(MsFlags::MS_NOATIME | MsFlags::MS_STRICTATIME | MsFlags::MS_RELATIME) {
+        MOUNT_ATTR_ATIME
+    } else {
+        0
+    };
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    // SAFETY: a valid fd, an empty C string and a struct of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            at.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// path, kind, major, minor, mode, uid, gid
