@@ -529,6 +529,7 @@ impl Engine {
             open_stdin: c.config.open_stdin,
             stdin_once: c.config.stdin_once,
             start: at_once,
+            cgroups: self.cgroup_mounts(),
         };
         let (pid, shim_pid) = shim::spawn(&self.cfg.shim, &cfg, &sd).await?;
         if let Err(err) = self.network_up(c, pid).await {

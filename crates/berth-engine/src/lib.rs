@@ -230,6 +230,23 @@ impl Engine {
         }
     }
 
+    /// The hierarchies berthd found, as its shims are told them.
+    pub(crate) fn cgroup_mounts(&self) -> Option<berth_shim_proto::CgroupMounts> {
+        let h = self.hierarchies.as_ref()?;
+        Some(berth_shim_proto::CgroupMounts {
+            v1: h
+                .v1
+                .iter()
+                .map(|m| berth_shim_proto::CgroupV1Mount {
+                    controllers: m.controllers.clone(),
+                    mountpoint: m.mountpoint.clone(),
+                    own_path: m.own_path.clone(),
+                })
+                .collect(),
+            v2: h.v2.clone(),
+        })
+    }
+
     /// Where removed containers' directories wait to be deleted: renaming
     /// a directory there is one metadata change, where deleting it is one
     /// per file. Emptied as each removal is answered, and whole when the

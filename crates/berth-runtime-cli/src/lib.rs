@@ -223,6 +223,7 @@ fn create_options(root: &std::path::Path, c: &CreateArgs) -> CreateOptions {
         pid_file: c.pid_file.clone(),
         preserve_fds: c.preserve_fds,
         no_pivot: c.no_pivot,
+        hierarchies: None,
     }
 }
 

@@ -125,8 +125,15 @@ fn default_rules() -> impl Iterator<Item = DeviceRule> {
 }
 
 /// The container's cgroup: cgroupsPath, or the id under the caller's cgroup.
-pub(crate) fn locate(spec: &Spec, id: &str) -> Result<Cgroup> {
-    let h = Hierarchies::detect()?;
+pub(crate) fn locate(spec: &Spec, id: &str, known: Option<&Hierarchies>) -> Result<Cgroup> {
+    let detected;
+    let h = match known {
+        Some(h) => h,
+        None => {
+            detected = Hierarchies::detect()?;
+            &detected
+        }
+    };
     let path = spec
         .linux()
         .as_ref()
@@ -134,5 +141,5 @@ pub(crate) fn locate(spec: &Spec, id: &str) -> Result<Cgroup> {
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| id.to_owned());
-    Ok(Cgroup::locate(&h, &path))
+    Ok(Cgroup::locate(h, &path))
 }

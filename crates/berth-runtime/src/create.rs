@@ -35,6 +35,9 @@ pub struct CreateOptions {
     /// Fds 3..3+N passed on to the container (`--preserve-fds`).
     pub preserve_fds: u32,
     pub no_pivot: bool,
+    /// The host's cgroup hierarchies, when the caller knows them; read
+    /// from /proc otherwise.
+    pub hierarchies: Option<berth_cgroups::Hierarchies>,
 }
 
 /// Removes what a failed create made.
@@ -90,7 +93,7 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     }
     let mut undo = Undo { dir: dir.clone(), cgroup: None, pids: vec![], armed: true };
 
-    let cg = cgroup::locate(&spec, id.as_str())?;
+    let cg = cgroup::locate(&spec, id.as_str(), opts.hierarchies.as_ref())?;
     undo.cgroup = Some(cg.clone());
     cg.create()?;
     cg.apply(&cgroup::resources(linux.resources().as_ref()))?;

@@ -26,6 +26,7 @@ mod spec;
 mod state;
 mod sync;
 
+pub use berth_cgroups::{Hierarchies, V1Mount};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use error::{Error, Result};

@@ -88,6 +88,28 @@ pub struct ShimConfig {
     /// request then saves nothing but a round trip.
     #[serde(default)]
     pub start: bool,
+    /// The host's cgroup hierarchies as the daemon found them, so that the
+    /// shim need not read mountinfo, which grows with every running
+    /// container, at each start; `None`: the runtime looks for itself.
+    #[serde(default)]
+    pub cgroups: Option<CgroupMounts>,
+}
+
+/// Mounted cgroup hierarchies and the daemon's own cgroup in each (its
+/// shims are its children, so theirs too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupMounts {
+    pub v1: Vec<CgroupV1Mount>,
+    /// The unified hierarchy's mount point and the cgroup in it.
+    pub v2: Option<(PathBuf, String)>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupV1Mount {
+    /// `cpu`, `memory`, `name=systemd`, ...
+    pub controllers: Vec<String>,
+    pub mountpoint: PathBuf,
+    pub own_path: String,
 }
 
 /// The shim's first and only line on stdout.

@@ -141,7 +141,7 @@ fn setup(cfg: &ShimConfig, config: &Path) -> Result<Shim, String> {
     };
     let (mut io, mut ends) = Stdio::new(cfg.tty, cfg.open_stdin)?;
     let console = ends.console.take();
-    let pid = stdio::with_stdio(&ends, || rt.create(&cfg.id, &cfg.bundle, console, &dir))??;
+    let pid = stdio::with_stdio(&ends, || rt.create(&cfg.id, &cfg.bundle, console, &dir, cfg.cgroups.as_ref()))??;
     if let Err(e) = io.receive_master(&ends, cfg.open_stdin) {
         let _ = rt.delete(&cfg.id);
         return Err(e);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_runtime::{CreateOptions, ExecOptions, ExecOutcome, ExecProcess};
+use berth_shim_proto::CgroupMounts;
 
 #[derive(Debug)]
 pub(crate) enum Runtime {
@@ -35,14 +36,35 @@ fn text(e: impl ToString) -> String {
 impl Runtime {
     /// Create the container; returns its init's pid. `console` is one end of
     /// a socket pair that receives the pty master when there is a terminal.
-    pub(crate) fn create(&self, id: &str, bundle: &Path, console: Option<OwnedFd>, dir: &Path) -> Result<i32> {
+    /// `cgroups`: the host's hierarchies as the daemon knows them.
+    pub(crate) fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        console: Option<OwnedFd>,
+        dir: &Path,
+        cgroups: Option<&CgroupMounts>,
+    ) -> Result<i32> {
         match self {
             Runtime::Builtin { root } => {
+                let hierarchies = cgroups.map(|c| berth_runtime::Hierarchies {
+                    v1: c
+                        .v1
+                        .iter()
+                        .map(|m| berth_runtime::V1Mount {
+                            controllers: m.controllers.clone(),
+                            mountpoint: m.mountpoint.clone(),
+                            own_path: m.own_path.clone(),
+                        })
+                        .collect(),
+                    v2: c.v2.clone(),
+                });
                 let opts = CreateOptions {
                     root: root.clone(),
                     id: id.to_owned(),
                     bundle: bundle.to_owned(),
                     console_fd: console,
+                    hierarchies,
                     ..Default::default()
                 };
                 berth_runtime::create(opts).map(|c| c.pid).map_err(text)
