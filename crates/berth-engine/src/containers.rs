@@ -477,7 +477,7 @@ impl Engine {
         if let Some(path) = self.joined_ns(&c.host.ipc_mode, "ipc", "IPC")? {
             spec::join_namespace(&mut s, "ipc", &path);
         }
-        let body = serde_json::to_vec_pretty(&s).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&s).map_err(|e| Error::Internal(e.to_string()))?;
         berth_core::perm::write_file(&sd.dir.join("config.json"), &body, berth_core::perm::RECORD)
             .map_err(Error::io("write config.json"))?;
         let log = match c.host.log_config.driver.as_str() {
