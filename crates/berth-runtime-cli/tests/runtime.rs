@@ -915,6 +915,32 @@ both!(cgroup_mounts_get_their_flags_and_the_root_keeps_its_own, |rt: &Rt| {
     assert!(cgroup_mounts >= 2, "{out}");
 });
 
+both!(cgroup_namespace_is_rooted_at_the_container_cgroup, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.args(&["cat", "/proc/self/cgroup"]);
+    let (code, out, err) = rt.run(&b, &unique("cgns"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.is_empty());
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "made outside the container's cgroup: {line}\n{out}");
+    }
+});
+
+both!(a_bind_of_the_container_own_cgroup_sees_it, |rt: &Rt| {
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"]["pids"] = json!({ "limit": 55 });
+    let own = b.cgroup_dir("pids");
+    // First, before the cgroup mount, which would wait for the cgroup anyway.
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({ "destination": "/mnt/own", "type": "bind", "source": own, "options": ["bind", "ro"] }));
+    b.args(&["cat", "/mnt/own/pids.max"]);
+    let (code, out, err) = rt.run(&b, &unique("cgbind"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "55");
+});
+
 both!(run_forwards_signals, |rt: &Rt| {
     let mut b = Bundle::new();
     b.args(&["sh", "-c", "trap 'exit 9' TERM; while true; do sleep 0.05; done"]);

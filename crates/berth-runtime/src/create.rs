@@ -1,8 +1,8 @@
 //! `create`: set up a container whose init waits for `start`.
 //!
 //! Runtime side of the sync points listed in `init.rs`:
-//! fork → put the child in the cgroup → 1 `Go` → 2 write id maps →
-//! 3 learn init's pid → 4 run prestart/createRuntime hooks → 5 `Ready` →
+//! fork → make the cgroup → 1 write id maps → 2 learn init's pid, put it
+//! in the cgroup, `Go` → 3 run prestart/createRuntime hooks → 4 `Ready` →
 //! record the state and return, leaving init blocked on the exec fifo.
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -93,10 +93,8 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     }
     let mut undo = Undo { dir: dir.clone(), cgroup: None, pids: vec![], armed: true };
 
+    // Made after the fork, while init sets up its namespaces and mounts.
     let cg = cgroup::locate(&spec, id.as_str(), opts.hierarchies.as_ref())?;
-    undo.cgroup = Some(cg.clone());
-    cg.create()?;
-    cg.apply(&cgroup::resources(linux.resources().as_ref()))?;
 
     let fifo_path = dir.join("exec.fifo");
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -149,8 +147,9 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
     drop(child_ch);
     drop(console);
     undo.pids.push(child);
-    cg.add(child)?;
-    parent_ch.send(&Msg::Go).map_err(Error::io("sync with init"))?;
+    undo.cgroup = Some(cg.clone());
+    cg.create()?;
+    cg.apply(&cgroup::resources(linux.resources().as_ref()))?;
 
     let mut container = Container {
         id: id.to_string(),
@@ -187,6 +186,8 @@ pub fn create(opts: CreateOptions) -> Result<Container> {
                     let _ = waitpid(Pid::from_raw(child), None);
                     undo.pids.retain(|p| *p != child);
                 }
+                cg.add(pid)?;
+                parent_ch.send(&Msg::Go).map_err(Error::io("sync with init"))?;
             }
             Some(Msg::RunHooks) => {
                 let mut st = container.oci_state();

@@ -1,16 +1,19 @@
 //! The container's init, from fork to execve: one linear path. Sync points
 //! with the runtime (numbers match `create.rs`):
 //!
-//! 1. wait `Go`: the runtime put us in the cgroup.
-//! 2. (new user namespace) send `MapIds`, wait `MapsDone`.
-//! 3. send `Pid` with the host pid of the container's init.
-//! 4. (hooks before start) send `RunHooks`; the runtime runs prestart and
+//! 1. (new user namespace) send `MapIds`, wait `MapsDone`.
+//! 2. send `Pid` with the host pid of the container's init; the runtime,
+//!    which makes the cgroup meanwhile, puts init in it and answers `Go`.
+//!    Init waits for it only at the first step that needs the cgroup (see
+//!    [`CgroupGate`]): the namespaces and the mounts before come first.
+//! 3. (hooks before start) send `RunHooks`; the runtime runs prestart and
 //!    createRuntime and answers `HooksDone` with the state for the others.
-//! 5. send `Ready`: set up; block on the exec fifo until `start`.
+//! 4. send `Ready`: set up; block on the exec fifo until `start`.
 //!
-//! A failure before 5 is sent as `Failed`; after 5 it is written to the
+//! A failure before 4 is sent as `Failed`; after 4 it is written to the
 //! exec fifo, where `start` reads it.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -36,7 +39,7 @@ pub(crate) struct InitArgs<'a> {
     pub no_pivot: bool,
     /// linux.seccomp, compiled.
     pub seccomp: Option<&'a seccomp::Program>,
-    /// Whether any hook runs before start (sync point 4).
+    /// Whether any hook runs before start (sync point 3).
     pub hooks_sync: bool,
 }
 
@@ -55,17 +58,17 @@ pub(crate) fn run(a: &InitArgs<'_>, ch: &Channel) -> i32 {
 /// lands in it, as a sibling (CLONE_PARENT) so the runtime can wait for it.
 fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     process::set_non_dumpable()?;
-    ch.expect(&Msg::Go)?; // sync 1
     a.plan.join_all()?;
     if a.plan.new_user {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("unshare user namespace: {e}"))?;
         ch.send(&Msg::MapIds(std::process::id() as i32)).map_err(|e| e.to_string())?;
-        ch.expect(&Msg::MapsDone)?; // sync 2
+        ch.expect(&Msg::MapsDone)?; // sync 1
     }
+    // All but a new cgroup namespace, which waits for the cgroup.
     a.plan.unshare_rest()?;
     if !a.plan.pid_changes {
-        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?; // sync 3
+        ch.send(&Msg::Pid(std::process::id() as i32)).map_err(|e| e.to_string())?; // sync 2
         return stage2(a, ch);
     }
     let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -84,7 +87,7 @@ fn stage1(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
             stage2(a, ch)
         }
         p if p > 0 => {
-            ch.send(&Msg::Pid(p as i32)).map_err(|e| e.to_string())?; // sync 3
+            ch.send(&Msg::Pid(p as i32)).map_err(|e| e.to_string())?; // sync 2
             let _ = nix::unistd::write(&w, b"x");
             Ok(0)
         }
@@ -111,26 +114,29 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     unsafe { libc::setsid() };
     // Device nodes and mount points get exactly their modes.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let gate = CgroupGate { ch, new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup), passed: Cell::new(false) };
     let ctx = RootfsContext {
         spec,
         rootfs: a.rootfs,
         bundle: a.bundle,
         in_userns: a.plan.has(LinuxNamespaceType::User),
         cgroup: a.cgroup,
-        new_cgroupns: a.plan.has_new(LinuxNamespaceType::Cgroup),
+        new_cgroupns: gate.new_cgroupns,
+        gate: &gate,
     };
     // Without a mount namespace the container shares the caller's (the
     // spec allows it): nothing is mounted, which would change the host's
     // mounts, and the root is entered by chroot, as runc does.
     let own_mounts = a.plan.has(LinuxNamespaceType::Mount);
     let root_prop = if own_mounts { rootfs::prepare(&ctx)? } else { nix::mount::MsFlags::empty() };
+    gate.pass()?;
     // The state the hooks get, from the runtime, which knows the id and
     // init's pid as the host sees it.
     let mut state = Vec::new();
     if a.hooks_sync {
         ch.send(&Msg::RunHooks).map_err(|e| e.to_string())?;
         state = match ch.recv() {
-            Ok(Some(Msg::HooksDone(s))) => s.into_bytes(), // sync 4
+            Ok(Some(Msg::HooksDone(s))) => s.into_bytes(), // sync 3
             Ok(Some(Msg::Failed(e))) => return Err(e),
             other => return Err(format!("sync: expected HooksDone, got {other:?}")),
         };
@@ -156,7 +162,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         set_personality(p)?;
     }
     let ready = process::prepare(proc_, a.seccomp.cloned(), a.preserve_fds)?;
-    ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 5
+    ch.send(&Msg::Ready).map_err(|e| e.to_string())?; // sync 4
     let fifo =
         process::open_proc_for_write(&format!("self/fd/{}", a.fifo)).map_err(|e| format!("open exec fifo: {e}"))?;
     let fail = |mut fifo: &std::fs::File, msg: &str, code: i32| {
@@ -175,6 +181,33 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
     }
     let err = process::execve(&ready.exe, &ready.args, &ready.env);
     Ok(fail(&fifo, &err.message, err.code))
+}
+
+/// Sync point 2's `Go`: init is in its cgroup. Waited for once, at the
+/// first step that needs it: a new cgroup namespace (rooted where init is
+/// when it is made, so made here), a mount of the cgroup file system or of
+/// a directory in it, the device nodes (made under the container's device
+/// rules, as runc makes them), and at the latest the hooks. runc's nsexec
+/// also leaves the cgroup namespace until the cgroup is joined.
+pub(crate) struct CgroupGate<'a> {
+    ch: &'a Channel,
+    new_cgroupns: bool,
+    passed: Cell<bool>,
+}
+
+impl CgroupGate<'_> {
+    pub(crate) fn pass(&self) -> Step {
+        if self.passed.get() {
+            return Ok(());
+        }
+        self.ch.expect(&Msg::Go)?; // sync 2
+        if self.new_cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+        }
+        self.passed.set(true);
+        Ok(())
+    }
 }
 
 fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Step {

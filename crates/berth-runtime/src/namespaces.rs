@@ -84,12 +84,14 @@ impl Plan {
         Ok(())
     }
 
-    /// Create the new namespaces other than user.
+    /// Create the new namespaces other than user and cgroup (made once
+    /// init is in its cgroup, `init::CgroupGate`).
     pub fn unshare_rest(&self) -> std::result::Result<(), String> {
-        if self.new.is_empty() {
+        let rest = self.new - CloneFlags::CLONE_NEWCGROUP;
+        if rest.is_empty() {
             return Ok(());
         }
-        unshare(self.new).map_err(|e| format!("unshare namespaces {:?}: {e}", self.new))
+        unshare(rest).map_err(|e| format!("unshare namespaces {rest:?}: {e}"))
     }
 
     pub fn has_new(&self, t: LinuxNamespaceType) -> bool {

@@ -14,6 +14,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
+use crate::init::CgroupGate;
 use crate::mounts::{self, MountOptions};
 
 pub(crate) type Step<T = ()> = std::result::Result<T, String>;
@@ -42,6 +43,8 @@ pub(crate) struct RootfsContext<'a> {
     pub in_userns: bool,
     pub cgroup: &'a Cgroup,
     pub new_cgroupns: bool,
+    /// Passed before the first step that needs the cgroup.
+    pub gate: &'a CgroupGate<'a>,
 }
 
 /// Steps before pivot_root: propagation, the rootfs bind, every mount, /dev.
@@ -87,6 +90,7 @@ pub(crate) fn prepare(c: &RootfsContext<'_>) -> Step<MsFlags> {
         }
     }
     if !dev_is_bind {
+        c.gate.pass()?;
         create_devices(root.as_fd(), linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]), c.in_userns)?;
         dev_links(root.as_fd())?;
     }
@@ -123,12 +127,22 @@ fn mount_one(c: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount, opts: &Moun
     let bind = opts.is_bind() || typ == "bind";
     let source = m.source().clone().map(|s| if s.is_absolute() || !bind { s } else { c.bundle.join(s) });
     if typ == "cgroup" || typ == "cgroup2" {
+        c.gate.pass()?;
         return mount_cgroup(c, root, dest, opts);
     }
-    let kind = match &source {
-        Some(s) if bind && !s.is_dir() => Create::File,
-        _ => Create::Dir,
+    let meta = source.as_deref().filter(|_| bind).map(std::fs::metadata);
+    if matches!(meta, Some(Err(_))) {
+        // What is not there yet may be the container's cgroup directory,
+        // made by the runtime meanwhile; other sources fail either way.
+        c.gate.pass()?;
+    }
+    let source_is_dir = match &meta {
+        Some(Ok(m)) => m.is_dir(),
+        // Looked at again: it may have been made meanwhile.
+        Some(Err(_)) => source.as_deref().is_some_and(Path::is_dir),
+        None => true,
     };
+    let kind = if source_is_dir { Create::Dir } else { Create::File };
     let target = ctx(open_or_create(root, dest, kind), || format!("create mount point {}", dest.display()))?;
     let target_path = fd_path(target.as_fd());
     let what = || format!("mount {} on {}", source.as_deref().unwrap_or(Path::new(typ)).display(), dest.display());
