@@ -531,7 +531,7 @@ impl Engine {
             start: at_once,
             cgroups: self.cgroup_mounts(),
         };
-        let (pid, shim_pid) = shim::spawn(&self.cfg.shim, &cfg, &sd).await?;
+        let (pid, shim_pid) = shim::spawn(&self.cfg.shim, &cfg, &sd, &self.standby).await?;
         if let Err(err) = self.network_up(c, pid).await {
             let _ = shim::call(&sd.socket(), &Request::Signal { signal: 9, all: true }).await;
             let _ = shim::wait_exit(&sd.socket()).await;

@@ -126,6 +126,8 @@ pub struct Engine {
     /// CAP_SYS_RESOURCE): containers' scores are raised to it, as
     /// containerd's `restrict_oom_score_adj` does.
     oom_floor: Option<i32>,
+    /// The shim the next container start takes.
+    standby: Arc<shim::Standby>,
 }
 
 /// The OOM score floor of this process: its own score, when it lacks
@@ -201,6 +203,7 @@ impl Engine {
             primer: hierarchies.as_ref().and_then(|h| h.own_procs()).map(|p| primer::Primer::new(p, primer::LINGER)),
             hierarchies,
             oom_floor: oom_floor(),
+            standby: Arc::default(),
         });
         engine.install_init()?;
         // What an earlier daemon left in the trash when it stopped.

@@ -84,6 +84,9 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Characters of an id [`new_id`] makes.
+pub const ID_LEN: usize = 64;
+
 /// A fresh 64-hex container or exec id.
 pub fn new_id() -> String {
     let mut b = [0u8; 32];

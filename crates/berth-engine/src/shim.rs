@@ -1,14 +1,20 @@
 //! The daemon's side of a shim: start one, talk to it, and read what it
 //! left on disk.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use berth_shim_proto::{self as proto, ExitRecord, Ready, Reply, Request, ShimConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::{Error, Result};
+
+/// A shim's config, in its container's directory under the exec root.
+const CONFIG: &str = "shim.json";
 
 /// The files of one running container under the exec root.
 #[derive(Debug, Clone)]
@@ -21,7 +27,7 @@ impl ShimDir {
         ShimDir { dir: exec_root.join(id) }
     }
     pub fn config(&self) -> PathBuf {
-        self.dir.join("shim.json")
+        self.dir.join(CONFIG)
     }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("shim.sock")
@@ -56,25 +62,98 @@ impl ShimDir {
     }
 }
 
-/// Start a shim for `cfg`; returns (init pid, shim pid) once the container
-/// is created.
-pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir) -> Result<(i32, i32)> {
+/// A shim started before its container: [`spawn`] hands it the next
+/// config, so that a start does not wait for a process to be made and for
+/// its C library to start up (half a millisecond on a VM, where the cpuid
+/// instructions of that start-up trap to the hypervisor). One at most,
+/// made after the first container's start and again after each use; it
+/// exits when berthd goes (its stdin closes).
+#[derive(Debug, Default)]
+pub struct Standby {
+    slot: std::sync::Mutex<Option<Waiting>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl Standby {
+    fn take(&self) -> Option<Waiting> {
+        self.slot.lock().ok()?.take()
+    }
+
+    /// Start a standby shim unless one waits already. Its argument has the
+    /// length of a config's path under `exec_root`, which it takes over
+    /// as its command line once it has one, so that `ps` names the
+    /// container as for a shim started for it.
+    fn fill(&self, binary: &Path, exec_root: &Path) {
+        if self.slot.lock().map(|s| s.is_some()).unwrap_or(true) {
+            return;
+        }
+        let placeholder = exec_root.join("-".repeat(crate::names::ID_LEN)).join(CONFIG);
+        let child = tokio::process::Command::new(binary)
+            .arg("--standby")
+            .arg(placeholder)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        let Ok(mut child) = child else { return };
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else { return };
+        if let Ok(mut slot) = self.slot.lock() {
+            // Another start's fill may have come first; this one then
+            // exits as its stdin closes.
+            slot.get_or_insert(Waiting { child, stdin, stdout });
+        }
+    }
+}
+
+/// Give a standby its config's path; None if it is gone.
+async fn hand_over(w: Waiting, config: &Path) -> Option<(Child, ChildStdout)> {
+    let Waiting { child, mut stdin, stdout } = w;
+    let mut line = config.as_os_str().as_bytes().to_vec();
+    if line.contains(&b'\n') {
+        return None;
+    }
+    line.push(b'\n');
+    stdin.write_all(&line).await.ok()?;
+    Some((child, stdout))
+}
+
+/// Start a shim for `cfg` (the standby if there is one); returns (init
+/// pid, shim pid) once the container is created.
+pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir, standby: &Arc<Standby>) -> Result<(i32, i32)> {
     let body = serde_json::to_vec(cfg).map_err(|e| Error::Internal(e.to_string()))?;
     berth_core::perm::write_file(&dir.config(), &body, berth_core::perm::RECORD)
         .map_err(Error::io(format!("write {}", dir.config().display())))?;
     let log = berth_core::perm::create_file(&dir.log(), berth_core::perm::RECORD, true)
         .map_err(Error::io("create shim log"))?;
-    // A process group of its own: a signal to berthd's group (a terminal's
-    // ^C, a supervisor stopping berthd) does not reach the containers.
-    let mut child = tokio::process::Command::new(binary)
-        .arg(dir.config())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .process_group(0)
-        .spawn()
-        .map_err(Error::io(format!("run {}", binary.display())))?;
-    let out = child.stdout.take().ok_or_else(|| Error::Internal("shim stdout".into()))?;
+    let handed = match standby.take() {
+        Some(w) => hand_over(w, &dir.config()).await,
+        None => None,
+    };
+    let (mut child, out) = match handed {
+        Some(c) => c,
+        None => {
+            // A process group of its own: a signal to berthd's group (a
+            // terminal's ^C, a supervisor stopping berthd) does not reach
+            // the containers.
+            let mut child = tokio::process::Command::new(binary)
+                .arg(dir.config())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .process_group(0)
+                .spawn()
+                .map_err(Error::io(format!("run {}", binary.display())))?;
+            let out = child.stdout.take().ok_or_else(|| Error::Internal("shim stdout".into()))?;
+            (child, out)
+        }
+    };
     let mut line = String::new();
     let read = BufReader::new(out).read_line(&mut line).await;
     // The shim lives on as berthd's child (it does not fork itself away):
@@ -83,6 +162,10 @@ pub async fn spawn(binary: &Path, cfg: &ShimConfig, dir: &ShimDir) -> Result<(i3
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
+    if let Some(exec_root) = dir.dir.parent() {
+        let (standby, binary, exec_root) = (standby.clone(), binary.to_owned(), exec_root.to_owned());
+        tokio::spawn(async move { standby.fill(&binary, &exec_root) });
+    }
     read.map_err(Error::io("read from shim"))?;
     match serde_json::from_str::<Ready>(&line) {
         Ok(Ready::Created { pid, shim }) => Ok((pid, shim)),

@@ -1,12 +1,14 @@
 //! What berthd and a berth-shim say to each other.
 //!
-//! The daemon starts a shim with the path of a [`ShimConfig`] file. The shim
-//! detaches, creates the container and writes one [`Ready`] line to its
-//! stdout. From then on it serves its unix socket: every connection sends one
-//! [`Request`] as a JSON line and reads one [`Reply`] line. After a
-//! successful `Attach` the connection carries the container's output (Docker's
-//! 8-byte stream frames, or raw bytes with a terminal) one way and its stdin
-//! the other; shutting down the write half ends the attacher's stdin.
+//! The daemon starts a shim with the path of a [`ShimConfig`] file, or
+//! writes that path and a newline to the stdin of a shim it started ahead
+//! with `--standby`. The shim creates the container and writes one
+//! [`Ready`] line to its stdout. From then on it serves its unix socket:
+//! every connection sends one [`Request`] as a JSON line and reads one
+//! [`Reply`] line. After a successful `Attach` the connection carries the
+//! container's output (Docker's 8-byte stream frames, or raw bytes with a
+//! terminal) one way and its stdin the other; shutting down the write half
+//! ends the attacher's stdin.
 //!
 //! The exit of the container is written to [`ShimConfig::exit_file`] as an
 //! [`ExitRecord`] before the shim exits, so a daemon that was down when it
@@ -24,6 +26,9 @@ pub const VERSION: u32 = 2;
 
 /// A request line is never longer than this.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Nor the config path a standby shim is given (PATH_MAX and its newline).
+pub const MAX_PATH: u64 = 4097;
 
 /// Stream numbers of Docker's multiplexed attach frames.
 pub const STDIN: u8 = 0;

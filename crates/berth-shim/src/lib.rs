@@ -9,6 +9,10 @@
 //! close it. berthd starts the shim in a process group of its own, so that
 //! a signal to berthd's group does not reach it.
 //!
+//! berthd keeps one shim started ahead (`--standby`), which waits for the
+//! path of its config on stdin: a container's start then does not wait for
+//! a process and its C library's start-up.
+//!
 //! The shim does not fork itself away from berthd: berthd reaps it when it
 //! exits, and a shim that outlives berthd is reparented to init or the
 //! nearest subreaper, like any orphan. A fork there would cost every
@@ -28,10 +32,11 @@ mod serve;
 mod stdio;
 mod trim;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_shim_proto::{self as proto, Ready, ShimConfig};
 use nix::sys::signal::{SigSet, Signal};
@@ -40,6 +45,65 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::runtime::Runtime;
 use crate::serve::{Proc, Shim};
 use crate::stdio::Stdio;
+
+/// A shim berthd started before it had a container for it: it waits for
+/// one line on stdin, the path of its config, then sends its stderr to the
+/// shim log beside that config (berthd made it) and is that container's
+/// shim. Its stdin closing first (berthd took another, or went away)
+/// ends it with 0.
+pub fn standby() -> i32 {
+    let mut line = Vec::new();
+    let read = std::io::BufRead::read_until(&mut std::io::stdin().lock().take(proto::MAX_PATH), b'\n', &mut line);
+    if read.is_err() || line.pop() != Some(b'\n') {
+        return 0;
+    }
+    let config = PathBuf::from(std::ffi::OsString::from_vec(line));
+    let log = config.parent().unwrap_or(Path::new("/")).join("shim.log");
+    match std::fs::OpenOptions::new().append(true).open(&log) {
+        // SAFETY: dup2 of an open file over our stderr slot.
+        Ok(f) => unsafe {
+            libc::dup2(f.as_raw_fd(), 2);
+        },
+        Err(e) => {
+            let error = format!("open {}: {e}", log.display());
+            return report(&mut std::io::stdout(), Ready::Failed { error });
+        }
+    }
+    retitle(&config);
+    main_with_config(&config)
+}
+
+/// Make the command line the one of a shim started for `config`: `argv[0]
+/// config`, written over the standby's own arguments (whose placeholder has
+/// a config's length), padded with NULs. What `ps` shows is read there.
+fn retitle(config: &Path) {
+    let Some((start, end)) = argument_area() else { return };
+    let mut title: Vec<u8> = std::env::args_os().next().map(|a| a.into_vec()).unwrap_or_default();
+    title.push(0);
+    title.extend_from_slice(config.as_os_str().as_bytes());
+    title.push(0);
+    if title.len() > end.saturating_sub(start) {
+        return;
+    }
+    title.resize(end - start, 0);
+    // SAFETY: [start, end) is this process's argument area (proc(5),
+    // /proc/pid/stat fields 48 and 49): writable memory at the top of its
+    // stack that only the kernel reads, for /proc/pid/cmdline; the shim is
+    // single-threaded and keeps no reference into it.
+    unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, title.len()) };
+}
+
+/// Where the argument strings are (arg_start and arg_end of
+/// /proc/self/stat; fields counted after the command name, which may hold
+/// spaces).
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut fields = after.split_whitespace().skip(45);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start != 0 && end > start).then_some((start, end))
+}
 
 /// Run the shim for the config at `config`; returns the exit code.
 pub fn main_with_config(config: &Path) -> i32 {

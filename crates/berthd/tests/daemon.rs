@@ -256,3 +256,75 @@ fn per_container_directories_are_spread_on_ext4() {
         assert_eq!(flags.contains('T'), ext, "{dir}: {attrs}");
     }
 }
+
+/// Processes whose command line holds `words`, all of them.
+fn pids_with(words: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| {
+            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+            let cmd = String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).ok()?).into_owned();
+            words.iter().all(|w| cmd.contains(w)).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+}
+
+/// A container's start takes the shim started ahead of it: that process
+/// becomes the container's shim, named by the container's config in its
+/// command line; a standby that is gone is replaced by a shim started then;
+/// the last one goes with berthd.
+#[test]
+fn a_start_takes_the_shim_started_ahead() {
+    if !can_run("standby shim") {
+        return;
+    }
+    let mut d = Daemon::start("standby");
+    d.load_busybox();
+    let root = d.dir.to_str().unwrap().to_owned();
+    let standby = || pids_with(&["berth-shim", "--standby", &root]);
+    let next_standby = |not: i32| {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(p) = standby().into_iter().find(|p| *p != not && alive(*p)) {
+                return p;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no standby shim");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(standby().is_empty(), "a daemon that ran nothing holds a standby");
+    let a = d.ok(&["run", "-d", "busybox", "sleep", "600"]).trim().to_owned();
+    let s = next_standby(0);
+    let b = d.ok(&["run", "-d", "busybox", "sh", "-c", "echo from b; exec sleep 600"]).trim().to_owned();
+    let shim_of_b: i32 = std::fs::read_to_string(d.dir.join("run").join(&b).join("shim.pid")).unwrap().parse().unwrap();
+    assert_eq!(shim_of_b, s, "b's shim is not the standby");
+    let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{s}/cmdline")).unwrap()).into_owned();
+    let want = d.dir.join("run").join(&b).join("shim.json");
+    assert!(cmd.contains(want.to_str().unwrap()) && !cmd.contains("--standby"), "{cmd:?}");
+    assert_eq!(until(&d, &["logs", &b], |o| !o.is_empty()), "from b\n");
+    // One that died is not given the next container.
+    let s2 = next_standby(s);
+    // SAFETY: kill with a pid and a signal.
+    unsafe { libc::kill(s2, libc::SIGKILL) };
+    while alive(s2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let c = d.ok(&["run", "-d", "busybox", "sleep", "600"]).trim().to_owned();
+    assert_eq!(d.ok(&["exec", &c, "echo", "c runs"]), "c runs\n");
+    d.ok(&["rm", "-f", &a, &b, &c]);
+    let s3 = next_standby(s2);
+    d.stop();
+    let t = std::time::Instant::now();
+    while alive(s3) {
+        assert!(t.elapsed() < Duration::from_secs(5), "the standby outlived berthd");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_clean(&d);
+}

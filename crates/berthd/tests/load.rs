@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const N: usize = 100;
 
-/// berth-shim processes of this daemon.
+/// berth-shim processes of this daemon's containers (not the standby).
 fn shims(d: &Daemon) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -18,7 +18,7 @@ fn shims(d: &Daemon) -> usize {
         .filter(|p| {
             let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("berth-shim") && cmd.contains(d.dir.to_str().unwrap())
+            cmd.contains("berth-shim") && cmd.contains(d.dir.to_str().unwrap()) && !cmd.contains("--standby")
         })
         .count()
 }
