@@ -11,6 +11,7 @@ pub mod sockpath;
 pub mod sysctl;
 pub mod term;
 pub mod time;
+pub mod twoslot;
 pub mod units;
 pub mod url;
 
