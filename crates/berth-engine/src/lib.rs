@@ -25,6 +25,7 @@ mod proxy;
 mod pull;
 mod realtime;
 mod reap;
+mod record;
 mod restart;
 mod restore;
 pub mod seccomp;
@@ -128,6 +129,8 @@ pub struct Engine {
     oom_floor: Option<i32>,
     /// The shim the next container start takes.
     standby: Arc<shim::Standby>,
+    /// The last generation given to a container record (see `record`).
+    record_gen: std::sync::atomic::AtomicU64,
 }
 
 /// The OOM score floor of this process: its own score, when it lacks
@@ -204,6 +207,9 @@ impl Engine {
             hierarchies,
             oom_floor: oom_floor(),
             standby: Arc::default(),
+            // Above what an earlier daemon wrote, unless the clock went
+            // back; restore raises it past every record it reads.
+            record_gen: std::sync::atomic::AtomicU64::new(u64::try_from(berth_core::time::now_nanos()).unwrap_or(0)),
         });
         engine.install_init()?;
         // What an earlier daemon left in the trash when it stopped.
@@ -416,26 +422,40 @@ impl Engine {
     }
 
     /// Write a container's record after a change the user asked for
-    /// (create, rename, update, stop): its contents are on disk before it
-    /// replaces the old one.
+    /// (create, rename, update, stop): `container.json`, whose contents are
+    /// on disk before it replaces the old one.
     pub(crate) fn save(&self, rec: &model::Container) -> Result<()> {
-        self.write_record(rec, Durability::Contents)
+        let path = self.container_dir(&rec.id).join(record::DURABLE);
+        let (_, body) = self.record_body(rec)?;
+        berth_core::atomic::replace(&path, &body, 0o600, Durability::Contents)
+            .map_err(Error::io(format!("write {}", path.display())))
     }
 
     /// Write a container's record after a change of its process's state
-    /// (started, exited, paused, dead) without waiting for the disk. The
-    /// record is still replaced whole; if the machine goes down before the
-    /// write reaches the disk, the daemon finds the previous state with no
-    /// process behind it and records the container as exited, as it does
-    /// for every container that was running then.
+    /// (started, exited, paused, dead) without waiting for the disk: into
+    /// the `state` file's two slots, in place (`berth_core::twoslot`),
+    /// which costs no rename and no write-out on the spot. The record read
+    /// back is the newest whole one of the two files; if the machine goes
+    /// down before this write reaches the disk, the daemon finds the one
+    /// before, with no process behind it, and records the container as
+    /// exited, as it does for every container that was running then.
     pub(crate) fn save_state(&self, rec: &model::Container) -> Result<()> {
-        self.write_record(rec, Durability::Volatile)
+        let path = self.container_dir(&rec.id).join(record::VOLATILE);
+        let (generation, body) = self.record_body(rec)?;
+        match berth_core::twoslot::write(&path, generation, &body, 0o600) {
+            // A record too large for a slot goes whole, as a durable one.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => self.save(rec),
+            r => r.map_err(Error::io(format!("write {}", path.display()))),
+        }
     }
 
-    fn write_record(&self, rec: &model::Container, d: Durability) -> Result<()> {
-        let body = serde_json::to_vec_pretty(rec).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.container_dir(&rec.id).join("container.json");
-        berth_core::atomic::replace(&path, &body, 0o600, d).map_err(Error::io(format!("write {}", path.display())))
+    /// The record as JSON, with the generation that orders it among the
+    /// container's writes.
+    fn record_body(&self, rec: &model::Container) -> Result<(u64, Vec<u8>)> {
+        // Above every generation written or read before.
+        let generation = self.record_gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let body = serde_json::to_vec(&record::Versioned { rec, generation });
+        Ok((generation, body.map_err(|e| Error::Internal(e.to_string()))?))
     }
 
     pub(crate) fn event(&self, rec: &model::Container, action: &str) {
