@@ -71,6 +71,8 @@ impl ShimDir {
 #[derive(Debug, Default)]
 pub struct Standby {
     slot: std::sync::Mutex<Option<Waiting>>,
+    /// One is being started: a burst of starts makes one, not one each.
+    filling: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -90,9 +92,15 @@ impl Standby {
     /// as its command line once it has one, so that `ps` names the
     /// container as for a shim started for it.
     fn fill(&self, binary: &Path, exec_root: &Path) {
-        if self.slot.lock().map(|s| s.is_some()).unwrap_or(true) {
+        use std::sync::atomic::Ordering;
+        if self.slot.lock().map(|s| s.is_some()).unwrap_or(true) || self.filling.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.start_one(binary, exec_root);
+        self.filling.store(false, Ordering::Release);
+    }
+
+    fn start_one(&self, binary: &Path, exec_root: &Path) {
         let placeholder = exec_root.join("-".repeat(crate::names::ID_LEN)).join(CONFIG);
         let child = tokio::process::Command::new(binary)
             .arg("--standby")
@@ -105,9 +113,7 @@ impl Standby {
         let Ok(mut child) = child else { return };
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else { return };
         if let Ok(mut slot) = self.slot.lock() {
-            // Another start's fill may have come first; this one then
-            // exits as its stdin closes.
-            slot.get_or_insert(Waiting { child, stdin, stdout });
+            *slot = Some(Waiting { child, stdin, stdout });
         }
     }
 }
