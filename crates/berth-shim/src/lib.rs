@@ -52,6 +52,9 @@ use crate::stdio::Stdio;
 /// shim. Its stdin closing first (berthd took another, or went away)
 /// ends it with 0.
 pub fn standby() -> i32 {
+    // Waiting costs no more than a running container's idle shim: the
+    // pages of the start-up just run are not needed again.
+    trim::release_clean_file_pages();
     let mut line = Vec::new();
     let read = std::io::BufRead::read_until(&mut std::io::stdin().lock().take(proto::MAX_PATH), b'\n', &mut line);
     if read.is_err() || line.pop() != Some(b'\n') {
