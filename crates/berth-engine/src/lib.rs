@@ -25,7 +25,7 @@ mod proxy;
 mod pull;
 mod realtime;
 mod reap;
-mod record;
+pub mod record;
 mod restart;
 mod restore;
 pub mod seccomp;
@@ -129,8 +129,8 @@ pub struct Engine {
     oom_floor: Option<i32>,
     /// The shim the next container start takes.
     standby: Arc<shim::Standby>,
-    /// The last generation given to a container record (see `record`).
-    record_gen: std::sync::atomic::AtomicU64,
+    /// The generations of container records' writes.
+    record_gen: record::Generations,
 }
 
 /// The OOM score floor of this process: its own score, when it lacks
@@ -207,9 +207,7 @@ impl Engine {
             hierarchies,
             oom_floor: oom_floor(),
             standby: Arc::default(),
-            // Above what an earlier daemon wrote, unless the clock went
-            // back; restore raises it past every record it reads.
-            record_gen: std::sync::atomic::AtomicU64::new(u64::try_from(berth_core::time::now_nanos()).unwrap_or(0)),
+            record_gen: record::Generations::default(),
         });
         engine.install_init()?;
         // What an earlier daemon left in the trash when it stopped.
@@ -452,10 +450,8 @@ impl Engine {
     /// The record as JSON, with the generation that orders it among the
     /// container's writes.
     fn record_body(&self, rec: &model::Container) -> Result<(u64, Vec<u8>)> {
-        // Above every generation written or read before.
-        let generation = self.record_gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let body = serde_json::to_vec(&record::Versioned { rec, generation });
-        Ok((generation, body.map_err(|e| Error::Internal(e.to_string()))?))
+        let generation = self.record_gen.next();
+        Ok((generation, record::body(rec, generation).map_err(|e| Error::Internal(e.to_string()))?))
     }
 
     pub(crate) fn event(&self, rec: &model::Container, action: &str) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::containers::new_entry;
-use crate::model::Status;
+use crate::model::{Container, Status};
 use crate::shim::ShimDir;
 use crate::{Engine, Error, Result};
 
@@ -20,8 +20,10 @@ impl Engine {
         // commit or remove them, so they go once restored.
         let mut stranded = vec![];
         for ent in rd.flatten() {
-            let Some((generation, mut c)) = crate::record::load(&ent.path()) else { continue };
-            self.record_gen.fetch_max(generation, std::sync::atomic::Ordering::Relaxed);
+            let (durable, volatile) =
+                (ent.path().join(crate::record::DURABLE), ent.path().join(crate::record::VOLATILE));
+            let Some((generation, mut c)) = crate::record::load::<Container>(&durable, &volatile) else { continue };
+            self.record_gen.seen(generation);
             if c.mount_points.is_empty() && !c.host.binds.is_empty() {
                 // A record from before mount points: its binds, planned now.
                 if self.plan_mounts(&mut c).is_ok() {
