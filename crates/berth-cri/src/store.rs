@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_core::atomic::Durability;
+use berth_engine::record::{self, Generations};
 use serde::{Deserialize, Serialize};
 
 /// A protobuf message as base64 of its encoding, in a JSON record.
@@ -85,35 +86,50 @@ impl Record for Container {
 }
 
 /// Records of one kind: a directory, and its files read once.
+/// Records of one kind, each `<id>.json` (replaced whole) and `<id>.state`
+/// (written in place), read back as `berth_engine::record` reads a
+/// container's.
 #[derive(Debug)]
 struct Table<R> {
     dir: PathBuf,
     map: Mutex<HashMap<String, Arc<R>>>,
+    generations: Generations,
 }
 
 impl<R: Record> Table<R> {
     fn open(dir: PathBuf) -> std::io::Result<Table<R>> {
         berth_core::perm::ensure_dir(&dir, berth_core::perm::PRIVATE_DIR)?;
         let mut map = HashMap::new();
+        let generations = Generations::default();
         for e in std::fs::read_dir(&dir)?.flatten() {
             let path = e.path();
-            if path.extension().and_then(|x| x.to_str()) != Some("json") {
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("json") => {}
+                // Read with its record; alone, what a removal cut short left.
+                Some("state") if path.with_extension("json").exists() => continue,
                 // A temp file of a write a crash cut short.
-                let _ = std::fs::remove_file(&path);
-                continue;
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
             }
-            match std::fs::read(&path).map(|b| serde_json::from_slice::<R>(&b)) {
-                Ok(Ok(r)) => {
+            match record::load::<R>(&path, &path.with_extension("state")) {
+                Some((g, r)) => {
+                    generations.seen(g);
                     map.insert(r.id().to_owned(), Arc::new(r));
                 }
-                _ => tracing::warn!(path = %path.display(), "unreadable CRI record skipped"),
+                None => tracing::warn!(path = %path.display(), "unreadable CRI record skipped"),
             }
         }
-        Ok(Table { dir, map: Mutex::new(map) })
+        Ok(Table { dir, map: Mutex::new(map), generations })
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
+    }
+
+    fn state_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.state"))
     }
 
     fn get(&self, id: &str) -> Option<Arc<R>> {
@@ -124,9 +140,22 @@ impl<R: Record> Table<R> {
         self.map.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
+    /// Write `r`; a volatile write goes in place into its state file's
+    /// slots, with no rename over the old record to wait for.
     fn put(&self, r: R, d: Durability) -> std::io::Result<Arc<R>> {
-        let bytes = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
-        berth_core::atomic::replace(&self.path(r.id()), &bytes, berth_core::perm::RECORD, d)?;
+        let generation = self.generations.next();
+        let bytes = record::body(&r, generation).map_err(std::io::Error::other)?;
+        // The first write of a record is always whole: a state file alone
+        // is what a removal cut short leaves, and goes at the next start.
+        let slots = match d {
+            Durability::Volatile if self.path(r.id()).exists() => {
+                berth_core::twoslot::write(&self.state_path(r.id()), generation, &bytes, berth_core::perm::RECORD)
+            }
+            _ => Err(std::io::ErrorKind::Unsupported.into()),
+        };
+        if slots.is_err() {
+            berth_core::atomic::replace(&self.path(r.id()), &bytes, berth_core::perm::RECORD, d)?;
+        }
         let r = Arc::new(r);
         if let Ok(mut m) = self.map.lock() {
             m.insert(r.id().to_owned(), r.clone());
@@ -155,10 +184,13 @@ impl<R: Record> Table<R> {
         if let Ok(mut m) = self.map.lock() {
             m.remove(id);
         }
-        match std::fs::remove_file(self.path(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for p in [self.path(id), self.state_path(id)] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 
@@ -220,5 +252,49 @@ impl Store {
 
     pub(crate) fn remove_container(&self, id: &str) -> std::io::Result<()> {
         self.containers.remove(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sandbox(id: &str, name: &str) -> Sandbox {
+        let config = k8s_cri::v1::PodSandboxConfig {
+            metadata: Some(k8s_cri::v1::PodSandboxMetadata { name: name.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        Sandbox { id: id.into(), created_at: 1, config, runtime_handler: String::new(), network: None }
+    }
+
+    fn name(s: &Store, id: &str) -> String {
+        s.sandbox(id).unwrap().config.metadata.clone().unwrap().name
+    }
+
+    #[test]
+    fn the_newest_write_is_read_back_and_removal_leaves_nothing() {
+        let root = std::env::temp_dir().join(format!("berth-cri-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let s = Store::open(&root).unwrap();
+        s.put_sandbox(sandbox("a", "first"), false).unwrap();
+        s.put_sandbox(sandbox("a", "after the add"), true).unwrap();
+        assert!(root.join("sandboxes/a.state").exists());
+        assert_eq!(name(&Store::open(&root).unwrap(), "a"), "after the add");
+        // A durable write after it wins again.
+        s.put_sandbox(sandbox("a", "torn down"), false).unwrap();
+        assert_eq!(name(&Store::open(&root).unwrap(), "a"), "torn down");
+        // A state file whose record is gone (a removal cut short) goes.
+        s.put_sandbox(sandbox("b", "b"), false).unwrap();
+        s.put_sandbox(sandbox("b", "b"), true).unwrap();
+        std::fs::remove_file(root.join("sandboxes/b.json")).unwrap();
+        let again = Store::open(&root).unwrap();
+        assert!(again.sandbox("b").is_none());
+        assert!(!root.join("sandboxes/b.state").exists());
+        s.remove_sandbox("a").unwrap();
+        let left: Vec<_> =
+            std::fs::read_dir(root.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
