@@ -121,7 +121,6 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
         bundle: a.bundle,
         in_userns: a.plan.has(LinuxNamespaceType::User),
         cgroup: a.cgroup,
-        new_cgroupns: gate.new_cgroupns,
         gate: &gate,
     };
     // Without a mount namespace the container shares the caller's (the
@@ -191,7 +190,7 @@ fn stage2(a: &InitArgs<'_>, ch: &Channel) -> Step<i32> {
 /// also leaves the cgroup namespace until the cgroup is joined.
 pub(crate) struct CgroupGate<'a> {
     ch: &'a Channel,
-    new_cgroupns: bool,
+    pub new_cgroupns: bool,
     passed: Cell<bool>,
 }
 

@@ -42,7 +42,6 @@ pub(crate) struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub cgroup: &'a Cgroup,
-    pub new_cgroupns: bool,
     /// Passed before the first step that needs the cgroup.
     pub gate: &'a CgroupGate<'a>,
 }
@@ -208,7 +207,7 @@ fn mount_cgroup(c: &RootfsContext<'_>, root: BorrowedFd<'_>, dest: &Path, opts: 
     let flags = opts.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if c.cgroup.v1.is_empty() {
         let Some(v2) = &c.cgroup.v2 else { return Err("no cgroup hierarchy to mount".into()) };
-        return if c.new_cgroupns {
+        return if c.gate.new_cgroupns {
             ctx(mount(Some("cgroup2"), &tp, Some("cgroup2"), flags, NONE), || {
                 format!("mount cgroup2 on {}", dest.display())
             })
