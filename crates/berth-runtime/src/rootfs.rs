@@ -129,19 +129,15 @@ fn mount_one(c: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount, opts: &Moun
         c.gate.pass()?;
         return mount_cgroup(c, root, dest, opts);
     }
-    let meta = source.as_deref().filter(|_| bind).map(std::fs::metadata);
-    if matches!(meta, Some(Err(_))) {
+    if bind && source.as_deref().is_some_and(|s| !s.exists()) {
         // What is not there yet may be the container's cgroup directory,
         // made by the runtime meanwhile; other sources fail either way.
         c.gate.pass()?;
     }
-    let source_is_dir = match &meta {
-        Some(Ok(m)) => m.is_dir(),
-        // Looked at again: it may have been made meanwhile.
-        Some(Err(_)) => source.as_deref().is_some_and(Path::is_dir),
-        None => true,
+    let kind = match &source {
+        Some(s) if bind && !s.is_dir() => Create::File,
+        _ => Create::Dir,
     };
-    let kind = if source_is_dir { Create::Dir } else { Create::File };
     let target = ctx(open_or_create(root, dest, kind), || format!("create mount point {}", dest.display()))?;
     let target_path = fd_path(target.as_fd());
     let what = || format!("mount {} on {}", source.as_deref().unwrap_or(Path::new(typ)).display(), dest.display());
