@@ -39,7 +39,7 @@ impl ShimDir {
         self.dir.join("exit.json")
     }
     pub fn log(&self) -> PathBuf {
-        self.dir.join("shim.log")
+        self.dir.join(proto::LOG_FILE)
     }
 
     /// The exit record the shim wrote, if it got that far.

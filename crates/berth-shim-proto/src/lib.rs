@@ -27,6 +27,10 @@ pub const VERSION: u32 = 2;
 /// A request line is never longer than this.
 pub const MAX_LINE: usize = 1 << 20;
 
+/// The shim's stderr, in the directory of its config: the daemon makes
+/// it, and a standby shim opens it once it is given that config.
+pub const LOG_FILE: &str = "shim.log";
+
 /// Nor the config path a standby shim is given (PATH_MAX and its newline).
 pub const MAX_PATH: u64 = 4097;
 

@@ -61,7 +61,7 @@ pub fn standby() -> i32 {
         return 0;
     }
     let config = PathBuf::from(std::ffi::OsString::from_vec(line));
-    let log = config.parent().unwrap_or(Path::new("/")).join("shim.log");
+    let log = config.parent().unwrap_or(Path::new("/")).join(proto::LOG_FILE);
     match std::fs::OpenOptions::new().append(true).open(&log) {
         // SAFETY: dup2 of an open file over our stderr slot.
         Ok(f) => unsafe {
