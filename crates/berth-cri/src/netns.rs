@@ -15,13 +15,22 @@ use std::time::{Duration, Instant};
 
 use berth_engine::Engine;
 
-/// Whether the spare is pinned, and whether it is being made or moved.
+/// Where the spare is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    #[default]
+    None,
+    /// A refill is pinning it.
+    Making,
+    /// Pinned, free to take.
+    Ready,
+    /// A pod is taking it.
+    Moving,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    ready: bool,
-    busy: bool,
-    /// A refill runs (`busy` too).
-    making: bool,
+    spare: Spare,
     closed: bool,
 }
 
@@ -62,16 +71,16 @@ impl Pins {
     pub(crate) fn pin(&self, engine: &Engine, file: &Path) -> berth_engine::Result<()> {
         let claimed = self.state.lock().ok().and_then(|mut st| {
             let deadline = Instant::now() + WAIT_MAKING;
-            while st.making && !st.closed {
+            while st.spare == Spare::Making && !st.closed {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
                 st = self.made.wait_timeout(st, left).ok()?.0;
             }
-            let free = st.ready && !st.busy;
+            let free = st.spare == Spare::Ready;
             if free {
-                (st.ready, st.busy) = (false, true);
+                st.spare = Spare::Moving;
             }
             Some(free)
         });
@@ -84,7 +93,7 @@ impl Pins {
             }
             // Free for a refill only now: it pins on the same file.
             if let Ok(mut st) = self.state.lock() {
-                st.busy = false;
+                st.spare = Spare::None;
             }
             if moved.is_ok() {
                 return Ok(());
@@ -98,23 +107,23 @@ impl Pins {
     pub(crate) fn refill(self: &Arc<Self>, engine: &Arc<Engine>) {
         {
             let Ok(mut st) = self.state.lock() else { return };
-            if st.ready || st.busy || st.closed {
+            if st.spare != Spare::None || st.closed {
                 return;
             }
-            (st.busy, st.making) = (true, true);
+            st.spare = Spare::Making;
         }
         let (pins, engine) = (self.clone(), engine.clone());
         tokio::task::spawn_blocking(move || {
             let made = engine.pin_netns(&pins.spare());
             let Ok(mut st) = pins.state.lock() else { return };
-            (st.busy, st.making) = (false, false);
+            st.spare = Spare::None;
             pins.made.notify_all();
             match made {
                 Ok(()) if st.closed => {
                     drop(st);
                     let _ = engine.unpin_netns(&pins.spare());
                 }
-                Ok(()) => st.ready = true,
+                Ok(()) => st.spare = Spare::Ready,
                 Err(e) => tracing::warn!("pin a spare network namespace: {e}"),
             }
         });
@@ -125,8 +134,10 @@ impl Pins {
     pub(crate) fn close(&self, engine: &Engine) {
         let spare = self.state.lock().is_ok_and(|mut st| {
             st.closed = true;
-            let free = st.ready && !st.busy;
-            st.ready &= !free;
+            let free = st.spare == Spare::Ready;
+            if free {
+                st.spare = Spare::None;
+            }
             free
         });
         if spare {
