@@ -87,14 +87,18 @@ const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 /// no such hint (anything but ext2/3/4).
 pub fn spread_subdirs(dir: &Path) -> io::Result<bool> {
     let d = open_nofollow(dir, libc::O_DIRECTORY).map_err(|e| not_a_dir(dir, e))?;
+    // A file system without the flags answers one of these.
+    let unsupported = || {
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Ok(false),
+            _ => Err(e),
+        }
+    };
     let mut flags: libc::c_int = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer given.
     if unsafe { libc::ioctl(d.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Ok(false),
-            _ => Err(e),
-        };
+        return unsupported();
     }
     if flags & FS_TOPDIR_FL != 0 {
         return Ok(true);
@@ -102,11 +106,7 @@ pub fn spread_subdirs(dir: &Path) -> io::Result<bool> {
     flags |= FS_TOPDIR_FL;
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer given.
     if unsafe { libc::ioctl(d.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => Ok(false),
-            _ => Err(e),
-        };
+        return unsupported();
     }
     Ok(true)
 }
